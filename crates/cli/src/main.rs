@@ -1,0 +1,5 @@
+//! The `daemonic` command-line tool.
+
+fn main() {
+    println!("daemonic");
+}

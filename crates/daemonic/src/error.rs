@@ -1,0 +1,95 @@
+//! The library's one error type: what went wrong (`kind()`), the operation and path it
+//! happened to (`context`), and the OS error underneath, if any.
+//!
+//! Display reads like `lock /run/web.pid: Resource temporarily unavailable`.
+
+use std::fmt;
+use std::io;
+
+/// A specialized `Result` for daemonic.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is; match on this, never on the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A system call failed; [`Error::os_error`] has the errno.
+    Io,
+    /// Another instance holds the pid-file lock.
+    AlreadyRunning,
+    /// The process already runs several threads, so forking would be unsafe.
+    Threaded,
+    /// The daemon did not become ready (it failed, exited, or timed out).
+    NotReady,
+    /// A value given by the caller, a file or the environment is not valid.
+    InvalidInput,
+    /// A peer spoke a protocol wrongly (malformed or oversized message).
+    Protocol,
+}
+
+/// An error from daemonic: a kind, the operation it happened in, and its cause.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    context: String,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// An error of `kind` with a message that names the operation and its subject.
+    pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
+        Error {
+            kind,
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failed system call: `context` names the call and its subject (`open /run/x.pid`).
+    pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        Error {
+            kind: ErrorKind::Io,
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Wraps a `nix` errno as [`ErrorKind::Io`].
+    pub(crate) fn sys(context: impl Into<String>, errno: nix::errno::Errno) -> Self {
+        Self::io(context, io::Error::from_raw_os_error(errno as i32))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The errno of the failed system call, if this came from one.
+    pub fn os_error(&self) -> Option<i32> {
+        self.source.as_ref().and_then(io::Error::raw_os_error)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.context),
+            None => f.write_str(&self.context),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e.source {
+            Some(src) => io::Error::new(src.kind(), format!("{}: {src}", e.context)),
+            None => io::Error::other(e.context),
+        }
+    }
+}
