@@ -33,6 +33,7 @@ pub struct Error {
     kind: ErrorKind,
     context: String,
     source: Option<io::Error>,
+    pid: Option<nix::unistd::Pid>,
 }
 
 impl Error {
@@ -42,6 +43,7 @@ impl Error {
             kind,
             context: context.into(),
             source: None,
+            pid: None,
         }
     }
 
@@ -51,6 +53,7 @@ impl Error {
             kind: ErrorKind::Io,
             context: context.into(),
             source: Some(source.into()),
+            pid: None,
         }
     }
 
@@ -59,9 +62,25 @@ impl Error {
         Self::io(context, io::Error::from_raw_os_error(errno as i32))
     }
 
+    /// Attaches the pid of the process the error is about (the running instance).
+    pub(crate) fn with_pid(mut self, pid: Option<nix::unistd::Pid>) -> Self {
+        self.pid = pid;
+        self
+    }
+
+    /// For [`ErrorKind::AlreadyRunning`]: the pid of the running instance, when known.
+    pub fn pid(&self) -> Option<nix::unistd::Pid> {
+        self.pid
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The OS error underneath, if this came from a system call.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
     }
 
     /// The errno of the failed system call, if this came from one.
@@ -79,11 +98,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
-    }
-}
+/// `source()` is `None` on purpose: the cause is already part of the message, and error
+/// reporters that walk the chain (anyhow's `{:#}`) would print it twice. Use
+/// [`Error::io_error`] or [`Error::os_error`] to inspect it.
+impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {

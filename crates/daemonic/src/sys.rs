@@ -1,2 +1,203 @@
 //! The only module allowed to use `unsafe`: thin wrappers over system calls that `nix` does
-//! not cover. Every block says why it is sound.
+//! not cover, or covers with an `unsafe` signature. Every block says why it is sound.
+//!
+//! Each function does one call and reports the errno as an `io::Error`; callers add the
+//! context (which file, which pid) when they turn it into a [`crate::Error`].
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{ForkResult, Pid};
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// `pidfd_open(2)`: a file descriptor that refers to the process `pid` *itself*, not to
+/// whatever process later gets the same number. Readable once the process has exited.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+    // SAFETY: on success the kernel returned a new descriptor that nobody else owns
+    // (pidfds are always close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`: signal exactly the process a pidfd refers to; fails with ESRCH
+/// if it has exited, instead of hitting a process that reused its pid.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
+    // SAFETY: the fd is borrowed and open for the duration of the call; a null siginfo
+    // pointer is documented as "like kill(2)".
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// Closes every descriptor above 2 except those in `keep` (sorted ascending), with
+/// `close_range(2)`. Async-signal-safe: no allocation, usable in a `pre_exec` hook.
+///
+/// Used only where no live Rust object owns a closed descriptor: in a freshly detached,
+/// single-threaded daemon, or between fork and exec.
+pub(crate) fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
+    let mut first: u32 = 3;
+    for &fd in keep.iter().filter(|&&fd| fd > 2) {
+        let fd = fd as u32;
+        if fd > first {
+            close_range(first, fd - 1)?;
+        }
+        first = first.max(fd + 1);
+    }
+    close_range(first, u32::MAX)
+}
+
+fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; `close_all_but` documents that no live
+    // Rust object owns a descriptor in the range.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) })?;
+    Ok(())
+}
+
+/// Takes ownership of a descriptor inherited across `exec` by number, after checking that
+/// it is open. Sets close-on-exec on it again.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD reads the flags of a descriptor number; no memory is touched.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)?;
+    // SAFETY: as above, F_SETFD only sets flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } as libc::c_long)?;
+    // SAFETY: the descriptor is open and was handed over to this process by its launcher
+    // (named in the re-exec marker); `take_handover` reads the marker once, so nothing
+    // else in the process claims it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The parent's side of [`fork`].
+pub(crate) enum Forked {
+    /// We are the parent; this is the child's pid.
+    Parent(Pid),
+    /// We are the child.
+    Child,
+}
+
+/// `fork(2)`, for a process that has been verified to run a single thread.
+///
+/// Callers must have checked that the process has exactly one thread (see
+/// `daemon::threads`): in that case the child is an exact copy with no lock held by a
+/// vanished thread, and may run any code, not only async-signal-safe calls.
+pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
+    // SAFETY: the caller verified that this process runs one thread, which is the
+    // condition under which everything is safe to call in the child.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `_exit(2)`: leave at once without running atexit handlers or flushing stdio buffers
+/// that the parent will flush too. Used by the intermediate process of a double fork.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and takes only an integer.
+    unsafe { libc::_exit(code) }
+}
+
+/// Resets every catchable signal to its default action and unblocks all signals, so the
+/// daemon does not inherit a `nohup`-style ignored SIGHUP or a blocked mask.
+///
+/// SIGPIPE is set to "ignore" rather than default, because that is the state the Rust
+/// runtime establishes for every Rust program before `main` (writes to a closed pipe return
+/// `EPIPE` instead of killing the process).
+///
+/// Pass `ignore_sigpipe = false` before an `exec`, where the new program's runtime decides.
+/// Async-signal-safe (`sigaction` and `sigprocmask` only).
+pub(crate) fn reset_signals(ignore_sigpipe: bool) -> io::Result<()> {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        let handler = if ignore_sigpipe && sig == Signal::SIGPIPE { SigHandler::SigIgn } else { SigHandler::SigDfl };
+        // SAFETY: installing SIG_DFL / SIG_IGN runs no code of ours in signal context.
+        unsafe { signal::signal(sig, handler) }?;
+    }
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
+
+/// Removes a variable from this process's environment.
+///
+/// Used once, early in a re-executed daemon (before it starts threads of its own), to
+/// drop daemonic's hand-over marker so that the daemon's own children never see it.
+pub(crate) fn remove_env(key: &str) {
+    // SAFETY: `Daemon::start` documents that it must be called before the program spawns
+    // threads that read the environment through libc; Rust's own `std::env` accessors
+    // take the same lock as `remove_var`.
+    unsafe { std::env::remove_var(key) }
+}
+
+/// Clears `FD_CLOEXEC` on a descriptor, so it survives the next `exec`. Async-signal-safe:
+/// meant for a `pre_exec` hook, on a descriptor opened before the fork.
+pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_SETFD only changes the flags of a descriptor number; no memory.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long)?;
+    Ok(())
+}
+
+/// Runs `hook` in the child between `fork` and `exec` of `cmd`.
+///
+/// The hook must call only async-signal-safe functions on data prepared before the fork:
+/// the parent may run other threads whose locks are frozen in the child.
+pub(crate) fn pre_exec<F>(cmd: &mut std::process::Command, hook: F)
+where
+    F: FnMut() -> io::Result<()> + Send + Sync + 'static,
+{
+    use std::os::unix::process::CommandExt;
+    // SAFETY: every caller's hook is written to the rule above (setsid, fork, write,
+    // fcntl, sigaction, sigprocmask, _exit — all async-signal-safe).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// In a `pre_exec` hook: fork once more and let the intermediate process write the new
+/// child's pid to `pid_pipe` and `_exit(0)`; the grandchild returns and goes on to `exec`.
+///
+/// Async-signal-safe: `fork`, `write` and `_exit` only.
+pub(crate) fn fork_in_pre_exec(pid_pipe: RawFd) -> io::Result<()> {
+    // SAFETY: in a single-threaded freshly forked child (the pre_exec context) a raw
+    // `fork` is async-signal-safe; we call only `write` and `_exit` in the parent branch.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(()),
+        child => {
+            let bytes = child.to_ne_bytes();
+            // SAFETY: `bytes` lives on this stack frame for the duration of the call.
+            let n = unsafe { libc::write(pid_pipe, bytes.as_ptr().cast(), bytes.len()) };
+            exit_immediately(if n == bytes.len() as isize { 0 } else { 1 })
+        }
+    }
+}
+
+/// Takes ownership of a descriptor the kernel just installed for us (`SCM_RIGHTS`).
+pub(crate) fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: descriptors received with SCM_RIGHTS are new entries in our table that no
+    // other object refers to; owning them makes sure they are closed unless kept.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `dup2(2)` onto one of the standard descriptors 0–2, which std's stdin/stdout/stderr use
+/// by number and never close: replacing them is how a daemon redirects its streams.
+pub(crate) fn dup_onto(fd: RawFd, target: RawFd) -> io::Result<()> {
+    debug_assert!((0..=2).contains(&target));
+    // SAFETY: dup2 atomically replaces `target`; descriptors 0–2 are owned by no Rust
+    // object (std refers to them by number), so nothing is closed under an owner.
+    check(unsafe { libc::dup2(fd, target) } as libc::c_long)?;
+    Ok(())
+}

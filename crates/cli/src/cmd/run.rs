@@ -1,0 +1,49 @@
+//! `daemonic run [--name NAME] -- CMD ARGS…`: supervise in the foreground.
+//!
+//! No fork. Under systemd (or another supervisor) readiness and status are forwarded to
+//! it. With `--name`, a pid file in the state directory makes `status` and `stop` work and
+//! keeps a second `run` of the same name from starting. Exits with the child's status
+//! (128+signal if it was killed).
+
+use anyhow::{Context, Result};
+use daemonic::Daemon;
+
+use crate::service::{self, Service, ServiceArgs};
+use crate::state_dir::{StateDir, check_name};
+use crate::supervisor;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name of the service (enables `daemonic status/stop NAME`).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
+    let explicit = a.name.is_some();
+    let name = a.name.unwrap_or_else(|| service::default_name(&a.service.command[0]));
+    check_name(&name)?;
+    let service = Service::from_args(name.clone(), a.service)?;
+    let mut daemon = Daemon::new().foreground(true);
+    let mut status = None;
+    if explicit {
+        dirs.ensure()?;
+        daemon = daemon.pid_file(dirs.pid_file(&name));
+        status = Some(dirs.status_file(&name));
+    }
+    let running = daemon.start().with_context(|| name.clone())?;
+    let exit = match supervisor::supervise(&service, &running, status) {
+        Ok(exit) => exit,
+        Err(e) => match super::spawn_failure_code(&e) {
+            Some(code) => {
+                eprintln!("daemonic: {name}: {e:#}");
+                return Ok(code);
+            }
+            None => return Err(e),
+        },
+    };
+    running.finish().with_context(|| name.clone())?;
+    Ok(super::exit_code(exit))
+}

@@ -1,0 +1,61 @@
+//! `daemonic start --name NAME -- CMD ARGS…`: detach a supervisor for CMD and return once
+//! CMD is ready.
+//!
+//! This is the library's [`daemonic::Daemon`] applied to daemonic itself: the pid file
+//! `<state-dir>/NAME.pid` is locked before forking (`already running (pid N)` in the
+//! terminal), the supervisor detaches, starts CMD, and tells the waiting launcher
+//! `READY=1` when CMD is ready (see `--ready`). If CMD fails first, the launcher prints why
+//! and exits non-zero.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use daemonic::{Daemon, Output};
+
+use crate::service::{Service, ServiceArgs};
+use crate::state_dir::{StateDir, check_name};
+use crate::supervisor;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name of the service (its pid file is <state-dir>/NAME.pid).
+    #[arg(long)]
+    name: String,
+    /// How long to wait for CMD to become ready before killing it.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "30s", value_name = "DURATION")]
+    timeout: Duration,
+    /// Append CMD's (and the supervisor's) stdout and stderr to FILE [default: /dev/null].
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
+    check_name(&a.name)?;
+    dirs.ensure()?;
+    let name = a.name;
+    let service = Service::from_args(name.clone(), a.service)?;
+    let mut daemon = Daemon::new()
+        .name(format!("daemonic: {name}"))
+        .pid_file(dirs.pid_file(&name))
+        .ready_timeout(a.timeout);
+    if let Some(log) = a.log {
+        daemon = daemon.stdout(Output::file(&log)).stderr(Output::file(&log));
+    }
+    // Returns only in the detached supervisor; the launcher exits inside.
+    let running = daemon.start().with_context(|| name.clone())?;
+    let exit = match supervisor::supervise(&service, &running, Some(dirs.status_file(&name))) {
+        Ok(exit) => exit,
+        Err(e) => match super::spawn_failure_code(&e) {
+            Some(code) => {
+                eprintln!("daemonic: {name}: {e:#}");
+                return Ok(code);
+            }
+            None => return Err(e),
+        },
+    };
+    running.finish().with_context(|| name.clone())?;
+    Ok(super::exit_code(exit))
+}

@@ -1,0 +1,63 @@
+//! `<state-dir>/<name>.status`: what `daemonic status` reads while the service runs.
+//!
+//! `key=value` lines, replaced atomically (written to a temp file, then renamed), so a
+//! reader sees the old or the new snapshot, never half of one. The pid-file lock, not
+//! this file, says whether the service runs: a status file without a locked pid file is
+//! stale and ignored.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use daemonic::Pid;
+
+use super::State;
+
+pub struct Snapshot<'a> {
+    pub state: State,
+    pub pid: Pid,
+    pub supervisor: Pid,
+    pub since: SystemTime,
+    pub status: &'a str,
+}
+
+pub struct StatusFile {
+    path: PathBuf,
+}
+
+impl StatusFile {
+    pub fn new(path: PathBuf) -> StatusFile {
+        StatusFile { path }
+    }
+
+    /// Best effort: a failed write leaves the previous snapshot and is reported once on
+    /// the supervisor's stderr; supervision goes on.
+    pub fn write(&self, s: &Snapshot<'_>) {
+        let since = s.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let text = format!(
+            "state={}\npid={}\nsupervisor_pid={}\nsince={since}\nstatus={}\n",
+            s.state.as_str(),
+            s.pid,
+            s.supervisor,
+            s.status.replace('\n', " ")
+        );
+        let tmp = self.path.with_extension("status.tmp");
+        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = result {
+            eprintln!("daemonic: write {}: {e}", self.path.display());
+        }
+    }
+
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads a snapshot's `key=value` pairs.
+pub fn read(path: &std::path::Path) -> std::io::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}

@@ -1,0 +1,110 @@
+//! Detaching by the classic double fork (for single-threaded processes).
+//!
+//! ```text
+//! launcher ──fork──▶ intermediate ──setsid, fork──▶ daemon
+//!    │                    └─ writes the daemon's pid to a pipe, _exit(0)
+//!    └─ subreaper: reaps the intermediate, waits for READY=1 / exit / timeout
+//! ```
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
+
+use super::setup::{self, Streams};
+use super::{Daemon, Running, launcher, refuse_threads};
+use crate::pidfile::PidFile;
+use crate::sys::{self, Forked};
+use crate::systemd::listen::NotifyListener;
+use crate::systemd::notify::{Notifier, State};
+use crate::{Error, Result};
+
+/// Exit status of a daemon whose own set-up failed (reported to the launcher first).
+const SETUP_FAILED: i32 = 70;
+
+pub(super) fn fork_daemon(d: &Daemon) -> Result<Running> {
+    refuse_threads()?;
+    let pid_file = d.pid_file.as_deref().map(|p| PidFile::lock_unwritten(p, d.pid_file_mode)).transpose()?;
+    let listener = NotifyListener::bind_private()?;
+    listener.set_nonblocking(true)?;
+    let streams = Streams::open(d)?;
+    let (pid_r, pid_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+
+    match sys::fork_single_threaded().map_err(|e| Error::io("fork", e))? {
+        Forked::Parent(intermediate) => {
+            drop((pid_w, streams));
+            launcher::wait(launcher::Wait {
+                name: &d.name,
+                timeout: d.ready_timeout,
+                listener,
+                intermediate,
+                pid_pipe: pid_r,
+                pid_file,
+            })
+        }
+        Forked::Child => {
+            drop(pid_r);
+            intermediate(pid_w);
+            let addr = listener.env_value().to_string();
+            drop(listener);
+            become_daemon(d, streams, pid_file, &addr)
+        }
+    }
+}
+
+/// In the first child: new session, second fork, report the daemon's pid, exit. Returns
+/// only in the daemon (the grandchild).
+fn intermediate(pid_w: OwnedFd) {
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        eprintln!("detach: {what}: {e}");
+        sys::exit_immediately(SETUP_FAILED)
+    };
+    if let Err(e) = nix::unistd::setsid() {
+        fail("setsid", &e);
+    }
+    match sys::fork_single_threaded() {
+        Err(e) => fail("fork", &e),
+        Ok(Forked::Parent(daemon)) => {
+            let mut pipe = std::fs::File::from(pid_w);
+            let code = if pipe.write_all(&daemon.as_raw().to_ne_bytes()).is_ok() { 0 } else { SETUP_FAILED };
+            sys::exit_immediately(code)
+        }
+        Ok(Forked::Child) => drop(pid_w),
+    }
+}
+
+/// In the daemon: set everything up; a failure is told to the launcher, then we exit.
+fn become_daemon(d: &Daemon, streams: Streams, pid_file: Option<PidFile>, addr: &str) -> Result<Running> {
+    let notifier = match Notifier::new(addr) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("detach: {e}");
+            sys::exit_immediately(SETUP_FAILED)
+        }
+    };
+    let setup = || -> Result<()> {
+        nix::unistd::chdir(&d.working_dir)
+            .map_err(|e| Error::sys(format!("chdir {}", d.working_dir.display()), e))?;
+        nix::sys::stat::umask(d.umask_mode());
+        sys::reset_signals(true).map_err(|e| Error::io("reset signal dispositions", e))?;
+        streams.install()?;
+        let mut keep = setup::kept_fds(d, pid_file.as_ref());
+        keep.push(notifier_fd(&notifier));
+        setup::close_inherited(&keep)?;
+        if let Some(p) = &pid_file {
+            p.write_pid(Pid::this())?;
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        let _ = notifier.notify(&[State::Status(&e.to_string()), State::Errno(e.os_error().unwrap_or(0))]);
+        sys::exit_immediately(SETUP_FAILED);
+    }
+    Ok(Running { pid_file, notifier: Some(notifier), detached: true })
+}
+
+fn notifier_fd(n: &Notifier) -> std::os::fd::RawFd {
+    std::os::fd::AsFd::as_fd(n).as_raw_fd()
+}

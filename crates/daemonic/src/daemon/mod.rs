@@ -1,0 +1,341 @@
+//! [`Daemon`]: the builder a program uses to become a daemon (`myserver -d`).
+//!
+//! ## Anatomy of [`Daemon::start`]
+//!
+//! 1. **Decide.** Under systemd (`NOTIFY_SOCKET` or `INVOCATION_ID` set) or with
+//!    [`Daemon::foreground`], nothing forks: the pid file is locked and written, and
+//!    [`Running::ready`] talks to whatever manager set `NOTIFY_SOCKET`.
+//! 2. **Lock** the pid file, before any fork, so `already running (pid N)` reaches the
+//!    user's terminal.
+//! 3. **Listen**: the launcher (the process the user started) binds a private notify
+//!    socket — readiness is the notify protocol here too.
+//! 4. **Detach**: fork, `setsid`, fork again (so the daemon is not a session leader and can
+//!    never acquire a controlling terminal). In re-exec mode the program instead starts
+//!    itself again (see below). The launcher marks itself a child subreaper, so the
+//!    daemon's exit status reaches it even though the daemon is a grandchild.
+//! 5. **Set up** the daemon: `chdir`, `umask`, signals reset, stdin from `/dev/null`,
+//!    stdout/stderr to `/dev/null` or to files (append mode), every inherited descriptor
+//!    closed except the kept ones, its pid written to the pid file.
+//! 6. **Wait**: the launcher waits for `READY=1` from the daemon's pid, the daemon's exit,
+//!    or the timeout, then exits: 0 when ready, otherwise non-zero after printing the
+//!    daemon's own message (its last `STATUS=`, `ERRNO=`, its exit status or signal). A
+//!    daemon that is not ready in time is killed (its whole process group) and reaped.
+//!
+//! `start` returns only in the daemon (or in the foreground process); the launcher never
+//! returns from it.
+//!
+//! ## Threads and re-exec mode
+//!
+//! `fork` in a process with several threads copies only the calling thread, with every
+//! lock the others held frozen forever; so `start` refuses ([`ErrorKind::Threaded`]) when
+//! it finds more than one thread. [`Daemon::reexec`] serves programs that already run
+//! threads (an async runtime, a logger thread): the launcher spawns `/proc/self/exe` with
+//! the same arguments and a random marker variable; `start` in the new process recognises
+//! the marker, removes it from the environment, adopts the locked pid file and the notify
+//! address handed over, and continues as the daemon. Everything the program did before
+//! `start` runs again in the new process, so call `start` early.
+//!
+//! ## Launcher exit codes
+//!
+//! | code    | meaning                                                      |
+//! |---------|--------------------------------------------------------------|
+//! | 0       | the daemon said `READY=1`                                    |
+//! | N       | the daemon exited with status N (N ≠ 0) before it was ready  |
+//! | 1       | the daemon exited with status 0 before it was ready          |
+//! | 128+S   | the daemon was killed by signal S before it was ready        |
+//! | 124     | not ready within the timeout; the daemon was killed          |
+//! | 70      | the launcher itself failed after forking (message printed)   |
+
+mod detach;
+mod launcher;
+mod reexec;
+mod setup;
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::stat::Mode;
+
+use crate::pidfile::PidFile;
+use crate::systemd::notify::{Notifier, State};
+use crate::{Error, ErrorKind, Result};
+
+/// How long the launcher waits for `READY=1` unless told otherwise.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a detached daemon's stdout or stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `/dev/null` (the default).
+    Null,
+    /// A file, opened for appending (created with `mode` if missing).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Permission bits for a new file (before the umask).
+        mode: u32,
+    },
+}
+
+impl Output {
+    /// Append to `path`, creating it with mode `0o640`.
+    pub fn file(path: impl Into<PathBuf>) -> Output {
+        Output::File { path: path.into(), mode: 0o640 }
+    }
+}
+
+/// How [`Daemon::start`] runs the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode_ {
+    /// Fork unless under systemd.
+    Auto,
+    /// Never fork.
+    Foreground,
+    /// Start the program again instead of forking.
+    Reexec,
+}
+
+/// A builder for becoming a daemon. See the [module docs](self) for what `start` does.
+///
+/// ```no_run
+/// use daemonic::{Daemon, Event, Signals};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let foreground = !std::env::args().any(|a| a == "-d");
+///     let daemon = Daemon::new()
+///         .pid_file("/tmp/myserver.pid")
+///         .foreground(foreground)
+///         .start()?; // the launcher exits inside; the daemon continues here
+///     let listener = std::net::TcpListener::bind("127.0.0.1:7878")?;
+///     let mut signals = Signals::new()?;
+///     daemon.ready()?; // now the launcher returns 0
+///     # drop(listener);
+///     loop {
+///         if signals.wait().contains(&Event::Shutdown) {
+///             return Ok(()); // dropping `daemon` removes the pid file
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pid_file: Option<PathBuf>,
+    pid_file_mode: u32,
+    working_dir: PathBuf,
+    umask: u32,
+    stdout: Output,
+    stderr: Output,
+    keep_fds: Vec<RawFd>,
+    ready_timeout: Duration,
+    mode: Mode_,
+    name: String,
+}
+
+impl Default for Daemon {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Daemon {
+    /// Defaults: no pid file, working directory `/`, umask `0o027`, stdout and stderr to
+    /// `/dev/null`, no descriptors kept, a [`DEFAULT_READY_TIMEOUT`] of 30 s, fork unless
+    /// under systemd.
+    pub fn new() -> Daemon {
+        let name = std::env::args_os()
+            .next()
+            .and_then(|a| PathBuf::from(a).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "daemon".to_string());
+        Daemon {
+            pid_file: None,
+            pid_file_mode: 0o644,
+            working_dir: PathBuf::from("/"),
+            umask: 0o027,
+            stdout: Output::Null,
+            stderr: Output::Null,
+            keep_fds: Vec::new(),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            mode: Mode_::Auto,
+            name,
+        }
+    }
+
+    /// Lock this pid file (created with mode `0o644`) for the daemon's life.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// The daemon's working directory (default `/`, so it pins no mount point).
+    pub fn working_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.working_dir = dir.into();
+        self
+    }
+
+    /// The daemon's umask (default `0o027`).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = mask & 0o777;
+        self
+    }
+
+    /// Where the daemon's stdout goes (default `/dev/null`).
+    pub fn stdout(mut self, out: Output) -> Self {
+        self.stdout = out;
+        self
+    }
+
+    /// Where the daemon's stderr goes (default `/dev/null`).
+    pub fn stderr(mut self, out: Output) -> Self {
+        self.stderr = out;
+        self
+    }
+
+    /// Keep this inherited descriptor open in the daemon (all others above 2 are closed).
+    pub fn keep_fd(mut self, fd: RawFd) -> Self {
+        self.keep_fds.push(fd);
+        self
+    }
+
+    /// How long the launcher waits for readiness before it kills the daemon (default 30 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Stay in the foreground (`true`): no fork, same pid file and same `ready()`.
+    pub fn foreground(mut self, foreground: bool) -> Self {
+        if foreground {
+            self.mode = Mode_::Foreground;
+        } else if self.mode == Mode_::Foreground {
+            self.mode = Mode_::Auto;
+        }
+        self
+    }
+
+    /// Detach by starting the program again instead of forking: for programs that already
+    /// run threads. See the [module docs](self#threads-and-re-exec-mode).
+    pub fn reexec(mut self, reexec: bool) -> Self {
+        if reexec {
+            self.mode = Mode_::Reexec;
+        } else if self.mode == Mode_::Reexec {
+            self.mode = Mode_::Auto;
+        }
+        self
+    }
+
+    /// The name the launcher uses in its messages (default: the program's file name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Becomes the daemon. Returns in the daemon (or the foreground process); the launcher
+    /// exits inside with the status in the [table](self#launcher-exit-codes).
+    ///
+    /// Errors reach the caller only while still in the user's terminal: the pid file is
+    /// held ([`ErrorKind::AlreadyRunning`]), the process runs threads
+    /// ([`ErrorKind::Threaded`]), or a system call failed before the fork.
+    pub fn start(self) -> Result<Running> {
+        if let Some(handover) = reexec::take_handover()? {
+            return reexec::become_daemon(&self, handover);
+        }
+        if self.mode == Mode_::Foreground || crate::systemd::under_systemd() {
+            return self.start_foreground();
+        }
+        if self.mode == Mode_::Reexec {
+            return reexec::launch(&self);
+        }
+        detach::fork_daemon(&self)
+    }
+
+    fn start_foreground(&self) -> Result<Running> {
+        let pid_file = self.pid_file.as_ref().map(PidFile::lock).transpose()?;
+        Ok(Running { pid_file, notifier: Notifier::from_env()?, detached: false })
+    }
+
+    fn umask_mode(&self) -> Mode {
+        Mode::from_bits_truncate(self.umask as libc::mode_t)
+    }
+}
+
+/// The running daemon: holds the pid file and the channel to whoever waits for readiness.
+///
+/// Dropping it (at a clean exit) removes the pid file.
+#[derive(Debug)]
+pub struct Running {
+    pid_file: Option<PidFile>,
+    notifier: Option<Notifier>,
+    detached: bool,
+}
+
+impl Running {
+    /// Tells the launcher, systemd or the supervisor that the daemon is ready.
+    /// `Ok(false)` when nobody is listening (foreground, no manager).
+    pub fn ready(&self) -> Result<bool> {
+        self.notify(&[State::Ready])
+    }
+
+    /// Sends one line of status text (`STATUS=`).
+    pub fn status(&self, text: &str) -> Result<bool> {
+        self.notify(&[State::Status(text)])
+    }
+
+    /// Reports a startup failure: the launcher prints `message` (and `errno`, if given) and
+    /// exits non-zero once this process exits.
+    pub fn fail(&self, message: &str, errno: Option<i32>) -> Result<bool> {
+        match errno {
+            Some(n) => self.notify(&[State::Status(message), State::Errno(n)]),
+            None => self.notify(&[State::Status(message)]),
+        }
+    }
+
+    /// Sends any states to whoever waits (see [`State`]).
+    pub fn notify(&self, states: &[State<'_>]) -> Result<bool> {
+        match &self.notifier {
+            Some(n) => n.notify(states).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// True if this process was detached (forked or re-executed), false in the foreground.
+    pub fn detached(&self) -> bool {
+        self.detached
+    }
+
+    /// The locked pid file, if one was configured.
+    pub fn pid_file(&self) -> Option<&PidFile> {
+        self.pid_file.as_ref()
+    }
+
+    /// Removes the pid file now, reporting errors (dropping `Running` does it silently).
+    pub fn finish(mut self) -> Result<()> {
+        match self.pid_file.take() {
+            Some(p) => p.release(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The number of threads this process runs, from `/proc/self/task`.
+pub(crate) fn thread_count() -> Result<usize> {
+    let dir = std::fs::read_dir("/proc/self/task").map_err(|e| Error::io("read /proc/self/task", e))?;
+    Ok(dir.count())
+}
+
+/// Refuses to fork a process that runs more than one thread.
+fn refuse_threads() -> Result<()> {
+    let n = thread_count()?;
+    if n > 1 {
+        return Err(Error::new(
+            ErrorKind::Threaded,
+            format!(
+                "cannot detach by fork: this process already runs {n} threads (forking would \
+                 copy only one of them, with any lock the others hold frozen); call \
+                 Daemon::start before starting threads or an async runtime, or use \
+                 Daemon::reexec(true)"
+            ),
+        ));
+    }
+    Ok(())
+}

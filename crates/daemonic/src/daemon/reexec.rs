@@ -1,0 +1,126 @@
+//! Detaching by starting the program again (re-exec mode), for processes that already run
+//! threads and so must not `fork` and go on running Rust code.
+//!
+//! The launcher spawns `/proc/self/exe` with its own arguments. Between fork and exec — in
+//! async-signal-safe calls only — the child calls `setsid`, forks once more (the
+//! intermediate writes the grandchild's pid to a pipe and `_exit`s), sets the umask and
+//! working directory, resets signals, closes inherited descriptors and clears
+//! close-on-exec on the locked pid file. The new program finds the hand-over in the
+//! environment variable [`MARKER`], `v1:<pid-file fd or ->:<notify address>`, whose notify
+//! address ends in 128 random bits; `Daemon::start` removes the variable at once, so the
+//! daemon's own children never see it.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
+
+use super::setup::Streams;
+use super::{Daemon, Running, launcher};
+use crate::pidfile::PidFile;
+use crate::systemd::listen::NotifyListener;
+use crate::systemd::notify::Notifier;
+use crate::{Error, ErrorKind, Result};
+
+/// The environment variable that carries the hand-over into the re-executed program.
+pub const MARKER: &str = "DAEMONIC_REEXEC";
+
+/// What the launcher handed over.
+pub(super) struct Handover {
+    pid_fd: Option<RawFd>,
+    notify: String,
+}
+
+/// Reads and removes the marker, if this process was started by a re-exec launcher.
+pub(super) fn take_handover() -> Result<Option<Handover>> {
+    let Some(value) = std::env::var_os(MARKER) else { return Ok(None) };
+    crate::sys::remove_env(MARKER);
+    let bad = || Error::new(ErrorKind::InvalidInput, format!("{MARKER}={value:?}: not a daemonic hand-over"));
+    let text = value.to_str().ok_or_else(bad)?;
+    let mut parts = text.splitn(3, ':');
+    let (Some("v1"), Some(fd), Some(notify)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let pid_fd = match fd {
+        "-" => None,
+        n => Some(n.parse::<RawFd>().ok().filter(|&n| n > 2).ok_or_else(bad)?),
+    };
+    Ok(Some(Handover { pid_fd, notify: notify.to_string() }))
+}
+
+/// In the re-executed program: adopt the pid file and the notify address.
+pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
+    let notifier = Notifier::new(&h.notify)?;
+    let pid_file = match (h.pid_fd, &d.pid_file) {
+        (Some(fd), Some(path)) => {
+            let file: File = crate::sys::adopt_inherited_fd(fd)
+                .map_err(|e| Error::io(format!("adopt handed-over descriptor {fd}"), e))?
+                .into();
+            let p = PidFile::adopt(path, file)?;
+            p.write_pid(Pid::this())?;
+            Some(p)
+        }
+        (None, None) => None,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "re-executed daemon: pid file configuration differs from the launcher's",
+            ));
+        }
+    };
+    Ok(Running { pid_file, notifier: Some(notifier), detached: true })
+}
+
+/// In the launcher: spawn the program again, detached, and wait for its readiness.
+pub(super) fn launch(d: &Daemon) -> Result<Running> {
+    let pid_file = d.pid_file.as_deref().map(|p| PidFile::lock_unwritten(p, d.pid_file_mode)).transpose()?;
+    let listener = NotifyListener::bind_private()?;
+    listener.set_nonblocking(true)?;
+    let streams = Streams::open(d)?;
+    let (pid_r, pid_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+
+    let pid_fd = pid_file.as_ref().map(AsRawFd::as_raw_fd);
+    let marker = format!("v1:{}:{}", pid_fd.map_or("-".to_string(), |fd| fd.to_string()), listener.env_value());
+    let mut keep = super::setup::kept_fds(d, pid_file.as_ref());
+    keep.push(pid_w.as_raw_fd());
+    // Sorted now: the pre_exec hook must not allocate.
+    keep.sort_unstable();
+    let mut cmd = Command::new("/proc/self/exe");
+    let mut args = std::env::args_os();
+    if let Some(arg0) = args.next() {
+        std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
+    }
+    cmd.args(args.collect::<Vec<OsString>>())
+        .env(MARKER, marker)
+        .current_dir(&d.working_dir)
+        .stdin(Stdio::from(streams.stdin))
+        .stdout(Stdio::from(streams.stdout))
+        .stderr(Stdio::from(streams.stderr));
+    let (umask, pid_w_raw) = (d.umask_mode(), pid_w.as_raw_fd());
+    crate::sys::pre_exec(&mut cmd, move || {
+        nix::unistd::setsid()?;
+        crate::sys::fork_in_pre_exec(pid_w_raw)?;
+        nix::sys::stat::umask(umask);
+        crate::sys::reset_signals(false)?;
+        crate::sys::close_all_but(&keep)?;
+        if let Some(fd) = pid_fd {
+            crate::sys::clear_cloexec(fd)?;
+        }
+        Ok(())
+    });
+    // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
+    let intermediate = cmd.spawn().map_err(|e| Error::io("spawn /proc/self/exe (re-exec)", e))?;
+    drop((cmd, pid_w));
+    launcher::wait(launcher::Wait {
+        name: &d.name,
+        timeout: d.ready_timeout,
+        listener,
+        intermediate: Pid::from_raw(intermediate.id() as i32),
+        pid_pipe: pid_r,
+        pid_file,
+    })
+}

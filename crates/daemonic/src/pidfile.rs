@@ -1,0 +1,215 @@
+//! A pid file that is a lock, not a check.
+//!
+//! [`PidFile::lock`] opens the file (close-on-exec, never following a symlink), takes an
+//! exclusive `flock(2)` on it, and only then writes the pid. The lock is held for the
+//! process's life and released by the kernel however the process ends, so:
+//!
+//! - **liveness is "the lock is held"**, never `kill(pid, 0)`: a stale file left by a
+//!   crashed daemon is simply reclaimed, and a file that names a live but unrelated process
+//!   (pid reuse) is neither trusted nor signalled, because nobody holds its lock;
+//! - a second instance fails at once with [`ErrorKind::AlreadyRunning`] naming the pid the
+//!   holder wrote;
+//! - `flock` locks belong to the open file description, so they survive `fork` and `exec`:
+//!   the daemon locks *before* forking (the error reaches the user's terminal) and the
+//!   detached process inherits the lock.
+//!
+//! Ordering rules: lock, then verify that the path still names the locked file (another
+//! process may have removed it between our `open` and our `flock`), then write. On a clean
+//! exit the file is removed *while the lock is still held*, and only if the path still
+//! names our file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::Pid;
+
+use crate::{Error, ErrorKind, Result};
+
+/// A locked pid file. Dropping it removes the file (if it is still ours) and releases the
+/// lock; call [`PidFile::release`] to do the same with errors reported.
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    file: Option<Flock<File>>,
+}
+
+/// What a pid file says about the instance that holds it, without taking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody holds the lock: no instance runs (a leftover file is stale).
+    None,
+    /// The lock is held; the pid the holder wrote, if it has written one yet.
+    Locked(Option<Pid>),
+}
+
+impl PidFile {
+    /// Creates (mode `0o644`) or opens `path`, locks it, and writes this process's pid.
+    ///
+    /// Fails with [`ErrorKind::AlreadyRunning`] (`already running (pid N)`) if another
+    /// process holds the lock.
+    pub fn lock(path: impl AsRef<Path>) -> Result<PidFile> {
+        let pidfile = Self::lock_unwritten(path.as_ref(), 0o644)?;
+        pidfile.write_pid(Pid::this())?;
+        Ok(pidfile)
+    }
+
+    /// Locks without writing a pid yet: the detaching launcher locks before it forks and the
+    /// daemon writes its own pid afterwards.
+    pub(crate) fn lock_unwritten(path: &Path, mode: u32) -> Result<PidFile> {
+        // Bounded: each retry means another process removed the file between our open
+        // and our lock, which only a clean exit of the holder does.
+        for _ in 0..16 {
+            let file = open(path, mode)?;
+            let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => locked,
+                Err((mut file, Errno::EWOULDBLOCK)) => {
+                    let pid = read_pid(&mut file);
+                    return Err(already_running(path, pid));
+                }
+                Err((_, errno)) => return Err(Error::sys(format!("lock {}", path.display()), errno)),
+            };
+            if same_file(path, &locked)? {
+                return Ok(PidFile { path: path.to_path_buf(), file: Some(locked) });
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Io,
+            format!("lock {}: the file keeps being replaced by another process", path.display()),
+        ))
+    }
+
+    /// Who holds the pid file at `path`, without creating or taking it.
+    pub fn holder(path: impl AsRef<Path>) -> Result<Holder> {
+        let path = path.as_ref();
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holder::None),
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_unlocked_on_drop) => Ok(Holder::None),
+            Err((mut file, Errno::EWOULDBLOCK)) => Ok(Holder::Locked(read_pid(&mut file))),
+            Err((_, errno)) => Err(Error::sys(format!("lock {}", path.display()), errno)),
+        }
+    }
+
+    /// Replaces the file's content with `pid` (the daemon's, after detaching).
+    pub(crate) fn write_pid(&self, pid: Pid) -> Result<()> {
+        let ctx = || format!("write {}", self.path.display());
+        let mut file: &File = self.file();
+        file.set_len(0).map_err(|e| Error::io(ctx(), e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(ctx(), e))?;
+        file.write_all(format!("{pid}\n").as_bytes()).map_err(|e| Error::io(ctx(), e))?;
+        Ok(())
+    }
+
+    /// The path of the pid file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file (if the path still names it) and releases the lock.
+    pub fn release(mut self) -> Result<()> {
+        self.remove()
+    }
+
+    fn file(&self) -> &File {
+        self.file.as_ref().expect("a PidFile holds its file until released")
+    }
+
+    fn remove(&mut self) -> Result<()> {
+        let Some(locked) = self.file.take() else { return Ok(()) };
+        // Unlink while still holding the lock, so no other process can have taken it
+        // and written its own pid into the file we remove.
+        if same_file(&self.path, &locked)? {
+            std::fs::remove_file(&self.path)
+                .map_err(|e| Error::io(format!("remove {}", self.path.display()), e))?;
+        }
+        drop(locked);
+        Ok(())
+    }
+}
+
+impl AsFd for PidFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file().as_fd()
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Errors here have nowhere to go; `release` reports them.
+        let _ = self.remove();
+    }
+}
+
+impl PidFile {
+    /// Adopts an already locked pid file handed over across `exec` (re-exec mode).
+    pub(crate) fn adopt(path: &Path, file: File) -> Result<PidFile> {
+        // Re-taking an exclusive flock through the same open file description we already
+        // hold it on succeeds at once; through any other description it would fail.
+        let locked = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+            Error::sys(format!("lock handed-over {}", path.display()), errno)
+        })?;
+        if !same_file(path, &locked)? {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("handed-over pid file descriptor is not {}", path.display()),
+            ));
+        }
+        Ok(PidFile { path: path.to_path_buf(), file: Some(locked) })
+    }
+}
+
+fn open(path: &Path, mode: u32) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(mode)
+        // O_CLOEXEC is std's default; O_NOFOLLOW refuses a symlink planted at the path.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))
+}
+
+/// True if `path` still names the file open as `file` (same device and inode).
+fn same_file(path: &Path, file: &File) -> Result<bool> {
+    let held = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
+    }
+}
+
+/// The pid a holder wrote, if the file holds a plausible one.
+fn read_pid(file: &mut File) -> Option<Pid> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.take(64).read_to_string(&mut text).ok()?;
+    match text.trim().parse::<i32>() {
+        Ok(pid) if pid > 0 => Some(Pid::from_raw(pid)),
+        _ => None,
+    }
+}
+
+fn already_running(path: &Path, pid: Option<Pid>) -> Error {
+    let who = match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid not yet written".to_string(),
+    };
+    Error::new(ErrorKind::AlreadyRunning, format!("already running ({who}; {} is locked)", path.display()))
+        .with_pid(pid)
+}
+
+impl AsRawFd for PidFile {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file().as_raw_fd()
+    }
+}

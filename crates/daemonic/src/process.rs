@@ -1,0 +1,170 @@
+//! Processes by handle, not by number: spawning supervised children and signalling or
+//! waiting for processes without ever hitting one that reused a pid.
+//!
+//! - [`PidFd`] wraps a Linux pidfd. Once opened it refers to one process for good:
+//!   signals sent through it fail with `ESRCH` after that process has exited, instead of
+//!   reaching whatever process got the number next; it becomes readable when the process
+//!   exits, so it fits in a `poll(2)` loop.
+//! - [`spawn`] starts a child as a supervisor wants it: leader of its own process group
+//!   (so a stop reaches its grandchildren too), killed by the kernel if the supervisor dies
+//!   (`PR_SET_PDEATHSIG`), signals reset to their defaults.
+//! - [`Exit`] is how a process ended, from the one place that calls `waitpid`:
+//!   [`PidFd::reap`].
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::{Error, Result};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal (and dumped core, if `true`).
+    Signal(Signal, bool),
+}
+
+impl Exit {
+    /// The status a shell would report: the code, or 128 + the signal number.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s, _) => 128 + s as i32,
+        }
+    }
+
+    /// True for `Code(0)`.
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(s, true) => write!(f, "killed by {s} (core dumped)"),
+            Exit::Signal(s, false) => write!(f, "killed by {s}"),
+        }
+    }
+}
+
+/// A handle on one process (a Linux pidfd).
+#[derive(Debug)]
+pub struct PidFd {
+    fd: OwnedFd,
+    pid: Pid,
+}
+
+impl PidFd {
+    /// Opens a handle on the process that has `pid` now.
+    ///
+    /// To be sure that this is the process you mean, check something that only it can
+    /// hold *after* opening (for a daemon: that it still holds its pid-file lock).
+    pub fn open(pid: Pid) -> Result<PidFd> {
+        let fd = crate::sys::pidfd_open(pid).map_err(|e| Error::io(format!("pidfd_open {pid}"), e))?;
+        Ok(PidFd { fd, pid })
+    }
+
+    /// The pid the process had when the handle was opened.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Sends `sig` to exactly this process; `ESRCH` if it has exited.
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        crate::sys::pidfd_send_signal(self.fd.as_fd(), sig)
+            .map_err(|e| Error::io(format!("send {sig} to pid {}", self.pid), e))
+    }
+
+    /// Waits up to `timeout` for the process to exit; true if it has.
+    pub fn wait_exit(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+                Ok(0) => return Ok(false),
+                Ok(_) => return Ok(true),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys(format!("poll pidfd of {}", self.pid), e)),
+            }
+        }
+    }
+
+    /// Reaps the process (our child) if it has exited: `None` while it runs.
+    ///
+    /// This is the one place in daemonic that calls `waitpid`.
+    pub fn reap(&self) -> Result<Option<Exit>> {
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Exit::Code(code))),
+                Ok(WaitStatus::Signaled(_, sig, core)) => return Ok(Some(Exit::Signal(sig, core))),
+                Ok(WaitStatus::StillAlive) => return Ok(None),
+                Ok(_) => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys(format!("waitpid {}", self.pid), e)),
+            }
+        }
+    }
+}
+
+impl AsFd for PidFd {
+    /// Readable once the process has exited.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A child started by [`spawn`].
+#[derive(Debug)]
+pub struct Spawned {
+    /// The handle to signal and reap it with.
+    pub pidfd: PidFd,
+    /// std's handle, for its pipes (`stdout`, `stderr`, `stdin`) if any were requested.
+    pub child: Child,
+}
+
+impl Spawned {
+    /// Sends `sig` to the child's whole process group (it leads its own).
+    ///
+    /// The group id is the child's pid; while the child is unreaped (we reap it only
+    /// through [`PidFd::reap`]) no other process can have that pid or group id.
+    pub fn signal_group(&self, sig: Signal) -> Result<()> {
+        match nix::sys::signal::killpg(self.pidfd.pid(), sig) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(Error::sys(format!("send {sig} to process group {}", self.pidfd.pid()), e)),
+        }
+    }
+}
+
+/// Spawns `cmd` as a supervised child: its own process group, SIGKILLed by the kernel if
+/// the spawning thread dies, all signals at their defaults and unblocked.
+pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let parent = Pid::this();
+    crate::sys::pre_exec(cmd, move || {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // The parent may have died before the line above took effect.
+        if nix::unistd::getppid() != parent {
+            crate::sys::exit_immediately(1);
+        }
+        crate::sys::reset_signals(false)
+    });
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let child = cmd.spawn().map_err(|e| Error::io(format!("spawn {program}"), e))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let pidfd = PidFd::open(pid)?;
+    Ok(Spawned { pidfd, child })
+}

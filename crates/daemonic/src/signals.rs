@@ -1,0 +1,242 @@
+//! Signals as events.
+//!
+//! [`Signals::new`] installs handlers for SIGTERM, SIGINT, SIGHUP and SIGUSR1 and turns
+//! them into [`Event`]s that the program reads where it chooses: from a blocking loop
+//! ([`Signals::wait`], [`Signals::wait_timeout`]), from its own `poll(2)` loop (the
+//! descriptor from [`AsFd`] becomes readable, then call [`Signals::pending`]), or, with the
+//! `tokio` feature, with `signals.recv().await`.
+//!
+//! | signal          | event                                  |
+//! |-----------------|----------------------------------------|
+//! | SIGTERM, SIGINT | [`Event::Shutdown`]                    |
+//! | SIGHUP          | [`Event::Reload`]                      |
+//! | SIGUSR1         | [`Event::ReopenLogs`]                  |
+//! | added with [`Signals::also`] | [`Event::Signal`]         |
+//!
+//! The handlers contain no logic: each sets an atomic flag and writes a byte to a
+//! non-blocking socket (signal-hook's async-signal-safe primitives). Several deliveries of
+//! one signal before the program looks are reported once.
+//!
+//! **Forced exit.** Once a SIGTERM or SIGINT has arrived, a second one ends the process at
+//! once with status 128+signal — the operator's way out of a shutdown that hangs. Turn it
+//! off with [`Signals::force_exit_on_second`]. A [`Signals::shutdown_deadline`] ends the
+//! process (status 1, with a message on stderr) if shutdown takes longer than allowed.
+//! Either way destructors do not run: a pid file is left behind, and reclaimed by the next
+//! start because its lock died with the process.
+
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use signal_hook::SigId;
+
+use crate::{Error, Result};
+
+/// What a signal asks the program to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// SIGTERM or SIGINT: stop cleanly.
+    Shutdown,
+    /// SIGHUP: reload the configuration.
+    Reload,
+    /// SIGUSR1: reopen log files (after an external rotation).
+    ReopenLogs,
+    /// A signal added with [`Signals::also`].
+    Signal(Signal),
+}
+
+/// Signal handlers installed for this process, delivering [`Event`]s.
+///
+/// Dropping it unregisters the handlers (the default actions do not come back: the
+/// signals are then ignored, as signal-hook documents).
+#[derive(Debug)]
+pub struct Signals {
+    reader: UnixStream,
+    writer: UnixStream,
+    watched: Vec<(Signal, Event, Arc<AtomicBool>)>,
+    shutting_down: Arc<AtomicBool>,
+    force_exit: Option<Vec<SigId>>,
+    deadline: Option<Duration>,
+    ids: Vec<SigId>,
+}
+
+impl Signals {
+    /// Installs the handlers for SIGTERM, SIGINT, SIGHUP and SIGUSR1.
+    pub fn new() -> Result<Signals> {
+        let (reader, writer) = UnixStream::pair().map_err(|e| Error::io("socketpair for signals", e))?;
+        for s in [&reader, &writer] {
+            s.set_nonblocking(true).map_err(|e| Error::io("set O_NONBLOCK on signal socket", e))?;
+        }
+        let mut signals = Signals {
+            reader,
+            writer,
+            watched: Vec::new(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            force_exit: None,
+            deadline: None,
+            ids: Vec::new(),
+        };
+        // The forced exit must be registered before the handler that records the first
+        // shutdown signal, so that the first delivery only records and the second exits.
+        signals.force_exit_on_second(true)?;
+        for (sig, event) in [
+            (Signal::SIGTERM, Event::Shutdown),
+            (Signal::SIGINT, Event::Shutdown),
+            (Signal::SIGHUP, Event::Reload),
+            (Signal::SIGUSR1, Event::ReopenLogs),
+        ] {
+            signals.watch(sig, event)?;
+        }
+        Ok(signals)
+    }
+
+    /// Also delivers `sig` as [`Event::Signal`].
+    pub fn also(mut self, sig: Signal) -> Result<Signals> {
+        self.watch(sig, Event::Signal(sig))?;
+        Ok(self)
+    }
+
+    /// Whether a second SIGTERM/SIGINT ends the process at once (default: yes).
+    pub fn force_exit_on_second(&mut self, on: bool) -> Result<()> {
+        if let Some(ids) = self.force_exit.take() {
+            for id in ids {
+                signal_hook::low_level::unregister(id);
+            }
+        }
+        if on {
+            let mut ids = Vec::new();
+            for sig in [Signal::SIGTERM, Signal::SIGINT] {
+                let code = 128 + sig as i32;
+                let id = signal_hook::flag::register_conditional_shutdown(sig as i32, code, self.shutting_down.clone())
+                    .map_err(|e| Error::io(format!("install {sig} handler"), e))?;
+                ids.push(id);
+            }
+            self.force_exit = Some(ids);
+        }
+        Ok(())
+    }
+
+    /// Ends the process (status 1) if it is still running `limit` after the first
+    /// [`Event::Shutdown`] was delivered.
+    pub fn shutdown_deadline(mut self, limit: Duration) -> Signals {
+        self.deadline = Some(limit);
+        self
+    }
+
+    fn watch(&mut self, sig: Signal, event: Event) -> Result<()> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let ctx = || format!("install {sig} handler");
+        if event == Event::Shutdown {
+            let id = signal_hook::flag::register(sig as i32, self.shutting_down.clone()).map_err(|e| Error::io(ctx(), e))?;
+            self.ids.push(id);
+        }
+        let id = signal_hook::flag::register(sig as i32, flag.clone()).map_err(|e| Error::io(ctx(), e))?;
+        self.ids.push(id);
+        let writer = self.writer.try_clone().map_err(|e| Error::io(ctx(), e))?;
+        let id = signal_hook::low_level::pipe::register(sig as i32, writer).map_err(|e| Error::io(ctx(), e))?;
+        self.ids.push(id);
+        self.watched.push((sig, event, flag));
+        Ok(())
+    }
+
+    /// The events that arrived since the last call, without waiting.
+    pub fn pending(&mut self) -> Vec<Event> {
+        let mut sink = [0u8; 64];
+        while matches!(self.reader.read(&mut sink), Ok(n) if n > 0) {}
+        let mut events = Vec::new();
+        for (_, event, flag) in &self.watched {
+            if flag.swap(false, Ordering::SeqCst) && !events.contains(event) {
+                events.push(*event);
+            }
+        }
+        if events.contains(&Event::Shutdown) {
+            self.arm_deadline();
+        }
+        events
+    }
+
+    /// Waits for the next events (at least one).
+    pub fn wait(&mut self) -> Vec<Event> {
+        loop {
+            if let Some(events) = self.wait_until(None) {
+                return events;
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for events; an empty vector means none came.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Vec<Event> {
+        self.wait_until(Some(Instant::now() + timeout)).unwrap_or_default()
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Vec<Event>> {
+        loop {
+            let events = self.pending();
+            if !events.is_empty() {
+                return Some(events);
+            }
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    PollTimeout::try_from(left.as_millis().clamp(1, i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [PollFd::new(self.reader.as_fd(), PollFlags::POLLIN)];
+            // EINTR (a signal we do not watch) just loops.
+            let _ = poll(&mut fds, timeout);
+        }
+    }
+
+    fn arm_deadline(&mut self) {
+        if let Some(limit) = self.deadline.take() {
+            std::thread::spawn(move || {
+                std::thread::sleep(limit);
+                eprintln!("shutdown did not finish within {limit:?}; exiting");
+                std::process::exit(1);
+            });
+        }
+    }
+
+    /// Waits for the next events without blocking the tokio runtime.
+    #[cfg(feature = "tokio")]
+    pub async fn recv(&mut self) -> Vec<Event> {
+        loop {
+            let events = self.pending();
+            if !events.is_empty() {
+                return events;
+            }
+            let Ok(async_fd) = tokio::io::unix::AsyncFd::with_interest(self.reader.as_fd(), tokio::io::Interest::READABLE)
+            else {
+                return Vec::new();
+            };
+            if let Ok(mut guard) = async_fd.readable().await {
+                guard.clear_ready();
+            }
+        }
+    }
+}
+
+impl AsFd for Signals {
+    /// Readable when events are pending; then call [`Signals::pending`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.reader.as_fd()
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..).chain(self.force_exit.take().into_iter().flatten()) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
