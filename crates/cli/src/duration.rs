@@ -6,7 +6,9 @@ use std::time::Duration;
 pub fn parse(text: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {text:?} (expected e.g. 500ms, 30s, 2m, 1h)");
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad())?;
     let scale = match unit.trim() {

@@ -64,7 +64,9 @@ pub struct Service {
 impl Service {
     pub fn from_args(name: String, a: ServiceArgs) -> Result<Service> {
         let mut command = a.command.into_iter();
-        let program = command.next().ok_or_else(|| anyhow!("no command given after --"))?;
+        let program = command
+            .next()
+            .ok_or_else(|| anyhow!("no command given after --"))?;
         let dir = match a.dir {
             Some(d) => d,
             None => std::env::current_dir().map_err(|e| anyhow!("current directory: {e}"))?,
@@ -89,11 +91,19 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     if let Ok(n) = upper.parse::<i32>() {
         return Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"));
     }
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<Signal>().map_err(|_| format!("unknown signal {text:?} (expected e.g. TERM, HUP, USR1, 15)"))
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| format!("unknown signal {text:?} (expected e.g. TERM, HUP, USR1, 15)"))
 }
 
 /// The basename of a program, as a default service name.
 pub fn default_name(program: &OsString) -> String {
-    PathBuf::from(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "service".into())
+    PathBuf::from(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "service".into())
 }

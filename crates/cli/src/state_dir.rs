@@ -49,7 +49,9 @@ impl StateDir {
 pub fn check_name(name: &str) -> Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(ok_char) {
-        bail!("invalid service name {name:?}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.'");
+        bail!(
+            "invalid service name {name:?}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.'"
+        );
     }
     Ok(())
 }

@@ -71,15 +71,23 @@ impl PidFile {
                     let pid = read_pid(&mut file);
                     return Err(already_running(path, pid));
                 }
-                Err((_, errno)) => return Err(Error::sys(format!("lock {}", path.display()), errno)),
+                Err((_, errno)) => {
+                    return Err(Error::sys(format!("lock {}", path.display()), errno));
+                }
             };
             if same_file(path, &locked)? {
-                return Ok(PidFile { path: path.to_path_buf(), file: Some(locked) });
+                return Ok(PidFile {
+                    path: path.to_path_buf(),
+                    file: Some(locked),
+                });
             }
         }
         Err(Error::new(
             ErrorKind::Io,
-            format!("lock {}: the file keeps being replaced by another process", path.display()),
+            format!(
+                "lock {}: the file keeps being replaced by another process",
+                path.display()
+            ),
         ))
     }
 
@@ -103,8 +111,10 @@ impl PidFile {
         let ctx = || format!("write {}", self.path.display());
         let mut file: &File = self.file();
         file.set_len(0).map_err(|e| Error::io(ctx(), e))?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(ctx(), e))?;
-        file.write_all(format!("{pid}\n").as_bytes()).map_err(|e| Error::io(ctx(), e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(ctx(), e))?;
+        file.write_all(format!("{pid}\n").as_bytes())
+            .map_err(|e| Error::io(ctx(), e))?;
         Ok(())
     }
 
@@ -119,11 +129,15 @@ impl PidFile {
     }
 
     fn file(&self) -> &File {
-        self.file.as_ref().expect("a PidFile holds its file until released")
+        self.file
+            .as_ref()
+            .expect("a PidFile holds its file until released")
     }
 
     fn remove(&mut self) -> Result<()> {
-        let Some(locked) = self.file.take() else { return Ok(()) };
+        let Some(locked) = self.file.take() else {
+            return Ok(());
+        };
         // Unlink while still holding the lock, so no other process can have taken it
         // and written its own pid into the file we remove.
         if same_file(&self.path, &locked)? {
@@ -162,7 +176,10 @@ impl PidFile {
                 format!("handed-over pid file descriptor is not {}", path.display()),
             ));
         }
-        Ok(PidFile { path: path.to_path_buf(), file: Some(locked) })
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            file: Some(locked),
+        })
     }
 }
 
@@ -180,7 +197,9 @@ fn open(path: &Path, mode: u32) -> Result<File> {
 
 /// True if `path` still names the file open as `file` (same device and inode).
 fn same_file(path: &Path, file: &File) -> Result<bool> {
-    let held = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    let held = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
     match std::fs::symlink_metadata(path) {
         Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -204,8 +223,11 @@ fn already_running(path: &Path, pid: Option<Pid>) -> Error {
         Some(pid) => format!("pid {pid}"),
         None => "pid not yet written".to_string(),
     };
-    Error::new(ErrorKind::AlreadyRunning, format!("already running ({who}; {} is locked)", path.display()))
-        .with_pid(pid)
+    Error::new(
+        ErrorKind::AlreadyRunning,
+        format!("already running ({who}; {} is locked)", path.display()),
+    )
+    .with_pid(pid)
 }
 
 impl AsRawFd for PidFile {

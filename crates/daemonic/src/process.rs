@@ -71,7 +71,8 @@ impl PidFd {
     /// To be sure that this is the process you mean, check something that only it can
     /// hold *after* opening (for a daemon: that it still holds its pid-file lock).
     pub fn open(pid: Pid) -> Result<PidFd> {
-        let fd = crate::sys::pidfd_open(pid).map_err(|e| Error::io(format!("pidfd_open {pid}"), e))?;
+        let fd =
+            crate::sys::pidfd_open(pid).map_err(|e| Error::io(format!("pidfd_open {pid}"), e))?;
         Ok(PidFd { fd, pid })
     }
 
@@ -93,7 +94,10 @@ impl PidFd {
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = left.as_millis().min(i32::MAX as u128) as i32;
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
                 Ok(0) => return Ok(false),
                 Ok(_) => return Ok(true),
                 Err(Errno::EINTR) => continue,
@@ -143,7 +147,10 @@ impl Spawned {
     pub fn signal_group(&self, sig: Signal) -> Result<()> {
         match nix::sys::signal::killpg(self.pidfd.pid(), sig) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
-            Err(e) => Err(Error::sys(format!("send {sig} to process group {}", self.pidfd.pid()), e)),
+            Err(e) => Err(Error::sys(
+                format!("send {sig} to process group {}", self.pidfd.pid()),
+                e,
+            )),
         }
     }
 }
@@ -163,7 +170,9 @@ pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
         crate::sys::reset_signals(false)
     });
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let child = cmd.spawn().map_err(|e| Error::io(format!("spawn {program}"), e))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("spawn {program}"), e))?;
     let pid = Pid::from_raw(child.id() as i32);
     let pidfd = PidFd::open(pid)?;
     Ok(Spawned { pidfd, child })

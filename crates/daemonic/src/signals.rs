@@ -68,9 +68,11 @@ pub struct Signals {
 impl Signals {
     /// Installs the handlers for SIGTERM, SIGINT, SIGHUP and SIGUSR1.
     pub fn new() -> Result<Signals> {
-        let (reader, writer) = UnixStream::pair().map_err(|e| Error::io("socketpair for signals", e))?;
+        let (reader, writer) =
+            UnixStream::pair().map_err(|e| Error::io("socketpair for signals", e))?;
         for s in [&reader, &writer] {
-            s.set_nonblocking(true).map_err(|e| Error::io("set O_NONBLOCK on signal socket", e))?;
+            s.set_nonblocking(true)
+                .map_err(|e| Error::io("set O_NONBLOCK on signal socket", e))?;
         }
         let mut signals = Signals {
             reader,
@@ -112,8 +114,12 @@ impl Signals {
             let mut ids = Vec::new();
             for sig in [Signal::SIGTERM, Signal::SIGINT] {
                 let code = 128 + sig as i32;
-                let id = signal_hook::flag::register_conditional_shutdown(sig as i32, code, self.shutting_down.clone())
-                    .map_err(|e| Error::io(format!("install {sig} handler"), e))?;
+                let id = signal_hook::flag::register_conditional_shutdown(
+                    sig as i32,
+                    code,
+                    self.shutting_down.clone(),
+                )
+                .map_err(|e| Error::io(format!("install {sig} handler"), e))?;
                 ids.push(id);
             }
             self.force_exit = Some(ids);
@@ -132,13 +138,16 @@ impl Signals {
         let flag = Arc::new(AtomicBool::new(false));
         let ctx = || format!("install {sig} handler");
         if event == Event::Shutdown {
-            let id = signal_hook::flag::register(sig as i32, self.shutting_down.clone()).map_err(|e| Error::io(ctx(), e))?;
+            let id = signal_hook::flag::register(sig as i32, self.shutting_down.clone())
+                .map_err(|e| Error::io(ctx(), e))?;
             self.ids.push(id);
         }
-        let id = signal_hook::flag::register(sig as i32, flag.clone()).map_err(|e| Error::io(ctx(), e))?;
+        let id = signal_hook::flag::register(sig as i32, flag.clone())
+            .map_err(|e| Error::io(ctx(), e))?;
         self.ids.push(id);
         let writer = self.writer.try_clone().map_err(|e| Error::io(ctx(), e))?;
-        let id = signal_hook::low_level::pipe::register(sig as i32, writer).map_err(|e| Error::io(ctx(), e))?;
+        let id = signal_hook::low_level::pipe::register(sig as i32, writer)
+            .map_err(|e| Error::io(ctx(), e))?;
         self.ids.push(id);
         self.watched.push((sig, event, flag));
         Ok(())
@@ -171,7 +180,8 @@ impl Signals {
 
     /// Waits at most `timeout` for events; an empty vector means none came.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Vec<Event> {
-        self.wait_until(Some(Instant::now() + timeout)).unwrap_or_default()
+        self.wait_until(Some(Instant::now() + timeout))
+            .unwrap_or_default()
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Vec<Event>> {
@@ -215,8 +225,10 @@ impl Signals {
             if !events.is_empty() {
                 return events;
             }
-            let Ok(async_fd) = tokio::io::unix::AsyncFd::with_interest(self.reader.as_fd(), tokio::io::Interest::READABLE)
-            else {
+            let Ok(async_fd) = tokio::io::unix::AsyncFd::with_interest(
+                self.reader.as_fd(),
+                tokio::io::Interest::READABLE,
+            ) else {
                 return Vec::new();
             };
             if let Ok(mut guard) = async_fd.readable().await {
@@ -235,7 +247,11 @@ impl AsFd for Signals {
 
 impl Drop for Signals {
     fn drop(&mut self) {
-        for id in self.ids.drain(..).chain(self.force_exit.take().into_iter().flatten()) {
+        for id in self
+            .ids
+            .drain(..)
+            .chain(self.force_exit.take().into_iter().flatten())
+        {
             signal_hook::low_level::unregister(id);
         }
     }

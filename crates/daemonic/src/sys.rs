@@ -11,7 +11,11 @@ use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{ForkResult, Pid};
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// `pidfd_open(2)`: a file descriptor that refers to the process `pid` *itself*, not to
@@ -122,7 +126,11 @@ pub(crate) fn reset_signals(ignore_sigpipe: bool) -> io::Result<()> {
         if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
-        let handler = if ignore_sigpipe && sig == Signal::SIGPIPE { SigHandler::SigIgn } else { SigHandler::SigDfl };
+        let handler = if ignore_sigpipe && sig == Signal::SIGPIPE {
+            SigHandler::SigIgn
+        } else {
+            SigHandler::SigDfl
+        };
         // SAFETY: installing SIG_DFL / SIG_IGN runs no code of ours in signal context.
         unsafe { signal::signal(sig, handler) }?;
     }

@@ -23,7 +23,9 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let explicit = a.name.is_some();
-    let name = a.name.unwrap_or_else(|| service::default_name(&a.service.command[0]));
+    let name = a
+        .name
+        .unwrap_or_else(|| service::default_name(&a.service.command[0]));
     check_name(&name)?;
     let service = Service::from_args(name.clone(), a.service)?;
     let mut daemon = Daemon::new().foreground(true);

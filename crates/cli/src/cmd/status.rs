@@ -28,7 +28,12 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         Holder::Locked(pid) => pid,
     };
     let fields = status_file::read(&dirs.status_file(&a.name)).unwrap_or_default();
-    let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     let state = get("state").unwrap_or("starting");
     let mut line = format!("{}: {state}", a.name);
     if let Some(pid) = get("pid") {
@@ -38,7 +43,10 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         line += &format!(" (supervisor {sup})");
     }
     if let Some(since) = get("since").and_then(|s| s.parse::<u64>().ok()) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(since);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(since);
         line += &format!(", {state} for {}", human(now.saturating_sub(since)));
     }
     if let Some(status) = get("status").filter(|s| !s.is_empty()) {

@@ -33,7 +33,11 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
             eprintln!("daemonic: {}: not running", a.name);
             return Ok(0);
         }
-        Holder::Locked(None) => bail!("{}: {} is locked but names no pid yet (starting?)", a.name, path.display()),
+        Holder::Locked(None) => bail!(
+            "{}: {} is locked but names no pid yet (starting?)",
+            a.name,
+            path.display()
+        ),
         Holder::Locked(Some(pid)) => pid,
     };
     let supervisor = match PidFd::open(pid) {

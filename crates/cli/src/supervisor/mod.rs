@@ -78,12 +78,16 @@ struct Supervisor<'a> {
 pub fn supervise(service: &Service, outer: &Running, status_path: Option<PathBuf>) -> Result<Exit> {
     let mut signals = Signals::new().context("install signal handlers")?;
     // A second SIGTERM escalates the stop instead of abandoning the child.
-    signals.force_exit_on_second(false).context("install signal handlers")?;
+    signals
+        .force_exit_on_second(false)
+        .context("install signal handlers")?;
     let listener = NotifyListener::bind_private().context("bind notify socket")?;
     listener.set_nonblocking(true)?;
 
     let mut cmd = Command::new(&service.program);
-    cmd.args(&service.args).current_dir(&service.dir).env("NOTIFY_SOCKET", listener.env_value());
+    cmd.args(&service.args)
+        .current_dir(&service.dir)
+        .env("NOTIFY_SOCKET", listener.env_value());
     for var in NOT_FOR_CHILD.iter().filter(|v| **v != "NOTIFY_SOCKET") {
         cmd.env_remove(var);
     }
@@ -143,7 +147,8 @@ impl Supervisor<'_> {
             Some(t) => {
                 let ms = t.saturating_duration_since(Instant::now()).as_millis();
                 // Round up so we never wake a millisecond early and spin.
-                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX)
             }
         }
     }
@@ -238,7 +243,9 @@ impl Supervisor<'_> {
         }
         if self.state == State::Starting {
             let program = crate::service::default_name(&self.service.program);
-            let _ = self.outer.fail(&format!("{program} {exit} before it was ready"), None);
+            let _ = self
+                .outer
+                .fail(&format!("{program} {exit} before it was ready"), None);
         }
         Ok(exit)
     }

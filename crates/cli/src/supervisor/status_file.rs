@@ -32,7 +32,11 @@ impl StatusFile {
     /// Best effort: a failed write leaves the previous snapshot and is reported once on
     /// the supervisor's stderr; supervision goes on.
     pub fn write(&self, s: &Snapshot<'_>) {
-        let since = s.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let since = s
+            .since
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let text = format!(
             "state={}\npid={}\nsupervisor_pid={}\nsince={since}\nstatus={}\n",
             s.state.as_str(),

@@ -25,12 +25,18 @@ const SETUP_FAILED: i32 = 70;
 
 pub(super) fn fork_daemon(d: &Daemon) -> Result<Running> {
     refuse_threads()?;
-    let pid_file = d.pid_file.as_deref().map(|p| PidFile::lock_unwritten(p, d.pid_file_mode)).transpose()?;
+    let pid_file = d
+        .pid_file
+        .as_deref()
+        .map(|p| PidFile::lock_unwritten(p, d.pid_file_mode))
+        .transpose()?;
     let listener = NotifyListener::bind_private()?;
     listener.set_nonblocking(true)?;
     let streams = Streams::open(d)?;
-    let (pid_r, pid_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+    let (pid_r, pid_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
 
     match sys::fork_single_threaded().map_err(|e| Error::io("fork", e))? {
         Forked::Parent(intermediate) => {
@@ -68,7 +74,11 @@ fn intermediate(pid_w: OwnedFd) {
         Err(e) => fail("fork", &e),
         Ok(Forked::Parent(daemon)) => {
             let mut pipe = std::fs::File::from(pid_w);
-            let code = if pipe.write_all(&daemon.as_raw().to_ne_bytes()).is_ok() { 0 } else { SETUP_FAILED };
+            let code = if pipe.write_all(&daemon.as_raw().to_ne_bytes()).is_ok() {
+                0
+            } else {
+                SETUP_FAILED
+            };
             sys::exit_immediately(code)
         }
         Ok(Forked::Child) => drop(pid_w),
@@ -76,7 +86,12 @@ fn intermediate(pid_w: OwnedFd) {
 }
 
 /// In the daemon: set everything up; a failure is told to the launcher, then we exit.
-fn become_daemon(d: &Daemon, streams: Streams, pid_file: Option<PidFile>, addr: &str) -> Result<Running> {
+fn become_daemon(
+    d: &Daemon,
+    streams: Streams,
+    pid_file: Option<PidFile>,
+    addr: &str,
+) -> Result<Running> {
     let notifier = match Notifier::new(addr) {
         Ok(n) => n,
         Err(e) => {
@@ -99,10 +114,13 @@ fn become_daemon(d: &Daemon, streams: Streams, pid_file: Option<PidFile>, addr: 
         Ok(())
     };
     if let Err(e) = setup() {
-        let _ = notifier.notify(&[State::Status(&e.to_string()), State::Errno(e.os_error().unwrap_or(0))]);
+        let _ = notifier.notify(&[
+            State::Status(&e.to_string()),
+            State::Errno(e.os_error().unwrap_or(0)),
+        ]);
         sys::exit_immediately(SETUP_FAILED);
     }
-    Ok(Running { pid_file, notifier: Some(notifier), detached: true })
+    Ok(Running::new(pid_file, Some(notifier), true))
 }
 
 fn notifier_fd(n: &Notifier) -> std::os::fd::RawFd {

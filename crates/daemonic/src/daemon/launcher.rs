@@ -74,13 +74,26 @@ pub(super) fn wait(w: Wait<'_>) -> ! {
         if left.is_zero() {
             kill_and_reap(daemon);
             let what = said.describe();
-            let what = if what.is_empty() { String::new() } else { format!(" (last status: {what})") };
-            let why = format!("not ready within {:?}{what}; daemon (pid {daemon}) killed", w.timeout);
+            let what = if what.is_empty() {
+                String::new()
+            } else {
+                format!(" (last status: {what})")
+            };
+            let why = format!(
+                "not ready within {:?}{what}; daemon (pid {daemon}) killed",
+                w.timeout
+            );
             finish(&w, TIMED_OUT, &why);
         }
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(w.listener.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+        let mut fds = [
+            PollFd::new(w.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => finish(&w, LAUNCHER_FAILED, &format!("poll: {e}")),
         }
@@ -115,8 +128,12 @@ fn read_daemon_pid(w: &Wait<'_>) -> Result<Pid, String> {
     };
     match (read, status) {
         (Ok(()), Ok(WaitStatus::Exited(_, 0))) => Ok(Pid::from_raw(i32::from_ne_bytes(bytes))),
-        (_, Ok(WaitStatus::Exited(_, code))) => Err(format!("detaching failed (intermediate process exited with status {code})")),
-        (_, other) => Err(format!("detaching failed (intermediate process: {other:?})")),
+        (_, Ok(WaitStatus::Exited(_, code))) => Err(format!(
+            "detaching failed (intermediate process exited with status {code})"
+        )),
+        (_, other) => Err(format!(
+            "detaching failed (intermediate process: {other:?})"
+        )),
     }
 }
 

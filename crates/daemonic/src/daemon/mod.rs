@@ -53,6 +53,7 @@ mod setup;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::stat::Mode;
@@ -81,7 +82,10 @@ pub enum Output {
 impl Output {
     /// Append to `path`, creating it with mode `0o640`.
     pub fn file(path: impl Into<PathBuf>) -> Output {
-        Output::File { path: path.into(), mode: 0o640 }
+        Output::File {
+            path: path.into(),
+            mode: 0o640,
+        }
     }
 }
 
@@ -145,7 +149,11 @@ impl Daemon {
     pub fn new() -> Daemon {
         let name = std::env::args_os()
             .next()
-            .and_then(|a| PathBuf::from(a).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .and_then(|a| {
+                PathBuf::from(a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
             .unwrap_or_else(|| "daemon".to_string());
         Daemon {
             pid_file: None,
@@ -251,7 +259,7 @@ impl Daemon {
 
     fn start_foreground(&self) -> Result<Running> {
         let pid_file = self.pid_file.as_ref().map(PidFile::lock).transpose()?;
-        Ok(Running { pid_file, notifier: Notifier::from_env()?, detached: false })
+        Ok(Running::new(pid_file, Notifier::from_env()?, false))
     }
 
     fn umask_mode(&self) -> Mode {
@@ -265,15 +273,37 @@ impl Daemon {
 #[derive(Debug)]
 pub struct Running {
     pid_file: Option<PidFile>,
-    notifier: Option<Notifier>,
+    /// Who waits for readiness. A detached daemon's launcher exits once it has read
+    /// `READY=1`, so the socket is closed then: the daemon keeps no descriptor it did not
+    /// ask for.
+    notifier: Mutex<Option<Notifier>>,
     detached: bool,
 }
 
 impl Running {
+    pub(crate) fn new(
+        pid_file: Option<PidFile>,
+        notifier: Option<Notifier>,
+        detached: bool,
+    ) -> Running {
+        Running {
+            pid_file,
+            notifier: Mutex::new(notifier),
+            detached,
+        }
+    }
+
     /// Tells the launcher, systemd or the supervisor that the daemon is ready.
     /// `Ok(false)` when nobody is listening (foreground, no manager).
     pub fn ready(&self) -> Result<bool> {
-        self.notify(&[State::Ready])
+        let sent = self.notify(&[State::Ready])?;
+        if self.detached {
+            self.notifier
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
+        Ok(sent)
     }
 
     /// Sends one line of status text (`STATUS=`).
@@ -292,7 +322,7 @@ impl Running {
 
     /// Sends any states to whoever waits (see [`State`]).
     pub fn notify(&self, states: &[State<'_>]) -> Result<bool> {
-        match &self.notifier {
+        match &*self.notifier.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(n) => n.notify(states).map(|()| true),
             None => Ok(false),
         }
@@ -319,7 +349,8 @@ impl Running {
 
 /// The number of threads this process runs, from `/proc/self/task`.
 pub(crate) fn thread_count() -> Result<usize> {
-    let dir = std::fs::read_dir("/proc/self/task").map_err(|e| Error::io("read /proc/self/task", e))?;
+    let dir =
+        std::fs::read_dir("/proc/self/task").map_err(|e| Error::io("read /proc/self/task", e))?;
     Ok(dir.count())
 }
 

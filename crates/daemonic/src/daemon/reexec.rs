@@ -36,9 +36,16 @@ pub(super) struct Handover {
 
 /// Reads and removes the marker, if this process was started by a re-exec launcher.
 pub(super) fn take_handover() -> Result<Option<Handover>> {
-    let Some(value) = std::env::var_os(MARKER) else { return Ok(None) };
+    let Some(value) = std::env::var_os(MARKER) else {
+        return Ok(None);
+    };
     crate::sys::remove_env(MARKER);
-    let bad = || Error::new(ErrorKind::InvalidInput, format!("{MARKER}={value:?}: not a daemonic hand-over"));
+    let bad = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("{MARKER}={value:?}: not a daemonic hand-over"),
+        )
+    };
     let text = value.to_str().ok_or_else(bad)?;
     let mut parts = text.splitn(3, ':');
     let (Some("v1"), Some(fd), Some(notify)) = (parts.next(), parts.next(), parts.next()) else {
@@ -48,7 +55,10 @@ pub(super) fn take_handover() -> Result<Option<Handover>> {
         "-" => None,
         n => Some(n.parse::<RawFd>().ok().filter(|&n| n > 2).ok_or_else(bad)?),
     };
-    Ok(Some(Handover { pid_fd, notify: notify.to_string() }))
+    Ok(Some(Handover {
+        pid_fd,
+        notify: notify.to_string(),
+    }))
 }
 
 /// In the re-executed program: adopt the pid file and the notify address.
@@ -71,20 +81,30 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
             ));
         }
     };
-    Ok(Running { pid_file, notifier: Some(notifier), detached: true })
+    Ok(Running::new(pid_file, Some(notifier), true))
 }
 
 /// In the launcher: spawn the program again, detached, and wait for its readiness.
 pub(super) fn launch(d: &Daemon) -> Result<Running> {
-    let pid_file = d.pid_file.as_deref().map(|p| PidFile::lock_unwritten(p, d.pid_file_mode)).transpose()?;
+    let pid_file = d
+        .pid_file
+        .as_deref()
+        .map(|p| PidFile::lock_unwritten(p, d.pid_file_mode))
+        .transpose()?;
     let listener = NotifyListener::bind_private()?;
     listener.set_nonblocking(true)?;
     let streams = Streams::open(d)?;
-    let (pid_r, pid_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+    let (pid_r, pid_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
 
     let pid_fd = pid_file.as_ref().map(AsRawFd::as_raw_fd);
-    let marker = format!("v1:{}:{}", pid_fd.map_or("-".to_string(), |fd| fd.to_string()), listener.env_value());
+    let marker = format!(
+        "v1:{}:{}",
+        pid_fd.map_or("-".to_string(), |fd| fd.to_string()),
+        listener.env_value()
+    );
     let mut keep = super::setup::kept_fds(d, pid_file.as_ref());
     keep.push(pid_w.as_raw_fd());
     // Sorted now: the pre_exec hook must not allocate.
@@ -113,7 +133,9 @@ pub(super) fn launch(d: &Daemon) -> Result<Running> {
         Ok(())
     });
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
-    let intermediate = cmd.spawn().map_err(|e| Error::io("spawn /proc/self/exe (re-exec)", e))?;
+    let intermediate = cmd
+        .spawn()
+        .map_err(|e| Error::io("spawn /proc/self/exe (re-exec)", e))?;
     drop((cmd, pid_w));
     launcher::wait(launcher::Wait {
         name: &d.name,

@@ -35,7 +35,11 @@ impl Streams {
                 .open(path)
                 .map_err(|e| Error::io(format!("open {}", path.display()), e)),
         };
-        Ok(Streams { stdin: null(false)?, stdout: out(&d.stdout)?, stderr: out(&d.stderr)? })
+        Ok(Streams {
+            stdin: null(false)?,
+            stdout: out(&d.stdout)?,
+            stderr: out(&d.stderr)?,
+        })
     }
 
     /// Puts the streams on descriptors 0, 1 and 2.

@@ -112,7 +112,10 @@ impl NotifyListener {
         let socket = UnixDatagram::bind(path)
             .map_err(|e| Error::io(format!("bind notify socket {}", path.display()), e))?;
         let env_value = path.to_str().map(str::to_string).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidInput, format!("{}: path is not UTF-8", path.display()))
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{}: path is not UTF-8", path.display()),
+            )
         })?;
         Self::finish(socket, env_value, Some(path.to_path_buf()))
     }
@@ -121,7 +124,8 @@ impl NotifyListener {
     /// from the same network namespace).
     pub fn bind_abstract(name: &str) -> Result<NotifyListener> {
         let ctx = || format!("bind notify socket @{name}");
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::io(ctx(), e))?;
+        let addr =
+            SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::io(ctx(), e))?;
         let socket = UnixDatagram::bind_addr(&addr).map_err(|e| Error::io(ctx(), e))?;
         Self::finish(socket, format!("@{name}"), None)
     }
@@ -135,7 +139,11 @@ impl NotifyListener {
     fn finish(socket: UnixDatagram, env_value: String, path: Option<PathBuf>) -> Result<Self> {
         setsockopt(&socket, sockopt::PassCred, &true)
             .map_err(|e| Error::sys(format!("setsockopt SO_PASSCRED on {env_value}"), e))?;
-        Ok(NotifyListener { socket, env_value, path })
+        Ok(NotifyListener {
+            socket,
+            env_value,
+            path,
+        })
     }
 
     /// The address for a child's `NOTIFY_SOCKET`.
@@ -160,12 +168,21 @@ impl NotifyListener {
         let msg = recvmsg::<()>(self.socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
             .map_err(|e| Error::sys(format!("recvmsg on notify socket {}", self.env_value), e))?;
         let (mut sender, mut fds) = (None, Vec::new());
-        let truncated = msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+        let truncated = msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
         let len = msg.bytes;
-        for c in msg.cmsgs().map_err(|e| Error::sys("parse control messages", e))? {
+        for c in msg
+            .cmsgs()
+            .map_err(|e| Error::sys("parse control messages", e))?
+        {
             match c {
                 ControlMessageOwned::ScmCredentials(cred) => {
-                    sender = Some(Sender { pid: Pid::from_raw(cred.pid()), uid: cred.uid(), gid: cred.gid() })
+                    sender = Some(Sender {
+                        pid: Pid::from_raw(cred.pid()),
+                        uid: cred.uid(),
+                        gid: cred.gid(),
+                    })
                 }
                 ControlMessageOwned::ScmRights(raw) => {
                     // SAFETY of ownership: the kernel just installed these descriptors in
@@ -176,17 +193,28 @@ impl NotifyListener {
             }
         }
         let reject = |why: String| {
-            let from = sender.map(|s| format!(" from pid {}", s.pid)).unwrap_or_default();
-            Err(Error::new(ErrorKind::Protocol, format!("notify datagram{from} rejected: {why}")))
+            let from = sender
+                .map(|s| format!(" from pid {}", s.pid))
+                .unwrap_or_default();
+            Err(Error::new(
+                ErrorKind::Protocol,
+                format!("notify datagram{from} rejected: {why}"),
+            ))
         };
         if truncated {
-            return reject(format!("larger than {MAX_DATAGRAM} bytes or too many descriptors"));
+            return reject(format!(
+                "larger than {MAX_DATAGRAM} bytes or too many descriptors"
+            ));
         }
         let messages = match parse(&buf[..len]) {
             Ok(m) => m,
             Err(why) => return reject(why),
         };
-        Ok(Datagram { sender, messages, fds })
+        Ok(Datagram {
+            sender,
+            messages,
+            fds,
+        })
     }
 }
 
@@ -222,17 +250,34 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Vec<Message>, String> {
         let Some((key, value)) = line.split_once('=') else {
             return Err(format!("line {} is not KEY=VALUE: {:?}", n + 1, clip(line)));
         };
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err(format!("line {}: invalid key {:?}", n + 1, clip(key)));
         }
-        out.push(message(key, value).map_err(|why| format!("line {}: {key}={:?}: {why}", n + 1, clip(value)))?);
+        out.push(
+            message(key, value)
+                .map_err(|why| format!("line {}: {key}={:?}: {why}", n + 1, clip(value)))?,
+        );
     }
     Ok(out)
 }
 
 fn message(key: &str, value: &str) -> std::result::Result<Message, String> {
-    let flag = |m: Message| if value == "1" { Ok(m) } else { Err("expected 1".to_string()) };
-    let num = || value.parse::<u64>().map_err(|_| "expected an unsigned integer".to_string());
+    let flag = |m: Message| {
+        if value == "1" {
+            Ok(m)
+        } else {
+            Err("expected 1".to_string())
+        }
+    };
+    let num = || {
+        value
+            .parse::<u64>()
+            .map_err(|_| "expected an unsigned integer".to_string())
+    };
     Ok(match key {
         "READY" => flag(Message::Ready)?,
         "RELOADING" => flag(Message::Reloading)?,
@@ -258,7 +303,10 @@ fn message(key: &str, value: &str) -> std::result::Result<Message, String> {
             Ok(n) if n > 0 => Message::MainPid(Pid::from_raw(n)),
             _ => return Err("expected a positive pid".to_string()),
         },
-        _ => Message::Other { key: key.to_string(), value: value.to_string() },
+        _ => Message::Other {
+            key: key.to_string(),
+            value: value.to_string(),
+        },
     })
 }
 
@@ -284,18 +332,29 @@ mod tests {
                 Message::Errno(98),
                 Message::MainPid(Pid::from_raw(42)),
                 Message::WatchdogTrigger,
-                Message::Other { key: "X_CUSTOM".into(), value: "a=b".into() },
+                Message::Other {
+                    key: "X_CUSTOM".into(),
+                    value: "a=b".into()
+                },
             ]
         );
     }
 
     #[test]
     fn rejects_malformed() {
-        assert!(parse(b"READY").unwrap_err().contains("line 1 is not KEY=VALUE"));
+        assert!(
+            parse(b"READY")
+                .unwrap_err()
+                .contains("line 1 is not KEY=VALUE")
+        );
         assert!(parse(b"READY=2").unwrap_err().contains("expected 1"));
         assert!(parse(b"MAINPID=-1").is_err());
         assert!(parse(b"ready=1").unwrap_err().contains("invalid key"));
-        assert!(parse(&[b'S', b'=', 0xff]).unwrap_err().contains("not UTF-8"));
+        assert!(
+            parse(&[b'S', b'=', 0xff])
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
         assert!(parse(&vec![b'A'; MAX_DATAGRAM + 1]).is_err());
     }
 }

@@ -71,7 +71,10 @@ impl Notifier {
     /// abstract address (as systemd writes them in `NOTIFY_SOCKET`).
     pub fn new(addr: &str) -> Result<Notifier> {
         let invalid = |why: &str| {
-            Error::new(ErrorKind::InvalidInput, format!("notify socket address {addr:?}: {why}"))
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("notify socket address {addr:?}: {why}"),
+            )
         };
         let sockaddr = if let Some(name) = addr.strip_prefix('@') {
             SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| invalid(&e.to_string()))?
@@ -80,8 +83,13 @@ impl Notifier {
         } else {
             return Err(invalid("neither an absolute path nor an @abstract name"));
         };
-        let socket = UnixDatagram::unbound().map_err(|e| Error::io("socket AF_UNIX/SOCK_DGRAM", e))?;
-        Ok(Notifier { socket, addr: sockaddr, display: addr.to_string() })
+        let socket =
+            UnixDatagram::unbound().map_err(|e| Error::io("socket AF_UNIX/SOCK_DGRAM", e))?;
+        Ok(Notifier {
+            socket,
+            addr: sockaddr,
+            display: addr.to_string(),
+        })
     }
 
     /// The notifier named by `NOTIFY_SOCKET`, or `None` when it is unset or empty.
@@ -91,7 +99,10 @@ impl Notifier {
             Some(v) if v.is_empty() => Ok(None),
             Some(v) => match v.to_str() {
                 Some(addr) => Notifier::new(addr).map(Some),
-                None => Err(Error::new(ErrorKind::InvalidInput, "NOTIFY_SOCKET is not valid UTF-8")),
+                None => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "NOTIFY_SOCKET is not valid UTF-8",
+                )),
             },
         }
     }
@@ -131,7 +142,9 @@ impl std::os::fd::AsFd for Notifier {
 /// [`Notifier::from_env`] to see that error).
 pub fn manager() -> Option<&'static Notifier> {
     static MANAGER: OnceLock<Option<Notifier>> = OnceLock::new();
-    MANAGER.get_or_init(|| Notifier::from_env().ok().flatten()).as_ref()
+    MANAGER
+        .get_or_init(|| Notifier::from_env().ok().flatten())
+        .as_ref()
 }
 
 /// Sends `states` to this process's manager: `Ok(true)` if sent, `Ok(false)` if there is

@@ -1,0 +1,314 @@
+//! `Daemon`: detach with readiness, the pid-file lock, re-exec mode and signal events,
+//! observed from outside on real processes (the `daemon-probe` fixture).
+
+mod support;
+
+use std::process::Command;
+
+use daemonic::{Pid, Signal};
+use support::*;
+
+/// The test process adopts orphans, so a detached daemon's parent is provably us.
+fn become_subreaper() {
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+}
+
+fn probe(dir: &TempDir) -> Command {
+    let mut cmd = Command::new(example("daemon-probe"));
+    cmd.arg("--report").arg(dir.join("report"));
+    cmd
+}
+
+/// Starts the probe and returns its launcher's output and the daemon (killed on drop).
+fn start(dir: &TempDir, args: &[&str]) -> (std::process::Output, Option<KillOnDrop>) {
+    let out = run(probe(dir).args(args));
+    let guard = out.status.success().then(|| {
+        let pid: i32 = await_key(&dir.join("report"), "pid").parse().unwrap();
+        KillOnDrop::new(Pid::from_raw(pid))
+    });
+    (out, guard)
+}
+
+fn fds_of(pid: Pid) -> Vec<(i32, String)> {
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            (e.file_name().to_string_lossy().parse().unwrap(), target)
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+#[test]
+fn detached_daemon_has_no_terminal_no_session_and_only_kept_fds() {
+    become_subreaper();
+    let dir = TempDir::new("detach");
+    let out_file = dir.join("out.log");
+    let cmd = format!(
+        "exec 7</etc/hostname 8</etc/hostname; exec {} --report {} --pid-file {} --cwd {} --umask 077 --stdout {} --keep-fd 8",
+        example("daemon-probe").display(),
+        dir.join("report").display(),
+        dir.join("p.pid").display(),
+        dir.path().display(),
+        out_file.display(),
+    );
+    // script(1) runs the launcher on a real pseudo-terminal.
+    let out = run(Command::new("script").args(["-qec", &cmd, "/dev/null"]));
+    assert!(out.status.success(), "launcher failed: {}", stderr(&out));
+    let pid = Pid::from_raw(await_key(&dir.join("report"), "pid").parse().unwrap());
+    let daemon = KillOnDrop::new(pid);
+    await_key(&dir.join("report"), "signals");
+
+    assert_eq!(
+        stat_field(pid, 1).unwrap(),
+        std::process::id().to_string(),
+        "parent is the subreaper"
+    );
+    let sid = stat_field(pid, 3).unwrap();
+    assert_ne!(sid, pid.to_string(), "not a session leader");
+    assert_eq!(stat_field(pid, 4).unwrap(), "0", "no controlling terminal");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Umask:\t0077"), "{status}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        dir.path()
+    );
+
+    let fds = fds_of(pid);
+    let pid_file = dir.join("p.pid").display().to_string();
+    let expected_prefix = [
+        (0, "/dev/null".to_string()),
+        (1, out_file.display().to_string()),
+        (2, "/dev/null".to_string()),
+    ];
+    assert_eq!(&fds[..3], &expected_prefix, "{fds:?}");
+    let rest: Vec<_> = fds[3..]
+        .iter()
+        .filter(|(_, t)| !t.starts_with("socket:"))
+        .collect();
+    assert!(
+        rest.iter().any(|(_, t)| *t == pid_file),
+        "pid file kept: {fds:?}"
+    );
+    assert!(
+        rest.iter().any(|(fd, t)| *fd == 8 && t == "/etc/hostname"),
+        "fd 8 kept: {fds:?}"
+    );
+    // Inherited fd 7 (not kept) was closed; its number may since be reused by a socket.
+    assert!(
+        !fds.iter().any(|(fd, t)| *fd != 8 && t == "/etc/hostname"),
+        "fd 7 closed: {fds:?}"
+    );
+    // Besides these, only the probe's own signal sockets, created after start().
+    assert_eq!(rest.len(), 2, "no other descriptors: {fds:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("p.pid")).unwrap().trim(),
+        pid.to_string()
+    );
+    drop(daemon);
+}
+
+#[test]
+fn second_start_names_running_pid_and_kill_9_frees_the_lock() {
+    let dir = TempDir::new("second");
+    let pid_file = dir.join("p.pid").display().to_string();
+    let (out, first) = start(&dir, &["--pid-file", &pid_file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = first.unwrap();
+
+    let dir2 = TempDir::new("second-b");
+    let out = run(probe(&dir2).args(["--pid-file", &pid_file]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("already running (pid {}", first.pid())),
+        "{}",
+        stderr(&out)
+    );
+
+    // kill -9: the lock dies with the process; the stale file is reclaimed.
+    first.0.as_ref().unwrap().signal(Signal::SIGKILL).unwrap();
+    assert!(first.exited_within(SOON));
+    let dir3 = TempDir::new("second-c");
+    let (out, third) = start(&dir3, &["--pid-file", &pid_file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let third = third.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        third.pid().to_string()
+    );
+}
+
+#[test]
+fn pid_file_naming_a_live_unrelated_process_is_not_trusted_or_signalled() {
+    let dir = TempDir::new("unrelated");
+    let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
+    let bystander_pid = Pid::from_raw(bystander.id() as i32);
+    let pid_file = dir.join("p.pid");
+    std::fs::write(&pid_file, format!("{bystander_pid}\n")).unwrap();
+
+    let (out, daemon) = start(&dir, &["--pid-file", pid_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = daemon.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        daemon.pid().to_string()
+    );
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was not signalled"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}
+
+#[test]
+fn launcher_exits_zero_when_ready() {
+    let dir = TempDir::new("ready");
+    let (out, daemon) = start(&dir, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty());
+    let daemon = daemon.unwrap();
+    assert!(alive(daemon.pid()));
+}
+
+#[test]
+fn launcher_prints_the_daemons_own_error() {
+    let dir = TempDir::new("fail");
+    let pid_file = dir.join("p.pid");
+    let out = run(probe(&dir).args([
+        "--fail",
+        "cannot bind 0.0.0.0:80",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the daemon's exit status: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot bind 0.0.0.0:80 (Address already in use"),
+        "{err}"
+    );
+    assert!(err.contains("exited with status 3"), "{err}");
+    assert!(!pid_file.exists(), "no pid file left behind");
+}
+
+#[test]
+fn launcher_reports_an_exit_before_ready() {
+    let dir = TempDir::new("exit");
+    let out = run(probe(&dir).args(["--exit", "5"]));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        stderr(&out).contains("exited with status 5"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn launcher_times_out_kills_and_reaps_the_daemon() {
+    let dir = TempDir::new("timeout");
+    let pid_file = dir.join("p.pid");
+    let out = run(probe(&dir).args([
+        "--never-ready",
+        "--timeout-ms",
+        "300",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not ready within 300ms"),
+        "{}",
+        stderr(&out)
+    );
+    let pid = Pid::from_raw(await_key(&dir.join("report"), "pid").parse().unwrap());
+    // Killed and reaped by the launcher: the pid is gone, not a zombie.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || !alive(pid));
+    assert!(!pid_file.exists());
+}
+
+#[test]
+fn fork_after_threads_is_refused_and_reexec_works_there() {
+    let dir = TempDir::new("threads");
+    let out = run(probe(&dir).args(["--thread"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already runs 2 threads"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Daemon::reexec"), "{}", stderr(&out));
+
+    let pid_file = dir.join("p.pid");
+    let (out, daemon) = start(
+        &dir,
+        &[
+            "--thread",
+            "--reexec",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = daemon.unwrap();
+    let report_path = dir.join("report");
+    await_key(&report_path, "ready");
+    assert_eq!(
+        get(&report(&report_path), "marker").as_deref(),
+        Some("false"),
+        "marker removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        daemon.pid().to_string()
+    );
+    let sid = stat_field(daemon.pid(), 3).unwrap();
+    assert_ne!(sid, daemon.pid().to_string(), "not a session leader");
+    assert_eq!(stat_field(daemon.pid(), 4).unwrap(), "0");
+}
+
+#[test]
+fn sigterm_is_a_clean_shutdown_and_sighup_a_reload() {
+    let dir = TempDir::new("signals");
+    let pid_file = dir.join("p.pid");
+    let (out, daemon) = start(&dir, &["--pid-file", pid_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = daemon.unwrap();
+    let report_path = dir.join("report");
+    await_key(&report_path, "signals");
+    let handle = daemon.0.as_ref().unwrap();
+    handle.signal(Signal::SIGHUP).unwrap();
+    assert_eq!(await_key(&report_path, "event"), "Reload");
+    handle.signal(Signal::SIGTERM).unwrap();
+    assert!(daemon.exited_within(SOON));
+    assert_eq!(
+        get(&report(&report_path), "event").as_deref(),
+        Some("Shutdown")
+    );
+    assert_eq!(get(&report(&report_path), "finished").as_deref(), Some("1"));
+    assert!(!pid_file.exists(), "pid file removed on clean exit");
+}
+
+#[test]
+fn under_systemd_nothing_forks() {
+    let dir = TempDir::new("systemd");
+    let mut child = probe(&dir)
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let pid: u32 = await_key(&dir.join("report"), "pid").parse().unwrap();
+    assert_eq!(pid, child.id(), "the process itself is the daemon");
+    await_key(&dir.join("report"), "signals");
+    guard.0.as_ref().unwrap().signal(Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -1,0 +1,151 @@
+//! Shared by the integration tests: fixture paths, temp dirs, polling with a deadline,
+//! and guards that kill what a test started even when it fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use daemonic::process::PidFd;
+use daemonic::{Pid, Signal};
+
+/// A cargo example built next to this test binary (`target/<profile>/examples/<name>`).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "fixture {} not built (run via cargo test)",
+        path.display()
+    );
+    path
+}
+
+/// A directory removed (with its contents) when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::temp_dir();
+        for n in 0.. {
+            let p = base.join(format!("daemonic-test-{tag}-{}-{n}", std::process::id()));
+            if std::fs::create_dir(&p).is_ok() {
+                return TempDir(p);
+            }
+        }
+        unreachable!()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The default deadline for things that should happen at once.
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// SIGKILLs a process on drop, through a pidfd opened while it surely was ours.
+pub struct KillOnDrop(pub Option<PidFd>);
+
+impl KillOnDrop {
+    pub fn new(pid: Pid) -> KillOnDrop {
+        KillOnDrop(PidFd::open(pid).ok())
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.0.as_ref().unwrap().pid()
+    }
+
+    /// Waits for the process to exit; true if it did within `limit`.
+    pub fn exited_within(&self, limit: Duration) -> bool {
+        self.0.as_ref().is_none_or(|h| h.wait_exit(limit).unwrap())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.signal(Signal::SIGKILL);
+            let _ = h.wait_exit(SOON);
+        }
+    }
+}
+
+/// `key=value` lines of a report file (last value wins).
+pub fn report(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn get(report: &[(String, String)], key: &str) -> Option<String> {
+    report
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+/// Waits until `key` appears in the report file and returns its value.
+pub fn await_key(path: &Path, key: &str) -> String {
+    wait_for(&format!("{key}= in {}", path.display()), SOON, || {
+        get(&report(path), key)
+    })
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Field `n` (0-based, after the command name) of /proc/PID/stat.
+pub fn stat_field(pid: Pid, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(n).map(str::to_string)
+}
+
+/// True while the process exists and is not a zombie.
+pub fn alive(pid: Pid) -> bool {
+    matches!(stat_field(pid, 0).as_deref(), Some(s) if s != "Z")
+}
