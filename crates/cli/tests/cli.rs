@@ -60,13 +60,12 @@ impl Drop for Env {
         };
         for e in entries.flatten() {
             let path = e.path();
-            if path.extension().is_some_and(|x| x == "pid") {
-                if let Ok(daemonic::pidfile::Holder::Locked(Some(pid))) =
+            if path.extension().is_some_and(|x| x == "pid")
+                && let Ok(daemonic::pidfile::Holder::Locked(Some(pid))) =
                     daemonic::PidFile::holder(&path)
-                {
-                    // The child dies with its supervisor (PR_SET_PDEATHSIG).
-                    drop(KillOnDrop::new(pid));
-                }
+            {
+                // The child dies with its supervisor (PR_SET_PDEATHSIG).
+                drop(KillOnDrop::new(pid));
             }
         }
     }

@@ -63,6 +63,8 @@ pub struct Signals {
     force_exit: Option<Vec<SigId>>,
     deadline: Option<Duration>,
     ids: Vec<SigId>,
+    #[cfg(feature = "tokio")]
+    async_reader: Option<tokio::net::UnixStream>,
 }
 
 impl Signals {
@@ -82,6 +84,8 @@ impl Signals {
             force_exit: None,
             deadline: None,
             ids: Vec::new(),
+            #[cfg(feature = "tokio")]
+            async_reader: None,
         };
         // The forced exit must be registered before the handler that records the first
         // shutdown signal, so that the first delivery only records and the second exits.
@@ -217,23 +221,32 @@ impl Signals {
         }
     }
 
-    /// Waits for the next events without blocking the tokio runtime.
+    /// Waits for the next events without blocking the tokio runtime (feature `tokio`).
+    /// Must be called from within a tokio runtime with I/O enabled.
     #[cfg(feature = "tokio")]
-    pub async fn recv(&mut self) -> Vec<Event> {
+    pub async fn recv(&mut self) -> Result<Vec<Event>> {
         loop {
             let events = self.pending();
             if !events.is_empty() {
-                return events;
+                return Ok(events);
             }
-            let Ok(async_fd) = tokio::io::unix::AsyncFd::with_interest(
-                self.reader.as_fd(),
-                tokio::io::Interest::READABLE,
-            ) else {
-                return Vec::new();
-            };
-            if let Ok(mut guard) = async_fd.readable().await {
-                guard.clear_ready();
+            if self.async_reader.is_none() {
+                let clone = self
+                    .reader
+                    .try_clone()
+                    .map_err(|e| Error::io("dup signal socket", e))?;
+                let stream = tokio::net::UnixStream::from_std(clone)
+                    .map_err(|e| Error::io("register signal socket with tokio", e))?;
+                self.async_reader = Some(stream);
             }
+            let reader = self.async_reader.as_ref().expect("registered above");
+            reader
+                .readable()
+                .await
+                .map_err(|e| Error::io("wait for signals", e))?;
+            // Drain through tokio so that its readiness state is cleared too.
+            let mut sink = [0u8; 64];
+            while matches!(reader.try_read(&mut sink), Ok(n) if n > 0) {}
         }
     }
 }
@@ -254,5 +267,37 @@ impl Drop for Signals {
         {
             signal_hook::low_level::unregister(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // These raise real signals in the test process; each test owns its own `Signals`, and
+    // events from the other test's signals may show up too, so they check `contains`.
+
+    #[test]
+    fn sigusr1_is_reopen_logs_in_a_blocking_loop() {
+        let mut signals = Signals::new().unwrap();
+        nix::sys::signal::raise(Signal::SIGUSR1).unwrap();
+        assert!(
+            signals
+                .wait_timeout(Duration::from_secs(10))
+                .contains(&Event::ReopenLogs)
+        );
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn sighup_is_reload_under_tokio() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let mut signals = Signals::new().unwrap();
+        nix::sys::signal::raise(Signal::SIGHUP).unwrap();
+        let events = rt.block_on(signals.recv()).unwrap();
+        assert!(events.contains(&Event::Reload), "{events:?}");
     }
 }

@@ -19,7 +19,7 @@ use crate::supervisor;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Name of the service (its pid file is <state-dir>/NAME.pid).
+    /// Name of the service (its pid file is STATE_DIR/NAME.pid).
     #[arg(long)]
     name: String,
     /// How long to wait for CMD to become ready before killing it.
