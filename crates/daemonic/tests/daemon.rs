@@ -312,3 +312,54 @@ fn under_systemd_nothing_forks() {
     guard.0.as_ref().unwrap().signal(Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn echod_example_is_ready_only_once_its_port_is_bound() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = TempDir::new("echod");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let pid_file = dir.join("echod.pid");
+    let echod = example("echod");
+    let out = run(Command::new(&echod).args([
+        "-d",
+        "--port",
+        &port,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = KillOnDrop::new(Pid::from_raw(
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    ));
+    // No retry: the launcher returned, so the port is bound.
+    let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    conn.write_all(b"hello\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+
+    // The port is taken now: a second echod (another pid file) fails in the terminal.
+    let out = run(Command::new(&echod).args([
+        "-d",
+        "--port",
+        &port,
+        "--pid-file",
+        dir.join("b.pid").to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("bind 127.0.0.1:{port}: Address already in use")),
+        "{}",
+        stderr(&out)
+    );
+    drop(daemon);
+}

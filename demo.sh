@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# daemonic's main job on a demo: a daemon that detaches and returns only when it is ready,
+# refuses a second instance, reports its own startup error in your terminal, stops cleanly;
+# then the same for an arbitrary program through the `daemonic` CLI.
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo build -q --release -p daemonic-cli
+cargo build -q --release -p daemonic --example echod
+bin=target/release
+dir=$(mktemp -d)
+export DAEMONIC_STATE_DIR="$dir/state"
+cleanup() {
+    [ -s "$dir/echod.pid" ] && kill "$(cat "$dir/echod.pid")" 2>/dev/null || true
+    "$bin/daemonic" stop demo-sleep >/dev/null 2>&1 || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+port=$(( 20000 + RANDOM % 20000 ))
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+say "echod -d --port $port --pid-file $dir/echod.pid      # a Rust daemon using the daemonic library"
+"$bin/examples/echod" -d --port "$port" --pid-file "$dir/echod.pid"
+echo "returned $? — only once the daemon had bound its port; pid $(cat "$dir/echod.pid")"
+
+say "echo hello | (connect to 127.0.0.1:$port)   # no retry loop needed"
+exec 3<>"/dev/tcp/127.0.0.1/$port"; echo hello >&3; read -r reply <&3; exec 3<&-
+echo "reply: $reply"
+
+say "echod -d --port $port --pid-file $dir/echod.pid      # a second instance"
+"$bin/examples/echod" -d --port "$port" --pid-file "$dir/echod.pid" || echo "exit status $?"
+
+say "echod -d --port $port --pid-file $dir/other.pid     # port taken: the daemon's own error, here"
+"$bin/examples/echod" -d --port "$port" --pid-file "$dir/other.pid" || echo "exit status $?"
+
+say "kill -TERM \$(cat $dir/echod.pid)                     # clean shutdown removes the pid file"
+pid=$(cat "$dir/echod.pid"); kill -TERM "$pid"
+while [ -e "$dir/echod.pid" ]; do sleep 0.05; done
+echo "pid file gone"
+
+say "daemonic start --name demo-sleep -- sleep 300       # any program, detached and supervised"
+"$bin/daemonic" start --name demo-sleep -- sleep 300
+say "daemonic status demo-sleep"
+"$bin/daemonic" status demo-sleep
+say "daemonic stop demo-sleep"
+"$bin/daemonic" stop demo-sleep && "$bin/daemonic" status demo-sleep || true
+
+say "daemonic start --name demo-fail -- sh -c 'exit 3'   # a program that dies while starting"
+"$bin/daemonic" start --name demo-fail -- sh -c 'exit 3' || echo "exit status $?"
