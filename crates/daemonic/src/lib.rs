@@ -1,6 +1,46 @@
 //! # daemonic — make a Rust program a well-behaved Unix daemon
 //!
-//! (Crate documentation is completed as the modules land; see the README.)
+//! The `myserver -d` use case done right: the command returns only once the server is
+//! ready, prints the server's own error in the terminal when it is not, holds a pid-file
+//! *lock* for life, and hands signals to the program as events. The same program behaves
+//! right in the foreground, self-daemonized, under the daemonic supervisor and under
+//! systemd, because readiness is always systemd's notify protocol.
+//!
+//! ```no_run
+//! use daemonic::{Daemon, Event, Signals};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let daemon = Daemon::new().pid_file("/tmp/myserver.pid").start()?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:7878")?; // fails → shown by the launcher
+//! let mut signals = Signals::new()?;
+//! daemon.ready()?; // the launcher (or systemd) now knows we serve
+//! # drop(listener);
+//! while !signals.wait().contains(&Event::Shutdown) {}
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Anatomy
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`daemon`] | [`Daemon`]: detach (double fork or re-exec), readiness, the launcher |
+//! | [`pidfile`] | [`PidFile`]: a lock, not a check |
+//! | [`signals`] | [`Signals`]: signals as [`Event`]s, blocking, pollable or async |
+//! | [`systemd`] | the notify protocol, sending ([`systemd::notify`]) and receiving ([`systemd::listen`]) |
+//! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
+//!
+//! All `unsafe` code lives in one private module (`sys`), each block with the reason it is
+//! sound. Errors are one type, [`Error`], with a [`kind()`](Error::kind) to match on and a
+//! message naming the operation and the path.
+//!
+//! ## Limitations
+//!
+//! Linux only for now (pidfds, `close_range`, `SO_PASSCRED`, child subreapers; kernel 5.9
+//! or later). Detaching by fork needs a single-threaded process: call
+//! [`Daemon::start`] before starting threads or an async runtime, or use re-exec mode.
+//! Descriptors opened before `start` and not kept with [`Daemon::keep_fd`] are closed in
+//! the daemon: do not use (or drop) their owners afterwards.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
