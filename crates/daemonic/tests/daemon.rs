@@ -46,6 +46,12 @@ fn fds_of(pid: Pid) -> Vec<(i32, String)> {
 
 #[test]
 fn detached_daemon_has_no_terminal_no_session_and_only_kept_fds() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!(
+            "skipped: script(1) (util-linux) is not installed; it provides the pseudo-terminal"
+        );
+        return;
+    }
     become_subreaper();
     let dir = TempDir::new("detach");
     let out_file = dir.join("out.log");

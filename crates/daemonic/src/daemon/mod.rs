@@ -175,6 +175,12 @@ impl Daemon {
         self
     }
 
+    /// Permission bits for a new pid file (default `0o644`, so anyone may read the pid).
+    pub fn pid_file_mode(mut self, mode: u32) -> Self {
+        self.pid_file_mode = mode & 0o777;
+        self
+    }
+
     /// The daemon's working directory (default `/`, so it pins no mount point).
     pub fn working_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.working_dir = dir.into();
@@ -258,7 +264,14 @@ impl Daemon {
     }
 
     fn start_foreground(&self) -> Result<Running> {
-        let pid_file = self.pid_file.as_ref().map(PidFile::lock).transpose()?;
+        let pid_file = self
+            .pid_file
+            .as_deref()
+            .map(|p| PidFile::lock_unwritten(p, self.pid_file_mode))
+            .transpose()?;
+        if let Some(p) = &pid_file {
+            p.write_pid(nix::unistd::Pid::this())?;
+        }
         Ok(Running::new(pid_file, Notifier::from_env()?, false))
     }
 
