@@ -369,3 +369,35 @@ fn echod_example_is_ready_only_once_its_port_is_bound() {
     );
     drop(daemon);
 }
+
+#[test]
+fn a_second_sigterm_forces_exit_and_a_deadline_ends_a_hung_shutdown() {
+    let dir = TempDir::new("force");
+    let mut child = probe(&dir)
+        .args(["--foreground", "--hang-on-shutdown"])
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    await_key(&dir.join("report"), "signals");
+    let h = guard.0.as_ref().unwrap();
+    h.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(await_key(&dir.join("report"), "event"), "Shutdown");
+    h.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(128 + 15),
+        "forced exit status"
+    );
+    drop(guard);
+
+    let dir = TempDir::new("deadline");
+    let mut child = probe(&dir)
+        .args(["--foreground", "--hang-on-shutdown", "--deadline-ms", "200"])
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    await_key(&dir.join("report"), "signals");
+    guard.0.as_ref().unwrap().signal(Signal::SIGINT).unwrap();
+    let out = child.wait().unwrap();
+    assert_eq!(out.code(), Some(1), "the deadline ended the hung shutdown");
+}
