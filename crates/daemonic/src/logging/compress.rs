@@ -162,6 +162,27 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "zstd")]
+    #[test]
+    fn zstd_round_trips() {
+        let dir = temp_dir("zstd");
+        let src = dir.join("app.log.20250101-000000");
+        let body: Vec<u8> = (0..5000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        fs::write(&src, &body).unwrap();
+        let dst = compress_file(&src, Compression::Zstd, false).unwrap();
+        assert_eq!(dst, dir.join("app.log.20250101-000000.zst"));
+        let back = zstd::stream::decode_all(File::open(&dst).unwrap()).unwrap();
+        assert_eq!(back, body);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn zstd_without_the_feature_is_refused() {
+        let err = Compression::Zstd.check_available().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
     #[test]
     fn missing_source_names_the_path() {
         let err = compress_file(

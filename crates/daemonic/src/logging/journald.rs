@@ -207,8 +207,7 @@ pub(crate) fn reads_stderr(journal_stream: Option<&str>) -> bool {
     let Some((dev, ino)) = journal_stream.and_then(parse_journal_stream) else {
         return false;
     };
-    nix::sys::stat::fstat(io::stderr())
-        .is_ok_and(|st| same_file(st.st_dev, st.st_ino, dev, ino))
+    nix::sys::stat::fstat(io::stderr()).is_ok_and(|st| same_file(st.st_dev, st.st_ino, dev, ino))
 }
 
 /// `dev_t`/`ino_t` widths differ between targets; compare as `u64`.

@@ -46,7 +46,7 @@
 //! supervisor's copy of its children's output, through a [`LineStream`] per pipe). It:
 //!
 //! * rotates on size, on time (hourly/daily, UTC), or whichever comes first;
-//! * names rotated files `NAME.YYYYmmdd-HHMMSS[.N]` (+ `.gz`/`.zst`) — see `naming`;
+//! * names rotated files `NAME.YYYYmmdd-HHMMSS[_NNN]` (+ `.gz`/`.zst`) — see `naming`;
 //! * keeps the newest N rotated files and/or those younger than D;
 //! * compresses them on a background thread, never on a writing thread;
 //! * opens with `O_APPEND`, so `logrotate`'s `copytruncate` works, and [`reopen`]s on

@@ -1,11 +1,13 @@
-//! Names of rotated files: `NAME.YYYYmmdd-HHMMSS[.N][.gz|.zst]`.
+//! Names of rotated files: `NAME.YYYYmmdd-HHMMSS[_NNN][.gz|.zst]`.
 //!
 //! The active file keeps the name it was given (`app.log`). On rotation it is renamed to
 //! `app.log.20250309-140702` (the UTC time of the rotation); a second rotation within the
-//! same second gets `.1`, `.2`, …. Compression appends `.gz` or `.zst`. Rotated files are
+//! same second gets `_001`, `_002`, …, so that a plain byte-wise sort (`LC_ALL=C ls`) is
+//! chronological (`_` sorts after `.`, and the number is zero-padded; past `_999` in one
+//! second the sort breaks, which a log never reaches). Compression appends `.gz` or `.zst`. Rotated files are
 //! never renamed again (no `.1 → .2` cascade), so a reader holding a name keeps a valid name
-//! and the background compressor never races a rename. Sorting by `(stamp, N)` is
-//! chronological; retention relies on that.
+//! and the background compressor never races a rename. Sorting by `(stamp, NNN)` is
+//! chronological; retention relies on that (it sorts the parsed numbers, not the names).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -23,7 +25,7 @@ pub(crate) struct Rotated {
     pub path: PathBuf,
     /// `YYYYmmdd-HHMMSS`.
     pub stamp: String,
-    /// The `.N` disambiguator, 0 when absent.
+    /// The `_NNN` disambiguator, 0 when absent.
     pub seq: u32,
     /// `""`, `".gz"` or `".zst"`.
     pub compression: &'static str,
@@ -37,30 +39,34 @@ pub(crate) fn base_name(active: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A name for the file being rotated out at `now` that no existing file (compressed or not)
-/// already has.
-pub(crate) fn rotated_path(active: &Path, now: SystemTime) -> PathBuf {
+/// A name for the file being rotated out at `now`, later in sort order than every rotated
+/// file of the same second — those on disk and `last`, the previous rotation of this
+/// process (retention may have deleted it, and reusing its number would put a newer file
+/// before older ones). Returns the path and its `(stamp, seq)`.
+pub(crate) fn rotated_path(
+    active: &Path,
+    now: SystemTime,
+    last: Option<&(String, u32)>,
+) -> (PathBuf, (String, u32)) {
     let stamp = Utc::from_system_time(now).compact();
     let base = base_name(active);
-    let taken = |p: &PathBuf| {
-        p.exists()
-            || COMPRESSED_SUFFIXES
-                .iter()
-                .any(|s| with_suffix(p, s).exists())
-    };
-    let mut seq = 0u32;
-    loop {
-        let name = if seq == 0 {
-            format!("{base}.{stamp}")
-        } else {
-            format!("{base}.{stamp}.{seq}")
-        };
-        let candidate = active.with_file_name(name);
-        if !taken(&candidate) {
-            return candidate;
+    let dir = super::retention::parent_dir(active);
+    let mut next = last.filter(|(s, _)| *s == stamp).map_or(0, |(_, n)| n + 1);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if let Some(r) = parse(&base, dir, &e.file_name().to_string_lossy())
+                && r.stamp == stamp
+            {
+                next = next.max(r.seq + 1);
+            }
         }
-        seq += 1;
     }
+    let name = if next == 0 {
+        format!("{base}.{stamp}")
+    } else {
+        format!("{base}.{stamp}_{next:03}")
+    };
+    (active.with_file_name(name), (stamp, next))
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -79,8 +85,11 @@ pub(crate) fn parse(base: &str, dir: &Path, file_name: &str) -> Option<Rotated> 
         .iter()
         .find_map(|s| rest.strip_suffix(s).map(|r| (r, *s)))
         .unwrap_or((rest, ""));
-    let (stamp, seq) = match rest.split_once('.') {
-        Some((stamp, n)) => (stamp, n.parse::<u32>().ok().filter(|n| *n > 0)?),
+    let (stamp, seq) = match rest.split_once('_') {
+        Some((stamp, n)) if n.bytes().all(|b| b.is_ascii_digit()) => {
+            (stamp, n.parse::<u32>().ok().filter(|n| *n > 0)?)
+        }
+        Some(_) => return None,
         None => (rest, 0),
     };
     let b = stamp.as_bytes();
@@ -109,9 +118,9 @@ mod tests {
             (r.stamp.as_str(), r.seq, r.compression),
             ("20250309-140702", 0, "")
         );
-        let r = parse("app.log", d, "app.log.20250309-140702.3.gz").unwrap();
+        let r = parse("app.log", d, "app.log.20250309-140702_003.gz").unwrap();
         assert_eq!((r.seq, r.compression), (3, ".gz"));
-        assert_eq!(r.path, Path::new("/l/app.log.20250309-140702.3.gz"));
+        assert_eq!(r.path, Path::new("/l/app.log.20250309-140702_003.gz"));
         let r = parse("app.log", d, "app.log.20250309-140702.zst").unwrap();
         assert_eq!(r.compression, ".zst");
     }
@@ -124,8 +133,9 @@ mod tests {
             "app.log.1",
             "app.log.20250309-140702.gz.tmp",
             "app.log.2025030-1407020",
-            "app.log.20250309-140702.0",
-            "app.log.20250309-140702.x",
+            "app.log.20250309-140702_000",
+            "app.log.20250309-140702_x",
+            "app.log.20250309-140702.1",
             "other.log.20250309-140702",
             "app.logx.20250309-140702",
         ] {
@@ -137,9 +147,9 @@ mod tests {
     fn numbered_names_sort_after_the_plain_one() {
         let d = Path::new("/l");
         let mut v: Vec<_> = [
-            "app.log.20250309-140702.10",
+            "app.log.20250309-140702_010",
             "app.log.20250309-140702",
-            "app.log.20250309-140702.2",
+            "app.log.20250309-140702_002",
         ]
         .iter()
         .map(|n| parse("app.log", d, n).unwrap())

@@ -1,7 +1,7 @@
 //! Which rotated files to delete: keep the newest N, and/or those younger than D.
 //!
 //! With both limits set a file must satisfy both to stay (N is a ceiling on count, D on
-//! age). Order comes from the names (`stamp`, `.N`), age from the file's mtime, which is
+//! age). Order comes from the names (`stamp`, `_NNN`), age from the file's mtime, which is
 //! the time of its last write, i.e. of its rotation; compression preserves it. The active
 //! file is never touched. Retention runs on the background thread after every rotation and
 //! once at startup.

@@ -221,6 +221,7 @@ impl RotatingWriterBuilder {
             loss: None,
             jobs: archiver.as_ref().map(Archiver::sender),
             closed: false,
+            last_rotated: None,
         };
         let shared = Arc::new(Shared {
             cfg,
@@ -294,6 +295,8 @@ pub(crate) struct State {
     jobs: Option<Sender<PathBuf>>,
     /// After `close`: no buffering.
     closed: bool,
+    /// `(stamp, seq)` of the last rotated name, so the next one sorts after it.
+    last_rotated: Option<(String, u32)>,
 }
 
 /// Lines lost since the last successful write, reported by a marker line.
@@ -304,6 +307,18 @@ struct Loss {
     error: String,
     /// The file ends inside a line (a write failed half-way).
     torn: bool,
+    /// The errno of the last failure, if it had one.
+    errno: Option<i32>,
+}
+
+impl Loss {
+    fn to_error(&self, path: &Path) -> Error {
+        let context = format!("write {} ({} lines dropped)", path.display(), self.lines);
+        match self.errno {
+            Some(n) => Error::io(context, io::Error::from_raw_os_error(n)),
+            None => Error::new(ErrorKind::Io, self.error.clone()),
+        }
+    }
 }
 
 impl RotatingWriter {
@@ -359,14 +374,15 @@ impl RotatingWriter {
 
     /// Writes buffered lines to the file now.
     ///
-    /// Fails if that write failed (the lines are then counted as dropped).
+    /// Fails while the file cannot be written: from a failed write (whose lines are counted
+    /// as dropped) until the next successful one. The error names the path and keeps the
+    /// errno (`ENOSPC`, `EIO`, …).
     pub fn flush(&self) -> Result<()> {
         let mut st = self.shared.lock();
-        let errors = st.stats.errors;
         st.flush_buf(&self.shared.cfg);
-        match (st.stats.errors > errors, &st.stats.last_error) {
-            (true, Some(e)) => Err(Error::new(ErrorKind::Io, e.clone())),
-            _ => Ok(()),
+        match &st.loss {
+            Some(loss) => Err(loss.to_error(&self.shared.cfg.path)),
+            None => Ok(()),
         }
     }
 
@@ -411,9 +427,9 @@ impl RotatingWriter {
     /// same as `close`.
     pub fn close(&self) -> Result<()> {
         self.shared.shutdown();
-        match self.stats().last_error {
-            Some(e) if self.shared.lock().loss.is_some() => Err(Error::new(ErrorKind::Io, e)),
-            _ => Ok(()),
+        match &self.shared.lock().loss {
+            Some(loss) => Err(loss.to_error(&self.shared.cfg.path)),
+            None => Ok(()),
         }
     }
 
@@ -549,6 +565,7 @@ impl State {
         let lines = lost.iter().filter(|&&b| b == b'\n').count() as u64;
         let torn = written > 0 && data[written - 1] != b'\n';
         let error = format!("write {}: {e}", cfg.path.display());
+        let errno = e.raw_os_error();
         self.size = self.size.saturating_sub(lost.len() as u64);
         self.stats.lines_dropped += lines;
         self.stats.bytes_dropped += lost.len() as u64;
@@ -558,6 +575,7 @@ impl State {
                 l.bytes += lost.len() as u64;
                 l.torn |= torn;
                 l.error = error.clone();
+                l.errno = errno;
             }
             None => {
                 // Once per episode: the log itself is what is failing, stderr is the only
@@ -568,6 +586,7 @@ impl State {
                     bytes: lost.len() as u64,
                     error: error.clone(),
                     torn,
+                    errno,
                 });
             }
         }
@@ -593,7 +612,7 @@ impl State {
         {
             self.record_error(format!("fsync {}: {e}", cfg.path.display()));
         }
-        let target = naming::rotated_path(&cfg.path, now);
+        let (target, name) = naming::rotated_path(&cfg.path, now, self.last_rotated.as_ref());
         if let Err(e) = fs::rename(&cfg.path, &target) {
             self.rotation_failed(
                 cfg,
@@ -619,6 +638,7 @@ impl State {
         self.size = 0;
         self.rotate_at = cfg.max_size;
         self.stats.rotations += 1;
+        self.last_rotated = Some(name);
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(target);
         }
