@@ -126,12 +126,28 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn temp_dir(tag: &str) -> PathBuf {
+    /// A temp dir removed on drop, even when the test fails.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for TempDir {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn temp_dir(tag: &str) -> TempDir {
         let d =
             std::env::temp_dir().join(format!("daemonic-compress-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
-        d
+        TempDir(d)
     }
 
     #[test]
@@ -159,7 +175,6 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, body);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[cfg(feature = "zstd")]
@@ -167,13 +182,14 @@ mod tests {
     fn zstd_round_trips() {
         let dir = temp_dir("zstd");
         let src = dir.join("app.log.20250101-000000");
-        let body: Vec<u8> = (0..5000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let body: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
         fs::write(&src, &body).unwrap();
         let dst = compress_file(&src, Compression::Zstd, false).unwrap();
         assert_eq!(dst, dir.join("app.log.20250101-000000.zst"));
         let back = zstd::stream::decode_all(File::open(&dst).unwrap()).unwrap();
         assert_eq!(back, body);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[cfg(not(feature = "zstd"))]

@@ -75,6 +75,7 @@ mod journald;
 mod layer;
 mod line_stream;
 mod naming;
+mod policy;
 mod retention;
 mod rotate;
 mod sinks;
