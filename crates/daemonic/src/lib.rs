@@ -29,6 +29,7 @@
 //! | [`signals`] | [`Signals`]: signals as [`Event`]s, blocking, pollable or async |
 //! | [`systemd`] | the notify protocol, sending ([`systemd::notify`]) and receiving ([`systemd::listen`]) |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
+//! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |
 //!
 //! All `unsafe` code lives in one private module (`sys`), each block with the reason it is
 //! sound. Errors are one type, [`Error`], with a [`kind()`](Error::kind) to match on and a
@@ -47,6 +48,7 @@
 
 pub mod daemon;
 mod error;
+pub mod logging;
 pub mod pidfile;
 pub mod process;
 mod random;

@@ -1,0 +1,226 @@
+//! The two background threads of a [`RotatingWriter`](super::RotatingWriter).
+//!
+//! * The **flusher** (`Ticker`) wakes at the flush interval or the next rotation boundary,
+//!   whichever is sooner, flushes the buffer and rotates on time. It holds only a `Weak`
+//!   reference, so it never keeps a writer alive, and stops when told or when the writer is
+//!   gone.
+//! * The **archiver** compresses rotated files and enforces retention, so neither ever runs
+//!   on a thread that writes log lines. It receives rotated paths over a channel; closing
+//!   the channel (the writer's `close`) makes it finish the queue and exit. At start it
+//!   first repairs what a crash may have left: removes `.tmp` files, removes the
+//!   uncompressed copy of a file whose compressed form is complete, and compresses rotated
+//!   files still uncompressed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime};
+
+use super::compress::{self, Compression};
+use super::naming::{self, TMP_SUFFIX};
+use super::retention::{self, Retention};
+use super::rotate::{Config, Flush, Fsync, Shared};
+use crate::{Error, Result};
+
+/// Errors of the archiver, read by `RotatingWriter::stats`.
+#[derive(Debug, Default)]
+pub(crate) struct ArchiveStatus {
+    errors: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl ArchiveStatus {
+    fn record(&self, e: &Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    pub fn snapshot(&self) -> (u64, Option<String>) {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (self.errors.load(Ordering::Relaxed), last)
+    }
+}
+
+/// The archiver thread and the sending end of its queue.
+#[derive(Debug)]
+pub(crate) struct Archiver {
+    tx: Sender<PathBuf>,
+    handle: JoinHandle<()>,
+}
+
+impl Archiver {
+    pub fn spawn(cfg: &Config, status: Arc<ArchiveStatus>) -> Result<Archiver> {
+        let (tx, rx) = mpsc::channel();
+        let job = ArchiveJob {
+            active: cfg.path.clone(),
+            compression: cfg.compression,
+            retention: cfg.retention,
+            durable: cfg.fsync != Fsync::Never,
+            status,
+        };
+        let handle = thread::Builder::new()
+            .name("log-archiver".into())
+            .spawn(move || job.run(rx))
+            .map_err(|e| Error::io("spawn log archiver thread", e))?;
+        Ok(Archiver { tx, handle })
+    }
+
+    pub fn sender(&self) -> Sender<PathBuf> {
+        self.tx.clone()
+    }
+
+    /// Closes the queue and waits until everything queued is done.
+    pub fn join(self) {
+        drop(self.tx);
+        let _ = self.handle.join();
+    }
+}
+
+struct ArchiveJob {
+    active: PathBuf,
+    compression: Compression,
+    retention: Retention,
+    durable: bool,
+    status: Arc<ArchiveStatus>,
+}
+
+impl ArchiveJob {
+    fn run(self, rx: Receiver<PathBuf>) {
+        self.recover();
+        self.enforce_retention();
+        // Ends when every sender is gone (the writer closed or dropped).
+        while let Ok(rotated) = rx.recv() {
+            if self.compression != Compression::None
+                && rotated.exists()
+                && let Err(e) = compress::compress_file(&rotated, self.compression, self.durable)
+            {
+                self.status.record(&e);
+            }
+            self.enforce_retention();
+        }
+    }
+
+    fn enforce_retention(&self) {
+        if let Err(e) = retention::enforce(&self.active, self.retention, SystemTime::now()) {
+            self.status.record(&e);
+        }
+    }
+
+    /// Repairs what an interrupted compression left behind.
+    fn recover(&self) {
+        let dir = retention::parent_dir(&self.active);
+        let base = naming::base_name(&self.active);
+        remove_tmp_files(dir, &base);
+        let gens = match retention::scan(&self.active) {
+            Ok(g) => g,
+            Err(e) => return self.status.record(&e),
+        };
+        for g in gens {
+            let (plain, packed): (Vec<&PathBuf>, Vec<&PathBuf>) = g.paths.iter().partition(|p| {
+                !naming::COMPRESSED_SUFFIXES
+                    .iter()
+                    .any(|s| p.to_string_lossy().ends_with(s))
+            });
+            for p in plain {
+                let result = if !packed.is_empty() {
+                    // The compressed form was renamed into place: it is complete.
+                    fs::remove_file(p).map_err(|e| Error::io(format!("remove {}", p.display()), e))
+                } else if self.compression != Compression::None {
+                    compress::compress_file(p, self.compression, self.durable).map(drop)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = result {
+                    self.status.record(&e);
+                }
+            }
+        }
+    }
+}
+
+/// Removes `BASE.*.tmp` files in `dir`: compressions a crash interrupted.
+fn remove_tmp_files(dir: &Path, base: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&format!("{base}.")) && name.ends_with(TMP_SUFFIX) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The flusher thread; stops when told or when the writer is gone.
+#[derive(Debug)]
+pub(crate) struct Ticker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: JoinHandle<()>,
+}
+
+impl Ticker {
+    pub fn spawn(shared: Weak<Shared>) -> Result<Ticker> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop2 = Arc::clone(&stop);
+        let handle = thread::Builder::new()
+            .name("log-flusher".into())
+            .spawn(move || tick_loop(&shared, &stop2))
+            .map_err(|e| Error::io("spawn log flusher thread", e))?;
+        Ok(Ticker { stop, handle })
+    }
+
+    /// Tells the thread to stop; waits for it unless called from the thread itself (which
+    /// happens when the flusher held the last reference to the writer).
+    pub fn stop(self) {
+        let (flag, cv) = &*self.stop;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if self.handle.thread().id() != thread::current().id() {
+            let _ = self.handle.join();
+        }
+    }
+}
+
+fn tick_loop(shared: &Weak<Shared>, stop: &(Mutex<bool>, Condvar)) {
+    let Some(s) = shared.upgrade() else { return };
+    let interval = match s.cfg.flush {
+        Flush::Interval(d) => Some(d.max(Duration::from_millis(1))),
+        Flush::EachWrite => None,
+    };
+    let mut next_boundary = s.tick(SystemTime::now());
+    drop(s);
+    let (flag, cv) = stop;
+    let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let until_boundary = next_boundary.map(|b| {
+            b.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        let wait = match (interval, until_boundary) {
+            (Some(i), Some(b)) => i.min(b),
+            (Some(i), None) => i,
+            (None, Some(b)) => b,
+            (None, None) => return,
+        };
+        // Wake at least once a minute so a changed wall clock is noticed.
+        let wait = wait.min(Duration::from_secs(60));
+        if !*stopped {
+            stopped = cv
+                .wait_timeout(stopped, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if *stopped {
+            return;
+        }
+        drop(stopped);
+        let Some(s) = shared.upgrade() else { return };
+        next_boundary = s.tick(SystemTime::now());
+        drop(s);
+        stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+    }
+}

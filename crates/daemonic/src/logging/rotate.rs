@@ -1,0 +1,617 @@
+//! The rotating file writer: one file, rotated on size and/or time, appended to with
+//! `O_APPEND`, buffered in memory with a bound, reopened on request.
+//!
+//! # Invariants
+//!
+//! * **No torn lines.** Every write hands over complete lines, and the writer's one mutex
+//!   covers buffering, flushing and rotation, so a rotation happens only *between* writes:
+//!   a line (or a batch of lines given in one call) lands entirely in one file. Raw byte
+//!   streams go through a [`LineStream`](super::LineStream), which holds back a trailing
+//!   partial line until its newline arrives.
+//! * **Bounded memory.** One buffer of `buffer_capacity` bytes (64 KiB by default); a
+//!   write that would overflow it flushes first, a record larger than it is written
+//!   directly. Nothing else queues lines.
+//! * **Backpressure, not silent loss.** Flushing calls `write(2)` on the caller's thread (or
+//!   the flusher thread), under the lock: a slow disk slows the writers down. A *failing*
+//!   disk (`ENOSPC`, `EIO`, …) cannot be waited out, so the lines of a failed flush are
+//!   dropped and counted ([`Stats::lines_dropped`]); the first failure of an episode is
+//!   reported once on stderr, and the first successful write afterwards is preceded by a
+//!   marker line saying how many lines were lost and why. Nothing panics.
+//! * **Rotation order.** Flush the buffer into the old file; `fsync` it (per [`Fsync`]);
+//!   rename it to its rotated name; open a fresh file; `fsync` the directory (per
+//!   [`Fsync`]); hand the rotated name to the background archiver (compression, retention).
+//!   If the new file cannot be opened, the rename is undone and writing continues in the
+//!   old file: lines are never written to a file that is being compressed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use super::background::{ArchiveStatus, Archiver, Ticker};
+use super::clock::{self, Utc};
+use super::compress::Compression;
+use super::format::{Format, escape_json};
+use super::naming;
+pub(crate) use super::policy::Config;
+pub use super::policy::{Flush, Fsync, Period, Stats};
+use super::retention::{self, Retention};
+use crate::{Error, ErrorKind, Result};
+
+/// Builder for a [`RotatingWriter`]; start with [`RotatingWriter::builder`].
+#[derive(Debug, Clone)]
+pub struct RotatingWriterBuilder {
+    cfg: Config,
+}
+
+impl RotatingWriterBuilder {
+    /// Rotate before a write would make the file larger than `bytes`. A single write larger
+    /// than `bytes` still goes whole into one file.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.cfg.max_size = Some(bytes.max(1));
+        self
+    }
+    /// Rotate at every UTC hour or midnight (whichever comes first with `max_size`).
+    pub fn rotate_every(mut self, period: Period) -> Self {
+        self.cfg.period = Some(period);
+        self
+    }
+    /// Keep at most `n` rotated files (the newest).
+    pub fn keep_files(mut self, n: usize) -> Self {
+        self.cfg.retention.max_files = Some(n);
+        self
+    }
+    /// Delete rotated files last written more than `age` ago.
+    pub fn keep_for(mut self, age: Duration) -> Self {
+        self.cfg.retention.max_age = Some(age);
+        self
+    }
+    /// Compress rotated files on the background thread.
+    pub fn compress(mut self, how: Compression) -> Self {
+        self.cfg.compression = how;
+        self
+    }
+    /// When buffered lines are written; default `Flush::Interval(100 ms)`.
+    pub fn flush(mut self, flush: Flush) -> Self {
+        self.cfg.flush = flush;
+        self
+    }
+    /// When to `fsync`; default [`Fsync::OnRotate`].
+    pub fn fsync(mut self, fsync: Fsync) -> Self {
+        self.cfg.fsync = fsync;
+        self
+    }
+    /// The in-memory buffer's size (default 64 KiB, at least 1 KiB).
+    pub fn buffer_capacity(mut self, bytes: usize) -> Self {
+        self.cfg.buffer_capacity = bytes.max(1024);
+        self
+    }
+    /// The longest partial line a [`LineStream`](super::LineStream) holds back waiting for
+    /// its newline (default 64 KiB); a longer one is written as several lines.
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.cfg.max_line = bytes.max(1);
+        self
+    }
+    /// Permission bits of files the writer creates (default `0o640`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.cfg.mode = mode & 0o7777;
+        self
+    }
+    /// The format of the writer's own lines (the loss marker); match the application's.
+    pub fn marker_format(mut self, format: Format) -> Self {
+        self.cfg.marker_format = format;
+        self
+    }
+
+    /// Opens (creating if needed) the file, starts the background threads, and, if the
+    /// existing file was last written in an earlier time period, rotates it first.
+    pub fn open(self) -> Result<RotatingWriter> {
+        let cfg = self.cfg;
+        cfg.compression.check_available()?;
+        if cfg.path.file_name().is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("open log {}: not a file path", cfg.path.display()),
+            ));
+        }
+        let file = open_append(&cfg.path, cfg.mode)?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", cfg.path.display()), e))?;
+        let now = SystemTime::now();
+        let status = Arc::new(ArchiveStatus::default());
+        let archiver = (cfg.compression != Compression::None || cfg.retention.is_bounded())
+            .then(|| Archiver::spawn(&cfg, Arc::clone(&status)))
+            .transpose()?;
+        let state = State {
+            file,
+            buf: Vec::with_capacity(cfg.buffer_capacity),
+            size: meta.len(),
+            next_boundary: cfg.period.map(|p| clock::next_boundary(now, p.duration())),
+            rotate_at: cfg.max_size,
+            stats: Stats::default(),
+            loss: None,
+            jobs: archiver.as_ref().map(Archiver::sender),
+            closed: false,
+            last_rotated: None,
+        };
+        let shared = Arc::new(Shared {
+            cfg,
+            state: Mutex::new(state),
+            status,
+            archiver: Mutex::new(archiver),
+            ticker: Mutex::new(None),
+        });
+        if let Some(p) = shared.cfg.period {
+            let stale = meta
+                .modified()
+                .is_ok_and(|m| m < clock::period_start(now, p.duration()));
+            if meta.len() > 0 && stale {
+                shared.lock().rotate(&shared.cfg, now);
+            }
+        }
+        let needs_ticker =
+            matches!(shared.cfg.flush, Flush::Interval(_)) || shared.cfg.period.is_some();
+        if needs_ticker {
+            *shared.ticker.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Ticker::spawn(Arc::downgrade(&shared))?);
+        }
+        Ok(RotatingWriter { shared })
+    }
+}
+
+/// A log file that rotates itself; cheap to clone, safe to share between threads.
+///
+/// ```no_run
+/// use daemonic::logging::{Compression, Period, RotatingWriter};
+/// use std::time::Duration;
+///
+/// let log = RotatingWriter::builder("/var/log/web/web.log")
+///     .max_size(64 << 20)                       // 64 MiB…
+///     .rotate_every(Period::Daily)              // …or midnight UTC, whichever is first
+///     .keep_files(14)
+///     .keep_for(Duration::from_secs(30 * 86_400))
+///     .compress(Compression::Gzip)
+///     .open()?;
+/// log.write_line(b"listening on :8080");
+/// // On SIGUSR1 (after an external logrotate renamed the file):
+/// log.reopen()?;
+/// # Ok::<(), daemonic::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RotatingWriter {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: Config,
+    state: Mutex<State>,
+    status: Arc<ArchiveStatus>,
+    archiver: Mutex<Option<Archiver>>,
+    ticker: Mutex<Option<Ticker>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    file: File,
+    buf: Vec<u8>,
+    /// Bytes in the file, counting the buffer.
+    size: u64,
+    next_boundary: Option<SystemTime>,
+    /// Size at which to rotate next (raised after a failed rotation so it is not retried
+    /// on every write).
+    rotate_at: Option<u64>,
+    stats: Stats,
+    loss: Option<Loss>,
+    jobs: Option<Sender<PathBuf>>,
+    /// After `close`: no buffering.
+    closed: bool,
+    /// `(stamp, seq)` of the last rotated name, so the next one sorts after it.
+    last_rotated: Option<(String, u32)>,
+}
+
+/// Lines lost since the last successful write, reported by a marker line.
+#[derive(Debug)]
+struct Loss {
+    lines: u64,
+    bytes: u64,
+    error: String,
+    /// The file ends inside a line (a write failed half-way).
+    torn: bool,
+    /// The errno of the last failure, if it had one.
+    errno: Option<i32>,
+}
+
+impl Loss {
+    fn to_error(&self, path: &Path) -> Error {
+        let context = format!("write {} ({} lines dropped)", path.display(), self.lines);
+        match self.errno {
+            Some(n) => Error::io(context, io::Error::from_raw_os_error(n)),
+            None => Error::new(ErrorKind::Io, self.error.clone()),
+        }
+    }
+}
+
+impl RotatingWriter {
+    /// Starts configuring a writer for `path` (the active file; rotated files go beside it).
+    pub fn builder(path: impl Into<PathBuf>) -> RotatingWriterBuilder {
+        RotatingWriterBuilder {
+            cfg: Config {
+                path: path.into(),
+                max_size: None,
+                period: None,
+                retention: Retention::default(),
+                compression: Compression::None,
+                flush: Flush::Interval(Duration::from_millis(100)),
+                fsync: Fsync::default(),
+                buffer_capacity: 64 * 1024,
+                max_line: 64 * 1024,
+                mode: 0o640,
+                marker_format: Format::Text,
+            },
+        }
+    }
+
+    /// The active file's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.cfg.path
+    }
+
+    /// Writes one line; a missing final newline is added. The line goes whole into one file.
+    ///
+    /// Never fails: a write error drops and counts lines (see the module docs) and shows up
+    /// in [`stats`](Self::stats), in the next [`flush`](Self::flush)'s result and as a
+    /// marker line once writing works again.
+    pub fn write_line(&self, line: &[u8]) {
+        let mut st = self.shared.lock();
+        if line.last() == Some(&b'\n') {
+            st.append(&self.shared.cfg, line, &[]);
+        } else {
+            st.append(&self.shared.cfg, line, b"\n");
+        }
+    }
+
+    /// Writes complete lines (`lines` must end with `\n`, else one is added) in one piece:
+    /// all of them land in the same file.
+    pub fn write_lines(&self, lines: &[u8]) {
+        self.write_line(lines);
+    }
+
+    /// A per-source `io::Write` adapter for raw bytes (a child's stdout), which holds back
+    /// partial lines; see [`LineStream`](super::LineStream).
+    pub fn line_stream(&self) -> super::LineStream {
+        super::LineStream::new(self.clone())
+    }
+
+    /// Writes buffered lines to the file now.
+    ///
+    /// Fails while the file cannot be written: from a failed write (whose lines are counted
+    /// as dropped) until the next successful one. The error names the path and keeps the
+    /// errno (`ENOSPC`, `EIO`, …).
+    pub fn flush(&self) -> Result<()> {
+        let mut st = self.shared.lock();
+        st.flush_buf(&self.shared.cfg);
+        match &st.loss {
+            Some(loss) => Err(loss.to_error(&self.shared.cfg.path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Reopens the file by its path: call this when an external tool (logrotate with
+    /// `create`) has renamed the file, typically on the `ReopenLogs` event that SIGUSR1
+    /// becomes. Buffered lines go to the old file first. Cheap and thread-safe; a failure
+    /// (the directory is gone) leaves the old file in use and names the path.
+    pub fn reopen(&self) -> Result<()> {
+        let cfg = &self.shared.cfg;
+        let mut st = self.shared.lock();
+        st.flush_buf(cfg);
+        let file = open_append(&cfg.path, cfg.mode)?;
+        st.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        st.rotate_at = cfg.max_size;
+        st.file = file;
+        st.stats.reopens += 1;
+        Ok(())
+    }
+
+    /// Rotates now, whatever the size and time (an empty file is not rotated).
+    pub fn rotate(&self) {
+        self.shared
+            .lock()
+            .rotate(&self.shared.cfg, SystemTime::now());
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.shared.lock().stats.clone();
+        let (errors, last) = self.shared.status.snapshot();
+        s.archive_errors = errors;
+        if s.last_error.is_none() {
+            s.last_error = last;
+        }
+        s
+    }
+
+    /// Flushes, stops the flusher, and waits for pending compression and retention.
+    ///
+    /// Writes after `close` still reach the file, unbuffered, without the archiver (their
+    /// rotated files are compressed at the next start). Dropping the last handle does the
+    /// same as `close`.
+    pub fn close(&self) -> Result<()> {
+        self.shared.shutdown();
+        match &self.shared.lock().loss {
+            Some(loss) => Err(loss.to_error(&self.shared.cfg.path)),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn count_split(&self) {
+        self.shared.lock().stats.lines_split += 1;
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state inconsistent in a way that
+        // matters more than losing the log; keep logging.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The flusher's periodic work: flush, and rotate if a time boundary passed.
+    pub(crate) fn tick(&self, now: SystemTime) -> Option<SystemTime> {
+        let mut st = self.lock();
+        st.flush_buf(&self.cfg);
+        if st.next_boundary.is_some_and(|b| now >= b) {
+            st.rotate(&self.cfg, now);
+        }
+        st.next_boundary
+    }
+
+    fn shutdown(&self) {
+        {
+            let mut st = self.lock();
+            st.flush_buf(&self.cfg);
+            st.jobs = None;
+            st.closed = true;
+        }
+        if let Some(t) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.stop();
+        }
+        if let Some(a) = self
+            .archiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            a.join();
+        }
+        self.lock().buf.shrink_to_fit();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl State {
+    /// Appends `data` + `tail` as one record, rotating first if the size limit says so.
+    fn append(&mut self, cfg: &Config, data: &[u8], tail: &[u8]) {
+        let len = (data.len() + tail.len()) as u64;
+        if let Some(limit) = self.rotate_at
+            && self.size > 0
+            && self.size + len > limit
+        {
+            self.rotate(cfg, SystemTime::now());
+        }
+        if self.buf.len() + data.len() + tail.len() > cfg.buffer_capacity {
+            self.flush_buf(cfg);
+        }
+        self.size += len;
+        if data.len() + tail.len() > cfg.buffer_capacity {
+            // Too big to buffer: write it straight through, in one piece.
+            let mut whole = Vec::with_capacity(data.len() + tail.len());
+            whole.extend_from_slice(data);
+            whole.extend_from_slice(tail);
+            self.write_out(cfg, &whole);
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(tail);
+        if cfg.flush == Flush::EachWrite || self.closed {
+            self.flush_buf(cfg);
+        }
+    }
+
+    /// Writes the buffer to the file; then resynchronizes the size with the file's end.
+    pub(crate) fn flush_buf(&mut self, cfg: &Config) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.write_out(cfg, &buf);
+        self.buf = buf;
+        self.buf.clear();
+    }
+
+    /// `write(2)`s `data` (complete lines, the buffer being empty meanwhile) after any
+    /// pending loss marker; on failure drops and counts what did not get written.
+    fn write_out(&mut self, cfg: &Config, data: &[u8]) {
+        if let Some(loss) = self.loss.take() {
+            let marker = loss_marker(cfg, &loss);
+            match write_all(&mut self.file, &marker) {
+                (done, None) => self.stats.bytes_written += done as u64,
+                (_, Some(e)) => {
+                    // Still failing: the episode goes on and this batch joins it.
+                    self.loss = Some(loss);
+                    self.record_loss(cfg, data, 0, e);
+                    return;
+                }
+            }
+        }
+        let (done, err) = write_all(&mut self.file, data);
+        self.stats.bytes_written += done as u64;
+        if let Some(e) = err {
+            self.record_loss(cfg, data, done, e);
+            return;
+        }
+        if cfg.fsync == Fsync::EachFlush
+            && let Err(e) = self.file.sync_data()
+        {
+            self.record_error(format!("fsync {}: {e}", cfg.path.display()));
+        }
+        // With O_APPEND the offset after a write is the file's end: learn of truncation by
+        // `copytruncate` (and of other appenders) so size-based rotation stays right.
+        if let Ok(end) = self.file.stream_position() {
+            if end < self.size {
+                self.stats.truncations_seen += 1;
+                self.rotate_at = cfg.max_size;
+            }
+            self.size = end;
+        }
+    }
+
+    fn record_loss(&mut self, cfg: &Config, data: &[u8], written: usize, e: io::Error) {
+        let lost = &data[written..];
+        let lines = lost.iter().filter(|&&b| b == b'\n').count() as u64;
+        let torn = written > 0 && data[written - 1] != b'\n';
+        let error = format!("write {}: {e}", cfg.path.display());
+        let errno = e.raw_os_error();
+        self.size = self.size.saturating_sub(lost.len() as u64);
+        self.stats.lines_dropped += lines;
+        self.stats.bytes_dropped += lost.len() as u64;
+        match &mut self.loss {
+            Some(l) => {
+                l.lines += lines;
+                l.bytes += lost.len() as u64;
+                l.torn |= torn;
+                l.error = error.clone();
+                l.errno = errno;
+            }
+            None => {
+                // Once per episode: the log itself is what is failing, stderr is the only
+                // other place to say so.
+                eprintln!("daemonic: dropping log lines: {error}");
+                self.loss = Some(Loss {
+                    lines,
+                    bytes: lost.len() as u64,
+                    error: error.clone(),
+                    torn,
+                    errno,
+                });
+            }
+        }
+        self.record_error(error);
+    }
+
+    fn record_error(&mut self, error: String) {
+        self.stats.errors += 1;
+        self.stats.last_error = Some(error);
+    }
+
+    /// Rotates the file out (see the module docs for the order of steps).
+    pub(crate) fn rotate(&mut self, cfg: &Config, now: SystemTime) {
+        if let Some(p) = cfg.period {
+            self.next_boundary = Some(clock::next_boundary(now, p.duration()));
+        }
+        self.flush_buf(cfg);
+        if self.size == 0 {
+            return;
+        }
+        if cfg.fsync != Fsync::Never
+            && let Err(e) = self.file.sync_data()
+        {
+            self.record_error(format!("fsync {}: {e}", cfg.path.display()));
+        }
+        let (target, name) = naming::rotated_path(&cfg.path, now, self.last_rotated.as_ref());
+        if let Err(e) = fs::rename(&cfg.path, &target) {
+            self.rotation_failed(
+                cfg,
+                format!("rename {} to {}: {e}", cfg.path.display(), target.display()),
+            );
+            return;
+        }
+        let file = match open_append(&cfg.path, cfg.mode) {
+            Ok(f) => f,
+            Err(e) => {
+                let undo = fs::rename(&target, &cfg.path);
+                self.rotation_failed(cfg, format!("{e} (rotation undone: {})", undo.is_ok()));
+                return;
+            }
+        };
+        if cfg.fsync != Fsync::Never {
+            let dir = retention::parent_dir(&cfg.path);
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                self.record_error(format!("fsync directory {}: {e}", dir.display()));
+            }
+        }
+        self.file = file;
+        self.size = 0;
+        self.rotate_at = cfg.max_size;
+        self.stats.rotations += 1;
+        self.last_rotated = Some(name);
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(target);
+        }
+    }
+
+    fn rotation_failed(&mut self, cfg: &Config, error: String) {
+        self.record_error(error);
+        // Retry after another `max_size` bytes (or at the next boundary), not on every write.
+        self.rotate_at = cfg.max_size.map(|m| self.size.saturating_add(m));
+    }
+}
+
+/// Loops `write(2)` over `data`; returns how much was written and the error that stopped it.
+fn write_all(file: &mut File, mut data: &[u8]) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while !data.is_empty() {
+        match file.write(data) {
+            Ok(0) => return (done, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                done += n;
+                data = &data[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
+/// The line that reports lost lines, in the configured format.
+fn loss_marker(cfg: &Config, loss: &Loss) -> Vec<u8> {
+    let mut ts = String::new();
+    Utc::from_system_time(SystemTime::now()).write_rfc3339(&mut ts);
+    let msg = format!(
+        "lost {} log lines ({} bytes) after write errors; last: {}",
+        loss.lines, loss.bytes, loss.error
+    );
+    let lead = if loss.torn { "\n" } else { "" };
+    let line = match cfg.marker_format {
+        Format::Json => {
+            let mut m = String::new();
+            escape_json(&msg, &mut m);
+            format!(
+                "{lead}{{\"timestamp\":\"{ts}\",\"level\":\"WARN\",\"target\":\"daemonic::logging\",\"message\":\"{m}\",\"lines_lost\":{}}}\n",
+                loss.lines
+            )
+        }
+        Format::Text => format!("{lead}{ts}  WARN daemonic::logging: {msg}\n"),
+    };
+    line.into_bytes()
+}
+
+/// Opens `path` for appending (`O_APPEND | O_CREAT | O_CLOEXEC`).
+pub(crate) fn open_append(path: &Path, mode: u32) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))
+}
