@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod journal;
 #[allow(unsafe_code)]
 mod sys;
 
