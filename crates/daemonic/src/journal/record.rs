@@ -10,7 +10,7 @@
 //!  12  flags      4  0 (reserved; a reader rejects unknown bits)
 //!  16  start_seq  8  sequence number of the first record in this file
 //!  24  crc        4  CRC-32 of bytes 0..24
-//!  28  reserved   4  0
+//!  28  reserved   4  0 (checked: a reader rejects other values)
 //!
 //! record frame (16-byte header + payload)
 //!   0  len        4  payload length in bytes
@@ -144,6 +144,9 @@ pub(crate) fn decode_log_header(bytes: &[u8]) -> Result<u64, HeaderError> {
     if crc32fast::hash(&bytes[0..24]) != stored {
         return Err(HeaderError::Damaged("checksum mismatch"));
     }
+    if bytes[28..32] != [0; 4] {
+        return Err(HeaderError::Damaged("has non-zero reserved bytes"));
+    }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     let flags = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION || flags != 0 {
@@ -180,7 +183,7 @@ mod tests {
         let h = encode_log_header(42);
         assert_eq!(decode_log_header(&h), Ok(42));
         assert_eq!(decode_log_header(&h[..10]), Err(HeaderError::Short(10)));
-        for byte in 0..24 {
+        for byte in 0..LOG_HEADER_LEN {
             let mut bad = h;
             bad[byte] ^= 0x10;
             assert!(decode_log_header(&bad).is_err(), "flip in byte {byte}");
