@@ -126,6 +126,7 @@ pub(crate) fn recover<S: State>(dir: &Path, repair: bool) -> Result<Recovered<S>
             path: path.clone(),
             valid_len: scan.valid_len,
             last_seq: scan.last_seq,
+            damaged: scan.damage.is_some(),
         };
         let Some(damage) = scan.damage else {
             tail = Some(this);
@@ -157,7 +158,7 @@ pub(crate) fn recover<S: State>(dir: &Path, repair: bool) -> Result<Recovered<S>
     let live = match tail {
         // The usual case: the last generation holds the last record; append after it.
         Some(t) if t.valid_len > 0 && t.last_seq == last_seq => {
-            LogFile::reopen(&t.path, t.start, t.valid_len)?
+            LogFile::reopen(&t.path, t.start, t.valid_len, t.damaged)?
         }
         // Its header was torn while it was being created: create it again.
         Some(t) if t.start == last_seq + 1 => LogFile::recreate(dir, t.start)?,
@@ -181,6 +182,8 @@ struct Tail {
     valid_len: u64,
     /// Its last good record (`start - 1` if none).
     last_seq: u64,
+    /// Whether anything but preallocated zeros follows `valid_len`.
+    damaged: bool,
 }
 
 /// Removes generations whose every record is in the snapshot: those followed by a

@@ -20,6 +20,10 @@
 //!   acknowledged. That is **corruption before the tail**, and recovery refuses to guess
 //!   (it fails with [`ErrorKind::Corrupt`] unless the caller asked for repair).
 //!
+//! A log file ends in zeros where space was preallocated: a frame header of zero bytes
+//! with nothing but zeros after it is the clean end of the log, not damage. (No real frame
+//! has a zero header: sequence numbers start at 1.)
+//!
 //! A CRC-32 accepts a random 16+n byte window with probability 2⁻³², and the window must
 //! also have a plausible length and sequence number, so garbage is not mistaken for a
 //! valid frame in practice.
@@ -114,6 +118,16 @@ pub(crate) fn scan_file(
         if n == 0 {
             break None;
         }
+        // Preallocated space (see `wal`): zeros from here to the end are not a record.
+        // Zeros followed by anything else fall through and are judged as damage below.
+        if frame_header[..n] == [0; FRAME_HEADER_LEN][..n] {
+            let mut rest = reader.get_ref().try_clone().map_err(|e| io_err("dup", e))?;
+            rest.seek(SeekFrom::Start(offset + n as u64))
+                .map_err(|e| io_err("seek", e))?;
+            if only_zeros(&mut rest).map_err(|e| io_err("read", e))? {
+                break None;
+            }
+        }
         if n < FRAME_HEADER_LEN {
             break Some(format!(
                 "incomplete frame header ({n} of {FRAME_HEADER_LEN} bytes)"
@@ -180,6 +194,23 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// Whether everything left in `r` is zero bytes.
+fn only_zeros(r: &mut impl Read) -> std::io::Result<bool> {
+    const CHUNK: usize = 1 << 16;
+    let zeros = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = read_full(r, &mut buf)?;
+        // Slice equality is a memcmp: fast even in an unoptimized build.
+        if buf[..n] != zeros[..n] {
+            return Ok(false);
+        }
+        if n < buf.len() {
+            return Ok(true);
+        }
+    }
 }
 
 /// Searches every offset in `from..file_len` for a valid frame with `seq >= min_seq`.

@@ -6,9 +6,19 @@
 //! `wal-<n+1>.log` and then removes the older ones; in normal operation at most one
 //! generation is live. A generation is never truncated in place except at recovery, to cut
 //! a torn tail.
+//!
+//! # Preallocation
+//!
+//! Space is allocated ahead of the records, [`PREALLOC`] bytes at a time (`posix_fallocate`,
+//! which zero-fills), and records are written at their offset (`pwrite`) rather than
+//! appended. Then most `fdatasync`s do not change the file's size — the size update is what
+//! forces the filesystem to commit its own journal on every append, which costs about a
+//! third of an append's time on ext4. The file therefore ends in zeros; recovery treats a
+//! zero frame header followed only by zeros as the end of the log (see `scan`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +28,8 @@ use crate::error::{Error, Result};
 
 const PREFIX: &str = "wal-";
 const SUFFIX: &str = ".log";
+/// How much space is allocated ahead of the records at a time.
+pub(crate) const PREALLOC: u64 = 4 << 20;
 
 /// The file name of the generation whose first record is `start_seq`.
 pub(crate) fn file_name(start_seq: u64) -> String {
@@ -57,8 +69,10 @@ pub(crate) struct LogFile {
     pub file: Arc<File>,
     pub path: PathBuf,
     pub start_seq: u64,
-    /// Bytes in the file, header included.
+    /// Bytes of header and records: where the next record is written.
     pub len: u64,
+    /// Bytes allocated (the file's size): `len..allocated` is zeros.
+    pub allocated: u64,
 }
 
 impl LogFile {
@@ -68,7 +82,7 @@ impl LogFile {
     pub fn create(dir: &Path, start_seq: u64) -> Result<LogFile> {
         let path = dir.join(file_name(start_seq));
         let mut file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
@@ -82,6 +96,7 @@ impl LogFile {
             path,
             start_seq,
             len: LOG_HEADER_LEN as u64,
+            allocated: LOG_HEADER_LEN as u64,
         })
     }
 
@@ -93,39 +108,50 @@ impl LogFile {
         LogFile::create(dir, start_seq)
     }
 
-    /// Opens an existing generation for appending after recovery has checked it and cut it
-    /// to `valid_len` bytes (the end of its last good record).
-    pub fn reopen(path: &Path, start_seq: u64, valid_len: u64) -> Result<LogFile> {
+    /// Opens an existing generation for appending after recovery has checked it: its
+    /// records end at `valid_len`, and `damaged` says whether anything but preallocated
+    /// zeros follows.
+    pub fn reopen(path: &Path, start_seq: u64, valid_len: u64, damaged: bool) -> Result<LogFile> {
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        let len = file
+        let mut allocated = file
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
             .len();
-        if len != valid_len {
-            // The torn tail is cut and the cut made durable before anything is appended;
-            // otherwise new records would follow garbage and look like mid-log corruption.
+        if damaged {
+            // The torn tail is cut and the cut made durable before anything is written;
+            // otherwise new records would sit next to garbage and look like corruption.
             file.set_len(valid_len)
                 .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
             file.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", path.display()), e))?;
+            allocated = valid_len;
         }
         Ok(LogFile {
             file: Arc::new(file),
             path: path.to_path_buf(),
             start_seq,
             len: valid_len,
+            allocated,
         })
     }
 
-    /// Appends bytes (whole frames) to the file with one `write` call sequence.
+    /// Writes whole frames at the end of the records, allocating more space first if needed.
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        (&*self.file)
-            .write_all(bytes)
-            .map_err(|e| Error::io(format!("append to {}", self.path.display()), e))?;
-        self.len += bytes.len() as u64;
+        let end = self.len + bytes.len() as u64;
+        if end > self.allocated {
+            let grow = PREALLOC.max(end - self.allocated);
+            let to_off = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            nix::fcntl::posix_fallocate(&*self.file, to_off(self.allocated), to_off(grow))
+                .map_err(|e| Error::sys(format!("fallocate {}", self.path.display()), e))?;
+            self.allocated += grow;
+        }
+        self.file
+            .write_all_at(bytes, self.len)
+            .map_err(|e| Error::io(format!("write to {}", self.path.display()), e))?;
+        self.len = end;
         Ok(())
     }
 }

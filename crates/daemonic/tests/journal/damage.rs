@@ -29,8 +29,13 @@ fn reference_log(tmp: &TempDir) -> (Vec<u8>, Vec<usize>) {
         ends.push(end);
     }
     journal.close().unwrap();
-    let bytes = std::fs::read(dir.join(FIRST_LOG)).unwrap();
-    assert_eq!(bytes.len(), end);
+    let mut bytes = std::fs::read(dir.join(FIRST_LOG)).unwrap();
+    // The rest is preallocated space, all zeros; the tests damage the records alone.
+    assert!(
+        bytes[end..].iter().all(|&b| b == 0),
+        "preallocated space is not zeros"
+    );
+    bytes.truncate(end);
     (bytes, ends)
 }
 
@@ -124,6 +129,37 @@ fn a_bit_flip_at_every_offset_is_cut_as_a_tail_or_refused_as_corruption() {
         assert_eq!(journal.state().events, expected(kept));
         drop(journal);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn garbage_in_preallocated_space_is_cut_keeping_every_record() {
+    let tmp = TempDir::new("prealloc");
+    let (log, _) = reference_log(&tmp);
+    for garbage_at in [0, 1, 15, 16, 4000] {
+        let mut file = log.clone();
+        file.resize(log.len() + 8192, 0);
+        file[log.len() + garbage_at] = 0x5a;
+        let dir = dir_with_log(&tmp, &format!("garbage{garbage_at}"), &file);
+        let journal = open(&dir, false).unwrap();
+        assert_eq!(journal.state().events, expected(EVENTS as usize));
+        assert_eq!(
+            journal.recovery().truncated.len(),
+            1,
+            "garbage at {garbage_at}"
+        );
+        // Zeros alone are the clean end of the log: nothing to report.
+        let dir = dir_with_log(
+            &tmp,
+            &format!("zeros{garbage_at}"),
+            &file[..log.len() + garbage_at],
+        );
+        let journal = open(&dir, false).unwrap();
+        assert_eq!(journal.state().events, expected(EVENTS as usize));
+        assert!(
+            journal.recovery().truncated.is_empty(),
+            "zeros up to {garbage_at}"
+        );
     }
 }
 
