@@ -6,7 +6,8 @@
 //! cargo run --release -- [--secs S] [--threads T] [--events N] [--dir DIR]
 //! ```
 //!
-//! Each throughput case runs for S seconds (default 3) in a fresh directory under DIR
+//! Each throughput case runs for S seconds in all (default 5, in 5 interleaved slices), each
+//! slice in a fresh directory under DIR
 //! (default: the system temp dir). An event is 16 bytes (two u64s); the state sums them.
 
 use std::path::{Path, PathBuf};
@@ -228,17 +229,51 @@ fn main() {
         args.events,
         args.dir.display()
     );
-    let every = journal_appends(&args, "every", Durability::EveryAppend, 1);
-    let full = sqlite_inserts(&args, "FULL");
-    let group1 = journal_appends(&args, "group1", Durability::GroupCommit, 1);
-    let group = journal_appends(&args, "group", Durability::GroupCommit, args.threads);
-    let interval = journal_appends(
-        &args,
-        "interval",
-        Durability::Interval(Duration::from_millis(100)),
-        1,
-    );
-    let normal = sqlite_inserts(&args, "NORMAL");
+    // The machine is shared and its disk's fsync latency drifts by 10x over minutes, so the
+    // cases run interleaved in `ROUNDS` slices, each case's rate being the mean over its
+    // slices: a drift then hits every case alike instead of whichever ran during it.
+    const ROUNDS: usize = 5;
+    let slice = Args {
+        secs: args.secs / ROUNDS as f64,
+        dir: args.dir.clone(),
+        ..args
+    };
+    type Case<'a> = (&'a str, Box<dyn Fn(&Args) -> f64>);
+    let cases: [Case; 6] = [
+        (
+            "every",
+            Box::new(|a| journal_appends(a, "every", Durability::EveryAppend, 1)),
+        ),
+        ("full", Box::new(|a| sqlite_inserts(a, "FULL"))),
+        (
+            "group1",
+            Box::new(|a| journal_appends(a, "group1", Durability::GroupCommit, 1)),
+        ),
+        (
+            "group",
+            Box::new(|a| journal_appends(a, "group", Durability::GroupCommit, a.threads)),
+        ),
+        (
+            "interval",
+            Box::new(|a| {
+                journal_appends(
+                    a,
+                    "interval",
+                    Durability::Interval(Duration::from_millis(100)),
+                    1,
+                )
+            }),
+        ),
+        ("normal", Box::new(|a| sqlite_inserts(a, "NORMAL"))),
+    ];
+    let mut sums = [0.0f64; 6];
+    for _ in 0..ROUNDS {
+        for (i, (_, case)) in cases.iter().enumerate() {
+            sums[i] += case(&slice) / ROUNDS as f64;
+        }
+    }
+    let args = slice;
+    let [every, full, group1, group, interval, normal] = sums;
     println!();
     println!("| case | appends/s | vs SQLite |");
     println!("|---|---:|---|");

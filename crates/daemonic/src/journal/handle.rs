@@ -120,7 +120,8 @@ impl<S: State> Journal<S> {
     }
 
     /// Read access to the current state. Appends wait while the guard is held; keep it
-    /// short.
+    /// short. (After a panic in `State::apply` this still gives the possibly half-updated
+    /// state, for diagnostics; every writing call then fails with `Poisoned`.)
     pub fn state(&self) -> StateGuard<'_, S> {
         let guard = self
             .shared

@@ -91,8 +91,9 @@
 //!                        | payload (len bytes)
 //! ```
 //!
-//! A reader rejects a version it does not know with [`ErrorKind::InvalidInput`]
-//! (`crate::ErrorKind`); it never guesses at a newer layout.
+//! A reader rejects a version it does not know with
+//! [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+//! and never guesses at a newer layout.
 //!
 //! # Recovery and the torn-tail rule
 //!
