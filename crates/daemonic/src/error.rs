@@ -25,6 +25,14 @@ pub enum ErrorKind {
     InvalidInput,
     /// A peer spoke a protocol wrongly (malformed or oversized message).
     Protocol,
+    /// Stored data failed its integrity check (bad checksum, impossible length, a gap in
+    /// sequence numbers) somewhere other than a torn tail, or could not be decoded.
+    Corrupt,
+    /// A resource (such as a journal directory) is locked by another process.
+    Locked,
+    /// An object is unusable after an earlier failure it cannot undo (a failed write or
+    /// fsync, or a panic while it was held); reopening it recovers from what is on disk.
+    Poisoned,
 }
 
 /// An error from daemonic: a kind, the operation it happened in, and its cause.

@@ -29,6 +29,7 @@
 //! | [`signals`] | [`Signals`]: signals as [`Event`]s, blocking, pollable or async |
 //! | [`systemd`] | the notify protocol, sending ([`systemd::notify`]) and receiving ([`systemd::listen`]) |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
+//! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
 //! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |
 //!
 //! All `unsafe` code lives in one private module (`sys`), each block with the reason it is
@@ -48,6 +49,7 @@
 
 pub mod daemon;
 mod error;
+pub mod journal;
 pub mod logging;
 pub mod pidfile;
 pub mod process;

@@ -1,0 +1,137 @@
+//! Test plumbing: a temp dir and a child process that clean up after themselves even when
+//! the test fails, and the path of the `journal-appender` fixture.
+
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A fresh directory under the system temp dir, removed on drop (also on panic).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "daemonic-journal-{name}-{}-{unique}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A subdirectory path (not created) for one journal.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `target/<profile>/examples/journal-appender`, built by `cargo test`.
+pub fn appender() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/journal-<hash> → target/<profile>/examples/
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join("journal-appender");
+    assert!(path.exists(), "fixture not built: {}", path.display());
+    path
+}
+
+/// A running `journal-appender`: SIGKILLed and reaped on drop, so no test leaves one behind.
+pub struct Fixture {
+    child: Option<Child>,
+    pub lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Fixture {
+    pub fn spawn(args: &[&str]) -> Fixture {
+        let mut child = Command::new(appender())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn journal-appender");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Fixture {
+            child: Some(child),
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line of output; panics at EOF.
+    pub fn line(&mut self) -> String {
+        match self.lines.next() {
+            Some(Ok(line)) => line,
+            other => panic!("journal-appender said no more ({other:?})"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL (a no-op if it is already dead) and reap.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        child.wait().expect("wait for journal-appender")
+    }
+
+    /// Waits for it to exit on its own.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        drop(child.stdin.take());
+        child.wait().expect("wait for journal-appender")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), seeded per test and printed, so a failing
+/// round can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn seeded() -> Rng {
+        let seed = std::env::var("JOURNAL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap();
+                t.as_nanos() as u64 | 1
+            });
+        eprintln!("JOURNAL_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
