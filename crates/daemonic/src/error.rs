@@ -33,6 +33,8 @@ pub enum ErrorKind {
     /// An object is unusable after an earlier failure it cannot undo (a failed write or
     /// fsync, or a panic while it was held); reopening it recovers from what is on disk.
     Poisoned,
+    /// A wait ran out of time (e.g. a notify `BARRIER=1` was not acknowledged).
+    TimedOut,
 }
 
 /// An error from daemonic: a kind, the operation it happened in, and its cause.

@@ -158,6 +158,13 @@ impl Spawned {
 /// Spawns `cmd` as a supervised child: its own process group, SIGKILLed by the kernel if
 /// the spawning thread dies, all signals at their defaults and unblocked.
 pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
+    supervise(cmd);
+    start(cmd)
+}
+
+/// Registers what [`spawn`] does to the child before `exec` (own process group, parent
+/// death signal, default signals); other `pre_exec` hooks may follow.
+pub(crate) fn supervise(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     let parent = Pid::this();
@@ -169,6 +176,10 @@ pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
         }
         crate::sys::reset_signals(false)
     });
+}
+
+/// Spawns a command prepared by [`supervise`] and opens its pidfd.
+pub(crate) fn start(cmd: &mut Command) -> Result<Spawned> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let child = cmd
         .spawn()

@@ -242,6 +242,10 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Vec<Message>, String> {
         return Err(format!("{} bytes, more than {MAX_DATAGRAM}", bytes.len()));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 ({e})"))?;
+    // systemd reads the datagram as a C string: a NUL would silently cut it short there.
+    if let Some(at) = text.find('\0') {
+        return Err(format!("contains a NUL byte at offset {at}"));
+    }
     let mut out = Vec::new();
     for (n, line) in text.split('\n').enumerate() {
         if line.is_empty() {
@@ -356,5 +360,6 @@ mod tests {
                 .contains("not UTF-8")
         );
         assert!(parse(&vec![b'A'; MAX_DATAGRAM + 1]).is_err());
+        assert!(parse(b"READY=1\0STATUS=x").unwrap_err().contains("NUL"));
     }
 }
