@@ -27,7 +27,7 @@
 //! | [`daemon`] | [`Daemon`]: detach (double fork or re-exec), readiness, the launcher |
 //! | [`pidfile`] | [`PidFile`]: a lock, not a check |
 //! | [`signals`] | [`Signals`]: signals as [`Event`]s, blocking, pollable or async |
-//! | [`systemd`] | the notify protocol, sending ([`systemd::notify`]) and receiving ([`systemd::listen`]) |
+//! | [`systemd`] | the notify protocol, sending ([`systemd::notify`], [`systemd::watchdog`]) and receiving ([`systemd::listen`]); socket activation ([`systemd::activation`], [`systemd::handoff`]) |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
 //! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |

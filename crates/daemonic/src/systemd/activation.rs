@@ -313,3 +313,70 @@ pub fn names_from(
     }
     Ok(Some(names))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passed(name: &str, fd: impl Into<OwnedFd>) -> ListenFd {
+        ListenFd {
+            name: name.to_string(),
+            fd: fd.into(),
+        }
+    }
+
+    #[test]
+    fn conversions_check_family_type_and_listening() {
+        let tcp = || passed("http", TcpListener::bind("127.0.0.1:0").unwrap());
+        let udp = || passed("dns", UdpSocket::bind("127.0.0.1:0").unwrap());
+        assert!(tcp().into_tcp_listener().is_ok());
+        assert!(udp().into_udp_socket().is_ok());
+        let e = udp().into_tcp_listener().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .contains("(\"dns\") is not a listening TCP socket"),
+            "{e}"
+        );
+        assert!(tcp().into_udp_socket().is_err());
+        assert!(tcp().into_unix_listener().is_err());
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let e = passed("conn", a).into_unix_listener().unwrap_err();
+        assert!(e.to_string().contains("not listening"), "{e}");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let e = passed("null", file).into_tcp_listener().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("getsockopt SO_TYPE on passed descriptor"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn take_by_name_keeps_order_and_repeats() {
+        let mut a = Activation {
+            fds: ["web", "admin", "web"]
+                .iter()
+                .map(|n| passed(n, std::fs::File::open("/dev/null").unwrap()))
+                .collect(),
+        };
+        assert_eq!(a.names().collect::<Vec<_>>(), ["web", "admin", "web"]);
+        assert_eq!(a.take_all("web").len(), 2);
+        assert!(a.take("web").is_none());
+        assert_eq!(
+            a.take("admin").map(|f| f.name().to_string()).as_deref(),
+            Some("admin")
+        );
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn bad_environment_is_an_error_naming_the_variable() {
+        let me = Pid::from_raw(42);
+        let e = names_from(Some("x"), Some("1"), None, me).unwrap_err();
+        assert!(e.to_string().starts_with("LISTEN_PID=\"x\""), "{e}");
+        let e = names_from(Some("42"), Some("-1"), None, me).unwrap_err();
+        assert!(e.to_string().starts_with("LISTEN_FDS=\"-1\""), "{e}");
+        assert_eq!(names_from(Some("42"), Some("0"), None, me).unwrap(), None);
+    }
+}

@@ -15,7 +15,7 @@
 //! ## Consequences
 //!
 //! - The hook performs the `exec`, so it must be the command's **last** `pre_exec` hook;
-//!   [`spawn`] combines it correctly with [`process::spawn`](crate::process::spawn).
+//!   [`spawn`] combines it correctly with [`process::spawn`].
 //! - The environment is built from this process's plus the command's `env` and
 //!   `env_remove` calls. `Command::env_clear` cannot be observed through std's API, so
 //!   it has no effect here; remove variables one by one instead. Any `LISTEN_*` variables
@@ -98,6 +98,13 @@ impl ListenFds {
     /// Prepares `cmd` so that its child receives these descriptors (see the
     /// [module docs](self)): registers a `pre_exec` hook that must stay the last one.
     pub fn install(&self, cmd: &mut Command) -> Result<()> {
+        if self.fds.is_empty() {
+            // Nothing to pass: only make sure the child does not take ours.
+            for k in VARIABLES {
+                cmd.env_remove(k);
+            }
+            return Ok(());
+        }
         let program = cmd.get_program().to_owned();
         let env = child_env(cmd, &self.fds);
         let path = resolve(&program, cmd.get_current_dir(), &env)?;
