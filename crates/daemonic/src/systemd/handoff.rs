@@ -97,6 +97,8 @@ impl ListenFds {
 
     /// Prepares `cmd` so that its child receives these descriptors (see the
     /// [module docs](self)): registers a `pre_exec` hook that must stay the last one.
+    /// The hook holds its own duplicates of the descriptors until `cmd` is dropped, so a
+    /// `Command` can be spawned again (a restart) with the same sockets.
     pub fn install(&self, cmd: &mut Command) -> Result<()> {
         if self.fds.is_empty() {
             // Nothing to pass: only make sure the child does not take ours.
