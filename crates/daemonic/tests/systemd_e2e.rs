@@ -184,3 +184,47 @@ fn the_fd_store_keeps_a_listening_socket_across_a_restart() {
         "{second}"
     );
 }
+
+/// `daemonic::logging`'s journald destination, read back with journalctl: fields, a
+/// multi-line message, and an entry too large for one datagram (sent through a memfd).
+#[test]
+fn journald_native_entries_read_back_with_journalctl() {
+    let Some(sb) = Sandbox::boot() else { return };
+    let unit = format!(
+        "[Service]\nType=oneshot\nExecStart={}\n",
+        example("journald-demo").display()
+    );
+    sb.install(&[("jdemo.service", unit)]);
+    sb.systemctl(&["start", "jdemo.service"]);
+    assert_eq!(sb.show("jdemo.service", "Result"), "success");
+    let fields = |filter: &str| {
+        let out = sb.exec(&[
+            "journalctl",
+            "--no-pager",
+            "--all",
+            "-o",
+            "json",
+            "SYSLOG_IDENTIFIER=journald-demo",
+            filter,
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let info = fields("PRIORITY=6");
+    assert!(
+        info.contains(r#""MESSAGE":"hello from daemonic""#),
+        "{info}"
+    );
+    assert!(info.contains(r#""REQUEST_ID":"42""#), "{info}");
+    assert!(info.contains(r#""ENVIRONMENT":"e2e""#), "{info}");
+    let warn = fields("PRIORITY=4");
+    assert!(
+        warn.contains(r#""MESSAGE":"first line\nsecond line""#),
+        "{warn}"
+    );
+    let err = fields("PRIORITY=3");
+    assert!(err.contains(r#""SIZE":"300000""#), "{err}");
+    assert!(
+        err.contains(&"x".repeat(300_000)),
+        "the large entry arrived whole"
+    );
+}
