@@ -10,7 +10,6 @@ use daemonic::Daemon;
 
 use crate::service::{self, Service, ServiceArgs};
 use crate::state_dir::{StateDir, check_name};
-use crate::supervisor;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,16 +35,5 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         status = Some(dirs.status_file(&name));
     }
     let running = daemon.start().with_context(|| name.clone())?;
-    let exit = match supervisor::supervise(&service, &running, status) {
-        Ok(exit) => exit,
-        Err(e) => match super::spawn_failure_code(&e) {
-            Some(code) => {
-                eprintln!("daemonic: {name}: {e:#}");
-                return Ok(code);
-            }
-            None => return Err(e),
-        },
-    };
-    running.finish().with_context(|| name.clone())?;
-    Ok(super::exit_code(exit))
+    super::supervise(&service, running, status)
 }

@@ -15,7 +15,6 @@ use daemonic::{Daemon, Output};
 
 use crate::service::{Service, ServiceArgs};
 use crate::state_dir::{StateDir, check_name};
-use crate::supervisor;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,16 +45,5 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     }
     // Returns only in the detached supervisor; the launcher exits inside.
     let running = daemon.start().with_context(|| name.clone())?;
-    let exit = match supervisor::supervise(&service, &running, Some(dirs.status_file(&name))) {
-        Ok(exit) => exit,
-        Err(e) => match super::spawn_failure_code(&e) {
-            Some(code) => {
-                eprintln!("daemonic: {name}: {e:#}");
-                return Ok(code);
-            }
-            None => return Err(e),
-        },
-    };
-    running.finish().with_context(|| name.clone())?;
-    Ok(super::exit_code(exit))
+    super::supervise(&service, running, Some(dirs.status_file(&name)))
 }

@@ -9,14 +9,12 @@
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::fcntl::OFlag;
 use nix::unistd::Pid;
 
-use super::setup::{self, Streams};
+use super::setup::{self, Prepared, Streams};
 use super::{Daemon, Running, launcher, refuse_threads};
 use crate::pidfile::PidFile;
 use crate::sys::{self, Forked};
-use crate::systemd::listen::NotifyListener;
 use crate::systemd::notify::{Notifier, State};
 use crate::{Error, Result};
 
@@ -25,18 +23,13 @@ const SETUP_FAILED: i32 = 70;
 
 pub(super) fn fork_daemon(d: &Daemon) -> Result<Running> {
     refuse_threads()?;
-    let pid_file = d
-        .pid_file
-        .as_deref()
-        .map(|p| PidFile::lock_unwritten(p, d.pid_file_mode))
-        .transpose()?;
-    let listener = NotifyListener::bind_private()?;
-    listener.set_nonblocking(true)?;
-    let streams = Streams::open(d)?;
-    let (pid_r, pid_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+    let Prepared {
+        pid_file,
+        listener,
+        streams,
+        pid_r,
+        pid_w,
+    } = Prepared::new(d)?;
 
     match sys::fork_single_threaded().map_err(|e| Error::io("fork", e))? {
         Forked::Parent(intermediate) => {

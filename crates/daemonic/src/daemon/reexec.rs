@@ -15,13 +15,11 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Command, Stdio};
 
-use nix::fcntl::OFlag;
 use nix::unistd::Pid;
 
-use super::setup::Streams;
+use super::setup::Prepared;
 use super::{Daemon, Running, launcher};
 use crate::pidfile::PidFile;
-use crate::systemd::listen::NotifyListener;
 use crate::systemd::notify::Notifier;
 use crate::{Error, ErrorKind, Result};
 
@@ -86,18 +84,13 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
 
 /// In the launcher: spawn the program again, detached, and wait for its readiness.
 pub(super) fn launch(d: &Daemon) -> Result<Running> {
-    let pid_file = d
-        .pid_file
-        .as_deref()
-        .map(|p| PidFile::lock_unwritten(p, d.pid_file_mode))
-        .transpose()?;
-    let listener = NotifyListener::bind_private()?;
-    listener.set_nonblocking(true)?;
-    let streams = Streams::open(d)?;
-    let (pid_r, pid_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+    let Prepared {
+        pid_file,
+        listener,
+        streams,
+        pid_r,
+        pid_w,
+    } = Prepared::new(d)?;
 
     let pid_fd = pid_file.as_ref().map(AsRawFd::as_raw_fd);
     let marker = format!(

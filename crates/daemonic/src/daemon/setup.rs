@@ -2,11 +2,51 @@
 //! (so a bad path is reported in the terminal), and the descriptor clean-up.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::OFlag;
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::{Daemon, Output};
+use crate::pidfile::PidFile;
+use crate::systemd::listen::NotifyListener;
 use crate::{Error, Result};
+
+/// What the launcher sets up before detaching, whichever way it detaches: the locked pid
+/// file, the notify socket it waits on, the daemon's streams, and the pipe on which the
+/// intermediate process reports the daemon's pid. The launcher becomes a child subreaper,
+/// so the daemon (its grandchild) is re-parented to it.
+pub(super) struct Prepared {
+    pub pid_file: Option<PidFile>,
+    pub listener: NotifyListener,
+    pub streams: Streams,
+    pub pid_r: OwnedFd,
+    pub pid_w: OwnedFd,
+}
+
+impl Prepared {
+    pub fn new(d: &Daemon) -> Result<Prepared> {
+        let pid_file = d
+            .pid_file
+            .as_deref()
+            .map(|p| PidFile::lock_unwritten(p, d.pid_file_mode))
+            .transpose()?;
+        let listener = NotifyListener::bind_private()?;
+        listener.set_nonblocking(true)?;
+        let streams = Streams::open(d)?;
+        let (pid_r, pid_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
+        Ok(Prepared {
+            pid_file,
+            listener,
+            streams,
+            pid_r,
+            pid_w,
+        })
+    }
+}
 
 /// The daemon's stdin, stdout and stderr, opened before detaching.
 #[derive(Debug)]
