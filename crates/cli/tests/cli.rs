@@ -121,6 +121,22 @@ fn start_waits_for_ready_1_from_a_notify_program() {
 }
 
 #[test]
+fn ready_grace_ignores_ready_1_and_waits_out_the_grace_period() {
+    let env = Env::new("grace-only");
+    let prog = fixture("notify-ready");
+    // READY=1 at once, exit 100 ms later: well inside the 5 s grace period.
+    let out = env.daemonic(&[
+        "start", "--name", "g", "--ready", "grace", "--grace", "5s", "--", &prog, "0", "s", "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("notify-ready exited with status 0 before it was ready"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn start_fails_with_the_childs_status_and_reason() {
     let env = Env::new("crash");
     let crasher = fixture("crasher");

@@ -145,10 +145,11 @@ impl Supervisor<'_> {
         match next {
             None => PollTimeout::NONE,
             Some(t) => {
-                let ms = t.saturating_duration_since(Instant::now()).as_millis();
-                // Round up so we never wake a millisecond early and spin.
-                PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32)
-                    .unwrap_or(PollTimeout::MAX)
+                let left = t.saturating_duration_since(Instant::now());
+                // Round a partial millisecond up, so we never wake early and spin; a
+                // deadline already due polls without waiting.
+                let ms = left.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         }
     }
@@ -192,7 +193,8 @@ impl Supervisor<'_> {
             }
             for m in datagram.messages {
                 match m {
-                    Message::Ready => self.become_ready(),
+                    // `--ready grace` means the grace period only, by the user's choice.
+                    Message::Ready if self.service.ready != Readiness::Grace => self.become_ready(),
                     Message::Status(text) => {
                         let _ = self.outer.status(&text);
                         self.status_text = text;
