@@ -61,15 +61,27 @@ impl PidFile {
     /// Locks without writing a pid yet: the detaching launcher locks before it forks and the
     /// daemon writes its own pid afterwards.
     pub(crate) fn lock_unwritten(path: &Path, mode: u32) -> Result<PidFile> {
-        // Bounded: each retry means another process removed the file between our open
-        // and our lock, which only a clean exit of the holder does.
-        for _ in 0..16 {
+        // Bounded: a retry means another process removed the file between our open and
+        // our lock (a clean exit of the holder), or that a `holder()` probe held its
+        // shared lock for an instant.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < give_up {
             let file = open(path, mode)?;
             let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
-                Err((mut file, Errno::EWOULDBLOCK)) => {
-                    let pid = read_pid(&mut file);
-                    return Err(already_running(path, pid));
+                Err((file, Errno::EWOULDBLOCK)) => {
+                    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+                        // A shared lock is possible, so the holder is only a probe: try again.
+                        Ok(probe) => {
+                            drop(probe);
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                            continue;
+                        }
+                        Err((mut file, _)) => {
+                            let pid = read_pid(&mut file);
+                            return Err(already_running(path, pid));
+                        }
+                    }
                 }
                 Err((_, errno)) => {
                     return Err(Error::sys(format!("lock {}", path.display()), errno));
@@ -92,6 +104,9 @@ impl PidFile {
     }
 
     /// Who holds the pid file at `path`, without creating or taking it.
+    ///
+    /// It probes with a shared lock held for an instant; a concurrent [`PidFile::lock`]
+    /// recognises such a probe and retries rather than reporting "already running".
     pub fn holder(path: impl AsRef<Path>) -> Result<Holder> {
         let path = path.as_ref();
         let file = match File::open(path) {
@@ -233,5 +248,53 @@ fn already_running(path: &Path, pid: Option<Pid>) -> Error {
 impl AsRawFd for PidFile {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.file().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `daemonic status` probing (an instant's shared lock) while a service
+    /// starts must not make the start fail with "already running".
+    #[test]
+    fn a_shared_probe_lock_does_not_fail_a_start() {
+        let dir =
+            std::env::temp_dir().join(format!("daemonic-pidfile-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.pid");
+        std::fs::write(&path, "1\n").unwrap(); // a stale file, as a crashed daemon leaves
+        let probe = Flock::lock(File::open(&path).unwrap(), FlockArg::LockSharedNonblock).unwrap();
+        let locker = {
+            let path = path.clone();
+            std::thread::spawn(move || PidFile::lock(&path).and_then(PidFile::release))
+        };
+        // Release the probe's lock while the locker is (most likely) retrying; without the
+        // retry it would already have failed.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        drop(probe);
+        let result = locker.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        result.unwrap();
+    }
+
+    #[test]
+    fn a_held_lock_names_the_holder() {
+        let dir =
+            std::env::temp_dir().join(format!("daemonic-pidfile-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.pid");
+        let held = PidFile::lock(&path).unwrap();
+        let err = PidFile::lock(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyRunning);
+        assert_eq!(err.pid(), Some(Pid::this()));
+        assert_eq!(
+            PidFile::holder(&path).unwrap(),
+            Holder::Locked(Some(Pid::this()))
+        );
+        held.release().unwrap();
+        assert!(!path.exists());
+        assert_eq!(PidFile::holder(&path).unwrap(), Holder::None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
