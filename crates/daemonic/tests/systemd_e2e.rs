@@ -221,8 +221,10 @@ fn journald_native_entries_read_back_with_journalctl() {
         warn.contains(r#""MESSAGE":"first line\nsecond line""#),
         "{warn}"
     );
-    let err = fields("PRIORITY=3");
-    assert!(err.contains(r#""SIZE":"300000""#), "{err}");
+    // journald reads a memfd entry asynchronously; it may land after the service ended.
+    let err = wait_for("the 300 kB entry in the journal", LIMIT, || {
+        Some(fields("PRIORITY=3")).filter(|e| e.contains(r#""SIZE":"300000""#))
+    });
     assert!(
         err.contains(&"x".repeat(300_000)),
         "the large entry arrived whole"
