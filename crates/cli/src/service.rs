@@ -9,6 +9,8 @@ use anyhow::{Result, anyhow};
 use clap::{Args, ValueEnum};
 use daemonic::Signal;
 
+use crate::supervisor::policy::{Backoff, Policy, Restart, StartLimit};
+
 /// How the supervisor decides that the child is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Readiness {
@@ -39,6 +41,44 @@ pub struct ServiceArgs {
     /// Signal that asks the child to reload (sent when daemonic gets SIGHUP).
     #[arg(long, value_parser = parse_signal, default_value = "HUP", value_name = "SIGNAL")]
     pub reload_signal: Signal,
+    /// When to start the child again after it exits: never; on-failure (an exit status
+    /// not in --success-exit-codes, or a signal); always. A stop asked for is never
+    /// restarted.
+    #[arg(long, value_enum, default_value = "never", help_heading = "Restarts")]
+    pub restart: Restart,
+    /// Exit statuses that count as success for --restart on-failure (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0",
+        value_name = "CODES",
+        help_heading = "Restarts"
+    )]
+    pub success_exit_codes: Vec<i32>,
+    /// Delay before the first restart.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "1s", value_name = "DURATION", help_heading = "Restarts")]
+    pub backoff: Duration,
+    /// Each further restart waits this many times longer (1 = a fixed delay).
+    #[arg(long, default_value = "2", value_parser = parse_multiplier, value_name = "FACTOR", help_heading = "Restarts")]
+    pub backoff_multiplier: f64,
+    /// The longest delay before a restart.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "1m", value_name = "DURATION", help_heading = "Restarts")]
+    pub backoff_max: Duration,
+    /// Full jitter: wait a random time between 0 and the delay.
+    #[arg(long, help_heading = "Restarts")]
+    pub backoff_jitter: bool,
+    /// A run that lasts this long resets the delay to --backoff.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "10s", value_name = "DURATION", help_heading = "Restarts")]
+    pub backoff_reset_after: Duration,
+    /// Give up after N starts within WINDOW (e.g. 6/10m: the first start and 5 retries);
+    /// the supervisor then runs --on-give-up and ends [default: no limit].
+    #[arg(long, value_parser = StartLimit::parse, value_name = "N/WINDOW", help_heading = "Restarts")]
+    pub start_limit: Option<StartLimit>,
+    /// Shell command run once (by /bin/sh -c) on giving up, with DAEMONIC_SERVICE,
+    /// DAEMONIC_LAST_EXIT (the last status as a shell reports it) and DAEMONIC_REASON set;
+    /// it gets --stop-timeout to finish.
+    #[arg(long, value_name = "CMD", help_heading = "Restarts")]
+    pub on_give_up: Option<String>,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -59,6 +99,8 @@ pub struct Service {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub reload_signal: Signal,
+    pub policy: Policy,
+    pub on_give_up: Option<String>,
 }
 
 impl Service {
@@ -81,7 +123,30 @@ impl Service {
             stop_signal: a.stop_signal,
             stop_timeout: a.stop_timeout,
             reload_signal: a.reload_signal,
+            policy: Policy {
+                restart: a.restart,
+                success_codes: a.success_exit_codes,
+                backoff: Backoff {
+                    initial: a.backoff,
+                    multiplier: a.backoff_multiplier,
+                    max: a.backoff_max,
+                    jitter: a.backoff_jitter,
+                    reset_after: a.backoff_reset_after,
+                },
+                start_limit: a.start_limit,
+            },
+            on_give_up: a.on_give_up,
         })
+    }
+}
+
+/// A backoff multiplier: a finite number, at least 1.
+fn parse_multiplier(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 1.0 => Ok(f),
+        _ => Err(format!(
+            "invalid multiplier {text:?} (expected a number >= 1, e.g. 2 or 1.5)"
+        )),
     }
 }
 

@@ -4,76 +4,15 @@
 #[path = "../../daemonic/tests/support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod env;
+
+use std::process::Command;
 
 use daemonic::process::PidFd;
 use daemonic::systemd::listen::{Message, NotifyListener};
 use daemonic::{Pid, Signal};
+use env::{Env, fixture};
 use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_daemonic");
-
-/// A state directory of its own per test; stops (SIGKILL) every supervisor in it on drop.
-struct Env {
-    dir: TempDir,
-}
-
-impl Env {
-    fn new(tag: &str) -> Env {
-        Env {
-            dir: TempDir::new(tag),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.env("DAEMONIC_STATE_DIR", self.dir.join("state"));
-        c
-    }
-
-    fn daemonic(&self, args: &[&str]) -> Output {
-        run(self.cmd().args(args))
-    }
-
-    fn pid_file(&self, name: &str) -> PathBuf {
-        self.dir.join("state").join(format!("{name}.pid"))
-    }
-
-    /// The child's pid, as `daemonic status` prints it.
-    fn child_pid(&self, name: &str) -> Pid {
-        let out = self.daemonic(&["status", name]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let pid = text
-            .split(", pid ")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .unwrap_or_else(|| panic!("{text}"));
-        Pid::from_raw(pid.parse().unwrap())
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("state")) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.extension().is_some_and(|x| x == "pid")
-                && let Ok(daemonic::pidfile::Holder::Locked(Some(pid))) =
-                    daemonic::PidFile::holder(&path)
-            {
-                // The child dies with its supervisor (PR_SET_PDEATHSIG).
-                drop(KillOnDrop::new(pid));
-            }
-        }
-    }
-}
-
-fn fixture(name: &str) -> String {
-    example(name).display().to_string()
-}
 
 #[test]
 fn start_returns_when_ready_then_status_and_stop() {

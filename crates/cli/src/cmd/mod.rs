@@ -10,8 +10,8 @@ fn exit_code(exit: daemonic::process::Exit) -> u8 {
     exit.shell_status().clamp(0, 255) as u8
 }
 
-/// Supervises `service` until it exits, then releases the pid file; the exit status is the
-/// child's, or 127/126 if it could not be found/executed (with the reason on stderr).
+/// Supervises `service` until it is stopped, exits for good or gives up, then releases the
+/// pid file; the exit status is the child's (last), or 127/126 if it could not be found/executed (with the reason on stderr).
 fn supervise(
     service: &crate::service::Service,
     running: daemonic::Running,

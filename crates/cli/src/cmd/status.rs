@@ -1,4 +1,5 @@
-//! `daemonic status NAME`: whether the service runs, its state, pids and uptime.
+//! `daemonic status NAME`: whether the service runs, its state, pids and uptime, and its
+//! restarts (count, last exit, the delay being waited out).
 //!
 //! Running means "its pid file is locked"; the details come from the status file the
 //! supervisor keeps. Exit status 0 if running, 3 if not (as LSB init scripts).
@@ -48,6 +49,15 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
             .map(|d| d.as_secs())
             .unwrap_or(since);
         line += &format!(", {state} for {}", human(now.saturating_sub(since)));
+    }
+    if let Some(n) = get("restarts").filter(|n| *n != "0") {
+        line += &format!(", restarts {n}");
+    }
+    if let Some(exit) = get("last_exit") {
+        line += &format!(", last {exit}");
+    }
+    if let Some(ms) = get("next_delay_ms") {
+        line += &format!(", next start after {ms}ms");
     }
     if let Some(status) = get("status").filter(|s| !s.is_empty()) {
         line += &format!("; status: {status}");

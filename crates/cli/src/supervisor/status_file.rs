@@ -6,18 +6,26 @@
 //! stale and ignored.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use daemonic::Pid;
+use daemonic::process::Exit;
 
 use super::State;
 
 pub struct Snapshot<'a> {
     pub state: State,
-    pub pid: Pid,
+    /// The child's pid; none between runs.
+    pub pid: Option<Pid>,
     pub supervisor: Pid,
     pub since: SystemTime,
     pub status: &'a str,
+    pub restarts: u32,
+    pub last_exit: Option<Exit>,
+    /// The delay being waited out, in `backoff`.
+    pub next_delay: Option<Duration>,
+    /// The restart delays chosen so far (the most recent ones), oldest first.
+    pub delays: &'a [Duration],
 }
 
 pub struct StatusFile {
@@ -37,13 +45,24 @@ impl StatusFile {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let text = format!(
-            "state={}\npid={}\nsupervisor_pid={}\nsince={since}\nstatus={}\n",
-            s.state.as_str(),
-            s.pid,
+        let mut text = format!("state={}\n", s.state.as_str());
+        if let Some(pid) = s.pid {
+            text += &format!("pid={pid}\n");
+        }
+        text += &format!(
+            "supervisor_pid={}\nsince={since}\nstatus={}\nrestarts={}\n",
             s.supervisor,
-            s.status.replace('\n', " ")
+            s.status.replace('\n', " "),
+            s.restarts
         );
+        if let Some(exit) = s.last_exit {
+            text += &format!("last_exit={exit}\n");
+        }
+        if let Some(d) = s.next_delay {
+            text += &format!("next_delay_ms={}\n", d.as_millis());
+        }
+        let delays: Vec<String> = s.delays.iter().map(|d| d.as_millis().to_string()).collect();
+        text += &format!("delays_ms={}\n", delays.join(","));
         let tmp = self.path.with_extension("status.tmp");
         let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = result {

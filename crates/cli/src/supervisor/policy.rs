@@ -1,0 +1,224 @@
+//! Restart policy as pure functions: whether an exit is restarted, how long to wait
+//! first, and when to give up. No clocks and no randomness of their own: the caller passes
+//! `now` and a seeded [`Jitter`], so every decision is reproducible in a test.
+//!
+//! - [`Restart`] with the exit codes that count as success decides *whether*.
+//! - [`Backoff`] decides *how long*: `initial × multiplier^step`, capped, optionally with
+//!   full jitter (uniform in `[0, delay]`); `step` returns to 0 once a run lasted
+//!   `reset_after` (a stable run forgives the crashes before it).
+//! - [`StartLimit`] decides *when to stop trying*: at most `burst` starts within `window`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use daemonic::process::Exit;
+
+/// The whole restart policy of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub restart: Restart,
+    pub success_codes: Vec<i32>,
+    pub backoff: Backoff,
+    pub start_limit: Option<StartLimit>,
+}
+
+/// When an exited child is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Restart {
+    /// Never: the supervisor ends with the child.
+    Never,
+    /// When it exits with a status not in --success-exit-codes, or is killed by a signal.
+    OnFailure,
+    /// Whenever it exits, however it exits.
+    Always,
+}
+
+/// Whether `exit` is restarted under `restart`, given the codes that count as success.
+pub fn restarts(restart: Restart, success_codes: &[i32], exit: Exit) -> bool {
+    match (restart, exit) {
+        (Restart::Never, _) => false,
+        (Restart::Always, _) => true,
+        (Restart::OnFailure, Exit::Code(c)) => !success_codes.contains(&c),
+        (Restart::OnFailure, Exit::Signal(..)) => true,
+    }
+}
+
+/// How long to wait before a restart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub multiplier: f64,
+    pub max: Duration,
+    pub jitter: bool,
+    /// A run at least this long resets the sequence to `initial`.
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    /// The delay before restart number `step` (0 for the first after a stable run).
+    pub fn delay(&self, step: u32, jitter: &mut Jitter) -> Duration {
+        let exp = i32::try_from(step).unwrap_or(i32::MAX);
+        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
+        let capped = if secs.is_finite() && secs < self.max.as_secs_f64() {
+            Duration::from_secs_f64(secs)
+        } else {
+            self.max
+        };
+        if self.jitter {
+            capped.mul_f64(jitter.unit())
+        } else {
+            capped
+        }
+    }
+
+    /// The step after a run that lasted `uptime` and ended at `step`.
+    pub fn next_step(&self, step: u32, uptime: Duration) -> u32 {
+        if uptime >= self.reset_after { 0 } else { step }
+    }
+}
+
+/// At most `burst` starts within `window`; parsed from `N/WINDOW` (`6/10m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartLimit {
+    pub burst: u32,
+    pub window: Duration,
+}
+
+impl StartLimit {
+    /// Whether a start at `at` stays within the limit, given earlier start times.
+    pub fn allows(&self, starts: &VecDeque<Instant>, at: Instant) -> bool {
+        let recent = starts
+            .iter()
+            .filter(|t| at.saturating_duration_since(**t) < self.window)
+            .count();
+        recent < self.burst as usize
+    }
+
+    /// `N/WINDOW`, e.g. `5/10m`; the error names the value and the form.
+    pub fn parse(text: &str) -> Result<StartLimit, String> {
+        let bad = || format!("invalid start limit {text:?} (expected N/WINDOW, e.g. 6/10m)");
+        let (n, window) = text.split_once('/').ok_or_else(bad)?;
+        let burst: u32 = n.trim().parse().map_err(|_| bad())?;
+        let window = crate::duration::parse(window).map_err(|_| bad())?;
+        if burst == 0 || window.is_zero() {
+            return Err(bad());
+        }
+        Ok(StartLimit { burst, window })
+    }
+}
+
+impl std::fmt::Display for StartLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} starts within {:?}", self.burst, self.window)
+    }
+}
+
+/// A small seedable random source for backoff jitter (SplitMix64): not for secrets, only
+/// to keep restarts of many services from lining up.
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Jitter {
+        Jitter(seed)
+    }
+
+    /// A value in `[0, 1]`.
+    pub fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daemonic::Signal;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn backoff(jitter: bool) -> Backoff {
+        Backoff {
+            initial: ms(50),
+            multiplier: 2.0,
+            max: ms(400),
+            jitter,
+            reset_after: ms(1000),
+        }
+    }
+
+    #[test]
+    fn restart_decisions() {
+        let three = Exit::Code(3);
+        let killed = Exit::Signal(Signal::SIGSEGV, true);
+        assert!(!restarts(Restart::Never, &[0], three));
+        assert!(restarts(Restart::Always, &[0], Exit::Code(0)));
+        assert!(restarts(Restart::OnFailure, &[0], three));
+        assert!(!restarts(Restart::OnFailure, &[0, 3], three));
+        assert!(!restarts(Restart::OnFailure, &[0], Exit::Code(0)));
+        assert!(restarts(Restart::OnFailure, &[0], killed));
+    }
+
+    #[test]
+    fn backoff_grows_by_the_multiplier_up_to_the_cap() {
+        let b = backoff(false);
+        let mut j = Jitter::new(1);
+        let delays: Vec<_> = (0..6).map(|s| b.delay(s, &mut j)).collect();
+        assert_eq!(delays, [50, 100, 200, 400, 400, 400].map(ms));
+        assert_eq!(b.delay(u32::MAX, &mut j), ms(400), "no overflow");
+        let flat = Backoff {
+            multiplier: 1.0,
+            ..b
+        };
+        assert_eq!(flat.delay(9, &mut j), ms(50));
+    }
+
+    #[test]
+    fn full_jitter_stays_within_the_delay_and_is_reproducible() {
+        let b = backoff(true);
+        let run = |seed| {
+            let mut j = Jitter::new(seed);
+            (0..20).map(|s| b.delay(s, &mut j)).collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7), "same seed, same delays");
+        assert_ne!(a, run(8));
+        for (s, d) in a.iter().enumerate() {
+            assert!(*d <= backoff(false).delay(s as u32, &mut Jitter::new(0)));
+        }
+    }
+
+    #[test]
+    fn a_stable_run_resets_the_step() {
+        let b = backoff(false);
+        assert_eq!(b.next_step(4, ms(999)), 4);
+        assert_eq!(b.next_step(4, ms(1000)), 0);
+    }
+
+    #[test]
+    fn start_limit_counts_starts_within_the_window() {
+        let limit = StartLimit::parse("3/10s").unwrap();
+        let t0 = Instant::now();
+        let mut starts = VecDeque::new();
+        for s in [0, 1, 2] {
+            assert!(limit.allows(&starts, t0 + Duration::from_secs(s)));
+            starts.push_back(t0 + Duration::from_secs(s));
+        }
+        assert!(!limit.allows(&starts, t0 + Duration::from_secs(3)));
+        assert!(
+            limit.allows(&starts, t0 + Duration::from_secs(10)),
+            "first aged out"
+        );
+        assert_eq!(limit.to_string(), "3 starts within 10s");
+        for bad in ["3", "0/10s", "x/10s", "3/", "3/0s"] {
+            assert!(StartLimit::parse(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
+}

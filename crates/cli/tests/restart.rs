@@ -1,0 +1,204 @@
+//! Restarts end to end: real supervisors restarting real fixture programs. Tests assert the
+//! delays the supervisor reports choosing (stderr: `restart N in Xms`), never how long
+//! anything took on the wall clock.
+
+#[path = "../../daemonic/tests/support/mod.rs"]
+mod support;
+
+mod env;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use daemonic::Pid;
+use env::{Env, fixture};
+use support::*;
+
+/// Runs a foreground `daemonic run` to its end (failing the test if that takes longer
+/// than `SOON`; the supervisor, and with it its child, is killed either way).
+fn run_to_end(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    assert!(guard.exited_within(SOON), "daemonic run did not end");
+    child.wait_with_output().unwrap()
+}
+
+/// The restart delays reported on stderr, in order.
+fn delays(out: &Output) -> Vec<u64> {
+    stderr(out)
+        .lines()
+        .filter_map(|l| l.split("; restart ").nth(1))
+        .map(|rest| {
+            let ms = rest.split(" in ").nth(1).unwrap();
+            ms.trim_end_matches("ms").parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn restart_delays_follow_the_backoff_sequence_up_to_the_cap() {
+    let env = Env::new("backoff");
+    let crasher = fixture("crasher");
+    let out = run_to_end(env.cmd().args([
+        "run",
+        "--restart",
+        "on-failure",
+        "--backoff",
+        "50ms",
+        "--backoff-multiplier",
+        "2",
+        "--backoff-max",
+        "400ms",
+        "--start-limit",
+        "6/1m",
+        "--",
+        &crasher,
+        "3",
+    ]));
+    assert_eq!(delays(&out), [50, 100, 200, 400, 400], "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "the last exit's status");
+}
+
+#[test]
+fn backoff_resets_after_a_stable_run() {
+    let env = Env::new("reset");
+    let runs = env.dir.join("runs");
+    let flaky = fixture("flaky");
+    // Runs 1-3 crash at once, run 4 lasts past --backoff-reset-after, 5-6 crash at once.
+    let out = run_to_end(env.cmd().args([
+        "run",
+        "--restart",
+        "always",
+        "--backoff",
+        "50ms",
+        "--backoff-reset-after",
+        "500ms",
+        "--start-limit",
+        "6/1m",
+        "--",
+        &flaky,
+        runs.to_str().unwrap(),
+        "0",
+        "0",
+        "0",
+        "700",
+        "0",
+    ]));
+    assert_eq!(delays(&out), [50, 100, 200, 50, 100], "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 6);
+}
+
+#[test]
+fn the_start_limit_gives_up_and_runs_the_hook_once() {
+    let env = Env::new("give-up");
+    let alerts = env.dir.join("alerts");
+    let hook = format!(
+        r#"printf '%s|%s|%s\n' "$DAEMONIC_SERVICE" "$DAEMONIC_LAST_EXIT" "$DAEMONIC_REASON" >> {}"#,
+        alerts.display()
+    );
+    let crasher = fixture("crasher");
+    let out = run_to_end(env.cmd().args([
+        "run",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "--backoff",
+        "10ms",
+        "--backoff-multiplier",
+        "1",
+        "--start-limit",
+        "3/1m",
+        "--on-give-up",
+        &hook,
+        "--",
+        &crasher,
+        "5",
+    ]));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(delays(&out), [10, 10], "3 starts: 2 restarts");
+    let reason = "start limit reached (3 starts within 60s); last: exited with status 5";
+    assert!(
+        stderr(&out).contains(&format!("daemonic: svc: gave up: {reason}")),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    assert_eq!(text, format!("svc|5|{reason}\n"), "the hook ran once");
+    assert!(!env.pid_file("svc").exists(), "the supervisor ended");
+}
+
+#[test]
+fn restart_never_and_success_codes_end_after_one_exit() {
+    let env = Env::new("never");
+    let runs = env.dir.join("runs");
+    let flaky = fixture("flaky");
+    let path = runs.to_str().unwrap();
+    let out = run_to_end(
+        env.cmd()
+            .args(["run", "--restart", "never", "--", &flaky, path, "0"]),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(delays(&out), [] as [u64; 0], "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run 1\n");
+
+    let crasher = fixture("crasher");
+    let out = run_to_end(env.cmd().args([
+        "run",
+        "--restart",
+        "on-failure",
+        "--success-exit-codes",
+        "0,3",
+        "--",
+        &crasher,
+        "3",
+    ]));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(delays(&out), [] as [u64; 0], "3 counts as success");
+}
+
+#[test]
+fn stop_during_backoff_stops_at_once() {
+    let env = Env::new("stop-backoff");
+    let crasher = fixture("crasher");
+    // Ready after 50 ms, exits at 300 ms, then an hour's backoff.
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "b",
+        "--restart",
+        "always",
+        "--grace",
+        "50ms",
+        "--backoff",
+        "1h",
+        "--backoff-max",
+        "1h",
+        "--",
+        &crasher,
+        "1",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = wait_for("state backoff", SOON, || {
+        let out = env.daemonic(&["status", "b"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.starts_with("b: backoff").then_some(text)
+    });
+    assert!(
+        status.contains("restarts 1, last exited with status 1, next start after 3600000ms"),
+        "{status}"
+    );
+    let asked = Instant::now();
+    let out = env.daemonic(&["stop", "b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        asked.elapsed() < SOON,
+        "stopped without waiting out the backoff"
+    );
+    assert_eq!(env.daemonic(&["status", "b"]).status.code(), Some(3));
+}
