@@ -9,5 +9,7 @@ mod basics;
 mod damage;
 mod fixture;
 mod kill;
+#[path = "../support/mod.rs"]
+mod shared;
 mod snapshot_crash;
 mod support;

@@ -1,54 +1,15 @@
-//! Test plumbing: a temp dir and a child process that clean up after themselves even when
-//! the test fails, and the path of the `journal-appender` fixture.
+//! Test plumbing: a child process that cleans up after itself even when the test fails, and
+//! the path of the `journal-appender` fixture (temp dirs come from the shared support).
 
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A fresh directory under the system temp dir, removed on drop (also on panic).
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "daemonic-journal-{name}-{}-{unique}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// A subdirectory path (not created) for one journal.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use crate::shared::TempDir;
 
 /// `target/<profile>/examples/journal-appender`, built by `cargo test`.
 pub fn appender() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/journal-<hash> → target/<profile>/examples/
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let path = profile_dir.join("examples").join("journal-appender");
-    assert!(path.exists(), "fixture not built: {}", path.display());
-    path
+    crate::shared::example("journal-appender")
 }
 
 /// A running `journal-appender`: SIGKILLed and reaped on drop, so no test leaves one behind.
