@@ -29,6 +29,7 @@
 //! | [`signals`] | [`Signals`]: signals as [`Event`]s, blocking, pollable or async |
 //! | [`systemd`] | the notify protocol, sending ([`systemd::notify`], [`systemd::watchdog`]) and receiving ([`systemd::listen`]); socket activation ([`systemd::activation`], [`systemd::handoff`]) |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
+//! | [`sentinel`] | [`sentinel::Sentinel`]: kills a supervisor's leftover descendants if it dies |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
 //! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |
 //!
@@ -54,6 +55,7 @@ pub mod logging;
 pub mod pidfile;
 pub mod process;
 mod random;
+pub mod sentinel;
 pub mod signals;
 #[allow(unsafe_code)]
 mod sys;

@@ -105,6 +105,14 @@ pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
+/// Sets `sig` to "ignore". No handler code is installed, so there is nothing to be unsound.
+pub(crate) fn ignore_signal(sig: Signal) -> io::Result<()> {
+    // SAFETY: SIG_IGN runs no code in this process; the previous handler is not returned
+    // to anyone who could call it.
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }?;
+    Ok(())
+}
+
 /// `_exit(2)`: leave at once without running atexit handlers or flushing stdio buffers
 /// that the parent will flush too. Used by the intermediate process of a double fork.
 pub(crate) fn exit_immediately(code: i32) -> ! {

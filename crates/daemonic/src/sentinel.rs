@@ -1,0 +1,253 @@
+//! A sentinel: a small process that outlives a supervisor only to clean up after it.
+//!
+//! A supervisor's children die with it (`PR_SET_PDEATHSIG`, see [`process::spawn`]), but
+//! their own children — a worker pool, a shell pipeline, a program that daemonizes — do
+//! not: if the supervisor is `SIGKILL`ed they are reparented to init and run on,
+//! unsupervised, and a new supervisor would start a second copy beside them.
+//!
+//! [`Sentinel::start`] forks a process that blocks on a pipe whose write end only the
+//! supervisor holds. The kernel closes that end when the supervisor dies, however it dies;
+//! the sentinel then kills every process that carries the supervisor's *marker* — an
+//! environment entry such as `INVOCATION_ID=3f9a…` that the supervisor gives each child and
+//! that descendants inherit — and exits. A supervisor that ends normally calls
+//! [`Sentinel::disarm`], and the sentinel exits without looking.
+//!
+//! Ordering rules, and why:
+//! - Fork the sentinel before any thread exists (it is a plain `fork`).
+//! - Hand it the pid-file descriptor in `keep`: it then holds the pid-file lock until its
+//!   cleanup is over, so a new supervisor for the same name cannot start while the old
+//!   tree is still being killed — no duplicates.
+//! - A process is killed only through a pidfd opened *before* its environment was read, so
+//!   a pid reused in between is never signalled (the pidfd then refers to the dead
+//!   process and the signal fails with `ESRCH`).
+//!
+//! Limitations: a descendant that removes the marker from its environment (a program that
+//! `exec`s with a clean environment) is not found; neither is one the sentinel may not
+//! inspect (`/proc/PID/environ` of another user, or of a non-dumpable setuid program). The
+//! sentinel runs in its own process group, so a terminal's Ctrl-C does not end it.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+#[cfg(doc)]
+use crate::process;
+use crate::process::PidFd;
+use crate::sys::{self, Forked};
+use crate::{Error, ErrorKind, Result};
+
+/// The most scans a sentinel makes: each one kills what it finds, and descendants that fork
+/// while being killed are found by the next.
+const MAX_SCANS: usize = 64;
+
+/// The handle on a running sentinel (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Sentinel {
+    pidfd: PidFd,
+    /// The write end of the pipe the sentinel waits on; closing it (by dying) arms it.
+    pipe: std::fs::File,
+    /// `VAR=` and the shared token.
+    marker: String,
+    var: String,
+}
+
+impl Sentinel {
+    /// Forks the sentinel. Children marked with [`value`](Self::value) in the environment
+    /// variable `var` (systemd's `INVOCATION_ID`, say) are what it kills; `keep` are
+    /// descriptors the sentinel keeps open (the pid file). Everything else it inherited
+    /// except stderr is closed in the sentinel.
+    ///
+    /// Fails with [`ErrorKind::Threaded`] if the process runs more than one thread and
+    /// with [`ErrorKind::InvalidInput`] for a variable name that is empty or has `=`.
+    pub fn start(var: &str, keep: &[BorrowedFd<'_>]) -> Result<Sentinel> {
+        if var.is_empty() || var.contains(['=', '\0']) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("sentinel variable {var:?} is not an environment variable name"),
+            ));
+        }
+        // 64 random bits shared by every child's value: what the sentinel looks for.
+        let token = &crate::random::token()?[..16];
+        let marker = format!("{var}={token}");
+        let threads = crate::daemon::thread_count()?;
+        if threads > 1 {
+            return Err(Error::new(
+                ErrorKind::Threaded,
+                format!("cannot fork a sentinel: this process already runs {threads} threads"),
+            ));
+        }
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
+        let mut keep_raw: Vec<i32> = keep.iter().map(|fd| fd.as_raw_fd()).collect();
+        keep_raw.push(read.as_raw_fd());
+        keep_raw.sort_unstable();
+        match sys::fork_single_threaded().map_err(|e| Error::io("fork sentinel", e))? {
+            Forked::Child => {
+                drop(write);
+                let code = watch(read, &keep_raw, &marker);
+                sys::exit_immediately(code)
+            }
+            Forked::Parent(pid) => {
+                drop(read);
+                let pidfd = PidFd::open(pid)?;
+                Ok(Sentinel {
+                    pidfd,
+                    pipe: std::fs::File::from(write),
+                    marker,
+                    var: var.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The sentinel's pid.
+    pub fn pid(&self) -> Pid {
+        self.pidfd.pid()
+    }
+
+    /// The variable that marks the children.
+    pub fn var(&self) -> &str {
+        &self.var
+    }
+
+    /// The value of [`var`](Self::var) for child number `n`: 32 hex digits (the shape of
+    /// systemd's `INVOCATION_ID`), the shared token followed by `n`.
+    pub fn value(&self, n: u64) -> String {
+        let token = &self.marker[self.var.len() + 1..];
+        format!("{token}{n:016x}")
+    }
+
+    /// Tells the sentinel to exit without killing anything, waits for it (so the pid-file
+    /// lock it shares is released when this returns) and reaps it.
+    pub fn disarm(mut self) -> Result<()> {
+        // A sentinel that is already gone (killed by someone) fails this write; it is
+        // reaped below all the same.
+        let _ = self.pipe.write_all(b"d");
+        drop(self.pipe);
+        self.pidfd.wait_exit(Duration::from_secs(10))?;
+        while self.pidfd.reap()?.is_none() {
+            self.pidfd.wait_exit(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+}
+
+/// The sentinel's life: wait, then (unless disarmed) kill what carries `marker`. Returns
+/// its exit status.
+fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
+    if sys::close_all_but(keep).is_err() {
+        return 70;
+    }
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    let _ = nix::sys::prctl::set_name(c"daemonic-sentinel");
+    for sig in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGTSTP] {
+        let _ = sys::ignore_signal(sig);
+    }
+    if let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = sys::dup_onto(null.as_raw_fd(), 0);
+        let _ = sys::dup_onto(null.as_raw_fd(), 1);
+    }
+    let mut pipe = std::fs::File::from(read);
+    let mut byte = [0u8; 1];
+    loop {
+        match pipe.read(&mut byte) {
+            Ok(1) => return 0,
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let killed = kill_marked(marker);
+    if killed > 0 {
+        eprintln!(
+            "daemonic: supervisor (pid {}) died; killed {killed} leftover process{} of its services",
+            nix::unistd::getppid(),
+            if killed == 1 { "" } else { "es" }
+        );
+    }
+    0
+}
+
+/// Kills every process whose environment holds an entry starting with `marker`; repeats
+/// until a scan finds none. Returns how many were killed.
+pub(crate) fn kill_marked(marker: &str) -> usize {
+    let me = std::process::id() as i32;
+    let mut killed = 0;
+    for _ in 0..MAX_SCANS {
+        let mut found = 0;
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            // Open first, then look: see the module docs.
+            let Ok(handle) = PidFd::open(Pid::from_raw(pid)) else {
+                continue;
+            };
+            if carries(pid, marker) && handle.signal(Signal::SIGKILL).is_ok() {
+                found += 1;
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        killed += found;
+    }
+    killed
+}
+
+/// Whether `/proc/PID/environ` has an entry that starts with `marker`.
+fn carries(pid: i32, marker: &str) -> bool {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    env.split(|b| *b == 0)
+        .any(|entry| entry.starts_with(marker.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+
+    #[test]
+    fn kills_marked_processes_and_spares_the_others() {
+        let marker = format!("DAEMONIC_TEST_MARK={}", crate::random::token().unwrap());
+        let (key, value) = marker.split_once('=').unwrap();
+        let mut marked = Command::new("sleep")
+            .arg("30")
+            .env(key, format!("{value}0001"))
+            .spawn()
+            .unwrap();
+        let mut other = Command::new("sleep")
+            .arg("30")
+            .env(key, "someone-else")
+            .spawn()
+            .unwrap();
+        let killed = kill_marked(&marker);
+        let status = marked.wait().unwrap();
+        let spared = other.try_wait().unwrap();
+        let _ = other.kill();
+        let _ = other.wait();
+        assert_eq!(killed, 1);
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(spared.is_none(), "an unmarked process was killed");
+    }
+}
