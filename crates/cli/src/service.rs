@@ -38,6 +38,11 @@ pub struct ServiceArgs {
     /// How long to wait after the stop signal before SIGKILL to the child's process group.
     #[arg(long, value_parser = crate::duration::parse, default_value = "10s", value_name = "DURATION")]
     pub stop_timeout: Duration,
+    /// Require the child to send WATCHDOG=1 at least this often once ready (it gets
+    /// WATCHDOG_USEC); a missed ping aborts it (SIGABRT, then the stop sequence) and counts
+    /// as a failure for --restart [default: no watchdog].
+    #[arg(long, value_parser = crate::duration::parse, value_name = "DURATION")]
+    pub watchdog: Option<Duration>,
     /// Signal that asks the child to reload (sent when daemonic gets SIGHUP).
     #[arg(long, value_parser = parse_signal, default_value = "HUP", value_name = "SIGNAL")]
     pub reload_signal: Signal,
@@ -99,6 +104,7 @@ pub struct Service {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub reload_signal: Signal,
+    pub watchdog: Option<Duration>,
     pub policy: Policy,
     pub on_give_up: Option<String>,
 }
@@ -123,6 +129,7 @@ impl Service {
             stop_signal: a.stop_signal,
             stop_timeout: a.stop_timeout,
             reload_signal: a.reload_signal,
+            watchdog: a.watchdog.filter(|w| !w.is_zero()),
             policy: Policy {
                 restart: a.restart,
                 success_codes: a.success_exit_codes,

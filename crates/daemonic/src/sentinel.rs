@@ -141,9 +141,17 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
     if sys::close_all_but(keep).is_err() {
         return 70;
     }
+    // Handlers inherited from the supervisor (signal-hook's) would write to descriptors
+    // that are closed now.
+    let _ = sys::reset_signals(true);
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     let _ = nix::sys::prctl::set_name(c"daemonic-sentinel");
-    for sig in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGTSTP] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGTSTP,
+    ] {
         let _ = sys::ignore_signal(sig);
     }
     if let Ok(null) = std::fs::File::options()

@@ -1,14 +1,21 @@
-//! The supervisor's logic as a pure state machine: `(state, event, now) -> actions`.
+//! The supervisor's logic for one service as a pure state machine:
+//! `(state, event, now) -> actions`.
 //!
 //! [`Machine::step`] holds every transition in one `match`; it touches no process, clock
 //! or file. The executor (`supervisor/mod.rs`) turns real happenings into [`Event`]s and
 //! carries out the [`Action`]s. An event a state cannot receive is a bug in the executor
 //! and panics naming both.
 //!
-//! Invariants: a child exists exactly in `Starting`, `Ready` and `Stopping`; at most one
-//! timer is armed at a time (grace in `Starting`, the stop timeout in `Stopping`, the
-//! restart delay in `Backoff`), so arming one replaces the other; `Stopped`, `Exited` and
-//! `GaveUp` are final and are entered with a `Finish`.
+//! Invariants:
+//! - A child exists exactly in `Starting`, `Ready` and `Stopping`.
+//! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
+//!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
+//!   timeout in `Stopping`, the restart delay in `Backoff` — and the watchdog only in
+//!   `Ready`. Leaving a child-bearing state cancels them all ([`Action::CancelTimers`]).
+//! - `Stopped`, `Exited` and `GaveUp` are final and are entered with a `Finish`.
+//! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
+//!   for), an immediate new start (a restart asked for), or the restart policy (the
+//!   child stopped on its own with `STOPPING=1`, or missed its watchdog).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -25,11 +32,11 @@ pub enum State {
     Starting,
     /// The child is ready.
     Ready,
-    /// The child was asked to stop.
+    /// The child was asked to stop (or said it is stopping).
     Stopping,
     /// No child: waiting out the restart delay.
     Backoff,
-    /// The start limit was reached; the supervisor ends.
+    /// The start limit was reached.
     GaveUp,
     /// Stopped on request.
     Stopped,
@@ -49,18 +56,50 @@ impl State {
             State::Exited => "exited",
         }
     }
+
+    /// No child and nothing more will happen.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::GaveUp | State::Stopped | State::Exited)
+    }
 }
 
+/// What follows the exit of a child in `Stopping`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// `Stopped`: the stop was asked for.
+    Finish,
+    /// A new child at once: a restart was asked for.
+    Restart,
+    /// The restart policy decides, as for any exit; `failed` makes the exit count as a
+    /// failure whatever its status (a missed watchdog).
+    Policy { failed: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The child asked for by `Action::Spawn` runs.
     Spawned,
-    /// The child sent `READY=1` (the executor drops it under `--ready grace`).
+    /// `Action::Spawn` failed (program missing, not executable…): counts as a start that
+    /// exited at once with this status (127, 126).
+    SpawnFailed(Exit),
+    /// The child sent `READY=1` (the executor drops it when readiness is not by notify).
     ReadyMessage,
     GraceElapsed,
+    /// A readiness probe attempt is due.
+    ProbeDue,
+    ProbeSucceeded,
+    /// A readiness probe attempt failed, with why.
+    ProbeFailed(String),
+    /// The child sent `WATCHDOG=1`.
+    WatchdogPing,
+    /// The watchdog timer ran out, or the child sent `WATCHDOG=trigger`.
+    WatchdogExpired,
+    /// The child sent `STOPPING=1`.
+    StoppingMessage,
     /// The child exited and was reaped.
     ChildExited(Exit),
     StopRequested,
+    RestartRequested,
     StopTimeout,
     BackoffElapsed,
 }
@@ -68,17 +107,29 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
     Grace,
+    Probe,
     StopTimeout,
     Backoff,
+    Watchdog,
 }
 
 impl Timer {
+    pub const ALL: [Timer; 5] = [
+        Timer::Grace,
+        Timer::Probe,
+        Timer::StopTimeout,
+        Timer::Backoff,
+        Timer::Watchdog,
+    ];
+
     /// The event this timer delivers when it expires.
     pub fn event(self) -> Event {
         match self {
             Timer::Grace => Event::GraceElapsed,
+            Timer::Probe => Event::ProbeDue,
             Timer::StopTimeout => Event::StopTimeout,
             Timer::Backoff => Event::BackoffElapsed,
+            Timer::Watchdog => Event::WatchdogExpired,
         }
     }
 }
@@ -86,29 +137,52 @@ impl Timer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Spawn,
+    /// Signal the main process only.
+    SignalMain(Signal),
+    /// Signal the child's whole process group.
     SignalGroup(Signal),
     KillGroup,
-    /// Arm the one timer (replacing any armed one).
+    /// Arm a timer (replacing an armed one of the same kind).
     ArmTimer(Timer, Instant),
-    CancelTimer,
-    NotifyReady,
+    /// Cancel every timer.
+    CancelTimers,
+    /// Start one readiness probe attempt (its own deadline is the executor's).
+    StartProbe,
+    /// The child became ready (first start or after a restart).
+    BecameReady,
     NotifyStopping,
+    /// Tell the user why the child is being stopped or restarted.
+    Report(String),
     RunGiveUpHook {
         last_exit: Exit,
         reason: String,
     },
-    /// The supervisor ends; `Exit` is the child's last.
+    /// The service ends; `Exit` is the child's last.
     Finish(Exit),
+}
+
+/// How readiness is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// `READY=1`, or this long without an exit, whichever comes first.
+    NotifyOrGrace(Duration),
+    /// `READY=1` only.
+    Notify,
+    /// This long without an exit only.
+    Grace(Duration),
+    /// A probe succeeding; attempts this far apart.
+    Probe(Duration),
 }
 
 /// Everything the machine decides by.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub policy: Policy,
-    /// Ready after this long without an exit (`None`: only `READY=1` counts).
-    pub grace: Option<Duration>,
+    pub readiness: Readiness,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    /// The child must send `WATCHDOG=1` at least this often once ready.
+    pub watchdog: Option<Duration>,
 }
 
 /// How many restart delays are kept for `daemonic status` (the most recent).
@@ -118,6 +192,7 @@ pub struct Machine {
     config: Config,
     jitter: Jitter,
     state: State,
+    after: After,
     /// When the current (or last) child was spawned.
     started_at: Option<Instant>,
     /// Spawn times within the start-limit window, oldest first.
@@ -135,6 +210,7 @@ impl Machine {
             config,
             jitter,
             state: State::Starting,
+            after: After::Finish,
             started_at: None,
             starts: VecDeque::new(),
             step: 0,
@@ -157,6 +233,10 @@ impl Machine {
         self.last_exit
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The restart delays chosen so far (the most recent [`DELAYS_KEPT`]), oldest first.
     pub fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
         self.delays.iter().copied()
@@ -168,37 +248,128 @@ impl Machine {
         use State as S;
         let (next, actions) = match (self.state, event) {
             (S::Starting, E::Spawned) => (S::Starting, self.on_spawned(now)),
-            (S::Starting, E::ReadyMessage | E::GraceElapsed) => {
-                (S::Ready, vec![Action::CancelTimer, Action::NotifyReady])
+            (S::Starting, E::SpawnFailed(exit)) => {
+                self.on_spawned(now);
+                self.on_exit(exit, false, now)
             }
-            (S::Ready, E::ReadyMessage) => (S::Ready, vec![]),
-            (S::Starting | S::Ready, E::ChildExited(exit)) => self.on_exit(exit, now),
-            (S::Starting | S::Ready, E::StopRequested) => (
-                S::Stopping,
+            (S::Starting, E::ReadyMessage | E::GraceElapsed | E::ProbeSucceeded) => {
+                (S::Ready, self.on_ready(now))
+            }
+            (S::Starting, E::ProbeDue) => (S::Starting, vec![Action::StartProbe]),
+            (S::Starting, E::ProbeFailed(_)) => {
+                let Readiness::Probe(interval) = self.config.readiness else {
+                    unreachable!("supervisor bug: a probe result without probe readiness")
+                };
+                (
+                    S::Starting,
+                    vec![Action::ArmTimer(Timer::Probe, now + interval)],
+                )
+            }
+            (S::Ready, E::ReadyMessage | E::ProbeFailed(_)) => (S::Ready, vec![]),
+            (S::Starting | S::Stopping, E::WatchdogPing) => (self.state, vec![]),
+            (S::Ready, E::WatchdogPing) => (S::Ready, self.arm_watchdog(now)),
+            (S::Starting | S::Ready, E::WatchdogExpired) => {
+                let limit = self.config.watchdog;
+                self.stopping(
+                    After::Policy { failed: true },
+                    vec![
+                        Action::Report(match limit {
+                            Some(l) => format!(
+                                "watchdog timeout (no WATCHDOG=1 within {}ms)",
+                                l.as_millis()
+                            ),
+                            None => "watchdog triggered by the service".to_string(),
+                        }),
+                        // Like systemd's WatchdogSignal: a core dump shows where it hung.
+                        Action::SignalMain(Signal::SIGABRT),
+                    ],
+                    now,
+                )
+            }
+            (S::Starting | S::Ready, E::StoppingMessage) => {
+                self.stopping(After::Policy { failed: false }, vec![], now)
+            }
+            (S::Starting | S::Ready, E::ChildExited(exit)) => self.on_exit(exit, false, now),
+            (S::Starting | S::Ready, E::StopRequested) => self.stopping(
+                After::Finish,
                 vec![
                     Action::NotifyStopping,
                     Action::SignalGroup(self.config.stop_signal),
-                    Action::ArmTimer(Timer::StopTimeout, now + self.config.stop_timeout),
                 ],
+                now,
             ),
-            (S::Stopping, E::ReadyMessage) => (S::Stopping, vec![]),
-            // Asked twice, or not gone in time: stop waiting.
+            (S::Starting | S::Ready, E::RestartRequested) => self.stopping(
+                After::Restart,
+                vec![Action::SignalGroup(self.config.stop_signal)],
+                now,
+            ),
+            // Late or irrelevant news about a child on its way out.
+            (
+                S::Stopping,
+                E::ReadyMessage
+                | E::StoppingMessage
+                | E::ProbeSucceeded
+                | E::ProbeFailed(_)
+                | E::WatchdogExpired,
+            ) => (S::Stopping, vec![]),
+            (S::Stopping, E::RestartRequested) => {
+                if self.after != After::Finish {
+                    self.after = After::Restart;
+                }
+                (S::Stopping, vec![])
+            }
+            // Stopping on its own, by a restart, or by the watchdog: a stop asked for now
+            // is what happens after; asked twice, stop waiting.
+            (S::Stopping, E::StopRequested) if self.after != After::Finish => {
+                self.after = After::Finish;
+                (S::Stopping, vec![Action::NotifyStopping])
+            }
             (S::Stopping, E::StopRequested | E::StopTimeout) => {
                 (S::Stopping, vec![Action::KillGroup])
             }
-            (S::Stopping, E::ChildExited(exit)) => {
-                self.last_exit = Some(exit);
-                (S::Stopped, vec![Action::CancelTimer, Action::Finish(exit)])
-            }
+            (S::Stopping, E::ChildExited(exit)) => match self.after {
+                After::Finish => {
+                    self.last_exit = Some(exit);
+                    (S::Stopped, vec![Action::CancelTimers, Action::Finish(exit)])
+                }
+                After::Restart => {
+                    self.last_exit = Some(exit);
+                    self.step = 0;
+                    self.restarts += 1;
+                    (S::Starting, vec![Action::CancelTimers, Action::Spawn])
+                }
+                After::Policy { failed } => self.on_exit(exit, failed, now),
+            },
             (S::Backoff, E::BackoffElapsed) => (S::Starting, vec![Action::Spawn]),
+            (S::Backoff, E::RestartRequested) => {
+                self.step = 0;
+                (S::Starting, vec![Action::CancelTimers, Action::Spawn])
+            }
             (S::Backoff, E::StopRequested) => {
                 let exit = self.last_exit.expect("backoff follows an exit");
-                (S::Stopped, vec![Action::CancelTimer, Action::Finish(exit)])
+                (S::Stopped, vec![Action::CancelTimers, Action::Finish(exit)])
             }
             (state, event) => unreachable!("supervisor bug: event {event:?} in state {state:?}"),
         };
         self.state = next;
         actions
+    }
+
+    /// Enters `Stopping` with `first` actions, then the stop timeout.
+    fn stopping(
+        &mut self,
+        after: After,
+        mut first: Vec<Action>,
+        now: Instant,
+    ) -> (State, Vec<Action>) {
+        self.after = after;
+        let mut actions = vec![Action::CancelTimers];
+        actions.append(&mut first);
+        actions.push(Action::ArmTimer(
+            Timer::StopTimeout,
+            now + self.config.stop_timeout,
+        ));
+        (State::Stopping, actions)
     }
 
     fn on_spawned(&mut self, now: Instant) -> Vec<Action> {
@@ -213,19 +384,40 @@ impl Machine {
                 self.starts.pop_front();
             }
         }
-        match self.config.grace {
-            Some(grace) => vec![Action::ArmTimer(Timer::Grace, now + grace)],
+        match self.config.readiness {
+            Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
+                vec![Action::ArmTimer(Timer::Grace, now + grace)]
+            }
+            Readiness::Notify => vec![],
+            Readiness::Probe(_) => vec![Action::StartProbe],
+        }
+    }
+
+    fn on_ready(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = vec![Action::CancelTimers, Action::BecameReady];
+        actions.extend(self.arm_watchdog(now));
+        actions
+    }
+
+    fn arm_watchdog(&self, now: Instant) -> Vec<Action> {
+        match self.config.watchdog {
+            Some(limit) => vec![Action::ArmTimer(Timer::Watchdog, now + limit)],
             None => vec![],
         }
     }
 
-    fn on_exit(&mut self, exit: Exit, now: Instant) -> (State, Vec<Action>) {
+    fn on_exit(&mut self, exit: Exit, failed: bool, now: Instant) -> (State, Vec<Action>) {
         self.last_exit = Some(exit);
         let p = &self.config.policy;
-        if !policy::restarts(p.restart, &p.success_codes, exit) {
+        let restart = match (failed, p.restart) {
+            (true, policy::Restart::Never) => false,
+            (true, _) => true,
+            (false, r) => policy::restarts(r, &p.success_codes, exit),
+        };
+        if !restart {
             return (
                 State::Exited,
-                vec![Action::CancelTimer, Action::Finish(exit)],
+                vec![Action::CancelTimers, Action::Finish(exit)],
             );
         }
         let uptime = self.started_at.map_or(Duration::ZERO, |t| now - t);
@@ -238,7 +430,7 @@ impl Machine {
             return (
                 State::GaveUp,
                 vec![
-                    Action::CancelTimer,
+                    Action::CancelTimers,
                     Action::RunGiveUpHook {
                         last_exit: exit,
                         reason,
@@ -255,7 +447,10 @@ impl Machine {
         self.delays.push_back(delay);
         (
             State::Backoff,
-            vec![Action::ArmTimer(Timer::Backoff, now + delay)],
+            vec![
+                Action::CancelTimers,
+                Action::ArmTimer(Timer::Backoff, now + delay),
+            ],
         )
     }
 }
@@ -283,9 +478,10 @@ mod tests {
                 },
                 start_limit: start_limit.map(|s| StartLimit::parse(s).unwrap()),
             },
-            grace: Some(ms(100)),
+            readiness: Readiness::NotifyOrGrace(ms(100)),
             stop_signal: Signal::SIGTERM,
             stop_timeout: ms(500),
+            watchdog: None,
         }
     }
 
@@ -314,7 +510,7 @@ mod tests {
             [Action::ArmTimer(Timer::Grace, t + ms(100))]
         );
         let ready = m.step(Event::GraceElapsed, t + ms(100));
-        assert_eq!(ready, [Action::CancelTimer, Action::NotifyReady]);
+        assert_eq!(ready, [Action::CancelTimers, Action::BecameReady]);
         assert_eq!(m.state(), State::Ready);
         assert_eq!(
             m.step(Event::ReadyMessage, t),
@@ -325,6 +521,7 @@ mod tests {
         assert_eq!(
             stop,
             [
+                Action::CancelTimers,
                 Action::NotifyStopping,
                 Action::SignalGroup(Signal::SIGTERM),
                 Action::ArmTimer(Timer::StopTimeout, t + ms(500)),
@@ -333,7 +530,7 @@ mod tests {
         assert_eq!(m.step(Event::StopTimeout, t), [Action::KillGroup]);
         let killed = Exit::Signal(Signal::SIGKILL, false);
         let end = m.step(Event::ChildExited(killed), t);
-        assert_eq!(end, [Action::CancelTimer, Action::Finish(killed)]);
+        assert_eq!(end, [Action::CancelTimers, Action::Finish(killed)]);
         assert_eq!(m.state(), State::Stopped);
         assert_eq!(m.restarts(), 0, "a requested stop is not restarted");
     }
@@ -341,7 +538,7 @@ mod tests {
     #[test]
     fn ready_1_ends_starting_without_grace() {
         let mut m = machine(Config {
-            grace: None,
+            readiness: Readiness::Notify,
             ..config(Restart::Never, None)
         });
         let t = Instant::now();
@@ -355,7 +552,7 @@ mod tests {
         let mut m = machine(config(Restart::Never, None));
         let mut t = Instant::now();
         let end = crash(&mut m, &mut t, ms(0), 3);
-        assert_eq!(end, [Action::CancelTimer, Action::Finish(Exit::Code(3))]);
+        assert_eq!(end, [Action::CancelTimers, Action::Finish(Exit::Code(3))]);
         assert_eq!(m.state(), State::Exited);
     }
 
@@ -365,7 +562,13 @@ mod tests {
         let mut t = Instant::now();
         for want in [50, 100, 200, 400, 400] {
             let a = crash(&mut m, &mut t, ms(1), 1);
-            assert_eq!(a, [Action::ArmTimer(Timer::Backoff, t + ms(want))]);
+            assert_eq!(
+                a,
+                [
+                    Action::CancelTimers,
+                    Action::ArmTimer(Timer::Backoff, t + ms(want))
+                ]
+            );
             assert_eq!(m.state(), State::Backoff);
             t += ms(want);
         }
@@ -373,7 +576,7 @@ mod tests {
         let d: Vec<_> = m.delays().collect();
         assert_eq!(d, [50, 100, 200, 400, 400].map(ms));
         let end = crash(&mut m, &mut t, ms(1), 0);
-        assert_eq!(end, [Action::CancelTimer, Action::Finish(Exit::Code(0))]);
+        assert_eq!(end, [Action::CancelTimers, Action::Finish(Exit::Code(0))]);
     }
 
     #[test]
@@ -398,7 +601,7 @@ mod tests {
         assert_eq!(
             end,
             [
-                Action::CancelTimer,
+                Action::CancelTimers,
                 Action::RunGiveUpHook {
                     last_exit: Exit::Code(7),
                     reason: "start limit reached (3 starts within 60s); last: exited with status 7"
@@ -426,7 +629,7 @@ mod tests {
         let mut t = Instant::now();
         crash(&mut m, &mut t, ms(0), 2);
         let end = m.step(Event::StopRequested, t);
-        assert_eq!(end, [Action::CancelTimer, Action::Finish(Exit::Code(2))]);
+        assert_eq!(end, [Action::CancelTimers, Action::Finish(Exit::Code(2))]);
         assert_eq!(m.state(), State::Stopped);
     }
 
@@ -438,5 +641,115 @@ mod tests {
         m.step(Event::Spawned, t);
         m.step(Event::ReadyMessage, t);
         m.step(Event::BackoffElapsed, t);
+    }
+
+    #[test]
+    fn a_missed_watchdog_aborts_and_restarts_even_a_clean_exit() {
+        let mut m = machine(Config {
+            watchdog: Some(ms(300)),
+            ..config(Restart::OnFailure, None)
+        });
+        let t = Instant::now();
+        m.step(Event::Spawned, t);
+        let ready = m.step(Event::ReadyMessage, t);
+        assert_eq!(
+            ready,
+            [
+                Action::CancelTimers,
+                Action::BecameReady,
+                Action::ArmTimer(Timer::Watchdog, t + ms(300)),
+            ]
+        );
+        assert_eq!(
+            m.step(Event::WatchdogPing, t + ms(200)),
+            [Action::ArmTimer(Timer::Watchdog, t + ms(500))]
+        );
+        let expired = m.step(Event::WatchdogExpired, t + ms(500));
+        assert_eq!(m.state(), State::Stopping);
+        assert!(expired.contains(&Action::SignalMain(Signal::SIGABRT)));
+        assert!(expired.contains(&Action::ArmTimer(Timer::StopTimeout, t + ms(1000))));
+        // Even exit status 0 counts as a failure after a watchdog timeout.
+        let after = m.step(Event::ChildExited(Exit::Code(0)), t + ms(600));
+        assert_eq!(m.state(), State::Backoff);
+        assert_eq!(after[1], Action::ArmTimer(Timer::Backoff, t + ms(650)));
+    }
+
+    #[test]
+    fn stopping_1_lets_the_policy_decide() {
+        let mut m = machine(config(Restart::OnFailure, None));
+        let t = Instant::now();
+        m.step(Event::Spawned, t);
+        m.step(Event::StoppingMessage, t);
+        assert_eq!(m.state(), State::Stopping);
+        m.step(Event::ChildExited(Exit::Code(0)), t);
+        assert_eq!(m.state(), State::Exited, "a clean exit is not restarted");
+    }
+
+    #[test]
+    fn a_restart_request_stops_then_starts_at_once() {
+        let mut m = machine(config(Restart::Never, None));
+        let t = Instant::now();
+        m.step(Event::Spawned, t);
+        let stop = m.step(Event::RestartRequested, t);
+        assert!(stop.contains(&Action::SignalGroup(Signal::SIGTERM)));
+        assert!(
+            !stop.contains(&Action::NotifyStopping),
+            "the service stays up"
+        );
+        let again = m.step(Event::ChildExited(Exit::Signal(Signal::SIGTERM, false)), t);
+        assert_eq!(again, [Action::CancelTimers, Action::Spawn]);
+        assert_eq!((m.state(), m.restarts()), (State::Starting, 1));
+    }
+
+    #[test]
+    fn a_restart_request_cuts_the_backoff_short() {
+        let mut m = machine(config(Restart::Always, None));
+        let mut t = Instant::now();
+        crash(&mut m, &mut t, ms(0), 1);
+        assert_eq!(
+            m.step(Event::RestartRequested, t),
+            [Action::CancelTimers, Action::Spawn]
+        );
+        assert_eq!(m.state(), State::Starting);
+    }
+
+    #[test]
+    fn a_stop_during_a_restart_wins() {
+        let mut m = machine(config(Restart::Always, None));
+        let t = Instant::now();
+        m.step(Event::Spawned, t);
+        m.step(Event::RestartRequested, t);
+        m.step(Event::StopRequested, t);
+        m.step(Event::ChildExited(Exit::Code(0)), t);
+        assert_eq!(m.state(), State::Stopped);
+    }
+
+    #[test]
+    fn a_failed_spawn_counts_as_a_start_and_can_give_up() {
+        let mut m = machine(config(Restart::Always, Some("2/1m")));
+        let t = Instant::now();
+        m.step(Event::Spawned, t);
+        m.step(Event::ChildExited(Exit::Code(1)), t);
+        m.step(Event::BackoffElapsed, t);
+        let end = m.step(Event::SpawnFailed(Exit::Code(127)), t);
+        assert_eq!(m.state(), State::GaveUp);
+        assert_eq!(end.last(), Some(&Action::Finish(Exit::Code(127))));
+    }
+
+    #[test]
+    fn probe_readiness_retries_until_success() {
+        let mut m = machine(Config {
+            readiness: Readiness::Probe(ms(250)),
+            ..config(Restart::Never, None)
+        });
+        let t = Instant::now();
+        assert_eq!(m.step(Event::Spawned, t), [Action::StartProbe]);
+        assert_eq!(
+            m.step(Event::ProbeFailed("refused".into()), t),
+            [Action::ArmTimer(Timer::Probe, t + ms(250))]
+        );
+        assert_eq!(m.step(Event::ProbeDue, t), [Action::StartProbe]);
+        m.step(Event::ProbeSucceeded, t);
+        assert_eq!(m.state(), State::Ready);
     }
 }

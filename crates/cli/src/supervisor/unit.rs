@@ -1,0 +1,356 @@
+//! One supervised service inside the supervisor: its state machine, its child, its timers,
+//! and the executor of its machine's actions.
+//!
+//! A `Unit` does not poll; the loop in `supervisor/mod.rs` polls for every unit and hands
+//! each one what concerns it (`handle`). What the whole supervisor must do in response
+//! comes back as a [`Outcome`].
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, Result};
+use daemonic::process::{self, Exit, Spawned};
+use daemonic::sentinel::Sentinel;
+use daemonic::{Pid, Signal};
+
+use super::machine::{Action, Event, Machine, State, Timer};
+use super::status_file::{self, StatusFile};
+use crate::service::Service;
+
+/// Variables that describe daemonic's own environment, never a child's.
+pub const NOT_FOR_CHILD: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "DAEMONIC_REEXEC",
+    "INVOCATION_ID",
+];
+
+/// What the supervisor as a whole learns from a unit's step.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The child became ready.
+    pub ready: bool,
+    /// The service ended, with the child's last exit.
+    pub finished: Option<Exit>,
+}
+
+/// Shared by every unit: how children reach the supervisor and who waits for it.
+pub struct Context<'a> {
+    pub outer: &'a daemonic::Running,
+    /// `NOTIFY_SOCKET` for children.
+    pub notify_socket: &'a OsStr,
+    pub sentinel: Option<&'a Sentinel>,
+    /// The supervisor runs this one service only: its readiness, status and failures are
+    /// the supervisor's own, forwarded to whoever waits for it.
+    pub single: bool,
+}
+
+pub struct Unit {
+    pub service: Service,
+    machine: Machine,
+    /// Present exactly while the machine is in `Starting`, `Ready` or `Stopping`.
+    child: Option<Spawned>,
+    timers: [Option<Instant>; Timer::ALL.len()],
+    /// The child's last `STATUS=`.
+    pub status_text: String,
+    /// The state last published, and since when.
+    shown: State,
+    since: SystemTime,
+    status_file: Option<StatusFile>,
+    /// Children started so far (for `INVOCATION_ID`).
+    spawned: u64,
+    /// Whether the last spawn attempt failed (its error is already reported).
+    spawn_failed: bool,
+}
+
+impl Unit {
+    pub fn new(service: Service, config: super::machine::Config, seed: u64) -> (Unit, Vec<Action>) {
+        let (machine, first) = Machine::new(config, super::policy::Jitter::new(seed));
+        let unit = Unit {
+            service,
+            machine,
+            child: None,
+            timers: [None; Timer::ALL.len()],
+            status_text: String::new(),
+            shown: State::Starting,
+            since: SystemTime::now(),
+            status_file: None,
+            spawned: 0,
+            spawn_failed: false,
+        };
+        (unit, first)
+    }
+
+    pub fn with_status_file(mut self, path: std::path::PathBuf) -> Unit {
+        self.status_file = Some(StatusFile::new(path));
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.service.name
+    }
+
+    pub fn state(&self) -> State {
+        self.machine.state()
+    }
+
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    pub fn since(&self) -> SystemTime {
+        self.since
+    }
+
+    pub fn child(&self) -> Option<&Spawned> {
+        self.child.as_ref()
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| c.pidfd.pid())
+    }
+
+    /// The earliest armed timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// The events of timers that are due at `now` (and disarms them).
+    pub fn due_timers(&mut self, now: Instant) -> Vec<Event> {
+        let mut due = Vec::new();
+        for (i, t) in self.timers.iter_mut().enumerate() {
+            if t.is_some_and(|at| at <= now) {
+                *t = None;
+                due.push(Timer::ALL[i].event());
+            }
+        }
+        due
+    }
+
+    /// Feeds one event to the machine, reports what it decided, carries out its actions.
+    pub fn handle(&mut self, event: Event, cx: &Context<'_>) -> Result<Outcome> {
+        let before = self.machine.state();
+        let exit = match &event {
+            Event::ChildExited(e) | Event::SpawnFailed(e) => Some(*e),
+            _ => None,
+        };
+        let actions = self.machine.step(event, Instant::now());
+        if let Some(exit) = exit {
+            self.report_exit(before, exit, cx);
+        }
+        self.execute(actions, cx)
+    }
+
+    /// Carries out `actions` in order.
+    pub fn execute(&mut self, actions: Vec<Action>, cx: &Context<'_>) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Spawn => {
+                    let event = match self.spawn(cx) {
+                        Ok(()) => Event::Spawned,
+                        Err(exit) => Event::SpawnFailed(exit),
+                    };
+                    let before = self.machine.state();
+                    let failed = matches!(event, Event::SpawnFailed(_));
+                    let next = self.machine.step(event.clone(), Instant::now());
+                    if let (true, Event::SpawnFailed(exit)) = (failed, event) {
+                        self.report_exit(before, exit, cx);
+                    }
+                    queue.extend(next);
+                }
+                Action::SignalMain(sig) => {
+                    if let Some(c) = &self.child {
+                        let _ = c.pidfd.signal(sig);
+                    }
+                }
+                Action::SignalGroup(sig) => self.live_child()?.signal_group(sig)?,
+                Action::KillGroup => self.live_child()?.signal_group(Signal::SIGKILL)?,
+                Action::ArmTimer(timer, at) => self.timers[timer as usize] = Some(at),
+                Action::CancelTimers => self.timers = [None; Timer::ALL.len()],
+                Action::StartProbe => {}
+                Action::BecameReady => out.ready = true,
+                Action::NotifyStopping => {
+                    if cx.single {
+                        let _ = cx
+                            .outer
+                            .notify(&[daemonic::systemd::notify::State::Stopping]);
+                    }
+                }
+                Action::Report(text) => {
+                    eprintln!("daemonic: {}: {text}", self.service.name);
+                }
+                Action::RunGiveUpHook { last_exit, reason } => self.give_up(last_exit, &reason),
+                Action::Finish(exit) => out.finished = Some(exit),
+            }
+        }
+        if out.finished.is_some() {
+            if let Some(s) = &self.status_file {
+                s.remove();
+            }
+        } else {
+            if self.machine.state() != self.shown {
+                self.shown = self.machine.state();
+                self.since = SystemTime::now();
+            }
+            self.publish();
+        }
+        Ok(out)
+    }
+
+    fn live_child(&self) -> Result<&Spawned> {
+        self.child
+            .as_ref()
+            .context("supervisor bug: no child to signal")
+    }
+
+    /// Starts a child; on failure reports why (stderr, and the launcher of a single
+    /// service's first start) and returns the status a shell would give (127, 126).
+    fn spawn(&mut self, cx: &Context<'_>) -> Result<(), Exit> {
+        self.spawned += 1;
+        let mut cmd = Command::new(&self.service.program);
+        cmd.args(&self.service.args)
+            .current_dir(&self.service.dir)
+            .env("NOTIFY_SOCKET", cx.notify_socket);
+        for var in NOT_FOR_CHILD.iter().filter(|v| **v != "NOTIFY_SOCKET") {
+            cmd.env_remove(var);
+        }
+        if let Some(s) = cx.sentinel {
+            cmd.env(s.var(), s.value(self.spawned));
+        }
+        if let Some(w) = self.machine.config().watchdog {
+            cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
+        }
+        match process::spawn(&mut cmd) {
+            Ok(c) => {
+                self.child = Some(c);
+                self.spawn_failed = false;
+                Ok(())
+            }
+            Err(e) => {
+                let name = &self.service.name;
+                eprintln!("daemonic: {name}: {e}");
+                if cx.single && self.spawned == 1 {
+                    let _ = cx.outer.fail(&e.to_string(), e.os_error());
+                }
+                self.spawn_failed = true;
+                Err(Exit::Code(spawn_failure_status(e.os_error())))
+            }
+        }
+    }
+
+    /// Kills what is left of the exited child's group, then reaps the child.
+    pub fn reap(&mut self) -> Result<Exit> {
+        let child = self
+            .child
+            .take()
+            .context("supervisor bug: no child to reap")?;
+        // The child is a zombie now: its pid still pins its process group id, so this
+        // reaches only what is left of that group.
+        child.signal_group(Signal::SIGKILL)?;
+        loop {
+            if let Some(exit) = child.pidfd.reap()? {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// Tells the user (stderr) and a waiting launcher what became of an exit.
+    fn report_exit(&self, before: State, exit: Exit, cx: &Context<'_>) {
+        let name = &self.service.name;
+        let program = crate::service::default_name(&self.service.program);
+        let state = self.machine.state();
+        if cx.single
+            && !self.spawn_failed
+            && before == State::Starting
+            && matches!(state, State::Exited | State::GaveUp)
+        {
+            let _ = cx
+                .outer
+                .fail(&format!("{program} {exit} before it was ready"), None);
+        }
+        if state == State::Backoff
+            && let Some(delay) = self.machine.delays().last()
+        {
+            eprintln!(
+                "daemonic: {name}: {program} {exit}; restart {} in {}ms",
+                self.machine.restarts(),
+                delay.as_millis()
+            );
+        }
+    }
+
+    /// Runs the on-give-up hook once and waits for it (up to the stop timeout).
+    fn give_up(&self, last_exit: Exit, reason: &str) {
+        let name = &self.service.name;
+        eprintln!("daemonic: {name}: gave up: {reason}");
+        let Some(hook) = &self.service.on_give_up else {
+            return;
+        };
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(hook)
+            .current_dir(&self.service.dir)
+            .env("DAEMONIC_SERVICE", name)
+            .env("DAEMONIC_LAST_EXIT", last_exit.shell_status().to_string())
+            .env("DAEMONIC_REASON", reason);
+        for var in NOT_FOR_CHILD {
+            cmd.env_remove(var);
+        }
+        match run_to_end(&mut cmd, self.service.stop_timeout) {
+            Ok(exit) if exit.success() => {}
+            Ok(exit) => eprintln!("daemonic: {name}: on-give-up hook {exit}"),
+            Err(e) => eprintln!("daemonic: {name}: on-give-up hook: {e:#}"),
+        }
+    }
+
+    /// Rewrites the status file (if this unit keeps one).
+    pub fn publish(&self) {
+        let Some(s) = &self.status_file else { return };
+        let delays: Vec<Duration> = self.machine.delays().collect();
+        let state = self.machine.state();
+        s.write(&status_file::Snapshot {
+            state,
+            pid: self.pid(),
+            supervisor: Pid::this(),
+            since: self.since,
+            status: &self.status_text,
+            restarts: self.machine.restarts(),
+            last_exit: self.machine.last_exit(),
+            next_delay: delays.last().copied().filter(|_| state == State::Backoff),
+            delays: &delays,
+        });
+    }
+}
+
+/// The shell's status for a command that could not be run: 127 not found, 126 found but
+/// not executable (or any other failure to execute).
+pub fn spawn_failure_status(errno: Option<i32>) -> i32 {
+    match errno {
+        Some(libc::ENOENT) => 127,
+        _ => 126,
+    }
+}
+
+/// Runs a helper command (own process group) to its end, SIGKILLing its group after
+/// `limit`.
+fn run_to_end(cmd: &mut Command, limit: Duration) -> Result<Exit> {
+    let child = process::spawn(cmd)?;
+    if !child.pidfd.wait_exit(limit)? {
+        child.signal_group(Signal::SIGKILL)?;
+        child.pidfd.wait_exit(Duration::from_secs(3600))?;
+    }
+    child.signal_group(Signal::SIGKILL)?;
+    loop {
+        if let Some(exit) = child.pidfd.reap()? {
+            return Ok(exit);
+        }
+    }
+}
