@@ -191,16 +191,15 @@ impl Unit {
                 Action::Finish(exit) => out.finished = Some(exit),
             }
         }
-        if out.finished.is_some() {
-            if let Some(s) = &self.status_file {
-                s.remove();
-            }
-        } else {
-            if self.machine.state() != self.shown {
-                self.shown = self.machine.state();
-                self.since = SystemTime::now();
-            }
-            self.publish();
+        if self.machine.state() != self.shown {
+            self.shown = self.machine.state();
+            self.since = SystemTime::now();
+        }
+        match (&self.status_file, self.machine.state()) {
+            // A stop asked for leaves nothing to explain.
+            (Some(s), State::Stopped) => s.remove(),
+            // Gave up or exited: the last snapshot stays, for `status` to say why.
+            _ => self.publish(),
         }
         Ok(out)
     }
