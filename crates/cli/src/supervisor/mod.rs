@@ -19,6 +19,7 @@
 
 pub mod machine;
 pub mod policy;
+pub mod probe;
 pub mod status_file;
 
 use std::collections::VecDeque;
