@@ -27,6 +27,7 @@
 
 pub mod machine;
 pub mod policy;
+pub mod probe;
 pub mod status_file;
 pub mod unit;
 
