@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use daemonic::Signal;
 
 use crate::supervisor::policy::{Backoff, Policy, Restart, StartLimit};
+use crate::supervisor::probe::{Probe, Schedule};
 
 /// How the supervisor decides that the child is ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     /// `READY=1` on the notify socket, or the grace period passing, whichever comes first.
     Auto,
@@ -20,15 +21,45 @@ pub enum Readiness {
     Notify,
     /// The grace period passing without the child exiting.
     Grace,
+    /// A probe succeeding: a TCP port accepting, an HTTP status, a command exiting 0.
+    Probe(Probe),
+}
+
+impl Readiness {
+    /// `auto`, `notify`, `grace`, or a probe (`tcp:…`, `http://…`, `exec:…`).
+    pub fn parse(text: &str) -> Result<Readiness, String> {
+        match text.trim() {
+            "auto" => Ok(Readiness::Auto),
+            "notify" => Ok(Readiness::Notify),
+            "grace" => Ok(Readiness::Grace),
+            t if t.starts_with("tcp:") || t.starts_with("http") || t.starts_with("exec:") => {
+                Probe::parse(t).map(Readiness::Probe)
+            }
+            _ => Err(format!(
+                "invalid readiness {text:?} (expected auto, notify, grace, tcp:[HOST:]PORT, \
+                 http://HOST[:PORT][/PATH][#200-399] or exec:COMMAND)"
+            )),
+        }
+    }
 }
 
 /// Flags every supervising command shares.
 #[derive(Args, Debug, Clone)]
 pub struct ServiceArgs {
     /// How readiness is decided: auto = READY=1 via $NOTIFY_SOCKET or --grace passing
-    /// without an exit; notify = READY=1 only; grace = --grace only.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// without an exit; notify = READY=1 only; grace = --grace only; tcp:[HOST:]PORT = the
+    /// port accepts a connection; http://HOST[:PORT][/PATH][#200-399] = a GET answers
+    /// with a status in the range (default 200-399); exec:COMMAND = the shell command
+    /// exits 0 (run in --dir). Probes repeat every --probe-interval until one succeeds.
+    #[arg(long, value_parser = Readiness::parse, default_value = "auto", value_name = "HOW")]
     pub ready: Readiness,
+    /// Time between the end of one failed readiness probe and the next.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "250ms", value_name = "DURATION")]
+    pub probe_interval: Duration,
+    /// How long one readiness probe may take before it counts as failed (an exec probe's
+    /// process group is then killed).
+    #[arg(long, value_parser = crate::duration::parse, default_value = "1s", value_name = "DURATION")]
+    pub probe_timeout: Duration,
     /// How long the child must stay up to count as ready without READY=1.
     #[arg(long, value_parser = crate::duration::parse, default_value = "1s", value_name = "DURATION")]
     pub grace: Duration,
@@ -100,6 +131,7 @@ pub struct Service {
     pub args: Vec<OsString>,
     pub dir: PathBuf,
     pub ready: Readiness,
+    pub probe: Schedule,
     pub grace: Duration,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
@@ -125,6 +157,10 @@ impl Service {
             args: command.collect(),
             dir,
             ready: a.ready,
+            probe: Schedule {
+                interval: a.probe_interval,
+                timeout: a.probe_timeout,
+            },
             grace: a.grace,
             stop_signal: a.stop_signal,
             stop_timeout: a.stop_timeout,

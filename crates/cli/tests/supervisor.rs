@@ -55,7 +55,10 @@ fn a_missed_watchdog_ping_restarts_the_child() {
         let text = std::fs::read_to_string(&starts).unwrap_or_default();
         (text.lines().count() >= 2).then_some(text)
     });
-    assert!(lines.starts_with("start 400000\n"), "WATCHDOG_USEC: {lines}");
+    assert!(
+        lines.starts_with("start 400000\n"),
+        "WATCHDOG_USEC: {lines}"
+    );
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(
         log.contains("w: watchdog timeout (no WATCHDOG=1 within 400ms)"),
@@ -96,7 +99,9 @@ fn a_killed_supervisor_leaves_no_orphans_and_a_new_one_starts_once() {
     supervisor.signal(Signal::SIGKILL).unwrap();
     for p in &tree {
         let pid = p.pid();
-        wait_for(&format!("pid {pid} gone"), SOON, || (!alive(pid)).then_some(()));
+        wait_for(&format!("pid {pid} gone"), SOON, || {
+            (!alive(pid)).then_some(())
+        });
     }
 
     // The lock is free once the sentinel is done; a new supervisor starts exactly one tree.
@@ -116,7 +121,11 @@ fn a_killed_supervisor_leaves_no_orphans_and_a_new_one_starts_once() {
     assert_ne!(new_child, child);
     assert_eq!(grandchildren.len(), 3);
     for g in &grandchildren {
-        assert_eq!(stat_field(*g, 1), Some(new_child.to_string()), "parent of {g}");
+        assert_eq!(
+            stat_field(*g, 1),
+            Some(new_child.to_string()),
+            "parent of {g}"
+        );
     }
     let old_alive: Vec<_> = tree[..4].iter().filter(|p| alive(p.pid())).collect();
     assert!(old_alive.is_empty(), "old processes came back?");
@@ -124,4 +133,91 @@ fn a_killed_supervisor_leaves_no_orphans_and_a_new_one_starts_once() {
     for g in grandchildren {
         assert!(!alive(g), "grandchild {g} outlived the stop");
     }
+}
+
+/// A port nobody listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn start_waits_for_a_tcp_port_to_accept() {
+    let env = Env::new("ready-tcp");
+    let port = free_port();
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "t",
+        "--ready",
+        &format!("tcp:{port}"),
+        "--probe-interval",
+        "50ms",
+        "--",
+        &fixture("late-listener"),
+        &port.to_string(),
+        "400",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Had `start` returned before the port accepted, this would be refused.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("port accepts once start returns");
+    let status = String::from_utf8(env.daemonic(&["status", "t"]).stdout).unwrap();
+    assert!(status.starts_with("t: ready, pid "), "{status}");
+    assert!(env.daemonic(&["stop", "t"]).status.success());
+}
+
+#[test]
+fn start_waits_for_an_exec_probe_to_succeed() {
+    let env = Env::new("ready-exec");
+    let flag = env.dir.join("listening");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "e",
+        "--ready",
+        &format!("exec:test -e {}", flag.display()),
+        "--probe-interval",
+        "50ms",
+        "--",
+        &fixture("late-listener"),
+        &free_port().to_string(),
+        "400",
+        flag.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        flag.exists(),
+        "start returned before the probe could succeed"
+    );
+    assert!(env.daemonic(&["stop", "e"]).status.success());
+}
+
+#[test]
+fn a_probe_that_never_succeeds_times_out_start_with_the_reason() {
+    let env = Env::new("ready-never");
+    let port = free_port();
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "n",
+        "--timeout",
+        "500ms",
+        "--ready",
+        &format!("tcp:127.0.0.1:{port}"),
+        "--probe-interval",
+        "50ms",
+        "--",
+        &fixture("sleeper"),
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "not ready: connect 127.0.0.1:{port}: Connection refused"
+        )),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -61,6 +61,8 @@ enum Source {
     Notify,
     /// The pidfd of unit N's child.
     Exit(usize),
+    /// A descriptor of unit N's readiness probe attempt.
+    Probe(usize),
 }
 
 /// Supervises `entries` until every one has finished (stopped, exited without restart, or
@@ -136,6 +138,7 @@ fn machine_config(s: &Service) -> machine::Config {
             Readiness::Auto => machine::Readiness::NotifyOrGrace(s.grace),
             Readiness::Notify => machine::Readiness::Notify,
             Readiness::Grace => machine::Readiness::Grace(s.grace),
+            Readiness::Probe(_) => machine::Readiness::Probe(s.probe.interval),
         },
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,
@@ -179,6 +182,12 @@ impl Supervisor {
                     sources.push(Source::Exit(i));
                     fds.push(PollFd::new(c.pidfd.as_fd(), PollFlags::POLLIN));
                 }
+                if let Some(a) = u.probe() {
+                    for fd in a.poll_fds() {
+                        sources.push(Source::Probe(i));
+                        fds.push(fd);
+                    }
+                }
             }
             match poll(&mut fds, self.timeout()) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -191,14 +200,26 @@ impl Supervisor {
                 .map(|(_, s)| *s)
                 .collect();
             drop(fds);
+            let mut probed = vec![false; self.units.len()];
             for source in ready {
                 match source {
+                    Source::Probe(i) => probed[i] = true,
                     Source::Signals => self.on_signals(signals, cx)?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
                     Source::Exit(i) => {
                         let exit = self.units[i].reap()?;
                         self.deliver(i, Event::ChildExited(exit), cx)?;
                     }
+                }
+            }
+            let now = Instant::now();
+            for (i, probed) in probed.into_iter().enumerate() {
+                if let Some(event) = self.units[i].advance_probe(probed, now) {
+                    if let (Event::ProbeFailed(why), true) = (&event, cx.single) {
+                        // What a launcher that times out prints.
+                        let _ = cx.outer.status(&format!("not ready: {why}"));
+                    }
+                    self.deliver(i, event, cx)?;
                 }
             }
             let now = Instant::now();
@@ -287,8 +308,13 @@ impl Supervisor {
             };
             for m in datagram.messages {
                 let event = match m {
-                    // `--ready grace` means the grace period only, by the user's choice.
-                    Message::Ready if self.units[i].service.ready != Readiness::Grace => {
+                    // `--ready grace` or a probe: that only, by the user's choice.
+                    Message::Ready
+                        if matches!(
+                            self.units[i].service.ready,
+                            Readiness::Auto | Readiness::Notify
+                        ) =>
+                    {
                         Event::ReadyMessage
                     }
                     Message::Stopping => Event::StoppingMessage,

@@ -16,8 +16,9 @@ use daemonic::sentinel::Sentinel;
 use daemonic::{Pid, Signal};
 
 use super::machine::{Action, Event, Machine, State, Timer};
+use super::probe::{Attempt, Outcome as ProbeOutcome};
 use super::status_file::{self, StatusFile};
-use crate::service::Service;
+use crate::service::{Readiness, Service};
 
 /// Variables that describe daemonic's own environment, never a child's.
 pub const NOT_FOR_CHILD: &[&str] = &[
@@ -67,6 +68,10 @@ pub struct Unit {
     spawned: u64,
     /// Whether the last spawn attempt failed (its error is already reported).
     spawn_failed: bool,
+    /// The readiness probe attempt in flight; only ever in `Starting`.
+    probe: Option<Attempt>,
+    /// Why the last readiness probe failed (shown by `status` while starting).
+    pub probe_failure: Option<String>,
 }
 
 impl Unit {
@@ -83,6 +88,8 @@ impl Unit {
             status_file: None,
             spawned: 0,
             spawn_failed: false,
+            probe: None,
+            probe_failure: None,
         };
         (unit, first)
     }
@@ -116,9 +123,35 @@ impl Unit {
         self.child.as_ref().map(|c| c.pidfd.pid())
     }
 
-    /// The earliest armed timer.
+    pub fn probe(&self) -> Option<&Attempt> {
+        self.probe.as_ref()
+    }
+
+    /// The earliest armed timer or probe deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        let probe = self.probe.as_ref().map(Attempt::deadline);
+        self.timers.iter().flatten().copied().chain(probe).min()
+    }
+
+    /// Moves the probe attempt on if its descriptors were ready (`woken`) or its deadline
+    /// has passed; its result as an event once it has one.
+    pub fn advance_probe(&mut self, woken: bool, now: Instant) -> Option<Event> {
+        let attempt = self.probe.as_mut()?;
+        if !woken && attempt.deadline() > now {
+            return None;
+        }
+        let outcome = attempt.advance(now)?;
+        self.probe = None;
+        Some(match outcome {
+            ProbeOutcome::Success => {
+                self.probe_failure = None;
+                Event::ProbeSucceeded
+            }
+            ProbeOutcome::Failure(why) => {
+                self.probe_failure = Some(why.clone());
+                Event::ProbeFailed(why)
+            }
+        })
     }
 
     /// The events of timers that are due at `now` (and disarms them).
@@ -175,7 +208,12 @@ impl Unit {
                 Action::KillGroup => self.live_child()?.signal_group(Signal::SIGKILL)?,
                 Action::ArmTimer(timer, at) => self.timers[timer as usize] = Some(at),
                 Action::CancelTimers => self.timers = [None; Timer::ALL.len()],
-                Action::StartProbe => {}
+                Action::StartProbe => {
+                    if let Readiness::Probe(p) = &self.service.ready {
+                        let s = self.service.probe;
+                        self.probe = Some(p.start(s.timeout, &self.service.dir, Instant::now()));
+                    }
+                }
                 Action::BecameReady => out.ready = true,
                 Action::NotifyStopping => {
                     if cx.single {
@@ -190,6 +228,10 @@ impl Unit {
                 Action::RunGiveUpHook { last_exit, reason } => self.give_up(last_exit, &reason),
                 Action::Finish(exit) => out.finished = Some(exit),
             }
+        }
+        if self.machine.state() != State::Starting {
+            // Dropping an exec attempt kills its process group.
+            self.probe = None;
         }
         if self.machine.state() != self.shown {
             self.shown = self.machine.state();

@@ -37,15 +37,6 @@ const TAIL_LINE: usize = 200;
 
 /// Variables that describe daemonic's own environment, never a probe's (the same list as
 /// the supervisor's children).
-const NOT_FOR_PROBE: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "DAEMONIC_REEXEC",
-];
 
 #[derive(Debug)]
 pub(super) struct Exec {
@@ -84,7 +75,7 @@ impl Exec {
             .stdin(Stdio::null())
             .stdout(write)
             .stderr(write_err);
-        for var in NOT_FOR_PROBE {
+        for var in crate::supervisor::unit::NOT_FOR_CHILD {
             cmd.env_remove(var);
         }
         let child =
