@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod cmd;
+pub mod control;
 mod duration;
 pub mod service;
 mod state_dir;
