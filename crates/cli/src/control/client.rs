@@ -52,11 +52,30 @@ impl std::error::Error for NotListening {}
 /// Sends `request` to the supervisor listening at `path` and returns its response; gives
 /// up after `timeout` in all. Errors name the socket path and the step that failed
 /// (connect, send, read, decode); "nobody listens" is a [`NotListening`].
+///
+/// A failed send is not the end: a supervisor that refuses a connection (another uid,
+/// too many connections) answers and closes at once, possibly before the request is
+/// written, so the send fails with `EPIPE` while its answer waits to be read. The
+/// response is read either way, and the send's error reported only if there is none.
 pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Response> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect(path, timeout)?;
-    send_all(&stream, &request.to_frame(), remaining(deadline))
-        .map_err(|e| step_error("send request to", path, &e, timeout))?;
+    let sent = send_all(&stream, &request.to_frame(), remaining(deadline));
+    match read_response(&mut stream, path, deadline, timeout) {
+        Ok(response) => Ok(response),
+        Err(e) => match sent {
+            Err(send_error) => Err(step_error("send request to", path, &send_error, timeout)),
+            Ok(()) => Err(e),
+        },
+    }
+}
+
+fn read_response(
+    stream: &mut UnixStream,
+    path: &Path,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Response> {
     let mut frame = FrameReader::new();
     let mut buf = [0u8; 4096];
     while frame.wanted() > 0 {
