@@ -1,7 +1,8 @@
 //! [`ServiceInfo`] as JSON, for `daemonic status --json`.
 //!
 //! One object per service with the same field names as [`ServiceInfo`] (stable: scripts
-//! depend on them; add fields, never rename), `null` for an absent value, and strings
+//! depend on them; add fields, never rename), `null` for an absent value (also for a
+//! `supervisor_pid` or `since_unix` not known yet, which [`ServiceInfo`] holds as 0), and strings
 //! escaped as RFC 8259 requires (`"`, `\`, and control characters). Written by hand: a
 //! serializer crate would be the only reason to depend on one.
 
@@ -27,7 +28,7 @@ pub fn service(s: &ServiceInfo) -> String {
             "supervisor_pid",
             number(Some(s.supervisor_pid).filter(|&p| p != 0)),
         ),
-        ("since_unix", s.since_unix.to_string()),
+        ("since_unix", number(Some(s.since_unix).filter(|&t| t != 0))),
         ("restarts", s.restarts.to_string()),
         (
             "last_exit",

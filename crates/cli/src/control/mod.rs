@@ -119,7 +119,8 @@ pub struct ServiceInfo {
     /// The supervisor's pid; 0 only while it is not known yet (a service that is still
     /// starting, read from its status file before the supervisor has written its pid).
     pub supervisor_pid: i32,
-    /// When the service entered `state`, in seconds since the Unix epoch.
+    /// When the service entered `state`, in seconds since the Unix epoch; 0 only while
+    /// not known yet (like `supervisor_pid`).
     pub since_unix: u64,
     pub restarts: u32,
     /// How the last run ended, as a person reads it (`exited with status 3`).
