@@ -3,16 +3,21 @@
 //! The `daemonic` binary is [`main`]; it lives in a library so that benchmarks can drive
 //! the supervisor directly (many services in one supervisor before the config file
 //! lands). One file per subcommand under `cmd/`; the supervisor (the process that owns
-//! services' children) under `supervisor/`. Exit codes are listed in `--help` and the
-//! README. Not a stable API.
+//! services' children) under `supervisor/`; the control socket the commands use to ask a
+//! supervisor (protocol, server, client) under `control/`. Exit codes are listed in
+//! `--help` and the README. Not a stable API.
 
 #![deny(unsafe_code)]
 
 mod cmd;
+pub mod control;
 mod duration;
+mod human;
+mod query;
 pub mod service;
 mod state_dir;
 pub mod supervisor;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +38,7 @@ it was ready: its own status, or 128+signal; 124 not ready within --timeout; \
 126/127 the command could not be executed / was not found."
 )]
 struct Cli {
-    /// Directory for pid files and status files [default: $XDG_RUNTIME_DIR/daemonic,
+    /// Directory for pid files, status files and control sockets [default: $XDG_RUNTIME_DIR/daemonic,
     /// or /run/daemonic as root, or /tmp/daemonic-$UID].
     #[arg(long, global = true, env = "DAEMONIC_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -49,8 +54,33 @@ enum Command {
     Start(cmd::start::Args),
     /// Stop a started service: its stop signal, then SIGKILL to its process group.
     Stop(cmd::stop::Args),
-    /// Show whether a service runs, its state and pids (exit 3 if not running).
+    /// Show whether services run: state, pids, uptime, restarts, cpu and memory (exit 3 if
+    /// not running).
+    ///
+    /// Asks each service's supervisor through its control socket (NAME.sock in the state
+    /// directory), or reads its status file while it is still starting. Exit status 0 if
+    /// running, 3 if not; without NAME, 0 if any service runs.
     Status(cmd::status::Args),
+    /// A table of every service running in the state directory.
+    ///
+    /// Columns: NAME STATE PID UPTIME (time in the current state) RESTARTS LAST-EXIT CPU
+    /// (seconds) MEM (resident). Only the header when nothing runs; a control socket that
+    /// nobody answers (its supervisor was killed) is skipped with a note on stderr.
+    List(cmd::list::Args),
+    /// Stop a service's program and start it again (through its supervisor).
+    ///
+    /// Silent on success; exit status 1 with the supervisor's reason otherwise.
+    Restart(cmd::restart::Args),
+    /// Ask a service's program to reload: its --reload-signal (through its supervisor).
+    ///
+    /// Silent on success; exit status 1 with the supervisor's reason otherwise.
+    Reload(cmd::reload::Args),
+    /// Send a signal to a service's program (through its supervisor).
+    ///
+    /// The supervisor sends it through the program's pidfd, so it cannot reach a process
+    /// that reused the pid. Silent on success; exit status 1 with the supervisor's reason
+    /// otherwise.
+    Signal(cmd::signal::Args),
 }
 
 /// The `daemonic` command line.
@@ -62,6 +92,10 @@ pub fn main() -> ExitCode {
         Command::Start(a) => cmd::start::run(a, &dirs),
         Command::Stop(a) => cmd::stop::run(a, &dirs),
         Command::Status(a) => cmd::status::run(a, &dirs),
+        Command::List(a) => cmd::list::run(a, &dirs),
+        Command::Restart(a) => cmd::restart::run(a, &dirs),
+        Command::Reload(a) => cmd::reload::run(a, &dirs),
+        Command::Signal(a) => cmd::signal::run(a, &dirs),
     };
     match result {
         Ok(code) => ExitCode::from(code),

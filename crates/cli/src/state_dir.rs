@@ -1,4 +1,4 @@
-//! Where daemonic keeps a service's pid file and status file.
+//! Where daemonic keeps a service's pid file, status file and control socket.
 //!
 //! `--state-dir` / `DAEMONIC_STATE_DIR` if given; else `$XDG_RUNTIME_DIR/daemonic`; else
 //! `/run/daemonic` for root; else `/tmp/daemonic-<uid>`. Created with mode 0700.
@@ -42,6 +42,18 @@ impl StateDir {
 
     pub fn status_file(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.status"))
+    }
+
+    /// The supervisor's control socket, `<state-dir>/<name>.sock` (see [`crate::control`]).
+    /// A unix socket path holds at most 107 bytes; binding or connecting to a longer one
+    /// fails with a message saying so.
+    pub fn control_socket(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sock"))
+    }
+
+    /// The directory, whether or not it exists.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 }
 

@@ -1,9 +1,39 @@
 //! One file per subcommand.
 
+pub mod list;
+pub mod reload;
+pub mod restart;
 pub mod run;
+pub mod signal;
 pub mod start;
 pub mod status;
 pub mod stop;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::control::{self, Request, Response};
+use crate::state_dir::{StateDir, check_name};
+
+/// How long `reload` and `signal` wait for the supervisor's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `request` about service `name` to its supervisor's control socket: exit status 0
+/// (and nothing printed) when it is done, an error with the supervisor's reason otherwise.
+fn ask(dirs: &StateDir, name: &str, request: &Request, timeout: Duration) -> anyhow::Result<u8> {
+    check_name(name)?;
+    let path = dirs.control_socket(name);
+    match control::call(&path, request, timeout).with_context(|| name.to_string())? {
+        Response::Done(_) => Ok(0),
+        Response::Error(why) => bail!("{name}: {why}"),
+        Response::Services(_) => bail!(
+            "{name}: {}: unexpected answer to {} (a list of services)",
+            path.display(),
+            request.op()
+        ),
+    }
+}
 
 /// A process's exit status as the `u8` a shell sees (codes are 0–255; 128+signal).
 fn exit_code(exit: daemonic::process::Exit) -> u8 {

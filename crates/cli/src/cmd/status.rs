@@ -1,76 +1,131 @@
-//! `daemonic status NAME`: whether the service runs, its state, pids and uptime, and its
-//! restarts (count, last exit, the delay being waited out).
+//! `daemonic status [NAME] [--json]`: whether services run, their state, pids and uptime,
+//! restarts (count, last exit, the delay being waited out), CPU time and memory.
 //!
-//! Running means "its pid file is locked"; the details come from the status file the
-//! supervisor keeps. Exit status 0 if running, 3 if not (as LSB init scripts).
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Running means "its pid file is locked"; the details come from the supervisor, asked
+//! through its control socket (or from its status file while it cannot answer yet; see
+//! `query`). One line per service:
+//!
+//! ```text
+//! web: ready, pid 4242 (supervisor 4241), ready for 5m, cpu 0.25s, mem 12.3M; status: serving
+//! ```
+//!
+//! Exit status 0 if running, 3 if not (as LSB init scripts); without NAME, 0 if any
+//! service runs.
 
 use anyhow::Result;
-use daemonic::pidfile::{Holder, PidFile};
 
 use crate::EXIT_NOT_RUNNING;
+use crate::control::{ServiceInfo, json};
+use crate::human;
+use crate::query;
 use crate::state_dir::{StateDir, check_name};
-use crate::supervisor::status_file;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The service to show.
-    name: String,
+    /// The service to show [default: every service in the state directory].
+    name: Option<String>,
+    /// Print a JSON array with one object per service, also for one NAME (`[]` when it is
+    /// not running). Fields: name, state, pid, supervisor_pid, since_unix, restarts,
+    /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file; null when
+    /// absent.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
-    check_name(&a.name)?;
-    let supervisor = match PidFile::holder(dirs.pid_file(&a.name))? {
-        Holder::None => {
-            println!("{}: not running", a.name);
-            return Ok(EXIT_NOT_RUNNING);
+    let services = match &a.name {
+        Some(name) => {
+            check_name(name)?;
+            query::service(dirs, name)?.into_iter().collect()
         }
-        Holder::Locked(pid) => pid,
+        None => query::all(dirs)?,
     };
-    let fields = status_file::read(&dirs.status_file(&a.name)).unwrap_or_default();
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let state = get("state").unwrap_or("starting");
-    let mut line = format!("{}: {state}", a.name);
-    if let Some(pid) = get("pid") {
-        line += &format!(", pid {pid}");
+    if a.json {
+        println!("{}", json::services(&services));
+    } else if services.is_empty() {
+        match &a.name {
+            Some(name) => println!("{name}: not running"),
+            None => eprintln!("daemonic: no service is running"),
+        }
+    } else {
+        let now = human::now_unix();
+        for s in &services {
+            println!("{}", line(s, now));
+        }
     }
-    if let Some(sup) = supervisor {
-        line += &format!(" (supervisor {sup})");
-    }
-    if let Some(since) = get("since").and_then(|s| s.parse::<u64>().ok()) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(since);
-        line += &format!(", {state} for {}", human(now.saturating_sub(since)));
-    }
-    if let Some(n) = get("restarts").filter(|n| *n != "0") {
-        line += &format!(", restarts {n}");
-    }
-    if let Some(exit) = get("last_exit") {
-        line += &format!(", last {exit}");
-    }
-    if let Some(ms) = get("next_delay_ms") {
-        line += &format!(", next start after {ms}ms");
-    }
-    if let Some(status) = get("status").filter(|s| !s.is_empty()) {
-        line += &format!("; status: {status}");
-    }
-    println!("{line}");
-    Ok(0)
+    Ok(if services.is_empty() {
+        EXIT_NOT_RUNNING
+    } else {
+        0
+    })
 }
 
-fn human(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+/// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
+/// Nms, cpu Xs, mem Y; status: TEXT`, each part only when known (tests and scripts parse
+/// it: parts are only ever added before `; status:`).
+fn line(s: &ServiceInfo, now: u64) -> String {
+    let mut line = format!("{}: {}", s.name, s.state);
+    if let Some(pid) = s.pid {
+        line += &format!(", pid {pid}");
+    }
+    if s.supervisor_pid != 0 {
+        line += &format!(" (supervisor {})", s.supervisor_pid);
+    }
+    if s.since_unix != 0 {
+        let age = human::duration(now.saturating_sub(s.since_unix));
+        line += &format!(", {} for {age}", s.state);
+    }
+    if s.restarts != 0 {
+        line += &format!(", restarts {}", s.restarts);
+    }
+    if let Some(exit) = &s.last_exit {
+        line += &format!(", last {exit}");
+    }
+    if let Some(ms) = s.next_delay_ms {
+        line += &format!(", next start after {ms}ms");
+    }
+    if let Some(ms) = s.cpu_ms {
+        line += &format!(", cpu {}", human::cpu(ms));
+    }
+    if let Some(bytes) = s.rss_bytes {
+        line += &format!(", mem {}", human::bytes(bytes));
+    }
+    if !s.status.is_empty() {
+        line += &format!("; status: {}", s.status.replace('\n', " "));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_keeps_its_format_with_cpu_and_memory_before_the_status() {
+        let s = ServiceInfo {
+            name: "web".into(),
+            state: "backoff".into(),
+            pid: None,
+            supervisor_pid: 41,
+            since_unix: 990,
+            restarts: 2,
+            last_exit: Some("exited with status 3".into()),
+            next_delay_ms: Some(200),
+            status: "two\nlines".into(),
+            cpu_ms: Some(1234),
+            rss_bytes: Some(4096),
+            ..ServiceInfo::default()
+        };
+        assert_eq!(
+            line(&s, 1000),
+            "web: backoff (supervisor 41), backoff for 10s, restarts 2, last exited with \
+             status 3, next start after 200ms, cpu 1.23s, mem 4.0K; status: two lines"
+        );
+        let starting = ServiceInfo {
+            name: "api".into(),
+            state: "starting".into(),
+            ..ServiceInfo::default()
+        };
+        assert_eq!(line(&starting, 1000), "api: starting");
     }
 }

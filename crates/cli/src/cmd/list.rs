@@ -1,0 +1,116 @@
+//! `daemonic list`: a table of every service running in the state directory.
+//!
+//! Each supervisor is asked through its control socket (a service still starting, whose
+//! supervisor cannot answer yet, is shown from its status file; see `query`). A socket
+//! nobody answers is skipped with a note on stderr. With no service running, only the
+//! header is printed (so scripts can always skip one line), and the exit status is 0.
+//!
+//! ```text
+//! NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT             CPU    MEM
+//! api   backoff  -     3s      2         exited with status 1  -      -
+//! web   ready    4242  5m      0         -                     0.25s  12.3M
+//! ```
+
+use anyhow::Result;
+
+use crate::control::ServiceInfo;
+use crate::human;
+use crate::query;
+use crate::state_dir::StateDir;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+const HEADER: [&str; 8] = [
+    "NAME",
+    "STATE",
+    "PID",
+    "UPTIME",
+    "RESTARTS",
+    "LAST-EXIT",
+    "CPU",
+    "MEM",
+];
+
+pub fn run(_a: Args, dirs: &StateDir) -> Result<u8> {
+    let services = query::all(dirs)?;
+    let now = human::now_unix();
+    let mut rows = vec![HEADER.map(str::to_string)];
+    rows.extend(services.iter().map(|s| row(s, now)));
+    print!("{}", table(&rows));
+    Ok(0)
+}
+
+fn row(s: &ServiceInfo, now: u64) -> [String; 8] {
+    let dash = || "-".to_string();
+    [
+        s.name.clone(),
+        s.state.clone(),
+        s.pid.map_or_else(dash, |p| p.to_string()),
+        if s.since_unix == 0 {
+            dash()
+        } else {
+            human::duration(now.saturating_sub(s.since_unix))
+        },
+        s.restarts.to_string(),
+        s.last_exit.clone().unwrap_or_else(dash),
+        s.cpu_ms.map_or_else(dash, human::cpu),
+        s.rss_bytes.map_or_else(dash, human::bytes),
+    ]
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table(rows: &[[String; 8]]) -> String {
+    let mut widths = [0; 8];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_aligns_columns_and_shows_dashes_for_what_is_unknown() {
+        let web = ServiceInfo {
+            name: "web".into(),
+            state: "ready".into(),
+            pid: Some(4242),
+            supervisor_pid: 4241,
+            since_unix: 1000 - 300,
+            cpu_ms: Some(250),
+            rss_bytes: Some(12_900_000),
+            ..ServiceInfo::default()
+        };
+        let api = ServiceInfo {
+            name: "api".into(),
+            state: "backoff".into(),
+            supervisor_pid: 17,
+            since_unix: 1000 - 3,
+            restarts: 2,
+            last_exit: Some("exited with status 1".into()),
+            ..ServiceInfo::default()
+        };
+        let rows = [HEADER.map(str::to_string), row(&api, 1000), row(&web, 1000)];
+        assert_eq!(
+            table(&rows),
+            "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT             CPU    MEM\n\
+             api   backoff  -     3s      2         exited with status 1  -      -\n\
+             web   ready    4242  5m      0         -                     0.25s  12.3M\n"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The client's side: connect, send one request, read one response, all within one
+//! deadline.
+//!
+//! `connect` itself is bounded too: a supervisor that stopped accepting (wedged, or
+//! stopped with SIGSTOP) fills its backlog, and a blocking `connect` on a unix socket
+//! would then wait forever. The socket's send timeout (`SO_SNDTIMEO`), set before
+//! `connect`, bounds that wait on Linux.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt};
+use nix::sys::time::TimeVal;
+
+use super::server::send_all;
+use super::wire::FrameReader;
+use super::{Request, Response, check_socket_path};
+
+/// Nobody listens at the socket path: no file there (`ENOENT`), or a file nobody has
+/// open (`ECONNREFUSED`, left by a supervisor that was killed). Either way no live
+/// supervisor answers there; find it with `err.downcast_ref::<NotListening>()`.
+#[derive(Debug)]
+pub struct NotListening {
+    pub path: PathBuf,
+    pub errno: Errno,
+}
+
+impl fmt::Display for NotListening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = if self.errno == Errno::ENOENT {
+            "is the service running?"
+        } else {
+            "a stale socket: its supervisor is gone"
+        };
+        write!(
+            f,
+            "connect {}: {} ({hint})",
+            self.path.display(),
+            self.errno.desc()
+        )
+    }
+}
+
+impl std::error::Error for NotListening {}
+
+/// Sends `request` to the supervisor listening at `path` and returns its response; gives
+/// up after `timeout` in all. Errors name the socket path and the step that failed
+/// (connect, send, read, decode); "nobody listens" is a [`NotListening`].
+///
+/// A failed send is not the end: a supervisor that refuses a connection (another uid,
+/// too many connections) answers and closes at once, possibly before the request is
+/// written, so the send fails with `EPIPE` while its answer waits to be read. The
+/// response is read either way, and the send's error reported only if there is none.
+pub fn call(path: &Path, request: &Request, timeout: Duration) -> Result<Response> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(path, timeout)?;
+    let sent = send_all(&stream, &request.to_frame(), remaining(deadline));
+    match read_response(&mut stream, path, deadline, timeout) {
+        Ok(response) => Ok(response),
+        Err(e) => match sent {
+            Err(send_error) => Err(step_error("send request to", path, &send_error, timeout)),
+            Ok(()) => Err(e),
+        },
+    }
+}
+
+fn read_response(
+    stream: &mut UnixStream,
+    path: &Path,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Response> {
+    let mut frame = FrameReader::new();
+    let mut buf = [0u8; 4096];
+    while frame.wanted() > 0 {
+        stream
+            .set_read_timeout(Some(remaining(deadline)))
+            .with_context(|| format!("read response from {}", path.display()))?;
+        let want = frame.wanted().min(buf.len());
+        match stream.read(&mut buf[..want]) {
+            Ok(0) => bail!(
+                "read response from {}: {}",
+                path.display(),
+                frame.truncated()
+            ),
+            Ok(n) => frame
+                .feed(&buf[..n])
+                .with_context(|| format!("read response from {}", path.display()))?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(step_error("read response from", path, &e, timeout)),
+        }
+    }
+    let payload = frame.payload().expect("complete");
+    Response::decode(payload).with_context(|| format!("decode response from {}", path.display()))
+}
+
+fn connect(path: &Path, timeout: Duration) -> Result<UnixStream> {
+    check_socket_path("connect", path)?;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .with_context(|| format!("create socket to connect to {}", path.display()))?;
+    // A zero timeout would mean "wait forever" to the kernel.
+    let t = timeout.max(Duration::from_millis(1));
+    let tv = TimeVal::new(t.as_secs() as _, t.subsec_micros() as _);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &tv)
+        .with_context(|| format!("set a send timeout to connect to {}", path.display()))?;
+    let addr = UnixAddr::new(path).with_context(|| format!("connect {}", path.display()))?;
+    match socket::connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(errno @ (Errno::ENOENT | Errno::ECONNREFUSED)) => Err(NotListening {
+            path: path.to_path_buf(),
+            errno,
+        }
+        .into()),
+        Err(Errno::EAGAIN) => bail!(
+            "connect {}: no connection within {timeout:?} (the supervisor is not accepting)",
+            path.display()
+        ),
+        Err(e) => Err(anyhow!("connect {}: {}", path.display(), e.desc())),
+    }
+}
+
+/// Time left until `deadline`, at least 1 ms (a zero timeout means "none" to the kernel).
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+fn step_error(step: &str, path: &Path, e: &io::Error, timeout: Duration) -> anyhow::Error {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        anyhow!("{step} {}: no answer within {timeout:?}", path.display())
+    } else {
+        anyhow!("{step} {}: {e}", path.display())
+    }
+}

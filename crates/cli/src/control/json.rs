@@ -1,0 +1,119 @@
+//! [`ServiceInfo`] as JSON, for `daemonic status --json`.
+//!
+//! One object per service with the same field names as [`ServiceInfo`] (stable: scripts
+//! depend on them; add fields, never rename), `null` for an absent value (also for a
+//! `supervisor_pid` or `since_unix` not known yet, which [`ServiceInfo`] holds as 0), and strings
+//! escaped as RFC 8259 requires (`"`, `\`, and control characters). Written by hand: a
+//! serializer crate would be the only reason to depend on one.
+
+use super::ServiceInfo;
+
+/// A JSON array of `services`, one object per line.
+pub fn services(services: &[ServiceInfo]) -> String {
+    if services.is_empty() {
+        return "[]".to_string();
+    }
+    let objects: Vec<String> = services.iter().map(service).collect();
+    format!("[\n  {}\n]", objects.join(",\n  "))
+}
+
+/// One service as a JSON object, on one line.
+pub fn service(s: &ServiceInfo) -> String {
+    let delays: Vec<String> = s.delays_ms.iter().map(u64::to_string).collect();
+    let fields = [
+        ("name", string(&s.name)),
+        ("state", string(&s.state)),
+        ("pid", number(s.pid)),
+        (
+            "supervisor_pid",
+            number(Some(s.supervisor_pid).filter(|&p| p != 0)),
+        ),
+        ("since_unix", number(Some(s.since_unix).filter(|&t| t != 0))),
+        ("restarts", s.restarts.to_string()),
+        (
+            "last_exit",
+            s.last_exit.as_deref().map_or_else(null, string),
+        ),
+        ("next_delay_ms", number(s.next_delay_ms)),
+        ("delays_ms", format!("[{}]", delays.join(","))),
+        ("status", string(&s.status)),
+        ("cpu_ms", number(s.cpu_ms)),
+        ("rss_bytes", number(s.rss_bytes)),
+        ("log_file", s.log_file.as_deref().map_or_else(null, string)),
+    ];
+    let members: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    format!("{{{}}}", members.join(","))
+}
+
+fn null() -> String {
+    "null".to_string()
+}
+
+fn number<T: ToString>(n: Option<T>) -> String {
+    n.map_or_else(null, |n| n.to_string())
+}
+
+/// A JSON string literal.
+pub fn string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(
+            string("a \"b\" c:\\ d\ne\tf\u{1}g é"),
+            r#""a \"b\" c:\\ d\ne\tf\u0001g é""#
+        );
+    }
+
+    #[test]
+    fn absent_values_are_null_and_present_ones_typed() {
+        let s = ServiceInfo {
+            name: "web".into(),
+            state: "backoff".into(),
+            supervisor_pid: 41,
+            since_unix: 1700000000,
+            restarts: 2,
+            last_exit: Some("exited with status 3".into()),
+            next_delay_ms: Some(200),
+            delays_ms: vec![50, 100],
+            status: "warming \"up\"".into(),
+            ..ServiceInfo::default()
+        };
+        assert_eq!(
+            service(&s),
+            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null}"#
+        );
+    }
+
+    #[test]
+    fn a_list_is_an_array_even_when_empty() {
+        assert_eq!(services(&[]), "[]");
+        let one = ServiceInfo {
+            name: "a".into(),
+            ..ServiceInfo::default()
+        };
+        let text = services(&[one.clone(), one]);
+        assert!(text.starts_with("[\n  {\"name\":\"a\""), "{text}");
+        assert_eq!(text.matches("\"name\"").count(), 2);
+        assert!(text.ends_with("}\n]"), "{text}");
+    }
+}

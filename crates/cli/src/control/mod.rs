@@ -1,0 +1,173 @@
+//! The control socket: how `daemonic status`, `list`, `restart`, `reload` and `signal` talk
+//! to a running supervisor.
+//!
+//! Each supervisor listens on a unix stream socket, `<state-dir>/<name>.sock`, mode 0600 in
+//! the 0700 state directory. A client connects, sends **one request**, reads **one
+//! response**, and the supervisor closes the connection. There is no session and no
+//! pipelining: one connection, one question.
+//!
+//! # Who may ask
+//!
+//! Only the supervisor's owner (its effective uid) and root. File modes already keep
+//! others out; the server checks the peer's credentials (`SO_PEERCRED`, filled in by the
+//! kernel at `connect`, so a client cannot lie about them) as well, so a socket or
+//! directory made wider by mistake lets nobody else in. A refused peer gets
+//! `permission denied: uid N is not the owner` and its request is never read.
+//!
+//! # Frames
+//!
+//! Both directions use the same frame ([`wire`]):
+//!
+//! ```text
+//! +------+------+------+------+---------+-----------------------+----------------+
+//! | 'd'  | 'm'  | 'n'  | 'c'  | version | payload length (u32,  | payload (UTF-8,|
+//! |      magic (4 bytes)      |  = 1    | big-endian)           | ≤ 64 KiB)      |
+//! +------+------+------+------+---------+-----------------------+----------------+
+//! ```
+//!
+//! The magic rejects a peer that is not speaking this protocol at all; the version lets a
+//! later daemonic change the payload without an old supervisor misreading it (a mismatch
+//! is an error naming both versions, never a guess); the length is checked against the cap
+//! *before* the payload is read, so a client cannot make the supervisor buffer more than
+//! 64 KiB.
+//!
+//! # Payloads
+//!
+//! `key=value` lines ([`message`]), each ending in `\n`. In values, a backslash is written
+//! `\\` and a newline `\n`; nothing else is escaped. A request starts with `op=`:
+//!
+//! ```text
+//! op=signal
+//! name=web
+//! signal=SIGUSR1
+//! ```
+//!
+//! A response starts with `response=` (`services`, `done` or `error`). A `services`
+//! response holds one record per service, each starting at its `name=` line:
+//!
+//! ```text
+//! response=services
+//! name=web
+//! state=ready
+//! pid=4242
+//! supervisor_pid=4241
+//! ...
+//! ```
+//!
+//! Requests are decoded strictly — an unknown op, a missing, repeated, ill-typed or
+//! unknown field is an error — because a request the supervisor half-understands must not
+//! be acted on. Responses are decoded leniently about *unknown* fields (ignored), so a
+//! newer supervisor can report more about a service to an older client.
+//!
+//! # The server never blocks
+//!
+//! [`ControlServer`] is made for the supervisor's single-threaded `poll(2)` loop: it gives
+//! the descriptors to poll ([`ControlServer::fds`]), reads whatever is ready without
+//! blocking ([`ControlServer::poll_requests`]), and names the next moment it must be
+//! called even if nothing happens ([`ControlServer::next_deadline`]: a client that has
+//! not sent a whole request within 5 s is dropped). At most 16 connections are open at
+//! once; beyond that a new one is answered `too many connections` and closed (accepting
+//! and closing, rather than leaving it in the backlog, keeps the listener from staying
+//! readable and spinning the loop). Every request that [`ControlServer::poll_requests`]
+//! returns must be answered, exactly once, with [`ControlServer::reply`].
+//!
+//! A malformed request — wrong magic or version, too long, cut short, not UTF-8, unknown
+//! op, bad field — is answered with [`Response::Error`] naming what was wrong, the
+//! connection is closed, and the request is never returned to the caller.
+
+mod client;
+pub mod json;
+pub mod message;
+mod server;
+pub mod wire;
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+pub use client::{NotListening, call};
+pub use server::{ConnId, ControlServer, MAX_CONNECTIONS, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+
+/// What a client asks a supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The state of one service (`name`), or of every service of this supervisor (`None`).
+    Status { name: Option<String> },
+    /// Every service of this supervisor (what `daemonic list` shows).
+    List,
+    /// Stop the service (its stop signal, its timeout, then SIGKILL to its process group).
+    Stop { name: String },
+    /// Stop the service's program and start it again.
+    Restart { name: String },
+    /// Ask the service's program to reload (its reload signal).
+    Reload { name: String },
+    /// Send `signal` to the service's program.
+    Signal {
+        name: String,
+        signal: daemonic::Signal,
+    },
+}
+
+/// One service, as a supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// `starting`, `ready`, `stopping`, `backoff`, `stopped`, `exited` or `gave-up`.
+    pub state: String,
+    /// The program's pid; none between runs.
+    pub pid: Option<i32>,
+    /// The supervisor's pid; 0 only while it is not known yet (a service that is still
+    /// starting, read from its status file before the supervisor has written its pid).
+    pub supervisor_pid: i32,
+    /// When the service entered `state`, in seconds since the Unix epoch; 0 only while
+    /// not known yet (like `supervisor_pid`).
+    pub since_unix: u64,
+    pub restarts: u32,
+    /// How the last run ended, as a person reads it (`exited with status 3`).
+    pub last_exit: Option<String>,
+    /// The restart delay being waited out (in `backoff`).
+    pub next_delay_ms: Option<u64>,
+    /// The restart delays chosen so far (the most recent ones), oldest first.
+    pub delays_ms: Vec<u64>,
+    /// The program's own `STATUS=` text (empty if it sent none).
+    pub status: String,
+    /// CPU time used by the program and the children it has reaped, in milliseconds.
+    pub cpu_ms: Option<u64>,
+    /// The program's resident memory, in bytes.
+    pub rss_bytes: Option<u64>,
+    /// Where the program's output goes, when daemonic captures it to a file.
+    pub log_file: Option<String>,
+}
+
+/// What a supervisor answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The answer to `Status` and `List`.
+    Services(Vec<ServiceInfo>),
+    /// The request was carried out (or begun); the text says what was done.
+    Done(String),
+    /// The request was refused or failed; the text says why.
+    Error(String),
+}
+
+/// The longest path a unix socket address holds: `sun_path` is 108 bytes on Linux,
+/// including the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Fails with a clear message if `path` does not fit in a unix socket address, where the
+/// kernel would say only "File name too long"; `what` names the operation (`bind`,
+/// `connect`).
+pub fn check_socket_path(what: &str, path: &Path) -> Result<()> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        bail!(
+            "{what} {}: socket path too long ({len} bytes; a unix socket path holds at most \
+             {MAX_SOCKET_PATH}): use a shorter --state-dir or service name",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
