@@ -42,18 +42,21 @@ fn exit_code(exit: daemonic::process::Exit) -> u8 {
 
 /// Supervises `service` until it is stopped, exits for good or gives up, then releases the
 /// pid file; the exit status is the child's (last): 127/126 if it could not be
-/// found/executed (with the reason on stderr), 128+N if signal N killed it.
+/// found/executed (with the reason on stderr), 128+N if signal N killed it. With `dirs`
+/// (a named service), keeps its status file and serves its control socket there.
 fn supervise(
     service: &crate::service::Service,
     running: daemonic::Running,
-    status: Option<std::path::PathBuf>,
+    dirs: Option<&crate::state_dir::StateDir>,
 ) -> anyhow::Result<u8> {
     use anyhow::Context;
+    let name = &service.name;
     let entry = crate::supervisor::Entry {
         service: service.clone(),
-        status_file: status,
+        status_file: dirs.map(|d| d.status_file(name)),
     };
-    let exits = crate::supervisor::supervise(vec![entry], &running)?;
-    running.finish().with_context(|| service.name.clone())?;
+    let control = dirs.map(|d| d.control_socket(name));
+    let exits = crate::supervisor::supervise(vec![entry], &running, control)?;
+    running.finish().with_context(|| name.clone())?;
     Ok(exits.first().map_or(0, |e| exit_code(*e)))
 }

@@ -28,12 +28,10 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&name)?;
     let service = Service::from_args(name.clone(), a.service)?;
     let mut daemon = Daemon::new().foreground(true);
-    let mut status = None;
     if explicit {
         dirs.ensure()?;
         daemon = daemon.pid_file(dirs.pid_file(&name));
-        status = Some(dirs.status_file(&name));
     }
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, status)
+    super::supervise(&service, running, explicit.then_some(dirs))
 }

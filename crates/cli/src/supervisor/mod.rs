@@ -28,6 +28,7 @@
 pub mod machine;
 pub mod policy;
 pub mod probe;
+mod requests;
 pub mod status_file;
 pub mod unit;
 
@@ -42,11 +43,14 @@ use daemonic::systemd::listen::{Message, NotifyListener};
 use daemonic::{Running, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::control::ControlServer;
 use crate::service::{Readiness, Service};
 use machine::Event;
 pub use machine::State;
+use requests::{Answer, Pending};
 pub use status_file::StatusFile;
-use unit::{Context, Unit};
+use unit::Context;
+pub use unit::Unit;
 
 /// A service to supervise, and where to keep its status file (if anywhere).
 pub struct Entry {
@@ -59,6 +63,8 @@ pub struct Entry {
 enum Source {
     Signals,
     Notify,
+    /// The control socket or one of its connections.
+    Control,
     /// The pidfd of unit N's child.
     Exit(usize),
     /// A descriptor of unit N's readiness probe attempt.
@@ -66,11 +72,17 @@ enum Source {
 }
 
 /// Supervises `entries` until every one has finished (stopped, exited without restart, or
-/// gave up); returns each child's last exit, in the order given.
+/// gave up); returns each child's last exit, in the order given. With `control`, serves
+/// the control socket at that path (the caller holds the pid-file lock that makes it
+/// ours).
 ///
 /// For a single service, failing to start the child is reported to `outer` (`STATUS=` and
 /// `ERRNO=`) so a waiting launcher prints it.
-pub fn supervise(entries: Vec<Entry>, outer: &Running) -> Result<Vec<Exit>> {
+pub fn supervise(
+    entries: Vec<Entry>,
+    outer: &Running,
+    control: Option<PathBuf>,
+) -> Result<Vec<Exit>> {
     // First, while the process runs one thread: the sentinel keeps the pid-file lock
     // until it has cleaned up after a killed supervisor.
     let keep: Vec<_> = outer.pid_file().map(|p| p.as_fd()).into_iter().collect();
@@ -81,14 +93,22 @@ pub fn supervise(entries: Vec<Entry>, outer: &Running) -> Result<Vec<Exit>> {
             None
         }
     };
-    let result = run(entries, outer, sentinel.as_ref());
+    let result = match control.as_deref().map(ControlServer::bind).transpose() {
+        Ok(mut server) => run(entries, outer, sentinel.as_ref(), server.as_mut()),
+        Err(e) => Err(e),
+    };
     if let Some(s) = sentinel {
         s.disarm().context("stop the sentinel")?;
     }
     result
 }
 
-fn run(entries: Vec<Entry>, outer: &Running, sentinel: Option<&Sentinel>) -> Result<Vec<Exit>> {
+fn run(
+    entries: Vec<Entry>,
+    outer: &Running,
+    sentinel: Option<&Sentinel>,
+    mut control: Option<&mut ControlServer>,
+) -> Result<Vec<Exit>> {
     let mut signals = Signals::new().context("install signal handlers")?;
     // A second SIGTERM escalates the stop instead of abandoning the children.
     signals
@@ -108,6 +128,7 @@ fn run(entries: Vec<Entry>, outer: &Running, sentinel: Option<&Sentinel>) -> Res
         exits: vec![None; entries.len()],
         been_ready: vec![false; entries.len()],
         ready_told: false,
+        pending: Vec::new(),
     };
     let mut firsts = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
@@ -122,7 +143,12 @@ fn run(entries: Vec<Entry>, outer: &Running, sentinel: Option<&Sentinel>) -> Res
         let out = sup.units[i].execute(first, &cx)?;
         sup.absorb(i, out, &cx);
     }
-    sup.run(&mut signals, &listener, &cx)?;
+    let result = sup.run(&mut signals, &listener, control.as_deref_mut(), &cx);
+    // Whatever waits for a unit that has finished gets its answer, even on the way out.
+    if let Some(server) = control {
+        sup.settle(server, true);
+    }
+    result?;
     Ok(sup
         .exits
         .into_iter()
@@ -162,6 +188,8 @@ struct Supervisor {
     been_ready: Vec<bool>,
     /// Readiness has been forwarded to whoever waits for the supervisor.
     ready_told: bool,
+    /// Control requests answered when their unit gets there.
+    pending: Vec<Pending>,
 }
 
 impl Supervisor {
@@ -169,6 +197,7 @@ impl Supervisor {
         &mut self,
         signals: &mut Signals,
         listener: &NotifyListener,
+        mut control: Option<&mut ControlServer>,
         cx: &Context<'_>,
     ) -> Result<()> {
         while self.exits.iter().any(Option::is_none) {
@@ -177,6 +206,12 @@ impl Supervisor {
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(server) = control.as_deref() {
+                for fd in server.fds() {
+                    sources.push(Source::Control);
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+            }
             for (i, u) in self.units.iter().enumerate() {
                 if let Some(c) = u.child() {
                     sources.push(Source::Exit(i));
@@ -189,7 +224,8 @@ impl Supervisor {
                     }
                 }
             }
-            match poll(&mut fds, self.timeout()) {
+            let control_due = control.as_deref().and_then(ControlServer::next_deadline);
+            match poll(&mut fds, self.timeout(control_due)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll"),
             }
@@ -201,9 +237,11 @@ impl Supervisor {
                 .collect();
             drop(fds);
             let mut probed = vec![false; self.units.len()];
+            let mut requests = control_due.is_some_and(|at| at <= Instant::now());
             for source in ready {
                 match source {
                     Source::Probe(i) => probed[i] = true,
+                    Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx)?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
                     Source::Exit(i) => {
@@ -228,13 +266,51 @@ impl Supervisor {
                     self.deliver(i, event, cx)?;
                 }
             }
+            if let Some(server) = control.as_deref_mut() {
+                if requests {
+                    for (conn, request) in server.poll_requests(Instant::now()) {
+                        match requests::answer(self, request, cx) {
+                            (_, Answer::Now(response)) => server.reply(conn, &response),
+                            (Some(unit), Answer::Later(wait)) => {
+                                self.pending.push(Pending { conn, unit, wait })
+                            }
+                            (None, Answer::Later(_)) => {
+                                unreachable!("a pending answer names a unit")
+                            }
+                        }
+                    }
+                }
+                self.settle(server, false);
+            }
         }
         Ok(())
     }
 
-    /// Until the earliest timer of any unit; forever if none is armed.
-    fn timeout(&self) -> PollTimeout {
-        let Some(at) = self.units.iter().filter_map(Unit::next_deadline).min() else {
+    /// Answers the pending requests whose units got where they waited for; with `all`
+    /// (the supervisor is ending), every one left.
+    fn settle(&mut self, server: &mut ControlServer, all: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            match requests::settle(self, &p) {
+                Some(response) => server.reply(p.conn, &response),
+                None if all => server.reply(
+                    p.conn,
+                    &crate::control::Response::Error("the supervisor is ending".into()),
+                ),
+                None => self.pending.push(p),
+            }
+        }
+    }
+
+    /// Until the earliest timer of any unit (or `also`); forever if none is armed.
+    fn timeout(&self, also: Option<Instant>) -> PollTimeout {
+        let next = self
+            .units
+            .iter()
+            .filter_map(Unit::next_deadline)
+            .chain(also)
+            .min();
+        let Some(at) = next else {
             return PollTimeout::NONE;
         };
         let left = at.saturating_duration_since(Instant::now());

@@ -119,6 +119,16 @@ impl Unit {
         self.child.as_ref()
     }
 
+    /// How many children have been started so far; grows with every start.
+    pub fn generation(&self) -> u64 {
+        self.spawned
+    }
+
+    /// Where the child's output is captured, if daemonic captures it.
+    pub fn log_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     pub fn pid(&self) -> Option<Pid> {
         self.child.as_ref().map(|c| c.pidfd.pid())
     }

@@ -1,0 +1,106 @@
+//! The control requests a supervisor answers, one file each (the wire format and the
+//! server are in `crate::control`).
+//!
+//! A request names a service of this supervisor; an unknown name is answered with an
+//! error and changes nothing. `status` and `list` are answered at once. `reload` and
+//! `signal` are answered once the signal is sent. `stop` and `restart` are answered when
+//! they are over — the service stopped, or ready again — so that `daemonic restart web`
+//! returns when web serves again; until then they wait in [`Pending`].
+
+mod reload;
+mod restart;
+mod signal;
+mod status;
+mod stop;
+
+use crate::control::{ConnId, Request, Response};
+
+use super::Supervisor;
+use super::unit::Context;
+
+/// A request answered later, when its unit reaches what it waits for.
+pub struct Pending {
+    pub conn: ConnId,
+    pub unit: usize,
+    pub wait: Wait,
+}
+
+pub enum Wait {
+    /// A final state (stopped, exited, gave up).
+    Final,
+    /// `ready` with a child started after `generation`; a crash before that is an error.
+    ReadyAfter { generation: u64 },
+}
+
+/// Either the answer now, or the request is pending.
+pub enum Answer {
+    Now(Response),
+    Later(Wait),
+}
+
+/// Carries out `request` (as far as it can at once).
+pub fn answer(sup: &mut Supervisor, request: Request, cx: &Context<'_>) -> (Option<usize>, Answer) {
+    let unit = |sup: &Supervisor, name: &str| sup.units.iter().position(|u| u.name() == name);
+    let unknown =
+        |name: &str| Answer::Now(Response::Error(format!("no service named {name:?} here")));
+    match request {
+        Request::Status { name: None } | Request::List => (None, status::all(sup)),
+        Request::Status { name: Some(name) } => match unit(sup, &name) {
+            Some(i) => (Some(i), status::one(sup, i)),
+            None => (None, unknown(&name)),
+        },
+        Request::Stop { name } => match unit(sup, &name) {
+            Some(i) => (Some(i), stop::answer(sup, i, cx)),
+            None => (None, unknown(&name)),
+        },
+        Request::Restart { name } => match unit(sup, &name) {
+            Some(i) => (Some(i), restart::answer(sup, i, cx)),
+            None => (None, unknown(&name)),
+        },
+        Request::Reload { name } => match unit(sup, &name) {
+            Some(i) => (Some(i), reload::answer(sup, i)),
+            None => (None, unknown(&name)),
+        },
+        Request::Signal { name, signal } => match unit(sup, &name) {
+            Some(i) => (Some(i), signal::answer(sup, i, signal)),
+            None => (None, unknown(&name)),
+        },
+    }
+}
+
+/// The answer to a pending request, once its unit has got there.
+pub fn settle(sup: &Supervisor, pending: &Pending) -> Option<Response> {
+    let u = &sup.units[pending.unit];
+    let state = u.state();
+    match pending.wait {
+        Wait::Final => state
+            .is_final()
+            .then(|| Response::Done(format!("{}: {}", u.name(), state.as_str()))),
+        Wait::ReadyAfter { generation } => {
+            if u.generation() <= generation {
+                return state.is_final().then(|| {
+                    Response::Error(format!(
+                        "{}: {} before it restarted",
+                        u.name(),
+                        state.as_str()
+                    ))
+                });
+            }
+            match state {
+                super::State::Ready => Some(Response::Done(format!("{}: ready", u.name()))),
+                super::State::Starting => None,
+                other => {
+                    let last = u
+                        .machine()
+                        .last_exit()
+                        .map_or(String::new(), |e| format!(" ({e})"));
+                    Some(Response::Error(format!(
+                        "{}: {} before it was ready{last}",
+                        u.name(),
+                        other.as_str()
+                    )))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `signal NAME SIG`: a signal to the service's main process, through its pidfd.
+
+use daemonic::Signal;
+
+use super::Answer;
+use crate::control::Response;
+use crate::supervisor::Supervisor;
+
+pub fn answer(sup: &mut Supervisor, i: usize, sig: Signal) -> Answer {
+    let u = &sup.units[i];
+    let Some(child) = u.child() else {
+        return Answer::Now(Response::Error(format!(
+            "{}: no process to signal ({})",
+            u.name(),
+            u.state().as_str()
+        )));
+    };
+    let pid = child.pidfd.pid();
+    Answer::Now(match child.pidfd.signal(sig) {
+        Ok(()) => Response::Done(format!("{}: sent {sig} to pid {pid}", u.name())),
+        Err(e) => Response::Error(format!("{}: {e}", u.name())),
+    })
+}

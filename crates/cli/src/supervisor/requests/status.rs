@@ -1,0 +1,46 @@
+//! `status [NAME]` and `list`: what the units are doing, with the child's CPU and memory.
+
+use std::time::UNIX_EPOCH;
+
+use super::Answer;
+use crate::control::{Response, ServiceInfo};
+use crate::supervisor::{State, Supervisor, Unit};
+
+pub fn all(sup: &Supervisor) -> Answer {
+    Answer::Now(Response::Services(sup.units.iter().map(info).collect()))
+}
+
+pub fn one(sup: &Supervisor, i: usize) -> Answer {
+    Answer::Now(Response::Services(vec![info(&sup.units[i])]))
+}
+
+fn info(u: &Unit) -> ServiceInfo {
+    let state = u.state();
+    let delays: Vec<u64> = u.machine().delays().map(|d| d.as_millis() as u64).collect();
+    let usage = u.pid().and_then(crate::usage::of);
+    let mut status = u.status_text.clone();
+    if status.is_empty()
+        && state == State::Starting
+        && let Some(why) = &u.probe_failure
+    {
+        status = format!("not ready: {why}");
+    }
+    ServiceInfo {
+        name: u.name().to_string(),
+        state: state.as_str().to_string(),
+        pid: u.pid().map(|p| p.as_raw()),
+        supervisor_pid: std::process::id() as i32,
+        since_unix: u
+            .since()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        restarts: u.machine().restarts(),
+        last_exit: u.machine().last_exit().map(|e| e.to_string()),
+        next_delay_ms: delays.last().copied().filter(|_| state == State::Backoff),
+        delays_ms: delays,
+        status,
+        cpu_ms: usage.map(|x| x.cpu_ms),
+        rss_bytes: usage.map(|x| x.rss_bytes),
+        log_file: u.log_file().map(|p| p.display().to_string()),
+    }
+}
