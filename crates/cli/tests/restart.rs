@@ -130,6 +130,15 @@ fn the_start_limit_gives_up_and_runs_the_hook_once() {
     let text = std::fs::read_to_string(&alerts).unwrap();
     assert_eq!(text, format!("svc|5|{reason}\n"), "the hook ran once");
     assert!(!env.pid_file("svc").exists(), "the supervisor ended");
+    // `status` says why it is not running.
+    let out = env.daemonic(&["status", "svc"]);
+    assert_eq!(out.status.code(), Some(3));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line.starts_with("svc: not running (gave-up ")
+            && line.ends_with(" ago, last exited with status 5, restarts 2)\n"),
+        "{line}"
+    );
 }
 
 #[test]

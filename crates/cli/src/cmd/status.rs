@@ -44,7 +44,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         println!("{}", json::services(&services));
     } else if services.is_empty() {
         match &a.name {
-            Some(name) => println!("{name}: not running"),
+            Some(name) => println!("{name}: not running{}", ended(dirs, name)),
             None => eprintln!("daemonic: no service is running"),
         }
     } else {
@@ -58,6 +58,34 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// How a service that is not running ended, when its supervisor left a final snapshot:
+/// ` (gave-up 5m ago, last exited with status 1, restarts 5)`; empty otherwise (never
+/// started, stopped on request, or a supervisor that was killed).
+fn ended(dirs: &StateDir, name: &str) -> String {
+    let fields = crate::supervisor::status_file::read(&dirs.status_file(name)).unwrap_or_default();
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let Some(state) = get("state").filter(|s| matches!(*s, "gave-up" | "exited")) else {
+        return String::new();
+    };
+    let mut text = format!(" ({state}");
+    if let Some(since) = get("since").and_then(|s| s.parse::<u64>().ok()) {
+        let age = human::duration(human::now_unix().saturating_sub(since));
+        text += &format!(" {age} ago");
+    }
+    if let Some(exit) = get("last_exit") {
+        text += &format!(", last {exit}");
+    }
+    if let Some(n) = get("restarts").filter(|n| *n != "0") {
+        text += &format!(", restarts {n}");
+    }
+    text + ")"
 }
 
 /// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
