@@ -17,6 +17,7 @@
 //! is reaped (while its pid still pins the group id), so no grandchild outlives it. Each
 //! restart delay is reported on stderr and kept in the status file.
 
+pub mod capture;
 pub mod machine;
 pub mod policy;
 pub mod status_file;
