@@ -3,7 +3,8 @@
 //! The `daemonic` binary is [`main`]; it lives in a library so that benchmarks can drive
 //! the supervisor directly (many services in one supervisor before the config file
 //! lands). One file per subcommand under `cmd/`; the supervisor (the process that owns
-//! services' children) under `supervisor/`. Exit codes are listed in `--help` and the
+//! services' children, and captures their output) under `supervisor/`; reading captured
+//! logs back (`daemonic logs`) under `tail/`. Exit codes are listed in `--help` and the
 //! README. Not a stable API.
 
 #![deny(unsafe_code)]
@@ -13,6 +14,7 @@ mod duration;
 pub mod service;
 mod state_dir;
 pub mod supervisor;
+mod tail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,8 +35,8 @@ it was ready: its own status, or 128+signal; 124 not ready within --timeout; \
 126/127 the command could not be executed / was not found."
 )]
 struct Cli {
-    /// Directory for pid files and status files [default: $XDG_RUNTIME_DIR/daemonic,
-    /// or /run/daemonic as root, or /tmp/daemonic-$UID].
+    /// Directory for pid files and status files, and, when given, log files [default:
+    /// $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as root, or /tmp/daemonic-$UID].
     #[arg(long, global = true, env = "DAEMONIC_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -51,6 +53,8 @@ enum Command {
     Stop(cmd::stop::Args),
     /// Show whether a service runs, its state and pids (exit 3 if not running).
     Status(cmd::status::Args),
+    /// Show a service's captured output: the last lines, then (-f) new ones as written.
+    Logs(cmd::logs::Args),
 }
 
 /// The `daemonic` command line.
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Start(a) => cmd::start::run(a, &dirs),
         Command::Stop(a) => cmd::stop::run(a, &dirs),
         Command::Status(a) => cmd::status::run(a, &dirs),
+        Command::Logs(a) => cmd::logs::run(a, &dirs),
     };
     match result {
         Ok(code) => ExitCode::from(code),

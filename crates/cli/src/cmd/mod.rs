@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod logs;
 pub mod run;
 pub mod start;
 pub mod status;
