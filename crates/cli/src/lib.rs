@@ -3,9 +3,10 @@
 //! The `daemonic` binary is [`main`]; it lives in a library so that benchmarks can drive
 //! the supervisor directly (many services in one supervisor before the config file
 //! lands). One file per subcommand under `cmd/`; the supervisor (the process that owns
-//! services' children) under `supervisor/`; the control socket the commands use to ask a
-//! supervisor (protocol, server, client) under `control/`. Exit codes are listed in
-//! `--help` and the README. Not a stable API.
+//! services' children, and captures their output) under `supervisor/`; the control
+//! socket the commands use to ask a supervisor (protocol, server, client) under
+//! `control/`; reading captured logs back (`daemonic logs`) under `tail/`. Exit codes are
+//! listed in `--help` and the README. Not a stable API.
 
 #![deny(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod query;
 pub mod service;
 mod state_dir;
 pub mod supervisor;
+mod tail;
 pub mod usage;
 
 use std::path::PathBuf;
@@ -38,8 +40,8 @@ it was ready: its own status, or 128+signal; 124 not ready within --timeout; \
 126/127 the command could not be executed / was not found."
 )]
 struct Cli {
-    /// Directory for pid files, status files and control sockets [default: $XDG_RUNTIME_DIR/daemonic,
-    /// or /run/daemonic as root, or /tmp/daemonic-$UID].
+    /// Directory for pid files, status files, control sockets and, when given, log files
+    /// [default: $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as root, or /tmp/daemonic-$UID].
     #[arg(long, global = true, env = "DAEMONIC_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -81,6 +83,8 @@ enum Command {
     /// that reused the pid. Silent on success; exit status 1 with the supervisor's reason
     /// otherwise.
     Signal(cmd::signal::Args),
+    /// Show a service's captured output: the last lines, then (-f) new ones as written.
+    Logs(cmd::logs::Args),
 }
 
 /// The `daemonic` command line.
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Restart(a) => cmd::restart::run(a, &dirs),
         Command::Reload(a) => cmd::reload::run(a, &dirs),
         Command::Signal(a) => cmd::signal::run(a, &dirs),
+        Command::Logs(a) => cmd::logs::run(a, &dirs),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,7 +1,14 @@
-//! Where daemonic keeps a service's pid file, status file and control socket.
+//! Where daemonic keeps a service's pid file, status file, control socket and captured
+//! output.
 //!
-//! `--state-dir` / `DAEMONIC_STATE_DIR` if given; else `$XDG_RUNTIME_DIR/daemonic`; else
-//! `/run/daemonic` for root; else `/tmp/daemonic-<uid>`. Created with mode 0700.
+//! State: `--state-dir` / `DAEMONIC_STATE_DIR` if given; else `$XDG_RUNTIME_DIR/daemonic`;
+//! else `/run/daemonic` for root; else `/tmp/daemonic-<uid>`. Created with mode 0700.
+//!
+//! Logs (a service's captured stdout/stderr, see [`default_log_path`]) outlive a reboot,
+//! so by default they do not go to the runtime directory: `/var/log/daemonic` for root,
+//! else `$XDG_STATE_HOME/daemonic/log` (`~/.local/state/daemonic/log`). An explicit state
+//! directory holds the logs too, so that one `--state-dir` keeps a test or a sandbox
+//! entirely in one place.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -10,10 +17,13 @@ use anyhow::{Context, Result, bail};
 
 pub struct StateDir {
     dir: PathBuf,
+    /// Given by `--state-dir` / `DAEMONIC_STATE_DIR` (it then holds the logs too).
+    explicit: bool,
 }
 
 impl StateDir {
     pub fn new(explicit: Option<PathBuf>) -> StateDir {
+        let given = explicit.is_some();
         let dir = explicit.unwrap_or_else(|| {
             if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
                 PathBuf::from(x).join("daemonic")
@@ -23,7 +33,10 @@ impl StateDir {
                 PathBuf::from(format!("/tmp/daemonic-{}", nix::unistd::geteuid()))
             }
         });
-        StateDir { dir }
+        StateDir {
+            dir,
+            explicit: given,
+        }
     }
 
     /// The directory, created (0700) if missing.
@@ -55,6 +68,59 @@ impl StateDir {
     pub fn path(&self) -> &Path {
         &self.dir
     }
+
+    /// Where service `name`'s captured output goes unless `--log-file` says otherwise;
+    /// see [`default_log_path`].
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        default_log_path(self.explicit.then_some(self.dir.as_path()), name)
+    }
+}
+
+/// The default log file of service `name`: `<log-dir>/<name>.log`, where the log directory
+/// is
+///
+/// 1. the state directory, when one was given explicitly (`--state-dir` /
+///    `DAEMONIC_STATE_DIR`): everything of a sandboxed run in one place;
+/// 2. `/var/log/daemonic` for root (effective uid 0), as system daemons log;
+/// 3. `$XDG_STATE_HOME/daemonic/log` (an absolute `XDG_STATE_HOME` only, as the XDG spec
+///    says), else `$HOME/.local/state/daemonic/log` — the XDG place for "logs and history"
+///    that should survive a reboot (unlike `$XDG_RUNTIME_DIR`, a tmpfs), with the home
+///    directory from the password database if `HOME` is unset.
+///
+/// Nothing is created here; [`LogConfig::open`](crate::supervisor::capture::LogConfig::open)
+/// creates the directory.
+pub fn default_log_path(state_dir_explicit: Option<&Path>, name: &str) -> PathBuf {
+    let dir = match state_dir_explicit {
+        Some(d) => d.to_path_buf(),
+        None if nix::unistd::geteuid().is_root() => PathBuf::from("/var/log/daemonic"),
+        None => user_log_dir(),
+    };
+    dir.join(format!("{name}.log"))
+}
+
+/// `$XDG_STATE_HOME/daemonic/log`, or `~/.local/state/daemonic/log`.
+fn user_log_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    let state_home = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|x| x.is_absolute())
+        .or_else(|| {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    nix::unistd::User::from_uid(uid)
+                        .ok()
+                        .flatten()
+                        .map(|u| u.dir)
+                })?;
+            Some(home.join(".local").join("state"))
+        });
+    match state_home {
+        Some(s) => s.join("daemonic").join("log"),
+        // No home at all (a stripped-down container): beside the fallback state directory.
+        None => PathBuf::from(format!("/tmp/daemonic-{uid}/log")),
+    }
 }
 
 /// A service name: letters, digits, `_`, `-`, `.`; not starting with `.`; 1–64 bytes.
@@ -66,4 +132,28 @@ pub fn check_name(name: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_go_to_an_explicit_state_dir_else_somewhere_that_survives_a_reboot() {
+        let explicit = StateDir::new(Some("/s".into()));
+        assert_eq!(explicit.log_file("web"), Path::new("/s/web.log"));
+        let default = StateDir::new(None);
+        let log = default.log_file("web");
+        assert_ne!(
+            log.parent(),
+            Some(default.dir.as_path()),
+            "not the runtime dir"
+        );
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(log, Path::new("/var/log/daemonic/web.log"));
+        } else {
+            assert!(log.ends_with("daemonic/log/web.log"), "{}", log.display());
+        }
+        assert_eq!(default_log_path(None, "web"), log);
+    }
 }

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod list;
+pub mod logs;
 pub mod reload;
 pub mod restart;
 pub mod run;

@@ -25,6 +25,7 @@
 //! supervisor itself is killed, its children die with it (`PR_SET_PDEATHSIG`) and a
 //! [`Sentinel`] kills their descendants, found by the `INVOCATION_ID` each child gets.
 
+pub mod capture;
 pub mod machine;
 pub mod policy;
 pub mod probe;

@@ -413,11 +413,17 @@ impl State {
         }
         self.size += len;
         if data.len() + tail.len() > cfg.buffer_capacity {
-            // Too big to buffer: write it straight through, in one piece.
-            let mut whole = Vec::with_capacity(data.len() + tail.len());
-            whole.extend_from_slice(data);
-            whole.extend_from_slice(tail);
-            self.write_out(cfg, &whole);
+            // Too big to buffer: write it straight through, in one piece (one `write(2)`
+            // for a pipe's worth of lines from a `LineStream` or the CLI's capture; the
+            // copy is needed only to add the missing newline).
+            if tail.is_empty() {
+                self.write_out(cfg, data);
+            } else {
+                let mut whole = Vec::with_capacity(data.len() + tail.len());
+                whole.extend_from_slice(data);
+                whole.extend_from_slice(tail);
+                self.write_out(cfg, &whole);
+            }
             return;
         }
         self.buf.extend_from_slice(data);

@@ -278,3 +278,57 @@ fn a_line_stream_holds_partial_lines_and_splits_overlong_ones() {
     assert_eq!(ls[4], "x".repeat(54));
     assert_eq!(log.stats().lines_split, 2);
 }
+
+#[test]
+fn rotated_files_lists_one_path_per_rotation_oldest_first() {
+    let dir = TempDir::new("list");
+    let active = dir.path().join("app.log");
+    // Names as the writer makes them; a rotation caught mid-compression has both forms.
+    for name in [
+        "app.log.20250309-140702_001.gz",
+        "app.log.20250309-140702",
+        "app.log.20250310-000000",
+        "app.log.20250310-000000.gz",
+        "app.log.20250310-000000.gz.tmp",
+        "app.log.20250308-235959.zst",
+        "app.log.1",
+        "other.log.20250309-140702",
+        "app.log",
+    ] {
+        fs::write(dir.path().join(name), "x\n").unwrap();
+    }
+    let names: Vec<String> = daemonic::logging::rotated_files(&active)
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "app.log.20250308-235959.zst",
+            "app.log.20250309-140702",
+            "app.log.20250309-140702_001.gz",
+            "app.log.20250310-000000",
+        ]
+    );
+}
+
+#[test]
+fn a_batch_larger_than_the_buffer_lands_whole_in_one_file() {
+    let dir = TempDir::new("batch");
+    let path = dir.path().join("app.log");
+    let log = RotatingWriter::builder(&path)
+        .flush(Flush::EachWrite)
+        .buffer_capacity(1024)
+        .max_size(10_000)
+        .open()
+        .unwrap();
+    let batch: String = (0..100).map(|n| format!("{n:09}\n")).collect(); // 1,000 bytes
+    log.write_lines(batch.repeat(8).as_bytes()); // 8,000 bytes: straight through
+    log.write_lines(batch.repeat(3).as_bytes()); // would pass 10,000: rotates first
+    log.close().unwrap();
+    let rotated = daemonic::logging::rotated_files(&path).unwrap();
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(fs::read_to_string(&rotated[0]).unwrap(), batch.repeat(8));
+    assert_eq!(fs::read_to_string(&path).unwrap(), batch.repeat(3));
+}

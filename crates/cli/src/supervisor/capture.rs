@@ -1,0 +1,322 @@
+//! Capturing a supervised child's stdout and stderr into a rotating log file.
+//!
+//! One [`Capture`] per child stream owns the read end of a pipe whose write end is the
+//! child's fd 1 or 2. The supervisor's poll loop polls [`Capture::fd`] and calls
+//! [`Capture::on_readable`] when it is ready; nothing else drives a capture, so an idle
+//! child costs no wakeup (the supervisor's rule). The file is a [`RotatingWriter`]
+//! opened by [`LogConfig::open`]: written when lines are read, no flusher thread, rotated
+//! on size, compressed and pruned by the writer's archiver thread, which sleeps on its
+//! queue between rotations.
+//!
+//! # Invariants
+//!
+//! * **Whole lines only.** A pipe delivers arbitrary chunks; a capture hands the writer
+//!   only complete lines and holds back the trailing partial line of each chunk. A
+//!   rotation happens only between two writes, so no line is torn across files, and two
+//!   captures sharing one writer (stdout and stderr into one file) never interleave
+//!   inside a line. The lines of one stream stay in the order the child wrote them.
+//! * **One `write(2)` per read.** The held-back partial line and every complete line of a
+//!   read (up to 64 KiB: a full pipe) go to the writer in one `write_lines` call, which
+//!   is one `write(2)` straight from the capture's buffer (plus the `lseek` with which the
+//!   writer keeps its size in step with `copytruncate`). Nothing is allocated per line
+//!   or per read: all captures of the (single-threaded) supervisor share one read buffer.
+//! * **Bounded.** A partial line is held back up to 64 KiB (the writer's `max_line`); a
+//!   longer one is written in 64 KiB pieces, each ended with a newline. One call reads at
+//!   most 1 MiB, so a chatty child cannot starve the loop (the descriptor stays readable
+//!   and the next `poll` returns at once).
+//! * **Nothing lost at the end.** At end of file (every writer of the pipe has gone: the
+//!   child and anything it passed the descriptor to), a held-back partial line is written
+//!   with a newline added; dropping a capture does the same.
+//! * **Timestamps** (optional) are taken once per read, when the bytes are read, and
+//!   prefixed to each line that *starts* in that read (`2025-03-09T14:07:02.123456Z `): a
+//!   line split over reads carries the time its first bytes arrived. Without them, lines
+//!   are written byte for byte.
+//!
+//! A failing disk never fails a capture: the writer drops and counts lines and reports it
+//! (see `docs/logging.md`); the pipe keeps being drained, so the child never blocks on a
+//! full pipe because of the disk. A slow disk does slow the child down (backpressure).
+
+mod config;
+#[cfg(test)]
+mod tests;
+mod timestamp;
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::SystemTime;
+
+use daemonic::logging::RotatingWriter;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
+pub use config::{LOG_DIR_MODE, LOG_FILE_MODE, LogArgs, LogCompress, LogConfig, parse_size};
+
+/// Bytes asked for per `read(2)`: the default pipe capacity, so one read empties a full
+/// pipe (a read of a pipe never returns more than it holds).
+const READ_CHUNK: usize = 64 * 1024;
+/// The longest line (its time prefix not counted); a longer one is written in pieces.
+const MAX_LINE: usize = 64 * 1024;
+/// The most one [`Capture::on_readable`] call reads before returning to the loop.
+const MAX_PER_CALL: usize = 1024 * 1024;
+
+/// Buffers shared by every capture on a thread; the supervisor's loop is one thread, so
+/// a hundred services cost one set of buffers, not a hundred.
+struct Scratch {
+    /// `[0, MAX_LINE)`: room to put a held-back partial line in front of the bytes read
+    /// into `[MAX_LINE, MAX_LINE + READ_CHUNK)`, so the two go out in one write.
+    input: Box<[u8]>,
+    /// Timestamped lines being assembled (grows to what one read needs, then stays).
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+/// One child stream (stdout or stderr) being copied, line by line, into a log file.
+#[derive(Debug)]
+pub struct Capture {
+    fd: OwnedFd,
+    writer: RotatingWriter,
+    timestamps: bool,
+    /// The trailing partial line (with its time prefix when timestamping); at most
+    /// `MAX_LINE` bytes (plus the prefix) between calls.
+    partial: Vec<u8>,
+    eof: bool,
+}
+
+impl Capture {
+    /// A capture of the pipe whose read end is `read_end`, writing to `writer` (clone it
+    /// for the other stream of the same child to share the file). Makes `read_end`
+    /// non-blocking.
+    pub fn new(
+        read_end: OwnedFd,
+        writer: &RotatingWriter,
+        timestamps: bool,
+    ) -> io::Result<Capture> {
+        let flags = fcntl(&read_end, FcntlArg::F_GETFL).map_err(|e| fd_error("F_GETFL", e))?;
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        fcntl(&read_end, FcntlArg::F_SETFL(flags)).map_err(|e| fd_error("F_SETFL", e))?;
+        Ok(Capture {
+            fd: read_end,
+            writer: writer.clone(),
+            timestamps,
+            partial: Vec::new(),
+            eof: false,
+        })
+    }
+
+    /// A new pipe (both ends close-on-exec) and its capture; give the returned write end
+    /// to the child (`Command::stdout(Stdio::from(write_end))`, which `dup2`s it onto fd 1
+    /// in the child only) and drop the parent's copy once the child is spawned, or end of
+    /// file never comes.
+    pub fn pipe(writer: &RotatingWriter, timestamps: bool) -> io::Result<(Capture, OwnedFd)> {
+        let (read_end, write_end) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fd_error("pipe2", e))?;
+        Ok((Capture::new(read_end, writer, timestamps)?, write_end))
+    }
+
+    /// The descriptor to poll. Call [`on_readable`](Self::on_readable) when `poll`
+    /// reports *any* event on it: `POLLIN`, but also `POLLHUP` alone, which is how Linux
+    /// reports end of file on an empty pipe whose writers have all gone.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The log file this capture writes to (the active file's path).
+    pub fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    /// Reads what the pipe holds (until `EAGAIN`, or 1 MiB) and writes the complete lines.
+    /// `Ok(true)` at end of file, after the partial last line was written: stop polling
+    /// and drop the capture (a pipe at EOF stays "readable" forever). An error is a read
+    /// error of the pipe (not a disk error, which the writer counts instead), naming the
+    /// log file it feeds.
+    pub fn on_readable(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(true);
+        }
+        SCRATCH.with_borrow_mut(|s| {
+            let s = s.get_or_insert_with(|| Scratch {
+                input: vec![0; MAX_LINE + READ_CHUNK].into_boxed_slice(),
+                out: Vec::new(),
+            });
+            self.drain(s)
+        })
+    }
+
+    fn drain(&mut self, s: &mut Scratch) -> io::Result<bool> {
+        let mut total = 0;
+        while total < MAX_PER_CALL {
+            let n = match nix::unistd::read(&self.fd, &mut s.input[MAX_LINE..]) {
+                Ok(0) => {
+                    self.finish();
+                    return Ok(true);
+                }
+                Ok(n) => n,
+                Err(Errno::EAGAIN) => return Ok(false),
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!(
+                            "read child output (for {}): {}",
+                            self.writer.path().display(),
+                            e.desc()
+                        ),
+                    ));
+                }
+            };
+            total += n;
+            if self.timestamps {
+                let stamp = timestamp::prefix(SystemTime::now());
+                self.take_stamped(&s.input[MAX_LINE..MAX_LINE + n], &stamp, &mut s.out);
+                self.split_overlong(Some(&stamp));
+            } else {
+                self.take_verbatim(&mut s.input, n);
+                self.split_overlong(None);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `input[MAX_LINE..MAX_LINE + n]` was just read: writes the held-back partial line and
+    /// the complete lines as one piece, holds back the rest.
+    fn take_verbatim(&mut self, input: &mut [u8], n: usize) {
+        let begin = MAX_LINE + self.complete_overlong(&input[MAX_LINE..MAX_LINE + n], None);
+        let read = &input[begin..MAX_LINE + n];
+        let Some(last_nl) = read.iter().rposition(|&b| b == b'\n') else {
+            self.partial.extend_from_slice(read);
+            return;
+        };
+        let end = begin + last_nl + 1;
+        // `partial` is at most MAX_LINE (and empty if `begin` moved): it fits in front.
+        let start = begin - self.partial.len();
+        input[start..begin].copy_from_slice(&self.partial);
+        self.writer.write_lines(&input[start..end]);
+        self.partial.clear();
+        self.partial.extend_from_slice(&input[end..MAX_LINE + n]);
+    }
+
+    /// Like `take_verbatim`, with `stamp` in front of every line that starts in `read`.
+    fn take_stamped(&mut self, read: &[u8], stamp: &[u8], out: &mut Vec<u8>) {
+        let read = &read[self.complete_overlong(read, Some(stamp))..];
+        out.clear();
+        out.extend_from_slice(&self.partial);
+        let mut at_line_start = self.partial.is_empty();
+        let mut complete = 0; // bytes of `out` that are whole lines
+        let mut rest = read;
+        while !rest.is_empty() {
+            if at_line_start {
+                out.extend_from_slice(stamp);
+            }
+            let Some(nl) = find_newline(rest) else {
+                out.extend_from_slice(rest); // the new partial line
+                break;
+            };
+            out.extend_from_slice(&rest[..=nl]);
+            complete = out.len();
+            at_line_start = true;
+            rest = &rest[nl + 1..];
+        }
+        if complete > 0 {
+            self.writer.write_lines(&out[..complete]);
+        }
+        self.partial.clear();
+        self.partial.extend_from_slice(&out[complete..]);
+        // Very short lines grow `out` up to 29 times the read; do not keep that for good.
+        if out.capacity() > 8 * READ_CHUNK {
+            *out = Vec::new();
+        }
+    }
+
+    /// The held-back line's length, its time prefix not counted.
+    fn partial_len(&self) -> usize {
+        match self.partial.len() {
+            0 => 0,
+            n if self.timestamps => n - timestamp::LEN,
+            n => n,
+        }
+    }
+
+    /// When the first line of `read` completes the held-back line past `MAX_LINE`, writes
+    /// that line now, in pieces (see `split_overlong`); returns how much of `read` it
+    /// used (0 when the common path can take it all).
+    fn complete_overlong(&mut self, read: &[u8], stamp: Option<&[u8]>) -> usize {
+        if self.partial.is_empty() {
+            return 0;
+        }
+        // The line fits if its newline comes within `room + 1` bytes.
+        let window = read.len().min(MAX_LINE - self.partial_len() + 1);
+        if read[..window].contains(&b'\n') {
+            return 0;
+        }
+        let Some(nl) = read[window..].iter().position(|&b| b == b'\n') else {
+            return 0; // still no newline: held back, and split, by the common path
+        };
+        self.partial.extend_from_slice(&read[..window + nl]);
+        self.split_overlong(stamp);
+        self.writer.write_line(&self.partial);
+        self.partial.clear();
+        window + nl + 1
+    }
+
+    /// Writes a held-back line grown past `MAX_LINE` in `MAX_LINE` pieces, each ended with
+    /// a newline; the rest continues as a new line (with `stamp`, when timestamping).
+    fn split_overlong(&mut self, stamp: Option<&[u8]>) {
+        let prefix = stamp.map_or(0, <[u8]>::len);
+        while self.partial_len() > MAX_LINE {
+            self.writer.write_line(&self.partial[..prefix + MAX_LINE]);
+            self.partial.drain(..prefix + MAX_LINE);
+            if let Some(stamp) = stamp {
+                self.partial.splice(0..0, stamp.iter().copied());
+            }
+        }
+    }
+
+    /// End of the stream: the partial last line goes out with a newline added.
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            self.writer.write_line(&self.partial);
+        }
+        self.partial = Vec::new();
+        self.eof = true;
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The index of the first `\n` in `s`, eight bytes at a time (the per-line cost of
+/// timestamping; std has no public `memchr`).
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let newlines = ONES * u64::from(b'\n');
+    let mut words = s.chunks_exact(8);
+    for (i, w) in words.by_ref().enumerate() {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or_default()) ^ newlines;
+        // A byte of `x` is zero where `w` has a newline; the lowest flagged byte is always
+        // a true zero (a borrow can only flag bytes above one).
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(i * 8 + (zeros.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = words.remainder();
+    let base = s.len() - tail.len();
+    tail.iter().position(|&b| b == b'\n').map(|i| base + i)
+}
+
+fn fd_error(op: &str, e: Errno) -> io::Error {
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("{op} (child output pipe): {}", e.desc()),
+    )
+}

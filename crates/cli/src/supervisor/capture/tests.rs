@@ -1,0 +1,337 @@
+//! Captures fed through real pipes into real files.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use daemonic::logging::{RotatingWriter, rotated_files};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::*;
+
+/// A directory removed on drop, even when the test fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let base = std::env::temp_dir();
+        for n in 0.. {
+            let p = base.join(format!("daemonic-capture-{tag}-{}-{n}", std::process::id()));
+            if fs::create_dir(&p).is_ok() {
+                return TempDir(p);
+            }
+        }
+        unreachable!()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn writer(path: &Path, max_size: Option<u64>) -> RotatingWriter {
+    let cfg = LogConfig {
+        path: path.to_path_buf(),
+        stderr_path: None,
+        max_size,
+        keep: 10_000,
+        timestamps: false,
+        compress: LogCompress::None,
+    };
+    cfg.open().unwrap()
+}
+
+/// A pipe: its capture, and the write end as a `File`.
+fn piped(log: &RotatingWriter, timestamps: bool) -> (Capture, File) {
+    let (cap, w) = Capture::pipe(log, timestamps).unwrap();
+    (cap, File::from(w))
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Every line of the rotated files (oldest first) and then the active file, with the
+/// file each came from.
+fn all_lines(active: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = rotated_files(active).unwrap();
+    files.push(active.to_path_buf());
+    let mut out = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{} ends mid-line",
+            f.display()
+        );
+        out.extend(text.lines().map(|l| (f.clone(), l.to_string())));
+    }
+    out
+}
+
+/// Polls the captures and feeds them until every one has reached end of file.
+fn pump_to_eof(caps: &mut [Capture], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut done = vec![false; caps.len()];
+    while done.contains(&false) {
+        assert!(
+            Instant::now() < deadline,
+            "captures not at EOF within {limit:?}"
+        );
+        let live: Vec<usize> = (0..caps.len()).filter(|&i| !done[i]).collect();
+        let mut fds: Vec<PollFd> = live
+            .iter()
+            .map(|&i| PollFd::new(caps[i].fd(), PollFlags::POLLIN))
+            .collect();
+        poll(&mut fds, PollTimeout::from(100u16)).unwrap();
+        let ready: Vec<usize> = live
+            .iter()
+            .zip(&fds)
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(&i, _)| i)
+            .collect();
+        drop(fds);
+        for i in ready {
+            done[i] = caps[i].on_readable().unwrap();
+        }
+    }
+}
+
+#[test]
+fn find_newline_finds_the_first_one() {
+    let mut s = vec![b'x'; 40];
+    assert_eq!(find_newline(&s), None);
+    for i in (0..40).rev() {
+        s[i] = b'\n';
+        assert_eq!(find_newline(&s), Some(i), "{i}");
+    }
+    // Bytes that differ from '\n' by one bit or a borrow, before a real one.
+    assert_eq!(find_newline(b"\x0b\x09\x8a\x00\x01\x8b\x0a\n"), Some(6));
+    assert_eq!(
+        find_newline(b"\x0b\x09\x8a\x00\x01\x8b\x0b\x09\x0a"),
+        Some(8)
+    );
+    assert_eq!(find_newline(b""), None);
+    assert_eq!(find_newline(b"abc\n"), Some(3));
+}
+
+#[test]
+fn lines_split_over_reads_are_reassembled() {
+    let dir = TempDir::new("split");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let (mut cap, mut w) = piped(&log, false);
+    w.write_all(b"hel").unwrap();
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(read(&path), "", "a partial line is held back");
+    w.write_all(b"lo\nwor").unwrap();
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(read(&path), "hello\n");
+    w.write_all(b"ld\n\nlast").unwrap();
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(read(&path), "hello\nworld\n\n");
+    assert!(!cap.on_readable().unwrap(), "nothing to read is not EOF");
+    drop(w);
+    assert!(cap.on_readable().unwrap(), "EOF");
+    assert_eq!(
+        read(&path),
+        "hello\nworld\n\nlast\n",
+        "EOF flushes the partial line"
+    );
+    assert!(cap.on_readable().unwrap(), "still EOF");
+}
+
+#[test]
+fn eof_flushes_a_partial_line_with_a_newline_added() {
+    let dir = TempDir::new("eof");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let (cap, mut w) = piped(&log, false);
+    let mut caps = [cap];
+    w.write_all(b"first\nlast words").unwrap();
+    drop(w);
+    pump_to_eof(&mut caps, Duration::from_secs(10));
+    assert_eq!(read(&path), "first\nlast words\n");
+}
+
+#[test]
+fn stdout_and_stderr_into_one_file_keep_their_lines_whole() {
+    let dir = TempDir::new("interleave");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let (mut out, mut out_w) = piped(&log, false);
+    let (mut err, mut err_w) = piped(&log, false);
+    out_w.write_all(b"out: begins ").unwrap();
+    out.on_readable().unwrap();
+    err_w.write_all(b"err: whole line\nerr: begins ").unwrap();
+    err.on_readable().unwrap();
+    out_w.write_all(b"and ends\n").unwrap();
+    out.on_readable().unwrap();
+    err_w.write_all(b"and ends too\n").unwrap();
+    err.on_readable().unwrap();
+    assert_eq!(
+        read(&path),
+        "err: whole line\nout: begins and ends\nerr: begins and ends too\n"
+    );
+}
+
+#[test]
+fn stderr_to_its_own_file() {
+    let dir = TempDir::new("separate");
+    let cfg = LogConfig {
+        path: dir.0.join("logs/app.log"),
+        stderr_path: Some(dir.0.join("logs/app.err")),
+        max_size: None,
+        keep: 1,
+        timestamps: false,
+        compress: LogCompress::None,
+    };
+    let log = cfg.open().unwrap();
+    let err_log = cfg.open_stderr(&log).unwrap();
+    let (out, mut out_w) = piped(&log, false);
+    let (err, mut err_w) = piped(&err_log, false);
+    out_w.write_all(b"to stdout\n").unwrap();
+    err_w.write_all(b"to stderr\n").unwrap();
+    drop((out_w, err_w));
+    pump_to_eof(&mut [out, err], Duration::from_secs(10));
+    assert_eq!(read(&dir.0.join("logs/app.log")), "to stdout\n");
+    assert_eq!(read(&dir.0.join("logs/app.err")), "to stderr\n");
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(dir.0.join(p)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("logs"), LOG_DIR_MODE & !umask());
+    assert_eq!(mode("logs/app.log"), LOG_FILE_MODE & !umask());
+}
+
+/// The process's umask, read without changing it (which would race other tests).
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn timestamps_prefix_each_line_with_the_time_its_first_bytes_were_read() {
+    let dir = TempDir::new("stamps");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let (mut cap, mut w) = piped(&log, true);
+    let before = timestamp::prefix(SystemTime::now());
+    w.write_all(b"one\ntw").unwrap();
+    cap.on_readable().unwrap();
+    let first_read = read(&path);
+    // Let the clock move on (by a microsecond), so that the two reads' times differ.
+    let first = timestamp::prefix(SystemTime::now());
+    while timestamp::prefix(SystemTime::now()) == first {}
+    w.write_all(b"o\nthree\n").unwrap();
+    cap.on_readable().unwrap();
+    let after = timestamp::prefix(SystemTime::now());
+    let text = read(&path);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let (stamps, rest): (Vec<&str>, Vec<&str>) =
+        lines.iter().map(|l| l.split_at(timestamp::LEN)).unzip();
+    assert_eq!(rest, ["one", "two", "three"]);
+    for s in &stamps {
+        // 2025-03-09T14:07:02.123456Z + a space
+        let b = s.as_bytes();
+        assert_eq!(
+            (b[4], b[10], b[19], b[26], b[27]),
+            (b'-', b'T', b'.', b'Z', b' '),
+            "{s}"
+        );
+        assert!(
+            s.as_bytes() >= &before[..] && s.as_bytes() <= &after[..],
+            "{s}"
+        );
+    }
+    assert_eq!(stamps[0], stamps[1], "`two` started in the first read");
+    assert!(stamps[2] > stamps[1], "`three` was read later");
+    assert!(first_read.starts_with(stamps[0]) && first_read.ends_with(" one\n"));
+}
+
+#[test]
+fn an_overlong_line_is_written_in_max_line_pieces() {
+    for timestamps in [false, true] {
+        let dir = TempDir::new("long");
+        let path = dir.0.join("app.log");
+        let log = writer(&path, None);
+        let (cap, mut w) = piped(&log, timestamps);
+        let long = vec![b'x'; 2 * MAX_LINE + 100];
+        let feeder = std::thread::spawn(move || {
+            w.write_all(b"before\n").unwrap();
+            w.write_all(&long).unwrap();
+            w.write_all(b"\nafter\n").unwrap();
+        });
+        pump_to_eof(&mut [cap], Duration::from_secs(10));
+        feeder.join().unwrap();
+        let text = read(&path);
+        let prefix = if timestamps { timestamp::LEN } else { 0 };
+        let lens: Vec<usize> = text.lines().map(|l| l.len() - prefix).collect();
+        assert_eq!(
+            lens,
+            [6, MAX_LINE, MAX_LINE, 100, 5],
+            "timestamps: {timestamps}"
+        );
+        if timestamps {
+            assert!(text.lines().all(|l| l.as_bytes()[26..28] == *b"Z "));
+        }
+    }
+}
+
+/// The line `n` of stream `tag` as the feeders write it: its number, then filler that
+/// depends on the number, so a torn or spliced line cannot pass for a whole one.
+fn numbered(tag: char, n: usize) -> String {
+    let fill = (b'a' + (n % 26) as u8) as char;
+    format!("{tag} {n:08} {}", fill.to_string().repeat(40 + n % 50))
+}
+
+#[test]
+fn ten_megabytes_through_small_rotations_lose_and_tear_nothing() {
+    const LINES: usize = 60_000; // ~5.5 MB per stream, ~11 MB in all
+    const MAX_SIZE: u64 = 256 * 1024;
+    let dir = TempDir::new("flood");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, Some(MAX_SIZE));
+    let (out, out_w) = piped(&log, false);
+    let (err, err_w) = piped(&log, false);
+    // Each stream written in odd-sized chunks that cut lines anywhere.
+    let feed = |tag: char, mut w: File, chunk: usize| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for n in 0..LINES {
+                writeln!(all, "{}", numbered(tag, n)).unwrap();
+            }
+            for piece in all.chunks(chunk) {
+                w.write_all(piece).unwrap();
+            }
+        })
+    };
+    let feeders = [feed('o', out_w, 7919), feed('e', err_w, 65_537)];
+    pump_to_eof(&mut [out, err], Duration::from_secs(120));
+    for f in feeders {
+        f.join().unwrap();
+    }
+    log.close().unwrap();
+
+    let lines = all_lines(&path);
+    let files = rotated_files(&path).unwrap();
+    assert!(files.len() >= 30, "{} rotations", files.len());
+    for f in files.iter().chain([&path]) {
+        let size = fs::metadata(f).unwrap().len();
+        assert!(size <= MAX_SIZE, "{} is {size} bytes", f.display());
+    }
+    let mut next = [0usize; 2];
+    for (file, line) in &lines {
+        let stream = usize::from(line.starts_with('e'));
+        let n = next[stream];
+        let tag = if stream == 1 { 'e' } else { 'o' };
+        assert_eq!(line, &numbered(tag, n), "in {}", file.display());
+        next[stream] += 1;
+    }
+    assert_eq!(next, [LINES, LINES], "every line exactly once, in order");
+}
