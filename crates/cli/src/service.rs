@@ -9,6 +9,7 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use daemonic::Signal;
 
+use crate::supervisor::capture::{LogArgs, LogConfig};
 use crate::supervisor::policy::{Backoff, Policy, Restart, StartLimit};
 use crate::supervisor::probe::{Probe, Schedule};
 
@@ -115,6 +116,8 @@ pub struct ServiceArgs {
     /// it gets --stop-timeout to finish.
     #[arg(long, value_name = "CMD", help_heading = "Restarts")]
     pub on_give_up: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -139,10 +142,28 @@ pub struct Service {
     pub watchdog: Option<Duration>,
     pub policy: Policy,
     pub on_give_up: Option<String>,
+    /// Where the child's stdout and stderr are captured; `None`: they are inherited.
+    pub log: Option<LogConfig>,
 }
 
 impl Service {
-    pub fn from_args(name: String, a: ServiceArgs) -> Result<Service> {
+    /// The service `a` describes. Its output is captured when `default_log` is given (the
+    /// file unless --log-file says otherwise), or when --log-file is.
+    pub fn from_args(
+        name: String,
+        a: ServiceArgs,
+        default_log: Option<PathBuf>,
+    ) -> Result<Service> {
+        let log = match (default_log, &a.log.log_file) {
+            (Some(path), _) => Some(LogConfig::new(&a.log, path)),
+            (None, Some(file)) => Some(LogConfig::new(&a.log, file.clone())),
+            (None, None) if a.log.log_stderr_file.is_some() => {
+                return Err(anyhow!(
+                    "--log-stderr-file needs --log-file here (without it the output is not captured)"
+                ));
+            }
+            (None, None) => None,
+        };
         let mut command = a.command.into_iter();
         let program = command
             .next()
@@ -179,6 +200,7 @@ impl Service {
                 start_limit: a.start_limit,
             },
             on_give_up: a.on_give_up,
+            log,
         })
     }
 }

@@ -398,3 +398,127 @@ fn malformed_notify_messages_are_dropped_and_the_service_goes_on() {
     assert!(line.ends_with("; status: survived\n"), "{line}");
     assert!(env.daemonic(&["stop", "g"]).status.success());
 }
+
+// --- Log capture ---
+
+/// Checks a chatter line (see tests/fixtures/chatter.rs); returns its number and stream.
+fn chatter_line(line: &str, len: usize) -> (u64, &str) {
+    assert_eq!(line.len(), len - 1, "torn line: {line:?}");
+    let n: u64 = line[..10].parse().unwrap_or_else(|_| panic!("{line:?}"));
+    let fill = b'a' + (n % 26) as u8;
+    assert!(
+        line.as_bytes()[15..].iter().all(|b| *b == fill),
+        "spliced line {n}: {line:?}"
+    );
+    (n, &line[11..14])
+}
+
+#[test]
+fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
+    let env = Env::new("capture-100m");
+    let log = env.dir.join("logs").join("c.log");
+    let total: u64 = 100_000_000;
+    let len = 100;
+    let mut cmd = env.cmd();
+    cmd.args([
+        "run",
+        "--name",
+        "c",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--log-max-size",
+        "1M",
+        "--log-keep",
+        "1000",
+        "--",
+        &fixture("chatter"),
+        "--bytes",
+        &total.to_string(),
+        "--line-len",
+        &len.to_string(),
+        "--stderr-every",
+        "7",
+    ]);
+    let child = cmd.spawn().unwrap();
+    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    assert!(guard.exited_within(std::time::Duration::from_secs(120)));
+    let mut files = daemonic::logging::rotated_files(&log).unwrap();
+    files.push(log.clone());
+    assert!(files.len() > 90, "rotated {} times", files.len() - 1);
+    let lines_total = total.div_ceil(len as u64);
+    let mut seen = vec![false; lines_total as usize];
+    let (mut last_out, mut last_err) = (None, None);
+    let mut notes = Vec::new();
+    for f in &files {
+        let size = std::fs::metadata(f).unwrap().len();
+        assert!(size <= 1 << 20, "{} is {size} bytes", f.display());
+        let text = std::fs::read_to_string(f).unwrap();
+        for line in text.lines() {
+            if line.starts_with("daemonic: ") {
+                notes.push(line.to_string());
+                continue;
+            }
+            let (n, stream) = chatter_line(line, len);
+            let last = if stream == "out" {
+                &mut last_out
+            } else {
+                assert_eq!(stream, "err");
+                assert_eq!(n % 7, 6, "line {n} on stderr");
+                &mut last_err
+            };
+            assert!(*last < Some(n), "line {n} after {last:?} on {stream}");
+            *last = Some(n);
+            assert!(
+                !std::mem::replace(&mut seen[n as usize], true),
+                "line {n} twice"
+            );
+        }
+    }
+    let missing = seen.iter().filter(|s| !**s).count();
+    assert_eq!(missing, 0, "{missing} lines lost");
+    assert_eq!(
+        notes,
+        ["daemonic: c: chatter exited with status 0; not restarted (--restart never)"]
+    );
+}
+
+#[test]
+fn logs_shows_a_started_services_output_and_the_supervisors_notes() {
+    let env = Env::new("capture-logs");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "w",
+        "--grace",
+        "100ms",
+        "--",
+        &fixture("chatter"),
+        "--lines",
+        "50",
+        "--line-len",
+        "20",
+        "--then-sleep",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last = |n: &str| {
+        let out = env.daemonic(&["logs", "w", "-n", n]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = wait_for("line 49 captured", SOON, || {
+        let t = last("3");
+        t.contains("0000000049 out").then_some(t)
+    });
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let json = String::from_utf8(env.daemonic(&["status", "w", "--json"]).stdout).unwrap();
+    let file = env.dir.join("state").join("w.log");
+    assert!(
+        json.contains(&format!("\"log_file\":\"{}\"", file.display())),
+        "{json}"
+    );
+    // The supervisor's own notes go into the log too.
+    assert!(env.daemonic(&["signal", "w", "KILL"]).status.success());
+    wait_for("the note about the exit", SOON, || {
+        last("1").starts_with("daemonic: w: ").then_some(())
+    });
+}

@@ -8,7 +8,8 @@
 //! way, and no message. Following looks at the file every 100 ms: this is a client, not
 //! the supervisor, whose loop must never wake while idle.
 //!
-//! The log is `--file FILE` if given, else the service's default log file
+//! The log is `--file FILE` if given; else, while the service runs, the file its
+//! supervisor reports (its `--log-file`); else the service's default log file
 //! ([`crate::state_dir::default_log_path`]).
 
 use std::io::{self, Write};
@@ -37,8 +38,8 @@ pub struct Args {
     /// reader of the output goes away (exit status 0 either way).
     #[arg(short, long)]
     follow: bool,
-    /// The log file to read (what the service was started with --log-file) [default:
-    /// LOG_DIR/NAME.log, where LOG_DIR is the state directory if --state-dir or
+    /// The log file to read [default: while NAME runs, the file its supervisor writes;
+    /// else LOG_DIR/NAME.log, where LOG_DIR is the state directory if --state-dir or
     /// DAEMONIC_STATE_DIR is set, else /var/log/daemonic for root, else
     /// $XDG_STATE_HOME/daemonic/log (~/.local/state/daemonic/log)].
     #[arg(long, value_name = "FILE")]
@@ -47,9 +48,18 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&a.name)?;
-    // Hook for the control socket: a running supervisor knows its --log-file; ask it
-    // first, and fall back to the default (a stopped service, or none given) only then.
-    let path = a.file.unwrap_or_else(|| dirs.log_file(&a.name));
+    // A running supervisor knows its --log-file; the default path serves a stopped service.
+    let running = match &a.file {
+        Some(_) => None,
+        None => crate::query::service(dirs, &a.name)
+            .ok()
+            .flatten()
+            .and_then(|s| s.log_file),
+    };
+    let path = a
+        .file
+        .or(running.map(PathBuf::from))
+        .unwrap_or_else(|| dirs.log_file(&a.name));
     let tail = match tail::last_lines(&path, a.lines, a.follow) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => anyhow::bail!(

@@ -26,7 +26,9 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         .name
         .unwrap_or_else(|| service::default_name(&a.service.command[0]));
     check_name(&name)?;
-    let service = Service::from_args(name.clone(), a.service)?;
+    // In the foreground the output is inherited (a terminal, journald, `docker logs`)
+    // unless --log-file asks for capture.
+    let service = Service::from_args(name.clone(), a.service, None)?;
     let mut daemon = Daemon::new().foreground(true);
     if explicit {
         dirs.ensure()?;

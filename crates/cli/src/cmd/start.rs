@@ -24,9 +24,11 @@ pub struct Args {
     /// How long to wait for CMD to become ready before killing it.
     #[arg(long, value_parser = crate::duration::parse, default_value = "30s", value_name = "DURATION")]
     timeout: Duration,
-    /// Append CMD's (and the supervisor's) stdout and stderr to FILE [default: /dev/null].
-    #[arg(long, value_name = "FILE")]
-    log: Option<PathBuf>,
+    /// Append the supervisor's own stdout and stderr (its notes on restarts, probe
+    /// failures, errors) to FILE [default: /dev/null]; they also go into the service's log
+    /// (--log-file).
+    #[arg(long = "supervisor-log", alias = "log", value_name = "FILE")]
+    supervisor_log: Option<PathBuf>,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -35,12 +37,16 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&a.name)?;
     dirs.ensure()?;
     let name = a.name;
-    let service = Service::from_args(name.clone(), a.service)?;
+    let service = Service::from_args(name.clone(), a.service, Some(dirs.log_file(&name)))?;
+    if let Some(log) = &service.log {
+        // Here, so that an unwritable log directory is reported in the terminal.
+        log.prepare().with_context(|| name.clone())?;
+    }
     let mut daemon = Daemon::new()
         .name(format!("daemonic: {name}"))
         .pid_file(dirs.pid_file(&name))
         .ready_timeout(a.timeout);
-    if let Some(log) = a.log {
+    if let Some(log) = a.supervisor_log {
         daemon = daemon.stdout(Output::file(&log)).stderr(Output::file(&log));
     }
     // Returns only in the detached supervisor; the launcher exits inside.

@@ -53,6 +53,19 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 pub use config::{LOG_DIR_MODE, LOG_FILE_MODE, LogArgs, LogCompress, LogConfig, parse_size};
 
+/// Writes one line of the supervisor's own (`daemonic: web: … restart 1 in 1s`) into a
+/// captured log, time-stamped like the child's lines when `timestamps` is set, so that
+/// `daemonic logs` shows what happened to the service among what it printed.
+pub fn note(writer: &RotatingWriter, timestamps: bool, line: &str) {
+    if timestamps {
+        let mut stamped = timestamp::prefix(SystemTime::now()).to_vec();
+        stamped.extend_from_slice(line.as_bytes());
+        writer.write_line(&stamped);
+    } else {
+        writer.write_line(line.as_bytes());
+    }
+}
+
 /// Bytes asked for per `read(2)`: the default pipe capacity, so one read empties a full
 /// pipe (a read of a pipe never returns more than it holds).
 const READ_CHUNK: usize = 64 * 1024;

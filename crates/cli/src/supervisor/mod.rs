@@ -68,6 +68,8 @@ enum Source {
     Control,
     /// The pidfd of unit N's child.
     Exit(usize),
+    /// Output pipe K of unit N.
+    Output(usize, usize),
     /// A descriptor of unit N's readiness probe attempt.
     Probe(usize),
 }
@@ -133,7 +135,7 @@ fn run(
     };
     let mut firsts = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
-        let (mut unit, first) = Unit::new(e.service.clone(), machine_config(&e.service), seed(i));
+        let (mut unit, first) = Unit::new(e.service.clone(), machine_config(&e.service), seed(i))?;
         if let Some(path) = e.status_file {
             unit = unit.with_status_file(path);
         }
@@ -218,6 +220,10 @@ impl Supervisor {
                     sources.push(Source::Exit(i));
                     fds.push(PollFd::new(c.pidfd.as_fd(), PollFlags::POLLIN));
                 }
+                for (k, c) in u.captures().iter().enumerate() {
+                    sources.push(Source::Output(i, k));
+                    fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
+                }
                 if let Some(a) = u.probe() {
                     for fd in a.poll_fds() {
                         sources.push(Source::Probe(i));
@@ -230,13 +236,20 @@ impl Supervisor {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll"),
             }
-            let ready: Vec<Source> = fds
+            let mut ready: Vec<Source> = fds
                 .iter()
                 .zip(&sources)
                 .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
                 .map(|(_, s)| *s)
                 .collect();
             drop(fds);
+            // Output first, and pipes of a unit from the last (removing one at its end
+            // leaves the indices of the others valid); exits after, so a child's last
+            // lines come before the note about its exit.
+            ready.sort_by_key(|s| match *s {
+                Source::Output(i, k) => (0, i, usize::MAX - k),
+                _ => (1, 0, 0),
+            });
             let mut probed = vec![false; self.units.len()];
             let mut requests = control_due.is_some_and(|at| at <= Instant::now());
             for source in ready {
@@ -245,7 +258,9 @@ impl Supervisor {
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx)?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
+                    Source::Output(i, k) => self.units[i].on_output(k),
                     Source::Exit(i) => {
+                        self.units[i].drain_output();
                         let exit = self.units[i].reap()?;
                         self.deliver(i, Event::ChildExited(exit), cx)?;
                     }
@@ -360,7 +375,8 @@ impl Supervisor {
                         }
                     }
                 }
-                daemonic::Event::ReopenLogs | daemonic::Event::Signal(_) => {}
+                daemonic::Event::ReopenLogs => self.units.iter().for_each(Unit::reopen_logs),
+                daemonic::Event::Signal(_) => {}
             }
         }
         Ok(())

@@ -34,6 +34,17 @@ pub enum Restart {
     Always,
 }
 
+impl Restart {
+    /// As the flag is written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Never => "never",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+}
+
 /// Whether `exit` is restarted under `restart`, given the codes that count as success.
 pub fn restarts(restart: Restart, success_codes: &[i32], exit: Exit) -> bool {
     match (restart, exit) {

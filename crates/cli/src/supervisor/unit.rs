@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
@@ -15,6 +15,9 @@ use daemonic::process::{self, Exit, Spawned};
 use daemonic::sentinel::Sentinel;
 use daemonic::{Pid, Signal};
 
+use daemonic::logging::RotatingWriter;
+
+use super::capture::{self, Capture};
 use super::machine::{Action, Event, Machine, State, Timer};
 use super::probe::{Attempt, Outcome as ProbeOutcome};
 use super::status_file::{self, StatusFile};
@@ -72,10 +75,30 @@ pub struct Unit {
     probe: Option<Attempt>,
     /// Why the last readiness probe failed (shown by `status` while starting).
     pub probe_failure: Option<String>,
+    /// The log writers for the child's stdout and stderr (the same file unless
+    /// `--log-stderr-file`), when its output is captured.
+    logs: Option<(RotatingWriter, RotatingWriter)>,
+    /// The child's output pipes still open: a child's pipes outlive it until read to the
+    /// end, so none of its last lines is lost.
+    captures: Vec<Capture>,
 }
 
 impl Unit {
-    pub fn new(service: Service, config: super::machine::Config, seed: u64) -> (Unit, Vec<Action>) {
+    /// A unit about to start its first child (the caller carries out the actions); opens
+    /// its log files.
+    pub fn new(
+        service: Service,
+        config: super::machine::Config,
+        seed: u64,
+    ) -> Result<(Unit, Vec<Action>)> {
+        let logs = match &service.log {
+            Some(l) => {
+                let out = l.open().with_context(|| service.name.clone())?;
+                let err = l.open_stderr(&out).with_context(|| service.name.clone())?;
+                Some((out, err))
+            }
+            None => None,
+        };
         let (machine, first) = Machine::new(config, super::policy::Jitter::new(seed));
         let unit = Unit {
             service,
@@ -90,8 +113,10 @@ impl Unit {
             spawn_failed: false,
             probe: None,
             probe_failure: None,
+            logs,
+            captures: Vec::new(),
         };
-        (unit, first)
+        Ok((unit, first))
     }
 
     pub fn with_status_file(mut self, path: std::path::PathBuf) -> Unit {
@@ -126,7 +151,55 @@ impl Unit {
 
     /// Where the child's output is captured, if daemonic captures it.
     pub fn log_file(&self) -> Option<&std::path::Path> {
-        None
+        self.service.log.as_ref().map(|l| l.path.as_path())
+    }
+
+    /// The child's output pipes still open.
+    pub fn captures(&self) -> &[Capture] {
+        &self.captures
+    }
+
+    /// Copies what output pipe `k` holds to the log; forgets the pipe at its end.
+    pub fn on_output(&mut self, k: usize) {
+        match self.captures[k].on_readable() {
+            Ok(false) => {}
+            Ok(true) => {
+                self.captures.remove(k);
+            }
+            Err(e) => {
+                self.captures.remove(k);
+                self.note(&format!("{e}"));
+            }
+        }
+    }
+
+    /// Reads whatever the child's pipes hold now (before its exit is reported, so its
+    /// last lines come before the supervisor's note about the exit).
+    pub fn drain_output(&mut self) {
+        for k in (0..self.captures.len()).rev() {
+            self.on_output(k);
+        }
+    }
+
+    /// Reopens the log files (after an external logrotate renamed them).
+    pub fn reopen_logs(&self) {
+        if let Some((out, err)) = &self.logs {
+            for w in [out, err] {
+                if let Err(e) = w.reopen() {
+                    self.note(&format!("{e}"));
+                }
+            }
+        }
+    }
+
+    /// A line of the supervisor's own about this service: on its stderr, and in the
+    /// service's log when its output is captured.
+    pub fn note(&self, text: &str) {
+        let line = format!("daemonic: {}: {text}", self.service.name);
+        eprintln!("{line}");
+        if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
+            capture::note(out, cfg.timestamps, &line);
+        }
     }
 
     pub fn pid(&self) -> Option<Pid> {
@@ -232,9 +305,7 @@ impl Unit {
                             .notify(&[daemonic::systemd::notify::State::Stopping]);
                     }
                 }
-                Action::Report(text) => {
-                    eprintln!("daemonic: {}: {text}", self.service.name);
-                }
+                Action::Report(text) => self.note(&text),
                 Action::RunGiveUpHook { last_exit, reason } => self.give_up(last_exit, &reason),
                 Action::Finish(exit) => out.finished = Some(exit),
             }
@@ -279,15 +350,36 @@ impl Unit {
         if let Some(w) = self.machine.config().watchdog {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
-        match process::spawn(&mut cmd) {
+        let mut pipes = Vec::new();
+        if let (Some((out, err)), Some(cfg)) = (&self.logs, &self.service.log) {
+            let made = Capture::pipe(out, cfg.timestamps)
+                .and_then(|o| Ok((o, Capture::pipe(err, cfg.timestamps)?)));
+            match made {
+                Ok(((c_out, w_out), (c_err, w_err))) => {
+                    cmd.stdin(Stdio::null())
+                        .stdout(Stdio::from(w_out))
+                        .stderr(Stdio::from(w_err));
+                    pipes = vec![c_out, c_err];
+                }
+                Err(e) => {
+                    self.note(&format!("cannot capture output: {e}"));
+                    self.spawn_failed = true;
+                    return Err(Exit::Code(126));
+                }
+            }
+        }
+        let spawned = process::spawn(&mut cmd);
+        // The parent's copies of the pipes' write ends go now, or end of file never comes.
+        drop(cmd);
+        match spawned {
             Ok(c) => {
+                self.captures.extend(pipes);
                 self.child = Some(c);
                 self.spawn_failed = false;
                 Ok(())
             }
             Err(e) => {
-                let name = &self.service.name;
-                eprintln!("daemonic: {name}: {e}");
+                self.note(&e.to_string());
                 if cx.single && self.spawned == 1 {
                     let _ = cx.outer.fail(&e.to_string(), e.os_error());
                 }
@@ -315,7 +407,6 @@ impl Unit {
 
     /// Tells the user (stderr) and a waiting launcher what became of an exit.
     fn report_exit(&self, before: State, exit: Exit, cx: &Context<'_>) {
-        let name = &self.service.name;
         let program = crate::service::default_name(&self.service.program);
         let state = self.machine.state();
         if cx.single
@@ -327,21 +418,29 @@ impl Unit {
                 .outer
                 .fail(&format!("{program} {exit} before it was ready"), None);
         }
+        match state {
+            State::Exited => self.note(&format!(
+                "{program} {exit}; not restarted (--restart {})",
+                self.service.policy.restart.as_str()
+            )),
+            State::Stopped => self.note(&format!("{program} {exit}; stopped")),
+            _ => {}
+        }
         if state == State::Backoff
             && let Some(delay) = self.machine.delays().last()
         {
-            eprintln!(
-                "daemonic: {name}: {program} {exit}; restart {} in {}ms",
+            self.note(&format!(
+                "{program} {exit}; restart {} in {}ms",
                 self.machine.restarts(),
                 delay.as_millis()
-            );
+            ));
         }
     }
 
     /// Runs the on-give-up hook once and waits for it (up to the stop timeout).
     fn give_up(&self, last_exit: Exit, reason: &str) {
         let name = &self.service.name;
-        eprintln!("daemonic: {name}: gave up: {reason}");
+        self.note(&format!("gave up: {reason}"));
         let Some(hook) = &self.service.on_give_up else {
             return;
         };
@@ -357,8 +456,8 @@ impl Unit {
         }
         match run_to_end(&mut cmd, self.service.stop_timeout) {
             Ok(exit) if exit.success() => {}
-            Ok(exit) => eprintln!("daemonic: {name}: on-give-up hook {exit}"),
-            Err(e) => eprintln!("daemonic: {name}: on-give-up hook: {e:#}"),
+            Ok(exit) => self.note(&format!("on-give-up hook {exit}")),
+            Err(e) => self.note(&format!("on-give-up hook: {e:#}")),
         }
     }
 
