@@ -439,9 +439,10 @@ fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
         "--stderr-every",
         "7",
     ]);
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
     assert!(guard.exited_within(std::time::Duration::from_secs(120)));
+    assert!(child.wait().unwrap().success());
     let mut files = daemonic::logging::rotated_files(&log).unwrap();
     files.push(log.clone());
     assert!(files.len() > 90, "rotated {} times", files.len() - 1);
