@@ -57,7 +57,18 @@ fn supervise(
         status_file: dirs.map(|d| d.status_file(name)),
     };
     let control = dirs.map(|d| d.control_socket(name));
-    let exits = crate::supervisor::supervise(vec![entry], &running, control)?;
+    let exits = match crate::supervisor::supervise(vec![entry], &running, control) {
+        Ok(exits) => exits,
+        Err(e) => {
+            // A detached supervisor's stderr may be /dev/null: the launcher prints this.
+            let _ = running.fail(
+                &format!("{e:#}"),
+                e.downcast_ref::<daemonic::Error>()
+                    .and_then(|d| d.os_error()),
+            );
+            return Err(e);
+        }
+    };
     running.finish().with_context(|| name.clone())?;
     Ok(exits.first().map_or(0, |e| exit_code(*e)))
 }
