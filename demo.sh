@@ -12,6 +12,7 @@ export DAEMONIC_STATE_DIR="$dir/state"
 cleanup() {
     [ -s "$dir/echod.pid" ] && kill "$(cat "$dir/echod.pid")" 2>/dev/null || true
     "$bin/daemonic" stop demo-sleep >/dev/null 2>&1 || true
+    "$bin/daemonic" stop demo-crash >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -46,3 +47,13 @@ say "daemonic stop demo-sleep"
 
 say "daemonic start --name demo-fail -- sh -c 'exit 3'   # a program that dies while starting"
 "$bin/daemonic" start --name demo-fail -- sh -c 'exit 3' || echo "exit status $?"
+
+say "daemonic start --name demo-crash --restart on-failure --backoff 200ms --start-limit 3/1m --grace 100ms -- sh -c 'echo serving; sleep 0.3; exit 1'"
+"$bin/daemonic" start --name demo-crash --restart on-failure --backoff 200ms --start-limit 3/1m \
+    --grace 100ms -- sh -c 'echo serving; sleep 0.3; exit 1'
+"$bin/daemonic" status demo-crash
+for _ in $(seq 50); do "$bin/daemonic" status demo-crash >/dev/null || break; sleep 0.1; done
+say "daemonic logs demo-crash        # its output and the supervisor's notes, from the rotating log"
+"$bin/daemonic" logs demo-crash
+say "daemonic status demo-crash"
+"$bin/daemonic" status demo-crash || true
