@@ -211,3 +211,25 @@ fn stop_during_backoff_stops_at_once() {
     );
     assert_eq!(env.daemonic(&["status", "b"]).status.code(), Some(3));
 }
+
+/// Regression: a zero restart delay starts the child at once (without a timer turn of
+/// the loop) and still goes through the start limit.
+#[test]
+fn a_zero_backoff_restarts_at_once_and_still_gives_up() {
+    let env = Env::new("zero-backoff");
+    let out = run_to_end(env.cmd().args([
+        "run",
+        "--restart",
+        "always",
+        "--backoff",
+        "0ms",
+        "--start-limit",
+        "4/1m",
+        "--",
+        &fixture("crasher"),
+        "2",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(delays(&out), [0, 0, 0]);
+    assert!(stderr(&out).contains("gave up: start limit reached (4 starts within 60s)"));
+}

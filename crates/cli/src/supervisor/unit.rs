@@ -196,7 +196,8 @@ impl Unit {
     /// service's log when its output is captured.
     pub fn note(&self, text: &str) {
         let line = format!("daemonic: {}: {text}", self.service.name);
-        eprintln!("{line}");
+        // One write(2) for the whole line (eprintln! may make several).
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
         if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
             capture::note(out, cfg.timestamps, &line);
         }
@@ -289,6 +290,11 @@ impl Unit {
                 }
                 Action::SignalGroup(sig) => self.live_child()?.signal_group(sig)?,
                 Action::KillGroup => self.live_child()?.signal_group(Signal::SIGKILL)?,
+                // A restart delay of zero: start now, not after another turn of the loop
+                // (and one status-file write less on the way).
+                Action::ArmTimer(Timer::Backoff, at) if at <= Instant::now() => {
+                    queue.extend(self.machine.step(Event::BackoffElapsed, Instant::now()));
+                }
                 Action::ArmTimer(timer, at) => self.timers[timer as usize] = Some(at),
                 Action::CancelTimers => self.timers = [None; Timer::ALL.len()],
                 Action::StartProbe => {
