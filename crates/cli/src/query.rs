@@ -114,12 +114,7 @@ fn locked(dirs: &StateDir, name: &str) -> Result<bool> {
 /// socket); a missing file means the supervisor has not written one yet: `starting`.
 fn from_status_file(dirs: &StateDir, name: &str, supervisor: Option<Pid>) -> ServiceInfo {
     let fields = status_file::read(&dirs.status_file(name)).unwrap_or_default();
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| status_file::field(&fields, k);
     let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
     let pid = get("pid").and_then(|p| p.parse::<i32>().ok());
     let usage = pid.and_then(|p| crate::usage::of(Pid::from_raw(p)));

@@ -65,12 +65,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
 /// started, stopped on request, or a supervisor that was killed).
 fn ended(dirs: &StateDir, name: &str) -> String {
     let fields = crate::supervisor::status_file::read(&dirs.status_file(name)).unwrap_or_default();
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| crate::supervisor::status_file::field(&fields, k);
     let Some(state) = get("state").filter(|s| matches!(*s, "gave-up" | "exited")) else {
         return String::new();
     };

@@ -75,6 +75,14 @@ impl StatusFile {
     }
 }
 
+/// The value of `key` among a snapshot's pairs.
+pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Reads a snapshot's `key=value` pairs.
 pub fn read(path: &std::path::Path) -> std::io::Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path)?;

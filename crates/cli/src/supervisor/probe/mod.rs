@@ -193,18 +193,12 @@ impl Attempt {
 
 /// When probes run: an attempt gets `timeout`; the next starts `interval` after the
 /// previous one *finished* (Docker's rule), so attempts never overlap and a slow service
-/// is not probed harder than a fast one.
+/// is not probed harder than a fast one. The supervisor's state machine applies the rule
+/// (`Event::ProbeFailed` arms the probe timer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
     pub interval: Duration,
     pub timeout: Duration,
-}
-
-impl Schedule {
-    /// When the attempt after one that finished at `finished` starts.
-    pub fn next_start(&self, finished: Instant) -> Instant {
-        finished + self.interval
-    }
 }
 
 /// `1s`, `1500ms`, `100ms` — how the CLI's durations are written.
@@ -232,16 +226,6 @@ impl fmt::Display for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn next_attempt_starts_an_interval_after_the_last_finished() {
-        let s = Schedule {
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-        };
-        let t = Instant::now();
-        assert_eq!(s.next_start(t), t + Duration::from_secs(2));
-    }
 
     #[test]
     fn durations_read_as_written() {
