@@ -11,9 +11,12 @@
 #![deny(unsafe_code)]
 
 mod cmd;
+pub mod config;
 pub mod control;
 mod duration;
+mod env_file;
 mod human;
+mod progress;
 mod query;
 pub mod service;
 mod state_dir;
@@ -85,6 +88,21 @@ enum Command {
     Signal(cmd::signal::Args),
     /// Show a service's captured output: the last lines, then (-f) new ones as written.
     Logs(cmd::logs::Args),
+    /// Run the services of a config file (daemonic.toml) in dependency order, detached;
+    /// return once they are ready. Again after an edit: apply the difference.
+    ///
+    /// The first `up` starts one supervisor for the file; a later `up` (or SIGHUP to that
+    /// supervisor) reads the file again: new services start, removed ones stop, changed
+    /// ones restart, unchanged ones are left alone. A service starts once every service in
+    /// its `depends-on` is ready. Progress is shown live on a terminal, as plain lines
+    /// otherwise, as JSON lines with --json. Exit status: 0 all ready; 1 one failed (with
+    /// why); 124 not all ready within --timeout.
+    Up(cmd::up::Args),
+    /// Stop the services of a config file, dependents first (all, and their supervisor,
+    /// without NAMEs).
+    Down(cmd::down::Args),
+    /// Check a config file: every error at once, each at file:line:column (exit status 1).
+    Check(cmd::check::Args),
 }
 
 /// The `daemonic` command line.
@@ -101,6 +119,9 @@ pub fn main() -> ExitCode {
         Command::Reload(a) => cmd::reload::run(a, &dirs),
         Command::Signal(a) => cmd::signal::run(a, &dirs),
         Command::Logs(a) => cmd::logs::run(a, &dirs),
+        Command::Up(a) => cmd::up::run(a, &dirs),
+        Command::Down(a) => cmd::down::run(a, &dirs),
+        Command::Check(a) => cmd::check::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -121,8 +121,16 @@ pub struct ServiceArgs {
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Set a variable in the child's environment (repeatable; wins over --env-file).
+    #[arg(long, value_parser = crate::env_file::parse_assignment, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    /// Read variables for the child from FILE: KEY=VALUE lines, `#` comments, optional
+    /// `export ` and quotes, no expansion (systemd's and docker's format); a leading `-`
+    /// makes the file optional (repeatable; read when the service is set up).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// The program and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
@@ -133,6 +141,8 @@ pub struct Service {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub dir: PathBuf,
+    /// Set in the child's environment, over what it inherits (see `supervisor::unit`).
+    pub env: Vec<(String, String)>,
     pub ready: Readiness,
     pub probe: Schedule,
     pub grace: Duration,
@@ -172,11 +182,17 @@ impl Service {
             Some(d) => d,
             None => std::env::current_dir().map_err(|e| anyhow!("current directory: {e}"))?,
         };
+        let mut env = Vec::new();
+        for file in &a.env_file {
+            env.extend(crate::env_file::read(file)?);
+        }
+        env.extend(a.env);
         Ok(Service {
             name,
             program,
             args: command.collect(),
             dir,
+            env,
             ready: a.ready,
             probe: Schedule {
                 interval: a.probe_interval,

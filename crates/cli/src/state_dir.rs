@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+#[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
     /// Given by `--state-dir` / `DAEMONIC_STATE_DIR` (it then holds the logs too).
@@ -62,6 +63,22 @@ impl StateDir {
     /// fails with a message saying so.
     pub fn control_socket(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.sock"))
+    }
+
+    /// A config file's supervisor (`daemonic up`): `<state-dir>/up/<project>.pid` and
+    /// `.sock`, apart from the services' own files (`list` does not take it for a
+    /// service). The `up` directory is created (0700) if missing.
+    pub fn group_files(&self, project: &str) -> Result<(PathBuf, PathBuf)> {
+        let dir = self.dir.join("up");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("create {}", dir.display()))?;
+        Ok((
+            dir.join(format!("{project}.pid")),
+            dir.join(format!("{project}.sock")),
+        ))
     }
 
     /// The directory, whether or not it exists.

@@ -1,5 +1,7 @@
 //! One file per subcommand.
 
+pub mod check;
+pub mod down;
 pub mod list;
 pub mod logs;
 pub mod reload;
@@ -9,6 +11,7 @@ pub mod signal;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod up;
 
 use std::time::Duration;
 
@@ -33,6 +36,18 @@ fn ask(dirs: &StateDir, name: &str, request: &Request, timeout: Duration) -> any
             path.display(),
             request.op()
         ),
+    }
+}
+
+/// Ends the process with a usage error (exit status 2) when no command was given after
+/// `--` (it is optional for clap, since `run -f` takes a file instead).
+fn require_command(service: &crate::service::ServiceArgs, usage: &str) {
+    if service.command.is_empty() {
+        clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            format!("the command to run is missing\n\nUsage: {usage}\n"),
+        )
+        .exit();
     }
 }
 

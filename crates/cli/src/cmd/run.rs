@@ -1,26 +1,49 @@
 //! `daemonic run [--name NAME] -- CMD ARGS…`: supervise in the foreground.
+//! `daemonic run -f daemonic.toml [NAME…]`: the services of a config file, in the
+//! foreground.
 //!
 //! No fork. Under systemd (or another supervisor) readiness and status are forwarded to
 //! it. With `--name`, a pid file in the state directory makes `status` and `stop` work and
 //! keeps a second `run` of the same name from starting. Exits with the child's status
 //! (128+signal if it was killed).
+//!
+//! With `-f`, as `up` does but without detaching: the services' output is inherited (one
+//! stream for all), readiness is forwarded once every service asked for is ready, and the
+//! supervisor ends when every service has ended — or, if the file names a `main` service,
+//! when that one ends (the others are then stopped) — with the exit status of `main` (or
+//! of the only service; else 0). SIGTERM stops everything, dependents first; SIGHUP reads
+//! the file again, as `up` does.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use daemonic::Daemon;
 
 use crate::service::{self, Service, ServiceArgs};
 use crate::state_dir::{StateDir, check_name};
+use crate::supervisor::{self, Group};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Name of the service (enables `daemonic status/stop NAME`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     name: Option<String>,
+    /// Run the services of this config file instead of CMD (the service flags come from
+    /// the file).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// With -f: the services to run (with what they depend on) [default: all].
+    #[arg(value_name = "NAME", requires = "file")]
+    services: Vec<String>,
     #[command(flatten)]
     service: ServiceArgs,
 }
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
+    if let Some(file) = &a.file {
+        return run_file(file, &a.services, dirs);
+    }
+    super::require_command(&a.service, "daemonic run [OPTIONS] -- CMD [ARGS]...");
     let explicit = a.name.is_some();
     let name = a
         .name
@@ -36,4 +59,25 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     }
     let running = daemon.start().with_context(|| name.clone())?;
     super::supervise(&service, running, explicit.then_some(dirs))
+}
+
+fn run_file(file: &std::path::Path, names: &[String], dirs: &StateDir) -> Result<u8> {
+    let config = crate::config::load(file)?;
+    config.with_dependencies(names)?;
+    dirs.ensure()?;
+    let project = config.project.clone();
+    let (pid_file, socket) = dirs.group_files(&project)?;
+    let running = Daemon::new()
+        .foreground(true)
+        .pid_file(pid_file)
+        .start()
+        .with_context(|| project.clone())?;
+    let group = Group {
+        config,
+        dirs: dirs.clone(),
+        detached: false,
+    };
+    let exit = supervisor::supervise_group(group, names, &running, socket)?;
+    running.finish().with_context(|| project.clone())?;
+    Ok(exit.map_or(0, super::exit_code))
 }

@@ -34,6 +34,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
+    super::require_command(
+        &a.service,
+        "daemonic start --name NAME [OPTIONS] -- CMD [ARGS]...",
+    );
     check_name(&a.name)?;
     dirs.ensure()?;
     let name = a.name;

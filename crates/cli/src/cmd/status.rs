@@ -26,7 +26,7 @@ pub struct Args {
     name: Option<String>,
     /// Print a JSON array with one object per service, also for one NAME (`[]` when it is
     /// not running). Fields: name, state, pid, supervisor_pid, since_unix, restarts,
-    /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file; null when
+    /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file, group; null when
     /// absent.
     #[arg(long)]
     json: bool,

@@ -6,6 +6,10 @@
 //! by an unrelated process is never signalled. The supervisor sends the service's stop
 //! signal to the child's process group, waits its stop timeout, then SIGKILLs the group.
 //! Stopping a service that is not running succeeds (with a note on stderr).
+//!
+//! A service of a config file (`daemonic up`) is stopped through its supervisor instead,
+//! which goes on supervising the file's other services (`daemonic up NAME` starts it
+//! again; `daemonic down NAME` also stops what depends on it first).
 
 use std::time::Duration;
 
@@ -40,6 +44,16 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         ),
         Holder::Locked(Some(pid)) => pid,
     };
+    // A service of a config file shares its supervisor with the others: only the service
+    // is stopped, through the supervisor (which answers once it has stopped).
+    if let Ok(Some(info)) = crate::query::service(dirs, &a.name)
+        && info.group.is_some()
+    {
+        let request = crate::control::Request::Stop {
+            name: a.name.clone(),
+        };
+        return super::ask(dirs, &a.name, &request, a.timeout);
+    }
     let supervisor = match PidFd::open(pid) {
         Ok(h) => h,
         Err(e) if e.os_error() == Some(libc::ESRCH) => return Ok(0),

@@ -24,6 +24,8 @@ impl Request {
             Request::Restart { .. } => "restart",
             Request::Reload { .. } => "reload",
             Request::Signal { .. } => "signal",
+            Request::Up { .. } => "up",
+            Request::Down { .. } => "down",
         }
     }
 
@@ -40,6 +42,9 @@ impl Request {
             Request::Signal { name, signal } => {
                 put(&mut out, "name", name);
                 put(&mut out, "signal", signal.as_str());
+            }
+            Request::Up { names } | Request::Down { names } => {
+                put(&mut out, "names", &names.join(","))
             }
         }
         out
@@ -67,6 +72,12 @@ impl Request {
             "signal" => Request::Signal {
                 name: fields.require("name")?,
                 signal: parse_field(&mut fields, "signal", "a signal name such as SIGHUP")?,
+            },
+            "up" => Request::Up {
+                names: names(fields.require("names")?),
+            },
+            "down" => Request::Down {
+                names: names(fields.require("names")?),
             },
             _ => return Err(WireError::UnknownOp(op)),
         };
@@ -156,6 +167,7 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
         s.rss_bytes.map(|n| n.to_string()).as_deref(),
     );
     put_opt(out, "log_file", s.log_file.as_deref());
+    put_opt(out, "group", s.group.as_deref());
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -174,7 +186,16 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         cpu_ms: parse_opt(&mut f, "cpu_ms", UINT)?,
         rss_bytes: parse_opt(&mut f, "rss_bytes", UINT)?,
         log_file: f.take("log_file"),
+        group: f.take("group"),
     })
+}
+
+/// Service names, comma-separated (a name holds no comma); empty: none.
+fn names(list: String) -> Vec<String> {
+    list.split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn put(out: &mut String, key: &str, value: &str) {

@@ -106,6 +106,13 @@ pub enum Request {
         name: String,
         signal: daemonic::Signal,
     },
+    /// (A supervisor of a config file.) Read the file again and apply it: start `names`
+    /// and what they depend on (every service when empty), restart what changed, stop
+    /// what was removed. Answered at once, with what it did.
+    Up { names: Vec<String> },
+    /// (A supervisor of a config file.) Stop `names` and what depends on them, dependents
+    /// first (every service, and then the supervisor, when empty). Answered at once.
+    Down { names: Vec<String> },
 }
 
 /// One service, as a supervisor reports it.
@@ -137,6 +144,9 @@ pub struct ServiceInfo {
     pub rss_bytes: Option<u64>,
     /// Where the program's output goes, when daemonic captures it to a file.
     pub log_file: Option<String>,
+    /// The project of the config file the service comes from (`daemonic up`); none for a
+    /// service of its own supervisor (`daemonic start`).
+    pub group: Option<String>,
 }
 
 /// What a supervisor answers.

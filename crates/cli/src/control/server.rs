@@ -56,15 +56,23 @@ struct Conn {
     phase: Phase,
 }
 
-/// The listening control socket and its open connections (see the [module docs](super)).
+/// The listening control socket(s) and their open connections (see the
+/// [module docs](super)). A supervisor of many services listens at one path per service
+/// (so every command finds a service at `<state-dir>/NAME.sock`) and at one of its own;
+/// a request is answered the same whichever socket it came through.
 pub struct ControlServer {
+    /// The first is the one [`bind`](Self::bind) made.
+    listeners: Vec<Listening>,
+    conns: Vec<Conn>,
+    next_id: u64,
+    owner: u32,
+}
+
+struct Listening {
     path: PathBuf,
     /// The socket file we created (device, inode): removed on drop only if still there.
     file: (u64, u64),
     listener: UnixListener,
-    conns: Vec<Conn>,
-    next_id: u64,
-    owner: u32,
 }
 
 impl ControlServer {
@@ -80,45 +88,33 @@ impl ControlServer {
     /// The process-wide umask is left alone (changing it would race with other threads
     /// creating files).
     pub fn bind(path: &Path) -> Result<ControlServer> {
-        check_socket_path("bind", path)?;
-        remove_stale(path)?;
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .with_context(|| format!("create socket for {}", path.display()))?;
-        nix::sys::stat::fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)
-            .with_context(|| format!("fchmod socket for {}", path.display()))?;
-        let addr = UnixAddr::new(path).with_context(|| format!("bind {}", path.display()))?;
-        socket::bind(fd.as_raw_fd(), &addr).with_context(|| format!("bind {}", path.display()))?;
-        let listening = Backlog::new(MAX_CONNECTIONS as i32)
-            .and_then(|backlog| socket::listen(&fd, backlog))
-            .with_context(|| format!("listen on {}", path.display()));
-        let meta = listening.and_then(|()| {
-            std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))
-        });
-        let meta = match meta {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = std::fs::remove_file(path);
-                return Err(e);
-            }
-        };
         Ok(ControlServer {
-            path: path.to_path_buf(),
-            file: (meta.dev(), meta.ino()),
-            listener: UnixListener::from(fd),
+            listeners: vec![Listening::bind(path)?],
             conns: Vec::new(),
             next_id: 0,
             owner: nix::unistd::geteuid().as_raw(),
         })
     }
 
-    /// The socket's path.
+    /// Listens at `path` too, bound as [`bind`](Self::bind) binds.
+    pub fn listen_also(&mut self, path: &Path) -> Result<()> {
+        if !self.listeners.iter().any(|l| l.path == path) {
+            self.listeners.push(Listening::bind(path)?);
+        }
+        Ok(())
+    }
+
+    /// Stops listening at `path` (not the first socket) and removes its file; open
+    /// connections stay.
+    pub fn stop_listening(&mut self, path: &Path) {
+        if let Some(i) = self.listeners.iter().skip(1).position(|l| l.path == path) {
+            self.listeners.remove(i + 1);
+        }
+    }
+
+    /// The path of the socket [`bind`](Self::bind) made.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.listeners[0].path
     }
 
     /// The fds to poll for POLLIN (listener + open connections that are still reading).
@@ -128,7 +124,9 @@ impl ControlServer {
             .iter()
             .filter(|c| matches!(c.phase, Phase::Reading { .. }))
             .map(|c| c.stream.as_fd());
-        std::iter::once(self.listener.as_fd())
+        self.listeners
+            .iter()
+            .map(|l| l.listener.as_fd())
             .chain(reading)
             .collect()
     }
@@ -204,13 +202,20 @@ impl ControlServer {
     }
 
     fn accept(&mut self, now: Instant) {
+        for l in 0..self.listeners.len() {
+            self.accept_from(l, now);
+        }
+    }
+
+    fn accept_from(&mut self, l: usize, now: Instant) {
         for _ in 0..ACCEPTS_PER_POLL {
-            let stream = match self.listener.accept() {
+            let listening = &self.listeners[l];
+            let stream = match listening.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
-                    eprintln!("daemonic: accept on {}: {e}", self.path.display());
+                    eprintln!("daemonic: accept on {}: {e}", listening.path.display());
                     return;
                 }
             };
@@ -251,7 +256,7 @@ impl ControlServer {
     }
 }
 
-impl Drop for ControlServer {
+impl Drop for Listening {
     /// Removes the socket file, if it is still the one this server created.
     fn drop(&mut self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path)
@@ -358,4 +363,40 @@ pub(super) fn send_all(stream: &UnixStream, mut bytes: &[u8], timeout: Duration)
         }
     }
     Ok(())
+}
+
+impl Listening {
+    fn bind(path: &Path) -> Result<Listening> {
+        check_socket_path("bind", path)?;
+        remove_stale(path)?;
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .with_context(|| format!("create socket for {}", path.display()))?;
+        nix::sys::stat::fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)
+            .with_context(|| format!("fchmod socket for {}", path.display()))?;
+        let addr = UnixAddr::new(path).with_context(|| format!("bind {}", path.display()))?;
+        socket::bind(fd.as_raw_fd(), &addr).with_context(|| format!("bind {}", path.display()))?;
+        let listening = Backlog::new(MAX_CONNECTIONS as i32)
+            .and_then(|backlog| socket::listen(&fd, backlog))
+            .with_context(|| format!("listen on {}", path.display()));
+        let meta = listening.and_then(|()| {
+            std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))
+        });
+        let meta = match meta {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        Ok(Listening {
+            path: path.to_path_buf(),
+            file: (meta.dev(), meta.ino()),
+            listener: UnixListener::from(fd),
+        })
+    }
 }

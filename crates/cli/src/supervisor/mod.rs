@@ -26,6 +26,7 @@
 //! [`Sentinel`] kills their descendants, found by the `INVOCATION_ID` each child gets.
 
 pub mod capture;
+pub mod group;
 pub mod machine;
 pub mod policy;
 pub mod probe;
@@ -44,8 +45,10 @@ use daemonic::systemd::listen::{Message, NotifyListener};
 use daemonic::{Running, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::control::ControlServer;
+use crate::control::{ControlServer, Request};
 use crate::service::{Readiness, Service};
+pub use group::Group;
+use group::Slot;
 use machine::Event;
 pub use machine::State;
 use requests::{Answer, Pending};
@@ -86,6 +89,50 @@ pub fn supervise(
     outer: &Running,
     control: Option<PathBuf>,
 ) -> Result<Vec<Exit>> {
+    let ended = with_sentinel(outer, control, |server, sentinel| {
+        run(Start::Entries(entries), outer, sentinel, server)
+    })?;
+    Ok(ended
+        .into_iter()
+        .map(|(_, exit)| exit.expect("every unit of a list is started"))
+        .collect())
+}
+
+/// Supervises the services of a config file (see [`group`]) until `down` (detached) or
+/// until they have all ended (in the foreground); `targets` are the services wanted up
+/// at first (with what they depend on; all when empty). Serves its control socket at
+/// `control` and each service's at `<state-dir>/NAME.sock`. Returns the last exit of the
+/// file's `main` service (or of its only one), if it ran.
+pub fn supervise_group(
+    group: Group,
+    targets: &[String],
+    outer: &Running,
+    control: PathBuf,
+) -> Result<Option<Exit>> {
+    let main = group
+        .config
+        .main
+        .clone()
+        .or_else(|| match group.config.services.as_slice() {
+            [only] => Some(only.name.clone()),
+            _ => None,
+        });
+    let ended = with_sentinel(outer, Some(control), |server, sentinel| {
+        run(Start::Group(group, targets), outer, sentinel, server)
+    })?;
+    Ok(ended
+        .into_iter()
+        .rev()
+        .find(|(name, _)| Some(name) == main.as_ref())
+        .and_then(|(_, exit)| exit))
+}
+
+/// Runs `body` with a sentinel started first and the control socket bound.
+fn with_sentinel<T>(
+    outer: &Running,
+    control: Option<PathBuf>,
+    body: impl FnOnce(Option<&mut ControlServer>, Option<&Sentinel>) -> Result<T>,
+) -> Result<T> {
     // First, while the process runs one thread: the sentinel keeps the pid-file lock
     // until it has cleaned up after a killed supervisor.
     let keep: Vec<_> = outer.pid_file().map(|p| p.as_fd()).into_iter().collect();
@@ -97,7 +144,7 @@ pub fn supervise(
         }
     };
     let result = match control.as_deref().map(ControlServer::bind).transpose() {
-        Ok(mut server) => run(entries, outer, sentinel.as_ref(), server.as_mut()),
+        Ok(mut server) => body(server.as_mut(), sentinel.as_ref()),
         Err(e) => Err(e),
     };
     if let Some(s) = sentinel {
@@ -106,12 +153,22 @@ pub fn supervise(
     result
 }
 
+/// What a supervisor starts from.
+enum Start<'a> {
+    /// Services given on the command line, all started at once.
+    Entries(Vec<Entry>),
+    /// A config file, and the services wanted up in it.
+    Group(Group, &'a [String]),
+}
+
+/// Runs the loop; returns each unit's name and last exit (`None`: never started), in the
+/// order the units were created.
 fn run(
-    entries: Vec<Entry>,
+    start: Start<'_>,
     outer: &Running,
     sentinel: Option<&Sentinel>,
     mut control: Option<&mut ControlServer>,
-) -> Result<Vec<Exit>> {
+) -> Result<Vec<(String, Option<Exit>)>> {
     let mut signals = Signals::new().context("install signal handlers")?;
     // A second SIGTERM escalates the stop instead of abandoning the children.
     signals
@@ -124,27 +181,47 @@ fn run(
         outer,
         notify_socket: socket.as_ref(),
         sentinel,
-        single: entries.len() == 1,
+        single: matches!(&start, Start::Entries(e) if e.len() == 1),
     };
     let mut sup = Supervisor {
         units: Vec::new(),
-        exits: vec![None; entries.len()],
-        been_ready: vec![false; entries.len()],
+        slots: Vec::new(),
         ready_told: false,
         pending: Vec::new(),
+        group: None,
+        ending: false,
     };
-    let mut firsts = Vec::new();
-    for (i, e) in entries.into_iter().enumerate() {
-        let (mut unit, first) = Unit::new(e.service.clone(), machine_config(&e.service), seed(i))?;
-        if let Some(path) = e.status_file {
-            unit = unit.with_status_file(path);
+    match start {
+        Start::Entries(entries) => {
+            let mut firsts = Vec::new();
+            for (i, e) in entries.into_iter().enumerate() {
+                let config = machine_config(&e.service);
+                let (mut unit, first) = Unit::new(e.service, config, seed(i))?;
+                if let Some(path) = e.status_file {
+                    unit = unit.with_status_file(path);
+                }
+                sup.units.push(unit);
+                sup.slots.push(Slot::default());
+                firsts.push(first);
+            }
+            for (i, first) in firsts.into_iter().enumerate() {
+                let out = sup.units[i].execute(first, &cx)?;
+                sup.absorb(i, out, &cx);
+            }
         }
-        sup.units.push(unit);
-        firsts.push(first);
-    }
-    for (i, first) in firsts.into_iter().enumerate() {
-        let out = sup.units[i].execute(first, &cx)?;
-        sup.absorb(i, out, &cx);
+        Start::Group(group, targets) => {
+            let detached = group.detached;
+            let config = group.config.clone();
+            sup.group = Some(group);
+            let targets = (!targets.is_empty()).then_some(targets);
+            sup.apply(config, targets, control.as_deref_mut())?;
+            if detached {
+                // `up` follows the services' progress through the control socket.
+                sup.ready_told = true;
+                let _ = outer.ready();
+            }
+            sup.reconcile(&cx)?;
+        }
     }
     let result = sup.run(&mut signals, &listener, control.as_deref_mut(), &cx);
     // Whatever waits for a unit that has finished gets its answer, even on the way out.
@@ -153,9 +230,10 @@ fn run(
     }
     result?;
     Ok(sup
-        .exits
-        .into_iter()
-        .map(|e| e.expect("every unit finished"))
+        .units
+        .iter()
+        .zip(&sup.slots)
+        .map(|(u, s)| (u.name().to_string(), s.exit))
         .collect())
 }
 
@@ -185,14 +263,17 @@ fn seed(unit: usize) -> u64 {
 
 struct Supervisor {
     units: Vec<Unit>,
-    /// The last exit of each finished unit.
-    exits: Vec<Option<Exit>>,
-    /// Which units have been ready at least once.
-    been_ready: Vec<bool>,
+    /// Beside each unit: how it ended, and what a config file adds to it.
+    slots: Vec<Slot>,
     /// Readiness has been forwarded to whoever waits for the supervisor.
     ready_told: bool,
     /// Control requests answered when their unit gets there.
     pending: Vec<Pending>,
+    /// The config file, for a supervisor of one.
+    group: Option<Group>,
+    /// Everything is being stopped (a signal, or `down` of all); the supervisor ends when
+    /// it has.
+    ending: bool,
 }
 
 impl Supervisor {
@@ -203,7 +284,7 @@ impl Supervisor {
         mut control: Option<&mut ControlServer>,
         cx: &Context<'_>,
     ) -> Result<()> {
-        while self.exits.iter().any(Option::is_none) {
+        while !self.over() {
             let mut sources = vec![Source::Signals, Source::Notify];
             let mut fds = vec![
                 PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -256,7 +337,7 @@ impl Supervisor {
                 match source {
                     Source::Probe(i) => probed[i] = true,
                     Source::Control => requests = true,
-                    Source::Signals => self.on_signals(signals, cx)?,
+                    Source::Signals => self.on_signals(signals, cx, control.as_deref_mut())?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
                     Source::Output(i, k) => self.units[i].on_output(k),
                     Source::Exit(i) => {
@@ -282,24 +363,38 @@ impl Supervisor {
                     self.deliver(i, event, cx)?;
                 }
             }
+            if let Some(server) = control.as_deref_mut()
+                && requests
+            {
+                self.answer_requests(server, cx);
+            }
+            if self.group.is_some() {
+                self.reconcile(cx)?;
+                self.sweep(control.as_deref_mut());
+            }
             if let Some(server) = control.as_deref_mut() {
-                if requests {
-                    for (conn, request) in server.poll_requests(Instant::now()) {
-                        match requests::answer(self, request, cx) {
-                            (_, Answer::Now(response)) => server.reply(conn, &response),
-                            (Some(unit), Answer::Later(wait)) => {
-                                self.pending.push(Pending { conn, unit, wait })
-                            }
-                            (None, Answer::Later(_)) => {
-                                unreachable!("a pending answer names a unit")
-                            }
-                        }
-                    }
-                }
                 self.settle(server, false);
             }
         }
         Ok(())
+    }
+
+    /// Reads the requests that have arrived; answers each now or when its unit gets there.
+    fn answer_requests(&mut self, server: &mut ControlServer, cx: &Context<'_>) {
+        for (conn, request) in server.poll_requests(Instant::now()) {
+            if let Request::Up { names } = &request {
+                let response = requests::up::answer(self, names, server);
+                server.reply(conn, &response);
+                continue;
+            }
+            match requests::answer(self, request, cx) {
+                (_, Answer::Now(response)) => server.reply(conn, &response),
+                (Some(unit), Answer::Later(wait)) => {
+                    self.pending.push(Pending { conn, unit, wait })
+                }
+                (None, Answer::Later(_)) => unreachable!("a pending answer names a unit"),
+            }
+        }
     }
 
     /// Answers the pending requests whose units got where they waited for; with `all`
@@ -336,9 +431,9 @@ impl Supervisor {
         PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
     }
 
-    /// Hands `event` to unit `i` unless it has finished.
+    /// Hands `event` to unit `i` unless it has finished (or not started).
     fn deliver(&mut self, i: usize, event: Event, cx: &Context<'_>) -> Result<()> {
-        if self.exits[i].is_some() {
+        if self.slots[i].finished || self.slots[i].held.is_some() {
             return Ok(());
         }
         let out = self.units[i].handle(event, cx)?;
@@ -349,22 +444,55 @@ impl Supervisor {
     /// Takes note of what a unit's step means for the whole supervisor.
     fn absorb(&mut self, i: usize, out: unit::Outcome, cx: &Context<'_>) {
         if let Some(exit) = out.finished {
-            self.exits[i] = Some(exit);
+            self.slots[i].exit = Some(exit);
+            self.slots[i].finished = true;
+            // In the foreground, the file's main service ending ends the rest too.
+            let main = self
+                .group
+                .as_ref()
+                .and_then(|g| (!g.detached).then_some(g.config.main.as_deref()).flatten());
+            if main == Some(self.units[i].name()) && !self.slots[i].retired {
+                self.shut_down(cx);
+            }
         }
-        self.been_ready[i] |= out.ready;
-        let settled = |j: usize| self.been_ready[j] || self.exits[j].is_some();
-        if out.ready && !self.ready_told && (0..self.units.len()).all(settled) {
+        self.slots[i].been_ready |= out.ready;
+        let settled = |s: &Slot| s.been_ready || s.finished;
+        if out.ready && !self.ready_told && self.slots.iter().all(settled) {
             self.ready_told = true;
             let _ = cx.outer.ready();
         }
     }
 
-    fn on_signals(&mut self, signals: &mut Signals, cx: &Context<'_>) -> Result<()> {
+    /// Stops every service: dependents first, for a config file.
+    fn shut_down(&mut self, cx: &Context<'_>) {
+        self.ending = true;
+        if self.group.is_some() {
+            self.take_down(&[]);
+        } else {
+            for i in 0..self.units.len() {
+                if let Err(e) = self.deliver(i, Event::StopRequested, cx) {
+                    eprintln!("daemonic: {}: {e:#}", self.units[i].name());
+                }
+            }
+        }
+    }
+
+    fn on_signals(
+        &mut self,
+        signals: &mut Signals,
+        cx: &Context<'_>,
+        mut control: Option<&mut ControlServer>,
+    ) -> Result<()> {
         for event in signals.pending() {
             match event {
-                daemonic::Event::Shutdown => {
-                    for i in 0..self.units.len() {
-                        self.deliver(i, Event::StopRequested, cx)?;
+                daemonic::Event::Shutdown => self.shut_down(cx),
+                // A config file's supervisor reads the file again and applies it, as `up`.
+                daemonic::Event::Reload if self.group.is_some() => {
+                    match requests::up::apply(self, &[], control.as_deref_mut()) {
+                        crate::control::Response::Error(why) => {
+                            eprintln!("daemonic: SIGHUP: {why}")
+                        }
+                        other => eprintln!("daemonic: SIGHUP: {other:?}"),
                     }
                 }
                 // Like systemd's `kill -HUP $MAINPID`: each main process only.

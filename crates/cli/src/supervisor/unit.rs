@@ -124,6 +124,11 @@ impl Unit {
         self
     }
 
+    /// Stops keeping a status file (a replacement keeps it now).
+    pub fn forget_status_file(&mut self) {
+        self.status_file = None;
+    }
+
     pub fn name(&self) -> &str {
         &self.service.name
     }
@@ -344,6 +349,8 @@ impl Unit {
     fn spawn(&mut self, cx: &Context<'_>) -> Result<(), Exit> {
         self.spawned += 1;
         let mut cmd = Command::new(&self.service.program);
+        // The configured variables first: what daemonic sets for the protocol wins.
+        cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.service.args)
             .current_dir(&self.service.dir)
             .env("NOTIFY_SOCKET", cx.notify_socket);

@@ -52,10 +52,13 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("state")) else {
-            return;
-        };
-        for e in entries.flatten() {
+        let state = self.dir.join("state");
+        let entries = [state.clone(), state.join("up")]
+            .into_iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .flatten();
+        for e in entries {
             let path = e.path();
             if path.extension().is_some_and(|x| x == "pid")
                 && let Ok(daemonic::pidfile::Holder::Locked(Some(pid))) =

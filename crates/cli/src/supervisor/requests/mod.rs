@@ -7,11 +7,13 @@
 //! they are over — the service stopped, or ready again — so that `daemonic restart web`
 //! returns when web serves again; until then they wait in [`Pending`].
 
+mod down;
 mod reload;
 mod restart;
 mod signal;
 mod status;
 mod stop;
+pub mod up;
 
 use crate::control::{ConnId, Request, Response};
 
@@ -40,7 +42,7 @@ pub enum Answer {
 
 /// Carries out `request` (as far as it can at once).
 pub fn answer(sup: &mut Supervisor, request: Request, cx: &Context<'_>) -> (Option<usize>, Answer) {
-    let unit = |sup: &Supervisor, name: &str| sup.units.iter().position(|u| u.name() == name);
+    let unit = |sup: &Supervisor, name: &str| sup.find(name);
     let unknown =
         |name: &str| Answer::Now(Response::Error(format!("no service named {name:?} here")));
     match request {
@@ -65,6 +67,12 @@ pub fn answer(sup: &mut Supervisor, request: Request, cx: &Context<'_>) -> (Opti
             Some(i) => (Some(i), signal::answer(sup, i, signal)),
             None => (None, unknown(&name)),
         },
+        Request::Down { names } => (None, down::answer(sup, &names)),
+        // Answered by `up::answer`, which needs the control server.
+        Request::Up { .. } => (
+            None,
+            Answer::Now(Response::Error("supervisor bug: up answered here".into())),
+        ),
     }
 }
 
@@ -73,9 +81,9 @@ pub fn settle(sup: &Supervisor, pending: &Pending) -> Option<Response> {
     let u = &sup.units[pending.unit];
     let state = u.state();
     match pending.wait {
-        Wait::Final => state
-            .is_final()
-            .then(|| Response::Done(format!("{}: {}", u.name(), state.as_str()))),
+        Wait::Final => sup.slots[pending.unit]
+            .finished
+            .then(|| Response::Done(format!("{}: {}", u.name(), sup.shown_state(pending.unit).0))),
         Wait::ReadyAfter { generation } => {
             if u.generation() <= generation {
                 return state.is_final().then(|| {

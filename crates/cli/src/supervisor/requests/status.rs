@@ -4,21 +4,25 @@ use std::time::UNIX_EPOCH;
 
 use super::Answer;
 use crate::control::{Response, ServiceInfo};
-use crate::supervisor::{State, Supervisor, Unit};
+use crate::supervisor::{State, Supervisor};
 
 pub fn all(sup: &Supervisor) -> Answer {
-    Answer::Now(Response::Services(sup.units.iter().map(info).collect()))
+    // An old version being replaced is not shown beside its replacement.
+    let shown = (0..sup.units.len()).filter(|&i| sup.find(sup.units[i].name()) == Some(i));
+    Answer::Now(Response::Services(shown.map(|i| info(sup, i)).collect()))
 }
 
 pub fn one(sup: &Supervisor, i: usize) -> Answer {
-    Answer::Now(Response::Services(vec![info(&sup.units[i])]))
+    Answer::Now(Response::Services(vec![info(sup, i)]))
 }
 
-fn info(u: &Unit) -> ServiceInfo {
+fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
+    let u = &sup.units[i];
+    let (shown, why) = sup.shown_state(i);
     let state = u.state();
     let delays: Vec<u64> = u.machine().delays().map(|d| d.as_millis() as u64).collect();
     let usage = u.pid().and_then(crate::usage::of);
-    let mut status = u.status_text.clone();
+    let mut status = why.unwrap_or_else(|| u.status_text.clone());
     if status.is_empty()
         && state == State::Starting
         && let Some(why) = &u.probe_failure
@@ -27,7 +31,7 @@ fn info(u: &Unit) -> ServiceInfo {
     }
     ServiceInfo {
         name: u.name().to_string(),
-        state: state.as_str().to_string(),
+        state: shown.to_string(),
         pid: u.pid().map(|p| p.as_raw()),
         supervisor_pid: std::process::id() as i32,
         since_unix: u
@@ -42,5 +46,6 @@ fn info(u: &Unit) -> ServiceInfo {
         cpu_ms: usage.map(|x| x.cpu_ms),
         rss_bytes: usage.map(|x| x.rss_bytes),
         log_file: u.log_file().map(|p| p.display().to_string()),
+        group: sup.group.as_ref().map(|g| g.config.project.clone()),
     }
 }

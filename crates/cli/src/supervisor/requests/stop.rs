@@ -14,6 +14,11 @@ pub fn answer(sup: &mut Supervisor, i: usize, cx: &Context<'_>) -> Answer {
             sup.units[i].state().as_str()
         )));
     }
+    if sup.slots[i].held.is_some() {
+        // Not started yet (waiting for its dependencies): it just never starts.
+        sup.slots[i].down = true;
+        return Answer::Later(Wait::Final);
+    }
     match sup.deliver(i, Event::StopRequested, cx) {
         Ok(()) => Answer::Later(Wait::Final),
         Err(e) => Answer::Now(Response::Error(format!("{e:#}"))),

@@ -1,0 +1,600 @@
+//! `daemonic.toml`: many services in one file, for `daemonic up`, `down`, `check` and
+//! `run -f`.
+//!
+//! ```toml
+//! project = "shop"            # optional; default: the name of the file's directory
+//! main = "web"                # optional; whose exit status `run -f` exits with
+//!
+//! [defaults]                  # under every service; any service key
+//! restart = "on-failure"
+//! stop-timeout = "5s"
+//!
+//! [services.db]
+//! command = "redis-server --port 6380 --save ''"
+//! ready = "tcp:6380"
+//!
+//! [services.web]
+//! command = ["./web", "--port", "8080"]
+//! depends-on = ["db"]         # started once db is ready; stopped before db
+//! env = { DB = "127.0.0.1:6380" }
+//! env-file = "-web.env"       # a leading - makes it optional
+//! ready = "http://127.0.0.1:8080/health"
+//!
+//! [services.web.linux]        # over the rest, on Linux only (also: macos)
+//! stop-signal = "INT"
+//! ```
+//!
+//! A service's keys are the long flags of `daemonic start`/`run` (see [`schema`]), plus
+//! `command` (a string, split like a shell would without expanding anything, or an array
+//! of words) and `depends-on`. Layers apply in this order, each over the one before:
+//! `[defaults]`, `[defaults.<os>]`, the service, `[services.NAME.<os>]`; `env` and
+//! `env-file` add up across layers, every other key replaces. Relative paths (`dir`,
+//! files, a command with a `/`) are relative to the file's directory, which is also the
+//! default `dir`.
+//!
+//! Loading checks everything it can — syntax, unknown keys (with a "did you mean"),
+//! types, each value with the flag's own parser, unknown dependencies and cycles, missing
+//! programs, unknown users and groups — and reports *all* errors at once, each at its
+//! `file:line:column` ([`Report`]).
+
+mod check;
+pub mod diagnostic;
+mod node;
+pub mod schema;
+mod words;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use toml::de::DeTable;
+
+pub use diagnostic::{Diagnostic, Report};
+use diagnostic::{Sink, did_you_mean};
+use node::{Node, Span, Table, Value};
+use schema::{Flags, Key, Shape};
+
+use crate::service::{Service, ServiceArgs};
+
+/// The file `up`, `down` and `check` use unless `-f` names another.
+pub const DEFAULT_FILE: &str = "daemonic.toml";
+
+/// Platform tables, each applied on its platform only.
+const PLATFORMS: &[&str] = &["linux", "macos"];
+const TOP_LEVEL: &[&str] = &["project", "main", "defaults", "services"];
+
+/// A loaded, checked config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file, as an absolute path.
+    pub file: PathBuf,
+    pub project: String,
+    /// The service whose exit status is the supervisor's (in the foreground).
+    pub main: Option<String>,
+    /// In the order of the file.
+    pub services: Vec<Def>,
+}
+
+/// One service as the file defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Def {
+    pub name: String,
+    /// Its keys as flags of `start`/`run`, in a fixed order.
+    pub flags: Vec<String>,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    pub depends_on: Vec<String>,
+}
+
+impl Config {
+    pub fn get(&self, name: &str) -> Option<&Def> {
+        self.services.iter().find(|d| d.name == name)
+    }
+
+    /// `names` and everything they depend on, directly or not, in start order (every
+    /// service after what it depends on); all services when `names` is empty. An unknown
+    /// name is an error.
+    pub fn with_dependencies(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut wanted: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> = if names.is_empty() {
+            self.services.iter().map(|d| d.name.as_str()).collect()
+        } else {
+            names.iter().map(String::as_str).collect()
+        };
+        while let Some(name) = todo.pop() {
+            let def = self.get(name).ok_or_else(|| {
+                let hint = did_you_mean(name, self.services.iter().map(|d| d.name.as_str()));
+                anyhow!(
+                    "no service named {name:?} in {}{}",
+                    self.file.display(),
+                    hint.map_or(String::new(), |h| format!("; {h}"))
+                )
+            })?;
+            if !wanted.contains(&name) {
+                wanted.push(name);
+                todo.extend(def.depends_on.iter().map(String::as_str));
+            }
+        }
+        Ok(self
+            .start_order()
+            .into_iter()
+            .filter(|n| wanted.contains(&n.as_str()))
+            .collect())
+    }
+
+    /// Every service, each after the services it depends on (file order otherwise).
+    pub fn start_order(&self) -> Vec<String> {
+        let mut done: Vec<String> = Vec::new();
+        while done.len() < self.services.len() {
+            let before = done.len();
+            for d in &self.services {
+                if !done.contains(&d.name) && d.depends_on.iter().all(|p| done.contains(p)) {
+                    done.push(d.name.clone());
+                }
+            }
+            assert!(done.len() > before, "cycles are refused when loading");
+        }
+        done
+    }
+}
+
+impl Def {
+    /// The service's flags, parsed (they were checked when the file was loaded).
+    pub fn args(&self) -> Result<ServiceArgs> {
+        let argv = self
+            .flags
+            .iter()
+            .map(String::as_str)
+            .chain(["--"])
+            .chain(self.command.iter().map(String::as_str));
+        Flags::try_parse_from(argv)
+            .map(|f| f.service)
+            .map_err(|e| anyhow!("{}: {}", self.name, e.to_string().trim()))
+    }
+
+    /// The service to supervise; its output is captured to `default_log` unless its
+    /// `log-file` says where (see [`Service::from_args`]).
+    pub fn service(&self, default_log: Option<PathBuf>) -> Result<Service> {
+        Service::from_args(self.name.clone(), self.args()?, default_log)
+            .with_context(|| self.name.clone())
+    }
+}
+
+/// Reads and checks `file`; the error is the whole [`Report`] when the file is wrong.
+pub fn load(file: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let absolute = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
+    let mut sink = Sink::new(file, &text);
+    let config = parse(&absolute, &text, &mut sink);
+    match config {
+        Some(c) if sink.found.is_empty() => Ok(c),
+        _ => Err(Report(sink.found).into()),
+    }
+}
+
+/// Parses and checks `text` (the content of `file`); errors go to `sink`.
+fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
+    let (root, errors) = DeTable::parse_recoverable(text);
+    for e in &errors {
+        let message = e.message().lines().next().unwrap_or("syntax error").trim();
+        sink.error(e.span().unwrap_or(0..0), format!("TOML: {message}"));
+    }
+    if !errors.is_empty() {
+        return None;
+    }
+    let root = node::table(root.get_ref());
+    let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let keys = schema::keys();
+    let mut project = None;
+    let mut main = None;
+    let mut defaults = Layers::default();
+    let mut services: Vec<(String, Span, Layers)> = Vec::new();
+    for e in &root.0 {
+        match e.key.as_str() {
+            "project" => {
+                project = string(&e.node, "project", sink).map(|s| (s, e.node.span.clone()))
+            }
+            "main" => main = string(&e.node, "main", sink).map(|s| (s, e.node.span.clone())),
+            "defaults" => {
+                if let Some(t) = table(&e.node, "defaults", sink) {
+                    defaults = layers(t, &keys, &base, true, sink);
+                }
+            }
+            "services" => {
+                let Some(t) = table(&e.node, "services", sink) else {
+                    continue;
+                };
+                for s in &t.0 {
+                    if let Err(why) = crate::state_dir::check_name(&s.key) {
+                        sink.error(s.key_span.clone(), format!("{why:#}"));
+                    }
+                    let what = format!("service `{}`", s.key);
+                    if let Some(t) = table(&s.node, &what, sink) {
+                        services.push((
+                            s.key.clone(),
+                            s.key_span.clone(),
+                            layers(t, &keys, &base, false, sink),
+                        ));
+                    }
+                }
+            }
+            other => unknown(
+                other,
+                e.key_span.clone(),
+                "at the top level",
+                TOP_LEVEL.iter().copied(),
+                sink,
+            ),
+        }
+    }
+    if services.is_empty() && sink.found.is_empty() {
+        sink.error(
+            0..0,
+            "no services: add a [services.NAME] table with a `command`",
+        );
+    }
+    // Every name the file gives, even of a service with errors of its own.
+    let names: Vec<String> = services.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut defs = Vec::new();
+    let mut spans = BTreeMap::new();
+    for (name, span, own) in services {
+        let merged = defaults.merged_with(&own);
+        let Some((command, command_span)) = merged.command.clone() else {
+            sink.error(span.clone(), format!("service `{name}` has no `command`"));
+            continue;
+        };
+        let mut flags: Vec<String> = merged.flags.into_values().flatten().collect();
+        if !merged.has_dir {
+            flags.push(format!("--dir={}", base.display()));
+        }
+        let command = absolute_program(command, &flags, &base);
+        let def = Def {
+            name: name.clone(),
+            flags,
+            command,
+            depends_on: merged.depends_on.iter().map(|(d, _)| d.clone()).collect(),
+        };
+        if let Err(e) = def.args() {
+            sink.error(span.clone(), format!("{e:#}"));
+            continue;
+        }
+        spans.insert(
+            name,
+            check::Spans {
+                command: command_span,
+                depends_on: merged.depends_on,
+            },
+        );
+        defs.push(def);
+    }
+    let config = Config {
+        file: file.to_path_buf(),
+        project: match project {
+            Some((p, span)) => {
+                if let Err(why) = crate::state_dir::check_name(&p) {
+                    sink.error(span, format!("`project`: {why:#}"));
+                }
+                p
+            }
+            None => default_project(&base),
+        },
+        main: main.as_ref().map(|(m, _)| m.clone()),
+        services: defs,
+    };
+    check::all(
+        &config,
+        &names,
+        &spans,
+        main.as_ref().map(|(_, s)| s.clone()),
+        sink,
+    );
+    sink.found.sort_by_key(|d| (d.line, d.column));
+    Some(config)
+}
+
+/// What one service table (or the defaults) says, with its platform table for this
+/// platform applied over it.
+#[derive(Debug, Clone, Default)]
+struct Layers {
+    /// Flags by key, in key order (a fixed order, so an unchanged file gives the same
+    /// flags).
+    flags: BTreeMap<String, Vec<String>>,
+    has_dir: bool,
+    command: Option<(Vec<String>, Span)>,
+    depends_on: Vec<(String, Span)>,
+}
+
+impl Layers {
+    /// `over` applied over `self`: `env` and `env-file` add up, the rest replaces.
+    fn merged_with(&self, over: &Layers) -> Layers {
+        let mut merged = self.clone();
+        for (key, flags) in &over.flags {
+            match key.as_str() {
+                "env" | "env-file" => merged
+                    .flags
+                    .entry(key.clone())
+                    .or_default()
+                    .extend(flags.iter().cloned()),
+                _ => {
+                    merged.flags.insert(key.clone(), flags.clone());
+                }
+            }
+        }
+        merged.has_dir |= over.has_dir;
+        if over.command.is_some() {
+            merged.command = over.command.clone();
+        }
+        if !over.depends_on.is_empty() {
+            merged.depends_on = over.depends_on.clone();
+        }
+        merged
+    }
+}
+
+/// Reads one service table (or the defaults, `is_defaults`), and its platform tables.
+fn layers(t: &Table, keys: &[Key], base: &Path, is_defaults: bool, sink: &mut Sink<'_>) -> Layers {
+    let mut own = layer(t, keys, base, is_defaults, true, sink);
+    for p in PLATFORMS {
+        let Some(e) = t.get(p) else { continue };
+        if let Some(pt) = table(&e.node, &format!("`{p}`"), sink) {
+            let platform = layer(pt, keys, base, is_defaults, false, sink);
+            if *p == std::env::consts::OS {
+                own = own.merged_with(&platform);
+            }
+        }
+    }
+    own
+}
+
+/// Reads the keys of one table (without applying platform tables).
+fn layer(
+    t: &Table,
+    keys: &[Key],
+    base: &Path,
+    is_defaults: bool,
+    top: bool,
+    sink: &mut Sink<'_>,
+) -> Layers {
+    let mut l = Layers::default();
+    for e in &t.0 {
+        let key = e.key.as_str();
+        match key {
+            p if PLATFORMS.contains(&p) && top => {}
+            "command" | "depends-on" if is_defaults => sink.error(
+                e.key_span.clone(),
+                format!("`{key}` belongs in a service, not in [defaults]"),
+            ),
+            "command" => l.command = command(&e.node, sink).map(|c| (c, e.node.span.clone())),
+            "depends-on" => l.depends_on = depends_on(&e.node, sink),
+            _ => match keys.iter().find(|k| k.name == key) {
+                Some(k) => {
+                    if matches!(key, "user" | "group") {
+                        account(key, &e.node, sink);
+                    }
+                    let flags = schema::to_flags(k, &e.node, sink);
+                    let flags = relative_to(base, k, flags);
+                    l.has_dir |= key == "dir";
+                    l.flags.insert(key.to_string(), flags);
+                }
+                None => {
+                    let mut known: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+                    known.extend(["command", "depends-on"]);
+                    if top {
+                        known.extend(PLATFORMS);
+                    }
+                    let place = if is_defaults {
+                        "in [defaults]"
+                    } else {
+                        "in a service"
+                    };
+                    unknown(key, e.key_span.clone(), place, known, sink);
+                }
+            },
+        }
+    }
+    l
+}
+
+/// A user or group name must exist (a number is taken as an id as it is).
+fn account(key: &str, node: &Node, sink: &mut Sink<'_>) {
+    let Value::Str(name) = &node.value else {
+        return;
+    };
+    if name.parse::<u32>().is_ok() {
+        return;
+    }
+    let missing = match key {
+        "user" => matches!(nix::unistd::User::from_name(name), Ok(None)),
+        _ => matches!(nix::unistd::Group::from_name(name), Ok(None)),
+    };
+    if missing {
+        sink.error(
+            node.span.clone(),
+            format!("`{key}`: no {key} named `{name}` on this system"),
+        );
+    }
+}
+
+fn unknown<'k>(
+    key: &str,
+    span: Span,
+    place: &str,
+    known: impl IntoIterator<Item = &'k str>,
+    sink: &mut Sink<'_>,
+) {
+    let message = format!("unknown key `{key}` {place}");
+    match did_you_mean(key, known) {
+        Some(hint) => sink.error_hint(span, message, hint),
+        None => sink.error(span, message),
+    }
+}
+
+/// Path values (`FILE`, `DIR`) relative to the config file's directory.
+fn relative_to(base: &Path, key: &Key, mut flags: Vec<String>) -> Vec<String> {
+    if !matches!(key.value_name.as_str(), "FILE" | "DIR") || key.shape == Shape::Switch {
+        return flags;
+    }
+    for word in flags.iter_mut() {
+        let Some((flag, value)) = word.split_once('=') else {
+            continue;
+        };
+        let (dash, path) = match value.strip_prefix('-') {
+            Some(rest) if key.name == "env-file" => ("-", rest),
+            _ => ("", value),
+        };
+        if Path::new(path).is_relative() {
+            *word = format!("{flag}={dash}{}", clean(&base.join(path)).display());
+        }
+    }
+    flags
+}
+
+/// A relative program with a `/` (`./bin/web`) runs from the service's `dir`.
+fn absolute_program(mut command: Vec<String>, flags: &[String], base: &Path) -> Vec<String> {
+    let dir = flags
+        .iter()
+        .find_map(|f| f.strip_prefix("--dir="))
+        .map_or(base.to_path_buf(), PathBuf::from);
+    if let Some(program) = command.first_mut()
+        && program.contains('/')
+        && Path::new(program.as_str()).is_relative()
+    {
+        *program = clean(&dir.join(program.as_str())).display().to_string();
+    }
+    command
+}
+
+/// `path` without its `.` components (`/srv/./bin` is `/srv/bin`).
+fn clean(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+fn command(node: &Node, sink: &mut Sink<'_>) -> Option<Vec<String>> {
+    let words = match &node.value {
+        Value::Str(line) => match words::split(line) {
+            Ok(w) => w,
+            Err(why) => {
+                sink.error(node.span.clone(), format!("`command`: {why}"));
+                return None;
+            }
+        },
+        Value::Array(items) => {
+            let mut words = Vec::new();
+            for item in items {
+                match &item.value {
+                    Value::Str(s) => words.push(s.clone()),
+                    other => {
+                        sink.error(
+                            item.span.clone(),
+                            format!("`command` words are strings, not {}", other.kind()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            words
+        }
+        other => {
+            sink.error(
+                node.span.clone(),
+                format!(
+                    "`command` is a string or an array of strings, not {}",
+                    other.kind()
+                ),
+            );
+            return None;
+        }
+    };
+    if words.first().is_none_or(String::is_empty) {
+        sink.error(node.span.clone(), "`command` is empty");
+        return None;
+    }
+    Some(words)
+}
+
+fn depends_on(node: &Node, sink: &mut Sink<'_>) -> Vec<(String, Span)> {
+    let items: Vec<&Node> = match &node.value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Str(_) => vec![node],
+        other => {
+            sink.error(
+                node.span.clone(),
+                format!(
+                    "`depends-on` is an array of service names, not {}",
+                    other.kind()
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    items
+        .into_iter()
+        .filter_map(|item| match &item.value {
+            Value::Str(s) => Some((s.clone(), item.span.clone())),
+            other => {
+                sink.error(
+                    item.span.clone(),
+                    format!(
+                        "`depends-on` names services (strings), not {}",
+                        other.kind()
+                    ),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn string(node: &Node, key: &str, sink: &mut Sink<'_>) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        other => {
+            sink.error(
+                node.span.clone(),
+                format!("`{key}` is a string, not {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+fn table<'n>(node: &'n Node, what: &str, sink: &mut Sink<'_>) -> Option<&'n Table> {
+    match &node.value {
+        Value::Table(t) => Some(t),
+        other => {
+            sink.error(
+                node.span.clone(),
+                format!("{what} is a table, not {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// The name of the file's directory, made a valid name.
+fn default_project(base: &Path) -> String {
+    let raw = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_start_matches('.').chars().take(64).collect();
+    if name.is_empty() {
+        "default".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests;

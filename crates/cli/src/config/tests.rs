@@ -1,0 +1,160 @@
+use std::path::Path;
+
+use super::*;
+
+const FILE: &str = "/srv/shop/daemonic.toml";
+
+fn load_text(text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let mut sink = Sink::new(Path::new(FILE), text);
+    match parse(Path::new(FILE), text, &mut sink) {
+        Some(c) if sink.found.is_empty() => Ok(c),
+        _ => Err(sink.found),
+    }
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load_text(text)
+        .expect_err("the file is wrong")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn keys_are_the_flags_of_start_with_defaults_and_platform_tables_under_them() {
+    let c = load_text(
+        r#"
+[defaults]
+restart = "on-failure"
+stop-timeout = "5s"
+env = { A = "1" }
+
+[defaults.linux]
+stop-timeout = "7s"
+
+[services.db]
+command = "sleep 60"
+ready = "tcp:6380"
+
+[services.web]
+command = ["sleep", "60"]
+depends-on = ["db"]
+restart = "always"
+backoff-jitter = true
+success-exit-codes = [0, 143]
+env = { B = 2 }
+env-file = "-web.env"
+
+[services.web.macos]
+stop-signal = "INT"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.project, "shop");
+    let web = c.get("web").unwrap().args().unwrap();
+    assert_eq!(web.restart.as_str(), "always");
+    assert!(web.backoff_jitter);
+    assert_eq!(web.success_exit_codes, [0, 143]);
+    assert_eq!(
+        web.env,
+        [("A".into(), "1".into()), ("B".into(), "2".into())]
+    );
+    assert_eq!(web.env_file, [Path::new("-/srv/shop/web.env")]);
+    assert_eq!(web.dir.as_deref(), Some(Path::new("/srv/shop")));
+    if cfg!(target_os = "linux") {
+        assert_eq!(web.stop_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(
+            web.stop_signal,
+            daemonic::Signal::SIGTERM,
+            "macos table ignored"
+        );
+    }
+    let db = c.get("db").unwrap().args().unwrap();
+    assert_eq!(db.restart.as_str(), "on-failure");
+    assert_eq!(c.start_order(), ["db", "web"]);
+    assert_eq!(c.with_dependencies(&["web".into()]).unwrap(), ["db", "web"]);
+    assert_eq!(c.with_dependencies(&["db".into()]).unwrap(), ["db"]);
+    assert!(
+        c.with_dependencies(&["wbe".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean `web`?")
+    );
+}
+
+#[test]
+fn a_misspelled_key_is_reported_at_its_line_and_column_with_a_hint() {
+    let e = errors("[services.web]\ncommand = \"sleep 1\"\n  restrat = \"always\"\n");
+    assert_eq!(
+        e,
+        [format!(
+            "{FILE}:3:3: unknown key `restrat` in a service\n  hint: did you mean `restart`?"
+        )]
+    );
+}
+
+#[test]
+fn a_dependency_cycle_is_reported_once_where_it_starts() {
+    let e = errors(
+        r#"[services.a]
+command = "sleep 1"
+depends-on = ["b"]
+[services.b]
+command = "sleep 1"
+depends-on = ["c"]
+[services.c]
+command = "sleep 1"
+depends-on = ["a"]
+"#,
+    );
+    assert_eq!(e, [format!("{FILE}:3:15: dependency cycle: a → b → c → a")]);
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let e = errors(
+        r#"[defaults]
+stop_timeout = "5s"
+
+[services.web]
+command = "no-such-program-anywhere --x"
+restart = "sometimes"
+grace = "soon"
+backoff-jitter = "yes"
+depends-on = ["dbb"]
+
+[services.db]
+command = 42
+
+[servics.x]
+"#,
+    );
+    let text = e.join("\n");
+    for expected in [
+        "2:1: unknown key `stop_timeout` in [defaults]\n  hint: did you mean `stop-timeout`?",
+        "6:11: `restart`: invalid value \"sometimes\"",
+        "7:9: `grace`: invalid duration \"soon\"",
+        "8:18: `backoff-jitter` is true or false, not a string",
+        "9:15: `depends-on` names an unknown service `dbb`\n  hint: did you mean `db`?",
+        "12:11: `command` is a string or an array of strings, not an integer",
+        "14:2: unknown key `servics` at the top level\n  hint: did you mean `services`?",
+        "5:11: service `web`: program `no-such-program-anywhere` not found in PATH",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn syntax_errors_point_at_the_place() {
+    let e = errors("[services.web]\ncommand = \"sleep 1\nrestart = 1\n");
+    assert!(e[0].starts_with(&format!("{FILE}:2:")), "{e:?}");
+}
+
+#[test]
+fn a_program_with_a_slash_is_relative_to_the_files_directory() {
+    let e = errors("[services.web]\ncommand = \"./bin/web\"\n");
+    assert!(
+        e[0].contains("/srv/shop/bin/web: No such file or directory"),
+        "{e:?}"
+    );
+}

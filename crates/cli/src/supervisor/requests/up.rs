@@ -1,0 +1,46 @@
+//! `up [NAME…]` to a running config-file supervisor: read the file again and apply it
+//! (see [`crate::supervisor::group`]). Answered at once with what it did — `daemonic up`
+//! then follows the services' progress with `status` requests. SIGHUP does the same for
+//! every service.
+
+use crate::control::{ControlServer, Response};
+use crate::supervisor::Supervisor;
+
+pub fn answer(sup: &mut Supervisor, names: &[String], server: &mut ControlServer) -> Response {
+    apply(sup, names, Some(server))
+}
+
+/// Reads the supervisor's file and applies it with `names` wanted up (all when empty).
+pub fn apply(
+    sup: &mut Supervisor,
+    names: &[String],
+    server: Option<&mut ControlServer>,
+) -> Response {
+    let Some(group) = &sup.group else {
+        return Response::Error(
+            "not a config-file supervisor (started by `daemonic start`)".into(),
+        );
+    };
+    if sup.ending {
+        return Response::Error(
+            "the supervisor is stopping everything; try again once it has ended".into(),
+        );
+    }
+    let config = match crate::config::load(&group.config.file) {
+        Ok(c) => c,
+        Err(e) => return Response::Error(format!("{e:#}; nothing changed")),
+    };
+    if config.project != group.config.project {
+        return Response::Error(format!(
+            "{}: the project is now {:?}, not {:?}; `down` the old one first",
+            config.file.display(),
+            config.project,
+            group.config.project
+        ));
+    }
+    let targets = (!names.is_empty()).then_some(names);
+    match sup.apply(config, targets, server) {
+        Ok(applied) => Response::Done(applied.summary()),
+        Err(e) => Response::Error(format!("{e:#}")),
+    }
+}

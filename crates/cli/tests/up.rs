@@ -1,0 +1,273 @@
+//! Many services from one file: `check`, `up`, `down`, `run -f`, end to end with real
+//! supervisors and fixture programs.
+
+#[path = "../../daemonic/tests/support/mod.rs"]
+mod support;
+
+mod env;
+
+use std::path::{Path, PathBuf};
+
+use daemonic::Pid;
+use env::{Env, fixture};
+use support::*;
+
+/// Writes `text` as `daemonic.toml` in the test's directory; returns its path.
+fn config(env: &Env, text: &str) -> PathBuf {
+    let path = env.dir.join("daemonic.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn up(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["up", "-f", file.to_str().unwrap()];
+    args.extend(extra);
+    env.daemonic(&args)
+}
+
+fn down(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["down", "-f", file.to_str().unwrap()];
+    args.extend(extra);
+    env.daemonic(&args)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `lifecycle` service that writes to `log` and is ready after `delay_ms`.
+fn lifecycle(name: &str, log: &std::path::Path, delay_ms: u64, deps: &[&str]) -> String {
+    let deps: Vec<String> = deps.iter().map(|d| format!("{d:?}")).collect();
+    format!(
+        "[services.{name}]\ncommand = [{:?}, {name:?}, {:?}, \"{delay_ms}\"]\nready = \"notify\"\ndepends-on = [{}]\n\n",
+        fixture("lifecycle"),
+        log.display().to_string(),
+        deps.join(", ")
+    )
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn position(lines: &[String], line: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("no {line:?} in {lines:?}"))
+}
+
+#[test]
+fn dependents_start_once_their_dependencies_are_ready_and_stop_before_them() {
+    let env = Env::new("up-order");
+    let log = env.dir.join("events");
+    // db takes 400 ms to be ready; web and worker wait for it, worker also for web.
+    let file = config(
+        &env,
+        &format!(
+            "{}{}{}",
+            lifecycle("worker", &log, 0, &["web", "db"]),
+            lifecycle("web", &log, 100, &["db"]),
+            lifecycle("db", &log, 400, &[]),
+        ),
+    );
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let events = lines(&log);
+    assert!(
+        position(&events, "db ready") < position(&events, "web start"),
+        "{events:?}"
+    );
+    assert!(
+        position(&events, "web ready") < position(&events, "worker start"),
+        "{events:?}"
+    );
+    // What `up` printed, as plain lines (not a terminal): each one ready.
+    let shown = stdout(&out);
+    for name in ["db", "web", "worker"] {
+        assert!(shown.contains(&format!("{name}: ready (pid ")), "{shown}");
+    }
+    assert!(
+        shown.contains("web: waiting: waiting for db to be ready"),
+        "{shown}"
+    );
+    let list = stdout(&env.daemonic(&["list"]));
+    assert_eq!(list.matches(" ready ").count(), 3, "{list}");
+
+    let out = down(&env, &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = lines(&log);
+    assert!(
+        position(&events, "worker stop") < position(&events, "web stop"),
+        "{events:?}"
+    );
+    assert!(
+        position(&events, "web stop") < position(&events, "db stop"),
+        "{events:?}"
+    );
+    // The supervisor has ended: nothing left in the state directory but logs.
+    let list = stdout(&env.daemonic(&["list"]));
+    assert_eq!(list.lines().count(), 1, "only the header: {list}");
+}
+
+#[test]
+fn up_after_an_edit_restarts_what_changed_and_leaves_the_rest_alone() {
+    let env = Env::new("up-diff");
+    let sleeper = fixture("sleeper");
+    let head = format!(
+        "[defaults]\ngrace = \"100ms\"\n\n[services.keep]\ncommand = \"{sleeper}\"\n\n[services.gone]\ncommand = \"{sleeper}\"\n\n"
+    );
+    let file = config(
+        &env,
+        &format!("{head}[services.edit]\ncommand = \"{sleeper} 1000\"\n"),
+    );
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keep = env.child_pid("keep");
+    let edit = env.child_pid("edit");
+
+    let head = head.replace(&format!("[services.gone]\ncommand = \"{sleeper}\"\n\n"), "");
+    let file = config(
+        &env,
+        &format!(
+            "{head}[services.edit]\ncommand = \"{sleeper} 2000\"\n\n[services.new]\ncommand = \"{sleeper}\"\n"
+        ),
+    );
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(
+            "started: new; changed, restarted: edit; removed, stopped: gone; unchanged: keep\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        env.child_pid("keep"),
+        keep,
+        "an unchanged service keeps its pid"
+    );
+    assert_ne!(env.child_pid("edit"), edit, "a changed service runs anew");
+    assert!(!alive(edit), "and its old process is gone");
+    env.child_pid("new");
+    let gone = env.daemonic(&["status", "gone"]);
+    assert_eq!(gone.status.code(), Some(3), "{}", stdout(&gone));
+
+    // SIGHUP to the supervisor does the same as `up`.
+    let file = config(
+        &env,
+        &format!("{head}[services.edit]\ncommand = \"{sleeper} 2000\"\n"),
+    );
+    let supervisor = supervisor_of(&env, "keep");
+    nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for("new removed", SOON, || {
+        (env.daemonic(&["status", "new"]).status.code() == Some(3)).then_some(())
+    });
+    assert_eq!(env.child_pid("keep"), keep);
+    assert!(down(&env, &file, &[]).status.success());
+}
+
+fn supervisor_of(env: &Env, name: &str) -> Pid {
+    let text = std::fs::read_to_string(env.pid_file(name)).unwrap();
+    Pid::from_raw(text.trim().parse().unwrap())
+}
+
+#[test]
+fn check_reports_every_error_at_its_line_and_column() {
+    let env = Env::new("check");
+    let file = config(
+        &env,
+        "[services.a]\ncommand = \"sleep 1\"\ndepends-on = [\"b\"]\nrestrat = \"always\"\n\n\
+         [services.b]\ncommand = \"sleep 1\"\ndepends-on = [\"a\"]\nstop-timeout = \"soon\"\n",
+    );
+    let out = env.daemonic(&["check", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    let f = file.display();
+    assert_eq!(
+        text,
+        format!(
+            "{f}:3:15: dependency cycle: a → b → a\n\
+             {f}:4:1: unknown key `restrat` in a service\n  hint: did you mean `restart`?\n\
+             {f}:9:16: `stop-timeout`: invalid duration \"soon\" (expected e.g. 500ms, 30s, 2m, 1h)\n\
+             3 errors\n"
+        )
+    );
+    let good = config(&env, "[services.a]\ncommand = \"sleep 1\"\n");
+    let out = env.daemonic(&["check", "-f", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok, 1 service"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_service_that_fails_is_reported_with_why_and_its_dependents_as_blocked() {
+    let env = Env::new("up-fail");
+    let log = env.dir.join("events");
+    let file = config(
+        &env,
+        &format!(
+            "[services.db]\ncommand = [{:?}, \"5\"]\n\n{}",
+            fixture("crasher"),
+            lifecycle("web", &log, 0, &["db"])
+        ),
+    );
+    let out = up(&env, &file, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains(r#""service":"db","state":"exited""#)
+            && shown.contains("exited with status 5"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#""service":"web","state":"waiting""#)
+            && shown.contains("db cannot become ready"),
+        "{shown}"
+    );
+    assert!(lines(&log).is_empty(), "web never started");
+    assert!(down(&env, &file, &[]).status.success());
+}
+
+#[test]
+fn stop_of_one_service_leaves_the_others_running() {
+    let env = Env::new("up-stop");
+    let sleeper = fixture("sleeper");
+    let file = config(
+        &env,
+        &format!(
+            "[defaults]\ngrace = \"100ms\"\n[services.a]\ncommand = \"{sleeper}\"\n[services.b]\ncommand = \"{sleeper}\"\n"
+        ),
+    );
+    assert!(up(&env, &file, &[]).status.success());
+    let a = env.child_pid("a");
+    let b = env.child_pid("b");
+    let out = env.daemonic(&["stop", "a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(a));
+    assert_eq!(env.child_pid("b"), b);
+    // `up a` starts it again.
+    assert!(up(&env, &file, &["a"]).status.success());
+    assert_ne!(env.child_pid("a"), a);
+    assert!(down(&env, &file, &[]).status.success());
+}
+
+#[test]
+fn run_f_exits_with_the_main_services_status_and_stops_the_rest() {
+    let env = Env::new("run-f");
+    let log = env.dir.join("events");
+    let file = config(
+        &env,
+        &format!(
+            "main = \"job\"\n\n{}[services.job]\ncommand = [{:?}, \"7\"]\ndepends-on = [\"db\"]\n",
+            lifecycle("db", &log, 0, &[]),
+            fixture("crasher"),
+        ),
+    );
+    let out = env.daemonic(&["run", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(lines(&log), ["db start", "db ready", "db stop"]);
+}
