@@ -139,5 +139,6 @@ fn from_status_file(dirs: &StateDir, name: &str, supervisor: Option<Pid>) -> Ser
         cpu_ms: usage.map(|u| u.cpu_ms),
         rss_bytes: usage.map(|u| u.rss_bytes),
         log_file: None,
+        health: None,
     }
 }

@@ -156,6 +156,7 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
         s.rss_bytes.map(|n| n.to_string()).as_deref(),
     );
     put_opt(out, "log_file", s.log_file.as_deref());
+    put_opt(out, "health", s.health.as_deref());
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -174,6 +175,7 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         cpu_ms: parse_opt(&mut f, "cpu_ms", UINT)?,
         rss_bytes: parse_opt(&mut f, "rss_bytes", UINT)?,
         log_file: f.take("log_file"),
+        health: f.take("health"),
     })
 }
 

@@ -137,6 +137,10 @@ pub struct ServiceInfo {
     pub rss_bytes: Option<u64>,
     /// Where the program's output goes, when daemonic captures it to a file.
     pub log_file: Option<String>,
+    /// The health checks' verdict while ready: `healthy`, `checking` (no readiness
+    /// verdict yet) or `unhealthy: why`, with failures in a row after a `;` or `:`; none
+    /// without checks or when not ready.
+    pub health: Option<String>,
 }
 
 /// What a supervisor answers.

@@ -57,6 +57,7 @@ pub(super) fn full_service() -> ServiceInfo {
         cpu_ms: Some(1234),
         rss_bytes: Some(12_900_000),
         log_file: Some("/var/log/web.log".into()),
+        health: Some("unhealthy: readiness failed 3 times in a row: HTTP 503".into()),
     }
 }
 

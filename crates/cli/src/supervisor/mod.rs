@@ -26,6 +26,8 @@
 //! [`Sentinel`] kills their descendants, found by the `INVOCATION_ID` each child gets.
 
 pub mod capture;
+pub mod health;
+pub mod health_args;
 pub mod machine;
 pub mod policy;
 pub mod probe;
@@ -70,8 +72,8 @@ enum Source {
     Exit(usize),
     /// Output pipe K of unit N.
     Output(usize, usize),
-    /// A descriptor of unit N's readiness probe attempt.
-    Probe(usize),
+    /// A descriptor of unit N's probe attempt in slot K (`unit::Slot::index`).
+    Probe(usize, usize),
 }
 
 /// Supervises `entries` until every one has finished (stopped, exited without restart, or
@@ -172,6 +174,7 @@ fn machine_config(s: &Service) -> machine::Config {
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,
         watchdog: s.watchdog,
+        health: s.health.config(),
     }
 }
 
@@ -224,9 +227,9 @@ impl Supervisor {
                     sources.push(Source::Output(i, k));
                     fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
                 }
-                if let Some(a) = u.probe() {
+                for (slot, a) in u.attempts() {
                     for fd in a.poll_fds() {
-                        sources.push(Source::Probe(i));
+                        sources.push(Source::Probe(i, slot.index()));
                         fds.push(fd);
                     }
                 }
@@ -250,11 +253,11 @@ impl Supervisor {
                 Source::Output(i, k) => (0, i, usize::MAX - k),
                 _ => (1, 0, 0),
             });
-            let mut probed = vec![false; self.units.len()];
+            let mut probed = vec![[false; 3]; self.units.len()];
             let mut requests = control_due.is_some_and(|at| at <= Instant::now());
             for source in ready {
                 match source {
-                    Source::Probe(i) => probed[i] = true,
+                    Source::Probe(i, k) => probed[i][k] = true,
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx)?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
@@ -268,7 +271,7 @@ impl Supervisor {
             }
             let now = Instant::now();
             for (i, probed) in probed.into_iter().enumerate() {
-                if let Some(event) = self.units[i].advance_probe(probed, now) {
+                for event in self.units[i].advance_probes(probed, now) {
                     if let (Event::ProbeFailed(why), true) = (&event, cx.single) {
                         // What a launcher that times out prints.
                         let _ = cx.outer.status(&format!("not ready: {why}"));

@@ -42,5 +42,6 @@ fn info(u: &Unit) -> ServiceInfo {
         cpu_ms: usage.map(|x| x.cpu_ms),
         rss_bytes: usage.map(|x| x.rss_bytes),
         log_file: u.log_file().map(|p| p.display().to_string()),
+        health: u.health(),
     }
 }
