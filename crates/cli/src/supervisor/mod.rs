@@ -6,10 +6,12 @@
 //! its actions.
 //!
 //! One `poll(2)` loop waits on everything at once — signals (as events), the shared
-//! notify socket, each child's pidfd (readable when it exits), and the earliest armed
-//! timer of any unit (readiness grace, stop timeout, restart delay, watchdog). It turns
-//! what it sees into machine events for the unit concerned. Nothing ticks while idle: with
-//! every child ready and no watchdog, `poll` sleeps until something happens.
+//! notify socket, each child's pidfd (readable when it exits), probe attempts (readiness,
+//! liveness and readiness checks: [`probe`], [`health`]), and the earliest armed timer of
+//! any unit (readiness grace, stop timeout, restart delay, watchdog, health checks). It
+//! turns what it sees into machine events for the unit concerned. Nothing ticks while
+//! idle: with every child ready, no watchdog and no health check, `poll` sleeps until
+//! something happens.
 //!
 //! States, as `daemonic status` shows them: `starting` → `ready` → `stopping`, and after an
 //! exit `backoff` → `starting` again, or one of the final `stopped`, `exited`, `gave-up`.
