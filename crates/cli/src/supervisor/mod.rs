@@ -255,7 +255,7 @@ impl Supervisor {
                 Source::Output(i, k) => (0, i, usize::MAX - k),
                 _ => (1, 0, 0),
             });
-            let mut probed = vec![[false; 3]; self.units.len()];
+            let mut probed = vec![[false; unit::Slot::ALL.len()]; self.units.len()];
             let mut requests = control_due.is_some_and(|at| at <= Instant::now());
             for source in ready {
                 match source {

@@ -98,7 +98,7 @@ pub struct Unit {
     spawn_failed: bool,
     /// The probe attempts in flight, by [`Slot::index`]: the readiness probe's only ever
     /// in `Starting`, the health checks' only ever in `Ready`.
-    attempts: [Option<Attempt>; 3],
+    attempts: [Option<Attempt>; Slot::ALL.len()],
     /// Why the last readiness probe failed (shown by `status` while starting).
     pub probe_failure: Option<String>,
     /// The log writers for the child's stdout and stderr (the same file unless
@@ -265,7 +265,7 @@ impl Unit {
     /// Moves each probe attempt on if its descriptors were ready (`woken`, by
     /// [`Slot::index`]) or its deadline has passed; the results of those that finished,
     /// as events.
-    pub fn advance_probes(&mut self, woken: [bool; 3], now: Instant) -> Vec<Event> {
+    pub fn advance_probes(&mut self, woken: [bool; Slot::ALL.len()], now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         for slot in Slot::ALL {
             let Some(attempt) = self.attempts[slot.index()].as_mut() else {
