@@ -58,6 +58,18 @@ struct Shown {
     outcome: Outcome,
 }
 
+impl Shown {
+    /// What a new line is printed for: a count going up ("failed once", "failed 3
+    /// times") is not news.
+    fn gist(&self) -> (String, String, Outcome) {
+        let detail = self
+            .detail
+            .replace("once", "1 times")
+            .replace(|c: char| c.is_ascii_digit(), "");
+        (self.state.clone(), detail, self.outcome)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     OnItsWay,
@@ -118,7 +130,7 @@ pub fn follow(
             Style::Lines | Style::Json => {
                 for n in names {
                     let s = &now[n];
-                    if last.get(n) != Some(s) {
+                    if last.get(n).map(Shown::gist) != Some(s.gist()) {
                         line(
                             &mut out,
                             style,
@@ -203,6 +215,17 @@ fn shown(
     let outcome = match goal {
         Goal::Down if final_state => Outcome::Done,
         Goal::Down => Outcome::OnItsWay,
+        // Ready, but its readiness check has not passed (yet): dependents wait for it too.
+        Goal::Up
+            if state == "ready"
+                && info
+                    .health
+                    .as_deref()
+                    .is_some_and(|h| h.starts_with("checking") || h.starts_with("unhealthy")) =>
+        {
+            detail = info.health.clone().unwrap_or_default();
+            Outcome::OnItsWay
+        }
         Goal::Up if state == "ready" => Outcome::Done,
         Goal::Up if final_state => Outcome::Failed,
         Goal::Up if state == "waiting" => match failed_dependency(name, infos, deps) {

@@ -140,5 +140,6 @@ fn from_status_file(dirs: &StateDir, name: &str, supervisor: Option<Pid>) -> Ser
         rss_bytes: usage.map(|u| u.rss_bytes),
         log_file: None,
         group: None,
+        health: None,
     }
 }

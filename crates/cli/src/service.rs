@@ -117,6 +117,8 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "CMD", help_heading = "Restarts")]
     pub on_give_up: Option<String>,
     #[command(flatten)]
+    pub health: crate::supervisor::health_args::HealthArgs,
+    #[command(flatten)]
     pub log: LogArgs,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
@@ -152,6 +154,8 @@ pub struct Service {
     pub watchdog: Option<Duration>,
     pub policy: Policy,
     pub on_give_up: Option<String>,
+    /// Liveness and readiness checks once the child is ready.
+    pub health: crate::supervisor::health_args::Health,
     /// Where the child's stdout and stderr are captured; `None`: they are inherited.
     pub log: Option<LogConfig>,
 }
@@ -216,6 +220,7 @@ impl Service {
                 start_limit: a.start_limit,
             },
             on_give_up: a.on_give_up,
+            health: a.health.into(),
             log,
         })
     }

@@ -169,7 +169,7 @@ fn status_json_is_an_array_of_objects() {
     );
     assert!(
         text.contains(
-            r#""status":"serving \"all\"","cpu_ms":1234,"rss_bytes":12900000,"log_file":null,"group":null}"#
+            r#""status":"serving \"all\"","cpu_ms":1234,"rss_bytes":12900000,"log_file":null,"group":null,"health":null}"#
         ),
         "{text}"
     );
@@ -213,7 +213,7 @@ fn nothing_running_is_exit_3_for_status_and_a_bare_header_for_list() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         stdout(&out),
-        "NAME  STATE  PID  UPTIME  RESTARTS  LAST-EXIT  CPU  MEM\n"
+        "NAME  STATE  PID  UPTIME  RESTARTS  LAST-EXIT  CPU  MEM  HEALTH\n"
     );
 }
 
@@ -252,7 +252,7 @@ fn list_shows_a_row_per_service_and_skips_a_stale_socket() {
         lines[2].starts_with("web   ready    4242  5m      0  "),
         "{text}"
     );
-    assert!(lines[2].ends_with("1.23s  12.3M"), "{text}");
+    assert!(lines[2].ends_with("1.23s  12.3M  -"), "{text}");
     assert_eq!(seen, [Request::List]);
     assert_eq!(
         stderr(&out),

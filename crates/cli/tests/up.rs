@@ -271,3 +271,42 @@ fn run_f_exits_with_the_main_services_status_and_stops_the_rest() {
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(lines(&log), ["db start", "db ready", "db stop"]);
 }
+
+#[test]
+fn a_failing_readiness_check_holds_back_dependents_until_it_passes() {
+    let env = Env::new("up-health");
+    let log = env.dir.join("events");
+    let flag = env.dir.join("db-is-healthy");
+    let file = config(
+        &env,
+        &format!(
+            "[services.db]\ncommand = {:?}\ngrace = \"100ms\"\nreadiness = \"exec:test -e {}\"\nreadiness-interval = \"100ms\"\nreadiness-failures = 1\n\n{}",
+            fixture("sleeper"),
+            flag.display(),
+            lifecycle("web", &log, 0, &["db"])
+        ),
+    );
+    let out = up(&env, &file, &["--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(124), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("): unhealthy: readiness failed once: exec `test -e"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stdout(&out).matches("unhealthy").count(),
+        1,
+        "a line per change, not per failed attempt: {}",
+        stdout(&out)
+    );
+    assert!(
+        lines(&log).is_empty(),
+        "web must not start: {:?}",
+        lines(&log)
+    );
+    std::fs::write(&flag, "").unwrap();
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(lines(&log), ["web start", "web ready"]);
+    assert!(down(&env, &file, &[]).status.success());
+}

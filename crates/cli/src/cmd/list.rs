@@ -6,10 +6,13 @@
 //! header is printed (so scripts can always skip one line), and the exit status is 0.
 //!
 //! ```text
-//! NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT             CPU    MEM
-//! api   backoff  -     3s      2         exited with status 1  -      -
-//! web   ready    4242  5m      0         -                     0.25s  12.3M
+//! NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT             CPU    MEM    HEALTH
+//! api   backoff  -     3s      2         exited with status 1  -      -      -
+//! web   ready    4242  5m      0         -                     0.25s  12.3M  healthy
 //! ```
+//!
+//! HEALTH is the verdict of the health checks (`--liveness`, `--readiness`) of a ready
+//! service, as `status` shows it; `-` without checks or when not ready.
 
 use anyhow::Result;
 
@@ -21,7 +24,7 @@ use crate::state_dir::StateDir;
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
-const HEADER: [&str; 8] = [
+const HEADER: [&str; COLUMNS] = [
     "NAME",
     "STATE",
     "PID",
@@ -30,7 +33,10 @@ const HEADER: [&str; 8] = [
     "LAST-EXIT",
     "CPU",
     "MEM",
+    "HEALTH",
 ];
+
+const COLUMNS: usize = 9;
 
 pub fn run(_a: Args, dirs: &StateDir) -> Result<u8> {
     let services = query::all(dirs)?;
@@ -41,7 +47,7 @@ pub fn run(_a: Args, dirs: &StateDir) -> Result<u8> {
     Ok(0)
 }
 
-fn row(s: &ServiceInfo, now: u64) -> [String; 8] {
+fn row(s: &ServiceInfo, now: u64) -> [String; COLUMNS] {
     let dash = || "-".to_string();
     [
         s.name.clone(),
@@ -56,12 +62,13 @@ fn row(s: &ServiceInfo, now: u64) -> [String; 8] {
         s.last_exit.clone().unwrap_or_else(dash),
         s.cpu_ms.map_or_else(dash, human::cpu),
         s.rss_bytes.map_or_else(dash, human::bytes),
+        s.health.clone().unwrap_or_else(dash),
     ]
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
-fn table(rows: &[[String; 8]]) -> String {
-    let mut widths = [0; 8];
+fn table(rows: &[[String; COLUMNS]]) -> String {
+    let mut widths = [0; COLUMNS];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -94,6 +101,7 @@ mod tests {
             since_unix: 1000 - 300,
             cpu_ms: Some(250),
             rss_bytes: Some(12_900_000),
+            health: Some("healthy".into()),
             ..ServiceInfo::default()
         };
         let api = ServiceInfo {
@@ -108,9 +116,9 @@ mod tests {
         let rows = [HEADER.map(str::to_string), row(&api, 1000), row(&web, 1000)];
         assert_eq!(
             table(&rows),
-            "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT             CPU    MEM\n\
-             api   backoff  -     3s      2         exited with status 1  -      -\n\
-             web   ready    4242  5m      0         -                     0.25s  12.3M\n"
+            "NAME  STATE    PID   UPTIME  RESTARTS  LAST-EXIT             CPU    MEM    HEALTH\n\
+             api   backoff  -     3s      2         exited with status 1  -      -      -\n\
+             web   ready    4242  5m      0         -                     0.25s  12.3M  healthy\n"
         );
     }
 }

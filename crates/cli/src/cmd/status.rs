@@ -3,10 +3,12 @@
 //!
 //! Running means "its pid file is locked"; the details come from the supervisor, asked
 //! through its control socket (or from its status file while it cannot answer yet; see
-//! `query`). One line per service:
+//! `query`). One line per service (`health:` only for a ready service with
+//! `--liveness`/`--readiness`):
 //!
 //! ```text
 //! web: ready, pid 4242 (supervisor 4241), ready for 5m, cpu 0.25s, mem 12.3M; status: serving
+//! db: ready, pid 4250 (supervisor 4249), ready for 1h, cpu 3.10s, mem 8.1M, health: healthy
 //! ```
 //!
 //! Exit status 0 if running, 3 if not (as LSB init scripts); without NAME, 0 if any
@@ -26,7 +28,9 @@ pub struct Args {
     name: Option<String>,
     /// Print a JSON array with one object per service, also for one NAME (`[]` when it is
     /// not running). Fields: name, state, pid, supervisor_pid, since_unix, restarts,
-    /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file, group; null when
+    /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file, health
+    /// (healthy, checking or unhealthy: why, while ready with --liveness/--readiness),
+    /// group (the config file's project, for a service of `daemonic up`); null when
     /// absent.
     #[arg(long)]
     json: bool,
@@ -84,7 +88,7 @@ fn ended(dirs: &StateDir, name: &str) -> String {
 }
 
 /// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
-/// Nms, cpu Xs, mem Y; status: TEXT`, each part only when known (tests and scripts parse
+/// Nms, cpu Xs, mem Y, health: HEALTH; status: TEXT`, each part only when known (tests and scripts parse
 /// it: parts are only ever added before `; status:`).
 fn line(s: &ServiceInfo, now: u64) -> String {
     let mut line = format!("{}: {}", s.name, s.state);
@@ -112,6 +116,9 @@ fn line(s: &ServiceInfo, now: u64) -> String {
     }
     if let Some(bytes) = s.rss_bytes {
         line += &format!(", mem {}", human::bytes(bytes));
+    }
+    if let Some(health) = &s.health {
+        line += &format!(", health: {health}");
     }
     if !s.status.is_empty() {
         line += &format!("; status: {}", s.status.replace('\n', " "));
@@ -143,6 +150,18 @@ mod tests {
             line(&s, 1000),
             "web: backoff (supervisor 41), backoff for 10s, restarts 2, last exited with \
              status 3, next start after 200ms, cpu 1.23s, mem 4.0K; status: two lines"
+        );
+        let unhealthy = ServiceInfo {
+            name: "db".into(),
+            state: "ready".into(),
+            pid: Some(7),
+            health: Some("unhealthy: readiness failed twice: connect …".into()),
+            status: "serving".into(),
+            ..ServiceInfo::default()
+        };
+        assert_eq!(
+            line(&unhealthy, 1000),
+            "db: ready, pid 7, health: unhealthy: readiness failed twice: connect …; status: serving"
         );
         let starting = ServiceInfo {
             name: "api".into(),

@@ -41,6 +41,7 @@ pub fn service(s: &ServiceInfo) -> String {
         ("rss_bytes", number(s.rss_bytes)),
         ("log_file", s.log_file.as_deref().map_or_else(null, string)),
         ("group", s.group.as_deref().map_or_else(null, string)),
+        ("health", s.health.as_deref().map_or_else(null, string)),
     ];
     let members: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     format!("{{{}}}", members.join(","))
@@ -101,7 +102,7 @@ mod tests {
         };
         assert_eq!(
             service(&s),
-            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null}"#
+            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null}"#
         );
     }
 

@@ -168,6 +168,7 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
     );
     put_opt(out, "log_file", s.log_file.as_deref());
     put_opt(out, "group", s.group.as_deref());
+    put_opt(out, "health", s.health.as_deref());
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -187,6 +188,7 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         rss_bytes: parse_opt(&mut f, "rss_bytes", UINT)?,
         log_file: f.take("log_file"),
         group: f.take("group"),
+        health: f.take("health"),
     })
 }
 

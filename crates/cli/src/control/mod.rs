@@ -147,6 +147,10 @@ pub struct ServiceInfo {
     /// The project of the config file the service comes from (`daemonic up`); none for a
     /// service of its own supervisor (`daemonic start`).
     pub group: Option<String>,
+    /// The health checks' verdict while ready: `healthy`, `checking` (no readiness
+    /// verdict yet) or `unhealthy: why`, with failures in a row after a `;` or `:`; none
+    /// without checks or when not ready.
+    pub health: Option<String>,
 }
 
 /// What a supervisor answers.

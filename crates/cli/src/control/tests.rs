@@ -58,6 +58,7 @@ pub(super) fn full_service() -> ServiceInfo {
         rss_bytes: Some(12_900_000),
         log_file: Some("/var/log/web.log".into()),
         group: Some("shop".into()),
+        health: Some("unhealthy: readiness failed 3 times in a row: HTTP 503".into()),
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Each unit has a [`Slot`] beside it with what the file adds to a lone service:
 //! - **held**: a unit is created with its first actions held back; it is released (its
-//!   first child spawned) once every service it depends on is *ready* (and any older
-//!   version of the same service has finished).
+//!   first child spawned) once every service it depends on is *ready* — its `--ready`
+//!   condition met and its readiness check, if it has one, passing — and any older
+//!   version of the same service has finished.
 //! - **down**: a unit asked to stop is stopped only once every unit that depends on it
 //!   has finished (dependents first); a held unit just ends, never started.
 //! - **retired**: a unit removed from the file, or replaced by a changed version, stops at
@@ -305,9 +306,9 @@ impl Supervisor {
             .deps
             .iter()
             .filter(|d| {
-                !self.find(d).is_some_and(|j| {
-                    self.slots[j].held.is_none() && self.units[j].state() == State::Ready
-                })
+                !self
+                    .find(d)
+                    .is_some_and(|j| self.slots[j].held.is_none() && self.units[j].is_ready())
             })
             .cloned()
             .collect()

@@ -10,12 +10,17 @@
 //! - A child exists exactly in `Starting`, `Ready` and `Stopping`.
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
-//!   timeout in `Stopping`, the restart delay in `Backoff` — and the watchdog only in
-//!   `Ready`. Leaving a child-bearing state cancels them all ([`Action::CancelTimers`]).
+//!   timeout in `Stopping`, the restart delay in `Backoff` — and the watchdog and the
+//!   health-check timers only in `Ready`. Leaving a child-bearing state cancels them all
+//!   ([`Action::CancelTimers`]).
+//! - Health checks ([`health`]) run only in `Ready`; their tallies start afresh each time
+//!   the child becomes ready. A liveness check that fails enough times in a row stops the
+//!   child as a missed watchdog does (the exit counts as a failure).
 //! - `Stopped`, `Exited` and `GaveUp` are final and are entered with a `Finish`.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
-//!   child stopped on its own with `STOPPING=1`, or missed its watchdog).
+//!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
+//!   liveness check).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 use daemonic::Signal;
 use daemonic::process::Exit;
 
+use super::health::{self, Check, Health};
 use super::policy::{self, Jitter, Policy};
 
 /// What a user sees in `daemonic status`.
@@ -96,6 +102,11 @@ pub enum Event {
     WatchdogExpired,
     /// The child sent `STOPPING=1`.
     StoppingMessage,
+    /// A health check attempt is due.
+    CheckDue(Check),
+    CheckPassed(Check),
+    /// A health check attempt failed, with why.
+    CheckFailed(Check, String),
     /// The child exited and was reaped.
     ChildExited(Exit),
     StopRequested,
@@ -111,15 +122,19 @@ pub enum Timer {
     StopTimeout,
     Backoff,
     Watchdog,
+    Liveness,
+    Readiness,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 5] = [
+    pub const ALL: [Timer; 7] = [
         Timer::Grace,
         Timer::Probe,
         Timer::StopTimeout,
         Timer::Backoff,
         Timer::Watchdog,
+        Timer::Liveness,
+        Timer::Readiness,
     ];
 
     /// The event this timer delivers when it expires.
@@ -130,6 +145,16 @@ impl Timer {
             Timer::StopTimeout => Event::StopTimeout,
             Timer::Backoff => Event::BackoffElapsed,
             Timer::Watchdog => Event::WatchdogExpired,
+            Timer::Liveness => Event::CheckDue(Check::Liveness),
+            Timer::Readiness => Event::CheckDue(Check::Readiness),
+        }
+    }
+
+    /// The timer of a health check.
+    pub fn of(check: Check) -> Timer {
+        match check {
+            Check::Liveness => Timer::Liveness,
+            Check::Readiness => Timer::Readiness,
         }
     }
 }
@@ -148,6 +173,8 @@ pub enum Action {
     CancelTimers,
     /// Start one readiness probe attempt (its own deadline is the executor's).
     StartProbe,
+    /// Start one attempt of a health check (its own deadline is the executor's).
+    StartCheck(Check),
     /// The child became ready (first start or after a restart).
     BecameReady,
     NotifyStopping,
@@ -183,6 +210,8 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// The child must send `WATCHDOG=1` at least this often once ready.
     pub watchdog: Option<Duration>,
+    /// Liveness and readiness checks once ready.
+    pub health: health::Config,
 }
 
 /// How many restart delays are kept for `daemonic status` (the most recent).
@@ -201,6 +230,8 @@ pub struct Machine {
     restarts: u32,
     last_exit: Option<Exit>,
     delays: VecDeque<Duration>,
+    /// The health checks' results since the child became ready.
+    health: Health,
 }
 
 impl Machine {
@@ -217,6 +248,7 @@ impl Machine {
             restarts: 0,
             last_exit: None,
             delays: VecDeque::new(),
+            health: Health::default(),
         };
         (m, vec![Action::Spawn])
     }
@@ -235,6 +267,11 @@ impl Machine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The health checks' results since the child became ready (meaningful in `Ready`).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The restart delays chosen so far (the most recent [`DELAYS_KEPT`]), oldest first.
@@ -266,6 +303,9 @@ impl Machine {
                 )
             }
             (S::Ready, E::ReadyMessage | E::ProbeFailed(_)) => (S::Ready, vec![]),
+            (S::Ready, E::CheckDue(check)) => (S::Ready, vec![Action::StartCheck(check)]),
+            (S::Ready, E::CheckPassed(check)) => self.on_check(check, Ok(()), now),
+            (S::Ready, E::CheckFailed(check, why)) => self.on_check(check, Err(why), now),
             (S::Starting | S::Stopping, E::WatchdogPing) => (self.state, vec![]),
             (S::Ready, E::WatchdogPing) => (S::Ready, self.arm_watchdog(now)),
             (S::Starting | S::Ready, E::WatchdogExpired) => {
@@ -310,6 +350,8 @@ impl Machine {
                 | E::StoppingMessage
                 | E::ProbeSucceeded
                 | E::ProbeFailed(_)
+                | E::CheckPassed(_)
+                | E::CheckFailed(..)
                 | E::WatchdogExpired,
             ) => (S::Stopping, vec![]),
             (S::Stopping, E::RestartRequested) => {
@@ -396,7 +438,70 @@ impl Machine {
     fn on_ready(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = vec![Action::CancelTimers, Action::BecameReady];
         actions.extend(self.arm_watchdog(now));
+        let checks = self.config.health;
+        self.health = Health::new(&checks);
+        if checks.readiness.is_some() {
+            actions.push(Action::StartCheck(Check::Readiness));
+        }
+        if checks.liveness.is_some() {
+            actions.push(match checks.grace {
+                g if g.is_zero() => Action::StartCheck(Check::Liveness),
+                g => Action::ArmTimer(Timer::Liveness, now + g),
+            });
+        }
         actions
+    }
+
+    /// Counts a health check's result: the next attempt after its interval, a note when
+    /// the readiness verdict changes, a restart when liveness fails.
+    fn on_check(
+        &mut self,
+        check: Check,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> (State, Vec<Action>) {
+        let checks = self.config.health;
+        let Some(rule) = checks.rule(check) else {
+            unreachable!(
+                "supervisor bug: a {} result without the check",
+                check.as_str()
+            )
+        };
+        let was = self.health.tally(check).map(|t| t.verdict);
+        let change = self.health.record(&checks, check, result);
+        let mut actions = Vec::new();
+        match (check, change) {
+            (Check::Liveness, Some(health::Change::Failing(why))) => {
+                let times = health::in_a_row(rule.failures);
+                let report = format!("liveness failed {times}: {why}");
+                return self.stopping(
+                    After::Policy { failed: true },
+                    vec![
+                        Action::Report(report),
+                        Action::SignalGroup(self.config.stop_signal),
+                    ],
+                    now,
+                );
+            }
+            (Check::Readiness, Some(health::Change::Failing(why))) => {
+                actions.push(Action::Report(format!(
+                    "unhealthy: readiness failed {}: {why}",
+                    health::in_a_row(rule.failures)
+                )))
+            }
+            // Passing from the start is what is expected: nothing to say.
+            (Check::Readiness, Some(health::Change::Passing))
+                if was == Some(health::Verdict::Failing) =>
+            {
+                actions.push(Action::Report(format!(
+                    "healthy again: readiness passed {}",
+                    health::in_a_row(rule.successes)
+                )))
+            }
+            (_, Some(health::Change::Passing)) | (_, None) => {}
+        }
+        actions.push(Action::ArmTimer(Timer::of(check), now + rule.interval));
+        (State::Ready, actions)
     }
 
     fn arm_watchdog(&self, now: Instant) -> Vec<Action> {
@@ -482,6 +587,7 @@ mod tests {
             stop_signal: Signal::SIGTERM,
             stop_timeout: ms(500),
             watchdog: None,
+            health: Default::default(),
         }
     }
 

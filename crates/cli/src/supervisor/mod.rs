@@ -6,10 +6,12 @@
 //! its actions.
 //!
 //! One `poll(2)` loop waits on everything at once — signals (as events), the shared
-//! notify socket, each child's pidfd (readable when it exits), and the earliest armed
-//! timer of any unit (readiness grace, stop timeout, restart delay, watchdog). It turns
-//! what it sees into machine events for the unit concerned. Nothing ticks while idle: with
-//! every child ready and no watchdog, `poll` sleeps until something happens.
+//! notify socket, each child's pidfd (readable when it exits), probe attempts (readiness,
+//! liveness and readiness checks: [`probe`], [`health`]), and the earliest armed timer of
+//! any unit (readiness grace, stop timeout, restart delay, watchdog, health checks). It
+//! turns what it sees into machine events for the unit concerned. Nothing ticks while
+//! idle: with every child ready, no watchdog and no health check, `poll` sleeps until
+//! something happens.
 //!
 //! States, as `daemonic status` shows them: `starting` → `ready` → `stopping`, and after an
 //! exit `backoff` → `starting` again, or one of the final `stopped`, `exited`, `gave-up`.
@@ -27,6 +29,8 @@
 
 pub mod capture;
 pub mod group;
+pub mod health;
+pub mod health_args;
 pub mod machine;
 pub mod policy;
 pub mod probe;
@@ -73,8 +77,8 @@ enum Source {
     Exit(usize),
     /// Output pipe K of unit N.
     Output(usize, usize),
-    /// A descriptor of unit N's readiness probe attempt.
-    Probe(usize),
+    /// A descriptor of unit N's probe attempt in slot K (`unit::Slot::index`).
+    Probe(usize, usize),
 }
 
 /// Supervises `entries` until every one has finished (stopped, exited without restart, or
@@ -250,6 +254,7 @@ fn machine_config(s: &Service) -> machine::Config {
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,
         watchdog: s.watchdog,
+        health: s.health.config(),
     }
 }
 
@@ -305,9 +310,9 @@ impl Supervisor {
                     sources.push(Source::Output(i, k));
                     fds.push(PollFd::new(c.fd(), PollFlags::POLLIN));
                 }
-                if let Some(a) = u.probe() {
+                for (slot, a) in u.attempts() {
                     for fd in a.poll_fds() {
-                        sources.push(Source::Probe(i));
+                        sources.push(Source::Probe(i, slot.index()));
                         fds.push(fd);
                     }
                 }
@@ -331,11 +336,11 @@ impl Supervisor {
                 Source::Output(i, k) => (0, i, usize::MAX - k),
                 _ => (1, 0, 0),
             });
-            let mut probed = vec![false; self.units.len()];
+            let mut probed = vec![[false; unit::Slot::ALL.len()]; self.units.len()];
             let mut requests = control_due.is_some_and(|at| at <= Instant::now());
             for source in ready {
                 match source {
-                    Source::Probe(i) => probed[i] = true,
+                    Source::Probe(i, k) => probed[i][k] = true,
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx, control.as_deref_mut())?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
@@ -349,7 +354,7 @@ impl Supervisor {
             }
             let now = Instant::now();
             for (i, probed) in probed.into_iter().enumerate() {
-                if let Some(event) = self.units[i].advance_probe(probed, now) {
+                for event in self.units[i].advance_probes(probed, now) {
                     if let (Event::ProbeFailed(why), true) = (&event, cx.single) {
                         // What a launcher that times out prints.
                         let _ = cx.outer.status(&format!("not ready: {why}"));

@@ -18,6 +18,7 @@ use daemonic::{Pid, Signal};
 use daemonic::logging::RotatingWriter;
 
 use super::capture::{self, Capture};
+use super::health::Check;
 use super::machine::{Action, Event, Machine, State, Timer};
 use super::probe::{Attempt, Outcome as ProbeOutcome};
 use super::status_file::{self, StatusFile};
@@ -42,6 +43,30 @@ pub struct Outcome {
     pub ready: bool,
     /// The service ended, with the child's last exit.
     pub finished: Option<Exit>,
+}
+
+/// Which of a unit's probe attempts: the startup probe (`--ready`, in `Starting`) or a
+/// health check (in `Ready`). The two checks may be in flight at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Startup,
+    Check(Check),
+}
+
+impl Slot {
+    pub const ALL: [Slot; 3] = [
+        Slot::Startup,
+        Slot::Check(Check::Liveness),
+        Slot::Check(Check::Readiness),
+    ];
+
+    pub fn index(self) -> usize {
+        match self {
+            Slot::Startup => 0,
+            Slot::Check(Check::Liveness) => 1,
+            Slot::Check(Check::Readiness) => 2,
+        }
+    }
 }
 
 /// Shared by every unit: how children reach the supervisor and who waits for it.
@@ -71,8 +96,9 @@ pub struct Unit {
     spawned: u64,
     /// Whether the last spawn attempt failed (its error is already reported).
     spawn_failed: bool,
-    /// The readiness probe attempt in flight; only ever in `Starting`.
-    probe: Option<Attempt>,
+    /// The probe attempts in flight, by [`Slot::index`]: the readiness probe's only ever
+    /// in `Starting`, the health checks' only ever in `Ready`.
+    attempts: [Option<Attempt>; Slot::ALL.len()],
     /// Why the last readiness probe failed (shown by `status` while starting).
     pub probe_failure: Option<String>,
     /// The log writers for the child's stdout and stderr (the same file unless
@@ -111,7 +137,7 @@ impl Unit {
             status_file: None,
             spawned: 0,
             spawn_failed: false,
-            probe: None,
+            attempts: [None, None, None],
             probe_failure: None,
             logs,
             captures: Vec::new(),
@@ -212,35 +238,65 @@ impl Unit {
         self.child.as_ref().map(|c| c.pidfd.pid())
     }
 
-    pub fn probe(&self) -> Option<&Attempt> {
-        self.probe.as_ref()
+    /// The probe attempts in flight, for the poll set.
+    pub fn attempts(&self) -> impl Iterator<Item = (Slot, &Attempt)> {
+        Slot::ALL
+            .into_iter()
+            .filter_map(|s| Some((s, self.attempts[s.index()].as_ref()?)))
+    }
+
+    /// The child is ready and, if it has a readiness check, that check passes: what a
+    /// dependent waits for. (`State::Ready` alone says the startup is over.)
+    pub fn is_ready(&self) -> bool {
+        self.state() == State::Ready && self.machine.health().readiness_passes()
+    }
+
+    /// The health checks' verdict, as `status` shows it (`healthy`, `unhealthy: why`,
+    /// see [`Health::summary`](super::health::Health::summary)); `None` when the service
+    /// has no checks or is not ready.
+    pub fn health(&self) -> Option<String> {
+        if self.state() != State::Ready {
+            return None;
+        }
+        self.machine.health().summary(&self.machine.config().health)
     }
 
     /// The earliest armed timer or probe deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let probe = self.probe.as_ref().map(Attempt::deadline);
-        self.timers.iter().flatten().copied().chain(probe).min()
+        let probes = self.attempts().map(|(_, a)| a.deadline());
+        self.timers.iter().flatten().copied().chain(probes).min()
     }
 
-    /// Moves the probe attempt on if its descriptors were ready (`woken`) or its deadline
-    /// has passed; its result as an event once it has one.
-    pub fn advance_probe(&mut self, woken: bool, now: Instant) -> Option<Event> {
-        let attempt = self.probe.as_mut()?;
-        if !woken && attempt.deadline() > now {
-            return None;
+    /// Moves each probe attempt on if its descriptors were ready (`woken`, by
+    /// [`Slot::index`]) or its deadline has passed; the results of those that finished,
+    /// as events.
+    pub fn advance_probes(&mut self, woken: [bool; Slot::ALL.len()], now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        for slot in Slot::ALL {
+            let Some(attempt) = self.attempts[slot.index()].as_mut() else {
+                continue;
+            };
+            if !woken[slot.index()] && attempt.deadline() > now {
+                continue;
+            }
+            let Some(outcome) = attempt.advance(now) else {
+                continue;
+            };
+            self.attempts[slot.index()] = None;
+            events.push(match (slot, outcome) {
+                (Slot::Startup, ProbeOutcome::Success) => {
+                    self.probe_failure = None;
+                    Event::ProbeSucceeded
+                }
+                (Slot::Startup, ProbeOutcome::Failure(why)) => {
+                    self.probe_failure = Some(why.clone());
+                    Event::ProbeFailed(why)
+                }
+                (Slot::Check(c), ProbeOutcome::Success) => Event::CheckPassed(c),
+                (Slot::Check(c), ProbeOutcome::Failure(why)) => Event::CheckFailed(c, why),
+            });
         }
-        let outcome = attempt.advance(now)?;
-        self.probe = None;
-        Some(match outcome {
-            ProbeOutcome::Success => {
-                self.probe_failure = None;
-                Event::ProbeSucceeded
-            }
-            ProbeOutcome::Failure(why) => {
-                self.probe_failure = Some(why.clone());
-                Event::ProbeFailed(why)
-            }
-        })
+        events
     }
 
     /// The events of timers that are due at `now` (and disarms them).
@@ -305,7 +361,16 @@ impl Unit {
                 Action::StartProbe => {
                     if let Readiness::Probe(p) = &self.service.ready {
                         let s = self.service.probe;
-                        self.probe = Some(p.start(s.timeout, &self.service.dir, Instant::now()));
+                        self.attempts[Slot::Startup.index()] =
+                            Some(p.start(s.timeout, &self.service.dir, Instant::now()));
+                    }
+                }
+                Action::StartCheck(check) => {
+                    if let Some(c) = self.service.health.check(check) {
+                        let attempt =
+                            c.probe
+                                .start(c.schedule.timeout, &self.service.dir, Instant::now());
+                        self.attempts[Slot::Check(check).index()] = Some(attempt);
                     }
                 }
                 Action::BecameReady => out.ready = true,
@@ -321,9 +386,14 @@ impl Unit {
                 Action::Finish(exit) => out.finished = Some(exit),
             }
         }
+        // Dropping an exec attempt kills its process group.
         if self.machine.state() != State::Starting {
-            // Dropping an exec attempt kills its process group.
-            self.probe = None;
+            self.attempts[Slot::Startup.index()] = None;
+        }
+        if self.machine.state() != State::Ready {
+            for check in Check::ALL {
+                self.attempts[Slot::Check(check).index()] = None;
+            }
         }
         if self.machine.state() != self.shown {
             self.shown = self.machine.state();

@@ -47,5 +47,6 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
         rss_bytes: usage.map(|x| x.rss_bytes),
         log_file: u.log_file().map(|p| p.display().to_string()),
         group: sup.group.as_ref().map(|g| g.config.project.clone()),
+        health: u.health(),
     }
 }
