@@ -189,7 +189,7 @@ pub(crate) fn kill_marked(marker: &str) -> usize {
     let me = std::process::id() as i32;
     let mut killed = 0;
     for _ in 0..MAX_SCANS {
-        let mut found = 0;
+        let mut found = Vec::new();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return killed;
         };
@@ -209,13 +209,19 @@ pub(crate) fn kill_marked(marker: &str) -> usize {
                 continue;
             };
             if carries(pid, marker) && handle.signal(Signal::SIGKILL).is_ok() {
-                found += 1;
+                found.push(handle);
             }
         }
-        if found == 0 {
+        if found.is_empty() {
             break;
         }
-        killed += found;
+        killed += found.len();
+        // Before the next scan, let the kills take effect (a dying process still shows
+        // its environ for a moment): the next scan then finds only what was forked
+        // meanwhile, and nothing is counted twice.
+        for handle in &found {
+            let _ = handle.wait_exit(std::time::Duration::from_secs(1));
+        }
     }
     killed
 }
@@ -249,6 +255,16 @@ mod tests {
             .env(key, "someone-else")
             .spawn()
             .unwrap();
+        // A process that has only just exec'd shows no environment for a moment (the
+        // kernel sets it up after releasing the parent): wait until the mark shows.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !carries(marked.id() as i32, &marker) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mark never showed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let killed = kill_marked(&marker);
         let status = marked.wait().unwrap();
         let spared = other.try_wait().unwrap();
