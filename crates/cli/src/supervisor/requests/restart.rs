@@ -11,9 +11,14 @@ pub fn answer(sup: &mut Supervisor, i: usize, cx: &Context<'_>) -> Answer {
     let u = &sup.units[i];
     if u.state().is_final() {
         return Answer::Now(Response::Error(format!(
-            "{}: {}; a finished service is started again with `daemonic start`",
+            "{}: {}; a finished service is started again with `daemonic {}`",
             u.name(),
-            u.state().as_str()
+            u.state().as_str(),
+            if sup.group.is_some() {
+                "up NAME"
+            } else {
+                "start"
+            }
         )));
     }
     let generation = u.generation();
