@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # daemonic's main job on a demo: a daemon that detaches and returns only when it is ready,
 # refuses a second instance, reports its own startup error in your terminal, stops cleanly;
-# then the same for an arbitrary program through the `daemonic` CLI.
+# then the same for an arbitrary program through the `daemonic` CLI; then several services
+# from one config file, in dependency order.
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build -q --release -p daemonic-cli
@@ -13,6 +14,7 @@ cleanup() {
     [ -s "$dir/echod.pid" ] && kill "$(cat "$dir/echod.pid")" 2>/dev/null || true
     "$bin/daemonic" stop demo-sleep >/dev/null 2>&1 || true
     "$bin/daemonic" stop demo-crash >/dev/null 2>&1 || true
+    [ -f "$dir/daemonic.toml" ] && "$bin/daemonic" down -f "$dir/daemonic.toml" >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -57,3 +59,30 @@ say "daemonic logs demo-crash        # its output and the supervisor's notes, fr
 "$bin/daemonic" logs demo-crash
 say "daemonic status demo-crash"
 "$bin/daemonic" status demo-crash || true
+
+web=$(( port + 1 ))
+cat > "$dir/daemonic.toml" <<EOF
+[defaults]
+restart = "on-failure"
+
+[services.api]
+command = "python3 -m http.server $web --bind 127.0.0.1"
+ready = "http://127.0.0.1:$web/"
+
+[services.worker]
+command = "sleep 300"
+depends-on = ["api"]      # started once api answers HTTP
+EOF
+say "cat daemonic.toml"
+cat "$dir/daemonic.toml"
+say "daemonic check -f daemonic.toml"
+"$bin/daemonic" check -f "$dir/daemonic.toml"
+say "daemonic up -f daemonic.toml                      # in dependency order; returns once all are ready"
+"$bin/daemonic" up -f "$dir/daemonic.toml"
+say "daemonic list"
+"$bin/daemonic" list
+sed -i 's/sleep 300/sleep 600/' "$dir/daemonic.toml"
+say "(edit: worker sleeps 600) daemonic up -f daemonic.toml   # only what changed restarts"
+"$bin/daemonic" up -f "$dir/daemonic.toml"
+say "daemonic down -f daemonic.toml                    # dependents first"
+"$bin/daemonic" down -f "$dir/daemonic.toml"

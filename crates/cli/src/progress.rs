@@ -62,6 +62,10 @@ impl Shown {
     /// What a new line is printed for: a count going up ("failed once", "failed 3
     /// times") is not news.
     fn gist(&self) -> (String, String, Outcome) {
+        if self.outcome == Outcome::Done {
+            // There: how (a last exit, a detail gone with the supervisor) is no news.
+            return (String::new(), String::new(), self.outcome);
+        }
         let detail = self
             .detail
             .replace("once", "1 times")
@@ -130,7 +134,11 @@ pub fn follow(
             Style::Lines | Style::Json => {
                 for n in names {
                     let s = &now[n];
-                    if last.get(n).map(Shown::gist) != Some(s.gist()) {
+                    // On the way down, what a service did before it was asked to stop
+                    // is not news.
+                    let moving =
+                        goal == Goal::Up || s.state == "stopping" || s.outcome == Outcome::Done;
+                    if moving && last.get(n).map(Shown::gist) != Some(s.gist()) {
                         line(
                             &mut out,
                             style,
