@@ -121,17 +121,25 @@ impl Sentinel {
     }
 
     /// Tells the sentinel to exit without killing anything, waits for it (so the pid-file
-    /// lock it shares is released when this returns) and reaps it.
+    /// lock it shares is released when this returns) and reaps it (unless someone did).
     pub fn disarm(mut self) -> Result<()> {
         // A sentinel that is already gone (killed by someone) fails this write; it is
         // reaped below all the same.
         let _ = self.pipe.write_all(b"d");
         drop(self.pipe);
         self.pidfd.wait_exit(Duration::from_secs(10))?;
-        while self.pidfd.reap()?.is_none() {
-            self.pidfd.wait_exit(Duration::from_secs(10))?;
+        loop {
+            match self.pidfd.reap() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {
+                    self.pidfd.wait_exit(Duration::from_secs(10))?;
+                }
+                // Killed by someone and reaped already, by an init that reaps whatever
+                // it does not claim (`process::reap_orphan`).
+                Err(e) if e.os_error() == Some(libc::ECHILD) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
     }
 }
 
