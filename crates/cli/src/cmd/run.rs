@@ -4,18 +4,31 @@
 //! it. With `--name`, a pid file in the state directory makes `status` and `stop` work and
 //! keeps a second `run` of the same name from starting. Exits with the child's status
 //! (128+signal if it was killed).
+//!
+//! As PID 1 (a container's entrypoint), or with `--init`, the supervisor is also an init:
+//! it reaps orphans and forwards signals (`supervisor::init`); `--no-init` opts out.
 
 use anyhow::{Context, Result};
 use daemonic::Daemon;
 
 use crate::service::{self, Service, ServiceArgs};
 use crate::state_dir::{StateDir, check_name};
+use crate::supervisor::init::Init;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Name of the service (enables `daemonic status/stop NAME`).
     #[arg(long)]
     name: Option<String>,
+    /// Be an init, as a container's entrypoint: become a subreaper and reap orphaned
+    /// zombies; forward SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGALRM to the
+    /// program (SIGTERM, SIGINT and SIGPWR stop it, SIGHUP reloads it). On by itself when
+    /// daemonic is PID 1.
+    #[arg(long, conflicts_with = "no_init")]
+    init: bool,
+    /// Not an init, even as PID 1.
+    #[arg(long)]
+    no_init: bool,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -26,6 +39,8 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         .name
         .unwrap_or_else(|| service::default_name(&a.service.command[0]));
     check_name(&name)?;
+    // Before any child exists, so that every orphan comes to us.
+    let init = Init::wanted(a.init, a.no_init)?;
     // In the foreground the output is inherited (a terminal, journald, `docker logs`)
     // unless --log-file asks for capture.
     let service = Service::from_args(name.clone(), a.service, None)?;
@@ -35,5 +50,5 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         daemon = daemon.pid_file(dirs.pid_file(&name));
     }
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, explicit.then_some(dirs))
+    super::supervise(&service, running, explicit.then_some(dirs), init)
 }

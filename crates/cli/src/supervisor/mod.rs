@@ -24,8 +24,12 @@
 //! is reaped (while its pid still pins the group id), so no grandchild outlives it. If the
 //! supervisor itself is killed, its children die with it (`PR_SET_PDEATHSIG`) and a
 //! [`Sentinel`] kills their descendants, found by the `INVOCATION_ID` each child gets.
+//!
+//! In [`init`] mode (a container's PID 1, or `run --init`) the loop also reaps adopted
+//! orphans and forwards signals to the services.
 
 pub mod capture;
+pub mod init;
 pub mod machine;
 pub mod policy;
 pub mod probe;
@@ -46,6 +50,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::control::ControlServer;
 use crate::service::{Readiness, Service};
+use init::Init;
 use machine::Event;
 pub use machine::State;
 use requests::{Answer, Pending};
@@ -80,24 +85,32 @@ enum Source {
 /// ours).
 ///
 /// For a single service, failing to start the child is reported to `outer` (`STATUS=` and
-/// `ERRNO=`) so a waiting launcher prints it.
+/// `ERRNO=`) so a waiting launcher prints it. With `init`, the supervisor is an init
+/// (see [`init`]).
 pub fn supervise(
     entries: Vec<Entry>,
     outer: &Running,
     control: Option<PathBuf>,
+    init: Option<Init>,
 ) -> Result<Vec<Exit>> {
     // First, while the process runs one thread: the sentinel keeps the pid-file lock
-    // until it has cleaned up after a killed supervisor.
+    // until it has cleaned up after a killed supervisor. Not as PID 1, whose death kills
+    // every process of its pid namespace.
     let keep: Vec<_> = outer.pid_file().map(|p| p.as_fd()).into_iter().collect();
-    let sentinel = match Sentinel::start("INVOCATION_ID", &keep) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("daemonic: no sentinel, descendants may outlive a killed supervisor: {e}");
-            None
-        }
+    let sentinel = match init.as_ref().is_some_and(Init::is_pid1) {
+        true => None,
+        false => match Sentinel::start("INVOCATION_ID", &keep) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "daemonic: no sentinel, descendants may outlive a killed supervisor: {e}"
+                );
+                None
+            }
+        },
     };
     let result = match control.as_deref().map(ControlServer::bind).transpose() {
-        Ok(mut server) => run(entries, outer, sentinel.as_ref(), server.as_mut()),
+        Ok(mut server) => run(entries, outer, sentinel.as_ref(), server.as_mut(), init),
         Err(e) => Err(e),
     };
     if let Some(s) = sentinel {
@@ -111,8 +124,12 @@ fn run(
     outer: &Running,
     sentinel: Option<&Sentinel>,
     mut control: Option<&mut ControlServer>,
+    init: Option<Init>,
 ) -> Result<Vec<Exit>> {
     let mut signals = Signals::new().context("install signal handlers")?;
+    if let Some(init) = &init {
+        signals = init.catch(signals)?;
+    }
     // A second SIGTERM escalates the stop instead of abandoning the children.
     signals
         .force_exit_on_second(false)
@@ -132,6 +149,7 @@ fn run(
         been_ready: vec![false; entries.len()],
         ready_told: false,
         pending: Vec::new(),
+        init,
     };
     let mut firsts = Vec::new();
     for (i, e) in entries.into_iter().enumerate() {
@@ -193,6 +211,8 @@ struct Supervisor {
     ready_told: bool,
     /// Control requests answered when their unit gets there.
     pending: Vec<Pending>,
+    /// Init mode: reap orphans, forward signals.
+    init: Option<Init>,
 }
 
 impl Supervisor {
@@ -298,6 +318,9 @@ impl Supervisor {
                 }
                 self.settle(server, false);
             }
+            if let Some(init) = &self.init {
+                init.reap_orphans();
+            }
         }
         Ok(())
     }
@@ -360,7 +383,11 @@ impl Supervisor {
     }
 
     fn on_signals(&mut self, signals: &mut Signals, cx: &Context<'_>) -> Result<()> {
-        for event in signals.pending() {
+        let mut events = signals.pending();
+        if let Some(init) = &self.init {
+            events = init.on_signals(events, &self.units);
+        }
+        for event in events {
             match event {
                 daemonic::Event::Shutdown => {
                     for i in 0..self.units.len() {
