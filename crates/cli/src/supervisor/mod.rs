@@ -97,17 +97,14 @@ pub fn supervise(
     // until it has cleaned up after a killed supervisor. Not as PID 1, whose death kills
     // every process of its pid namespace.
     let keep: Vec<_> = outer.pid_file().map(|p| p.as_fd()).into_iter().collect();
-    let sentinel = match init.as_ref().is_some_and(Init::is_pid1) {
-        true => None,
-        false => match Sentinel::start("INVOCATION_ID", &keep) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!(
-                    "daemonic: no sentinel, descendants may outlive a killed supervisor: {e}"
-                );
-                None
-            }
-        },
+    let pid1 = init.as_ref().is_some_and(Init::is_pid1);
+    let sentinel = (!pid1).then(|| Sentinel::start("INVOCATION_ID", &keep));
+    let sentinel = match sentinel.transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("daemonic: no sentinel, descendants may outlive a killed supervisor: {e}");
+            None
+        }
     };
     let result = match control.as_deref().map(ControlServer::bind).transpose() {
         Ok(mut server) => run(entries, outer, sentinel.as_ref(), server.as_mut(), init),
