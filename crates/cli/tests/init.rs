@@ -126,8 +126,7 @@ impl Running {
             self.daemonic.exited_within(SOON),
             "daemonic did not exit in time"
         );
-        let status = wait_for("the exit status", SOON, || self.child.try_wait().unwrap());
-        status
+        wait_for("the exit status", SOON, || self.child.try_wait().unwrap())
     }
 }
 

@@ -20,10 +20,13 @@ pub struct Args {
     /// Name of the service (enables `daemonic status/stop NAME`).
     #[arg(long)]
     name: Option<String>,
-    /// Be an init, as a container's entrypoint: become a subreaper and reap orphaned
-    /// zombies; forward SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGALRM to the
-    /// program (SIGTERM, SIGINT and SIGPWR stop it, SIGHUP reloads it). On by itself when
-    /// daemonic is PID 1.
+    /// Be a container's init (on by itself when daemonic is PID 1): reap orphans, forward
+    /// signals.
+    ///
+    /// Reaps the orphaned zombies of the program's descendants (outside PID 1, as a
+    /// subreaper); forwards SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGALRM to the
+    /// program's main process; SIGTERM, SIGINT and SIGPWR stop it (stop signal, timeout,
+    /// SIGKILL), SIGHUP sends it the reload signal. Exits with the program's status.
     #[arg(long, conflicts_with = "no_init")]
     init: bool,
     /// Not an init, even as PID 1.
