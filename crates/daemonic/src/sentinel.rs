@@ -195,11 +195,13 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
 /// until a scan finds none. Returns how many were killed.
 pub(crate) fn kill_marked(marker: &str) -> usize {
     let me = std::process::id() as i32;
-    let mut killed = 0;
+    // What this call has SIGKILLed: a process still dying when the next scan comes (its
+    // environment is readable until it has exited) is that same process, not a new one.
+    let mut signalled: Vec<PidFd> = Vec::new();
     for _ in 0..MAX_SCANS {
         let mut found = 0;
         let Ok(dir) = std::fs::read_dir("/proc") else {
-            return killed;
+            return signalled.len();
         };
         for entry in dir.flatten() {
             let Some(pid) = entry
@@ -212,20 +214,25 @@ pub(crate) fn kill_marked(marker: &str) -> usize {
             if pid == me {
                 continue;
             }
+            let dying =
+                |h: &PidFd| h.pid().as_raw() == pid && !h.wait_exit(Duration::ZERO).unwrap_or(true);
+            if signalled.iter().any(dying) {
+                continue;
+            }
             // Open first, then look: see the module docs.
             let Ok(handle) = PidFd::open(Pid::from_raw(pid)) else {
                 continue;
             };
             if carries(pid, marker) && handle.signal(Signal::SIGKILL).is_ok() {
+                signalled.push(handle);
                 found += 1;
             }
         }
         if found == 0 {
             break;
         }
-        killed += found;
     }
-    killed
+    signalled.len()
 }
 
 /// Whether `/proc/PID/environ` has an entry that starts with `marker`.
