@@ -42,8 +42,8 @@
 //!    process only, as tini does by default and as systemd's `kill -HUP $MAINPID` — a
 //!    wrapper script should `exec` the program. A service in backoff, with no process,
 //!    misses the signal. Not caught, so with their default actions outside PID 1 and
-//!    dropped as PID 1: SIGTSTP, SIGTTIN, SIGTTOU (job control would stop the services
-//!    but not daemonic; dumb-init stops itself too, tini ignores them as we do).
+//!    dropped as PID 1: SIGTSTP, SIGTTIN, SIGTTOU (forwarded, job control would stop the
+//!    services but not daemonic; dumb-init forwards them and then stops itself).
 //!
 //! 3. **Exit with the program's status.** The supervisor ends when every service is
 //!    final; `run` exits with the main service's last status (128+N if signal N killed
