@@ -10,10 +10,22 @@
 //!   (`PR_SET_PDEATHSIG`), signals reset to their defaults.
 //! - [`Exit`] is how a process ended, from the one place that calls `waitpid`:
 //!   [`PidFd::reap`].
+//! - [`reap_orphans`] is for an init (PID 1 of a container, or a
+//!   [subreaper](become_subreaper)): it reaps the orphans the kernel hands over, and never
+//!   a child [`spawn`] started, whose exit status belongs to [`PidFd::reap`].
+//!
+//! **Claimed children.** A child started by [`spawn`] is *claimed* from the moment it is
+//! started until its [`PidFd`] has reaped it or is dropped. The claim is process-wide (the
+//! kernel's list of children is), kept in a small registry behind a mutex.
+//! [`reap_orphans`] peeks at exited children without reaping them
+//! (`waitid(…, WNOWAIT)`) and reaps only unclaimed ones. A child whose handle was dropped
+//! unreaped (abandoned) is reaped as an orphan when it exits, so no zombie stays behind.
 
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -63,6 +75,8 @@ impl fmt::Display for Exit {
 pub struct PidFd {
     fd: OwnedFd,
     pid: Pid,
+    /// Started by [`spawn`] and not reaped yet: [`reap_orphans`] leaves it alone.
+    claimed: AtomicBool,
 }
 
 impl PidFd {
@@ -73,7 +87,11 @@ impl PidFd {
     pub fn open(pid: Pid) -> Result<PidFd> {
         let fd =
             crate::sys::pidfd_open(pid).map_err(|e| Error::io(format!("pidfd_open {pid}"), e))?;
-        Ok(PidFd { fd, pid })
+        Ok(PidFd {
+            fd,
+            pid,
+            claimed: AtomicBool::new(false),
+        })
     }
 
     /// The pid the process had when the handle was opened.
@@ -108,12 +126,19 @@ impl PidFd {
 
     /// Reaps the process (our child) if it has exited: `None` while it runs.
     ///
-    /// This is the one place in daemonic that calls `waitpid`.
+    /// This is the one place in daemonic that calls `waitpid` for a child it started
+    /// ([`reap_orphans`] reaps the others, by `waitid`).
     pub fn reap(&self) -> Result<Option<Exit>> {
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Exit::Code(code))),
-                Ok(WaitStatus::Signaled(_, sig, core)) => return Ok(Some(Exit::Signal(sig, core))),
+                Ok(WaitStatus::Exited(_, code)) => {
+                    self.unclaim();
+                    return Ok(Some(Exit::Code(code)));
+                }
+                Ok(WaitStatus::Signaled(_, sig, core)) => {
+                    self.unclaim();
+                    return Ok(Some(Exit::Signal(sig, core)));
+                }
                 Ok(WaitStatus::StillAlive) => return Ok(None),
                 Ok(_) => return Ok(None),
                 Err(Errno::EINTR) => continue,
@@ -121,6 +146,70 @@ impl PidFd {
             }
         }
     }
+
+    /// Releases the claim (once): the pid is no longer ours to reap.
+    fn unclaim(&self) {
+        if self.claimed.swap(false, Ordering::SeqCst) {
+            let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = claimed.iter().position(|p| *p == self.pid) {
+                claimed.swap_remove(i);
+            }
+        }
+    }
+}
+
+impl Drop for PidFd {
+    /// An unreaped child whose handle goes away is no longer claimed: if it exits,
+    /// [`reap_orphans`] reaps it.
+    fn drop(&mut self) {
+        self.unclaim();
+    }
+}
+
+/// The children started by [`spawn`] whose [`PidFd`] has not reaped them yet.
+static CLAIMED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+
+/// Makes this process a *child subreaper* (`PR_SET_CHILD_SUBREAPER`): a descendant
+/// whose parent dies is reparented to it, not to PID 1, so it must reap them (see
+/// [`reap_orphans`]). What a container init does when it is not PID 1; PID 1 of a pid
+/// namespace is its reaper already. Not inherited by children.
+pub fn become_subreaper() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))
+}
+
+/// Reaps every exited child that no [`PidFd`] from [`spawn`] claims — the orphans an init
+/// or a subreaper adopts — and throws their statuses away (nobody is there to read them);
+/// returns how many. Never blocks. Call it when SIGCHLD arrives and after reaping a child
+/// of your own.
+///
+/// How, and why it never steals a status: `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)`
+/// *peeks* at the first exited child in the kernel's list (oldest first; adopted orphans
+/// are appended) without reaping it. An unclaimed one is reaped by its pid (safe: the pid
+/// of an unreaped zombie cannot be reused, and only its parent can reap it), and the
+/// next is looked at. A claimed one ends the round: the kernel would report it again, so
+/// the orphans behind it wait until its owner has reaped it (its pidfd is readable
+/// already) and this is called again.
+///
+/// Call it from the thread that spawns children: between `fork` and the claim taken
+/// when [`spawn`] returns, a child that exits at once (a failed `exec`, which std reaps
+/// itself) is not claimed yet.
+pub fn reap_orphans() -> Result<usize> {
+    let mut reaped = 0;
+    while let Some(pid) =
+        crate::sys::peek_exited_child().map_err(|e| Error::io("waitid P_ALL WNOWAIT", e))?
+    {
+        let claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.contains(&pid) {
+            break;
+        }
+        drop(claimed);
+        if !crate::sys::reap_exited_child(pid).map_err(|e| Error::io(format!("waitid {pid}"), e))? {
+            break;
+        }
+        reaped += 1;
+    }
+    Ok(reaped)
 }
 
 impl AsFd for PidFd {
@@ -186,5 +275,8 @@ pub(crate) fn start(cmd: &mut Command) -> Result<Spawned> {
         .map_err(|e| Error::io(format!("spawn {program}"), e))?;
     let pid = Pid::from_raw(child.id() as i32);
     let pidfd = PidFd::open(pid)?;
+    // Ours to reap through the pidfd: see "Claimed children" in the module docs.
+    CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    pidfd.claimed.store(true, Ordering::SeqCst);
     Ok(Spawned { pidfd, child })
 }

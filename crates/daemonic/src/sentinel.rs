@@ -121,17 +121,25 @@ impl Sentinel {
     }
 
     /// Tells the sentinel to exit without killing anything, waits for it (so the pid-file
-    /// lock it shares is released when this returns) and reaps it.
+    /// lock it shares is released when this returns) and reaps it (unless someone did).
     pub fn disarm(mut self) -> Result<()> {
         // A sentinel that is already gone (killed by someone) fails this write; it is
         // reaped below all the same.
         let _ = self.pipe.write_all(b"d");
         drop(self.pipe);
         self.pidfd.wait_exit(Duration::from_secs(10))?;
-        while self.pidfd.reap()?.is_none() {
-            self.pidfd.wait_exit(Duration::from_secs(10))?;
+        loop {
+            match self.pidfd.reap() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {
+                    self.pidfd.wait_exit(Duration::from_secs(10))?;
+                }
+                // Killed by someone and reaped already, by an init that reaps whatever
+                // it does not claim (`process::reap_orphan`).
+                Err(e) if e.os_error() == Some(libc::ECHILD) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
     }
 }
 
@@ -187,11 +195,13 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
 /// until a scan finds none. Returns how many were killed.
 pub(crate) fn kill_marked(marker: &str) -> usize {
     let me = std::process::id() as i32;
-    let mut killed = 0;
+    // What this call has SIGKILLed: a process still dying when the next scan comes (its
+    // environment is readable until it has exited) is that same process, not a new one.
+    let mut signalled: Vec<PidFd> = Vec::new();
     for _ in 0..MAX_SCANS {
-        let mut found = Vec::new();
+        let mut found = 0;
         let Ok(dir) = std::fs::read_dir("/proc") else {
-            return killed;
+            return signalled.len();
         };
         for entry in dir.flatten() {
             let Some(pid) = entry
@@ -204,26 +214,25 @@ pub(crate) fn kill_marked(marker: &str) -> usize {
             if pid == me {
                 continue;
             }
+            let dying =
+                |h: &PidFd| h.pid().as_raw() == pid && !h.wait_exit(Duration::ZERO).unwrap_or(true);
+            if signalled.iter().any(dying) {
+                continue;
+            }
             // Open first, then look: see the module docs.
             let Ok(handle) = PidFd::open(Pid::from_raw(pid)) else {
                 continue;
             };
             if carries(pid, marker) && handle.signal(Signal::SIGKILL).is_ok() {
-                found.push(handle);
+                signalled.push(handle);
+                found += 1;
             }
         }
-        if found.is_empty() {
+        if found == 0 {
             break;
         }
-        killed += found.len();
-        // Before the next scan, let the kills take effect (a dying process still shows
-        // its environ for a moment): the next scan then finds only what was forked
-        // meanwhile, and nothing is counted twice.
-        for handle in &found {
-            let _ = handle.wait_exit(std::time::Duration::from_secs(1));
-        }
     }
-    killed
+    signalled.len()
 }
 
 /// Whether `/proc/PID/environ` has an entry that starts with `marker`.

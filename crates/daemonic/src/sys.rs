@@ -105,6 +105,45 @@ pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
+/// `waitid(P_ALL, WEXITED | WNOHANG | WNOWAIT)`: the pid of a child that has exited and is
+/// not reaped yet, leaving it unreaped; `None` if no child has exited (`ECHILD`, no child
+/// at all, counts as none). Only the pid is read, so a child killed by a signal nix has no
+/// name for (a real-time one) is reported like any other.
+pub(crate) fn peek_exited_child() -> io::Result<Option<Pid>> {
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL;
+    waitid(libc::P_ALL, 0, flags)
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG)`: reaps the child `pid` if it has exited; true if
+/// it was reaped. Its status is not read.
+pub(crate) fn reap_exited_child(pid: Pid) -> io::Result<bool> {
+    let flags = libc::WEXITED | libc::WNOHANG | libc::__WALL;
+    Ok(waitid(libc::P_PID, pid.as_raw() as libc::id_t, flags)?.is_some())
+}
+
+fn waitid(idtype: libc::idtype_t, id: libc::id_t, flags: libc::c_int) -> io::Result<Option<Pid>> {
+    // SAFETY: siginfo_t is plain data for which all-zero bytes are a valid value; with
+    // WNOHANG the kernel leaves si_pid at 0 when no child has exited (as POSIX asks callers
+    // to check), which is why it is zeroed first.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid, writable siginfo_t that outlives the call.
+        let ret = unsafe { libc::waitid(idtype, id, &mut info, flags) };
+        if ret == 0 {
+            break;
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EINTR) => continue,
+            e if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+            e => return Err(e),
+        }
+    }
+    // SAFETY: after a successful waitid for WEXITED the kernel filled in the SIGCHLD
+    // fields of the union (or left si_pid zero), which is what si_pid reads.
+    let pid = unsafe { info.si_pid() };
+    Ok((pid != 0).then(|| Pid::from_raw(pid)))
+}
+
 /// Sets `sig` to "ignore". No handler code is installed, so there is nothing to be unsound.
 pub(crate) fn ignore_signal(sig: Signal) -> io::Result<()> {
     // SAFETY: SIG_IGN runs no code in this process; the previous handler is not returned

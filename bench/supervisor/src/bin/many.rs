@@ -57,7 +57,7 @@ fn main() -> Result<()> {
     }
     let outer = daemonic::Daemon::new().foreground(true).start()?;
     // No control socket (`daemonic run --name` serves one; `many` has no name).
-    supervise(entries, &outer, None)?;
+    supervise(entries, &outer, None, None)?;
     outer.finish()?;
     Ok(())
 }

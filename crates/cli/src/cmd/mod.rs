@@ -59,11 +59,13 @@ fn exit_code(exit: daemonic::process::Exit) -> u8 {
 /// Supervises `service` until it is stopped, exits for good or gives up, then releases the
 /// pid file; the exit status is the child's (last): 127/126 if it could not be
 /// found/executed (with the reason on stderr), 128+N if signal N killed it. With `dirs`
-/// (a named service), keeps its status file and serves its control socket there.
+/// (a named service), keeps its status file and serves its control socket there. With
+/// `init`, the supervisor is a container's init (`supervisor::init`).
 fn supervise(
     service: &crate::service::Service,
     running: daemonic::Running,
     dirs: Option<&crate::state_dir::StateDir>,
+    init: Option<crate::supervisor::init::Init>,
 ) -> anyhow::Result<u8> {
     use anyhow::Context;
     let name = &service.name;
@@ -72,7 +74,7 @@ fn supervise(
         status_file: dirs.map(|d| d.status_file(name)),
     };
     let control = dirs.map(|d| d.control_socket(name));
-    let exits = match crate::supervisor::supervise(vec![entry], &running, control) {
+    let exits = match crate::supervisor::supervise(vec![entry], &running, control, init) {
         Ok(exits) => exits,
         Err(e) => {
             // A detached supervisor's stderr may be /dev/null: the launcher prints this.

@@ -13,6 +13,9 @@
 //! when that one ends (the others are then stopped) — with the exit status of `main` (or
 //! of the only service; else 0). SIGTERM stops everything, dependents first; SIGHUP reads
 //! the file again, as `up` does.
+//!
+//! As PID 1 (a container's entrypoint), or with `--init`, the supervisor is also an init:
+//! it reaps orphans and forwards signals (`supervisor::init`); `--no-init` opts out.
 
 use std::path::PathBuf;
 
@@ -21,6 +24,7 @@ use daemonic::Daemon;
 
 use crate::service::{self, Service, ServiceArgs};
 use crate::state_dir::{StateDir, check_name};
+use crate::supervisor::init::Init;
 use crate::supervisor::{self, Group};
 
 #[derive(clap::Args, Debug)]
@@ -35,13 +39,27 @@ pub struct Args {
     /// With -f: the services to run (with what they depend on) [default: all].
     #[arg(value_name = "NAME", requires = "file")]
     services: Vec<String>,
+    /// Be a container's init (on by itself when daemonic is PID 1): reap orphans, forward
+    /// signals.
+    ///
+    /// Reaps the orphaned zombies of the program's descendants (outside PID 1, as a
+    /// subreaper); forwards SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGALRM to the
+    /// program's main process; SIGTERM, SIGINT and SIGPWR stop it (stop signal, timeout,
+    /// SIGKILL), SIGHUP sends it the reload signal. Exits with the program's status.
+    #[arg(long, conflicts_with = "no_init")]
+    init: bool,
+    /// Not an init, even as PID 1.
+    #[arg(long)]
+    no_init: bool,
     #[command(flatten)]
     service: ServiceArgs,
 }
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
+    // Before any child exists, so that every orphan comes to us.
+    let init = Init::wanted(a.init, a.no_init)?;
     if let Some(file) = &a.file {
-        return run_file(file, &a.services, dirs);
+        return run_file(file, &a.services, dirs, init);
     }
     super::require_command(&a.service, "daemonic run [OPTIONS] -- CMD [ARGS]...");
     let explicit = a.name.is_some();
@@ -58,10 +76,15 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         daemon = daemon.pid_file(dirs.pid_file(&name));
     }
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, explicit.then_some(dirs))
+    super::supervise(&service, running, explicit.then_some(dirs), init)
 }
 
-fn run_file(file: &std::path::Path, names: &[String], dirs: &StateDir) -> Result<u8> {
+fn run_file(
+    file: &std::path::Path,
+    names: &[String],
+    dirs: &StateDir,
+    init: Option<Init>,
+) -> Result<u8> {
     let config = crate::config::load(file)?;
     config.with_dependencies(names)?;
     dirs.ensure()?;
@@ -77,7 +100,7 @@ fn run_file(file: &std::path::Path, names: &[String], dirs: &StateDir) -> Result
         dirs: dirs.clone(),
         detached: false,
     };
-    let exit = supervisor::supervise_group(group, names, &running, socket)?;
+    let exit = supervisor::supervise_group(group, names, &running, socket, init)?;
     running.finish().with_context(|| project.clone())?;
     Ok(exit.map_or(0, super::exit_code))
 }

@@ -55,5 +55,5 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     }
     // Returns only in the detached supervisor; the launcher exits inside.
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, Some(dirs))
+    super::supervise(&service, running, Some(dirs), None)
 }

@@ -148,7 +148,7 @@ fn launch(
         dirs,
         detached: true,
     };
-    let result = supervisor::supervise_group(group, &a.names, &running, socket);
+    let result = supervisor::supervise_group(group, &a.names, &running, socket, None);
     if let Err(e) = &result {
         let _ = running.fail(&format!("{e:#}"), None);
     }

@@ -26,11 +26,15 @@
 //! is reaped (while its pid still pins the group id), so no grandchild outlives it. If the
 //! supervisor itself is killed, its children die with it (`PR_SET_PDEATHSIG`) and a
 //! [`Sentinel`] kills their descendants, found by the `INVOCATION_ID` each child gets.
+//!
+//! In [`init`] mode (a container's PID 1, or `run --init`) the loop also reaps adopted
+//! orphans and forwards signals to the services.
 
 pub mod capture;
 pub mod group;
 pub mod health;
 pub mod health_args;
+pub mod init;
 pub mod machine;
 pub mod policy;
 pub mod probe;
@@ -53,6 +57,7 @@ use crate::control::{ControlServer, Request};
 use crate::service::{Readiness, Service};
 pub use group::Group;
 use group::Slot;
+use init::Init;
 use machine::Event;
 pub use machine::State;
 use requests::{Answer, Pending};
@@ -87,14 +92,17 @@ enum Source {
 /// ours).
 ///
 /// For a single service, failing to start the child is reported to `outer` (`STATUS=` and
-/// `ERRNO=`) so a waiting launcher prints it.
+/// `ERRNO=`) so a waiting launcher prints it. With `init`, the supervisor is an init
+/// (see [`init`]).
 pub fn supervise(
     entries: Vec<Entry>,
     outer: &Running,
     control: Option<PathBuf>,
+    init: Option<Init>,
 ) -> Result<Vec<Exit>> {
-    let ended = with_sentinel(outer, control, |server, sentinel| {
-        run(Start::Entries(entries), outer, sentinel, server)
+    let pid1 = init.as_ref().is_some_and(Init::is_pid1);
+    let ended = with_sentinel(outer, control, pid1, |server, sentinel| {
+        run(Start::Entries(entries), outer, sentinel, server, init)
     })?;
     Ok(ended
         .into_iter()
@@ -106,12 +114,14 @@ pub fn supervise(
 /// until they have all ended (in the foreground); `targets` are the services wanted up
 /// at first (with what they depend on; all when empty). Serves its control socket at
 /// `control` and each service's at `<state-dir>/NAME.sock`. Returns the last exit of the
-/// file's `main` service (or of its only one), if it ran.
+/// file's `main` service (or of its only one), if it ran. With `init`, the supervisor is
+/// an init (see [`init`]).
 pub fn supervise_group(
     group: Group,
     targets: &[String],
     outer: &Running,
     control: PathBuf,
+    init: Option<Init>,
 ) -> Result<Option<Exit>> {
     let main = group
         .config
@@ -121,8 +131,9 @@ pub fn supervise_group(
             [only] => Some(only.name.clone()),
             _ => None,
         });
-    let ended = with_sentinel(outer, Some(control), |server, sentinel| {
-        run(Start::Group(group, targets), outer, sentinel, server)
+    let pid1 = init.as_ref().is_some_and(Init::is_pid1);
+    let ended = with_sentinel(outer, Some(control), pid1, |server, sentinel| {
+        run(Start::Group(group, targets), outer, sentinel, server, init)
     })?;
     Ok(ended
         .into_iter()
@@ -131,17 +142,20 @@ pub fn supervise_group(
         .and_then(|(_, exit)| exit))
 }
 
-/// Runs `body` with a sentinel started first and the control socket bound.
+/// Runs `body` with a sentinel started first (not as PID 1) and the control socket bound.
 fn with_sentinel<T>(
     outer: &Running,
     control: Option<PathBuf>,
+    pid1: bool,
     body: impl FnOnce(Option<&mut ControlServer>, Option<&Sentinel>) -> Result<T>,
 ) -> Result<T> {
     // First, while the process runs one thread: the sentinel keeps the pid-file lock
-    // until it has cleaned up after a killed supervisor.
+    // until it has cleaned up after a killed supervisor. Not as PID 1, whose death kills
+    // every process of its pid namespace.
     let keep: Vec<_> = outer.pid_file().map(|p| p.as_fd()).into_iter().collect();
-    let sentinel = match Sentinel::start("INVOCATION_ID", &keep) {
-        Ok(s) => Some(s),
+    let sentinel = (!pid1).then(|| Sentinel::start("INVOCATION_ID", &keep));
+    let sentinel = match sentinel.transpose() {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("daemonic: no sentinel, descendants may outlive a killed supervisor: {e}");
             None
@@ -172,8 +186,12 @@ fn run(
     outer: &Running,
     sentinel: Option<&Sentinel>,
     mut control: Option<&mut ControlServer>,
+    init: Option<Init>,
 ) -> Result<Vec<(String, Option<Exit>)>> {
     let mut signals = Signals::new().context("install signal handlers")?;
+    if let Some(init) = &init {
+        signals = init.catch(signals)?;
+    }
     // A second SIGTERM escalates the stop instead of abandoning the children.
     signals
         .force_exit_on_second(false)
@@ -194,6 +212,7 @@ fn run(
         pending: Vec::new(),
         group: None,
         ending: false,
+        init,
     };
     match start {
         Start::Entries(entries) => {
@@ -279,6 +298,8 @@ struct Supervisor {
     /// Everything is being stopped (a signal, or `down` of all); the supervisor ends when
     /// it has.
     ending: bool,
+    /// Init mode: reap orphans, forward signals.
+    init: Option<Init>,
 }
 
 impl Supervisor {
@@ -379,6 +400,9 @@ impl Supervisor {
             }
             if let Some(server) = control.as_deref_mut() {
                 self.settle(server, false);
+            }
+            if let Some(init) = &self.init {
+                init.reap_orphans();
             }
         }
         Ok(())
@@ -488,7 +512,11 @@ impl Supervisor {
         cx: &Context<'_>,
         mut control: Option<&mut ControlServer>,
     ) -> Result<()> {
-        for event in signals.pending() {
+        let mut events = signals.pending();
+        if let Some(init) = &self.init {
+            events = init.on_signals(events, &self.units);
+        }
+        for event in events {
             match event {
                 daemonic::Event::Shutdown => self.shut_down(cx),
                 // A config file's supervisor reads the file again and applies it, as `up`.
