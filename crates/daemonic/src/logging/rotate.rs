@@ -612,12 +612,14 @@ fn loss_marker(cfg: &Config, loss: &Loss) -> Vec<u8> {
     line.into_bytes()
 }
 
-/// Opens `path` for appending (`O_APPEND | O_CREAT | O_CLOEXEC`).
+/// Opens `path` for appending (`O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW`: a symlink
+/// planted at the path fails with `ELOOP` instead of redirecting the log).
 pub(crate) fn open_append(path: &Path, mode: u32) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))
 }
