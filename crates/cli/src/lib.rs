@@ -14,6 +14,7 @@ mod cmd;
 pub mod control;
 mod duration;
 mod human;
+pub mod privilege_args;
 mod query;
 pub mod service;
 mod state_dir;

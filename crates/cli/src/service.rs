@@ -118,6 +118,8 @@ pub struct ServiceArgs {
     pub on_give_up: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub privileges: crate::privilege_args::PrivilegeArgs,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -144,6 +146,8 @@ pub struct Service {
     pub on_give_up: Option<String>,
     /// Where the child's stdout and stderr are captured; `None`: they are inherited.
     pub log: Option<LogConfig>,
+    /// Who the child runs as (looked up already); `None`: as the supervisor.
+    pub privileges: Option<daemonic::privileges::Prepared>,
 }
 
 impl Service {
@@ -168,10 +172,7 @@ impl Service {
         let program = command
             .next()
             .ok_or_else(|| anyhow!("no command given after --"))?;
-        let dir = match a.dir {
-            Some(d) => d,
-            None => std::env::current_dir().map_err(|e| anyhow!("current directory: {e}"))?,
-        };
+        let (dir, privileges) = a.privileges.resolve(a.dir)?;
         Ok(Service {
             name,
             program,
@@ -201,6 +202,7 @@ impl Service {
             },
             on_give_up: a.on_give_up,
             log,
+            privileges,
         })
     }
 }
