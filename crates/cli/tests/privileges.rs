@@ -29,12 +29,17 @@ fn root(test: &str) -> bool {
 }
 
 /// The report fixture, copied where any user may execute it: the build directory may sit
-/// below a directory `nobody` cannot enter.
+/// below a directory `nobody` cannot enter. Copied by another process: a copy open for
+/// writing in this one would be inherited by children that other tests fork meanwhile,
+/// and exec would fail with ETXTBSY.
 fn shared_fixture(dir: &TempDir) -> String {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = dir.join("privileges-report");
-    std::fs::copy(example("privileges-report"), &path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copied = run(Command::new("install")
+        .args(["-m", "0755"])
+        .arg(example("privileges-report"))
+        .arg(&path));
+    assert!(copied.status.success(), "install: {}", stderr(&copied));
     path.display().to_string()
 }
 

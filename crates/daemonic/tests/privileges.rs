@@ -48,9 +48,14 @@ fn daemon_drops_to_nobody(reexec: bool) {
     nix::unistd::chown(&out, Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
     let report = out.join("report");
     // Re-exec mode runs the program again as nobody: it must be executable by nobody.
+    // Copied by another process: a copy open for writing in this one would be inherited
+    // by children that other tests fork meanwhile, and exec would fail with ETXTBSY.
     let prog = dir.join("daemon-probe");
-    std::fs::copy(example("daemon-probe"), &prog).unwrap();
-    chmod(&prog, 0o755);
+    let copied = run(Command::new("install")
+        .args(["-m", "0755"])
+        .arg(example("daemon-probe"))
+        .arg(&prog));
+    assert!(copied.status.success(), "install: {}", stderr(&copied));
     let pid_file = dir.join("p.pid");
     let mut cmd = Command::new(&prog);
     cmd.arg("--report")
@@ -236,4 +241,18 @@ fn as_root_a_pid_file_others_could_replace_is_refused() {
     nix::unistd::chown(dir.path(), Some(NOBODY.into()), None).unwrap();
     let e = PidFile::lock(&path).unwrap_err();
     assert!(e.to_string().contains("is owned by uid 65534"), "{e}");
+}
+
+#[test]
+fn a_symlink_at_a_log_file_path_is_never_followed() {
+    let dir = TempDir::new("priv-log-symlink");
+    let target = dir.join("precious");
+    std::fs::write(&target, "keep me\n").unwrap();
+    let path = dir.join("app.log");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let e = daemonic::logging::RotatingWriter::builder(&path)
+        .open()
+        .unwrap_err();
+    assert_eq!(e.os_error(), Some(libc::ELOOP), "{e}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
 }
