@@ -332,3 +332,36 @@ fn an_unknown_user_is_named_in_the_terminal_and_nothing_runs() {
     );
     assert!(!env.pid_file("u").exists(), "no supervisor was started");
 }
+
+/// Regression: a credential change clears the parent-death signal, so the switch must come
+/// before it is set; otherwise a child running as another user outlives a killed
+/// supervisor.
+#[test]
+fn a_child_running_as_another_user_dies_with_its_killed_supervisor() {
+    if !root("a_child_running_as_another_user_dies_with_its_killed_supervisor") {
+        return;
+    }
+    let env = Env::new("priv-pdeath");
+    let prog = shared_fixture(&env.dir);
+    let out = run(env
+        .cmd()
+        .args([
+            "start", "--name", "pd", "--ready", "notify", "--user", "nobody",
+        ])
+        .args(["--", &prog, "--stay"]));
+    assert!(out.status.success(), "start failed: {}", stderr(&out));
+    let child = KillOnDrop::new(env.child_pid("pd"));
+    let log = env.dir.join("state").join("pd.log");
+    await_key(&log, "done");
+    // The kernel's guarantee; the sentinel below would hide its absence.
+    assert_eq!(field(&report(&log), "pdeathsig"), "SIGKILL");
+    let daemonic::pidfile::Holder::Locked(Some(supervisor)) =
+        daemonic::PidFile::holder(env.pid_file("pd")).unwrap()
+    else {
+        panic!("no supervisor holds the pid file");
+    };
+    drop(KillOnDrop::new(supervisor)); // SIGKILL, and wait for it
+    wait_for("the child to die with its supervisor", SOON, || {
+        (!alive(child.pid())).then_some(())
+    });
+}
