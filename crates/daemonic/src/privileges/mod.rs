@@ -68,7 +68,7 @@
 //! ```no_run
 //! use daemonic::privileges::{Capability, Privileges};
 //!
-//! # fn main() -> daemonic::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // As root: look everything up first…
 //! let prepared = Privileges::new()
 //!     .user("www-data")
@@ -337,13 +337,11 @@ impl Prepared {
 
     /// Who the switch makes us, for messages: `user nobody (uid 65534, gid 65534)`.
     pub fn describe(&self) -> String {
-        let name = self
-            .account
-            .as_ref()
-            .map(|u| format!("user {} ", u.name))
-            .unwrap_or_default();
         match (self.uid, self.gid) {
-            (Some(u), Some(g)) => format!("{name}(uid {u}, gid {g})"),
+            (Some(u), Some(g)) => match &self.account {
+                Some(a) => format!("user {} (uid {u}, gid {g})", a.name),
+                None => format!("uid {u}, gid {g}"),
+            },
             (None, Some(g)) => format!("gid {g}"),
             _ => "the same user".to_string(),
         }
