@@ -16,6 +16,7 @@ pub mod control;
 mod duration;
 mod env_file;
 mod human;
+pub mod privilege_args;
 mod progress;
 mod query;
 pub mod service;

@@ -120,6 +120,8 @@ pub struct ServiceArgs {
     pub health: crate::supervisor::health_args::HealthArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub privileges: crate::privilege_args::PrivilegeArgs,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -158,6 +160,8 @@ pub struct Service {
     pub health: crate::supervisor::health_args::Health,
     /// Where the child's stdout and stderr are captured; `None`: they are inherited.
     pub log: Option<LogConfig>,
+    /// Who the child runs as (looked up already); `None`: as the supervisor.
+    pub privileges: Option<daemonic::privileges::Prepared>,
 }
 
 impl Service {
@@ -182,10 +186,7 @@ impl Service {
         let program = command
             .next()
             .ok_or_else(|| anyhow!("no command given after --"))?;
-        let dir = match a.dir {
-            Some(d) => d,
-            None => std::env::current_dir().map_err(|e| anyhow!("current directory: {e}"))?,
-        };
+        let (dir, privileges) = a.privileges.resolve(a.dir)?;
         let mut env = Vec::new();
         for file in &a.env_file {
             env.extend(crate::env_file::read(file)?);
@@ -222,6 +223,7 @@ impl Service {
             on_give_up: a.on_give_up,
             health: a.health.into(),
             log,
+            privileges,
         })
     }
 }

@@ -4,6 +4,14 @@
 //! State: `--state-dir` / `DAEMONIC_STATE_DIR` if given; else `$XDG_RUNTIME_DIR/daemonic`;
 //! else `/run/daemonic` for root; else `/tmp/daemonic-<uid>`. Created with mode 0700.
 //!
+//! Whoever can write to the state directory can replace a pid file, a status file or a
+//! control socket in it, so [`StateDir::ensure`] refuses a directory that belongs to
+//! another user (root's must belong to root) or that group or others may write to —
+//! even with the sticky bit: `/tmp/daemonic-<uid>` made in advance by someone else must not
+//! become ours. What it holds, and with which modes: `NAME.pid` 0644 (the pid is no
+//! secret), `NAME.status` 0644, `NAME.sock` 0600 (only the owner may control), logs 0640
+//! in a 0700 directory.
+//!
 //! Logs (a service's captured stdout/stderr, see [`default_log_path`]) outlive a reboot,
 //! so by default they do not go to the runtime directory: `/var/log/daemonic` for root,
 //! else `$XDG_STATE_HOME/daemonic/log` (`~/.local/state/daemonic/log`). An explicit state
@@ -40,13 +48,15 @@ impl StateDir {
         }
     }
 
-    /// The directory, created (0700) if missing.
+    /// The directory, created (0700) if missing; refused if another user could write to
+    /// it (see the module docs).
     pub fn ensure(&self) -> Result<&Path> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
             .with_context(|| format!("create state directory {}", self.dir.display()))?;
+        check_private(&self.dir)?;
         Ok(&self.dir)
     }
 
@@ -138,6 +148,32 @@ fn user_log_dir() -> PathBuf {
         // No home at all (a stripped-down container): beside the fallback state directory.
         None => PathBuf::from(format!("/tmp/daemonic-{uid}/log")),
     }
+}
+
+/// Refuses a directory that another user owns or that group or others may write to.
+fn check_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("stat state directory {}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != me {
+        bail!(
+            "state directory {} belongs to uid {}, not to this user (uid {me}); refused: its \
+             pid files and control sockets could be replaced by their owner",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if mode & 0o022 != 0 {
+        bail!(
+            "state directory {} is writable by group or others (mode {mode:04o}); refused: \
+             another user could replace its pid files and control sockets (chmod go-w {})",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// A service name: letters, digits, `_`, `-`, `.`; not starting with `.`; 1–64 bytes.

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     Poisoned,
     /// A wait ran out of time (e.g. a notify `BARRIER=1` was not acknowledged).
     TimedOut,
+    /// After dropping privileges, root could still be regained (`setuid(0)` or
+    /// `setgid(0)` succeeded): the switch is treated as failed.
+    RootRegainable,
 }
 
 /// An error from daemonic: a kind, the operation it happened in, and its cause.
@@ -75,6 +78,12 @@ impl Error {
     /// Attaches the pid of the process the error is about (the running instance).
     pub(crate) fn with_pid(mut self, pid: Option<nix::unistd::Pid>) -> Self {
         self.pid = pid;
+        self
+    }
+
+    /// Puts `prefix: ` before the context (the operation this one was part of).
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        self.context = format!("{prefix}: {}", self.context);
         self
     }
 

@@ -28,6 +28,7 @@
 //! | [`pidfile`] | [`PidFile`]: a lock, not a check |
 //! | [`signals`] | [`Signals`]: signals as [`Event`]s, blocking, pollable or async |
 //! | [`systemd`] | the notify protocol, sending ([`systemd::notify`], [`systemd::watchdog`]) and receiving ([`systemd::listen`]); socket activation ([`systemd::activation`], [`systemd::handoff`]) |
+//! | [`privileges`] | [`privileges::Privileges`]: run as a user and group, keep chosen capabilities, `no_new_privs`, chroot |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
 //! | [`sentinel`] | [`sentinel::Sentinel`]: kills a supervisor's leftover descendants if it dies |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
@@ -53,6 +54,7 @@ mod error;
 pub mod journal;
 pub mod logging;
 pub mod pidfile;
+pub mod privileges;
 pub mod process;
 mod random;
 pub mod sentinel;

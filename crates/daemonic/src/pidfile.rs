@@ -13,7 +13,24 @@
 //!   the daemon locks *before* forking (the error reaches the user's terminal) and the
 //!   detached process inherits the lock.
 //!
-//! Ordering rules: lock, then verify that the path still names the locked file (another
+//! ## Taken as root
+//!
+//! A pid file is only as trustworthy as its directory: whoever can write there can replace
+//! the file, and root's `kill $(cat …)` then hits their process. So, when the effective
+//! uid is 0, [`PidFile::lock`] refuses ([`ErrorKind::InvalidInput`]) a file
+//!
+//! - whose directory is owned by another user, or is writable by group or others without
+//!   the sticky bit (a sticky directory such as `/tmp` lets nobody remove or rename
+//!   another's file, so it is accepted);
+//! - that exists but belongs to another user (planted in a sticky directory);
+//! - that is a symlink — for every user: the file is opened with `O_NOFOLLOW`, so a
+//!   symlink planted at the path fails with `ELOOP` and its target is never touched.
+//!
+//! New files get mode `0o644` (readable by all: the pid is no secret) minus the umask.
+//!
+//! ## Ordering
+//!
+//! Lock, then verify that the path still names the locked file (another
 //! process may have removed it between our `open` and our `flock`), then write. On a clean
 //! exit the file is removed *while the lock is still held*, and only if the path still
 //! names our file.
@@ -50,7 +67,8 @@ pub enum Holder {
 impl PidFile {
     /// Creates (mode `0o644`) or opens `path`, locks it, and writes this process's pid.
     ///
-    /// Fails with [`ErrorKind::AlreadyRunning`] (`already running (pid N)`) if another
+    /// As root, refuses a path another user could tamper with (see the
+    /// [module docs](self#taken-as-root)). Fails with [`ErrorKind::AlreadyRunning`] (`already running (pid N)`) if another
     /// process holds the lock.
     pub fn lock(path: impl AsRef<Path>) -> Result<PidFile> {
         let pidfile = Self::lock_unwritten(path.as_ref(), 0o644)?;
@@ -64,9 +82,16 @@ impl PidFile {
         // Bounded: a retry means another process removed the file between our open and
         // our lock (a clean exit of the holder), or that a `holder()` probe held its
         // shared lock for an instant.
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            check_directory(path)?;
+        }
         let give_up = std::time::Instant::now() + std::time::Duration::from_millis(500);
         while std::time::Instant::now() < give_up {
             let file = open(path, mode)?;
+            if root {
+                check_owner(path, &file)?;
+            }
             let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((file, Errno::EWOULDBLOCK)) => {
@@ -109,7 +134,11 @@ impl PidFile {
     /// recognises such a probe and retries rather than reporting "already running".
     pub fn holder(path: impl AsRef<Path>) -> Result<Holder> {
         let path = path.as_ref();
-        let file = match File::open(path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Holder::None),
             Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
@@ -156,8 +185,18 @@ impl PidFile {
         // Unlink while still holding the lock, so no other process can have taken it
         // and written its own pid into the file we remove.
         if same_file(&self.path, &locked)? {
-            std::fs::remove_file(&self.path)
-                .map_err(|e| Error::io(format!("remove {}", self.path.display()), e))?;
+            match std::fs::remove_file(&self.path) {
+                Ok(()) => {}
+                // The daemon dropped its privileges after root created the file: it may
+                // not remove it, so it empties it. It names no process then, and it was
+                // never proof of life anyway (the lock is).
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => locked
+                    .set_len(0)
+                    .map_err(|e| Error::io(format!("truncate {}", self.path.display()), e))?,
+                Err(e) => {
+                    return Err(Error::io(format!("remove {}", self.path.display()), e));
+                }
+            }
         }
         drop(locked);
         Ok(())
@@ -208,6 +247,51 @@ fn open(path: &Path, mode: u32) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))
+}
+
+/// As root: refuses a directory another user could replace the pid file in.
+fn check_directory(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::io(format!("stat {}", dir.display()), e))?;
+    let mode = meta.mode() & 0o7777;
+    let why = if meta.uid() != 0 {
+        format!("is owned by uid {}", meta.uid())
+    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        format!("is writable by group or others (mode {mode:04o}) and not sticky")
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "lock {}: refused as root: the directory {} {why}, so another user could \
+             replace the pid file",
+            path.display(),
+            dir.display()
+        ),
+    ))
+}
+
+/// As root: refuses a pid file that another user created (in a sticky directory).
+fn check_owner(path: &Path, file: &File) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    if meta.uid() != 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "lock {}: refused as root: the file belongs to uid {}",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// True if `path` still names the file open as `file` (same device and inode).

@@ -369,7 +369,7 @@ fn layer(
             "depends-on" => l.depends_on = depends_on(&e.node, sink),
             _ => match keys.iter().find(|k| k.name == key) {
                 Some(k) => {
-                    if matches!(key, "user" | "group") {
+                    if matches!(key, "user" | "group" | "supplementary-groups") {
                         account(key, &e.node, sink);
                     }
                     let flags = schema::to_flags(k, &e.node, sink);
@@ -396,23 +396,39 @@ fn layer(
     l
 }
 
-/// A user or group name must exist (a number is taken as an id as it is).
+/// User and group names must exist (a number is taken as an id as it is).
 fn account(key: &str, node: &Node, sink: &mut Sink<'_>) {
-    let Value::Str(name) = &node.value else {
-        return;
+    let names: Vec<&str> = match &node.value {
+        Value::Str(s) => s.split(',').map(str::trim).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| match &i.value {
+                Value::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => return,
     };
-    if name.parse::<u32>().is_ok() {
-        return;
-    }
-    let missing = match key {
-        "user" => matches!(nix::unistd::User::from_name(name), Ok(None)),
-        _ => matches!(nix::unistd::Group::from_name(name), Ok(None)),
-    };
-    if missing {
-        sink.error(
-            node.span.clone(),
-            format!("`{key}`: no {key} named `{name}` on this system"),
-        );
+    for name in names
+        .into_iter()
+        .filter(|n| !n.is_empty() && n.parse::<u32>().is_err())
+    {
+        let (what, missing) = match key {
+            "user" => (
+                "user",
+                matches!(nix::unistd::User::from_name(name), Ok(None)),
+            ),
+            _ => (
+                "group",
+                matches!(nix::unistd::Group::from_name(name), Ok(None)),
+            ),
+        };
+        if missing {
+            sink.error(
+                node.span.clone(),
+                format!("`{key}`: no {what} named `{name}` on this system"),
+            );
+        }
     }
 }
 

@@ -122,6 +122,7 @@ restart = "sometimes"
 grace = "soon"
 backoff-jitter = "yes"
 depends-on = ["dbb"]
+user = "no-such-user-here"
 
 [services.db]
 command = 42
@@ -136,8 +137,9 @@ command = 42
         "7:9: `grace`: invalid duration \"soon\"",
         "8:18: `backoff-jitter` is true or false, not a string",
         "9:15: `depends-on` names an unknown service `dbb`\n  hint: did you mean `db`?",
-        "12:11: `command` is a string or an array of strings, not an integer",
-        "14:2: unknown key `servics` at the top level\n  hint: did you mean `services`?",
+        "10:8: `user`: no user named `no-such-user-here` on this system",
+        "13:11: `command` is a string or an array of strings, not an integer",
+        "15:2: unknown key `servics` at the top level\n  hint: did you mean `services`?",
         "5:11: service `web`: program `no-such-program-anywhere` not found in PATH",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

@@ -64,7 +64,8 @@ impl StatusFile {
         let delays: Vec<String> = s.delays.iter().map(|d| d.as_millis().to_string()).collect();
         text += &format!("delays_ms={}\n", delays.join(","));
         let tmp = self.path.with_extension("status.tmp");
-        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        let result =
+            write_new(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = result {
             eprintln!("daemonic: write {}: {e}", self.path.display());
         }
@@ -73,6 +74,20 @@ impl StatusFile {
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Writes `path` afresh with mode 0644 (minus the umask), never through a symlink.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path); // a leftover of a crash between write and rename
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(bytes)
 }
 
 /// The value of `key` among a snapshot's pairs.

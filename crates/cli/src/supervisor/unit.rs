@@ -24,7 +24,11 @@ use super::probe::{Attempt, Outcome as ProbeOutcome};
 use super::status_file::{self, StatusFile};
 use crate::service::{Readiness, Service};
 
-/// Variables that describe daemonic's own environment, never a child's.
+/// Variables that describe daemonic's own environment, never a child's. With every
+/// `DAEMONIC_*` variable of daemonic's environment (`DAEMONIC_STATE_DIR`, …), they are
+/// removed by [`strip_internal`]; the child then gets what it is given anew
+/// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `INVOCATION_ID`, and with `--user` the user's
+/// `HOME`, `USER`, `LOGNAME`, `SHELL`). Everything else is inherited.
 pub const NOT_FOR_CHILD: &[&str] = &[
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
@@ -33,8 +37,29 @@ pub const NOT_FOR_CHILD: &[&str] = &[
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "DAEMONIC_REEXEC",
+    "DAEMONIC_STATE_DIR",
     "INVOCATION_ID",
 ];
+
+/// Removes from `cmd`'s environment what no child of daemonic gets (see [`NOT_FOR_CHILD`]);
+/// call it before setting variables for the child.
+pub fn strip_internal(cmd: &mut Command) {
+    static OWN: std::sync::OnceLock<Vec<std::ffi::OsString>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        use std::os::unix::ffi::OsStrExt;
+        std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| k.as_bytes().starts_with(b"DAEMONIC_"))
+            .collect()
+    });
+    for var in NOT_FOR_CHILD
+        .iter()
+        .map(OsStr::new)
+        .chain(own.iter().map(|k| k.as_os_str()))
+    {
+        cmd.env_remove(var);
+    }
+}
 
 /// What the supervisor as a whole learns from a unit's step.
 #[derive(Debug, Default)]
@@ -419,14 +444,12 @@ impl Unit {
     fn spawn(&mut self, cx: &Context<'_>) -> Result<(), Exit> {
         self.spawned += 1;
         let mut cmd = Command::new(&self.service.program);
+        strip_internal(&mut cmd);
         // The configured variables first: what daemonic sets for the protocol wins.
         cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.service.args)
             .current_dir(&self.service.dir)
             .env("NOTIFY_SOCKET", cx.notify_socket);
-        for var in NOT_FOR_CHILD.iter().filter(|v| **v != "NOTIFY_SOCKET") {
-            cmd.env_remove(var);
-        }
         if let Some(s) = cx.sentinel {
             cmd.env(s.var(), s.value(self.spawned));
         }
@@ -451,7 +474,10 @@ impl Unit {
                 }
             }
         }
-        let spawned = process::spawn(&mut cmd);
+        let spawned = match &self.service.privileges {
+            Some(p) => process::spawn_as(&mut cmd, p),
+            None => process::spawn(&mut cmd),
+        };
         // The parent's copies of the pipes' write ends go now, or end of file never comes.
         drop(cmd);
         match spawned {
@@ -528,15 +554,13 @@ impl Unit {
             return;
         };
         let mut cmd = Command::new("/bin/sh");
+        strip_internal(&mut cmd);
         cmd.arg("-c")
             .arg(hook)
             .current_dir(&self.service.dir)
             .env("DAEMONIC_SERVICE", name)
             .env("DAEMONIC_LAST_EXIT", last_exit.shell_status().to_string())
             .env("DAEMONIC_REASON", reason);
-        for var in NOT_FOR_CHILD {
-            cmd.env_remove(var);
-        }
         match run_to_end(&mut cmd, self.service.stop_timeout) {
             Ok(exit) if exit.success() => {}
             Ok(exit) => self.note(&format!("on-give-up hook {exit}")),

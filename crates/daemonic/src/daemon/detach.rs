@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use super::setup::{self, Prepared, Streams};
 use super::{Daemon, Running, launcher, refuse_threads};
 use crate::pidfile::PidFile;
+use crate::privileges::Prepared as Switch;
 use crate::sys::{self, Forked};
 use crate::systemd::notify::{Notifier, State};
 use crate::{Error, Result};
@@ -21,7 +22,7 @@ use crate::{Error, Result};
 /// Exit status of a daemon whose own set-up failed (reported to the launcher first).
 const SETUP_FAILED: i32 = 70;
 
-pub(super) fn fork_daemon(d: &Daemon) -> Result<Running> {
+pub(super) fn fork_daemon(d: &Daemon, privileges: Option<Switch>) -> Result<Running> {
     refuse_threads()?;
     let Prepared {
         pid_file,
@@ -48,7 +49,7 @@ pub(super) fn fork_daemon(d: &Daemon) -> Result<Running> {
             intermediate(pid_w);
             let addr = listener.env_value().to_string();
             drop(listener);
-            become_daemon(d, streams, pid_file, &addr)
+            become_daemon(d, streams, pid_file, &addr, privileges.as_ref())
         }
     }
 }
@@ -84,6 +85,7 @@ fn become_daemon(
     streams: Streams,
     pid_file: Option<PidFile>,
     addr: &str,
+    privileges: Option<&Switch>,
 ) -> Result<Running> {
     let notifier = match Notifier::new(addr) {
         Ok(n) => n,
@@ -103,6 +105,10 @@ fn become_daemon(
         setup::close_inherited(&keep)?;
         if let Some(p) = &pid_file {
             p.write_pid(Pid::this())?;
+        }
+        // Last: everything above may need root (the pid file, the streams' files).
+        if let Some(p) = privileges {
+            p.apply()?;
         }
         Ok(())
     };

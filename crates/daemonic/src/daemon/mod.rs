@@ -21,8 +21,32 @@
 //!    daemon's own message (its last `STATUS=`, `ERRNO=`, its exit status or signal). A
 //!    daemon that is not ready in time is killed (its whole process group) and reaped.
 //!
+//! 7. **Drop privileges** ([`Daemon::privileges`]), last: see below.
+//!
 //! `start` returns only in the daemon (or in the foreground process); the launcher never
 //! returns from it.
+//!
+//! ## Privileges and the pid file
+//!
+//! With [`Daemon::privileges`], the user, groups and capabilities are looked up in the
+//! launcher, before anything else (an unknown user is reported in the terminal), and the
+//! switch happens in the daemon after its set-up, as its last step before `start`
+//! returns — or, in re-exec mode, between fork and exec, so the program starts again
+//! already switched. Everything the set-up creates is therefore created **as root**:
+//!
+//! - the pid file is created, locked and written by root (mode `0o644`, owned by root);
+//!   the daemon keeps its locked descriptor and writes its pid through it. The daemon
+//!   cannot rewrite the file to name another process (the classic pid-file attack by a
+//!   compromised daemon on a root `kill $(cat …)`). At exit, if the unprivileged daemon
+//!   may not remove it (the directory belongs to root), it empties it instead; an empty
+//!   or stale file never counts as running, because liveness is the lock;
+//! - `stdout`/`stderr` files ([`Output::File`]) are opened by root, owned by root, and
+//!   written through the inherited descriptors;
+//! - files the program creates after `start` (its own logs, sockets) belong to the user.
+//!
+//! The pid file's directory must be searchable by the user (re-exec mode checks the
+//! hand-over by path), and, as for every pid file taken as root, not writable by anyone
+//! else (see [`PidFile`]).
 //!
 //! ## Threads and re-exec mode
 //!
@@ -59,6 +83,7 @@ use std::time::Duration;
 use nix::sys::stat::Mode;
 
 use crate::pidfile::PidFile;
+use crate::privileges::{Prepared, Privileges};
 use crate::systemd::notify::{Notifier, State};
 use crate::{Error, ErrorKind, Result};
 
@@ -134,6 +159,7 @@ pub struct Daemon {
     ready_timeout: Duration,
     mode: Mode_,
     name: String,
+    privileges: Option<Privileges>,
 }
 
 impl Default for Daemon {
@@ -166,6 +192,7 @@ impl Daemon {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             mode: Mode_::Auto,
             name,
+            privileges: None,
         }
     }
 
@@ -244,6 +271,15 @@ impl Daemon {
         self
     }
 
+    /// Switch the daemon to this user, groups and capabilities after it has detached (see
+    /// [Privileges and the pid file](self#privileges-and-the-pid-file)); lookups happen
+    /// in `start` before the fork. Not with a chroot in re-exec mode (the program is
+    /// started again by `/proc/self/exe`, which the chroot hides).
+    pub fn privileges(mut self, privileges: Privileges) -> Self {
+        self.privileges = (!privileges.is_empty()).then_some(privileges);
+        self
+    }
+
     /// Becomes the daemon. Returns in the daemon (or the foreground process); the launcher
     /// exits inside with the status in the [table](self#launcher-exit-codes).
     ///
@@ -254,13 +290,32 @@ impl Daemon {
         if let Some(handover) = reexec::take_handover()? {
             return reexec::become_daemon(&self, handover);
         }
+        let privileges = self.prepare_privileges()?;
         if self.mode == Mode_::Foreground || crate::systemd::under_systemd() {
-            return self.start_foreground();
+            let running = self.start_foreground()?;
+            if let Some(p) = privileges {
+                p.apply()?;
+            }
+            return Ok(running);
         }
         if self.mode == Mode_::Reexec {
-            return reexec::launch(&self);
+            return reexec::launch(&self, privileges);
         }
-        detach::fork_daemon(&self)
+        detach::fork_daemon(&self, privileges)
+    }
+
+    fn prepare_privileges(&self) -> Result<Option<Prepared>> {
+        let Some(p) = &self.privileges else {
+            return Ok(None);
+        };
+        if self.mode == Mode_::Reexec && p.chroot_dir().is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a chroot in re-exec mode: the program is started again from /proc/self/exe, \
+                 which the chroot hides; detach by fork, or chroot after start",
+            ));
+        }
+        p.prepare().map(Some)
     }
 
     fn start_foreground(&self) -> Result<Running> {

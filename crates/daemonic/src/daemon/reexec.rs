@@ -12,7 +12,10 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
@@ -20,6 +23,8 @@ use nix::unistd::Pid;
 use super::setup::Prepared;
 use super::{Daemon, Running, launcher};
 use crate::pidfile::PidFile;
+use crate::privileges::Prepared as Switch;
+use crate::privileges::apply::Step;
 use crate::systemd::notify::Notifier;
 use crate::{Error, ErrorKind, Result};
 
@@ -83,7 +88,7 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
 }
 
 /// In the launcher: spawn the program again, detached, and wait for its readiness.
-pub(super) fn launch(d: &Daemon) -> Result<Running> {
+pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> {
     let Prepared {
         pid_file,
         listener,
@@ -114,7 +119,20 @@ pub(super) fn launch(d: &Daemon) -> Result<Running> {
         .stdout(Stdio::from(streams.stdout))
         .stderr(Stdio::from(streams.stderr));
     let (umask, pid_w_raw) = (d.umask_mode(), pid_w.as_raw_fd());
+    if let Some(p) = &privileges {
+        for (key, value) in p.env() {
+            cmd.env(key, value);
+        }
+    }
+    // The child writes the number of a failed privilege step here (see `spawn_as`).
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| Error::sys("pipe2", e))?;
+    let switch = privileges.clone();
     crate::sys::pre_exec(&mut cmd, move || {
+        // First, while descriptors are all open: the switch and its failure report.
+        if let Some(p) = &switch {
+            p.apply_in_child(report_w.as_fd())?;
+        }
         nix::unistd::setsid()?;
         crate::sys::fork_in_pre_exec(pid_w_raw)?;
         nix::sys::stat::umask(umask);
@@ -126,9 +144,18 @@ pub(super) fn launch(d: &Daemon) -> Result<Running> {
         Ok(())
     });
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
-    let intermediate = cmd
-        .spawn()
-        .map_err(|e| Error::io("spawn /proc/self/exe (re-exec)", e))?;
+    let intermediate = cmd.spawn().map_err(|e| {
+        let mut step = [0u8];
+        let failed = nix::unistd::read(&report_r, &mut step)
+            .ok()
+            .filter(|&n| n == 1);
+        match (&privileges, failed.and_then(|_| Step::from_u8(step[0]))) {
+            (Some(p), Some(s)) => p
+                .error((s, e.raw_os_error().map(Errno::from_raw)))
+                .prefixed("spawn /proc/self/exe (re-exec)"),
+            _ => Error::io("spawn /proc/self/exe (re-exec)", e),
+        }
+    })?;
     drop((cmd, pid_w));
     launcher::wait(launcher::Wait {
         name: &d.name,

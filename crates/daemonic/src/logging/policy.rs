@@ -94,5 +94,7 @@ pub(crate) struct Config {
     pub buffer_capacity: usize,
     pub max_line: usize,
     pub mode: u32,
+    /// Open the path even if it is a symlink (`/dev/stdout` in a container).
+    pub follow_symlinks: bool,
     pub marker_format: Format,
 }

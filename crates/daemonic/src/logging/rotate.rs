@@ -100,6 +100,13 @@ impl RotatingWriterBuilder {
         self.cfg.mode = mode & 0o7777;
         self
     }
+    /// Open the path even if it is a symlink (default `false`: a symlink fails with `ELOOP`,
+    /// so one planted in the log directory cannot redirect the writes). For a path that is
+    /// a symlink on purpose, such as `/dev/stdout` in a container image.
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.cfg.follow_symlinks = follow;
+        self
+    }
     /// The format of the writer's own lines (the loss marker); match the application's.
     pub fn marker_format(mut self, format: Format) -> Self {
         self.cfg.marker_format = format;
@@ -117,7 +124,7 @@ impl RotatingWriterBuilder {
                 format!("open log {}: not a file path", cfg.path.display()),
             ));
         }
-        let file = open_append(&cfg.path, cfg.mode)?;
+        let file = open_append(&cfg)?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", cfg.path.display()), e))?;
@@ -251,6 +258,7 @@ impl RotatingWriter {
                 buffer_capacity: 64 * 1024,
                 max_line: 64 * 1024,
                 mode: 0o640,
+                follow_symlinks: false,
                 marker_format: Format::Text,
             },
         }
@@ -309,7 +317,7 @@ impl RotatingWriter {
         let cfg = &self.shared.cfg;
         let mut st = self.shared.lock();
         st.flush_buf(cfg);
-        let file = open_append(&cfg.path, cfg.mode)?;
+        let file = open_append(cfg)?;
         st.size = file.metadata().map(|m| m.len()).unwrap_or(0);
         st.rotate_at = cfg.max_size;
         st.file = file;
@@ -541,7 +549,7 @@ impl State {
             );
             return;
         }
-        let file = match open_append(&cfg.path, cfg.mode) {
+        let file = match open_append(cfg) {
             Ok(f) => f,
             Err(e) => {
                 let undo = fs::rename(&target, &cfg.path);
@@ -612,12 +620,20 @@ fn loss_marker(cfg: &Config, loss: &Loss) -> Vec<u8> {
     line.into_bytes()
 }
 
-/// Opens `path` for appending (`O_APPEND | O_CREAT | O_CLOEXEC`).
-pub(crate) fn open_append(path: &Path, mode: u32) -> Result<File> {
+/// Opens the log for appending (`O_APPEND | O_CREAT | O_CLOEXEC`, and `O_NOFOLLOW` unless
+/// told to follow symlinks).
+pub(crate) fn open_append(cfg: &Config) -> Result<File> {
+    let path = &cfg.path;
+    let nofollow = if cfg.follow_symlinks {
+        0
+    } else {
+        libc::O_NOFOLLOW
+    };
     OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(mode)
+        .mode(cfg.mode)
+        .custom_flags(nofollow)
         .open(path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))
 }

@@ -228,7 +228,10 @@ fn a_full_disk_drops_and_counts_lines_then_reports_them() {
     let dir = TempDir::new("full");
     let path = dir.path().join("app.log");
     std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-    let log = RotatingWriter::builder(&path).open().unwrap();
+    let log = RotatingWriter::builder(&path)
+        .follow_symlinks(true)
+        .open()
+        .unwrap();
     for n in 0..10 {
         log.write_line(format!("doomed {n}").as_bytes());
     }

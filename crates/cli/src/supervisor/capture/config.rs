@@ -126,6 +126,7 @@ impl LogConfig {
                 .append(true)
                 .create(true)
                 .mode(LOG_FILE_MODE)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .with_context(|| format!("open {}", path.display()))?;
         }

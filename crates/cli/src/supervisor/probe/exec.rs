@@ -75,9 +75,7 @@ impl Exec {
             .stdin(Stdio::null())
             .stdout(write)
             .stderr(write_err);
-        for var in crate::supervisor::unit::NOT_FOR_CHILD {
-            cmd.env_remove(var);
-        }
+        crate::supervisor::unit::strip_internal(&mut cmd);
         let child =
             process::spawn(&mut cmd).map_err(|e| failed(format!("in {}: {e}", dir.display())))?;
         // Our copies of the write end go with `cmd`, so end of file means the command
