@@ -7,8 +7,7 @@
 # ONLY (comma list of latency,memory,log; default all).
 #
 # Builds daemonic (release), this benchmark (bench/supervisor/, its own cargo project:
-# the harness bench-supervisor, the children stamp and spew, and many: one daemonic
-# supervisor running N services through the daemonic_cli library), then runs everything
+# the harness bench-supervisor, the children stamp and spew), then runs everything
 # in a temp dir. The summary (Markdown tables with ratios) goes to stdout, the raw samples
 # to bench/supervisor/results/<UTC timestamp>.tsv. docs/benchmarks.md explains the results.
 #
@@ -23,8 +22,8 @@
 #   --respawn --idiot --acceptable=0 (no run counts as failed, so no burst delay); runsv
 #   and s6-supervise as they are; supervisord startsecs=0 autorestart=true.
 #   The floor row is the harness spawning `stamp` itself.
-# - Memory: each tool with 1 and with SERVICES services (daemonic: `many N`, one
-#   supervisor, and N `daemonic run`, one supervisor + sentinel each; daemon(1): N daemon
+# - Memory: each tool with 1 and with SERVICES services (daemonic: `run -f` of a
+#   config file of N services, one supervisor, and N `daemonic run`, one supervisor + sentinel each; daemon(1): N daemon
 #   processes; runit: runsvdir + N runsv; s6: s6-svscan + N s6-supervise; supervisord: one
 #   process with N programs). Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, summed over
 #   the tool's processes (children excluded), for the supervisors alone and with the

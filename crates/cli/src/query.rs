@@ -47,7 +47,8 @@ pub fn all(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
     let names = names(dirs)?;
     for name in &names {
         let path = dirs.control_socket(name);
-        if !path.exists() {
+        // A service of a config file was listed with the others of its supervisor.
+        if found.contains_key(name) || !path.exists() {
             continue;
         }
         match control::call(&path, &Request::List, TIMEOUT) {

@@ -11,8 +11,8 @@
 //!    (inotify) for the next line. Latency = the new child's stamp − the kill time: it
 //!    holds the supervisor noticing the death, reaping, its restart logic, and the fork +
 //!    exec + start-up of the child. The *floor* row is the harness spawning `stamp` itself.
-//! 2. **Memory** (`memory`): each tool runs 1 and then 100 services (daemonic: `many N`, one
-//!    supervisor for N services, and N `daemonic run`; daemon(1): N processes; runit:
+//! 2. **Memory** (`memory`): each tool runs 1 and then 100 services (daemonic: `run -f` of a
+//!    config file of N services, one supervisor, and N `daemonic run`; daemon(1): N processes; runit:
 //!    runsvdir + N runsv; s6: s6-svscan + N s6-supervise; supervisord: one process, N
 //!    programs). After every child
 //!    has stamped and a settling pause, for every process of the tool (children excluded):
@@ -83,7 +83,7 @@ impl Tool {
     fn label(self) -> &'static str {
         match self {
             Tool::Daemonic => "daemonic run (one per service)",
-            Tool::DaemonicMany => "daemonic many N (one supervisor)",
+            Tool::DaemonicMany => "daemonic run -f (one supervisor for N)",
             Tool::Daemon1 => "daemon(1)",
             Tool::Runit => "runit",
             Tool::S6 => "s6",
@@ -557,12 +557,25 @@ impl Setup {
                 }
             }
             Tool::DaemonicMany => {
+                // One supervisor for a config file of N services: what `up` runs, in the
+                // foreground (`run -f`), with each service's pid file, control socket and
+                // status file.
+                let mut toml = String::new();
+                for i in 0..n {
+                    toml += &format!(
+                        "[services.bench-{i}]\ncommand = [{:?}, {:?}]\nrestart = \"always\"\nbackoff = \"0ms\"\ngrace = \"10ms\"\n\n",
+                        stamp.display().to_string(),
+                        stamps.display().to_string()
+                    );
+                }
+                let file = dir.join("daemonic.toml");
+                std::fs::write(&file, toml).map_err(|e| format!("{}: {e}", file.display()))?;
                 tops.push(spawn(
-                    Command::new(cfg.bin.join("many"))
-                        .arg(n.to_string())
-                        .arg("--")
-                        .arg(&stamp)
-                        .arg(&stamps),
+                    Command::new(&cfg.daemonic)
+                        .arg("--state-dir")
+                        .arg(dir.join("state"))
+                        .args(["run", "-f"])
+                        .arg(&file),
                     &log,
                 )?);
             }
@@ -1164,7 +1177,7 @@ fn memory_tables(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut 
         );
         let _ = writeln!(
             out,
-            "| tool | daemonic many N ÷ tool | daemonic run ×N ÷ tool |"
+            "| tool | daemonic run -f ÷ tool | daemonic run ×N ÷ tool |"
         );
         let _ = writeln!(out, "|---|---:|---:|");
         for (t, (_, u, _)) in pers.iter().filter(|p| p.0.is_peer()) {

@@ -330,6 +330,13 @@ impl Supervisor {
                 .any(|(j, u)| j != i && u.name() == name);
             self.units.remove(i);
             let slot = self.slots.remove(i);
+            // What still waits for this unit gets its answer now, not never.
+            for p in self.pending.iter().filter(|p| p.unit == i) {
+                if let Some(server) = server.as_deref_mut() {
+                    let why = format!("{name}: replaced or removed by an edit of the config file");
+                    server.reply(p.conn, &crate::control::Response::Error(why));
+                }
+            }
             self.pending.retain(|p| p.unit != i);
             for p in &mut self.pending {
                 if p.unit > i {

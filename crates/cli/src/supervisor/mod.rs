@@ -396,10 +396,12 @@ impl Supervisor {
             }
             if self.group.is_some() {
                 self.reconcile(cx)?;
-                self.sweep(control.as_deref_mut());
             }
             if let Some(server) = control.as_deref_mut() {
                 self.settle(server, false);
+            }
+            if self.group.is_some() {
+                self.sweep(control.as_deref_mut());
             }
             if let Some(init) = &self.init {
                 init.reap_orphans();
