@@ -310,3 +310,42 @@ fn a_failing_readiness_check_holds_back_dependents_until_it_passes() {
     assert_eq!(lines(&log), ["web start", "web ready"]);
     assert!(down(&env, &file, &[]).status.success());
 }
+
+#[test]
+fn on_a_terminal_up_redraws_one_line_per_service_in_place() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: script(1) (util-linux) is not installed; it provides the terminal");
+        return;
+    }
+    let env = Env::new("up-tty");
+    let log = env.dir.join("events");
+    let file = config(
+        &env,
+        &format!(
+            "{}{}",
+            lifecycle("db", &log, 300, &[]),
+            lifecycle("web", &log, 0, &["db"])
+        ),
+    );
+    let bin = env!("CARGO_BIN_EXE_daemonic");
+    let cmd = format!(
+        "DAEMONIC_STATE_DIR={} {bin} up -f {}",
+        env.dir.join("state").display(),
+        file.display()
+    );
+    let out = run(std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let screen = stdout(&out);
+    // The block of two lines is redrawn: cursor up two lines, each line cleared first.
+    assert!(screen.contains("\x1b[2A\x1b[2K"), "{screen:?}");
+    let last = screen.rsplit("\x1b[2A").next().unwrap();
+    assert!(
+        last.contains("✓\x1b[0m db") && last.contains("✓\x1b[0m web"),
+        "{last:?}"
+    );
+    assert!(down(&env, &file, &[]).status.success());
+}
