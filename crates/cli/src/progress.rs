@@ -157,6 +157,16 @@ pub fn follow(
                 .iter()
                 .filter(|n| last[*n].outcome == Outcome::Failed)
                 .collect();
+            if style != Style::Json {
+                for name in &failed {
+                    let log = by_name
+                        .get(name.as_str())
+                        .and_then(|i| i.log_file.as_deref());
+                    if let Some(log) = log {
+                        show_log_tail(name, Path::new(log));
+                    }
+                }
+            }
             if timed_out {
                 let late: Vec<&str> = names
                     .iter()
@@ -174,6 +184,23 @@ pub fn follow(
             return Ok(if failed.is_empty() { 0 } else { 1 });
         }
         std::thread::sleep(TICK);
+    }
+}
+
+/// The last lines a failed service wrote (its own account of why), on stderr.
+fn show_log_tail(name: &str, log: &Path) {
+    const LINES: usize = 5;
+    let Ok(tail) = crate::tail::last_lines(log, LINES, false) else {
+        return;
+    };
+    let mut text = Vec::new();
+    if crate::tail::print(&tail.segments, &mut text).is_err() || text.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(&text);
+    eprintln!("daemonic: last lines of {name}'s log ({}):", log.display());
+    for line in text.lines() {
+        eprintln!("  {line}");
     }
 }
 

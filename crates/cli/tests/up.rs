@@ -217,6 +217,15 @@ fn a_service_that_fails_is_reported_with_why_and_its_dependents_as_blocked() {
     );
     let out = up(&env, &file, &["--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let plain = up(&env, &file, &[]);
+    assert_eq!(plain.status.code(), Some(1), "{}", stdout(&plain));
+    // Its own words, from its log, on stderr.
+    assert!(
+        stderr(&plain).contains("last lines of db's log")
+            && stderr(&plain).contains("crasher: crashing with status 5"),
+        "{}",
+        stderr(&plain)
+    );
     let shown = stdout(&out);
     assert!(
         shown.contains(r#""service":"db","state":"exited""#)
