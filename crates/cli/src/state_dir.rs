@@ -91,6 +91,12 @@ impl StateDir {
         ))
     }
 
+    /// The directory, if it was given (`--state-dir`, `DAEMONIC_STATE_DIR`) rather than
+    /// the default.
+    pub fn given(&self) -> Option<&Path> {
+        self.explicit.then_some(self.dir.as_path())
+    }
+
     /// The directory, whether or not it exists.
     pub fn path(&self) -> &Path {
         &self.dir

@@ -65,9 +65,11 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
             // launching so that we can follow the services after it.
             let exe = std::env::current_exe().context("find the daemonic executable")?;
             let mut cmd = Command::new(exe);
-            cmd.arg("--state-dir")
-                .arg(dirs.path())
-                .arg("up")
+            // Only if given: a default state directory keeps the default log directory.
+            if let Some(dir) = dirs.given() {
+                cmd.arg("--state-dir").arg(dir);
+            }
+            cmd.arg("up")
                 .arg("--launch-only")
                 .arg("-f")
                 .arg(&config.file)
