@@ -158,8 +158,11 @@ restart = "on-failure"
 backoff = "1500ms"
 stop-timeout = "30s"
 user = "nobody"
-env-file = "worker.env"
 env = { QUEUE = "jobs" }
+
+[services.secret]
+command = ["/bin/sh", "-c", "exec worker"]
+env-file = "worker.env"
 
 [services.once]
 command = ["/bin/sh", "-c", "echo migrated"]
@@ -180,11 +183,7 @@ start-limit = "5/1m"
 #[test]
 fn on_failure_never_env_files_users_and_default_logs_map_to_their_keys() {
     let dir = TempDir::new("launchd-more");
-    std::fs::write(
-        dir.join("worker.env"),
-        "# from a file\nQUEUE=ignored\nTOKEN='s3cret'\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("worker.env"), "# a secret\nTOKEN='s3cret'\n").unwrap();
     let config = load(&dir, MORE);
 
     let worker = render(&config, "worker", Scope::System);
@@ -214,8 +213,7 @@ fn on_failure_never_env_files_users_and_default_logs_map_to_their_keys() {
         .get("EnvironmentVariables")
         .and_then(Value::as_dictionary)
         .unwrap();
-    assert_eq!(string(env, "TOKEN"), "s3cret", "read from the env file");
-    assert_eq!(string(env, "QUEUE"), "jobs", "`env` wins over the env file");
+    assert_eq!(string(env, "QUEUE"), "jobs");
     // No log-file: the default one, for both streams.
     assert_eq!(
         string(&d, "StandardOutPath"),
@@ -241,6 +239,13 @@ fn on_failure_never_env_files_users_and_default_logs_map_to_their_keys() {
         "daemonic's default stop timeout"
     );
     assert!(once.get("EnvironmentVariables").is_none());
+
+    // An env file stays a file that daemonic reads at each start: its secrets are not
+    // copied into a world-readable plist.
+    let secret = render(&config, "secret", Scope::System);
+    assert!(secret.supervised_because.join(" ").contains("env-file"));
+    assert!(!secret.text.contains("s3cret"), "{}", secret.text);
+    assert!(secret.text.contains("--env-file="), "{}", secret.text);
 
     // As an agent, the default log is in the user's Library.
     let agent = parse(&render(&config, "once", Scope::User).text);

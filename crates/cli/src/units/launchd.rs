@@ -28,6 +28,8 @@
 //!   throttle and "exit status 0";
 //! - `log-max-size` (other than 0), `log-keep`, `log-timestamps`, `log-compress`:
 //!   launchd appends to one file and never rotates it;
+//! - `env-file`: daemonic reads it at each start; copying it into the plist would publish
+//!   its secrets (plists are world-readable, mode 0644) and freeze its content;
 //! - `supplementary-groups`, `chroot`, or a numeric `user`/`group` (launchd wants names).
 //!
 //! Options left at daemonic's defaults are *approximated* instead (the table says how):
@@ -48,7 +50,7 @@
 //! | `backoff` | `ThrottleInterval` (whole seconds, at least 1) | launchd's is a fixed minimum time between *starts*; daemonic's default doubling up to 1 min is lost unless asked for (then: supervised) |
 //! | `stop-timeout` | `ExitTimeOut` (whole seconds, at least 1) | SIGTERM, then SIGKILL; launchd also kills what is left of the process group, as daemonic does |
 //! | `dir` | `WorkingDirectory` | |
-//! | `env`, `env-file` | `EnvironmentVariables` | env files are read when the plist is rendered: after editing one, `install` again |
+//! | `env` | `EnvironmentVariables` | the plist is world-readable: keep secrets in an `env-file` (then: supervised) |
 //! | `user`, `group` | `UserName`, `GroupName` | launchd also sets the user's supplementary groups (`InitGroups` defaults to true), as daemonic does |
 //! | `umask` | `Umask` (decimal: plists have no octal) | |
 //! | `log-file`, `log-stderr-file` | `StandardOutPath`, `StandardErrorPath` | appended, never rotated; without `log-file`: `/var/log/daemonic/NAME.log` (daemon) or `~/Library/Logs/daemonic/NAME.log` (agent) |
@@ -185,7 +187,7 @@ fn direct(
     if let Some(dir) = &args.dir {
         keys.push(("WorkingDirectory".into(), path(dir)));
     }
-    let env = environment(args).with_context(|| format!("service {}", def.name))?;
+    let env = environment(args);
     if !env.is_empty() {
         let vars = env.into_iter().map(|(k, v)| (k, string(v))).collect();
         keys.push(("EnvironmentVariables".into(), Value::Dict(vars)));
@@ -324,6 +326,13 @@ fn needs_daemonic(args: &ServiceArgs, written: &[String]) -> Vec<String> {
     if rotation || args.log.log_timestamps || args.log.log_compress != LogCompress::None {
         why.push("log rotation, timestamps or compression (launchd only appends)".into());
     }
+    if !args.env_file.is_empty() {
+        why.push(
+            "env-file (daemonic reads it at each start; a plist is world-readable, so its \
+             secrets are not copied there)"
+                .into(),
+        );
+    }
     let p = &args.privileges;
     if p.supplementary_groups.is_some() {
         why.push("supplementary-groups (launchd takes them from the group database)".into());
@@ -347,14 +356,10 @@ fn written_keys(def: &Def) -> Vec<String> {
         .collect()
 }
 
-/// The environment from env files then `env` (a later value wins), sorted by name.
-fn environment(args: &ServiceArgs) -> Result<BTreeMap<String, String>> {
-    let mut env = BTreeMap::new();
-    for file in &args.env_file {
-        env.extend(crate::env_file::read(file)?);
-    }
-    env.extend(args.env.iter().cloned());
-    Ok(env)
+/// The service's `env` (a later value wins), sorted by name. (With env files the job is
+/// supervised: daemonic reads them.)
+fn environment(args: &ServiceArgs) -> BTreeMap<String, String> {
+    args.env.iter().cloned().collect()
 }
 
 fn comment(def: &Def, reasons: &[String]) -> String {
