@@ -86,7 +86,7 @@ use crate::supervisor::capture::LogCompress;
 use crate::supervisor::policy::Restart;
 pub use install::{Change, Step, plan_install, plan_uninstall, remove_file, write_file};
 #[cfg(target_os = "macos")]
-pub use install::{install, uninstall};
+pub use install::{Installed, Uninstalled, install, uninstall};
 use xml::Value;
 
 /// Every label (and plist file name) is this followed by the service's name.
