@@ -23,6 +23,7 @@ pub mod service;
 mod state_dir;
 pub mod supervisor;
 mod tail;
+pub mod units;
 pub mod usage;
 
 use std::path::PathBuf;
