@@ -1,0 +1,296 @@
+use super::*;
+use crate::supervisor::policy::{Backoff, Restart, StartLimit};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config(restart: Restart, start_limit: Option<&str>) -> Config {
+    Config {
+        policy: Policy {
+            restart,
+            success_codes: vec![0],
+            backoff: Backoff {
+                initial: ms(50),
+                multiplier: 2.0,
+                max: ms(400),
+                jitter: false,
+                reset_after: ms(1000),
+            },
+            start_limit: start_limit.map(|s| StartLimit::parse(s).unwrap()),
+        },
+        readiness: Readiness::NotifyOrGrace(ms(100)),
+        stop_signal: Signal::SIGTERM,
+        stop_timeout: ms(500),
+        watchdog: None,
+        health: Default::default(),
+    }
+}
+
+fn machine(c: Config) -> Machine {
+    let (m, actions) = Machine::new(c, Jitter::new(0));
+    assert_eq!(actions, [Action::Spawn]);
+    m
+}
+
+/// Runs a child that exits with `code` after `run`; returns the actions of the exit.
+fn crash(m: &mut Machine, t: &mut Instant, run: Duration, code: i32) -> Vec<Action> {
+    if m.state() == State::Backoff {
+        assert_eq!(m.step(Event::BackoffElapsed, *t), [Action::Spawn]);
+    }
+    m.step(Event::Spawned, *t);
+    *t += run;
+    m.step(Event::ChildExited(Exit::Code(code)), *t)
+}
+
+#[test]
+fn start_ready_stop() {
+    let mut m = machine(config(Restart::Always, None));
+    let t = Instant::now();
+    assert_eq!(
+        m.step(Event::Spawned, t),
+        [Action::ArmTimer(Timer::Grace, t + ms(100))]
+    );
+    let ready = m.step(Event::GraceElapsed, t + ms(100));
+    assert_eq!(ready, [Action::CancelTimers, Action::BecameReady]);
+    assert_eq!(m.state(), State::Ready);
+    assert_eq!(
+        m.step(Event::ReadyMessage, t),
+        [],
+        "a late READY=1 is harmless"
+    );
+    let stop = m.step(Event::StopRequested, t);
+    assert_eq!(
+        stop,
+        [
+            Action::CancelTimers,
+            Action::NotifyStopping,
+            Action::SignalGroup(Signal::SIGTERM),
+            Action::ArmTimer(Timer::StopTimeout, t + ms(500)),
+        ]
+    );
+    assert_eq!(m.step(Event::StopTimeout, t), [Action::KillGroup]);
+    let killed = Exit::Signal(Signal::SIGKILL, false);
+    let end = m.step(Event::ChildExited(killed), t);
+    assert_eq!(end, [Action::CancelTimers, Action::Finish(killed)]);
+    assert_eq!(m.state(), State::Stopped);
+    assert_eq!(m.restarts(), 0, "a requested stop is not restarted");
+}
+
+#[test]
+fn ready_1_ends_starting_without_grace() {
+    let mut m = machine(Config {
+        readiness: Readiness::Notify,
+        ..config(Restart::Never, None)
+    });
+    let t = Instant::now();
+    assert_eq!(m.step(Event::Spawned, t), []);
+    m.step(Event::ReadyMessage, t);
+    assert_eq!(m.state(), State::Ready);
+}
+
+#[test]
+fn never_finishes_with_the_first_exit() {
+    let mut m = machine(config(Restart::Never, None));
+    let mut t = Instant::now();
+    let end = crash(&mut m, &mut t, ms(0), 3);
+    assert_eq!(end, [Action::CancelTimers, Action::Finish(Exit::Code(3))]);
+    assert_eq!(m.state(), State::Exited);
+}
+
+#[test]
+fn on_failure_restarts_with_growing_delays_and_finishes_on_success() {
+    let mut m = machine(config(Restart::OnFailure, None));
+    let mut t = Instant::now();
+    for want in [50, 100, 200, 400, 400] {
+        let a = crash(&mut m, &mut t, ms(1), 1);
+        assert_eq!(
+            a,
+            [
+                Action::CancelTimers,
+                Action::ArmTimer(Timer::Backoff, t + ms(want))
+            ]
+        );
+        assert_eq!(m.state(), State::Backoff);
+        t += ms(want);
+    }
+    assert_eq!(m.restarts(), 5);
+    let d: Vec<_> = m.delays().collect();
+    assert_eq!(d, [50, 100, 200, 400, 400].map(ms));
+    let end = crash(&mut m, &mut t, ms(1), 0);
+    assert_eq!(end, [Action::CancelTimers, Action::Finish(Exit::Code(0))]);
+}
+
+#[test]
+fn a_stable_run_resets_the_backoff() {
+    let mut m = machine(config(Restart::Always, None));
+    let mut t = Instant::now();
+    for run in [0, 0, 0, 1000, 0] {
+        crash(&mut m, &mut t, ms(run), 1);
+    }
+    let d: Vec<_> = m.delays().collect();
+    assert_eq!(d, [50, 100, 200, 50, 100].map(ms));
+}
+
+#[test]
+fn the_start_limit_gives_up_once_with_the_last_exit() {
+    let mut m = machine(config(Restart::Always, Some("3/1m")));
+    let mut t = Instant::now();
+    crash(&mut m, &mut t, ms(0), 1);
+    crash(&mut m, &mut t, ms(0), 1);
+    let end = crash(&mut m, &mut t, ms(0), 7);
+    assert_eq!(m.state(), State::GaveUp);
+    assert_eq!(
+        end,
+        [
+            Action::CancelTimers,
+            Action::RunGiveUpHook {
+                last_exit: Exit::Code(7),
+                reason: "start limit reached (3 starts within 60s); last: exited with status 7"
+                    .into(),
+            },
+            Action::Finish(Exit::Code(7)),
+        ]
+    );
+    assert_eq!(m.restarts(), 2);
+}
+
+#[test]
+fn starts_outside_the_window_do_not_count() {
+    let mut m = machine(config(Restart::Always, Some("2/1s")));
+    let mut t = Instant::now();
+    for _ in 0..5 {
+        crash(&mut m, &mut t, ms(600), 1);
+        assert_eq!(m.state(), State::Backoff);
+    }
+}
+
+#[test]
+fn stop_during_backoff_finishes_at_once() {
+    let mut m = machine(config(Restart::Always, None));
+    let mut t = Instant::now();
+    crash(&mut m, &mut t, ms(0), 2);
+    let end = m.step(Event::StopRequested, t);
+    assert_eq!(end, [Action::CancelTimers, Action::Finish(Exit::Code(2))]);
+    assert_eq!(m.state(), State::Stopped);
+}
+
+#[test]
+#[should_panic(expected = "event BackoffElapsed in state Ready")]
+fn an_impossible_event_is_a_bug() {
+    let mut m = machine(config(Restart::Always, None));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    m.step(Event::ReadyMessage, t);
+    m.step(Event::BackoffElapsed, t);
+}
+
+#[test]
+fn a_missed_watchdog_aborts_and_restarts_even_a_clean_exit() {
+    let mut m = machine(Config {
+        watchdog: Some(ms(300)),
+        ..config(Restart::OnFailure, None)
+    });
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    let ready = m.step(Event::ReadyMessage, t);
+    assert_eq!(
+        ready,
+        [
+            Action::CancelTimers,
+            Action::BecameReady,
+            Action::ArmTimer(Timer::Watchdog, t + ms(300)),
+        ]
+    );
+    assert_eq!(
+        m.step(Event::WatchdogPing, t + ms(200)),
+        [Action::ArmTimer(Timer::Watchdog, t + ms(500))]
+    );
+    let expired = m.step(Event::WatchdogExpired, t + ms(500));
+    assert_eq!(m.state(), State::Stopping);
+    assert!(expired.contains(&Action::SignalMain(Signal::SIGABRT)));
+    assert!(expired.contains(&Action::ArmTimer(Timer::StopTimeout, t + ms(1000))));
+    // Even exit status 0 counts as a failure after a watchdog timeout.
+    let after = m.step(Event::ChildExited(Exit::Code(0)), t + ms(600));
+    assert_eq!(m.state(), State::Backoff);
+    assert_eq!(after[1], Action::ArmTimer(Timer::Backoff, t + ms(650)));
+}
+
+#[test]
+fn stopping_1_lets_the_policy_decide() {
+    let mut m = machine(config(Restart::OnFailure, None));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    m.step(Event::StoppingMessage, t);
+    assert_eq!(m.state(), State::Stopping);
+    m.step(Event::ChildExited(Exit::Code(0)), t);
+    assert_eq!(m.state(), State::Exited, "a clean exit is not restarted");
+}
+
+#[test]
+fn a_restart_request_stops_then_starts_at_once() {
+    let mut m = machine(config(Restart::Never, None));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    let stop = m.step(Event::RestartRequested, t);
+    assert!(stop.contains(&Action::SignalGroup(Signal::SIGTERM)));
+    assert!(
+        !stop.contains(&Action::NotifyStopping),
+        "the service stays up"
+    );
+    let again = m.step(Event::ChildExited(Exit::Signal(Signal::SIGTERM, false)), t);
+    assert_eq!(again, [Action::CancelTimers, Action::Spawn]);
+    assert_eq!((m.state(), m.restarts()), (State::Starting, 1));
+}
+
+#[test]
+fn a_restart_request_cuts_the_backoff_short() {
+    let mut m = machine(config(Restart::Always, None));
+    let mut t = Instant::now();
+    crash(&mut m, &mut t, ms(0), 1);
+    assert_eq!(
+        m.step(Event::RestartRequested, t),
+        [Action::CancelTimers, Action::Spawn]
+    );
+    assert_eq!(m.state(), State::Starting);
+}
+
+#[test]
+fn a_stop_during_a_restart_wins() {
+    let mut m = machine(config(Restart::Always, None));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    m.step(Event::RestartRequested, t);
+    m.step(Event::StopRequested, t);
+    m.step(Event::ChildExited(Exit::Code(0)), t);
+    assert_eq!(m.state(), State::Stopped);
+}
+
+#[test]
+fn a_failed_spawn_counts_as_a_start_and_can_give_up() {
+    let mut m = machine(config(Restart::Always, Some("2/1m")));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    m.step(Event::ChildExited(Exit::Code(1)), t);
+    m.step(Event::BackoffElapsed, t);
+    let end = m.step(Event::SpawnFailed(Exit::Code(127)), t);
+    assert_eq!(m.state(), State::GaveUp);
+    assert_eq!(end.last(), Some(&Action::Finish(Exit::Code(127))));
+}
+
+#[test]
+fn probe_readiness_retries_until_success() {
+    let mut m = machine(Config {
+        readiness: Readiness::Probe(ms(250)),
+        ..config(Restart::Never, None)
+    });
+    let t = Instant::now();
+    assert_eq!(m.step(Event::Spawned, t), [Action::StartProbe]);
+    assert_eq!(
+        m.step(Event::ProbeFailed("refused".into()), t),
+        [Action::ArmTimer(Timer::Probe, t + ms(250))]
+    );
+    assert_eq!(m.step(Event::ProbeDue, t), [Action::StartProbe]);
+    m.step(Event::ProbeSucceeded, t);
+    assert_eq!(m.state(), State::Ready);
+}
