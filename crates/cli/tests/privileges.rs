@@ -365,3 +365,40 @@ fn a_child_running_as_another_user_dies_with_its_killed_supervisor() {
         (!alive(child.pid())).then_some(())
     });
 }
+
+#[test]
+fn exec_probes_and_checks_run_as_the_service_user_not_as_root() {
+    if !root("exec_probes_and_checks_run_as_the_service_user_not_as_root") {
+        return;
+    }
+    let env = Env::new("priv-probe");
+    // Ready only if the probe's shell runs as nobody; the readiness check likewise.
+    let as_nobody = format!("exec:test \"$(id -u)\" = {NOBODY}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "p",
+        "--user",
+        "nobody",
+        "--dir",
+        "/",
+        "--timeout",
+        "10s",
+        "--ready",
+        &as_nobody,
+        "--readiness",
+        &as_nobody,
+        "--readiness-interval",
+        "100ms",
+        "--",
+        "/bin/sleep",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let healthy = wait_for("the readiness check passing", SOON, || {
+        let s = String::from_utf8_lossy(&env.daemonic(&["status", "p"]).stdout).into_owned();
+        s.contains("health: healthy").then_some(s)
+    });
+    assert!(healthy.contains("ready"), "{healthy}");
+    assert!(env.daemonic(&["stop", "p"]).status.success());
+}

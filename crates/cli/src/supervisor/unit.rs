@@ -386,15 +386,23 @@ impl Unit {
                 Action::StartProbe => {
                     if let Readiness::Probe(p) = &self.service.ready {
                         let s = self.service.probe;
-                        self.attempts[Slot::Startup.index()] =
-                            Some(p.start(s.timeout, &self.service.dir, Instant::now()));
+                        let privileges = self.service.privileges.as_ref();
+                        self.attempts[Slot::Startup.index()] = Some(p.start_as(
+                            s.timeout,
+                            &self.service.dir,
+                            privileges,
+                            Instant::now(),
+                        ));
                     }
                 }
                 Action::StartCheck(check) => {
                     if let Some(c) = self.service.health.check(check) {
-                        let attempt =
-                            c.probe
-                                .start(c.schedule.timeout, &self.service.dir, Instant::now());
+                        let attempt = c.probe.start_as(
+                            c.schedule.timeout,
+                            &self.service.dir,
+                            self.service.privileges.as_ref(),
+                            Instant::now(),
+                        );
                         self.attempts[Slot::Check(check).index()] = Some(attempt);
                     }
                 }

@@ -57,6 +57,7 @@ impl Exec {
     pub(super) fn start(
         command: &str,
         dir: &Path,
+        privileges: Option<&daemonic::privileges::Prepared>,
         timeout: Duration,
         now: Instant,
     ) -> Result<Exec, Outcome> {
@@ -76,8 +77,11 @@ impl Exec {
             .stdout(write)
             .stderr(write_err);
         crate::supervisor::unit::strip_internal(&mut cmd);
-        let child =
-            process::spawn(&mut cmd).map_err(|e| failed(format!("in {}: {e}", dir.display())))?;
+        let spawned = match privileges {
+            Some(p) => process::spawn_as(&mut cmd, p),
+            None => process::spawn(&mut cmd),
+        };
+        let child = spawned.map_err(|e| failed(format!("in {}: {e}", dir.display())))?;
         // Our copies of the write end go with `cmd`, so end of file means the command
         // (and everything it started) has closed its output.
         drop(cmd);

@@ -135,6 +135,18 @@ impl Probe {
     /// spawned) has nothing to poll and a deadline already due: the next `advance`
     /// reports it.
     pub fn start(&self, timeout: Duration, dir: &Path, now: Instant) -> Attempt {
+        self.start_as(timeout, dir, None, now)
+    }
+
+    /// [`start`](Self::start), with an exec probe's shell run as the service runs
+    /// (`privileges`: its user, groups, capabilities, chroot…), never as the supervisor.
+    pub fn start_as(
+        &self,
+        timeout: Duration,
+        dir: &Path,
+        privileges: Option<&daemonic::privileges::Prepared>,
+        now: Instant,
+    ) -> Attempt {
         let started = match self {
             Probe::Tcp(target) => net::Net::start(target, None, timeout, now).map(State::Net),
             Probe::Http {
@@ -146,7 +158,7 @@ impl Probe {
                 net::Net::start(target, Some(request), timeout, now).map(State::Net)
             }
             Probe::Exec { command } => {
-                exec::Exec::start(command, dir, timeout, now).map(State::Exec)
+                exec::Exec::start(command, dir, privileges, timeout, now).map(State::Exec)
             }
         };
         let state = started.unwrap_or_else(|outcome| State::Finished {
