@@ -268,8 +268,14 @@ pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
 /// Operation not permitted`. The hook is added to `cmd`'s `pre_exec` hooks: call this once
 /// per `Command`.
 pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
+    // The user's HOME, USER, LOGNAME and SHELL, unless the caller set them on `cmd`.
     for (key, value) in privileges.env() {
-        cmd.env(key, value);
+        if !cmd
+            .get_envs()
+            .any(|(k, v)| k == std::ffi::OsStr::new(key) && v.is_some())
+        {
+            cmd.env(key, value);
+        }
     }
     // The child writes the number of a failed step here; non-blocking, so that reading
     // after a successful spawn (nothing written) returns at once.
