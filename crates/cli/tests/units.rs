@@ -367,6 +367,7 @@ fn what_systemd_lacks_runs_under_daemonic_run() {
     for (key, value) in [
         ("Type", "notify"),
         ("Restart", "on-abnormal"),
+        ("SuccessExitStatus", "143"),
         ("KillMode", "mixed"),
         ("WatchdogSec", "5s"),
         ("TimeoutStopSec", "15s"),

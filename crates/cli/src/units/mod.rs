@@ -33,7 +33,8 @@
 //! (`KillMode=mixed`: systemd signals daemonic only, and SIGKILLs the whole cgroup if
 //! daemonic overstays), forwards `systemctl reload` (SIGHUP) as the reload signal, and
 //! pings systemd's watchdog from its loop. systemd restarts daemonic itself only if it
-//! dies abnormally (`Restart=on-abnormal`). Each unit names why it needs daemonic in a
+//! dies abnormally (`Restart=on-abnormal`); daemonic exiting 128+N after the stop
+//! signal N ended the program is a clean stop (`SuccessExitStatus=`). Each unit names why it needs daemonic in a
 //! comment at its top.
 //!
 //! The config file's supervisor (`daemonic run -f FILE`, what `up` runs) has a unit of

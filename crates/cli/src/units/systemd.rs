@@ -262,6 +262,13 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Re
         // watchdog is enforced by daemonic with the same interval.
         u.add(Section::Service, "WatchdogSec", span(w));
     }
+    // daemonic exits with the program's status: 128+N when the stop signal N ended it,
+    // which is a clean stop (as systemd counts SIGTERM for a program it runs itself).
+    let mut clean = vec![128 + a.stop_signal as i32];
+    clean.extend(a.success_exit_codes.iter().filter(|c| **c != 0));
+    clean.dedup();
+    let clean: Vec<String> = clean.iter().map(i32::to_string).collect();
+    u.add(Section::Service, "SuccessExitStatus", clean.join(" "));
     // SIGTERM to daemonic only; it stops the program with its stop signal and timeout.
     u.add(Section::Service, "KillMode", "mixed");
     u.add(Section::Service, "KillSignal", "SIGTERM");
