@@ -110,10 +110,11 @@ pub fn generate(
             text: systemd::file_unit(config, &cx)?,
         }]);
     };
+    // Also the check that `name` is a service of the file (with a "did you mean").
+    let with_dependencies = config.with_dependencies(std::slice::from_ref(name))?;
     let names = if dependencies {
-        config.with_dependencies(std::slice::from_ref(name))?
+        with_dependencies
     } else {
-        config.with_dependencies(&[])?;
         vec![name.clone()]
     };
     let mut out = Vec::new();
@@ -173,7 +174,8 @@ pub fn file_name(what: &What) -> Result<String> {
     }
 }
 
-/// Keeps the `units` module's marker check in one place for install and uninstall.
+/// Whether a unit file's text is one daemonic wrote (`install` and `uninstall` replace
+/// or remove only those).
 pub fn written_by_daemonic(text: &str) -> bool {
     text.starts_with(units::MARKER)
 }
