@@ -105,6 +105,27 @@ enum Command {
     Down(cmd::down::Args),
     /// Check a config file: every error at once, each at file:line:column (exit status 1).
     Check(cmd::check::Args),
+    /// Print the systemd unit of a configured service: systemd's own directives for its
+    /// options, sandboxed by default (see --unit-hardening in `start --help`).
+    ///
+    /// Type=notify when the service is ready = "notify", else Type=exec; restart policy,
+    /// start limit, watchdog, stop and reload, user, capabilities and environment as
+    /// systemd directives. A service that needs what systemd lacks (a readiness probe,
+    /// health checks, log files with rotation, an on-give-up hook) runs under `daemonic
+    /// run` in its unit, which reports READY=1 and pings systemd's watchdog. With --up,
+    /// the unit of the file's own supervisor (`daemonic run -f FILE`).
+    Unit(cmd::unit::Args),
+    /// Install a configured service as a systemd unit (with the units of the services it
+    /// depends on); --enable, --now. Again: "unchanged", or the file is updated.
+    ///
+    /// A system unit in /etc/systemd/system as root, a user unit in
+    /// ~/.config/systemd/user (systemctl --user, WantedBy=default.target) otherwise.
+    /// Only unit files daemonic wrote are replaced (unless --force); systemd is reloaded
+    /// when a file changed.
+    Install(cmd::install::Args),
+    /// Stop, disable and remove a service's systemd unit (a missing one is a note, not an
+    /// error).
+    Uninstall(cmd::uninstall::Args),
 }
 
 /// The `daemonic` command line.
@@ -124,6 +145,9 @@ pub fn main() -> ExitCode {
         Command::Up(a) => cmd::up::run(a, &dirs),
         Command::Down(a) => cmd::down::run(a, &dirs),
         Command::Check(a) => cmd::check::run(a),
+        Command::Unit(a) => cmd::unit::run(a),
+        Command::Install(a) => cmd::install::run(a),
+        Command::Uninstall(a) => cmd::uninstall::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -122,6 +122,8 @@ pub struct ServiceArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub privileges: crate::privilege_args::PrivilegeArgs,
+    #[command(flatten)]
+    pub unit: crate::units::args::UnitArgs,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

@@ -340,3 +340,30 @@ user = "nobody"
     // The same service as a system daemon is fine.
     launchd::plist(mine, &context(Scope::System, "mine")).unwrap();
 }
+
+#[test]
+fn daemonic_unit_launchd_prints_the_same_plist_as_the_renderer() {
+    let dir = TempDir::new("launchd-cli");
+    let config = load(
+        &dir,
+        "[services.web]\ncommand = \"/bin/sleep 100\"\nrestart = \"always\"\nlog-file = \"/var/log/web.log\"\n",
+    );
+    let out = support::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_daemonic"))
+            .args([
+                "unit",
+                "--launchd",
+                "web",
+                "--daemonic",
+                "/usr/local/bin/daemonic",
+                "-f",
+            ])
+            .arg(dir.join("daemonic.toml")),
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed, render(&config, "web", Scope::System).text);
+    let job = parse(&printed);
+    assert_eq!(string(&job, "Label"), "dev.daemonic.web");
+    assert_eq!(strings(&job, "ProgramArguments"), ["/bin/sleep", "100"]);
+}

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod down;
+pub mod install;
 pub mod list;
 pub mod logs;
 pub mod reload;
@@ -11,6 +12,8 @@ pub mod signal;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod uninstall;
+pub mod unit;
 pub mod up;
 
 use std::time::Duration;

@@ -29,6 +29,12 @@
 //!
 //! In [`init`] mode (a container's PID 1, or `run --init`) the loop also reaps adopted
 //! orphans and forwards signals to the services.
+//!
+//! **systemd's watchdog on the supervisor** (`WatchdogSec=` in a unit that runs
+//! `daemonic run`): the loop pings at half the interval once readiness was forwarded —
+//! one more deadline of the poll, none without a watchdog. A missed ping means the
+//! supervisor is stuck; a failing service is handled by its own policy, not by systemd
+//! restarting the supervisor (`docs/systemd.md`, "The watchdog through daemonic run").
 
 pub mod capture;
 pub mod group;
@@ -50,6 +56,7 @@ use anyhow::{Context as _, Result};
 use daemonic::process::Exit;
 use daemonic::sentinel::Sentinel;
 use daemonic::systemd::listen::{Message, NotifyListener};
+use daemonic::systemd::watchdog::Watchdog;
 use daemonic::{Running, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -213,6 +220,10 @@ fn run(
         group: None,
         ending: false,
         init,
+        watchdog: Watchdog::from_env().unwrap_or_else(|e| {
+            eprintln!("daemonic: systemd watchdog: {e}");
+            None
+        }),
     };
     match start {
         Start::Entries(entries) => {
@@ -300,6 +311,9 @@ struct Supervisor {
     ending: bool,
     /// Init mode: reap orphans, forward signals.
     init: Option<Init>,
+    /// systemd's watchdog on this supervisor, pinged once readiness was forwarded (module
+    /// docs).
+    watchdog: Option<Watchdog>,
 }
 
 impl Supervisor {
@@ -406,6 +420,11 @@ impl Supervisor {
             if let Some(init) = &self.init {
                 init.reap_orphans();
             }
+            if let Some(w) = self.watchdog.as_mut().filter(|_| self.ready_told)
+                && let Err(e) = w.kick()
+            {
+                eprintln!("daemonic: systemd watchdog: {e}");
+            }
         }
         Ok(())
     }
@@ -451,6 +470,12 @@ impl Supervisor {
             .iter()
             .filter_map(Unit::next_deadline)
             .chain(also)
+            .chain(
+                self.watchdog
+                    .as_ref()
+                    .filter(|_| self.ready_told)
+                    .map(|w| Instant::now() + w.until_due()),
+            )
             .min();
         let Some(at) = next else {
             return PollTimeout::NONE;

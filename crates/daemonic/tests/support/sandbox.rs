@@ -2,6 +2,7 @@
 //! for end-to-end tests. [`Sandbox::boot`] returns `None` (after printing why) where that
 //! cannot work: not root, no systemd, no namespaces. Dropping a [`Sandbox`] powers it off
 //! and removes its state, also when the test panicked.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -29,7 +30,9 @@ impl Sandbox {
             return None;
         }
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/systemd-sandbox.sh");
+        // Found the same way from either crate of the workspace (the CLI's tests use it too).
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../daemonic/tests/systemd-sandbox.sh");
         let sandbox = Sandbox {
             state: TempDir::new("sandbox"),
             script,

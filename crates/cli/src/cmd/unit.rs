@@ -1,0 +1,218 @@
+//! `daemonic unit NAME [-f FILE]`: print the systemd unit of a configured service.
+//! `daemonic unit --up [-f FILE]`: print the unit of the file's supervisor.
+//! `daemonic unit --launchd NAME [-f FILE]`: print a service's launchd plist instead (on
+//! any system: to review or package it; see `docs/platforms.md`).
+//!
+//! The mapping and the sandboxing are described in [`crate::units`]; the unit is printed
+//! to stdout, nothing is installed (that is `daemonic install`). Also the shared part of
+//! `install`: which units a command line means, and their text.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::config::{self, Config, Def};
+use crate::units::{self, Context, Scope, systemd};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub what: What,
+    #[command(flatten)]
+    pub target: Target,
+    /// Print the service's launchd plist (a daemon in /Library/LaunchDaemons; with --user
+    /// an agent in ~/Library/LaunchAgents) instead of a systemd unit.
+    #[arg(long, conflicts_with = "up")]
+    pub launchd: bool,
+}
+
+/// Which unit: a service of a config file, or the file's supervisor.
+#[derive(clap::Args, Debug)]
+pub struct What {
+    /// The service (a [services.NAME] table of the config file).
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "up",
+        conflicts_with = "up"
+    )]
+    pub name: Option<String>,
+    /// The config file.
+    #[arg(short = 'f', long = "file", default_value = config::DEFAULT_FILE, value_name = "FILE")]
+    pub file: PathBuf,
+    /// The unit of the file's own supervisor instead (`daemonic run -f FILE`: all its
+    /// services in one unit, daemonic-PROJECT.service).
+    #[arg(long)]
+    pub up: bool,
+}
+
+/// Which manager, and the binary a unit runs.
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    /// A unit for your user's manager (systemctl --user; WantedBy=default.target)
+    /// [default: a system unit as root, a user unit otherwise].
+    #[arg(long, conflicts_with = "system")]
+    pub user: bool,
+    /// A unit for the system manager (WantedBy=multi-user.target).
+    #[arg(long)]
+    pub system: bool,
+    /// The daemonic binary a unit runs when it needs `daemonic run` [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub daemonic: Option<PathBuf>,
+}
+
+impl Target {
+    pub fn scope(&self) -> Scope {
+        match (self.user, self.system) {
+            (true, _) => Scope::User,
+            (_, true) => Scope::System,
+            _ => Scope::default_for_me(),
+        }
+    }
+}
+
+/// One generated unit: its file name and text.
+pub struct Generated {
+    pub file_name: String,
+    pub text: String,
+}
+
+pub fn run(a: Args) -> Result<u8> {
+    let (config, _) = load(&a.what)?;
+    if a.launchd {
+        print!("{}", launchd_plist(&config, &a)?.text);
+        return Ok(0);
+    }
+    let units = generate(&config, &a.what, &a.target, false)?;
+    let unit = units
+        .last()
+        .expect("generate returns the unit asked for last");
+    print!("{}", unit.text);
+    Ok(0)
+}
+
+/// Reads the config file `what` names (checked as `daemonic check` does).
+pub fn load(what: &What) -> Result<(Config, PathBuf)> {
+    let config = config::load(&what.file)?;
+    let file = config.file.clone();
+    Ok((config, file))
+}
+
+/// The units `what` means, the one asked for last; with `dependencies`, first the units
+/// of the services it depends on (directly or not), in start order.
+pub fn generate(
+    config: &Config,
+    what: &What,
+    target: &Target,
+    dependencies: bool,
+) -> Result<Vec<Generated>> {
+    let exe = match &target.daemonic {
+        Some(p) => std::path::absolute(p).with_context(|| format!("{}", p.display()))?,
+        None => std::env::current_exe().context("find the daemonic binary (current_exe)")?,
+    };
+    let cx = Context {
+        daemonic: &exe,
+        config: &config.file,
+        scope: target.scope(),
+    };
+    let Some(name) = &what.name else {
+        return Ok(vec![Generated {
+            file_name: systemd::file_unit_name(&config.project),
+            text: systemd::file_unit(config, &cx)?,
+        }]);
+    };
+    // Also the check that `name` is a service of the file (with a "did you mean").
+    let with_dependencies = config.with_dependencies(std::slice::from_ref(name))?;
+    let names = if dependencies {
+        with_dependencies
+    } else {
+        vec![name.clone()]
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let Some(def) = config.get(&n) else {
+            bail!("no service named {n:?} in {}", config.file.display());
+        };
+        let def = with_program_path(def);
+        out.push(Generated {
+            file_name: systemd::unit_name(&n),
+            text: systemd::service_unit(&def, &cx).with_context(|| n.clone())?,
+        });
+    }
+    // The one asked for is last in start order, after what it depends on.
+    Ok(out)
+}
+
+/// `def` with its program found in `PATH` (the service's own, if its `env` sets one), as
+/// an expert writes `ExecStart=/usr/bin/redis-server`; left as is when not found.
+fn with_program_path(def: &Def) -> Def {
+    let mut def = def.clone();
+    if let Some(program) = def.command.first_mut()
+        && !program.contains('/')
+    {
+        let path = def
+            .flags
+            .iter()
+            .filter_map(|f| f.strip_prefix("--env=PATH="))
+            .next_back()
+            .map(str::to_string)
+            .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+        let found = std::env::split_paths(&path)
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(&*program))
+            .find(|c| is_executable(c));
+        if let Some(found) = found {
+            *program = found.display().to_string();
+        }
+    }
+    def
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The unit file name `what` means, without generating it (`uninstall NAME` needs no
+/// config file).
+pub fn file_name(what: &What) -> Result<String> {
+    match &what.name {
+        Some(name) => {
+            crate::state_dir::check_name(name)?;
+            Ok(systemd::unit_name(name))
+        }
+        None => Ok(systemd::file_unit_name(&config::load(&what.file)?.project)),
+    }
+}
+
+/// Whether a unit file's text is one daemonic wrote (`install` and `uninstall` replace
+/// or remove only those).
+pub fn written_by_daemonic(text: &str) -> bool {
+    text.starts_with(units::MARKER)
+}
+
+/// The launchd job of the service `a` names.
+fn launchd_plist(config: &Config, a: &Args) -> Result<units::launchd::Plist> {
+    use units::launchd::{self, Scope as Launchd};
+    let name = a.what.name.as_deref().context("a service NAME")?;
+    let def = config
+        .get(name)
+        .with_context(|| format!("no service named {name:?} in {}", config.file.display()))?;
+    let scope = if a.target.user {
+        Launchd::User
+    } else {
+        Launchd::System
+    };
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let daemonic = match &a.target.daemonic {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("find the daemonic binary")?,
+    };
+    let ctx = launchd::Context {
+        daemonic,
+        scope,
+        default_log: scope.default_log(&home, name),
+    };
+    launchd::plist(def, &ctx)
+}

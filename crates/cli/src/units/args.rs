@@ -1,0 +1,228 @@
+//! The flags that shape a generated systemd unit (`unit-*` keys in `daemonic.toml`).
+//!
+//! They are part of [`ServiceArgs`](crate::service::ServiceArgs), so every one is also a
+//! config key with the same name and checks (`unit-hardening = "relaxed"`), but they only
+//! matter to `daemonic unit` and `daemonic install`: `run`, `start` and `up` ignore them.
+//! What each level turns on is in [`super::systemd`] and `docs/systemd.md`.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+const HEADING: &str = "systemd unit";
+
+/// How much sandboxing a generated unit asks systemd for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Hardening {
+    /// Everything a typical network service can live with: a dynamic user unless
+    /// --user is given, a read-only system, no home, private /tmp and /dev, no
+    /// capabilities, a system-call filter, only unix and IP sockets, … (exposure 1.5).
+    Strict,
+    /// What rarely breaks a program: no new privileges, /usr /boot /etc read-only, home
+    /// read-only, private /tmp, kernel and cgroup settings protected; runs as root
+    /// unless --user is given; no system-call, address-family or memory restrictions.
+    Relaxed,
+    /// No sandboxing at all (only what other flags ask for, e.g. --no-new-privs).
+    Off,
+}
+
+/// `ProtectSystem=`: which parts of the file system the service sees read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtectSystem {
+    /// Everything but /dev, /proc, /sys and the unit's own directories.
+    Strict,
+    /// /usr, /boot, /efi and /etc.
+    Full,
+    /// /usr, /boot and /efi.
+    Yes,
+    /// Nothing.
+    No,
+}
+
+/// `ProtectHome=`: what the service sees of /home, /root and /run/user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtectHome {
+    /// Nothing: they appear empty and inaccessible.
+    Yes,
+    /// Everything, read-only.
+    ReadOnly,
+    /// Empty writable directories in place of them.
+    Tmpfs,
+    /// Everything, as is.
+    No,
+}
+
+/// How a generated systemd unit sandboxes the service (`daemonic unit`, `install`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct UnitArgs {
+    /// How much sandboxing the systemd unit asks for: strict, relaxed or off. Only for
+    /// `daemonic unit`/`install`; the other unit-* flags adjust one setting of it.
+    #[arg(long, value_enum, default_value = "strict", value_name = "LEVEL", help_heading = HEADING)]
+    pub unit_hardening: Hardening,
+    /// The unit's ProtectSystem= (strict, full, yes, no) [default: strict with strict
+    /// hardening, full with relaxed].
+    #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
+    pub unit_protect_system: Option<ProtectSystem>,
+    /// The unit's ProtectHome= (yes, read-only, tmpfs, no) [default: yes with strict
+    /// hardening, read-only with relaxed].
+    #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
+    pub unit_protect_home: Option<ProtectHome>,
+    /// The socket families the service may create, for RestrictAddressFamilies=
+    /// (space- or comma-separated, e.g. "AF_UNIX AF_INET AF_INET6 AF_NETLINK"; "none";
+    /// "any" lifts the restriction) [default: AF_UNIX AF_INET AF_INET6 with strict
+    /// hardening].
+    #[arg(long, value_parser = parse_families, value_name = "FAMILIES", help_heading = HEADING)]
+    pub unit_address_families: Option<Families>,
+    /// A directory the service may write to despite ProtectSystem= (ReadWritePaths=;
+    /// repeatable). Its own state directory (/var/lib/NAME, $STATE_DIRECTORY) always is.
+    #[arg(long, value_name = "DIR", help_heading = HEADING)]
+    pub unit_writable: Vec<PathBuf>,
+    /// Any directive, over the generated ones: [SECTION.]KEY=VALUE (section Unit,
+    /// Service or Install; default Service), e.g. MemoryDenyWriteExecute=no,
+    /// Unit.Documentation=https://…; KEY= (empty) removes the directive (repeatable).
+    #[arg(long, value_parser = parse_directive, value_name = "KEY=VALUE", help_heading = HEADING)]
+    pub unit_set: Vec<Directive>,
+}
+
+/// The value of `--unit-address-families`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Families {
+    /// No restriction (no `RestrictAddressFamilies=` line).
+    Any,
+    /// `RestrictAddressFamilies=none`: no sockets at all.
+    None,
+    /// These families only.
+    Only(Vec<String>),
+}
+
+/// One `--unit-set` directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directive {
+    pub section: Section,
+    pub key: String,
+    /// Empty: remove the generated directive of that key.
+    pub value: String,
+}
+
+/// A section of a service unit file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Unit,
+    Service,
+    Install,
+}
+
+impl Section {
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Unit => "Unit",
+            Section::Service => "Service",
+            Section::Install => "Install",
+        }
+    }
+}
+
+fn parse_families(text: &str) -> Result<Families, String> {
+    let words: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        ["any"] => return Ok(Families::Any),
+        ["none"] => return Ok(Families::None),
+        [] => {
+            return Err(
+                "no address family given (expected e.g. AF_UNIX AF_INET, none or any)".into(),
+            );
+        }
+        _ => {}
+    }
+    for w in &words {
+        let name = w.strip_prefix("AF_").unwrap_or("");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return Err(format!(
+                "invalid address family {w:?} (expected e.g. AF_UNIX, AF_INET, AF_INET6, AF_NETLINK; or none, any)"
+            ));
+        }
+    }
+    Ok(Families::Only(
+        words.iter().map(|w| w.to_string()).collect(),
+    ))
+}
+
+fn parse_directive(text: &str) -> Result<Directive, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("invalid directive {text:?} (expected [SECTION.]KEY=VALUE)"))?;
+    let (section, key) = match key.split_once('.') {
+        Some(("Unit", k)) => (Section::Unit, k),
+        Some(("Service", k)) => (Section::Service, k),
+        Some(("Install", k)) => (Section::Install, k),
+        Some((s, _)) => {
+            return Err(format!(
+                "invalid section {s:?} in {text:?} (expected Unit, Service or Install)"
+            ));
+        }
+        None => (Section::Service, key),
+    };
+    let good_key = key.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && key.chars().all(|c| c.is_ascii_alphanumeric());
+    if !good_key {
+        return Err(format!(
+            "invalid directive name {key:?} in {text:?} (expected e.g. MemoryDenyWriteExecute)"
+        ));
+    }
+    if value.contains('\n') {
+        return Err(format!(
+            "invalid directive {text:?}: the value has a line break"
+        ));
+    }
+    Ok(Directive {
+        section,
+        key: key.to_string(),
+        value: value.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_in_either_separator_or_the_two_words() {
+        assert_eq!(
+            parse_families("AF_UNIX, AF_INET6"),
+            Ok(Families::Only(vec!["AF_UNIX".into(), "AF_INET6".into()]))
+        );
+        assert_eq!(parse_families("any"), Ok(Families::Any));
+        assert_eq!(parse_families(" none "), Ok(Families::None));
+        assert!(parse_families("inet").unwrap_err().contains("\"inet\""));
+        assert!(parse_families("").is_err());
+    }
+
+    #[test]
+    fn directives_default_to_the_service_section() {
+        let d = parse_directive("MemoryDenyWriteExecute=no").unwrap();
+        assert_eq!(
+            (d.section, d.key.as_str(), d.value.as_str()),
+            (Section::Service, "MemoryDenyWriteExecute", "no")
+        );
+        let d = parse_directive("Unit.Documentation=https://x/a=b").unwrap();
+        assert_eq!(
+            (d.section, d.value.as_str()),
+            (Section::Unit, "https://x/a=b")
+        );
+        assert_eq!(parse_directive("PrivateTmp=").unwrap().value, "");
+        assert!(
+            parse_directive("Socket.X=1")
+                .unwrap_err()
+                .contains("Socket")
+        );
+        assert!(parse_directive("private-tmp=no").is_err());
+        assert!(parse_directive("PrivateTmp").is_err());
+    }
+}

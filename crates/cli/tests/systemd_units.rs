@@ -1,0 +1,320 @@
+//! Generated units end to end under a real systemd (252 on Debian 12), booted in Linux
+//! namespaces for each test by the daemonic crate's `tests/systemd-sandbox.sh`:
+//! `daemonic install` run inside the sandbox writes a system unit, which systemd starts
+//! (active only once ready), reloads, restarts on a missed watchdog, stops; `uninstall`
+//! removes it. The `daemonic run` variant reports readiness from an HTTP probe, restarts
+//! its program on a failing health check and pings systemd's watchdog. Each test skips
+//! with a reason where a sandbox cannot boot (not root, no systemd, no namespaces); the
+//! sandbox is powered off, and everything in it ended, even when a test fails.
+//!
+//! The units run with the default (strict) hardening: `ProtectHome=` hides /home and
+//! /root, where a checkout may live, so the binaries are copied into the sandbox's own
+//! /run (a tmpfs that disappears with it) and the units point there.
+
+#[path = "../../daemonic/tests/support/sandbox.rs"]
+mod sandbox;
+#[path = "../../daemonic/tests/support/mod.rs"]
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use sandbox::Sandbox;
+use support::{TempDir, example, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(20);
+/// Inside the sandbox: the binaries, the config file and the fixtures' go files.
+const STAGE: &str = "/run/e2e";
+const CONFIG: &str = "/run/e2e/daemonic.toml";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A booted sandbox with daemonic, the fixtures and `config` staged in `/run/e2e`.
+fn stage(config: &str) -> Option<(Sandbox, TempDir)> {
+    let sb = Sandbox::boot()?;
+    let host = TempDir::new("e2e-units");
+    let file = host.join("daemonic.toml");
+    std::fs::write(&file, config).unwrap();
+    let copy = format!(
+        "mkdir -p {STAGE} && cp {} {} {} {STAGE}/ && cp {} {CONFIG}",
+        env!("CARGO_BIN_EXE_daemonic"),
+        example("unit-demo").display(),
+        example("watchdog-pinger").display(),
+        file.display()
+    );
+    ok(&sb, &["sh", "-c", &copy]);
+    Some((sb, host))
+}
+
+/// Runs `args` inside; panics unless it succeeds; returns stdout.
+fn ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.exec(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `daemonic ARGS -f CONFIG` inside the sandbox.
+fn daemonic(sb: &Sandbox, args: &[&str]) -> Output {
+    let mut all = vec!["/run/e2e/daemonic"];
+    all.extend(args);
+    all.extend(["-f", CONFIG]);
+    sb.exec(&all)
+}
+
+fn daemonic_ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = daemonic(sb, args);
+    assert!(
+        out.status.success(),
+        "daemonic {args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn is_active(sb: &Sandbox, unit: &str) -> String {
+    text(&sb.exec(&["systemctl", "is-active", unit]).stdout)
+        .trim()
+        .to_string()
+}
+
+/// A line of `/proc/PID/status` inside the sandbox (`Uid`, `Name`…).
+fn proc_status(sb: &Sandbox, pid: &str, field: &str) -> String {
+    let status = ok(sb, &["cat", &format!("/proc/{pid}/status")]);
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_notify_service_installs_starts_when_ready_reloads_stops_and_uninstalls() {
+    let config = format!(
+        "[services.demo]\ncommand = [\"{STAGE}/unit-demo\", \"notify\", \"{STAGE}/go\"]\nready = \"notify\"\nrestart = \"on-failure\"\n"
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "demo.service";
+    assert_eq!(
+        daemonic_ok(&sb, &["install", "demo"]),
+        "installed: /etc/systemd/system/demo.service\n"
+    );
+    assert_eq!(
+        daemonic_ok(&sb, &["install", "demo"]),
+        "unchanged: /etc/systemd/system/demo.service\n",
+        "installing again changes nothing"
+    );
+
+    // Type=notify: activating until the program says READY=1.
+    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    let waiting = format!("waiting for {STAGE}/go");
+    sb.wait_property(unit, "StatusText", LIMIT, |s| s == waiting);
+    assert_eq!(
+        is_active(&sb, unit),
+        "activating",
+        "not active before READY=1"
+    );
+    ok(&sb, &["touch", &format!("{STAGE}/go")]);
+    sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "active");
+    assert_eq!(sb.show(unit, "StatusText"), "ready (reloads: 0)");
+    // The default sandboxing is in force: a dynamic user, not root.
+    let pid = sb.show(unit, "MainPID");
+    let uid = proc_status(&sb, &pid, "Uid");
+    assert!(!uid.starts_with("0\t"), "runs as root: Uid {uid}");
+
+    // Reload: ExecReload sends SIGHUP; the program reloads in place.
+    ok(&sb, &["systemctl", "reload", unit]);
+    sb.wait_property(unit, "StatusText", LIMIT, |s| s == "ready (reloads: 1)");
+    assert_eq!(sb.show(unit, "ActiveState"), "active");
+    assert_eq!(sb.show(unit, "MainPID"), pid, "reloaded, not restarted");
+
+    ok(&sb, &["systemctl", "stop", unit]);
+    assert_eq!(sb.show(unit, "ActiveState"), "inactive");
+    assert_eq!(sb.show(unit, "Result"), "success");
+
+    assert_eq!(
+        daemonic_ok(&sb, &["uninstall", "demo"]),
+        "stopped and disabled: demo.service\nremoved: /etc/systemd/system/demo.service\n"
+    );
+    assert_eq!(sb.show(unit, "LoadState"), "not-found");
+    assert_eq!(
+        daemonic_ok(&sb, &["uninstall", "demo"]),
+        "not installed: /etc/systemd/system/demo.service (nothing to do)\n"
+    );
+}
+
+#[test]
+fn a_service_that_stops_pinging_its_watchdog_is_restarted_by_systemd() {
+    // Four pings a quarter-interval apart, then a hang.
+    let config = format!(
+        "[services.dog]\ncommand = [\"{STAGE}/watchdog-pinger\", \"4\"]\nready = \"notify\"\nwatchdog = \"1s\"\nrestart = \"on-failure\"\nbackoff = \"100ms\"\n"
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "dog.service";
+    let out = daemonic_ok(&sb, &["install", "dog", "--enable", "--now"]);
+    assert!(
+        out.ends_with("enabled: dog.service\nstarted: dog.service\n"),
+        "{out}"
+    );
+    assert_eq!(
+        text(&sb.exec(&["systemctl", "is-enabled", unit]).stdout).trim(),
+        "enabled"
+    );
+    let first = sb.show(unit, "MainPID");
+    sb.wait_property(unit, "NRestarts", LIMIT, |n| n != "0");
+    let journal = sb.journal(unit);
+    assert!(
+        journal.contains("Watchdog timeout (limit 1s)!"),
+        "{journal}"
+    );
+    let next = sb.wait_property(unit, "MainPID", LIMIT, |p| p != "0" && p != first);
+    assert_ne!(next, first);
+    daemonic_ok(&sb, &["uninstall", "dog"]);
+    assert_eq!(sb.show(unit, "LoadState"), "not-found");
+}
+
+#[test]
+fn under_daemonic_run_readiness_is_a_probe_and_a_failing_health_check_restarts_the_program() {
+    // Three healthy answers, then 503s: the liveness check fails, daemonic restarts it.
+    let config = format!(
+        r#"[services.web]
+command = ["{STAGE}/unit-demo", "http", "8080", "3", "{STAGE}/go-web"]
+ready = "http://127.0.0.1:8080/"
+liveness = "http://127.0.0.1:8080/"
+liveness-interval = "200ms"
+liveness-failures = 2
+restart = "always"
+backoff = "100ms"
+"#
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "web.service";
+    daemonic_ok(&sb, &["install", "web"]);
+    let unit_text = ok(&sb, &["systemctl", "cat", unit]);
+    assert!(
+        unit_text.contains("ExecStart=/run/e2e/daemonic run "),
+        "{unit_text}"
+    );
+
+    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    // Why it is not ready yet reaches systemd through daemonic.
+    let status = sb.wait_property(unit, "StatusText", LIMIT, |s| s.starts_with("not ready: "));
+    assert!(status.contains("127.0.0.1:8080"), "{status}");
+    assert_eq!(
+        is_active(&sb, unit),
+        "activating",
+        "not active before the probe passes"
+    );
+    ok(&sb, &["touch", &format!("{STAGE}/go-web")]);
+    sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "active");
+    let main = sb.show(unit, "MainPID");
+    assert_eq!(proc_status(&sb, &main, "Name"), "daemonic");
+
+    // Two programs served in turn: the first was restarted after failing its checks.
+    let servers = || {
+        let journal = sb.journal(unit);
+        let mut pids: Vec<String> = journal
+            .lines()
+            .filter_map(|l| l.strip_prefix("serving on 8080 as pid "))
+            .map(str::to_string)
+            .collect();
+        pids.dedup();
+        (pids.len() >= 2).then_some(journal)
+    };
+    let journal = wait_for("a second program after a failed check", LIMIT, servers);
+    assert!(
+        journal.contains("liveness failed 2 times in a row: HTTP 503 from http://127.0.0.1:8080/"),
+        "{journal}"
+    );
+    // Inside the unit: systemd saw no failure, daemonic is the same process.
+    assert_eq!(sb.show(unit, "ActiveState"), "active");
+    assert_eq!(sb.show(unit, "NRestarts"), "0");
+    assert_eq!(sb.show(unit, "MainPID"), main);
+
+    // A stop through daemonic (the program ended by its stop signal) is clean.
+    ok(&sb, &["systemctl", "stop", unit]);
+    assert_eq!(sb.show(unit, "Result"), "success");
+    daemonic_ok(&sb, &["uninstall", "web"]);
+}
+
+#[test]
+fn daemonic_run_pings_the_watchdog_of_its_unit_and_handles_the_programs_own() {
+    // A liveness check makes the unit run daemonic; WatchdogSec=1s is on daemonic, and
+    // the program must ping daemonic every second: eight pings (2 s), then a hang.
+    let config = format!(
+        "[services.wdog]\ncommand = [\"{STAGE}/watchdog-pinger\", \"8\"]\nready = \"notify\"\nwatchdog = \"1s\"\nliveness = \"exec:true\"\nrestart = \"on-failure\"\nbackoff = \"100ms\"\n"
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "wdog.service";
+    daemonic_ok(&sb, &["install", "wdog", "--now"]);
+    assert_eq!(sb.show(unit, "WatchdogUSec"), "1s");
+    let main = sb.show(unit, "MainPID");
+    // daemonic catches the program's missed ping and restarts it itself…
+    wait_for("daemonic's watchdog note", LIMIT, || {
+        let j = sb.journal(unit);
+        j.contains("watchdog timeout (no WATCHDOG=1 within 1000ms)")
+            .then_some(())
+    });
+    wait_for("the program's second start", LIMIT, || {
+        sb.journal(unit)
+            .contains("restart 1 in 100ms")
+            .then_some(())
+    });
+    // …while systemd, whose 1 s watchdog has long passed, was pinged all along.
+    assert_eq!(sb.show(unit, "ActiveState"), "active");
+    assert_eq!(sb.show(unit, "NRestarts"), "0");
+    assert_eq!(sb.show(unit, "MainPID"), main);
+    let journal = sb.journal(unit);
+    assert!(!journal.contains("Watchdog timeout"), "{journal}");
+    daemonic_ok(&sb, &["uninstall", "wdog"]);
+}
+
+#[test]
+fn the_config_files_supervisor_installs_as_one_unit_ready_when_its_services_are() {
+    let config = format!(
+        "project = \"shop\"\n\n[services.a]\ncommand = [\"{STAGE}/unit-demo\", \"notify\", \"{STAGE}/go-a\"]\nready = \"notify\"\n\n\
+         [services.b]\ncommand = [\"{STAGE}/unit-demo\", \"notify\", \"{STAGE}/go-b\"]\nready = \"notify\"\ndepends-on = [\"a\"]\n"
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "daemonic-shop.service";
+    assert_eq!(
+        daemonic_ok(&sb, &["install", "--up"]),
+        "installed: /etc/systemd/system/daemonic-shop.service\n"
+    );
+    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    ok(&sb, &["touch", &format!("{STAGE}/go-a")]);
+    // b waits for its go file: the file's supervisor is not ready until b is. Its
+    // services answer `daemonic status` as under `up`.
+    wait_for("b to start", LIMIT, || {
+        let out = sb.exec(&["/run/e2e/daemonic", "status", "b"]);
+        text(&out.stdout).starts_with("b: starting").then_some(())
+    });
+    assert_eq!(is_active(&sb, unit), "activating");
+    ok(&sb, &["touch", &format!("{STAGE}/go-b")]);
+    sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "active");
+    ok(&sb, &["systemctl", "stop", unit]);
+    assert_eq!(sb.show(unit, "Result"), "success");
+    let out = daemonic_ok(&sb, &["uninstall", "--up"]);
+    assert!(
+        out.contains("removed: /etc/systemd/system/daemonic-shop.service"),
+        "{out}"
+    );
+}

@@ -1,0 +1,491 @@
+//! `daemonic unit` / `install --unit-dir` / `uninstall --unit-dir`: the generated units,
+//! checked by systemd's own tools. `systemd-analyze verify` must accept every unit of a
+//! spread of configurations without a word; `systemd-analyze security --offline=true`
+//! must rate the default unit of a network service at 2.0 or better. Tests that need
+//! `systemd-analyze` skip with a reason where it is missing (`.ci/run` installs systemd).
+
+#[path = "../../daemonic/tests/support/mod.rs"]
+mod support;
+
+mod env;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use env::{Env, fixture};
+
+/// Writes `text` as `daemonic.toml` in the test's directory; returns its path.
+fn config(env: &Env, text: &str) -> PathBuf {
+    let path = env.dir.join("daemonic.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `daemonic unit ARGS -f FILE`; panics unless it succeeds; returns the unit.
+fn unit(env: &Env, file: &Path, args: &[&str]) -> String {
+    let mut all = vec!["unit", "-f", file.to_str().unwrap()];
+    all.extend(args);
+    let out = env.daemonic(&all);
+    assert!(
+        out.status.success(),
+        "daemonic {all:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The values of `key` in a unit's text.
+fn values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+fn analyze() -> Option<()> {
+    let found = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: systemd-analyze not found (install the systemd package)");
+    }
+    found.then_some(())
+}
+
+/// `systemd-analyze verify` of `units` (name, text), written together into a directory
+/// (so that `Requires=` finds its units); asserts it succeeds and says nothing.
+fn verify(env: &Env, units: &[(String, String)], user: bool) {
+    let dir = env.dir.join(if user { "verify-user" } else { "verify" });
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify");
+    if user {
+        // The user manager wants a runtime directory even offline.
+        let runtime = env.dir.join("runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        cmd.arg("--user").env("XDG_RUNTIME_DIR", &runtime);
+    }
+    for (name, body) in units {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        cmd.arg(&path);
+    }
+    let out = cmd.output().expect("run systemd-analyze verify");
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let listed: Vec<&str> = units.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify {listed:?}: {}\n{said}\nunits:\n{}",
+        out.status,
+        units
+            .iter()
+            .map(|(n, b)| format!("--- {n}\n{b}"))
+            .collect::<String>()
+    );
+}
+
+/// A spread of services: every option the generator maps, each way it can go.
+fn spread() -> String {
+    let sleeper = fixture("sleeper");
+    let notify = fixture("notify-ready");
+    format!(
+        r#"
+[services.plain]
+command = [{sleeper:?}, "3600"]
+
+[services.notifier]
+command = [{notify:?}, "0", "serving 100% $HOME \"quoted\""]
+ready = "notify"
+restart = "on-failure"
+backoff = "2s"
+backoff-max = "1m"
+success-exit-codes = [0, 143]
+start-limit = "5/10m"
+watchdog = "1500ms"
+stop-signal = "INT"
+stop-timeout = "30s"
+reload-signal = "USR1"
+env = {{ GREETING = "hello world", PERCENT = "50%" }}
+env-file = "-web.env"
+dir = "/"
+
+[services.always]
+command = "sleep 3600"
+restart = "always"
+backoff-multiplier = 1
+backoff-jitter = true
+watchdog = "10s"
+ready = "grace"
+depends-on = ["notifier"]
+umask = "027"
+
+[services.binder]
+command = "sleep 3600"
+user = "daemon"
+group = "daemon"
+keep-caps = ["net_bind_service"]
+no-new-privs = true
+
+[services.relaxed]
+command = "sleep 3600"
+unit-hardening = "relaxed"
+unit-protect-home = "read-only"
+
+[services.bare]
+command = "sleep 3600"
+unit-hardening = "off"
+
+[services.adjusted]
+command = "sleep 3600"
+unit-protect-system = "full"
+unit-address-families = "AF_UNIX AF_NETLINK"
+unit-writable = ["/srv", "data dir"]
+unit-set = ["MemoryDenyWriteExecute=no", "PrivateUsers=", "Unit.Documentation=https://example.com/web", "Install.WantedBy=graphical.target"]
+
+[services.probed]
+command = [{sleeper:?}, "3600"]
+ready = "http://127.0.0.1:8080/health"
+liveness = "tcp:8080"
+readiness = "exec:test -e /run/ok"
+log-file = "/var/log/probed/out.log"
+log-stderr-file = "/srv/logs/err.log"
+on-give-up = "logger gave up"
+restart = "on-failure"
+watchdog = "5s"
+start-limit = "3/1m"
+"#
+    )
+}
+
+const SPREAD: &[&str] = &[
+    "plain", "notifier", "always", "binder", "relaxed", "bare", "adjusted", "probed",
+];
+
+#[test]
+fn every_unit_of_a_spread_of_services_passes_systemd_analyze_verify() {
+    let Some(()) = analyze() else { return };
+    let env = Env::new("units-verify");
+    let file = config(&env, &spread());
+    let mut system = Vec::new();
+    for name in SPREAD {
+        system.push((
+            format!("{name}.service"),
+            unit(&env, &file, &[name, "--system"]),
+        ));
+    }
+    system.push((
+        "daemonic-units-verify.service".into(),
+        unit(&env, &file, &["--up", "--system"]),
+    ));
+    verify(&env, &system, false);
+    // User units: what can be one (no user, group or capabilities to give).
+    let mut user = Vec::new();
+    for name in SPREAD.iter().filter(|n| **n != "binder") {
+        user.push((
+            format!("{name}.service"),
+            unit(&env, &file, &[name, "--user"]),
+        ));
+    }
+    user.push((
+        "daemonic-x.service".into(),
+        unit(&env, &file, &["--up", "--user"]),
+    ));
+    verify(&env, &user, true);
+}
+
+#[test]
+fn options_map_to_systemd_directives() {
+    let env = Env::new("units-map");
+    let file = config(&env, &spread());
+    let n = unit(&env, &file, &["notifier", "--system"]);
+    assert!(n.starts_with("# Generated by daemonic from "), "{n}");
+    let expect = [
+        ("Type", "notify"),
+        ("Restart", "on-failure"),
+        ("RestartSec", "2s"),
+        ("StartLimitBurst", "5"),
+        ("StartLimitIntervalSec", "600s"),
+        ("WatchdogSec", "1500ms"),
+        ("KillMode", "control-group"),
+        ("KillSignal", "SIGINT"),
+        ("TimeoutStopSec", "30s"),
+        ("ExecReload", "/bin/kill -s USR1 $MAINPID"),
+        ("SuccessExitStatus", "143"),
+        (
+            "EnvironmentFile",
+            &format!("-{}", env.dir.join("web.env").display()),
+        ),
+        ("WorkingDirectory", "/"),
+        ("DynamicUser", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("ProtectSystem", "strict"),
+        ("StateDirectory", "notifier"),
+        ("WantedBy", "multi-user.target"),
+    ];
+    for (key, value) in expect {
+        assert_eq!(values(&n, key), [value], "{key} in\n{n}");
+    }
+    // StartLimit* belong in [Unit], before [Service].
+    let unit_section = n.split("[Service]").next().unwrap();
+    assert!(unit_section.contains("StartLimitBurst=5"), "{n}");
+    // Words are quoted and escaped so that systemd reads them back as written.
+    assert_eq!(
+        values(&n, "ExecStart"),
+        [format!(
+            "{} 0 \"serving 100%% $$HOME \\\"quoted\\\"\"",
+            fixture("notify-ready")
+        )
+        .as_str()]
+    );
+    assert_eq!(
+        values(&n, "Environment"),
+        ["\"GREETING=hello world\"", "\"PERCENT=50%%\""]
+    );
+
+    let a = unit(&env, &file, &["always", "--system"]);
+    assert_eq!(values(&a, "Type"), ["exec"]);
+    assert_eq!(values(&a, "NotifyAccess"), ["main"], "a watchdog needs it");
+    assert_eq!(values(&a, "Requires"), ["notifier.service"]);
+    assert!(values(&a, "After").contains(&"notifier.service"));
+    assert_eq!(values(&a, "UMask"), ["0027"]);
+    assert_eq!(values(&a, "StartLimitIntervalSec"), ["0"], "no limit");
+    assert!(
+        a.contains("# backoff-jitter: systemd does not randomize"),
+        "{a}"
+    );
+    let exec = values(&a, "ExecStart")[0];
+    assert!(
+        exec.starts_with('/') && exec.ends_with("/sleep 3600"),
+        "{exec}"
+    );
+
+    let b = unit(&env, &file, &["binder", "--system"]);
+    for (key, value) in [
+        ("User", "daemon"),
+        ("Group", "daemon"),
+        ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+        ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+        ("NoNewPrivileges", "yes"),
+    ] {
+        assert_eq!(values(&b, key), [value], "{key} in\n{b}");
+    }
+    assert!(values(&b, "DynamicUser").is_empty());
+    assert!(
+        values(&b, "PrivateUsers").is_empty(),
+        "caps need the host's user namespace"
+    );
+
+    let r = unit(&env, &file, &["relaxed", "--system"]);
+    assert_eq!(values(&r, "ProtectSystem"), ["full"]);
+    assert_eq!(values(&r, "ProtectHome"), ["read-only"]);
+    for absent in [
+        "DynamicUser",
+        "SystemCallFilter",
+        "MemoryDenyWriteExecute",
+        "RestrictAddressFamilies",
+    ] {
+        assert!(values(&r, absent).is_empty(), "{absent} in\n{r}");
+    }
+    let bare = unit(&env, &file, &["bare", "--system"]);
+    assert!(
+        !bare.contains("Protect") && !bare.contains("NoNewPrivileges"),
+        "{bare}"
+    );
+
+    let adj = unit(&env, &file, &["adjusted", "--system"]);
+    assert_eq!(values(&adj, "ProtectSystem"), ["full"]);
+    assert_eq!(
+        values(&adj, "RestrictAddressFamilies"),
+        ["AF_UNIX AF_NETLINK"]
+    );
+    assert_eq!(values(&adj, "MemoryDenyWriteExecute"), ["no"]);
+    assert!(
+        values(&adj, "PrivateUsers").is_empty(),
+        "removed by unit-set"
+    );
+    assert_eq!(values(&adj, "Documentation"), ["https://example.com/web"]);
+    assert_eq!(values(&adj, "WantedBy"), ["graphical.target"]);
+    assert_eq!(
+        values(&adj, "ReadWritePaths"),
+        [format!("/srv \"{}\"", env.dir.join("data dir").display()).as_str()]
+    );
+
+    let u = unit(&env, &file, &["notifier", "--user"]);
+    assert_eq!(values(&u, "WantedBy"), ["default.target"]);
+    for absent in ["DynamicUser", "ProtectSystem", "PrivateTmp", "After"] {
+        assert!(
+            values(&u, absent).is_empty(),
+            "{absent} in a user unit:\n{u}"
+        );
+    }
+    let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "binder", "--user"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("binder: `user`, `group` and `keep-caps` need a system unit"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn what_systemd_lacks_runs_under_daemonic_run() {
+    let env = Env::new("units-wrap");
+    let file = config(&env, &spread());
+    let p = unit(
+        &env,
+        &file,
+        &["probed", "--system", "--daemonic", "/usr/bin/daemonic"],
+    );
+    assert!(
+        p.contains(
+            "# Runs `daemonic run` for what systemd lacks: readiness probe http://127.0.0.1:8080/health, \
+             liveness check tcp:127.0.0.1:8080, readiness check exec:test -e /run/ok, log files with \
+             rotation, on-give-up hook."
+        ),
+        "{p}"
+    );
+    let exec = values(&p, "ExecStart")[0];
+    assert!(exec.starts_with("/usr/bin/daemonic run "), "{exec}");
+    assert!(
+        exec.contains("--ready=http://127.0.0.1:8080/health"),
+        "{exec}"
+    );
+    assert!(
+        exec.contains("\"--readiness=exec:test -e /run/ok\""),
+        "{exec}"
+    );
+    assert!(exec.contains("--restart=on-failure"), "{exec}");
+    assert!(
+        exec.ends_with(&format!("-- {} 3600", fixture("sleeper"))),
+        "{exec}"
+    );
+    assert!(!exec.contains("--dir"), "WorkingDirectory= says it: {exec}");
+    for (key, value) in [
+        ("Type", "notify"),
+        ("Restart", "on-abnormal"),
+        ("SuccessExitStatus", "143"),
+        ("KillMode", "mixed"),
+        ("WatchdogSec", "5s"),
+        ("TimeoutStopSec", "15s"),
+        ("ExecReload", "/bin/kill -s HUP $MAINPID"),
+        ("LogsDirectory", "probed"),
+        ("ReadWritePaths", "-/srv/logs"),
+    ] {
+        assert_eq!(values(&p, key), [value], "{key} in\n{p}");
+    }
+    // The start limit is daemonic's to keep, not systemd's.
+    assert!(values(&p, "StartLimitBurst").is_empty(), "{p}");
+}
+
+#[test]
+fn the_security_exposure_of_a_default_network_service_is_at_most_2() {
+    let Some(()) = analyze() else { return };
+    let env = Env::new("units-security");
+    let file = config(
+        &env,
+        &format!(
+            "[services.web]\ncommand = [{:?}, \"0\"]\nready = \"notify\"\nrestart = \"on-failure\"\n",
+            fixture("notify-ready")
+        ),
+    );
+    let path = env.dir.join("web.service");
+    std::fs::write(&path, unit(&env, &file, &["web", "--system"])).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze security");
+    let report = text(&out.stdout);
+    let exposure = exposure(&report)
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}{}", text(&out.stderr)));
+    eprintln!("systemd-analyze security --offline=true web.service: exposure {exposure}");
+    assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{report}");
+}
+
+/// `→ Overall exposure level for web.service: 1.5 OK 🙂` → 1.5
+fn exposure(report: &str) -> Option<f64> {
+    let line = report
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))?;
+    line.rsplit_once(": ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn install(env: &Env, file: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "install",
+        "-f",
+        file.to_str().unwrap(),
+        "--unit-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    env.daemonic(&args)
+}
+
+#[test]
+fn install_is_idempotent_and_replaces_only_its_own_files() {
+    let env = Env::new("units-install");
+    let file = config(&env, &spread());
+    let dir = env.dir.join("units");
+    // `always` depends on `notifier`: both are installed, the dependency first.
+    let out = install(&env, &file, &dir, &["always", "--system"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "installed: {0}/notifier.service\ninstalled: {0}/always.service\nnot told to systemd (--unit-dir)\n",
+            dir.display()
+        )
+    );
+    let written = std::fs::read_to_string(dir.join("always.service")).unwrap();
+    assert_eq!(written, unit(&env, &file, &["always", "--system"]));
+    let out = install(&env, &file, &dir, &["always", "--system"]);
+    assert!(text(&out.stdout).contains(&format!("unchanged: {}/always.service", dir.display())));
+    // A changed service updates its file.
+    let edited = spread().replace("umask = \"027\"", "umask = \"077\"");
+    std::fs::write(&file, edited).unwrap();
+    let out = install(&env, &file, &dir, &["always", "--system"]);
+    assert!(
+        text(&out.stdout).contains(&format!("updated: {}/always.service", dir.display())),
+        "{}",
+        text(&out.stdout)
+    );
+    // A file daemonic did not write is left alone.
+    std::fs::write(
+        dir.join("plain.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    let out = install(&env, &file, &dir, &["plain", "--system"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("plain.service: exists and was not written by daemonic"),
+        "{}",
+        text(&out.stderr)
+    );
+    let uninstall =
+        |name: &str| env.daemonic(&["uninstall", name, "--unit-dir", dir.to_str().unwrap()]);
+    let out = uninstall("plain");
+    assert!(!out.status.success(), "not ours, not removed");
+    assert!(dir.join("plain.service").exists());
+    let out = uninstall("always");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.join("always.service").exists());
+    assert!(dir.join("notifier.service").exists(), "dependencies stay");
+    let out = uninstall("always");
+    assert!(out.status.success(), "uninstalling twice is not an error");
+    assert!(
+        text(&out.stdout).contains("not installed:"),
+        "{}",
+        text(&out.stdout)
+    );
+}
