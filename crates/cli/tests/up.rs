@@ -358,3 +358,21 @@ fn on_a_terminal_up_redraws_one_line_per_service_in_place() {
     );
     assert!(down(&env, &file, &[]).status.success());
 }
+
+#[test]
+fn run_f_fails_when_the_main_service_never_ran() {
+    let env = Env::new("run-f-never");
+    let log = env.dir.join("events");
+    let file = config(
+        &env,
+        &format!(
+            "main = \"web\"\n\n[services.db]\ncommand = [{:?}, \"5\"]\n\n{}",
+            fixture("crasher"),
+            lifecycle("web", &log, 0, &["db"]),
+        ),
+    );
+    let out = env.daemonic(&["run", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("web never ran"), "{}", stderr(&out));
+    assert!(lines(&log).is_empty());
+}

@@ -138,15 +138,23 @@ pub fn supervise_group(
             [only] => Some(only.name.clone()),
             _ => None,
         });
+    let detached = group.detached;
     let pid1 = init.as_ref().is_some_and(Init::is_pid1);
     let ended = with_sentinel(outer, Some(control), pid1, |server, sentinel| {
         run(Start::Group(group, targets), outer, sentinel, server, init)
     })?;
-    Ok(ended
+    let exit = ended
         .into_iter()
         .rev()
         .find(|(name, _)| Some(name) == main.as_ref())
-        .and_then(|(_, exit)| exit))
+        .and_then(|(_, exit)| exit);
+    match (main, exit) {
+        // Its status is the supervisor's: no status is not success.
+        (Some(main), None) if !detached => anyhow::bail!(
+            "{main} never ran (stopped first, or what it depends on ended before it was ready)"
+        ),
+        (_, exit) => Ok(exit),
+    }
 }
 
 /// Runs `body` with a sentinel started first (not as PID 1) and the control socket bound.
