@@ -82,7 +82,9 @@ fn cycles(config: &Config) -> Vec<Vec<String>> {
             }
             path.last_mut().expect("not empty").1 += 1;
             let child = &children[next];
-            if let Some(at) = path.iter().position(|(n, _)| n == child) {
+            if child == &name {
+                // Depending on itself is reported as such, not as a cycle.
+            } else if let Some(at) = path.iter().position(|(n, _)| n == child) {
                 let mut cycle: Vec<String> = path[at..].iter().map(|(n, _)| n.clone()).collect();
                 cycle.push(child.clone());
                 let mut key = cycle[..cycle.len() - 1].to_vec();

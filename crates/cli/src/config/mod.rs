@@ -241,7 +241,10 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
     for (name, span, own) in services {
         let merged = defaults.merged_with(&own);
         let Some((command, command_span)) = merged.command.clone() else {
-            sink.error(span.clone(), format!("service `{name}` has no `command`"));
+            // A `command` that was there but wrong has been reported already.
+            if !merged.command_given {
+                sink.error(span.clone(), format!("service `{name}` has no `command`"));
+            }
             continue;
         };
         let mut flags: Vec<String> = merged.flags.into_values().flatten().collect();
@@ -255,9 +258,20 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             command,
             depends_on: merged.depends_on.iter().map(|(d, _)| d.clone()).collect(),
         };
-        if let Err(e) = def.args() {
-            sink.error(span.clone(), format!("{e:#}"));
-            continue;
+        match def.args() {
+            Err(e) => {
+                sink.error(span.clone(), format!("{e:#}"));
+                continue;
+            }
+            // Env files are read when the service is set up: one that cannot be read or
+            // parsed fails `up` then, so it fails the check now.
+            Ok(args) => {
+                for file in &args.env_file {
+                    if let Err(e) = crate::env_file::read(file) {
+                        sink.error(span.clone(), format!("service `{name}`: {e:#}"));
+                    }
+                }
+            }
         }
         spans.insert(
             name,
@@ -302,6 +316,8 @@ struct Layers {
     flags: BTreeMap<String, Vec<String>>,
     has_dir: bool,
     command: Option<(Vec<String>, Span)>,
+    /// A `command` key was written (even if its value was wrong).
+    command_given: bool,
     depends_on: Vec<(String, Span)>,
 }
 
@@ -322,6 +338,7 @@ impl Layers {
             }
         }
         merged.has_dir |= over.has_dir;
+        merged.command_given |= over.command_given;
         if over.command.is_some() {
             merged.command = over.command.clone();
         }
@@ -365,7 +382,10 @@ fn layer(
                 e.key_span.clone(),
                 format!("`{key}` belongs in a service, not in [defaults]"),
             ),
-            "command" => l.command = command(&e.node, sink).map(|c| (c, e.node.span.clone())),
+            "command" => {
+                l.command_given = true;
+                l.command = command(&e.node, sink).map(|c| (c, e.node.span.clone()));
+            }
             "depends-on" => l.depends_on = depends_on(&e.node, sink),
             _ => match keys.iter().find(|k| k.name == key) {
                 Some(k) => {

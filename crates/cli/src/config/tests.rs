@@ -160,3 +160,27 @@ fn a_program_with_a_slash_is_relative_to_the_files_directory() {
         "{e:?}"
     );
 }
+
+#[test]
+fn an_env_file_that_cannot_be_read_or_parsed_fails_the_check_but_an_optional_one_may_be_missing() {
+    let dir = std::env::temp_dir().join(format!("daemonic-config-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.env"), "A=1\nbad line\n").unwrap();
+    let file = dir.join("daemonic.toml");
+    let text = "[services.a]\ncommand = \"sleep 1\"\nenv-file = [\"bad.env\", \"-missing.env\"]\n";
+    let mut sink = Sink::new(&file, text);
+    parse(&file, text, &mut sink);
+    let errors: Vec<String> = sink.found.iter().map(ToString::to_string).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].ends_with("bad.env:2: expected KEY=VALUE, found \"bad line\""),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_service_that_depends_on_itself_is_one_error_not_also_a_cycle() {
+    let e = errors("[services.a]\ncommand = \"sleep 1\"\ndepends-on = [\"a\"]\n");
+    assert_eq!(e, [format!("{FILE}:3:15: service `a` depends on itself")]);
+}
