@@ -376,3 +376,42 @@ fn run_f_fails_when_the_main_service_never_ran() {
     assert!(stderr(&out).contains("web never ran"), "{}", stderr(&out));
     assert!(lines(&log).is_empty());
 }
+
+#[test]
+fn a_broken_edit_changes_nothing_by_up_or_by_sighup() {
+    let env = Env::new("up-broken");
+    let sleeper = fixture("sleeper");
+    let good = format!("[services.a]\ncommand = \"{sleeper}\"\ngrace = \"100ms\"\n");
+    let file = config(&env, &good);
+    let sup_log = env.dir.join("supervisor.log");
+    let out = up(
+        &env,
+        &file,
+        &["--supervisor-log", sup_log.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let a = env.child_pid("a");
+
+    config(&env, &format!("{good}restrat = \"always\"\n"));
+    let out = up(&env, &file, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("4:1: unknown key `restrat`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let supervisor = supervisor_of(&env, "a");
+    nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let said = wait_for("the supervisor's answer to SIGHUP", SOON, || {
+        let text = std::fs::read_to_string(&sup_log).unwrap_or_default();
+        text.contains("SIGHUP").then_some(text)
+    });
+    assert!(
+        said.contains("unknown key `restrat`") && said.contains("nothing changed"),
+        "{said}"
+    );
+    assert_eq!(env.child_pid("a"), a, "still the same process");
+    config(&env, &good);
+    assert!(down(&env, &file, &[]).status.success());
+}
