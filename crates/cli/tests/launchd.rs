@@ -258,6 +258,7 @@ fn on_failure_never_env_files_users_and_default_logs_map_to_their_keys() {
 #[test]
 fn a_service_that_needs_what_launchd_lacks_runs_under_daemonic_run() {
     let dir = TempDir::new("launchd-api");
+    std::fs::write(dir.join("worker.env"), "TOKEN=x\n").unwrap();
     let config = load(&dir, MORE);
     let job = render(&config, "api", Scope::System);
     let why = job.supervised_because.join("; ");
