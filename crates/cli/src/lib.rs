@@ -1,12 +1,13 @@
 //! `daemonic`: run any program as a well-behaved daemon and keep it alive.
 //!
-//! The `daemonic` binary is [`main`]; it lives in a library so that benchmarks can drive
-//! the supervisor directly (many services in one supervisor before the config file
-//! lands). One file per subcommand under `cmd/`; the supervisor (the process that owns
-//! services' children, and captures their output) under `supervisor/`; the control
-//! socket the commands use to ask a supervisor (protocol, server, client) under
-//! `control/`; reading captured logs back (`daemonic logs`) under `tail/`. Exit codes are
-//! listed in `--help` and the README. Not a stable API.
+//! The `daemonic` binary is [`main`]; it lives in a library so that tests can drive its
+//! parts directly (the launchd renderer, the config loader). One file per subcommand
+//! under `cmd/`; the supervisor (the process that owns services' children, and captures
+//! their output) under `supervisor/`; the config file (`daemonic.toml`) under `config/`;
+//! the control socket the commands use to ask a supervisor (protocol, server, client)
+//! under `control/`; reading captured logs back (`daemonic logs`) under `tail/`;
+//! service-manager files (systemd units, launchd plists, Windows services) under
+//! `units/`. Exit codes are listed in `--help` and the README. Not a stable API.
 
 #![deny(unsafe_code)]
 

@@ -1,7 +1,8 @@
 //! The supervisor: the process that owns a set of services' children.
 //!
 //! `start` and `run` give it one service (crash isolation, like runit/s6); a config file
-//! will give it many (cheap per service, like supervisord). Each service is a [`unit`]:
+//! (`up`, `run -f`) gives it many (cheap per service, like supervisord; see [`group`]).
+//! Each service is a [`unit`]:
 //! a pure state machine ([`machine`], restart policy in [`policy`]) and the executor of
 //! its actions.
 //!
