@@ -259,16 +259,6 @@ fn mode_and_owner(path: &Path) -> (u32, u32) {
     (m.mode() & 0o7777, m.uid())
 }
 
-/// The umask of this process (which the `daemonic start` launcher inherits).
-fn own_umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .unwrap();
-    u32::from_str_radix(line.trim(), 8).unwrap()
-}
-
 #[test]
 fn files_have_the_documented_modes_and_owners() {
     if !root("files_have_the_documented_modes_and_owners") {
@@ -290,7 +280,7 @@ fn files_have_the_documented_modes_and_owners() {
     assert_eq!(mode_and_owner(&state), (0o700, 0), "state directory");
     assert_eq!(
         mode_and_owner(&env.pid_file("m")),
-        (0o644 & !own_umask(), 0),
+        (0o644 & !umask(), 0),
         "pid file: 0644 minus the launcher's umask"
     );
     assert_eq!(

@@ -98,15 +98,6 @@ fn daemon_drops_to_nobody(reexec: bool) {
     );
 }
 
-fn umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .unwrap();
-    u32::from_str_radix(line.trim(), 8).unwrap()
-}
-
 #[test]
 fn a_forked_daemon_runs_as_the_user_with_exactly_its_groups() {
     if root("a_forked_daemon_runs_as_the_user_with_exactly_its_groups") {

@@ -561,4 +561,4 @@ impl Machine {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -149,3 +149,13 @@ pub fn stat_field(pid: Pid, n: usize) -> Option<String> {
 pub fn alive(pid: Pid) -> bool {
     matches!(stat_field(pid, 0).as_deref(), Some(s) if s != "Z")
 }
+
+/// The umask of this process (which the processes a test starts inherit).
+pub fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
+    u32::from_str_radix(line.trim(), 8).unwrap()
+}

@@ -9,7 +9,7 @@ use daemonic::process::Exit;
 use super::*;
 use crate::supervisor::machine::{Action, Config as MachineConfig, Event, Machine, Readiness};
 use crate::supervisor::machine::{State, Timer};
-use crate::supervisor::policy::{Backoff, Jitter, Policy, Restart};
+use crate::supervisor::policy::{Jitter, Restart};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -99,23 +99,9 @@ fn the_summary_says_the_verdict_and_the_failures_in_a_row() {
 
 fn machine(health: Config, restart: Restart) -> Machine {
     let config = MachineConfig {
-        policy: Policy {
-            restart,
-            success_codes: vec![0],
-            backoff: Backoff {
-                initial: ms(50),
-                multiplier: 2.0,
-                max: ms(400),
-                jitter: false,
-                reset_after: ms(1000),
-            },
-            start_limit: None,
-        },
         readiness: Readiness::Notify,
-        stop_signal: Signal::SIGTERM,
-        stop_timeout: ms(500),
-        watchdog: None,
         health,
+        ..crate::supervisor::machine::tests::config(restart, None)
     };
     let (m, first) = Machine::new(config, Jitter::new(0));
     assert_eq!(first, [Action::Spawn]);

@@ -5,7 +5,9 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn config(restart: Restart, start_limit: Option<&str>) -> Config {
+/// A machine configuration for tests (also the health checks'): 50 ms backoff doubling to
+/// 400 ms, readiness by notify or 100 ms grace, 500 ms stop timeout, no watchdog.
+pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>) -> Config {
     Config {
         policy: Policy {
             restart,
