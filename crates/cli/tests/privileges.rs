@@ -392,3 +392,24 @@ fn exec_probes_and_checks_run_as_the_service_user_not_as_root() {
     assert!(healthy.contains("ready"), "{healthy}");
     assert!(env.daemonic(&["stop", "p"]).status.success());
 }
+
+#[test]
+fn a_configured_home_wins_over_the_users_own() {
+    if !root("a_configured_home_wins_over_the_users_own") {
+        return;
+    }
+    let env = Env::new("priv-home");
+    let prog = shared_fixture(&env.dir);
+    let out = run(env
+        .cmd()
+        .args(["start", "--name", "home", "--ready", "notify"])
+        .args(["--user", "nobody", "--env", "HOME=/srv/app"])
+        .args(["--", &prog, "--stay"]));
+    assert!(out.status.success(), "start failed: {}", stderr(&out));
+    let log = env.dir.join("state").join("home.log");
+    await_key(&log, "done");
+    let r = report(&log);
+    assert_eq!(field(&r, "env_HOME"), "/srv/app", "--env wins");
+    assert_eq!(field(&r, "env_USER"), "nobody", "the rest is the user's");
+    assert!(env.daemonic(&["stop", "home"]).status.success());
+}
