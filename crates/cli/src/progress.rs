@@ -251,17 +251,11 @@ fn shown(
         Goal::Down if final_state => Outcome::Done,
         Goal::Down => Outcome::OnItsWay,
         // Ready, but its readiness check has not passed (yet): dependents wait for it too.
-        Goal::Up
-            if state == "ready"
-                && info
-                    .health
-                    .as_deref()
-                    .is_some_and(|h| h.starts_with("checking") || h.starts_with("unhealthy")) =>
-        {
+        Goal::Up if info.is_ready() => Outcome::Done,
+        Goal::Up if state == "ready" => {
             detail = info.health.clone().unwrap_or_default();
             Outcome::OnItsWay
         }
-        Goal::Up if state == "ready" => Outcome::Done,
         Goal::Up if final_state => Outcome::Failed,
         Goal::Up if state == "waiting" => match failed_dependency(name, infos, deps) {
             Some(dep) => {

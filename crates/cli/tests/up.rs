@@ -313,10 +313,17 @@ fn a_failing_readiness_check_holds_back_dependents_until_it_passes() {
         "web must not start: {:?}",
         lines(&log)
     );
+    // What a container's probes would see: alive, not ready.
+    assert_eq!(env.daemonic(&["status", "db"]).status.code(), Some(0));
+    assert_eq!(
+        env.daemonic(&["status", "db", "--ready"]).status.code(),
+        Some(3)
+    );
     std::fs::write(&flag, "").unwrap();
     let out = up(&env, &file, &[]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(lines(&log), ["web start", "web ready"]);
+    assert_eq!(env.daemonic(&["status", "--ready"]).status.code(), Some(0));
     assert!(down(&env, &file, &[]).status.success());
 }
 

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Exit status 0 if running, 3 if not (as LSB init scripts); without NAME, 0 if any
-//! service runs.
+//! service runs. With `--ready`, 0 only if the service (without NAME: every service, and
+//! at least one) is ready with its readiness check passing — what a container
+//! orchestrator's readiness probe asks (`exec: [daemonic, status, --ready]`), where plain
+//! `status` answers its liveness probe.
 
 use anyhow::Result;
 
@@ -34,6 +37,11 @@ pub struct Args {
     /// absent.
     #[arg(long)]
     json: bool,
+    /// Exit status 0 only if ready: the state is `ready` and the readiness check (if
+    /// any) passes; for NAME, else every service shown (at least one). 3 otherwise. For a
+    /// container orchestrator's readiness probe.
+    #[arg(long)]
+    ready: bool,
 }
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
@@ -57,11 +65,12 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
             println!("{}", line(s, now));
         }
     }
-    Ok(if services.is_empty() {
-        EXIT_NOT_RUNNING
+    let ok = if a.ready {
+        !services.is_empty() && services.iter().all(ServiceInfo::is_ready)
     } else {
-        0
-    })
+        !services.is_empty()
+    };
+    Ok(if ok { 0 } else { EXIT_NOT_RUNNING })
 }
 
 /// How a service that is not running ended, when its supervisor left a final snapshot:

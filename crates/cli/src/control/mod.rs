@@ -153,6 +153,18 @@ pub struct ServiceInfo {
     pub health: Option<String>,
 }
 
+impl ServiceInfo {
+    /// Ready, as dependents and `status --ready` mean it: in state `ready` and its
+    /// readiness check (if it has one) passing — not `checking` or `unhealthy`.
+    pub fn is_ready(&self) -> bool {
+        self.state == "ready"
+            && !self
+                .health
+                .as_deref()
+                .is_some_and(|h| h.starts_with("checking") || h.starts_with("unhealthy"))
+    }
+}
+
 /// What a supervisor answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
