@@ -20,14 +20,6 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_daemonic");
 const NOBODY: u32 = 65534;
 
-fn root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped {test}: needs root to switch users (CI runs as root)");
-    false
-}
-
 /// The report fixture, copied where any user may execute it: the build directory may sit
 /// below a directory `nobody` cannot enter. Copied by another process: a copy open for
 /// writing in this one would be inherited by children that other tests fork meanwhile,
@@ -54,17 +46,6 @@ fn parse(stdout: &[u8]) -> Vec<(String, String)> {
 
 fn field(report: &[(String, String)], key: &str) -> String {
     get(report, key).unwrap_or_else(|| panic!("no {key}= in {report:?}"))
-}
-
-/// A line of /proc/PID/status, its fields joined by single spaces.
-fn proc_status(pid: daemonic::Pid, key: &str) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[test]

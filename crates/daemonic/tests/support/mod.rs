@@ -159,3 +159,23 @@ pub fn umask() -> u32 {
         .unwrap();
     u32::from_str_radix(line.trim(), 8).unwrap()
 }
+
+/// Whether this process runs as root; otherwise prints why `test` is skipped.
+pub fn root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped {test}: needs root to switch users (CI runs as root)");
+    false
+}
+
+/// A line of /proc/PID/status (`key` with its colon), its fields joined by single spaces.
+pub fn proc_status(pid: Pid, key: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
