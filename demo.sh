@@ -5,8 +5,9 @@
 # from one config file, in dependency order.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build -q --release -p daemonic-cli
-cargo build -q --release -p daemonic --example echod
+# The first build takes a minute or two: cargo shows its progress on stderr.
+echo "building daemonic (release) …" >&2
+cargo build --release -p daemonic-cli -p daemonic --example echod
 bin=target/release
 dir=$(mktemp -d)
 export DAEMONIC_STATE_DIR="$dir/state"
@@ -19,7 +20,12 @@ cleanup() {
 }
 trap cleanup EXIT
 port=$(( 20000 + RANDOM % 20000 ))
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# Commands in bold on a terminal; plain text when piped or with NO_COLOR.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+    say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n$ %s\n' "$*"; }
+fi
 
 say "echod -d --port $port --pid-file $dir/echod.pid      # a Rust daemon using the daemonic library"
 "$bin/examples/echod" -d --port "$port" --pid-file "$dir/echod.pid"

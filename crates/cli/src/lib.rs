@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 mod duration;
 mod env_file;
+mod hints;
 mod human;
 pub mod privilege_args;
 mod progress;
@@ -30,7 +31,7 @@ pub mod usage;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Exit status for "not running" (`status`), as LSB init scripts use it.
 pub const EXIT_NOT_RUNNING: u8 = 3;
@@ -47,8 +48,11 @@ it was ready: its own status, or 128+signal; 124 not ready within --timeout; \
 )]
 struct Cli {
     /// Directory for pid files, status files, control sockets and, when given, log files
-    /// [default: $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as root, or /tmp/daemonic-$UID].
-    #[arg(long, global = true, env = "DAEMONIC_STATE_DIR", value_name = "DIR")]
+    /// [env: DAEMONIC_STATE_DIR] [default: $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as
+    /// root, or /tmp/daemonic-$UID].
+    // The variable is read in `main`, not by clap's `env`: clap would then show
+    // `--state-dir <DIR>` in every usage line as if it were required.
+    #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -127,12 +131,28 @@ enum Command {
     /// Stop, disable and remove a service's systemd unit (a missing one is a note, not an
     /// error).
     Uninstall(cmd::uninstall::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `daemonic completions bash > ~/.local/share/bash-completion/completions/daemonic`;
+    /// zsh: `daemonic completions zsh > "${fpath[1]}/_daemonic"`; fish: `daemonic
+    /// completions fish > ~/.config/fish/completions/daemonic.fish`.
+    Completions(cmd::completions::Args),
+    /// Print the manual page (roff; `daemonic man | man -l -`), or with --dir write one
+    /// page per subcommand there.
+    Man(cmd::man::Args),
 }
 
 /// The `daemonic` command line.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let dirs = state_dir::StateDir::new(cli.state_dir);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let argv = std::iter::once("daemonic".into()).chain(args.iter().cloned());
+    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| hints::improve(e, &args).exit());
+    let state_dir = cli.state_dir.or_else(|| {
+        std::env::var_os("DAEMONIC_STATE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let dirs = state_dir::StateDir::new(state_dir);
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a, &dirs),
         Command::Start(a) => cmd::start::run(a, &dirs),
@@ -149,12 +169,18 @@ pub fn main() -> ExitCode {
         Command::Unit(a) => cmd::unit::run(a),
         Command::Install(a) => cmd::install::run(a),
         Command::Uninstall(a) => cmd::uninstall::run(a),
+        Command::Completions(a) => cmd::completions::run(a, Cli::command()),
+        Command::Man(a) => cmd::man::run(a, Cli::command()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("daemonic: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<hints::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

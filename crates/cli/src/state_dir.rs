@@ -182,13 +182,26 @@ fn check_private(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A service name: letters, digits, `_`, `-`, `.`; not starting with `.`; 1–64 bytes.
+/// A service name: letters, digits, `_`, `-`, `.`; not starting with `.` or `-`; 1–64
+/// bytes. An invalid one is a [`UsageError`](crate::hints::UsageError) (exit status 2),
+/// and a long one is shown cut short.
 pub fn check_name(name: &str) -> Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
-    if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(ok_char) {
-        bail!(
-            "invalid service name {name:?}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.'"
-        );
+    if name.is_empty()
+        || name.len() > 64
+        || name.starts_with(['.', '-'])
+        || !name.chars().all(ok_char)
+    {
+        let shown = if name.chars().count() > 40 {
+            let head: String = name.chars().take(32).collect();
+            format!("{head:?}… ({} bytes)", name.len())
+        } else {
+            format!("{name:?}")
+        };
+        return Err(crate::hints::UsageError(format!(
+            "invalid service name {shown}: use 1-64 letters, digits, '_', '-' or '.', not starting with '.' or '-'"
+        ))
+        .into());
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! One file per subcommand.
 
 pub mod check;
+pub mod completions;
 pub mod down;
 pub mod install;
 pub mod list;
 pub mod logs;
+pub mod man;
 pub mod reload;
 pub mod restart;
 pub mod run;
