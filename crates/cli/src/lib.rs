@@ -87,6 +87,12 @@ enum Command {
     ///
     /// Silent on success; exit status 1 with the supervisor's reason otherwise.
     Reload(cmd::reload::Args),
+    /// Reopen services' log files after an external logrotate renamed them (its `create`
+    /// mode; use it in `postrotate`).
+    ///
+    /// Asks the supervisor that writes the log (`signal NAME USR1` would reach the program
+    /// instead). Prints what was reopened; exit status 1 with the reason otherwise.
+    Reopen(cmd::reopen::Args),
     /// Send a signal to a service's program (through its supervisor).
     ///
     /// The supervisor sends it through the program's pidfd, so it cannot reach a process
@@ -162,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Restart(a) => cmd::restart::run(a, &dirs),
         Command::Reload(a) => cmd::reload::run(a, &dirs),
         Command::Signal(a) => cmd::signal::run(a, &dirs),
+        Command::Reopen(a) => cmd::reopen::run(a, &dirs),
         Command::Logs(a) => cmd::logs::run(a, &dirs),
         Command::Up(a) => cmd::up::run(a, &dirs),
         Command::Down(a) => cmd::down::run(a, &dirs),

@@ -9,6 +9,7 @@ mod env;
 use std::process::Command;
 
 use env::Env;
+use support::{SOON, wait_for};
 
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
@@ -175,4 +176,81 @@ fn manual_pages_cover_every_subcommand_and_render() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The logrotate recipe of docs/logging.md: `create`, then `daemonic reopen NAME` in
+/// `postrotate`; a line written after the rotation lands in the new file.
+#[test]
+fn logrotate_create_with_daemonic_reopen_moves_the_writer_to_the_new_file() {
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        eprintln!("skipping: logrotate is not installed");
+        return;
+    }
+    let env = Env::new("reopen");
+    let log = env.dir.join("rot.log");
+    // Prints "before", then "after N" on each SIGUSR1 (`wait` is interrupted by it).
+    let script = r#"trap 'n=$((n+1)); echo "after $n"' USR1; echo before; while :; do sleep 5 & wait $!; done"#;
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "rot",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let has = |path: &std::path::Path, what: &str| {
+        std::fs::read_to_string(path).is_ok_and(|t| t.lines().any(|l| l == what))
+    };
+    wait_for("before in rot.log", SOON, || {
+        has(&log, "before").then_some(())
+    });
+
+    let bin = env!("CARGO_BIN_EXE_daemonic");
+    let state = env.dir.join("state");
+    let conf = env.dir.join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{log} {{\n  create\n  rotate 2\n  postrotate\n    DAEMONIC_STATE_DIR={state} {bin} reopen rot\n  endscript\n}}\n",
+            log = log.display(),
+            state = state.display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("logrotate")
+        .arg("-s")
+        .arg(env.dir.join("logrotate.state"))
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "logrotate: {}", text(&out));
+    let rotated = env.dir.join("rot.log.1");
+    assert!(has(&rotated, "before"), "rotated by logrotate");
+
+    let out = env.daemonic(&["signal", "rot", "USR1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("after 1 in the new rot.log", SOON, || {
+        has(&log, "after 1").then_some(())
+    });
+    assert!(
+        !has(&rotated, "after 1"),
+        "the supervisor still wrote to the rotated file"
+    );
+
+    // An unknown name is an error; `reopen` itself says what it did.
+    let out = env.daemonic(&["reopen", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = env.daemonic(&["reopen", "rot"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "rot: 1 log file reopened\n"
+    );
+    let out = env.daemonic(&["stop", "rot"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -8,6 +8,7 @@ pub mod list;
 pub mod logs;
 pub mod man;
 pub mod reload;
+pub mod reopen;
 pub mod restart;
 pub mod run;
 pub mod signal;

@@ -23,6 +23,7 @@ impl Request {
             Request::Stop { .. } => "stop",
             Request::Restart { .. } => "restart",
             Request::Reload { .. } => "reload",
+            Request::Reopen { .. } => "reopen",
             Request::Signal { .. } => "signal",
             Request::Up { .. } => "up",
             Request::Down { .. } => "down",
@@ -36,9 +37,10 @@ impl Request {
         match self {
             Request::Status { name } => put_opt(&mut out, "name", name.as_deref()),
             Request::List => {}
-            Request::Stop { name } | Request::Restart { name } | Request::Reload { name } => {
-                put(&mut out, "name", name)
-            }
+            Request::Stop { name }
+            | Request::Restart { name }
+            | Request::Reload { name }
+            | Request::Reopen { name } => put(&mut out, "name", name),
             Request::Signal { name, signal } => {
                 put(&mut out, "name", name);
                 put(&mut out, "signal", signal.as_str());
@@ -67,6 +69,9 @@ impl Request {
                 name: fields.require("name")?,
             },
             "reload" => Request::Reload {
+                name: fields.require("name")?,
+            },
+            "reopen" => Request::Reopen {
                 name: fields.require("name")?,
             },
             "signal" => Request::Signal {

@@ -101,6 +101,8 @@ pub enum Request {
     Restart { name: String },
     /// Ask the service's program to reload (its reload signal).
     Reload { name: String },
+    /// Reopen the service's log files (after logrotate renamed them: its `create` mode).
+    Reopen { name: String },
     /// Send `signal` to the service's program.
     Signal {
         name: String,

@@ -74,6 +74,7 @@ fn every_request_survives_a_round_trip() {
     });
     request_round_trip(Request::Restart { name: "web".into() });
     request_round_trip(Request::Reload { name: "web".into() });
+    request_round_trip(Request::Reopen { name: "web".into() });
     request_round_trip(Request::Signal {
         name: "web".into(),
         signal: Signal::SIGUSR1,

@@ -573,7 +573,10 @@ impl Supervisor {
                         }
                     }
                 }
-                daemonic::Event::ReopenLogs => self.units.iter().for_each(Unit::reopen_logs),
+                daemonic::Event::ReopenLogs => {
+                    // Errors are noted in the service's log by `reopen_logs` itself.
+                    self.units.iter().for_each(|u| drop(u.reopen_logs()))
+                }
                 daemonic::Event::Signal(_) => {}
             }
         }

@@ -237,15 +237,26 @@ impl Unit {
         }
     }
 
-    /// Reopens the log files (after an external logrotate renamed them).
-    pub fn reopen_logs(&self) {
-        if let Some((out, err)) = &self.logs {
-            for w in [out, err] {
-                if let Err(e) = w.reopen() {
-                    self.note(&format!("{e}"));
+    /// Reopens the log files (after an external logrotate renamed them): how many were
+    /// reopened, or the first error (each error is also noted; a file that could not be
+    /// reopened stays the one written to).
+    pub fn reopen_logs(&self) -> Result<usize, String> {
+        let mut first_error = None;
+        let mut reopened = 0;
+        if let (Some((out, err)), Some(cfg)) = (&self.logs, &self.service.log) {
+            // Without its own file, stderr's writer is a clone of stdout's.
+            let separate = cfg.stderr_path.is_some().then_some(err);
+            for w in std::iter::once(out).chain(separate) {
+                match w.reopen() {
+                    Ok(()) => reopened += 1,
+                    Err(e) => {
+                        self.note(&format!("{e}"));
+                        first_error.get_or_insert(e.to_string());
+                    }
                 }
             }
         }
+        first_error.map_or(Ok(reopened), Err)
     }
 
     /// A line of the supervisor's own about this service: on its stderr, and in the

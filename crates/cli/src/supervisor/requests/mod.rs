@@ -3,12 +3,13 @@
 //!
 //! A request names a service of this supervisor; an unknown name is answered with an
 //! error and changes nothing. `status` and `list` are answered at once. `reload` and
-//! `signal` are answered once the signal is sent. `stop` and `restart` are answered when
+//! `signal` are answered once the signal is sent, `reopen` once the files are reopened. `stop` and `restart` are answered when
 //! they are over — the service stopped, or ready again — so that `daemonic restart web`
 //! returns when web serves again; until then they wait in [`Pending`].
 
 mod down;
 mod reload;
+mod reopen;
 mod restart;
 mod signal;
 mod status;
@@ -61,6 +62,10 @@ pub fn answer(sup: &mut Supervisor, request: Request, cx: &Context<'_>) -> (Opti
         },
         Request::Reload { name } => match unit(sup, &name) {
             Some(i) => (Some(i), reload::answer(sup, i)),
+            None => (None, unknown(&name)),
+        },
+        Request::Reopen { name } => match unit(sup, &name) {
+            Some(i) => (Some(i), reopen::answer(sup, i)),
             None => (None, unknown(&name)),
         },
         Request::Signal { name, signal } => match unit(sup, &name) {
