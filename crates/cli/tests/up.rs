@@ -193,7 +193,7 @@ fn check_reports_every_error_at_its_line_and_column() {
         format!(
             "{f}:3:15: dependency cycle: a → b → a\n\
              {f}:4:1: unknown key `restrat` in a service\n  hint: did you mean `restart`?\n\
-             {f}:9:16: `stop-timeout`: invalid duration \"soon\" (expected e.g. 500ms, 30s, 2m, 1h)\n\
+             {f}:9:16: `stop-timeout`: invalid duration \"soon\" (expected e.g. 500ms, 30s, 2m, 1h, 1m30s)\n\
              3 errors\n"
         )
     );
