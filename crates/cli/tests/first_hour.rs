@@ -254,3 +254,42 @@ fn logrotate_create_with_daemonic_reopen_moves_the_writer_to_the_new_file() {
     let out = env.daemonic(&["stop", "rot"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A tcp probe whose port is already held by another process does not declare the service
+/// ready (its own bind would fail a moment later): the start fails and names the holder.
+#[test]
+fn a_port_held_by_another_process_is_not_readiness_and_the_holder_is_named() {
+    let env = Env::new("held-port");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let me = std::process::id();
+    let sleeper = env::fixture("sleeper");
+    let ready = format!("tcp:127.0.0.1:{port}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "held",
+        "--ready",
+        &ready,
+        "--timeout",
+        "2s",
+        "--",
+        &sleeper,
+    ]);
+    assert_eq!(out.status.code(), Some(124), "not ready: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port} answers, but the listener is not this service's: it is held by pid {me} (")),
+        "{err}"
+    );
+
+    // A program that crashes on the held port: its own exit is reported, with the holder.
+    let script = format!(
+        "exec python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", {port})); s.listen(); input()'"
+    );
+    let out = env.daemonic(&[
+        "start", "--name", "py", "--ready", &ready, "--", "sh", "-c", &script,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    drop(held);
+}

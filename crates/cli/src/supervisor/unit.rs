@@ -20,7 +20,7 @@ use daemonic::logging::RotatingWriter;
 use super::capture::{self, Capture};
 use super::health::Check;
 use super::machine::{Action, Event, Machine, State, Timer};
-use super::probe::{Attempt, Outcome as ProbeOutcome};
+use super::probe::{Attempt, Outcome as ProbeOutcome, listener};
 use super::status_file::{self, StatusFile};
 use crate::service::{Readiness, Service};
 
@@ -315,9 +315,19 @@ impl Unit {
             if !woken[slot.index()] && attempt.deadline() > now {
                 continue;
             }
-            let Some(outcome) = attempt.advance(now) else {
+            let Some(mut outcome) = attempt.advance(now) else {
                 continue;
             };
+            // A port that answers may be held by another program (the service's own bind
+            // then fails): ready only if the listener is the service's.
+            if let (Slot::Startup, ProbeOutcome::Success, Some(addr)) =
+                (slot, &outcome, attempt.connected_to())
+            {
+                let tree = self.pid().map_or(Vec::new(), listener::tree);
+                if let Err(why) = listener::check(addr, &tree) {
+                    outcome = ProbeOutcome::Failure(why);
+                }
+            }
             self.attempts[slot.index()] = None;
             events.push(match (slot, outcome) {
                 (Slot::Startup, ProbeOutcome::Success) => {

@@ -53,6 +53,7 @@
 //! How often to probe is the caller's business; [`Schedule`] is the rule for it.
 
 mod exec;
+pub mod listener;
 mod net;
 mod parse;
 
@@ -189,6 +190,15 @@ impl Attempt {
             State::Finished { at, .. } => *at,
             State::Net(n) => n.deadline(),
             State::Exec(e) => e.deadline(),
+        }
+    }
+
+    /// The address a tcp or http attempt connected to, once it has (for
+    /// [`listener::check`]).
+    pub fn connected_to(&self) -> Option<SocketAddr> {
+        match &self.state {
+            State::Net(n) => n.connected_to(),
+            _ => None,
         }
     }
 

@@ -51,6 +51,8 @@ pub(super) struct Net {
     stage: Stage,
     timeout: Duration,
     deadline: Instant,
+    /// The address the connect succeeded to (once it has).
+    connected: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -79,6 +81,7 @@ impl Net {
             stage: Stage::Done,
             timeout,
             deadline: now + timeout,
+            connected: None,
         };
         net.stage = net.connect_next()?;
         Ok(net)
@@ -95,6 +98,10 @@ impl Net {
 
     pub(super) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    pub(super) fn connected_to(&self) -> Option<SocketAddr> {
+        self.connected
     }
 
     pub(super) fn advance(&mut self, now: Instant) -> Option<Outcome> {
@@ -139,7 +146,10 @@ impl Net {
             return Ok(Stage::Connecting(stream, addr));
         }
         match stream.take_error() {
-            Ok(None) => self.connected(stream),
+            Ok(None) => {
+                self.connected = Some(addr);
+                self.connected(stream)
+            }
             Ok(Some(e)) | Err(e) => {
                 self.errors
                     .push(format!("connect {addr}: {}", describe(&e)));
@@ -160,7 +170,10 @@ impl Net {
         while let Some(addr) = self.next.next() {
             match connect(addr) {
                 Ok((stream, false)) => return Ok(Stage::Connecting(stream, addr)),
-                Ok((stream, true)) => return self.connected(stream),
+                Ok((stream, true)) => {
+                    self.connected = Some(addr);
+                    return self.connected(stream);
+                }
                 Err(e) => self.errors.push(e),
             }
         }
