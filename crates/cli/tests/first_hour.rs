@@ -9,7 +9,7 @@ mod env;
 use std::process::Command;
 
 use env::Env;
-use support::{SOON, wait_for};
+use support::{SOON, run, wait_for};
 
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
@@ -292,4 +292,59 @@ fn a_port_held_by_another_process_is_not_readiness_and_the_holder_is_named() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     drop(held);
+}
+
+/// `--pid-file` for init scripts: names the supervisor, locked while it runs (a second
+/// start with the same file fails), removed on stop; a relative path is the caller's.
+#[test]
+fn pid_file_names_the_locked_supervisor_and_goes_away_on_stop() {
+    let env = Env::new("pid-file");
+    let sleeper = env::fixture("sleeper");
+    let mut cmd = env.cmd();
+    cmd.current_dir(env.dir.path()).args([
+        "start",
+        "--name",
+        "pf",
+        "--pid-file",
+        "pf.pid",
+        "--",
+        &sleeper,
+    ]);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", text(&out));
+    let path = env.dir.join("pf.pid");
+    let written: i32 = std::fs::read_to_string(&path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = String::from_utf8(env.daemonic(&["status", "pf"]).stdout).unwrap();
+    assert!(
+        status.contains(&format!("(supervisor {written})")),
+        "{status}"
+    );
+    assert_eq!(
+        daemonic::PidFile::holder(&path).unwrap(),
+        daemonic::pidfile::Holder::Locked(Some(daemonic::Pid::from_raw(written)))
+    );
+
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "pf2",
+        "--pid-file",
+        path.to_str().unwrap(),
+        "--",
+        &sleeper,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("already running (pid {written}")),
+        "{}",
+        text(&out)
+    );
+
+    let out = env.daemonic(&["stop", "pf"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!path.exists(), "removed when the supervisor ended");
 }

@@ -57,6 +57,12 @@ fn require_command(service: &crate::service::ServiceArgs, usage: &str) {
     }
 }
 
+/// A path made absolute against the directory the command was typed in (a detached
+/// supervisor runs in `/`).
+fn absolute_path(text: &str) -> Result<std::path::PathBuf, String> {
+    std::path::absolute(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
 /// A process's exit status as the `u8` a shell sees (codes are 0–255; 128+signal).
 fn exit_code(exit: daemonic::process::Exit) -> u8 {
     exit.shell_status().clamp(0, 255) as u8
@@ -66,15 +72,26 @@ fn exit_code(exit: daemonic::process::Exit) -> u8 {
 /// pid file; the exit status is the child's (last): 127/126 if it could not be
 /// found/executed (with the reason on stderr), 128+N if signal N killed it. With `dirs`
 /// (a named service), keeps its status file and serves its control socket there. With
-/// `init`, the supervisor is a container's init (`supervisor::init`).
+/// `init`, the supervisor is a container's init (`supervisor::init`). With `pid_file`,
+/// the supervisor also holds that pid file (`--pid-file`) for its life.
 fn supervise(
     service: &crate::service::Service,
     running: daemonic::Running,
     dirs: Option<&crate::state_dir::StateDir>,
     init: Option<crate::supervisor::init::Init>,
+    pid_file: Option<&std::path::Path>,
 ) -> anyhow::Result<u8> {
     use anyhow::Context;
     let name = &service.name;
+    // Taken here, in the (detached) supervisor, so that it names the supervisor; an error
+    // reaches the waiting launcher like any other.
+    let _pid_file = match pid_file.map(daemonic::PidFile::lock).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = running.fail(&e.to_string(), e.os_error());
+            return Err(anyhow::Error::new(e).context(name.clone()));
+        }
+    };
     let entry = crate::supervisor::Entry {
         service: service.clone(),
         status_file: dirs.map(|d| d.status_file(name)),

@@ -51,6 +51,10 @@ pub struct Args {
     /// Not an init, even as PID 1.
     #[arg(long)]
     no_init: bool,
+    /// Write daemonic's pid to FILE, locked while it runs and removed when it ends (for
+    /// init scripts and start-stop-daemon); refused if another process holds it.
+    #[arg(long = "pid-file", value_name = "FILE", value_parser = super::absolute_path, conflicts_with = "file")]
+    pid_file: Option<PathBuf>,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -76,7 +80,13 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         daemon = daemon.pid_file(dirs.pid_file(&name));
     }
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, explicit.then_some(dirs), init)
+    super::supervise(
+        &service,
+        running,
+        explicit.then_some(dirs),
+        init,
+        a.pid_file.as_deref(),
+    )
 }
 
 fn run_file(

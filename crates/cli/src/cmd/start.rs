@@ -29,6 +29,11 @@ pub struct Args {
     /// (--log-file).
     #[arg(long = "supervisor-log", alias = "log", value_name = "FILE")]
     supervisor_log: Option<PathBuf>,
+    /// Also write the supervisor's pid to FILE (for init scripts, start-stop-daemon,
+    /// monit), locked for the supervisor's life and removed when it ends; a second start
+    /// with the same FILE fails with "already running (pid N)".
+    #[arg(long = "pid-file", value_name = "FILE", value_parser = super::absolute_path)]
+    pid_file: Option<PathBuf>,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -55,5 +60,5 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     }
     // Returns only in the detached supervisor; the launcher exits inside.
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, Some(dirs), None)
+    super::supervise(&service, running, Some(dirs), None, a.pid_file.as_deref())
 }
