@@ -10,6 +10,9 @@ use anyhow::Result;
 
 use crate::config::{self, Report};
 
+/// Services beyond this many are not all listed in the start order.
+const SHOWN_IN_FULL: usize = 30;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The config file.
@@ -21,12 +24,23 @@ pub fn run(a: Args) -> Result<u8> {
     match config::load(&a.file) {
         Ok(c) => {
             let n = c.services.len();
+            let order = c.start_order();
+            // A long order is shown by its ends (`up` shows every service anyway).
+            let shown = if order.len() > SHOWN_IN_FULL {
+                format!(
+                    "{} → … ({} more) … → {}",
+                    order[..5].join(" → "),
+                    order.len() - 10,
+                    order[order.len() - 5..].join(" → ")
+                )
+            } else {
+                order.join(" → ")
+            };
             println!(
-                "{}: ok, {n} service{} (project {}); start order: {}",
+                "{}: ok, {n} service{} (project {}); start order: {shown}",
                 a.file.display(),
                 if n == 1 { "" } else { "s" },
                 c.project,
-                c.start_order().join(" → ")
             );
             Ok(0)
         }

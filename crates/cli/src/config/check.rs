@@ -1,7 +1,7 @@
 //! Checks across services and against the system: dependencies (unknown, cycles),
 //! `main`, programs that do not exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -23,8 +23,9 @@ pub fn all(
     sink: &mut Sink<'_>,
 ) {
     let names: Vec<&str> = all_names.iter().map(String::as_str).collect();
+    let known: HashSet<&str> = names.iter().copied().collect();
     if let (Some(m), Some(span)) = (&config.main, main)
-        && !names.contains(&m.as_str())
+        && !known.contains(m.as_str())
     {
         unknown_service(m, span, "`main` names", &names, sink);
     }
@@ -35,7 +36,7 @@ pub fn all(
         for (dep, span) in &s.depends_on {
             if dep == &def.name {
                 sink.error(span.clone(), format!("service `{dep}` depends on itself"));
-            } else if !names.contains(&dep.as_str()) {
+            } else if !known.contains(dep.as_str()) {
                 unknown_service(dep, span.clone(), "`depends-on` names", &names, sink);
             }
         }
@@ -60,45 +61,60 @@ fn unknown_service(name: &str, span: Span, what: &str, names: &[&str], sink: &mu
 }
 
 /// Each cycle once, as a path that ends where it starts (`a → b → a`), starting at the
-/// service that comes first in the file.
+/// service that comes first in the file. Depth first from each service in file order,
+/// without recursion; a service is entered once, so this is linear in services and edges
+/// (a cycle is seen at the edge that closes it, back to a service on the current path).
 fn cycles(config: &Config) -> Vec<Vec<String>> {
-    let deps = |name: &str| -> Vec<String> {
-        config
-            .get(name)
-            .map(|d| d.depends_on.clone())
-            .unwrap_or_default()
-    };
+    let n = config.services.len();
+    let deps: Vec<Vec<usize>> = config
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            d.depends_on
+                .iter()
+                .filter_map(|name| config.position(name))
+                // Depending on itself is reported as such, not as a cycle.
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
     let mut found: Vec<Vec<String>> = Vec::new();
-    let mut finished: Vec<String> = Vec::new();
-    for def in &config.services {
-        // Depth first with an explicit stack of (service, next dependency to try).
-        let mut path: Vec<(String, usize)> = vec![(def.name.clone(), 0)];
-        while let Some((name, next)) = path.last().cloned() {
-            let children = deps(&name);
-            if next >= children.len() {
-                finished.push(name);
+    let mut seen: HashSet<Vec<usize>> = HashSet::new();
+    let mut entered = vec![false; n];
+    // Where a service is on the current path, if it is.
+    let mut on_path: Vec<Option<usize>> = vec![None; n];
+    for root in 0..n {
+        if entered[root] {
+            continue;
+        }
+        // (service, next dependency to try)
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        entered[root] = true;
+        on_path[root] = Some(0);
+        while let Some(&mut (i, ref mut next)) = path.last_mut() {
+            let Some(&child) = deps[i].get(*next) else {
+                on_path[i] = None;
                 path.pop();
                 continue;
-            }
-            path.last_mut().expect("not empty").1 += 1;
-            let child = &children[next];
-            if child == &name {
-                // Depending on itself is reported as such, not as a cycle.
-            } else if let Some(at) = path.iter().position(|(n, _)| n == child) {
-                let mut cycle: Vec<String> = path[at..].iter().map(|(n, _)| n.clone()).collect();
-                cycle.push(child.clone());
-                let mut key = cycle[..cycle.len() - 1].to_vec();
-                key.sort();
-                let seen = found.iter().any(|c| {
-                    let mut k = c[..c.len() - 1].to_vec();
-                    k.sort();
-                    k == key
-                });
-                if !seen {
+            };
+            *next += 1;
+            if let Some(at) = on_path[child] {
+                let members: Vec<usize> = path[at..].iter().map(|&(m, _)| m).collect();
+                let mut key = members.clone();
+                key.sort_unstable();
+                if seen.insert(key) {
+                    let mut cycle: Vec<String> = members
+                        .iter()
+                        .map(|&m| config.services[m].name.clone())
+                        .collect();
+                    cycle.push(config.services[child].name.clone());
                     found.push(cycle);
                 }
-            } else if !finished.contains(child) && config.get(child).is_some() {
-                path.push((child.clone(), 0));
+            } else if !entered[child] {
+                entered[child] = true;
+                on_path[child] = Some(path.len());
+                path.push((child, 0));
             }
         }
     }

@@ -44,7 +44,7 @@ mod node;
 pub mod schema;
 mod words;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
@@ -76,6 +76,8 @@ pub struct Config {
     pub main: Option<String>,
     /// In the order of the file.
     pub services: Vec<Def>,
+    /// Each service's place in `services`, by name.
+    index: HashMap<String, usize>,
 }
 
 /// One service as the file defines it.
@@ -91,14 +93,20 @@ pub struct Def {
 
 impl Config {
     pub fn get(&self, name: &str) -> Option<&Def> {
-        self.services.iter().find(|d| d.name == name)
+        self.position(name).map(|i| &self.services[i])
+    }
+
+    /// Where `name` is in [`services`](Self::services) (a hash lookup: files of thousands
+    /// of services are checked and ordered in linear time).
+    fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
     }
 
     /// `names` and everything they depend on, directly or not, in start order (every
     /// service after what it depends on); all services when `names` is empty. An unknown
     /// name is an error.
     pub fn with_dependencies(&self, names: &[String]) -> Result<Vec<String>> {
-        let mut wanted: Vec<&str> = Vec::new();
+        let mut wanted: HashSet<&str> = HashSet::new();
         let mut todo: Vec<&str> = if names.is_empty() {
             self.services.iter().map(|d| d.name.as_str()).collect()
         } else {
@@ -113,31 +121,72 @@ impl Config {
                     hint.map_or(String::new(), |h| format!("; {h}"))
                 )
             })?;
-            if !wanted.contains(&name) {
-                wanted.push(name);
+            if wanted.insert(name) {
                 todo.extend(def.depends_on.iter().map(String::as_str));
             }
         }
         Ok(self
             .start_order()
             .into_iter()
-            .filter(|n| wanted.contains(&n.as_str()))
+            .filter(|n| wanted.contains(n.as_str()))
             .collect())
     }
 
     /// Every service, each after the services it depends on (file order otherwise).
+    ///
+    /// The order is that of repeated passes over the file, each taking every service whose
+    /// dependencies are taken (earlier passes, or earlier in this pass) — computed without
+    /// the passes: a service's pass is the latest of its dependencies' passes, one later for
+    /// a dependency further down the file (it is taken after the service in that pass), and
+    /// services are sorted by (pass, place in the file). Linear in services and edges, plus
+    /// the sort.
     pub fn start_order(&self) -> Vec<String> {
-        let mut done: Vec<String> = Vec::new();
-        while done.len() < self.services.len() {
-            let before = done.len();
-            for d in &self.services {
-                if !done.contains(&d.name) && d.depends_on.iter().all(|p| done.contains(p)) {
-                    done.push(d.name.clone());
+        let n = self.services.len();
+        let mut pass: Vec<Option<usize>> = vec![None; n];
+        // Waiting for its dependencies: everything above it on the stack depends on it.
+        let mut expanding = vec![false; n];
+        for root in 0..n {
+            // Depth first without recursion (a chain may be thousands long).
+            let mut stack = vec![root];
+            while let Some(&i) = stack.last() {
+                if pass[i].is_some() {
+                    stack.pop();
+                    continue;
+                }
+                let deps: Vec<usize> = self.services[i]
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| self.position(d))
+                    .collect();
+                let pending: Vec<usize> = deps
+                    .iter()
+                    .copied()
+                    .filter(|&d| pass[d].is_none())
+                    .collect();
+                if pending.is_empty() {
+                    let p = deps
+                        .iter()
+                        .map(|&d| pass[d].expect("done") + usize::from(d > i))
+                        .max()
+                        .unwrap_or(0);
+                    pass[i] = Some(p);
+                    stack.pop();
+                } else {
+                    assert!(
+                        !expanding[i] && pending.iter().all(|&d| !expanding[d]),
+                        "cycles are refused when loading"
+                    );
+                    expanding[i] = true;
+                    stack.extend(pending);
                 }
             }
-            assert!(done.len() > before, "cycles are refused when loading");
         }
-        done
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (pass[i], i));
+        order
+            .into_iter()
+            .map(|i| self.services[i].name.clone())
+            .collect()
     }
 }
 
@@ -296,6 +345,11 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             None => default_project(&base),
         },
         main: main.as_ref().map(|(m, _)| m.clone()),
+        index: defs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect(),
         services: defs,
     };
     check::all(

@@ -184,3 +184,71 @@ fn a_service_that_depends_on_itself_is_one_error_not_also_a_cycle() {
     let e = errors("[services.a]\ncommand = \"sleep 1\"\ndepends-on = [\"a\"]\n");
     assert_eq!(e, [format!("{FILE}:3:15: service `a` depends on itself")]);
 }
+
+/// The start order as it was first defined: passes over the file, each taking every
+/// service whose dependencies are taken. Quadratic or worse; the reference for the linear
+/// [`Config::start_order`].
+fn start_order_by_passes(c: &Config) -> Vec<String> {
+    let mut done: Vec<String> = Vec::new();
+    while done.len() < c.services.len() {
+        for d in &c.services {
+            if !done.contains(&d.name) && d.depends_on.iter().all(|p| done.contains(p)) {
+                done.push(d.name.clone());
+            }
+        }
+    }
+    done
+}
+
+#[test]
+fn the_linear_start_order_is_the_order_of_passes_over_the_file() {
+    // Random acyclic graphs (an edge always goes from a higher to a lower number, and the
+    // services are written in a shuffled order), from a fixed seed.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    for round in 0..200 {
+        let n = 1 + next(25) as usize;
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, next(i as u64 + 1) as usize);
+        }
+        let mut text = String::new();
+        for &i in &order {
+            let deps: Vec<String> = (0..i)
+                .filter(|_| next(4) == 0)
+                .map(|d| format!("\"s{d}\""))
+                .collect();
+            text += &format!(
+                "[services.s{i}]\ncommand = \"sleep 1\"\ndepends-on = [{}]\n",
+                deps.join(", ")
+            );
+        }
+        let c = load_text(&text).unwrap_or_else(|e| panic!("round {round}: {e:?}\n{text}"));
+        assert_eq!(
+            c.start_order(),
+            start_order_by_passes(&c),
+            "round {round}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_chain_written_backwards_starts_from_its_end() {
+    let mut text = String::new();
+    for i in 0..2000 {
+        text += &format!("[services.s{i}]\ncommand = \"sleep 1\"\n");
+        if i < 1999 {
+            text += &format!("depends-on = [\"s{}\"]\n", i + 1);
+        }
+    }
+    let c = load_text(&text).unwrap();
+    let order = c.start_order();
+    assert_eq!(order.first().map(String::as_str), Some("s1999"));
+    assert_eq!(order.last().map(String::as_str), Some("s0"));
+    assert_eq!(c.with_dependencies(&["s1990".into()]).unwrap().len(), 10);
+}
