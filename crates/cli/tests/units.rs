@@ -98,7 +98,7 @@ fn spread() -> String {
 command = [{sleeper:?}, "3600"]
 
 [services.notifier]
-command = [{notify:?}, "0", "serving 100% $HOME \"quoted\""]
+command = [{notify:?}, "0", "serving 100% $$HOME \"quoted\""]
 ready = "notify"
 restart = "on-failure"
 backoff = "2s"

@@ -39,6 +39,7 @@
 
 mod check;
 pub mod diagnostic;
+mod interpolate;
 mod layers;
 mod node;
 pub mod schema;
@@ -234,8 +235,10 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
     if !errors.is_empty() {
         return None;
     }
-    let root = node::table(root.get_ref());
+    let mut root = node::table(root.get_ref());
     let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let vars = interpolate::Vars::new(dotenv(&base, sink));
+    interpolate::table(&mut root, &vars, text, sink);
     let keys = schema::keys();
     let mut project = None;
     let mut main = None;
@@ -361,6 +364,23 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
     );
     sink.found.sort_by_key(|d| (d.line, d.column));
     Some(config)
+}
+
+/// The variables of the project's `.env` (beside the file), for `${VAR}`; none if there is
+/// no such file. A malformed one is an error (at the file's start, naming `.env`'s line).
+fn dotenv(base: &Path, sink: &mut Sink<'_>) -> Vec<(String, String)> {
+    let path = base.join(".env");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => crate::env_file::parse(&text).unwrap_or_else(|(line, why)| {
+            sink.error(0..0, format!("{}:{line}: {why}", path.display()));
+            Vec::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            sink.error(0..0, format!("read {}: {e}", path.display()));
+            Vec::new()
+        }
+    }
 }
 
 /// The name of the file's directory, made a valid name.

@@ -1,0 +1,76 @@
+//! Projects of many services (`daemonic.toml`) as compose users write them: `${VAR}` from
+//! the environment and the project's `.env`.
+
+#[path = "../../daemonic/tests/support/mod.rs"]
+mod support;
+
+mod env;
+
+use env::Env;
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn variables_come_from_the_environment_over_dot_env_and_run_the_service() {
+    let env = Env::new("interp");
+    let dir = env.dir.join("shop");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(".env"), "GREETING=from-dotenv\nWHO=dotenv\n").unwrap();
+    let file = dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        r#"
+[services.hello]
+command = ["sh", "-c", "echo ${GREETING} ${WHO} ${MISSING:-fallback} '$$HOME-literal' $$LEVEL; exec sleep 60"]
+env = { LEVEL = "${LEVEL:-info}" }
+"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = env
+        .cmd()
+        .env("WHO", "shell")
+        .args(["up", "-f", f])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let log = env.dir.join("state").join("hello.log");
+    support::wait_for("the greeting in the log", support::SOON, || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("from-dotenv shell fallback $HOME-literal info"))
+    });
+    let out = env.daemonic(&["down", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn an_unset_variable_is_an_error_at_its_line_and_column() {
+    let env = Env::new("interp-unset");
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        "[services.web]\ncommand = \"sleep 60\"\nready = \"tcp:${WEB_PORT_UNSET_HERE}\"\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["check", "-f", f]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{f}:3:14: variable WEB_PORT_UNSET_HERE is not set"
+        )),
+        "{err}"
+    );
+    // With a default it checks.
+    std::fs::write(
+        &file,
+        "[services.web]\ncommand = \"sleep 60\"\nready = \"tcp:${WEB_PORT_UNSET_HERE:-8080}\"\n",
+    )
+    .unwrap();
+    let out = env.daemonic(&["check", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+}
