@@ -74,3 +74,42 @@ fn an_unset_variable_is_an_error_at_its_line_and_column() {
     let out = env.daemonic(&["check", "-f", f]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_procfile_is_a_project_of_long_running_services_with_dot_env_and_port() {
+    let env = Env::new("procfile");
+    let dir = env.dir.join("app");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(".env"), "SECRET=from-dotenv\n").unwrap();
+    let file = dir.join("Procfile");
+    std::fs::write(
+        &file,
+        "# a comment\nweb: echo web $PORT $SECRET && exec sleep 60\n\nworker:   echo worker $PORT; exec sleep 60\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["check", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok, 2 services"), "{}", text(&out));
+    let out = env.daemonic(&["up", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (name, line) in [("web", "web 5000 from-dotenv"), ("worker", "worker 5100")] {
+        let log = env.dir.join("state").join(format!("{name}.log"));
+        support::wait_for(line, support::SOON, || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains(line))
+        });
+    }
+    let out = env.daemonic(&["down", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    std::fs::write(&file, "web echo no colon\n").unwrap();
+    let out = env.daemonic(&["check", "-f", f]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("{f}:1:1: expected `name: command`")),
+        "{}",
+        text(&out)
+    );
+}

@@ -42,6 +42,7 @@ pub mod diagnostic;
 mod interpolate;
 mod layers;
 mod node;
+mod procfile;
 pub mod schema;
 mod words;
 
@@ -93,6 +94,20 @@ pub struct Def {
 }
 
 impl Config {
+    fn new(file: PathBuf, project: String, main: Option<String>, services: Vec<Def>) -> Config {
+        Config {
+            file,
+            project,
+            main,
+            index: services
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.name.clone(), i))
+                .collect(),
+            services,
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Def> {
         self.position(name).map(|i| &self.services[i])
     }
@@ -218,7 +233,11 @@ pub fn load(file: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
     let absolute = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
     let mut sink = Sink::new(file, &text);
-    let config = parse(&absolute, &text, &mut sink);
+    let config = if procfile::is_procfile(file) {
+        Some(procfile::parse(&absolute, &text, &mut sink))
+    } else {
+        parse(&absolute, &text, &mut sink)
+    };
     match config {
         Some(c) if sink.found.is_empty() => Ok(c),
         _ => Err(Report(sink.found).into()),
@@ -336,25 +355,17 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
         );
         defs.push(def);
     }
-    let config = Config {
-        file: file.to_path_buf(),
-        project: match project {
-            Some((p, span)) => {
-                if let Err(why) = crate::state_dir::check_name(&p) {
-                    sink.error(span, format!("`project`: {why:#}"));
-                }
-                p
+    let project = match project {
+        Some((p, span)) => {
+            if let Err(why) = crate::state_dir::check_name(&p) {
+                sink.error(span, format!("`project`: {why:#}"));
             }
-            None => default_project(&base),
-        },
-        main: main.as_ref().map(|(m, _)| m.clone()),
-        index: defs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.name.clone(), i))
-            .collect(),
-        services: defs,
+            p
+        }
+        None => default_project(&base),
     };
+    let main_name = main.as_ref().map(|(m, _)| m.clone());
+    let config = Config::new(file.to_path_buf(), project, main_name, defs);
     check::all(
         &config,
         &names,
