@@ -113,3 +113,45 @@ fn a_procfile_is_a_project_of_long_running_services_with_dot_env_and_port() {
         text(&out)
     );
 }
+
+#[test]
+fn two_files_in_one_directory_are_two_projects() {
+    let env = Env::new("two-files");
+    let sleeper = env::fixture("sleeper");
+    let a = env.dir.join("a.toml");
+    let b = env.dir.join("b.toml");
+    std::fs::write(
+        &a,
+        format!("[services.pa]\ncommand = [{sleeper:?}, \"600\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        format!("[services.pb]\ncommand = [{sleeper:?}, \"600\"]\n"),
+    )
+    .unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = env.daemonic(&["up", "-f", a]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["up", "-f", b]);
+    assert!(
+        out.status.success(),
+        "b.toml gets its own supervisor: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("pb: ready"), "{}", text(&out));
+    assert!(!text(&out).contains("pa"), "{}", text(&out));
+    let out = env.daemonic(&["down", "-f", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = env.daemonic(&["status", "pa"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "down -f b.toml left pa alone: {}",
+        text(&status)
+    );
+    let status = env.daemonic(&["status", "pb"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    let out = env.daemonic(&["down", "-f", a]);
+    assert!(out.status.success(), "{}", text(&out));
+}

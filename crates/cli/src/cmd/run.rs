@@ -99,7 +99,7 @@ fn run_file(
     config.with_dependencies(names)?;
     dirs.ensure()?;
     let project = config.project.clone();
-    let (pid_file, socket) = dirs.group_files(&project)?;
+    let (pid_file, socket) = dirs.group_files(&config.id)?;
     let running = Daemon::new()
         .foreground(true)
         .pid_file(pid_file)

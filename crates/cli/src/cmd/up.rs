@@ -1,7 +1,8 @@
 //! `daemonic up [-f FILE] [NAME…]`: run the services of a config file, in dependency
 //! order, under one detached supervisor; return once they are ready (or failed, with why).
 //!
-//! The first `up` starts the supervisor (`<state-dir>/up/<project>.pid` and `.sock`);
+//! The first `up` starts the supervisor (`<state-dir>/up/<id>.pid` and `.sock`, the id
+//! being the file's project name or its path's hash: see [`crate::config::Config::id`]);
 //! each service is also reachable at `<state-dir>/NAME.sock`, so `status`, `logs`,
 //! `restart`… work on it as on any service. A later `up` (or SIGHUP to the supervisor)
 //! reads the file again and applies the difference: new services start, removed ones
@@ -53,7 +54,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let config = config::load(&a.file)?;
     let order = config.with_dependencies(&a.names)?;
     dirs.ensure()?;
-    let (pid_file, socket) = dirs.group_files(&config.project)?;
+    let (pid_file, socket) = dirs.group_files(&config.id)?;
     if a.launch_only {
         return launch(a, config, dirs.clone(), pid_file, socket);
     }

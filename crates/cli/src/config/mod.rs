@@ -73,7 +73,13 @@ const TOP_LEVEL: &[&str] = &["project", "main", "defaults", "services"];
 pub struct Config {
     /// The file, as an absolute path.
     pub file: PathBuf,
+    /// The project's name, for people: `project = …`, or the file's directory's name.
     pub project: String,
+    /// Which supervisor runs the file (`<state-dir>/up/<id>.pid`): the `project` when the
+    /// file names one (files that give the same name share a supervisor, on purpose), else
+    /// the directory's name and a hash of the file's absolute path, so that two files never
+    /// share a supervisor by accident (`app-3f2a9c1e`).
+    pub id: String,
     /// The service whose exit status is the supervisor's (in the foreground).
     pub main: Option<String>,
     /// In the order of the file.
@@ -94,9 +100,25 @@ pub struct Def {
 }
 
 impl Config {
-    fn new(file: PathBuf, project: String, main: Option<String>, services: Vec<Def>) -> Config {
+    /// `project`: the name the file gives, else `None` (the directory's name is used).
+    fn new(
+        file: PathBuf,
+        project: Option<String>,
+        main: Option<String>,
+        services: Vec<Def>,
+    ) -> Config {
+        let base = file.parent().unwrap_or(Path::new("/"));
+        let (project, id) = match project {
+            Some(p) => (p.clone(), p),
+            None => {
+                let p = default_project(base);
+                let id = format!("{}-{:08x}", p, path_hash(&file) as u32);
+                (p, id)
+            }
+        };
         Config {
             file,
+            id,
             project,
             main,
             index: services
@@ -355,15 +377,12 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
         );
         defs.push(def);
     }
-    let project = match project {
-        Some((p, span)) => {
-            if let Err(why) = crate::state_dir::check_name(&p) {
-                sink.error(span, format!("`project`: {why:#}"));
-            }
-            p
+    let project = project.map(|(p, span)| {
+        if let Err(why) = crate::state_dir::check_name(&p) {
+            sink.error(span, format!("`project`: {why:#}"));
         }
-        None => default_project(&base),
-    };
+        p
+    });
     let main_name = main.as_ref().map(|(m, _)| m.clone());
     let config = Config::new(file.to_path_buf(), project, main_name, defs);
     check::all(
@@ -394,6 +413,17 @@ fn dotenv(base: &Path, sink: &mut Sink<'_>) -> Vec<(String, String)> {
     }
 }
 
+/// FNV-1a of the path's bytes: stable across runs and builds (unlike std's hasher).
+fn path_hash(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
 /// The name of the file's directory, made a valid name.
 fn default_project(base: &Path) -> String {
     let raw = base
@@ -410,7 +440,12 @@ fn default_project(base: &Path) -> String {
             }
         })
         .collect();
-    name = name.trim_start_matches('.').chars().take(64).collect();
+    // Room for the `-` and eight hex digits of the id within 64 bytes.
+    name = name
+        .trim_start_matches(['.', '-'])
+        .chars()
+        .take(55)
+        .collect();
     if name.is_empty() {
         "default".into()
     } else {

@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use super::diagnostic::Sink;
-use super::{Config, Def, check, default_project};
+use super::{Config, Def, check};
 
 /// Whether `file` is read as a Procfile.
 pub fn is_procfile(file: &Path) -> bool {
@@ -103,7 +103,7 @@ pub fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Config {
         sink.error(0..0, "no services: add a line `name: command`");
     }
     let names: Vec<String> = services.iter().map(|d| d.name.clone()).collect();
-    let config = Config::new(file.to_path_buf(), default_project(&base), None, services);
+    let config = Config::new(file.to_path_buf(), None, None, services);
     check::all(&config, &names, &spans, None, sink);
     sink.found.sort_by_key(|d| (d.line, d.column));
     config

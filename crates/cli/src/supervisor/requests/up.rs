@@ -30,12 +30,12 @@ pub fn apply(
         Ok(c) => c,
         Err(e) => return Response::Error(format!("{e:#}; nothing changed")),
     };
-    if config.project != group.config.project {
+    if config.id != group.config.id {
         return Response::Error(format!(
             "{}: the project is now {:?}, not {:?}; `down` the old one first",
             config.file.display(),
-            config.project,
-            group.config.project
+            config.id,
+            group.config.id
         ));
     }
     let targets = (!names.is_empty()).then_some(names);
