@@ -54,6 +54,11 @@ pub struct ServiceArgs {
     /// exits 0 (run in --dir). Probes repeat every --probe-interval until one succeeds.
     #[arg(long, value_parser = Readiness::parse, default_value = "auto", value_name = "HOW")]
     pub ready: Readiness,
+    /// How long CMD may take to become ready; then it is killed and the start counts as
+    /// failed (`start` exits 124; under `up` and `run` the restart policy decides; in a
+    /// systemd unit: TimeoutStartSec=). Config key `timeout`.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "30s", value_name = "DURATION")]
+    pub timeout: Duration,
     /// Time between the end of one failed readiness probe and the next.
     #[arg(long, value_parser = crate::duration::parse, default_value = "250ms", value_name = "DURATION")]
     pub probe_interval: Duration,
@@ -150,6 +155,8 @@ pub struct Service {
     /// Set in the child's environment, over what it inherits (see `supervisor::unit`).
     pub env: Vec<(String, String)>,
     pub ready: Readiness,
+    /// How long a start may take to become ready (`--timeout`).
+    pub start_timeout: Duration,
     pub probe: Schedule,
     pub grace: Duration,
     pub stop_signal: Signal,
@@ -201,6 +208,7 @@ impl Service {
             dir,
             env,
             ready: a.ready,
+            start_timeout: a.timeout,
             probe: Schedule {
                 interval: a.probe_interval,
                 timeout: a.probe_timeout,

@@ -8,7 +8,6 @@
 //! and exits non-zero.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use daemonic::{Daemon, Output};
@@ -21,9 +20,6 @@ pub struct Args {
     /// Name of the service (its pid file is STATE_DIR/NAME.pid).
     #[arg(long)]
     name: String,
-    /// How long to wait for CMD to become ready before killing it.
-    #[arg(long, value_parser = crate::duration::parse, default_value = "30s", value_name = "DURATION")]
-    timeout: Duration,
     /// Append the supervisor's own stdout and stderr (its notes on restarts, probe
     /// failures, errors) to FILE [default: /dev/null]; they also go into the service's log
     /// (--log-file).
@@ -54,7 +50,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let mut daemon = Daemon::new()
         .name(format!("daemonic: {name}"))
         .pid_file(dirs.pid_file(&name))
-        .ready_timeout(a.timeout);
+        .ready_timeout(service.start_timeout);
     if let Some(log) = a.supervisor_log {
         daemon = daemon.stdout(Output::file(&log)).stderr(Output::file(&log));
     }
