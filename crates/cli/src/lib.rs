@@ -47,7 +47,9 @@ it was ready: its own status, or 128+signal; 124 not ready within --timeout; \
 )]
 struct Cli {
     /// Directory for pid files, status files, control sockets and, when given, log files
-    /// [default: $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as root, or /tmp/daemonic-$UID].
+    /// [default: $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as root, or /tmp/daemonic-$UID;
+    /// as root, an XDG_RUNTIME_DIR not owned by root is ignored]. Every command refuses a
+    /// symlink here and a directory another user owns or may write to.
     #[arg(long, global = true, env = "DAEMONIC_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(subcommand)]
