@@ -49,7 +49,9 @@ it was ready: its own status, or 128+signal; 124 not ready within --timeout; \
 struct Cli {
     /// Directory for pid files, status files, control sockets and, when given, log files
     /// [env: DAEMONIC_STATE_DIR] [default: $XDG_RUNTIME_DIR/daemonic, or /run/daemonic as
-    /// root, or /tmp/daemonic-$UID].
+    /// root, or /tmp/daemonic-$UID; as root, an XDG_RUNTIME_DIR not owned by root is
+    /// ignored]. Every command refuses a symlink here and a directory another user owns or
+    /// may write to.
     // The variable is read in `main`, not by clap's `env`: clap would then show
     // `--state-dir <DIR>` in every usage line as if it were required.
     #[arg(long, global = true, value_name = "DIR")]

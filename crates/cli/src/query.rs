@@ -6,6 +6,11 @@
 //! service is described from its status file instead, so a service that is still starting
 //! shows as `starting`. A socket nobody answers whose pid file is not locked was left by a
 //! supervisor that was killed: it is skipped with a note on stderr.
+//!
+//! Nothing here is trusted before it is checked: the state directory first
+//! ([`StateDir::ensure`]), then each supervisor's credentials on its socket (the client
+//! refuses a listener that is neither this user nor root). The pids shown are for
+//! reading; `stop` proves the holder before it signals one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -14,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use daemonic::Pid;
 use daemonic::pidfile::{Holder, PidFile};
 
-use crate::control::{self, NotListening, Request, Response, ServiceInfo};
+use crate::control::{self, ForeignServer, NotListening, Request, Response, ServiceInfo};
 use crate::state_dir::{StateDir, check_name};
 use crate::supervisor::status_file;
 
@@ -23,6 +28,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The service `name`, or `None` if it is not running.
 pub fn service(dirs: &StateDir, name: &str) -> Result<Option<ServiceInfo>> {
+    dirs.ensure()?;
     let Holder::Locked(supervisor) = PidFile::holder(dirs.pid_file(name))? else {
         return Ok(None);
     };
@@ -43,7 +49,10 @@ pub fn service(dirs: &StateDir, name: &str) -> Result<Option<ServiceInfo>> {
 
 /// Every running service in the state directory, sorted by name.
 pub fn all(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
+    dirs.ensure()?;
     let mut found = BTreeMap::new();
+    // Services whose socket is served by another user: not described at all.
+    let mut refused = BTreeSet::new();
     let names = names(dirs)?;
     for name in &names {
         let path = dirs.control_socket(name);
@@ -64,11 +73,15 @@ pub fn all(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
                     eprintln!("daemonic: skipping {}: {e}", path.display());
                 }
             }
+            Err(e) if e.is::<ForeignServer>() => {
+                eprintln!("daemonic: skipping {name}: {e}");
+                refused.insert(name);
+            }
             Err(e) => eprintln!("daemonic: skipping {}: {e:#}", path.display()),
         }
     }
     for name in &names {
-        if found.contains_key(name) {
+        if found.contains_key(name) || refused.contains(name) {
             continue;
         }
         if let Holder::Locked(supervisor) = PidFile::holder(dirs.pid_file(name))? {

@@ -3,14 +3,19 @@
 //!
 //! State: `--state-dir` / `DAEMONIC_STATE_DIR` if given; else `$XDG_RUNTIME_DIR/daemonic`;
 //! else `/run/daemonic` for root; else `/tmp/daemonic-<uid>`. Created with mode 0700.
+//! As root, an `XDG_RUNTIME_DIR` that is not a directory of root's (another user's, kept
+//! by `su` or `sudo -E`) is ignored, with a note on stderr, and `/run/daemonic` is used.
 //!
 //! Whoever can write to the state directory can replace a pid file, a status file or a
-//! control socket in it, so [`StateDir::ensure`] refuses a directory that belongs to
-//! another user (root's must belong to root) or that group or others may write to —
-//! even with the sticky bit: `/tmp/daemonic-<uid>` made in advance by someone else must not
-//! become ours. What it holds, and with which modes: `NAME.pid` 0644 (the pid is no
-//! secret), `NAME.status` 0644, `NAME.sock` 0600 (only the owner may control), logs 0640
-//! in a 0700 directory.
+//! control socket in it, so [`StateDir::ensure`] — called by *every* command that uses
+//! the directory, `status` and `stop` as much as `start` — refuses a directory that is a
+//! symlink (opened with `O_NOFOLLOW`), that belongs to another user (root's must belong to
+//! root) or that group or others may write to — even with the sticky bit:
+//! `/tmp/daemonic-<uid>` made in advance by someone else must not become ours. Its parent
+//! must belong to this user or root and not be writable by others unless sticky, so that
+//! nobody can swap the checked directory for another afterwards. What it holds, and with
+//! which modes: `NAME.pid` 0644 (the pid is no secret), `NAME.status` 0644, `NAME.sock`
+//! 0600 (only the owner may control), logs 0640 in a 0700 directory.
 //!
 //! Logs (a service's captured stdout/stderr, see [`default_log_path`]) outlive a reboot,
 //! so by default they do not go to the runtime directory: `/var/log/daemonic` for root,
@@ -28,29 +33,52 @@ pub struct StateDir {
     dir: PathBuf,
     /// Given by `--state-dir` / `DAEMONIC_STATE_DIR` (it then holds the logs too).
     explicit: bool,
+    /// As root: why `XDG_RUNTIME_DIR` was not used, and what is used instead (said once,
+    /// by [`StateDir::ensure`]).
+    ignored: Option<String>,
 }
 
 impl StateDir {
     pub fn new(explicit: Option<PathBuf>) -> StateDir {
         let given = explicit.is_some();
+        let mut ignored = None;
         let dir = explicit.unwrap_or_else(|| {
-            if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-                PathBuf::from(x).join("daemonic")
-            } else if nix::unistd::geteuid().is_root() {
+            let root = nix::unistd::geteuid().is_root();
+            let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .filter(|x| {
+                    let why = if root { foreign_to_root(x) } else { None };
+                    ignored =
+                        why.map(|why| format!("ignoring XDG_RUNTIME_DIR={}: {why}", x.display()));
+                    ignored.is_none()
+                });
+            if let Some(x) = runtime {
+                x.join("daemonic")
+            } else if root {
                 PathBuf::from("/run/daemonic")
             } else {
                 PathBuf::from(format!("/tmp/daemonic-{}", nix::unistd::geteuid()))
             }
         });
+        let ignored = ignored.map(|note| format!("{note}; using {}", dir.display()));
         StateDir {
             dir,
             explicit: given,
+            ignored,
         }
     }
 
-    /// The directory, created (0700) if missing; refused if another user could write to
-    /// it (see the module docs).
+    /// The directory, created (0700) if missing; refused if it is a symlink, if another
+    /// user could write to it or replace it (see the module docs). Every command that uses
+    /// the directory calls this first, not only those that create files in it: a
+    /// directory someone else controls holds pid files, status files and sockets of their
+    /// choosing.
     pub fn ensure(&self) -> Result<&Path> {
+        if let Some(note) = &self.ignored {
+            static NOTED: std::sync::Once = std::sync::Once::new();
+            NOTED.call_once(|| eprintln!("daemonic: {note}"));
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -156,11 +184,32 @@ fn user_log_dir() -> PathBuf {
     }
 }
 
-/// Refuses a directory that another user owns or that group or others may write to.
+/// Refuses a directory that is a symlink, that another user owns or that group or others
+/// may write to, or whose parent lets an untrusted user replace it.
 fn check_private(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir)
-        .with_context(|| format!("stat state directory {}", dir.display()))?;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    // O_NOFOLLOW: a symlink planted at the directory itself is refused (ELOOP), not
+    // followed to a directory of the planter's choosing.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir);
+    let meta = match opened {
+        Ok(d) => d.metadata(),
+        // ENOTDIR: O_DIRECTORY is checked before O_NOFOLLOW.
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
+                && std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            bail!(
+                "state directory {} is a symlink; refused: whoever made it chooses the pid files \
+             and control sockets it leads to (remove it, or pass --state-dir)",
+                dir.display()
+            )
+        }
+        Err(e) => Err(e),
+    }
+    .with_context(|| format!("open state directory {}", dir.display()))?;
     let me = nix::unistd::geteuid().as_raw();
     let mode = meta.mode() & 0o7777;
     if meta.uid() != me {
@@ -179,7 +228,46 @@ fn check_private(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    Ok(())
+    check_parent(dir, me)
+}
+
+/// Refuses a state directory whose parent another user could rename it in (checked once,
+/// then the path keeps naming the checked directory): the parent must belong to this
+/// user or root and not be writable by group or others, unless sticky (`/tmp`).
+fn check_parent(dir: &Path, me: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    let meta = std::fs::metadata(parent)
+        .with_context(|| format!("stat {} (parent of the state directory)", parent.display()))?;
+    let mode = meta.mode() & 0o7777;
+    let why = if meta.uid() != me && meta.uid() != 0 {
+        format!("belongs to uid {}", meta.uid())
+    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        format!("is writable by group or others (mode {mode:04o}) and not sticky")
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "state directory {}: refused: its parent {} {why}, so another user could replace it",
+        dir.display(),
+        parent.display()
+    )
+}
+
+/// As root: why `XDG_RUNTIME_DIR` (usually another user's, kept by `su` or `sudo -E`)
+/// must not hold root's state, or `None` if it is a directory of root's.
+fn foreign_to_root(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Some("it is a symlink".to_string()),
+        Ok(m) if m.uid() != 0 => Some(format!("it belongs to uid {}, not to root", m.uid())),
+        Ok(_) => None,
+        Err(e) => Some(format!("stat: {e}")),
+    }
 }
 
 /// A service name: letters, digits, `_`, `-`, `.`; not starting with `.` or `-`; 1–64

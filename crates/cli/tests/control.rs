@@ -342,8 +342,18 @@ fn another_uid_is_refused_by_its_peer_credentials() {
         return;
     }
     let bin = Path::new(BIN);
+    // The stranger's commands refuse root's state directory before connecting; the
+    // server's own check is reached through a state directory of theirs whose `web.sock`
+    // leads to root's socket.
+    let theirs = fake.dir.join("stranger");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::symlink(fake.state().join("web.sock"), theirs.join("web.sock")).unwrap();
     let mut stranger = fake.cmd_as(bin, &["restart", "web"]);
-    stranger.uid(65534).gid(65534);
+    stranger
+        .env("DAEMONIC_STATE_DIR", &theirs)
+        .uid(65534)
+        .gid(65534);
     let (out, seen) = fake.serve(&mut stranger, |r| {
         panic!("a stranger's request got through: {r:?}")
     });

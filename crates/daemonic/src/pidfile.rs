@@ -28,6 +28,14 @@
 //!
 //! New files get mode `0o644` (readable by all: the pid is no secret) minus the umask.
 //!
+//! ## Before signalling the holder
+//!
+//! The pid in a locked file is whatever its holder wrote: a hostile holder (or one that
+//! wrote before it forked) can name any process. [`PidFile::holder`] reports it for
+//! display; before *signalling* a holder, ask [`PidFile::proven_holder`], which trusts the
+//! pid only if that very process holds the lock (seen in its `/proc/PID/fdinfo`), hands
+//! back a pidfd opened before the proof, and as root refuses a file another user owns.
+//!
 //! ## Ordering
 //!
 //! Lock, then verify that the path still names the locked file (another
@@ -40,11 +48,13 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::Pid;
 
+use crate::process::PidFd;
 use crate::{Error, ErrorKind, Result};
 
 /// A locked pid file. Dropping it removes the file (if it is still ours) and releases the
@@ -129,6 +139,9 @@ impl PidFile {
     }
 
     /// Who holds the pid file at `path`, without creating or taking it.
+    ///
+    /// The pid is what the holder wrote, not proof of anything: to signal the holder use
+    /// [`PidFile::proven_holder`].
     ///
     /// It probes with a shared lock held for an instant; a concurrent [`PidFile::lock`]
     /// recognises such a probe and retries rather than reporting "already running".
@@ -329,6 +342,119 @@ fn already_running(path: &Path, pid: Option<Pid>) -> Error {
     .with_pid(pid)
 }
 
+/// What a pid file proves about the instance that holds it: [`PidFile::proven_holder`].
+#[derive(Debug)]
+pub enum Proven {
+    /// Nobody holds the lock: no instance runs.
+    NotRunning,
+    /// The lock is held, but not provably by the pid written in the file (none written
+    /// yet, a process that is gone, or one that holds no lock on this file: the holder
+    /// wrote someone else's pid). Never signal it.
+    Unproven(Option<Pid>),
+    /// The process that holds the lock, by a handle opened *before* the proof: signals
+    /// through it reach that process or fail with `ESRCH`, never a process that reused
+    /// its pid.
+    Holder(PidFd),
+}
+
+impl PidFile {
+    /// Who holds the pid file at `path`, proven: the pid written in the file is trusted
+    /// only if that process itself holds the file's lock. Use this, not [`PidFile::holder`]
+    /// (whose pid is whatever the holder wrote), before signalling.
+    ///
+    /// The proof, in this order: open the file (`O_NOFOLLOW`) and `fstat` it; see that the
+    /// lock is held; read the pid; open a pidfd on it; find, among that process's open
+    /// descriptors (`/proc/PID/fd`), one on the same file (device and inode) whose
+    /// `/proc/PID/fdinfo` lists an exclusive `FLOCK` — the kernel lists a lock there only
+    /// for the open file description that holds it; finally check that the pidfd's process
+    /// is still alive, so the `/proc/PID` that was read was its own and not a successor's.
+    /// A process of another user whose descriptors cannot be read is not proven.
+    ///
+    /// As root, refuses ([`ErrorKind::InvalidInput`]) a pid file that belongs to another
+    /// user: whoever owns it chose the pid in it.
+    pub fn proven_holder(path: impl AsRef<Path>) -> Result<Proven> {
+        let path = path.as_ref();
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Proven::NotRunning),
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        if nix::unistd::geteuid().is_root() && meta.uid() != 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{}: refused as root: the pid file belongs to uid {}, who chose the pid in it",
+                    path.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        match Flock::lock(
+            file.try_clone()
+                .map_err(|e| Error::io(format!("open {}", path.display()), e))?,
+            FlockArg::LockSharedNonblock,
+        ) {
+            Ok(_unlocked_on_drop) => return Ok(Proven::NotRunning),
+            Err((_, Errno::EWOULDBLOCK)) => {}
+            Err((_, errno)) => return Err(Error::sys(format!("lock {}", path.display()), errno)),
+        }
+        let Some(pid) = read_pid(&mut file) else {
+            return Ok(Proven::Unproven(None));
+        };
+        let process = match PidFd::open(pid) {
+            Ok(process) => process,
+            Err(e) if e.os_error() == Some(libc::ESRCH) => return Ok(Proven::Unproven(Some(pid))),
+            Err(e) => return Err(e),
+        };
+        if !holds_flock(pid, meta.dev(), meta.ino()) || process.wait_exit(Duration::ZERO)? {
+            return Ok(Proven::Unproven(Some(pid)));
+        }
+        Ok(Proven::Holder(process))
+    }
+}
+
+/// True if process `pid` has a descriptor on the file `(dev, ino)` through which it holds
+/// an exclusive `flock`. Any failure to read its `/proc` entries (gone, another user's)
+/// is "no".
+fn holds_flock(pid: Pid, dev: u64, ino: u64) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    for fd in fds.flatten() {
+        // The magic link leads to the open file itself, even a deleted one.
+        let same = std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+        if same && fdinfo_has_exclusive_flock(pid, &fd.file_name()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `/proc/PID/fdinfo/FD` lists `lock:` lines only for locks held through that open file
+/// description: `lock:\t1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF`.
+fn fdinfo_has_exclusive_flock(pid: Pid, fd: &std::ffi::OsStr) -> bool {
+    let path = Path::new("/proc")
+        .join(pid.to_string())
+        .join("fdinfo")
+        .join(fd);
+    let mut text = String::new();
+    let read = File::open(path).and_then(|f| f.take(64 * 1024).read_to_string(&mut text));
+    read.is_ok()
+        && text.lines().any(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some("lock:")
+                && words.nth(1) == Some("FLOCK")
+                && words.nth(1) == Some("WRITE")
+        })
+}
+
 impl AsRawFd for PidFile {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.file().as_raw_fd()
@@ -360,6 +486,37 @@ mod tests {
         let result = locker.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         result.unwrap();
+    }
+
+    /// Regression: a lock holder that writes another process's pid must not get that
+    /// process signalled (`daemonic stop` trusted the written pid).
+    #[test]
+    fn only_the_process_that_holds_the_lock_is_proven() {
+        let dir =
+            std::env::temp_dir().join(format!("daemonic-pidfile-proven-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.pid");
+        let held = PidFile::lock(&path).unwrap();
+        let proven = PidFile::proven_holder(&path).unwrap();
+        assert!(
+            matches!(&proven, Proven::Holder(p) if p.pid() == Pid::this()),
+            "{proven:?}"
+        );
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let other_pid = Pid::from_raw(other.id() as i32);
+        held.write_pid(other_pid).unwrap();
+        let proven = PidFile::proven_holder(&path);
+        let _ = other.kill();
+        let _ = other.wait();
+        held.release().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(proven, Ok(Proven::Unproven(Some(p))) if p == other_pid),
+            "{proven:?}"
+        );
     }
 
     #[test]

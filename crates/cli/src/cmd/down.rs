@@ -35,6 +35,7 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let config = config::load(&a.file)?;
+    dirs.ensure()?;
     let (pid_file, socket) = dirs.group_files(&config.id)?;
     if PidFile::holder(&pid_file)? == Holder::None {
         eprintln!("daemonic: {}: not running", config.project);

@@ -48,6 +48,12 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&a.name)?;
+    if a.file.is_none() {
+        // The log's path comes from the state directory: its supervisor's answer, or
+        // NAME.log in it when given explicitly. Neither is trusted from a directory that
+        // someone else controls.
+        dirs.ensure()?;
+    }
     // A running supervisor knows its --log-file; the default path serves a stopped service.
     let running = match &a.file {
         Some(_) => None,

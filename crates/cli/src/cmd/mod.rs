@@ -33,6 +33,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// (and nothing printed) when it is done, an error with the supervisor's reason otherwise.
 fn ask(dirs: &StateDir, name: &str, request: &Request, timeout: Duration) -> anyhow::Result<u8> {
     check_name(name)?;
+    dirs.ensure()?;
     let path = dirs.control_socket(name);
     match control::call(&path, request, timeout).with_context(|| name.to_string())? {
         Response::Done(_) => Ok(0),

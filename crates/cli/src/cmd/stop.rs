@@ -1,9 +1,11 @@
 //! `daemonic stop NAME`: ask the service's supervisor to stop, and wait until it has.
 //!
-//! The supervisor is found through its pid file and signalled only while it provably
-//! holds the file's lock: the pid is read, a pidfd is opened on it, and the lock holder is
-//! checked again *after* opening; the signal then goes through the pidfd, so a pid reused
-//! by an unrelated process is never signalled. The supervisor sends the service's stop
+//! The supervisor is found through its pid file and signalled only if it provably holds
+//! the file's lock ([`PidFile::proven_holder`]): the pid is read, a pidfd is opened on it,
+//! and only then is that very process seen holding the lock (in its `/proc/PID/fdinfo`);
+//! the signal goes through the pidfd. So neither a pid reused by an unrelated process nor
+//! one a hostile lock holder wrote into the file is ever signalled — `stop` refuses with
+//! an error instead. As root, a pid file that belongs to another user is refused. The supervisor sends the service's stop
 //! signal to the child's process group, waits its stop timeout, then SIGKILLs the group.
 //! Stopping a service that is not running succeeds (with a note on stderr).
 //!
@@ -14,8 +16,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use daemonic::pidfile::{Holder, PidFile};
-use daemonic::process::PidFd;
+use daemonic::pidfile::{Holder, PidFile, Proven};
 use daemonic::{ErrorKind, Signal};
 
 use crate::state_dir::{StateDir, check_name};
@@ -31,19 +32,29 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&a.name)?;
+    dirs.ensure()?;
     let path = dirs.pid_file(&a.name);
-    let pid = match PidFile::holder(&path)? {
-        Holder::None => {
+    let supervisor = match PidFile::proven_holder(&path)? {
+        Proven::NotRunning => {
             eprintln!("daemonic: {}: not running", a.name);
             return Ok(0);
         }
-        Holder::Locked(None) => bail!(
+        Proven::Unproven(None) => bail!(
             "{}: {} is locked but names no pid yet (starting?)",
             a.name,
             path.display()
         ),
-        Holder::Locked(Some(pid)) => pid,
+        // It has just exited, and released the lock with its life.
+        Proven::Unproven(Some(_)) if PidFile::holder(&path)? == Holder::None => return Ok(0),
+        Proven::Unproven(Some(pid)) => bail!(
+            "{}: {} is locked, but not by pid {pid} that it names (the holder wrote another \
+             process's pid, or the process has just exited); nothing was signalled",
+            a.name,
+            path.display()
+        ),
+        Proven::Holder(supervisor) => supervisor,
     };
+    let pid = supervisor.pid();
     // A service of a config file shares its supervisor with the others: only the service
     // is stopped, through the supervisor (which answers once it has stopped).
     if let Ok(Some(info)) = crate::query::service(dirs, &a.name)
@@ -53,17 +64,6 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
             name: a.name.clone(),
         };
         return super::ask(dirs, &a.name, &request, a.timeout);
-    }
-    let supervisor = match PidFd::open(pid) {
-        Ok(h) => h,
-        Err(e) if e.os_error() == Some(libc::ESRCH) => return Ok(0),
-        Err(e) => return Err(e.into()),
-    };
-    // Only now is it sure that the handle is the lock holder, not a process that got the
-    // pid after the holder exited.
-    if PidFile::holder(&path)? != Holder::Locked(Some(pid)) {
-        eprintln!("daemonic: {}: not running", a.name);
-        return Ok(0);
     }
     match supervisor.signal(Signal::SIGTERM) {
         Err(e) if e.kind() == ErrorKind::Io && e.os_error() == Some(libc::ESRCH) => return Ok(0),

@@ -1,6 +1,10 @@
 //! The client's side: connect, send one request, read one response, all within one
 //! deadline.
 //!
+//! The server must be this user or root (`SO_PEERCRED`): anything else listening at the
+//! path is refused before its answer is read, so a socket planted by another user can
+//! neither show forged status nor name pids.
+//!
 //! `connect` itself is bounded too: a supervisor that stopped accepting (wedged, or
 //! stopped with SIGSTOP) fills its backlog, and a blocking `connect` on a unix socket
 //! would then wait forever. The socket's send timeout (`SO_SNDTIMEO`), set before
@@ -116,7 +120,10 @@ fn connect(path: &Path, timeout: Duration) -> Result<UnixStream> {
         .with_context(|| format!("set a send timeout to connect to {}", path.display()))?;
     let addr = UnixAddr::new(path).with_context(|| format!("connect {}", path.display()))?;
     match socket::connect(fd.as_raw_fd(), &addr) {
-        Ok(()) => Ok(UnixStream::from(fd)),
+        Ok(()) => {
+            check_server(&fd, path)?;
+            Ok(UnixStream::from(fd))
+        }
         Err(errno @ (Errno::ENOENT | Errno::ECONNREFUSED)) => Err(NotListening {
             path: path.to_path_buf(),
             errno,
@@ -129,6 +136,52 @@ fn connect(path: &Path, timeout: Duration) -> Result<UnixStream> {
         Err(e) => Err(anyhow!("connect {}: {}", path.display(), e.desc())),
     }
 }
+
+/// Refuses a server that is neither this user nor root (`SO_PEERCRED`, the credentials
+/// it had when it called `listen`), before a byte of its answer is read: a socket at the
+/// path may have been planted by whoever could write there, and its status text, pids
+/// and answers would be theirs.
+fn check_server(fd: &std::os::fd::OwnedFd, path: &Path) -> Result<()> {
+    let cred = socket::getsockopt(fd, sockopt::PeerCredentials)
+        .with_context(|| format!("read the credentials of the server at {}", path.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() != me && cred.uid() != 0 {
+        return Err(ForeignServer {
+            path: path.to_path_buf(),
+            uid: cred.uid(),
+            pid: cred.pid(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The server at the socket path is neither this user nor root: nothing it says is
+/// trusted, nor is the service described otherwise (find it with
+/// `err.downcast_ref::<ForeignServer>()`).
+#[derive(Debug)]
+pub struct ForeignServer {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl fmt::Display for ForeignServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connect {}: refused: the server there runs as uid {} (pid {}), neither this \
+             user (uid {}) nor root; not a supervisor of ours (a socket planted by another \
+             user?)",
+            self.path.display(),
+            self.uid,
+            self.pid,
+            nix::unistd::geteuid()
+        )
+    }
+}
+
+impl std::error::Error for ForeignServer {}
 
 /// Time left until `deadline`, at least 1 ms (a zero timeout means "none" to the kernel).
 fn remaining(deadline: Instant) -> Duration {

@@ -85,7 +85,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-pub use client::{NotListening, call};
+pub use client::{ForeignServer, NotListening, call};
 pub use server::{ConnId, ControlServer, MAX_CONNECTIONS, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 
 /// What a client asks a supervisor.
