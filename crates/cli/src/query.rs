@@ -5,7 +5,8 @@
 //! file is locked but nothing listens on the socket, as while a supervisor starts), the
 //! service is described from its status file instead, so a service that is still starting
 //! shows as `starting`. A socket nobody answers whose pid file is not locked was left by a
-//! supervisor that was killed: it is skipped with a note on stderr.
+//! supervisor that was killed: it is removed (see `remove_stale_socket`), or skipped with a
+//! note on stderr when that cannot be proven safe.
 //!
 //! Nothing here is trusted before it is checked: the state directory first
 //! ([`StateDir::ensure`]), then each supervisor's credentials on its socket (the client
@@ -47,6 +48,27 @@ pub fn service(dirs: &StateDir, name: &str) -> Result<Option<ServiceInfo>> {
     }
 }
 
+/// If `name` never ran in this state directory (no pid file, socket or status file of it):
+/// why not, with the closest name that did (`never started in /run/daemonic; did you mean
+/// `web`?`). `None` if it ran here once.
+pub fn never_ran(dirs: &StateDir, name: &str) -> Option<String> {
+    let traces = [
+        dirs.pid_file(name),
+        dirs.control_socket(name),
+        dirs.status_file(name),
+    ];
+    if traces.iter().any(|p| std::fs::symlink_metadata(p).is_ok()) {
+        return None;
+    }
+    let known = names(dirs).unwrap_or_default();
+    let hint = crate::config::diagnostic::did_you_mean(name, known.iter().map(String::as_str));
+    Some(format!(
+        "never started in {}{}",
+        dirs.path().display(),
+        hint.map_or(String::new(), |h| format!("; {h}"))
+    ))
+}
+
 /// Every running service in the state directory, sorted by name.
 pub fn all(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
     dirs.ensure()?;
@@ -69,7 +91,7 @@ pub fn all(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
                 eprintln!("daemonic: {}: unexpected answer to list", path.display())
             }
             Err(e) if e.is::<NotListening>() => {
-                if !locked(dirs, name)? {
+                if !locked(dirs, name)? && !remove_stale_socket(dirs, name) {
                     eprintln!("daemonic: skipping {}: {e}", path.display());
                 }
             }
@@ -109,12 +131,60 @@ fn names(dirs: &StateDir) -> Result<BTreeSet<String>> {
         let Some(file) = file.to_str() else { continue };
         let stem = file
             .strip_suffix(".sock")
-            .or_else(|| file.strip_suffix(".pid"));
+            .or_else(|| file.strip_suffix(".pid"))
+            .or_else(|| file.strip_suffix(".status"));
         if let Some(name) = stem.filter(|n| check_name(n).is_ok()) {
             names.insert(name.to_string());
         }
     }
     Ok(names)
+}
+
+/// Removes `name`'s control socket if it is provably stale: nobody holds its pid file.
+/// Proven while holding a shared lock on the pid file — created for the purpose if a killed
+/// supervisor's launcher removed it, and then removed again — so that a supervisor
+/// starting at this moment cannot bind a new socket in between: it takes the pid file's
+/// exclusive lock before it binds, and retries past a shared lock (see
+/// `daemonic::PidFile::lock`). Only a socket of ours is removed. True if it was removed
+/// (left by a supervisor that was SIGKILLed before it could clean up: `start` timed out).
+fn remove_stale_socket(dirs: &StateDir, name: &str) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let path = dirs.pid_file(name);
+    let existed = std::fs::symlink_metadata(&path).is_ok();
+    let Ok(pid_file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    else {
+        return false;
+    };
+    let Ok(not_running) = Flock::lock(pid_file, FlockArg::LockSharedNonblock) else {
+        return false;
+    };
+    // The path must still name the file we locked (a starter may have replaced it).
+    let same = |m: &std::fs::Metadata| {
+        not_running
+            .metadata()
+            .is_ok_and(|ours| ours.dev() == m.dev() && ours.ino() == m.ino())
+    };
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| same(&m)) {
+        return false;
+    }
+    let socket = dirs.control_socket(name);
+    let ours = std::fs::symlink_metadata(&socket)
+        .is_ok_and(|m| m.file_type().is_socket() && m.uid() == nix::unistd::geteuid().as_raw());
+    let removed = ours && std::fs::remove_file(&socket).is_ok();
+    if !existed {
+        // Still under our lock, and only if the path still names our file.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| same(&m)) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    removed
 }
 
 fn locked(dirs: &StateDir, name: &str) -> Result<bool> {

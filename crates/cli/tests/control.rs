@@ -200,7 +200,13 @@ fn nothing_running_is_exit_3_for_status_and_a_bare_header_for_list() {
     let fake = Fake::empty("nothing");
     let out = run(&mut fake.cmd(&["status", "web"]));
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(stdout(&out), "web: not running\n");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "web: not running (never started in {})\n",
+            fake.state().display()
+        )
+    );
     let out = run(&mut fake.cmd(&["status"]));
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stderr(&out), "daemonic: no service is running\n");
@@ -218,7 +224,7 @@ fn nothing_running_is_exit_3_for_status_and_a_bare_header_for_list() {
 }
 
 #[test]
-fn list_shows_a_row_per_service_and_skips_a_stale_socket() {
+fn list_shows_a_row_per_service_and_removes_a_stale_socket() {
     let mut fake = Fake::running("list");
     // What a killed supervisor leaves behind: a socket file nobody listens on.
     let ghost = fake.state().join("ghost.sock");
@@ -254,12 +260,12 @@ fn list_shows_a_row_per_service_and_skips_a_stale_socket() {
     );
     assert!(lines[2].ends_with("1.23s  12.3M  -"), "{text}");
     assert_eq!(seen, [Request::List]);
-    assert_eq!(
-        stderr(&out),
-        format!(
-            "daemonic: skipping {0}: connect {0}: Connection refused (a stale socket: its supervisor is gone)\n",
-            ghost.display()
-        )
+    // Proven stale (nobody holds ghost.pid): removed, so that no later `list` trips on it.
+    assert_eq!(stderr(&out), "");
+    assert!(!ghost.exists(), "the stale socket was removed");
+    assert!(
+        !fake.state().join("ghost.pid").exists(),
+        "nothing new was left"
     );
 }
 

@@ -348,3 +348,90 @@ fn pid_file_names_the_locked_supervisor_and_goes_away_on_stop() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!path.exists(), "removed when the supervisor ended");
 }
+
+/// A typo must not pass as "already stopped": `stop` of a name that never ran is an error
+/// with the closest name that did; `status` tells "never started" from "stopped".
+#[test]
+fn stop_of_a_name_that_never_ran_is_an_error_and_status_tells_stopped_from_never() {
+    let env = Env::new("typo");
+    let sleeper = env::fixture("sleeper");
+    let out = env.daemonic(&["start", "--name", "webapp", "--", &sleeper]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["stop", "webap"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("webap: no such service (never started in"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("did you mean `webapp`?"),
+        "{}",
+        text(&out)
+    );
+
+    let out = env.daemonic(&["stop", "webapp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["status", "webapp"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("webapp: not running (stopped "),
+        "{}",
+        text(&out)
+    );
+    // Stopping it again is fine (it ran here): a note, exit 0.
+    let out = env.daemonic(&["stop", "webapp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["status", "nosuch"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("nosuch: not running (never started in "),
+        "{}",
+        text(&out)
+    );
+
+    // `down NAME` of a name the file does not have, even with nothing running.
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!("[services.worker]\ncommand = [{sleeper:?}]\n"),
+    )
+    .unwrap();
+    let out = env.daemonic(&["down", "-f", file.to_str().unwrap(), "wroker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("did you mean `worker`?"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A start that timed out (its supervisor SIGKILLed by the launcher) leaves a socket; the
+/// next `list` removes what it can prove stale instead of warning about it forever.
+#[test]
+fn what_a_timed_out_start_leaves_is_cleaned_up_by_list() {
+    let env = Env::new("timed-out");
+    let sleeper = env::fixture("sleeper");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "slow",
+        "--ready",
+        "tcp:127.0.0.1:1",
+        "--timeout",
+        "300ms",
+        "--",
+        &sleeper,
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out));
+    for _ in 0..2 {
+        let out = env.daemonic(&["list"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "no note about a stale socket"
+        );
+    }
+    assert!(!env.dir.join("state").join("slow.sock").exists());
+}

@@ -35,6 +35,8 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let config = config::load(&a.file)?;
+    // A typo is an error even when nothing runs (with the file's did-you-mean).
+    config.with_dependencies(&a.names)?;
     dirs.ensure()?;
     let (pid_file, socket) = dirs.group_files(&config.id)?;
     if PidFile::holder(&pid_file)? == Holder::None {

@@ -56,7 +56,10 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         println!("{}", json::services(&services));
     } else if services.is_empty() {
         match &a.name {
-            Some(name) => println!("{name}: not running{}", ended(dirs, name)),
+            Some(name) => match query::never_ran(dirs, name) {
+                Some(why) => println!("{name}: not running ({why})"),
+                None => println!("{name}: not running{}", ended(dirs, name)),
+            },
             None => eprintln!("daemonic: no service is running"),
         }
     } else {
@@ -74,12 +77,13 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
 }
 
 /// How a service that is not running ended, when its supervisor left a final snapshot:
-/// ` (gave-up 5m ago, last exited with status 1, restarts 5)`; empty otherwise (never
-/// started, stopped on request, or a supervisor that was killed).
+/// ` (gave-up 5m ago, last exited with status 1, restarts 5)`, ` (stopped 2m ago, …)`;
+/// empty otherwise (a supervisor that was killed).
 fn ended(dirs: &StateDir, name: &str) -> String {
     let fields = crate::supervisor::status_file::read(&dirs.status_file(name)).unwrap_or_default();
     let get = |k: &str| crate::supervisor::status_file::field(&fields, k);
-    let Some(state) = get("state").filter(|s| matches!(*s, "gave-up" | "exited")) else {
+    let Some(state) = get("state").filter(|s| matches!(*s, "gave-up" | "exited" | "stopped"))
+    else {
         return String::new();
     };
     let mut text = format!(" ({state}");

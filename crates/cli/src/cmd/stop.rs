@@ -36,6 +36,10 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let path = dirs.pid_file(&a.name);
     let supervisor = match PidFile::proven_holder(&path)? {
         Proven::NotRunning => {
+            // A typo must not pass as "already stopped".
+            if let Some(why) = crate::query::never_ran(dirs, &a.name) {
+                bail!("{}: no such service ({why})", a.name);
+            }
             eprintln!("daemonic: {}: not running", a.name);
             return Ok(0);
         }

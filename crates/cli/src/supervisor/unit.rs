@@ -453,12 +453,9 @@ impl Unit {
             self.shown = self.machine.state();
             self.since = SystemTime::now();
         }
-        match (&self.status_file, self.machine.state()) {
-            // A stop asked for leaves nothing to explain.
-            (Some(s), State::Stopped) => s.remove(),
-            // Gave up or exited: the last snapshot stays, for `status` to say why.
-            _ => self.publish(),
-        }
+        // Stopped, gave up or exited: the last snapshot stays, for `status` to say why
+        // (and that the service ran here once: `stop` of a name that never ran is an error).
+        self.publish();
         Ok(out)
     }
 
