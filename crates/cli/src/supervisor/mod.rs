@@ -143,7 +143,7 @@ pub fn supervise_group(
     let detached = group.detached;
     let pid1 = init.as_ref().is_some_and(Init::is_pid1);
     let ended = with_sentinel(outer, Some(control), pid1, |server, sentinel| {
-        run(Start::Group(group, targets), outer, sentinel, server, init)
+        run(Start::Group(Box::new(group), targets), outer, sentinel, server, init)
     })?;
     let exit = ended
         .into_iter()
@@ -193,7 +193,7 @@ enum Start<'a> {
     /// Services given on the command line, all started at once.
     Entries(Vec<Entry>),
     /// A config file, and the services wanted up in it.
-    Group(Group, &'a [String]),
+    Group(Box<Group>, &'a [String]),
 }
 
 /// Runs the loop; returns each unit's name and last exit (`None`: never started), in the
@@ -256,7 +256,7 @@ fn run(
         Start::Group(group, targets) => {
             let detached = group.detached;
             let config = group.config.clone();
-            sup.group = Some(group);
+            sup.group = Some(*group);
             let targets = (!targets.is_empty()).then_some(targets);
             sup.apply(config, targets, control.as_deref_mut())?;
             if detached {
