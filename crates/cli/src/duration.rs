@@ -43,6 +43,32 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration that must be more than zero (an interval or a timeout of 0 would make the
+/// supervisor's loop spin, or fire at once); the error names the value.
+pub fn parse_positive(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        d if d.is_zero() => Err(format!(
+            "invalid duration {text:?} (expected more than 0, e.g. 500ms, 10s)"
+        )),
+        d => Ok(d),
+    }
+}
+
+/// The shortest `--probe-interval`: a readiness probe runs at most 100 times a second
+/// (each exec probe is a process; a 0 interval cost half a core).
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A `--probe-interval`: at least [`MIN_PROBE_INTERVAL`].
+pub fn parse_probe_interval(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        d if d < MIN_PROBE_INTERVAL => Err(format!(
+            "invalid probe interval {text:?} (expected at least {}ms)",
+            MIN_PROBE_INTERVAL.as_millis()
+        )),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +96,14 @@ mod tests {
         assert!(parse("1m30").is_err());
         assert!(parse("1m30x").is_err());
         assert!(parse("1e9h").is_err());
+    }
+
+    #[test]
+    fn zero_intervals_are_refused_by_name() {
+        assert!(parse_positive("0s").unwrap_err().contains("\"0s\""));
+        assert_eq!(parse_positive("1ms").unwrap(), Duration::from_millis(1));
+        assert!(parse_probe_interval("0ms").unwrap_err().contains("\"0ms\""));
+        assert!(parse_probe_interval("9ms").is_err());
+        assert_eq!(parse_probe_interval("10ms").unwrap(), MIN_PROBE_INTERVAL);
     }
 }

@@ -31,6 +31,11 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1}{}", UNITS[unit])
 }
 
+/// What a service said (`STATUS=`, a health verdict), with control characters shown as
+/// escapes: the one function every human view uses (see
+/// [`daemonic::systemd::listen::printable`]).
+pub use daemonic::systemd::listen::printable;
+
 /// Seconds since the Unix epoch, now.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()

@@ -230,7 +230,7 @@ fn shown(
     };
     let state = info.state.clone();
     let final_state = matches!(state.as_str(), "stopped" | "exited" | "gave-up");
-    let mut detail = info.status.clone();
+    let mut detail = crate::human::printable(&info.status).into_owned();
     if final_state || state == "backoff" {
         if let Some(exit) = &info.last_exit {
             detail = if detail.is_empty() {

@@ -57,14 +57,14 @@ pub struct ServiceArgs {
     /// How long CMD may take to become ready; then it is killed and the start counts as
     /// failed (`start` exits 124; under `up` and `run` the restart policy decides; in a
     /// systemd unit: TimeoutStartSec=). Config key `timeout`.
-    #[arg(long, value_parser = crate::duration::parse, default_value = "30s", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::duration::parse_positive, default_value = "30s", value_name = "DURATION")]
     pub timeout: Duration,
-    /// Time between the end of one failed readiness probe and the next.
-    #[arg(long, value_parser = crate::duration::parse, default_value = "250ms", value_name = "DURATION")]
+    /// Time between the end of one failed readiness probe and the next (at least 10ms).
+    #[arg(long, value_parser = crate::duration::parse_probe_interval, default_value = "250ms", value_name = "DURATION")]
     pub probe_interval: Duration,
     /// How long one readiness probe may take before it counts as failed (an exec probe's
     /// process group is then killed).
-    #[arg(long, value_parser = crate::duration::parse, default_value = "1s", value_name = "DURATION")]
+    #[arg(long, value_parser = crate::duration::parse_positive, default_value = "1s", value_name = "DURATION")]
     pub probe_timeout: Duration,
     /// How long the child must stay up to count as ready without READY=1.
     #[arg(long, value_parser = crate::duration::parse, default_value = "1s", value_name = "DURATION")]
@@ -78,7 +78,7 @@ pub struct ServiceArgs {
     /// Require the child to send WATCHDOG=1 at least this often once ready (it gets
     /// WATCHDOG_USEC); a missed ping aborts it (SIGABRT, then the stop sequence) and counts
     /// as a failure for --restart [default: no watchdog].
-    #[arg(long, value_parser = crate::duration::parse, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::duration::parse_positive, value_name = "DURATION")]
     pub watchdog: Option<Duration>,
     /// Signal that asks the child to reload (sent when daemonic gets SIGHUP).
     #[arg(long, value_parser = parse_signal, default_value = "HUP", value_name = "SIGNAL")]
@@ -93,6 +93,7 @@ pub struct ServiceArgs {
         long,
         value_delimiter = ',',
         default_value = "0",
+        value_parser = parse_exit_code,
         value_name = "CODES",
         help_heading = "Restarts"
     )]
@@ -244,6 +245,16 @@ fn parse_multiplier(text: &str) -> Result<f64, String> {
         Ok(f) if f.is_finite() && f >= 1.0 => Ok(f),
         _ => Err(format!(
             "invalid multiplier {text:?} (expected a number >= 1, e.g. 2 or 1.5)"
+        )),
+    }
+}
+
+/// An exit status a process can have: 0 to 255 (`exit(256)` is status 0).
+fn parse_exit_code(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(n) if (0..=255).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid exit code {text:?} (expected a number from 0 to 255)"
         )),
     }
 }

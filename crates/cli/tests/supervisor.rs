@@ -523,3 +523,36 @@ fn logs_shows_a_started_services_output_and_the_supervisors_notes() {
         last("1").starts_with("daemonic: w: ").then_some(())
     });
 }
+
+#[test]
+fn escape_sequences_in_status_text_are_not_printed_raw() {
+    let env = Env::new("escapes");
+    let said = "\x1b]0;owned\x07\x1b[2Jcleared\u{9b}31m";
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "e",
+        "--",
+        &fixture("notify-ready"),
+        "0",
+        said,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for args in [&["status", "e"][..], &["list"]] {
+        let out = env.daemonic(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: {text:?}"
+        );
+        if args[0] == "status" {
+            assert!(
+                text.contains("status: \\x1b]0;owned\\x07\\x1b[2Jcleared\\u{9b}31m"),
+                "{text:?}"
+            );
+        }
+    }
+    let out = env.daemonic(&["status", "e", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\\u001b]0;owned"));
+    assert!(env.daemonic(&["stop", "e"]).status.success());
+}

@@ -422,3 +422,32 @@ fn a_broken_edit_changes_nothing_by_up_or_by_sighup() {
     config(&env, &good);
     assert!(down(&env, &file, &[]).status.success());
 }
+
+#[test]
+fn nonsense_intervals_and_exit_codes_are_refused_by_check_and_by_start() {
+    let env = Env::new("nonsense");
+    let cases = [
+        ("success-exit-codes = [256]", "invalid exit code \"256\""),
+        ("success-exit-codes = [-1]", "invalid exit code \"-1\""),
+        ("watchdog = \"0s\"", "invalid duration \"0s\" (expected more than 0"),
+        ("probe-interval = \"0ms\"", "invalid probe interval \"0ms\""),
+        ("probe-timeout = \"0s\"", "invalid duration \"0s\" (expected more than 0"),
+        ("backoff-multiplier = 0.5", "invalid multiplier \"0.5\""),
+        ("backoff-multiplier = \"NaN\"", "invalid multiplier \"NaN\""),
+    ];
+    for (line, want) in cases {
+        let file = config(
+            &env,
+            &format!("[services.a]\ncommand = \"sleep 1\"\n{line}\n"),
+        );
+        let out = env.daemonic(&["check", "-f", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{line}");
+        assert!(stderr(&out).contains(want), "{line}: {}", stderr(&out));
+        let (key, value) = line.split_once(" = ").unwrap();
+        let value = value.trim_matches(['[', ']', '"']);
+        let flag = format!("--{key}={value}");
+        let out = env.daemonic(&["start", "--name", "a", &flag, "--", "sleep", "1"]);
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        assert!(stderr(&out).contains(want), "{flag}: {}", stderr(&out));
+    }
+}

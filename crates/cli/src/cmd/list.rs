@@ -62,7 +62,9 @@ fn row(s: &ServiceInfo, now: u64) -> [String; COLUMNS] {
         s.last_exit.clone().unwrap_or_else(dash),
         s.cpu_ms.map_or_else(dash, human::cpu),
         s.rss_bytes.map_or_else(dash, human::bytes),
-        s.health.clone().unwrap_or_else(dash),
+        s.health
+            .as_deref()
+            .map_or_else(dash, |h| human::printable(h).into_owned()),
     ]
 }
 

@@ -131,10 +131,13 @@ fn line(s: &ServiceInfo, now: u64) -> String {
         line += &format!(", mem {}", human::bytes(bytes));
     }
     if let Some(health) = &s.health {
-        line += &format!(", health: {health}");
+        line += &format!(", health: {}", human::printable(health));
     }
     if !s.status.is_empty() {
-        line += &format!("; status: {}", s.status.replace('\n', " "));
+        line += &format!(
+            "; status: {}",
+            human::printable(&s.status.replace('\n', " "))
+        );
     }
     line
 }

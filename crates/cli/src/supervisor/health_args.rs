@@ -130,12 +130,7 @@ impl Health {
 
 /// A duration greater than zero (a zero interval would probe without pause).
 fn parse_positive(text: &str) -> Result<Duration, String> {
-    match crate::duration::parse(text)? {
-        d if d.is_zero() => Err(format!(
-            "invalid duration {text:?} (expected more than 0, e.g. 500ms, 10s)"
-        )),
-        d => Ok(d),
-    }
+    crate::duration::parse_positive(text)
 }
 
 /// A threshold: a whole number, at least 1.

@@ -29,7 +29,7 @@ use daemonic::Signal;
 use daemonic::process::Exit;
 
 use super::health::{self, Check, Health};
-use super::policy::{self, Jitter, Policy};
+use super::policy::{self, Jitter, Policy, StartLimit};
 
 /// What a user sees in `daemonic status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +224,8 @@ pub struct Machine {
     after: After,
     /// When the current (or last) child was spawned.
     started_at: Option<Instant>,
-    /// Spawn times within the start-limit window, oldest first.
+    /// The spawn times a start limit can still count, oldest first (bounded: see
+    /// [`StartLimit::keep`]).
     starts: VecDeque<Instant>,
     step: u32,
     restarts: u32,
@@ -255,6 +256,12 @@ impl Machine {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// How many start times are kept for the start limit (bounded; tests).
+    #[cfg(test)]
+    pub fn starts_kept(&self) -> usize {
+        self.starts.len()
     }
 
     pub fn restarts(&self) -> u32 {
@@ -417,15 +424,7 @@ impl Machine {
     fn on_spawned(&mut self, now: Instant) -> Vec<Action> {
         self.started_at = Some(now);
         self.starts.push_back(now);
-        if let Some(limit) = self.config.policy.start_limit {
-            while self
-                .starts
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= limit.window)
-            {
-                self.starts.pop_front();
-            }
-        }
+        StartLimit::keep(self.config.policy.start_limit, &mut self.starts, now);
         match self.config.readiness {
             Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]

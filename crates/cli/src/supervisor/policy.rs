@@ -7,6 +7,9 @@
 //!   full jitter (uniform in `[0, delay]`); `step` returns to 0 once a run lasted
 //!   `reset_after` (a stable run forgives the crashes before it).
 //! - [`StartLimit`] decides *when to stop trying*: at most `burst` starts within `window`.
+//!   The caller keeps only the start times a limit can still count ([`StartLimit::keep`]):
+//!   none without a limit, at most `burst` with one, so a crash loop uses no more memory
+//!   after a million restarts than after ten.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -69,6 +72,11 @@ pub struct Backoff {
 impl Backoff {
     /// The delay before restart number `step` (0 for the first after a stable run).
     pub fn delay(&self, step: u32, jitter: &mut Jitter) -> Duration {
+        // Zero stays zero: `0 × multiplier^step` overflows to `0 × ∞ = NaN` past step
+        // ~1000, which would otherwise read as "too long" and wait the cap.
+        if self.initial.is_zero() {
+            return Duration::ZERO;
+        }
         let exp = i32::try_from(step).unwrap_or(i32::MAX);
         let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
         let capped = if secs.is_finite() && secs < self.max.as_secs_f64() {
@@ -104,6 +112,24 @@ impl StartLimit {
             .filter(|t| at.saturating_duration_since(**t) < self.window)
             .count();
         recent < self.burst as usize
+    }
+
+    /// Forgets the start times (oldest first) that can no longer count at `now`: those
+    /// older than the window, and all but the newest `burst` (a start is refused once
+    /// `burst` fall within the window, so older ones never matter). Without a limit,
+    /// nothing is kept.
+    pub fn keep(limit: Option<StartLimit>, starts: &mut VecDeque<Instant>, now: Instant) {
+        let Some(limit) = limit else {
+            starts.clear();
+            return;
+        };
+        while starts.len() > limit.burst as usize
+            || starts
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= limit.window)
+        {
+            starts.pop_front();
+        }
     }
 
     /// `N/WINDOW`, e.g. `5/10m`; the error names the value and the form.
@@ -204,6 +230,38 @@ mod tests {
         for (s, d) in a.iter().enumerate() {
             assert!(*d <= backoff(false).delay(s as u32, &mut Jitter::new(0)));
         }
+    }
+
+    #[test]
+    fn zero_backoff_stays_zero_at_every_step() {
+        let zero = Backoff {
+            initial: Duration::ZERO,
+            max: Duration::from_secs(60),
+            ..backoff(false)
+        };
+        let mut j = Jitter::new(1);
+        for step in [0, 1, 1024, 1025, 2000, u32::MAX] {
+            assert_eq!(zero.delay(step, &mut j), Duration::ZERO, "step {step}");
+        }
+    }
+
+    #[test]
+    fn only_the_start_times_a_limit_can_count_are_kept() {
+        let t0 = Instant::now();
+        let mut starts = VecDeque::new();
+        for s in 0..20_000u64 {
+            starts.push_back(t0 + ms(s));
+            StartLimit::keep(None, &mut starts, t0 + ms(s));
+            assert!(starts.is_empty());
+        }
+        let limit = StartLimit::parse("5/1h").unwrap();
+        for s in 0..20_000u64 {
+            starts.push_back(t0 + ms(s));
+            StartLimit::keep(Some(limit), &mut starts, t0 + ms(s));
+            assert!(starts.len() <= 5);
+        }
+        StartLimit::keep(Some(limit), &mut starts, t0 + Duration::from_secs(7200));
+        assert!(starts.is_empty(), "all aged out");
     }
 
     #[test]

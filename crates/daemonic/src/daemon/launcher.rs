@@ -45,7 +45,12 @@ struct Said {
 
 impl Said {
     fn describe(&self) -> String {
-        let mut out = self.status.clone().unwrap_or_default();
+        // The daemon's own words reach the user's terminal: control characters escaped.
+        let mut out = self
+            .status
+            .as_deref()
+            .map(|s| crate::systemd::listen::printable(s).into_owned())
+            .unwrap_or_default();
         if let Some(n) = self.errno.filter(|&n| n > 0) {
             let text = std::io::Error::from_raw_os_error(n).to_string();
             if out.is_empty() {

@@ -321,6 +321,38 @@ fn clip(s: &str) -> &str {
     }
 }
 
+/// Text a service sent (`STATUS=`, an error it reported) made safe to print for people:
+/// every control character (C0, DEL, C1) and every bidirectional override is shown as an
+/// escape (`\x1b`, `\n`, `\u{202e}`), so a service cannot move the cursor, recolour,
+/// retitle or rewrite the terminal of whoever reads `status`. Text without such
+/// characters is returned as it is, without a copy. Machine output (JSON) has its own
+/// escaping and does not need this.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x80 && unsafe_char(c) => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +373,15 @@ mod tests {
                     value: "a=b".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn printable_shows_control_characters_as_escapes() {
+        assert!(matches!(printable("ok: 3 workers"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            printable("\x1b]0;pwned\x07\x1b[2Jred\r\n\t\u{9b}31m\u{202e}x\x7f"),
+            "\\x1b]0;pwned\\x07\\x1b[2Jred\\r\\n\\t\\u{9b}31m\\u{202e}x\\x7f"
         );
     }
 

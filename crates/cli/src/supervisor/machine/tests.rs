@@ -296,3 +296,47 @@ fn probe_readiness_retries_until_success() {
     m.step(Event::ProbeSucceeded, t);
     assert_eq!(m.state(), State::Ready);
 }
+
+#[test]
+fn zero_backoff_stays_zero_for_2000_restarts() {
+    let mut c = config(Restart::Always, None);
+    c.policy.backoff.initial = Duration::ZERO;
+    c.policy.backoff.max = Duration::from_secs(60);
+    let mut m = machine(c);
+    let mut t = Instant::now();
+    for n in 1..=2000 {
+        let a = crash(&mut m, &mut t, ms(1), 1);
+        assert_eq!(
+            a,
+            [Action::CancelTimers, Action::ArmTimer(Timer::Backoff, t)],
+            "restart {n} waits"
+        );
+    }
+    assert_eq!(m.restarts(), 2000);
+}
+
+#[test]
+fn memory_stays_flat_over_20000_restarts() {
+    for (limit, most) in [(None, 0), (Some("50/1h"), 50)] {
+        let mut m = machine(config(Restart::Always, limit));
+        let mut t = Instant::now();
+        for n in 0..20_000 {
+            if m.state() == State::GaveUp {
+                break;
+            }
+            crash(&mut m, &mut t, ms(1), 1);
+            assert!(m.starts_kept() <= most.max(1), "{limit:?} after {n}");
+            t += ms(400);
+        }
+        assert!(m.starts_kept() <= most.max(1));
+        assert!(m.delays().count() <= DELAYS_KEPT);
+    }
+    let mut m = machine(config(Restart::Always, None));
+    let mut t = Instant::now();
+    for _ in 0..20_000 {
+        crash(&mut m, &mut t, ms(1), 1);
+        t += ms(400);
+    }
+    assert_eq!(m.restarts(), 20_000);
+    assert_eq!(m.starts_kept(), 0, "no limit, no start times");
+}
