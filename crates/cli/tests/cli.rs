@@ -1,8 +1,7 @@
 //! The `daemonic` command line, end to end: real supervisors, real children (the fixture
 //! programs in tests/fixtures), observed the way a user would.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

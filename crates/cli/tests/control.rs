@@ -7,8 +7,7 @@
 //! becomes end to end by starting a real service instead of `Fake` (the commands and the
 //! assertions on what the user sees stay as they are).
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;

@@ -2,8 +2,7 @@
 //! readiness check only shows, and a real redis-server, killed with -9, comes back
 //! healthy. Real supervisors and programs, observed through `status`, `list` and the log.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

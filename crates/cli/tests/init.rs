@@ -4,8 +4,7 @@
 //! outside: no zombies pile up under daemonic, signals reach the program, and daemonic
 //! exits with the program's status.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

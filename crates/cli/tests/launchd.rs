@@ -8,8 +8,7 @@
 //! prints the new rendering whole; once the change is meant, `DAEMONIC_BLESS=1 cargo test
 //! --test launchd` writes it to the expected file (review the diff before committing).
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::path::{Path, PathBuf};
 

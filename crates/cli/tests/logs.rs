@@ -3,8 +3,7 @@
 //! across rotated files, and `-f` as a child process following appends, rotations, an
 //! external rename with a late reopen, and truncation.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

@@ -7,8 +7,7 @@
 //! else on the machine can hold it and the test holds nothing of the machine's.
 
 mod env;
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

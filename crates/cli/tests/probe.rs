@@ -2,8 +2,7 @@
 //! supervisor drives them: poll the attempt's fds until its deadline, advance when one is
 //! ready or the deadline has come.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -2,8 +2,7 @@
 //! delays the supervisor reports choosing (stderr: `restart N in Xms`), never how long
 //! anything took on the wall clock.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

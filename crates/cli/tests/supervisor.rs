@@ -2,8 +2,7 @@
 //! readiness probes, log capture and the control socket. Real supervisors, real fixture
 //! programs, observed as a user would.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

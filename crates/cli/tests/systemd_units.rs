@@ -11,15 +11,12 @@
 //! /root, where a checkout may live, so the binaries are copied into the sandbox's own
 //! /run (a tmpfs that disappears with it) and the units point there.
 
-#[path = "../../daemonic/tests/support/sandbox.rs"]
-mod sandbox;
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::process::Output;
 use std::time::Duration;
 
-use sandbox::Sandbox;
+use support::sandbox::Sandbox;
 use support::{TempDir, example, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);

@@ -4,8 +4,7 @@
 //! must rate the default unit of a network service at 2.0 or better. Tests that need
 //! `systemd-analyze` skip with a reason where it is missing (`.ci/run` installs systemd).
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

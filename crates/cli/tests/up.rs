@@ -1,8 +1,7 @@
 //! Many services from one file: `check`, `up`, `down`, `run -f`, end to end with real
 //! supervisors and fixture programs.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

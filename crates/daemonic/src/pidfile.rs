@@ -109,6 +109,8 @@ impl PidFile {
                         // A shared lock is possible, so the holder is only a probe: try again.
                         Ok(probe) => {
                             drop(probe);
+                            #[cfg(test)]
+                            tests::ON_PROBE.with_borrow_mut(|hook| hook.as_mut().map(|f| f()));
                             std::thread::sleep(std::time::Duration::from_millis(1));
                             continue;
                         }
@@ -465,8 +467,17 @@ impl AsRawFd for PidFile {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Runs on this thread when [`PidFile::lock`] meets a probe's shared lock, right
+        /// before it retries: lets a test release the probe at exactly that point.
+        pub(super) static ON_PROBE: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
     /// Regression: `daemonic status` probing (an instant's shared lock) while a service
-    /// starts must not make the start fail with "already running".
+    /// starts must not make the start fail with "already running". Deterministic: the
+    /// probe is held when the lock is tried, and released by the hook the first time the
+    /// locker meets it; without the retry the lock fails "already running".
     #[test]
     fn a_shared_probe_lock_does_not_fail_a_start() {
         let dir =
@@ -474,18 +485,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("p.pid");
         std::fs::write(&path, "1\n").unwrap(); // a stale file, as a crashed daemon leaves
-        let probe = Flock::lock(File::open(&path).unwrap(), FlockArg::LockSharedNonblock).unwrap();
-        let locker = {
-            let path = path.clone();
-            std::thread::spawn(move || PidFile::lock(&path).and_then(PidFile::release))
-        };
-        // Release the probe's lock while the locker is (most likely) retrying; without the
-        // retry it would already have failed.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        drop(probe);
-        let result = locker.join().unwrap();
+        let mut probe =
+            Some(Flock::lock(File::open(&path).unwrap(), FlockArg::LockSharedNonblock).unwrap());
+        let met = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counter = met.clone();
+        ON_PROBE.set(Some(Box::new(move || {
+            counter.set(counter.get() + 1);
+            drop(probe.take());
+        })));
+        let result = PidFile::lock(&path).and_then(PidFile::release);
+        ON_PROBE.set(None);
         let _ = std::fs::remove_dir_all(&dir);
         result.unwrap();
+        assert_eq!(met.get(), 1, "the locker met the probe once, then retried");
     }
 
     /// Regression: a lock holder that writes another process's pid must not get that

@@ -1,7 +1,7 @@
 //! `Daemon`: detach with readiness, the pid-file lock, re-exec mode and signal events,
 //! observed from outside on real processes (the `daemon-probe` fixture).
 
-mod support;
+use daemonic_test_support as support;
 
 use std::process::Command;
 

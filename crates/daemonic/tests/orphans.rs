@@ -4,7 +4,7 @@
 //! One test in its own binary on purpose: reaping is process-wide (any unclaimed exited
 //! child of the test process is fair game), so nothing else may run children beside it.
 
-mod support;
+use daemonic_test_support as support;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

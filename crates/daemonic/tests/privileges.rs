@@ -3,7 +3,7 @@
 //!
 //! Tests that switch users need root and skip with a printed reason otherwise.
 
-mod support;
+use daemonic_test_support as support;
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

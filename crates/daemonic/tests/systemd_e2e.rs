@@ -4,16 +4,14 @@
 //! itself reports them. Each test skips with a reason where a sandbox cannot boot (not
 //! root, no systemd, no namespaces); the sandbox is powered off even when a test fails.
 
-#[path = "support/sandbox.rs"]
-mod sandbox;
-mod support;
+use daemonic_test_support as support;
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use sandbox::Sandbox;
+use support::sandbox::Sandbox;
 use support::{TempDir, example, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(15);

@@ -2,7 +2,7 @@
 //! our client to our listener for every message kind, systemd's own `systemd-notify` to
 //! our listener, malformed datagrams, and sockets handed to a child by name.
 
-mod support;
+use daemonic_test_support as support;
 
 use std::io::Read;
 use std::os::fd::AsFd;

@@ -9,7 +9,6 @@ mod basics;
 mod damage;
 mod fixture;
 mod kill;
-#[path = "../support/mod.rs"]
-mod shared;
 mod snapshot_crash;
 mod support;
+use daemonic_test_support as shared;

@@ -2,14 +2,13 @@
 //! for end-to-end tests. [`Sandbox::boot`] returns `None` (after printing why) where that
 //! cannot work: not root, no systemd, no namespaces. Dropping a [`Sandbox`] powers it off
 //! and removes its state, also when the test panicked.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::support::{TempDir, wait_for};
+use crate::{TempDir, wait_for};
 
 /// One sandbox at a time per test binary: they are cheap, but the tests watch timing
 /// (watchdogs) and CI has two cores.

@@ -1,6 +1,11 @@
-//! Shared by the integration tests: fixture paths, temp dirs, polling with a deadline,
-//! and guards that kill what a test started even when it fails.
-#![allow(dead_code)]
+//! Shared by the integration tests of both crates: fixture paths, temp dirs, polling with a
+//! deadline, and guards that kill what a test started even when it fails; [`sandbox`] boots
+//! a real systemd for the end-to-end tests.
+//!
+//! Each test crate names it `support` at its root (`use daemonic_test_support as support;`),
+//! so its files say `support::TempDir` or `crate::support::wait_for`.
+
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
