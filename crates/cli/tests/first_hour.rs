@@ -1,8 +1,7 @@
 //! What a new user meets first: usage errors that say how to fix them (exit status 2),
 //! shell completions and manual pages generated from the same definition as the parser.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

@@ -1,8 +1,7 @@
 //! Projects of many services (`daemonic.toml`) as compose users write them: `${VAR}` from
 //! the environment and the project's `.env`.
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 mod env;
 

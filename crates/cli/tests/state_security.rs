@@ -7,8 +7,7 @@
 //! The tests that need a second user run as root and skip with a printed reason
 //! otherwise (CI runs as root).
 
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::fs::File;
 use std::os::unix::fs::{PermissionsExt, lchown, symlink};
@@ -160,16 +159,26 @@ fn a_foreign_xdg_runtime_dir_is_ignored_as_root() {
         stdout(&out),
         stderr(&out)
     );
-    assert_eq!(stdout(&out), format!("{name}: not running\n"));
+    assert_eq!(
+        stdout(&out),
+        format!("{name}: not running (never started in /run/daemonic)\n")
+    );
     let note = format!(
         "daemonic: ignoring XDG_RUNTIME_DIR={}: it belongs to uid {NOBODY}, not to root; \
          using /run/daemonic\n",
         xdg.display()
     );
     assert_eq!(stderr(&out), note);
+    // It never ran in root's directory: an error, and nothing signalled.
     let out = as_root_after_su(&["stop", &name]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).ends_with(&format!("daemonic: {name}: not running\n")));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "daemonic: {name}: no such service (never started in /run/daemonic)\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         victim.alive(),
         "stop signalled the process nobody's pid file names"

@@ -536,7 +536,11 @@ fn escape_sequences_in_status_text_are_not_printed_raw() {
         "0",
         said,
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for args in [&["status", "e"][..], &["list"]] {
         let out = env.daemonic(args);
         let text = String::from_utf8_lossy(&out.stdout);

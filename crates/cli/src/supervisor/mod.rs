@@ -143,7 +143,13 @@ pub fn supervise_group(
     let detached = group.detached;
     let pid1 = init.as_ref().is_some_and(Init::is_pid1);
     let ended = with_sentinel(outer, Some(control), pid1, |server, sentinel| {
-        run(Start::Group(Box::new(group), targets), outer, sentinel, server, init)
+        run(
+            Start::Group(Box::new(group), targets),
+            outer,
+            sentinel,
+            server,
+            init,
+        )
     })?;
     let exit = ended
         .into_iter()

@@ -329,9 +329,8 @@ fn clip(s: &str) -> &str {
 /// escaping and does not need this.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -378,7 +377,10 @@ mod tests {
 
     #[test]
     fn printable_shows_control_characters_as_escapes() {
-        assert!(matches!(printable("ok: 3 workers"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            printable("ok: 3 workers"),
+            std::borrow::Cow::Borrowed(_)
+        ));
         assert_eq!(
             printable("\x1b]0;pwned\x07\x1b[2Jred\r\n\t\u{9b}31m\u{202e}x\x7f"),
             "\\x1b]0;pwned\\x07\\x1b[2Jred\\r\\n\\t\\u{9b}31m\\u{202e}x\\x7f"
