@@ -248,6 +248,10 @@ fn stop_does_not_signal_a_pid_that_does_not_hold_the_lock() {
     // Someone else (this test) holds the lock and wrote the victim's pid.
     let held = forge(&state, "web", victim.pid(), me);
     let out = daemonic(&state, &["stop", "web"]);
+    assert!(
+        victim.alive(),
+        "stop signalled a process that holds no lock"
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
@@ -256,10 +260,6 @@ fn stop_does_not_signal_a_pid_that_does_not_hold_the_lock() {
         )),
         "{}",
         stderr(&out)
-    );
-    assert!(
-        victim.alive(),
-        "stop signalled a process that holds no lock"
     );
     // Not held at all: a stale file naming a live process.
     drop(held);
@@ -279,11 +279,11 @@ fn as_root_stop_refuses_a_pid_file_of_another_user() {
     let mut victim = Victim::start();
     let _held = forge(&state, "web", victim.pid(), NOBODY);
     let out = daemonic(&state, &["stop", "web"]);
+    assert!(victim.alive(), "stop signalled the pid nobody's file names");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("refused as root: the pid file belongs to uid 65534"),
         "{}",
         stderr(&out)
     );
-    assert!(victim.alive());
 }

@@ -367,7 +367,20 @@ fn the_control_socket_refuses_another_uid() {
     wide(env.dir.path(), 0o755);
     wide(&env.dir.join("state"), 0o755);
     wide(&env.dir.join("state").join("api.sock"), 0o666);
-    let out = run(env.cmd().args(["restart", "api"]).uid(65534).gid(65534));
+    // The stranger's commands refuse root's state directory before connecting; the
+    // supervisor's own check is reached through a state directory of theirs whose
+    // `api.sock` leads to root's socket.
+    let theirs = env.dir.join("stranger");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let sock = env.dir.join("state").join("api.sock");
+    std::os::unix::fs::symlink(&sock, theirs.join("api.sock")).unwrap();
+    let out = run(env
+        .cmd()
+        .args(["restart", "api"])
+        .env("DAEMONIC_STATE_DIR", &theirs)
+        .uid(65534)
+        .gid(65534));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
