@@ -110,8 +110,9 @@ pub struct ServiceArgs {
     /// Full jitter: wait a random time between 0 and the delay.
     #[arg(long, help_heading = "Restarts")]
     pub backoff_jitter: bool,
-    /// A run that lasts this long resets the delay to --backoff.
-    #[arg(long, value_parser = crate::duration::parse, default_value = "10s", value_name = "DURATION", help_heading = "Restarts")]
+    /// A run that lasts this long was stable: it is restarted at once (no delay) and the
+    /// next crash waits --backoff again. Shorter runs are a crash loop whose delays grow.
+    #[arg(long, value_parser = crate::duration::parse, default_value = "1s", value_name = "DURATION", help_heading = "Restarts")]
     pub backoff_reset_after: Duration,
     /// Give up after N starts within WINDOW (e.g. 6/10m: the first start and 5 retries);
     /// the supervisor then runs --on-give-up and ends [default: no limit].

@@ -434,3 +434,87 @@ fn what_a_timed_out_start_leaves_is_cleaned_up_by_list() {
     }
     assert!(!env.dir.join("state").join("slow.sock").exists());
 }
+
+/// A service that ran for a while and is killed comes back at once (runit's rule: a run of
+/// 1 s is stable); only a crash loop backs off.
+#[test]
+fn a_stable_service_killed_comes_back_at_once_and_a_crash_loop_still_backs_off() {
+    let env = Env::new("stable");
+    let sleeper = env::fixture("sleeper");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "st",
+        "--restart",
+        "always",
+        "--",
+        &sleeper,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = env.child_pid("st");
+    // Until the child has run for more than a second (its age from /proc: starttime is
+    // field 22 of stat, the 20th after the command name).
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap() as f64;
+    let uptime = || -> f64 {
+        let boot: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let start: f64 = support::stat_field(first, 19).unwrap().parse().unwrap();
+        boot - start / ticks
+    };
+    wait_for("a run of more than 1.1 s", SOON, || {
+        (uptime() > 1.1).then_some(())
+    });
+    nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let log = env.dir.join("state").join("st.log");
+    let note = wait_for("the restart note", SOON, || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("; restart 1 in "))
+            .map(str::to_string)
+    });
+    assert!(note.ends_with("; restart 1 in 0ms"), "{note}");
+
+    // A crash loop: each run shorter than a second waits longer than the one before.
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "--backoff",
+        "20ms",
+        "--grace",
+        "0s",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "{}",
+        text(&out)
+    );
+    let log = env.dir.join("state").join("loop.log");
+    let delays = wait_for("three restarts", SOON, || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let d: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split("; restart ").nth(1))
+            .map(|r| r.split(" in ").nth(1).unwrap_or("").to_string())
+            .collect();
+        (d.len() >= 3).then_some(d)
+    });
+    assert_eq!(delays[..3], ["20ms", "40ms", "80ms"], "{delays:?}");
+    for name in ["st", "loop"] {
+        let _ = env.daemonic(&["stop", name]);
+    }
+}

@@ -525,8 +525,15 @@ impl Machine {
             );
         }
         let uptime = self.started_at.map_or(Duration::ZERO, |t| now - t);
+        // A stable run (it lasted --backoff-reset-after) comes back at once and starts the
+        // backoff over; only a crash loop waits.
+        let stable = p.backoff.is_stable(uptime);
         self.step = p.backoff.next_step(self.step, uptime);
-        let delay = p.backoff.delay(self.step, &mut self.jitter);
+        let delay = if stable {
+            Duration::ZERO
+        } else {
+            p.backoff.delay(self.step, &mut self.jitter)
+        };
         if let Some(limit) = p.start_limit
             && !limit.allows(&self.starts, now + delay)
         {
@@ -543,7 +550,9 @@ impl Machine {
                 ],
             );
         }
-        self.step = self.step.saturating_add(1);
+        if !stable {
+            self.step = self.step.saturating_add(1);
+        }
         self.restarts += 1;
         if self.delays.len() == DELAYS_KEPT {
             self.delays.pop_front();

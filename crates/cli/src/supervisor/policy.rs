@@ -3,9 +3,10 @@
 //! `now` and a seeded [`Jitter`], so every decision is reproducible in a test.
 //!
 //! - [`Restart`] with the exit codes that count as success decides *whether*.
-//! - [`Backoff`] decides *how long*: `initial × multiplier^step`, capped, optionally with
-//!   full jitter (uniform in `[0, delay]`); `step` returns to 0 once a run lasted
-//!   `reset_after` (a stable run forgives the crashes before it).
+//! - [`Backoff`] decides *how long*: a run that lasted `reset_after` (default 1 s, runit's
+//!   rule) was stable: it is restarted at once, and the sequence starts over (a stable run
+//!   forgives the crashes before it). Shorter runs are a crash loop: `initial ×
+//!   multiplier^step`, capped, optionally with full jitter (uniform in `[0, delay]`).
 //! - [`StartLimit`] decides *when to stop trying*: at most `burst` starts within `window`.
 //!   The caller keeps only the start times a limit can still count ([`StartLimit::keep`]):
 //!   none without a limit, at most `burst` with one, so a crash loop uses no more memory
@@ -93,7 +94,14 @@ impl Backoff {
 
     /// The step after a run that lasted `uptime` and ended at `step`.
     pub fn next_step(&self, step: u32, uptime: Duration) -> u32 {
-        if uptime >= self.reset_after { 0 } else { step }
+        if self.is_stable(uptime) { 0 } else { step }
+    }
+
+    /// Whether a run that lasted `uptime` was stable: it is restarted at once (no delay)
+    /// and the backoff starts over, as runit does after a second of uptime. Shorter runs
+    /// are a crash loop, whose delays grow.
+    pub fn is_stable(&self, uptime: Duration) -> bool {
+        uptime >= self.reset_after
     }
 }
 
