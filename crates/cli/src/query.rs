@@ -113,7 +113,30 @@ pub fn all(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
     Ok(found.into_values().collect())
 }
 
-/// The service names that have a socket or a pid file in the state directory.
+/// The services that ran in this state directory and are not running now, from the last
+/// snapshot each supervisor left (`stopped`, `exited`, `gave-up`); one whose snapshot
+/// still says it was running had its supervisor killed: `dead`.
+pub fn ended(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
+    dirs.ensure()?;
+    let mut ended = Vec::new();
+    for name in names(dirs)? {
+        if locked(dirs, &name)? || std::fs::symlink_metadata(dirs.status_file(&name)).is_err() {
+            continue;
+        }
+        let mut info = from_status_file(dirs, &name, None);
+        if !matches!(info.state.as_str(), "stopped" | "exited" | "gave-up") {
+            info.state = "dead".into();
+            info.last_exit = Some("its supervisor was killed".into());
+        }
+        // What was running is gone: no pid, no usage.
+        (info.pid, info.cpu_ms, info.rss_bytes, info.supervisor_pid) = (None, None, None, 0);
+        ended.push(info);
+    }
+    Ok(ended)
+}
+
+/// The service names that have a socket, a pid file or a status file in the state
+/// directory.
 fn names(dirs: &StateDir) -> Result<BTreeSet<String>> {
     let entries = match std::fs::read_dir(dirs.path()) {
         Ok(entries) => entries,

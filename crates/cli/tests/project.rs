@@ -154,3 +154,57 @@ fn two_files_in_one_directory_are_two_projects() {
     let out = env.daemonic(&["down", "-f", a]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn list_all_shows_what_ended_and_why() {
+    let env = Env::new("list-all");
+    let sleeper = env::fixture("sleeper");
+    let out = env.daemonic(&["start", "--name", "kept", "--", &sleeper]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["start", "--name", "halted", "--", &sleeper]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["stop", "halted"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "flaky",
+        "--restart",
+        "always",
+        "--backoff",
+        "10ms",
+        "--start-limit",
+        "2/1m",
+        "--grace",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Until its supervisor has given up and ended (`status` exit 3, "not running").
+    support::wait_for("flaky to give up", support::SOON, || {
+        let s = env.daemonic(&["status", "flaky"]);
+        (s.status.code() == Some(3) && String::from_utf8_lossy(&s.stdout).contains("gave-up"))
+            .then_some(())
+    });
+    let plain = String::from_utf8(env.daemonic(&["list"]).stdout).unwrap();
+    assert!(plain.contains("\nkept "), "{plain}");
+    assert!(
+        !plain.contains("halted") && !plain.contains("flaky"),
+        "{plain}"
+    );
+    let all = String::from_utf8(env.daemonic(&["list", "--all"]).stdout).unwrap();
+    let row = |name: &str| {
+        all.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {all}"))
+            .to_string()
+    };
+    assert!(row("flaky").contains("gave-up"), "{all}");
+    assert!(row("flaky").contains("exited with status 4"), "{all}");
+    assert!(row("halted").contains("stopped"), "{all}");
+    assert!(row("kept").contains("ready"), "{all}");
+    let _ = env.daemonic(&["stop", "kept"]);
+}

@@ -11,6 +11,10 @@
 //! web   ready    4242  5m      0         -                     0.25s  12.3M  healthy
 //! ```
 //!
+//! With `--all`, services that ran here and ended are listed too (`stopped`, `exited`,
+//! `gave-up`, or `dead` when their supervisor was killed before it could say), UPTIME
+//! then being the time since they ended.
+//!
 //! HEALTH is the verdict of the health checks (`--liveness`, `--readiness`) of a ready
 //! service, as `status` shows it; `-` without checks or when not ready.
 
@@ -22,7 +26,12 @@ use crate::query;
 use crate::state_dir::StateDir;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Also the services that ran here and have ended: stopped, exited or gave up (from
+    /// the last snapshot their supervisor left), with the last exit and the time since.
+    #[arg(short, long)]
+    all: bool,
+}
 
 const HEADER: [&str; COLUMNS] = [
     "NAME",
@@ -38,8 +47,12 @@ const HEADER: [&str; COLUMNS] = [
 
 const COLUMNS: usize = 9;
 
-pub fn run(_a: Args, dirs: &StateDir) -> Result<u8> {
-    let services = query::all(dirs)?;
+pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
+    let mut services = query::all(dirs)?;
+    if a.all {
+        services.extend(query::ended(dirs)?);
+        services.sort_by(|x, y| x.name.cmp(&y.name));
+    }
     let now = human::now_unix();
     let mut rows = vec![HEADER.map(str::to_string)];
     rows.extend(services.iter().map(|s| row(s, now)));
