@@ -208,3 +208,34 @@ fn list_all_shows_what_ended_and_why() {
     assert!(row("kept").contains("ready"), "{all}");
     let _ = env.daemonic(&["stop", "kept"]);
 }
+
+#[test]
+fn a_service_never_ready_under_up_is_killed_at_its_timeout() {
+    let env = Env::new("up-timeout");
+    let sleeper = env::fixture("sleeper");
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.stuck]\ncommand = [{sleeper:?}]\nready = \"notify\"\ntimeout = \"500ms\"\n"
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["up", "-f", f, "--timeout", "20s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "failed, not timed out: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("stuck: failed"), "{}", text(&out));
+    let log = std::fs::read_to_string(env.dir.join("state").join("stuck.log")).unwrap();
+    assert!(
+        log.contains("not ready within 500ms (--timeout); stopping it"),
+        "{log}"
+    );
+    let status = String::from_utf8(env.daemonic(&["status", "stuck"]).stdout).unwrap();
+    assert!(status.contains("exited"), "{status}");
+    let _ = env.daemonic(&["down", "-f", f]);
+}

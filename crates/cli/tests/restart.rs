@@ -63,11 +63,12 @@ fn restart_delays_follow_the_backoff_sequence_up_to_the_cap() {
 }
 
 #[test]
-fn backoff_resets_after_a_stable_run() {
+fn a_stable_run_is_restarted_at_once_and_resets_the_backoff() {
     let env = Env::new("reset");
     let runs = env.dir.join("runs");
     let flaky = fixture("flaky");
-    // Runs 1-3 crash at once, run 4 lasts past --backoff-reset-after, 5-6 crash at once.
+    // Runs 1-3 crash at once, run 4 lasts past --backoff-reset-after (stable: restarted at
+    // once), 5-6 crash at once (the backoff starts over).
     let out = run_to_end(env.cmd().args([
         "run",
         "--restart",
@@ -87,7 +88,7 @@ fn backoff_resets_after_a_stable_run() {
         "700",
         "0",
     ]));
-    assert_eq!(delays(&out), [50, 100, 200, 50, 100], "{}", stderr(&out));
+    assert_eq!(delays(&out), [50, 100, 200, 0, 50], "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 6);
 }
 

@@ -192,7 +192,7 @@ impl Supervisor {
         if let Some(server) = server {
             server.listen_also(&dirs.control_socket(&name))?;
         }
-        let config = machine_config(&service);
+        let config = machine_config(&service, false);
         let (unit, first) = Unit::new(service, config, seed(self.units.len()))?;
         self.units
             .push(unit.with_status_file(dirs.status_file(&name)));

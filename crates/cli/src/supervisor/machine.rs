@@ -10,8 +10,8 @@
 //! - A child exists exactly in `Starting`, `Ready` and `Stopping`.
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
-//!   timeout in `Stopping`, the restart delay in `Backoff` — and the watchdog and the
-//!   health-check timers only in `Ready`. Leaving a child-bearing state cancels them all
+//!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in
+//!   `Starting`; the watchdog and the health-check timers only in `Ready`. Leaving a child-bearing state cancels them all
 //!   ([`Action::CancelTimers`]).
 //! - Health checks ([`health`]) run only in `Ready`; their tallies start afresh each time
 //!   the child becomes ready. A liveness check that fails enough times in a row stops the
@@ -96,6 +96,8 @@ pub enum Event {
     ProbeSucceeded,
     /// A readiness probe attempt failed, with why.
     ProbeFailed(String),
+    /// The child was not ready within the start timeout.
+    StartTimedOut,
     /// The child sent `WATCHDOG=1`.
     WatchdogPing,
     /// The watchdog timer ran out, or the child sent `WATCHDOG=trigger`.
@@ -119,6 +121,7 @@ pub enum Event {
 pub enum Timer {
     Grace,
     Probe,
+    StartTimeout,
     StopTimeout,
     Backoff,
     Watchdog,
@@ -127,9 +130,10 @@ pub enum Timer {
 }
 
 impl Timer {
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 8] = [
         Timer::Grace,
         Timer::Probe,
+        Timer::StartTimeout,
         Timer::StopTimeout,
         Timer::Backoff,
         Timer::Watchdog,
@@ -142,6 +146,7 @@ impl Timer {
         match self {
             Timer::Grace => Event::GraceElapsed,
             Timer::Probe => Event::ProbeDue,
+            Timer::StartTimeout => Event::StartTimedOut,
             Timer::StopTimeout => Event::StopTimeout,
             Timer::Backoff => Event::BackoffElapsed,
             Timer::Watchdog => Event::WatchdogExpired,
@@ -210,6 +215,12 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// The child must send `WATCHDOG=1` at least this often once ready.
     pub watchdog: Option<Duration>,
+    /// A child not ready this long after it was spawned is stopped, and the exit counts
+    /// as a failure (`--timeout`).
+    pub start_timeout: Option<Duration>,
+    /// The first start's timeout is someone else's (`daemonic start`'s launcher waits for
+    /// it and kills everything when it runs out): not armed for the first spawn.
+    pub first_start_watched: bool,
     /// Liveness and readiness checks once ready.
     pub health: health::Config,
 }
@@ -300,6 +311,22 @@ impl Machine {
                 (S::Ready, self.on_ready(now))
             }
             (S::Starting, E::ProbeDue) => (S::Starting, vec![Action::StartProbe]),
+            (S::Starting, E::StartTimedOut) => {
+                let limit = self.config.start_timeout.unwrap_or_default();
+                self.stopping(
+                    After::Policy { failed: true },
+                    vec![
+                        Action::Report(format!(
+                            "not ready within {}ms (--timeout); stopping it",
+                            limit.as_millis()
+                        )),
+                        Action::SignalGroup(self.config.stop_signal),
+                    ],
+                    now,
+                )
+            }
+            // A timer of a start that was ready (or stopping) in the meantime.
+            (S::Ready | S::Stopping, E::StartTimedOut) => (self.state, vec![]),
             (S::Starting, E::ProbeFailed(_)) => {
                 let Readiness::Probe(interval) = self.config.readiness else {
                     unreachable!("supervisor bug: a probe result without probe readiness")
@@ -422,16 +449,23 @@ impl Machine {
     }
 
     fn on_spawned(&mut self, now: Instant) -> Vec<Action> {
+        let first = self.started_at.is_none();
         self.started_at = Some(now);
         self.starts.push_back(now);
         StartLimit::keep(self.config.policy.start_limit, &mut self.starts, now);
-        match self.config.readiness {
+        let mut actions = match self.config.readiness {
             Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
             Readiness::Notify => vec![],
             Readiness::Probe(_) => vec![Action::StartProbe],
+        };
+        if let Some(limit) = self.config.start_timeout
+            && !(first && self.config.first_start_watched)
+        {
+            actions.push(Action::ArmTimer(Timer::StartTimeout, now + limit));
         }
+        actions
     }
 
     fn on_ready(&mut self, now: Instant) -> Vec<Action> {

@@ -245,7 +245,7 @@ fn run(
         Start::Entries(entries) => {
             let mut firsts = Vec::new();
             for (i, e) in entries.into_iter().enumerate() {
-                let config = machine_config(&e.service);
+                let config = machine_config(&e.service, outer.detached());
                 let (mut unit, first) = Unit::new(e.service, config, seed(i))?;
                 if let Some(path) = e.status_file {
                     unit = unit.with_status_file(path);
@@ -287,8 +287,9 @@ fn run(
         .collect())
 }
 
-/// The machine's configuration for a service.
-fn machine_config(s: &Service) -> machine::Config {
+/// The machine's configuration for a service; `first_start_watched`: a launcher waits for
+/// its first start with the same timeout (`daemonic start`).
+fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
     machine::Config {
         policy: s.policy.clone(),
         readiness: match s.ready {
@@ -300,6 +301,8 @@ fn machine_config(s: &Service) -> machine::Config {
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,
         watchdog: s.watchdog,
+        start_timeout: Some(s.start_timeout),
+        first_start_watched,
         health: s.health.config(),
     }
 }

@@ -25,6 +25,8 @@ pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>)
         stop_signal: Signal::SIGTERM,
         stop_timeout: ms(500),
         watchdog: None,
+        start_timeout: None,
+        first_start_watched: false,
         health: Default::default(),
     }
 }
@@ -341,4 +343,47 @@ fn memory_stays_flat_over_20000_restarts() {
     }
     assert_eq!(m.restarts(), 20_000);
     assert_eq!(m.starts_kept(), 0, "no limit, no start times");
+}
+
+#[test]
+fn a_start_not_ready_in_time_is_stopped_and_counts_as_a_failure() {
+    let mut c = config(Restart::OnFailure, None);
+    c.readiness = Readiness::Notify;
+    c.start_timeout = Some(ms(300));
+    let mut m = machine(c.clone());
+    let t = Instant::now();
+    assert_eq!(
+        m.step(Event::Spawned, t),
+        [Action::ArmTimer(Timer::StartTimeout, t + ms(300))]
+    );
+    let a = m.step(Event::StartTimedOut, t + ms(300));
+    assert_eq!(m.state(), State::Stopping);
+    assert!(a.contains(&Action::SignalGroup(Signal::SIGTERM)), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Report(r) if r.starts_with("not ready within 300ms"))),
+        "{a:?}"
+    );
+    // SIGTERM's status would be a clean exit under on-failure; a timed-out start is not.
+    let a = m.step(Event::ChildExited(Exit::Code(0)), t + ms(310));
+    assert_eq!(m.state(), State::Backoff, "{a:?}");
+
+    // Ready in time: the timer is cancelled with the others, and a late one is ignored.
+    let mut m = machine(c.clone());
+    m.step(Event::Spawned, t);
+    let a = m.step(Event::ReadyMessage, t + ms(10));
+    assert_eq!(a.first(), Some(&Action::CancelTimers));
+    assert_eq!(m.step(Event::StartTimedOut, t + ms(300)), []);
+    assert_eq!(m.state(), State::Ready);
+
+    // Watched by `start`'s launcher: the first start's timer is not armed, later ones are.
+    c.first_start_watched = true;
+    let mut m = machine(c);
+    assert_eq!(m.step(Event::Spawned, t), []);
+    m.step(Event::ChildExited(Exit::Code(1)), t + ms(5));
+    m.step(Event::BackoffElapsed, t + ms(60));
+    assert_eq!(
+        m.step(Event::Spawned, t + ms(60)),
+        [Action::ArmTimer(Timer::StartTimeout, t + ms(360))]
+    );
 }
