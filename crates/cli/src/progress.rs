@@ -229,7 +229,10 @@ fn shown(
         };
     };
     let state = info.state.clone();
-    let final_state = matches!(state.as_str(), "stopped" | "exited" | "gave-up");
+    let final_state = matches!(
+        state.as_str(),
+        "stopped" | "exited" | "gave-up" | "completed"
+    );
     let mut detail = crate::human::printable(&info.status).into_owned();
     if final_state || state == "backoff" {
         if let Some(exit) = &info.last_exit {
@@ -251,7 +254,7 @@ fn shown(
         Goal::Down if final_state => Outcome::Done,
         Goal::Down => Outcome::OnItsWay,
         // Ready, but its readiness check has not passed (yet): dependents wait for it too.
-        Goal::Up if info.is_ready() => Outcome::Done,
+        Goal::Up if info.is_ready() || state == "completed" => Outcome::Done,
         Goal::Up if state == "ready" => {
             detail = info.health.clone().unwrap_or_default();
             Outcome::OnItsWay

@@ -44,7 +44,25 @@ pub fn service(dirs: &StateDir, name: &str) -> Result<Option<ServiceInfo>> {
         Ok(Response::Error(why)) => bail!("{name}: {why}"),
         Ok(Response::Done(_)) => bail!("{name}: unexpected answer to status"),
         Err(e) if e.is::<NotListening>() => Ok(Some(from_status_file(dirs, name, supervisor))),
+        // It was ending while we asked (the connection broke as it closed): not running,
+        // once it has let go of its pid file.
+        Err(_) if ended_soon(dirs, name) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether `name`'s supervisor releases its pid file within a second (it is on its way out
+/// when a request's connection breaks).
+fn ended_soon(dirs: &StateDir, name: &str) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if matches!(locked(dirs, name), Ok(false)) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -124,7 +142,10 @@ pub fn ended(dirs: &StateDir) -> Result<Vec<ServiceInfo>> {
             continue;
         }
         let mut info = from_status_file(dirs, &name, None);
-        if !matches!(info.state.as_str(), "stopped" | "exited" | "gave-up") {
+        if !matches!(
+            info.state.as_str(),
+            "stopped" | "exited" | "gave-up" | "completed"
+        ) {
             info.state = "dead".into();
             info.last_exit = Some("its supervisor was killed".into());
         }

@@ -44,6 +44,16 @@ impl Readiness {
     }
 }
 
+/// What kind of service: one that keeps running, or a task that runs once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Runs until stopped; ready by --ready.
+    Service,
+    /// Runs once to completion (a migration, a setup step): an exit with a success status
+    /// is `completed` — its readiness, not a failure; --ready is not used.
+    Oneshot,
+}
+
 /// Flags every supervising command shares.
 #[derive(Args, Debug, Clone)]
 pub struct ServiceArgs {
@@ -54,6 +64,16 @@ pub struct ServiceArgs {
     /// exits 0 (run in --dir). Probes repeat every --probe-interval until one succeeds.
     #[arg(long, value_parser = Readiness::parse, default_value = "auto", value_name = "HOW")]
     pub ready: Readiness,
+    /// service: runs until stopped; oneshot: runs once, and an exit with a success status
+    /// is `completed` (what `start` and `up` wait for, and what dependents with
+    /// `completed-successfully` wait for). Config key `type`.
+    #[arg(
+        long = "type",
+        value_enum,
+        default_value = "service",
+        value_name = "KIND"
+    )]
+    pub kind: Kind,
     /// How long CMD may take to become ready; then it is killed and the start counts as
     /// failed (`start` exits 124; under `up` and `run` the restart policy decides; in a
     /// systemd unit: TimeoutStartSec=). Config key `timeout`.
@@ -157,6 +177,7 @@ pub struct Service {
     /// Set in the child's environment, over what it inherits (see `supervisor::unit`).
     pub env: Vec<(String, String)>,
     pub ready: Readiness,
+    pub kind: Kind,
     /// How long a start may take to become ready (`--timeout`).
     pub start_timeout: Duration,
     pub probe: Schedule,
@@ -210,6 +231,7 @@ impl Service {
             dir,
             env,
             ready: a.ready,
+            kind: a.kind,
             start_timeout: a.timeout,
             probe: Schedule {
                 interval: a.probe_interval,

@@ -239,3 +239,53 @@ fn a_service_never_ready_under_up_is_killed_at_its_timeout() {
     assert!(status.contains("exited"), "{status}");
     let _ = env.daemonic(&["down", "-f", f]);
 }
+
+#[test]
+fn a_oneshot_completes_its_dependents_start_after_it_and_up_does_not_rerun_it() {
+    let env = Env::new("oneshot");
+    let sleeper = env::fixture("sleeper");
+    let runs = env.dir.join("migrations");
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.migrate]\ntype = \"oneshot\"\ncommand = [\"sh\", \"-c\", \"echo run >> {runs}\"]\n\n\
+             [services.web]\ncommand = [{sleeper:?}]\ndepends-on = [\"migrate\"]\n",
+            runs = runs.display()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["up", "-f", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("migrate: completed"), "{}", text(&out));
+    assert!(text(&out).contains("web: ready"), "{}", text(&out));
+    let status = String::from_utf8(env.daemonic(&["status", "migrate"]).stdout).unwrap();
+    assert!(status.starts_with("migrate: completed"), "{status}");
+    let out = env.daemonic(&["up", "-f", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("unchanged: migrate web"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "run\n",
+        "not run again"
+    );
+    let _ = env.daemonic(&["down", "-f", f]);
+
+    // `start` of a one-shot returns once it has completed.
+    let out = env.daemonic(&[
+        "start", "--name", "task", "--type", "oneshot", "--", "sh", "-c", "exit 0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = env.daemonic(&["status", "task"]);
+    assert!(text(&status).contains("task: completed") || text(&status).contains("(completed "), "{}", text(&status));
+    // A failing one is a failure, with its status.
+    let out = env.daemonic(&[
+        "start", "--name", "bad", "--type", "oneshot", "--", "sh", "-c", "exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+}

@@ -82,7 +82,8 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
 fn ended(dirs: &StateDir, name: &str) -> String {
     let fields = crate::supervisor::status_file::read(&dirs.status_file(name)).unwrap_or_default();
     let get = |k: &str| crate::supervisor::status_file::field(&fields, k);
-    let Some(state) = get("state").filter(|s| matches!(*s, "gave-up" | "exited" | "stopped"))
+    let Some(state) =
+        get("state").filter(|s| matches!(*s, "gave-up" | "exited" | "stopped" | "completed"))
     else {
         return String::new();
     };

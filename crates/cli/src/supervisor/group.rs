@@ -133,7 +133,9 @@ impl Supervisor {
                 self.slots[i].deps = def.depends_on.clone();
                 let same = self.slots[i].fingerprint == fingerprint;
                 let running = !self.slots[i].finished && !self.slots[i].down;
-                match (same, want, running) {
+                // A one-shot that completed is done: an unchanged one is not run again.
+                let completed = self.units[i].state() == State::Completed && !self.slots[i].down;
+                match (same, want, running || completed) {
                     (true, true, true) => {
                         applied.unchanged.push(name);
                         continue;

@@ -16,7 +16,9 @@
 //! - Health checks ([`health`]) run only in `Ready`; their tallies start afresh each time
 //!   the child becomes ready. A liveness check that fails enough times in a row stops the
 //!   child as a missed watchdog does (the exit counts as a failure).
-//! - `Stopped`, `Exited` and `GaveUp` are final and are entered with a `Finish`.
+//! - `Stopped`, `Exited`, `GaveUp` and `Completed` are final and are entered with a
+//!   `Finish`. `Completed` is a one-shot service's success (its child exited with a
+//!   success status): its readiness, reported with `BecameReady`, not a failure.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
 //!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
@@ -48,6 +50,8 @@ pub enum State {
     Stopped,
     /// The child exited and the policy does not restart it.
     Exited,
+    /// A one-shot service's child exited with a success status: done, not a failure.
+    Completed,
 }
 
 impl State {
@@ -60,12 +64,16 @@ impl State {
             State::GaveUp => "gave-up",
             State::Stopped => "stopped",
             State::Exited => "exited",
+            State::Completed => "completed",
         }
     }
 
     /// No child and nothing more will happen.
     pub fn is_final(self) -> bool {
-        matches!(self, State::GaveUp | State::Stopped | State::Exited)
+        matches!(
+            self,
+            State::GaveUp | State::Stopped | State::Exited | State::Completed
+        )
     }
 }
 
@@ -204,6 +212,8 @@ pub enum Readiness {
     Grace(Duration),
     /// A probe succeeding; attempts this far apart.
     Probe(Duration),
+    /// A one-shot service: its child exiting with a success status (`Completed`).
+    Exit,
 }
 
 /// Everything the machine decides by.
@@ -306,6 +316,24 @@ impl Machine {
             (S::Starting, E::SpawnFailed(exit)) => {
                 self.on_spawned(now);
                 self.on_exit(exit, false, now)
+            }
+            // A one-shot is ready when it has completed, whatever it says before.
+            (S::Starting, E::ReadyMessage) if self.config.readiness == Readiness::Exit => {
+                (S::Starting, vec![])
+            }
+            (S::Starting, E::ChildExited(exit))
+                if self.config.readiness == Readiness::Exit
+                    && policy::is_success(&self.config.policy.success_codes, exit) =>
+            {
+                self.last_exit = Some(exit);
+                (
+                    S::Completed,
+                    vec![
+                        Action::CancelTimers,
+                        Action::BecameReady,
+                        Action::Finish(exit),
+                    ],
+                )
             }
             (S::Starting, E::ReadyMessage | E::GraceElapsed | E::ProbeSucceeded) => {
                 (S::Ready, self.on_ready(now))
@@ -457,7 +485,7 @@ impl Machine {
             Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
-            Readiness::Notify => vec![],
+            Readiness::Notify | Readiness::Exit => vec![],
             Readiness::Probe(_) => vec![Action::StartProbe],
         };
         if let Some(limit) = self.config.start_timeout

@@ -293,6 +293,7 @@ fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
     machine::Config {
         policy: s.policy.clone(),
         readiness: match s.ready {
+            _ if s.kind == crate::service::Kind::Oneshot => machine::Readiness::Exit,
             Readiness::Auto => machine::Readiness::NotifyOrGrace(s.grace),
             Readiness::Notify => machine::Readiness::Notify,
             Readiness::Grace => machine::Readiness::Grace(s.grace),

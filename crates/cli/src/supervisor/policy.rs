@@ -49,6 +49,12 @@ impl Restart {
     }
 }
 
+/// Whether `exit` counts as success: an exit status among `success_codes` (a signal never
+/// does).
+pub fn is_success(success_codes: &[i32], exit: Exit) -> bool {
+    matches!(exit, Exit::Code(c) if success_codes.contains(&c))
+}
+
 /// Whether `exit` is restarted under `restart`, given the codes that count as success.
 pub fn restarts(restart: Restart, success_codes: &[i32], exit: Exit) -> bool {
     match (restart, exit) {

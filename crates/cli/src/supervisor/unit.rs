@@ -281,10 +281,15 @@ impl Unit {
             .filter_map(|s| Some((s, self.attempts[s.index()].as_ref()?)))
     }
 
-    /// The child is ready and, if it has a readiness check, that check passes: what a
-    /// dependent waits for. (`State::Ready` alone says the startup is over.)
+    /// The child is ready and, if it has a readiness check, that check passes — or a
+    /// one-shot service has completed: what a dependent waits for. (`State::Ready` alone
+    /// says the startup is over.)
     pub fn is_ready(&self) -> bool {
-        self.state() == State::Ready && self.machine.health().readiness_passes()
+        match self.state() {
+            State::Ready => self.machine.health().readiness_passes(),
+            State::Completed => true,
+            _ => false,
+        }
     }
 
     /// The health checks' verdict, as `status` shows it (`healthy`, `unhealthy: why`,
