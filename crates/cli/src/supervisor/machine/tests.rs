@@ -387,3 +387,25 @@ fn a_start_not_ready_in_time_is_stopped_and_counts_as_a_failure() {
         [Action::ArmTimer(Timer::StartTimeout, t + ms(360))]
     );
 }
+
+#[test]
+fn a_oneshot_that_exits_with_success_is_completed_not_failed() {
+    let mut c = config(Restart::OnFailure, None);
+    c.readiness = Readiness::Exit;
+    let mut m = machine(c.clone());
+    let t = Instant::now();
+    assert_eq!(m.step(Event::Spawned, t), [], "no grace, no probe");
+    assert_eq!(m.step(Event::ReadyMessage, t), [], "READY=1 is not completion");
+    let a = m.step(Event::ChildExited(Exit::Code(0)), t + ms(5));
+    assert_eq!(
+        a,
+        [Action::CancelTimers, Action::BecameReady, Action::Finish(Exit::Code(0))]
+    );
+    assert_eq!(m.state(), State::Completed);
+    assert!(m.state().is_final());
+    // A failure is one: restarted under on-failure.
+    let mut m = machine(c);
+    m.step(Event::Spawned, t);
+    m.step(Event::ChildExited(Exit::Code(3)), t + ms(5));
+    assert_eq!(m.state(), State::Backoff);
+}
