@@ -262,7 +262,11 @@ fn shown(
         Goal::Up if final_state => Outcome::Failed,
         Goal::Up if state == "waiting" => match failed_dependency(name, infos, deps) {
             Some(dep) => {
-                detail = format!("{dep} cannot become ready");
+                let why = infos
+                    .get(dep.as_str())
+                    .and_then(|d| d.last_exit.clone().or_else(|| Some(d.state.clone())))
+                    .unwrap_or_else(|| "missing".into());
+                detail = format!("its dependency {dep} cannot become ready: {why}");
                 Outcome::Failed
             }
             None => Outcome::OnItsWay,

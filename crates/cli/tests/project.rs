@@ -282,10 +282,86 @@ fn a_oneshot_completes_its_dependents_start_after_it_and_up_does_not_rerun_it() 
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let status = env.daemonic(&["status", "task"]);
-    assert!(text(&status).contains("task: completed") || text(&status).contains("(completed "), "{}", text(&status));
+    assert!(
+        text(&status).contains("task: completed") || text(&status).contains("(completed "),
+        "{}",
+        text(&status)
+    );
     // A failing one is a failure, with its status.
     let out = env.daemonic(&[
         "start", "--name", "bad", "--type", "oneshot", "--", "sh", "-c", "exit 5",
     ]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+}
+
+#[test]
+fn dependency_conditions_started_healthy_and_completed_successfully() {
+    let env = Env::new("conditions");
+    let sleeper = env::fixture("sleeper");
+    let file = env.dir.join("daemonic.toml");
+    let write = |migrate_exit: i32| {
+        std::fs::write(
+            &file,
+            format!(
+                "[services.db]\ncommand = [{sleeper:?}]\nreadiness = \"exec:true\"\nreadiness-interval = \"100ms\"\n\n\
+                 [services.migrate]\ntype = \"oneshot\"\ncommand = [\"sh\", \"-c\", \"exit {migrate_exit}\"]\ndepends-on = [\"db\"]\n\n\
+                 [services.web]\ncommand = [{sleeper:?}]\ndepends-on = {{ db = \"healthy\", migrate = \"completed-successfully\" }}\n\n\
+                 [services.worker]\ncommand = [{sleeper:?}]\ndepends-on = {{ web = \"started\" }}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(0);
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["check", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.daemonic(&["up", "-f", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for s in [
+        "db: ready",
+        "migrate: completed",
+        "web: ready",
+        "worker: ready",
+    ] {
+        assert!(text(&out).contains(s), "{s}: {}", text(&out));
+    }
+    let out = env.daemonic(&["down", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A failing one-shot fails what waits for it, with the reason, at once.
+    write(3);
+    let out = env.daemonic(&["up", "-f", f, "--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("its dependency migrate cannot become ready: exited with status 3"),
+        "{}",
+        text(&out)
+    );
+    let _ = env.daemonic(&["down", "-f", f]);
+
+    // Conditions a dependency cannot meet are errors of the file.
+    std::fs::write(
+        &file,
+        format!(
+            "[services.db]\ncommand = [{sleeper:?}]\n\n[services.web]\ncommand = [{sleeper:?}]\n\
+             depends-on = {{ db = \"healthy\" }}\n\n[services.api]\ncommand = [{sleeper:?}]\n\
+             depends-on = {{ db = \"completed-successfuly\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = env.daemonic(&["check", "-f", f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out);
+    assert!(
+        err.contains("`web` waits for `db` to be healthy, but `db` has no `readiness` check"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown `depends-on` condition `completed-successfuly`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("did you mean `completed-successfully`?"),
+        "{err}"
+    );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::diagnostic::{Sink, did_you_mean};
 use super::node::Span;
-use super::{Config, Def};
+use super::{Condition, Config, Def};
 
 /// Where a service's parts were written, for the messages.
 pub struct Spans {
@@ -41,6 +41,7 @@ pub fn all(
             }
         }
         program(def, s.command.clone(), sink);
+        conditions(config, def, s, sink);
     }
     for cycle in cycles(config) {
         let first = &cycle[0];
@@ -49,6 +50,32 @@ pub fn all(
             .and_then(|s| s.depends_on.iter().find(|(d, _)| *d == cycle[1]))
             .map_or(0..0, |(_, span)| span.clone());
         sink.error(span, format!("dependency cycle: {}", cycle.join(" → ")));
+    }
+}
+
+/// A condition its dependency can meet: `healthy` needs a readiness check,
+/// `completed-successfully` a one-shot (a long-running service never completes).
+fn conditions(config: &Config, def: &Def, spans: &Spans, sink: &mut Sink<'_>) {
+    for ((dep, condition), (_, span)) in def
+        .depends_on
+        .iter()
+        .zip(&def.conditions)
+        .zip(&spans.depends_on)
+    {
+        let Some(d) = config.get(dep) else { continue };
+        let has = |prefix: &str| d.flags.iter().any(|f| f.starts_with(prefix));
+        let why = match condition {
+            Condition::Healthy if !has("--readiness=") => format!(
+                "`{}` waits for `{dep}` to be healthy, but `{dep}` has no `readiness` check",
+                def.name
+            ),
+            Condition::CompletedSuccessfully if !has("--type=oneshot") => format!(
+                "`{}` waits for `{dep}` to complete, but `{dep}` is not `type = \"oneshot\"` (it runs until stopped)",
+                def.name
+            ),
+            _ => continue,
+        };
+        sink.error(span.clone(), why);
     }
 }
 

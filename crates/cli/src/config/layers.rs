@@ -20,7 +20,8 @@ pub(super) struct Layers {
     pub(super) command: Option<(Vec<String>, Span)>,
     /// A `command` key was written (even if its value was wrong).
     pub(super) command_given: bool,
-    pub(super) depends_on: Vec<(String, Span)>,
+    /// Each dependency, what is waited for of it, and where it was written.
+    pub(super) depends_on: Vec<(String, super::Condition, Span)>,
 }
 
 impl Layers {
@@ -261,15 +262,51 @@ pub(super) fn command(node: &Node, sink: &mut Sink<'_>) -> Option<Vec<String>> {
     Some(words)
 }
 
-pub(super) fn depends_on(node: &Node, sink: &mut Sink<'_>) -> Vec<(String, Span)> {
+pub(super) fn depends_on(
+    node: &Node,
+    sink: &mut Sink<'_>,
+) -> Vec<(String, super::Condition, Span)> {
+    use super::Condition;
     let items: Vec<&Node> = match &node.value {
         Value::Array(items) => items.iter().collect(),
         Value::Str(_) => vec![node],
+        // `{ db = "healthy", migrate = "completed-successfully" }`
+        Value::Table(t) => {
+            return t
+                .0
+                .iter()
+                .filter_map(|e| {
+                    let Value::Str(c) = &e.node.value else {
+                        sink.error(
+                            e.node.span.clone(),
+                            format!(
+                                "a `depends-on` condition is a string (started, ready, healthy or completed-successfully), not {}",
+                                e.node.value.kind()
+                            ),
+                        );
+                        return None;
+                    };
+                    match Condition::ALL.into_iter().find(|k| k.as_str() == c) {
+                        Some(k) => Some((e.key.clone(), k, e.key_span.clone())),
+                        None => {
+                            let message = format!(
+                                "unknown `depends-on` condition `{c}` (expected started, ready, healthy or completed-successfully)"
+                            );
+                            match did_you_mean(c, Condition::ALL.map(Condition::as_str)) {
+                                Some(hint) => sink.error_hint(e.node.span.clone(), message, hint),
+                                None => sink.error(e.node.span.clone(), message),
+                            }
+                            None
+                        }
+                    }
+                })
+                .collect();
+        }
         other => {
             sink.error(
                 node.span.clone(),
                 format!(
-                    "`depends-on` is an array of service names, not {}",
+                    "`depends-on` is an array of service names or a table of conditions, not {}",
                     other.kind()
                 ),
             );
@@ -279,7 +316,7 @@ pub(super) fn depends_on(node: &Node, sink: &mut Sink<'_>) -> Vec<(String, Span)
     items
         .into_iter()
         .filter_map(|item| match &item.value {
-            Value::Str(s) => Some((s.clone(), item.span.clone())),
+            Value::Str(s) => Some((s.clone(), Condition::Ready, item.span.clone())),
             other => {
                 sink.error(
                     item.span.clone(),

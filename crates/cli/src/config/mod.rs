@@ -97,6 +97,53 @@ pub struct Def {
     /// The program and its arguments.
     pub command: Vec<String>,
     pub depends_on: Vec<String>,
+    /// What it waits for of each of `depends_on` (same order).
+    pub conditions: Vec<Condition>,
+}
+
+/// What a service waits for of a dependency: `depends-on = ["db"]` means `ready`; the
+/// table form names one per dependency, `depends-on = { db = "healthy", migrate =
+/// "completed-successfully" }` (docker-compose's conditions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Its first child was spawned.
+    Started,
+    /// It is ready (its `ready` condition met, and its readiness check passing if it has
+    /// one), or a one-shot has completed.
+    Ready,
+    /// Ready with its readiness check passing: it must have a `readiness` check.
+    Healthy,
+    /// A one-shot (`type = "oneshot"`) that completed: exited with a success status.
+    CompletedSuccessfully,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 4] = [
+        Condition::Started,
+        Condition::Ready,
+        Condition::Healthy,
+        Condition::CompletedSuccessfully,
+    ];
+
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Healthy => "healthy",
+            Condition::CompletedSuccessfully => "completed-successfully",
+        }
+    }
+
+    /// For "waiting for db to be healthy".
+    pub fn waited(self) -> &'static str {
+        match self {
+            Condition::Started => "to start",
+            Condition::Ready => "to be ready",
+            Condition::Healthy => "to be healthy",
+            Condition::CompletedSuccessfully => "to complete",
+        }
+    }
 }
 
 impl Config {
@@ -351,7 +398,12 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             name: name.clone(),
             flags,
             command,
-            depends_on: merged.depends_on.iter().map(|(d, _)| d.clone()).collect(),
+            depends_on: merged
+                .depends_on
+                .iter()
+                .map(|(d, _, _)| d.clone())
+                .collect(),
+            conditions: merged.depends_on.iter().map(|(_, c, _)| *c).collect(),
         };
         match def.args() {
             Err(e) => {
@@ -372,7 +424,11 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             name,
             check::Spans {
                 command: command_span,
-                depends_on: merged.depends_on,
+                depends_on: merged
+                    .depends_on
+                    .into_iter()
+                    .map(|(d, _, span)| (d, span))
+                    .collect(),
             },
         );
         defs.push(def);

@@ -81,6 +81,7 @@ pub fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Config {
             ],
             command: vec!["/bin/sh".into(), "-c".into(), command.to_string()],
             depends_on: Vec::new(),
+            conditions: Vec::new(),
         });
         spans.insert(
             name.to_string(),

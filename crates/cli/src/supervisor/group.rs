@@ -28,7 +28,7 @@ use daemonic::process::Exit;
 use super::machine::{Action, Event};
 use super::unit::{Context, Unit};
 use super::{State, Supervisor, machine_config, seed};
-use crate::config::Config;
+use crate::config::{Condition, Config};
 use crate::control::ControlServer;
 use crate::state_dir::StateDir;
 
@@ -53,6 +53,8 @@ pub struct Slot {
     /// The first actions, held until the dependencies are ready.
     pub held: Option<Vec<Action>>,
     pub deps: Vec<String>,
+    /// What is waited for of each of `deps` (same order).
+    pub conditions: Vec<Condition>,
     pub down: bool,
     /// The stop was delivered (a second one would escalate to SIGKILL).
     pub stop_sent: bool,
@@ -131,6 +133,7 @@ impl Supervisor {
             let live = self.find(&name).filter(|&i| !self.slots[i].retired);
             if let Some(i) = live {
                 self.slots[i].deps = def.depends_on.clone();
+                self.slots[i].conditions = def.conditions.clone();
                 let same = self.slots[i].fingerprint == fingerprint;
                 let running = !self.slots[i].finished && !self.slots[i].down;
                 // A one-shot that completed is done: an unchanged one is not run again.
@@ -163,7 +166,7 @@ impl Supervisor {
             self.add(
                 service,
                 fingerprint,
-                def.depends_on.clone(),
+                (def.depends_on.clone(), def.conditions.clone()),
                 lock,
                 &dirs,
                 server.as_deref_mut(),
@@ -181,7 +184,7 @@ impl Supervisor {
         &mut self,
         service: crate::service::Service,
         fingerprint: String,
-        deps: Vec<String>,
+        (deps, conditions): (Vec<String>, Vec<Condition>),
         lock: Option<PidFile>,
         dirs: &StateDir,
         server: Option<&mut ControlServer>,
@@ -201,6 +204,7 @@ impl Supervisor {
         self.slots.push(Slot {
             held: Some(first),
             deps,
+            conditions,
             fingerprint,
             lock: Some(lock),
             ..Slot::default()
@@ -302,17 +306,30 @@ impl Supervisor {
         !older_runs && self.waiting_for(i).is_empty()
     }
 
-    /// The dependencies of unit `i` that are not ready.
-    pub fn waiting_for(&self, i: usize) -> Vec<String> {
-        self.slots[i]
-            .deps
+    /// The dependencies of unit `i` whose condition is not met yet, each with what it
+    /// waits for (`to be ready`, `to complete`, …).
+    pub fn waiting_for(&self, i: usize) -> Vec<(String, Condition)> {
+        let s = &self.slots[i];
+        s.deps
             .iter()
-            .filter(|d| {
-                !self
-                    .find(d)
-                    .is_some_and(|j| self.slots[j].held.is_none() && self.units[j].is_ready())
+            .zip(
+                s.conditions
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat(Condition::Ready)),
+            )
+            .filter(|(d, condition)| {
+                !self.find(d).is_some_and(|j| {
+                    let u = &self.units[j];
+                    self.slots[j].held.is_none()
+                        && match condition {
+                            Condition::Started => u.generation() > 0,
+                            Condition::Ready | Condition::Healthy => u.is_ready(),
+                            Condition::CompletedSuccessfully => u.state() == State::Completed,
+                        }
+                })
             })
-            .cloned()
+            .map(|(d, c)| (d.clone(), c))
             .collect()
     }
 
@@ -366,7 +383,11 @@ impl Supervisor {
                 let why = if deps.is_empty() {
                     "waiting for its older version to stop".to_string()
                 } else {
-                    format!("waiting for {} to be ready", deps.join(", "))
+                    let each: Vec<String> = deps
+                        .iter()
+                        .map(|(d, c)| format!("{d} {}", c.waited()))
+                        .collect();
+                    format!("waiting for {}", each.join(", "))
                 };
                 ("waiting", Some(why))
             }

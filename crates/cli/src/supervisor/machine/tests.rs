@@ -395,11 +395,19 @@ fn a_oneshot_that_exits_with_success_is_completed_not_failed() {
     let mut m = machine(c.clone());
     let t = Instant::now();
     assert_eq!(m.step(Event::Spawned, t), [], "no grace, no probe");
-    assert_eq!(m.step(Event::ReadyMessage, t), [], "READY=1 is not completion");
+    assert_eq!(
+        m.step(Event::ReadyMessage, t),
+        [],
+        "READY=1 is not completion"
+    );
     let a = m.step(Event::ChildExited(Exit::Code(0)), t + ms(5));
     assert_eq!(
         a,
-        [Action::CancelTimers, Action::BecameReady, Action::Finish(Exit::Code(0))]
+        [
+            Action::CancelTimers,
+            Action::BecameReady,
+            Action::Finish(Exit::Code(0))
+        ]
     );
     assert_eq!(m.state(), State::Completed);
     assert!(m.state().is_final());

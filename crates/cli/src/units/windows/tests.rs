@@ -8,6 +8,7 @@ fn def(flags: &[&str], command: &[&str]) -> Def {
         flags: flags.iter().map(|f| f.to_string()).collect(),
         command: command.iter().map(|c| c.to_string()).collect(),
         depends_on: Vec::new(),
+        conditions: Vec::new(),
     }
 }
 
