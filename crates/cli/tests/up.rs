@@ -429,9 +429,15 @@ fn nonsense_intervals_and_exit_codes_are_refused_by_check_and_by_start() {
     let cases = [
         ("success-exit-codes = [256]", "invalid exit code \"256\""),
         ("success-exit-codes = [-1]", "invalid exit code \"-1\""),
-        ("watchdog = \"0s\"", "invalid duration \"0s\" (expected more than 0"),
+        (
+            "watchdog = \"0s\"",
+            "invalid duration \"0s\" (expected more than 0",
+        ),
         ("probe-interval = \"0ms\"", "invalid probe interval \"0ms\""),
-        ("probe-timeout = \"0s\"", "invalid duration \"0s\" (expected more than 0"),
+        (
+            "probe-timeout = \"0s\"",
+            "invalid duration \"0s\" (expected more than 0",
+        ),
         ("backoff-multiplier = 0.5", "invalid multiplier \"0.5\""),
         ("backoff-multiplier = \"NaN\"", "invalid multiplier \"NaN\""),
     ];

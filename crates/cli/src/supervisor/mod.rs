@@ -234,6 +234,7 @@ fn run(
             eprintln!("daemonic: systemd watchdog: {e}");
             None
         }),
+        notes: notify::Notes::new(Instant::now()),
     };
     match start {
         Start::Entries(entries) => {
@@ -324,6 +325,8 @@ struct Supervisor {
     /// systemd's watchdog on this supervisor, pinged once readiness was forwarded (module
     /// docs).
     watchdog: Option<Watchdog>,
+    /// Rate-limited notes about dropped notify datagrams.
+    notes: notify::Notes,
 }
 
 impl Supervisor {

@@ -161,6 +161,18 @@ impl NotifyListener {
     /// Receives and parses one datagram. With a non-blocking listener, an empty queue is
     /// an [`ErrorKind::Io`] error whose `os_error()` is `EAGAIN`.
     pub fn recv(&self) -> Result<Datagram> {
+        self.recv_from(|_| true)
+            .map(|d| d.expect("every sender accepted"))
+    }
+
+    /// Receives one datagram and, only if `accept` takes its sender (as the kernel
+    /// reported it), parses it; a datagram from anyone else is dropped unread — `Ok(None)`,
+    /// its descriptors closed — so a flood from a stranger costs no parsing and produces
+    /// no error to log.
+    pub fn recv_from(
+        &self,
+        accept: impl FnOnce(Option<Sender>) -> bool,
+    ) -> Result<Option<Datagram>> {
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         let mut cmsg = nix::cmsg_space!(UnixCredentials, [RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -192,6 +204,9 @@ impl NotifyListener {
                 _ => {}
             }
         }
+        if !accept(sender) {
+            return Ok(None);
+        }
         let reject = |why: String| {
             let from = sender
                 .map(|s| format!(" from pid {}", s.pid))
@@ -210,11 +225,11 @@ impl NotifyListener {
             Ok(m) => m,
             Err(why) => return reject(why),
         };
-        Ok(Datagram {
+        Ok(Some(Datagram {
             sender,
             messages,
             fds,
-        })
+        }))
     }
 }
 
@@ -329,9 +344,8 @@ fn clip(s: &str) -> &str {
 /// escaping and does not need this.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -378,7 +392,10 @@ mod tests {
 
     #[test]
     fn printable_shows_control_characters_as_escapes() {
-        assert!(matches!(printable("ok: 3 workers"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            printable("ok: 3 workers"),
+            std::borrow::Cow::Borrowed(_)
+        ));
         assert_eq!(
             printable("\x1b]0;pwned\x07\x1b[2Jred\r\n\t\u{9b}31m\u{202e}x\x7f"),
             "\\x1b]0;pwned\\x07\\x1b[2Jred\\r\\n\\t\\u{9b}31m\\u{202e}x\\x7f"
