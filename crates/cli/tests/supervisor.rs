@@ -646,3 +646,58 @@ fn a_notify_flood_from_another_user_neither_fills_the_log_nor_blocks_status() {
         .success()
     );
 }
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: Pid) -> u64 {
+    let field = |n| stat_field(pid, n).unwrap().parse::<u64>().unwrap();
+    field(11) + field(12)
+}
+
+#[test]
+fn out_of_descriptors_the_supervisor_pauses_accepting_instead_of_spinning() {
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output();
+    if !prlimit.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping out_of_descriptors…: prlimit (util-linux) not installed");
+        return;
+    }
+    let env = Env::new("emfile");
+    let out = env.daemonic(&["start", "--name", "x", "--", &fixture("sleeper"), "600"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sup = supervisor_pid(&env, "x");
+    let open = std::fs::read_dir(format!("/proc/{sup}/fd"))
+        .unwrap()
+        .count();
+    let limit = format!("--nofile={}:{}", open + 2, open + 2);
+    let out = run(std::process::Command::new("prlimit").args(["--pid", &sup.to_string(), &limit]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let socket = env.dir.join("state").join("x.sock");
+    let held: Vec<_> = (0..6)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok())
+        .collect();
+    assert!(!held.is_empty());
+    wait_for("the supervisor's descriptors used up", SOON, || {
+        let now = std::fs::read_dir(format!("/proc/{sup}/fd"))
+            .unwrap()
+            .count();
+        (now >= open + 2).then_some(())
+    });
+    let (before, t0) = (cpu_ticks(sup), std::time::Instant::now());
+    wait_for("a measuring window of 1 s", SOON, || {
+        (t0.elapsed() >= std::time::Duration::from_secs(1)).then_some(())
+    });
+    let used = cpu_ticks(sup) - before;
+    assert!(
+        used < 20,
+        "the supervisor used {used} ticks of CPU in 1 s out of descriptors"
+    );
+    drop(held);
+    wait_for("status answering again", SOON, || {
+        env.daemonic(&["status", "x"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert!(env.daemonic(&["stop", "x"]).status.success());
+}
