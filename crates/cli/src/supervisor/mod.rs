@@ -213,6 +213,10 @@ fn run(
     signals
         .force_exit_on_second(false)
         .context("install signal handlers")?;
+    // Many services need many descriptors; each child gets the usual limit back.
+    if let Err(e) = daemonic::process::raise_nofile_limit() {
+        eprintln!("daemonic: {e}");
+    }
     let listener = NotifyListener::bind_private().context("bind notify socket")?;
     listener.set_nonblocking(true)?;
     let socket = listener.env_value();
