@@ -44,7 +44,9 @@ impl Supervisor {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     self.notes.note(sender, now, || {
-                        "datagram dropped: the sender is no service's main process".into()
+                        let from =
+                            sender.map_or("an unknown sender".into(), |p| format!("pid {p}"));
+                        format!("datagram from {from} dropped: no service's main process")
                     });
                     continue;
                 }
@@ -159,11 +161,7 @@ impl Notes {
             None
         } else {
             self.noted.push(sender);
-            let from = sender.map_or("an unknown sender".to_string(), |p| format!("pid {p}"));
-            Some(format!(
-                "from {from}: {}",
-                daemonic::systemd::listen::printable(&why())
-            ))
+            Some(daemonic::systemd::listen::printable(&why()).into_owned())
         };
         match (summary, note) {
             (Some(s), Some(n)) => Some(format!("{s}\ndaemonic: notify socket: {n}")),
@@ -200,14 +198,14 @@ mod tests {
             assert!(notes.noted.len() <= NOTES_PER_INTERVAL);
         }
         assert_eq!(lines.len(), NOTES_PER_INTERVAL);
-        assert_eq!(lines[0], "from pid 1000: dropped");
+        assert_eq!(lines[0], "dropped");
         let later = notes
             .line(None, t0 + NOTE_INTERVAL, || "bad".into())
             .unwrap();
         assert_eq!(
             later,
             "99,992 more dropped in the last 10 s\n\
-             daemonic: notify socket: from an unknown sender: bad"
+             daemonic: notify socket: bad"
         );
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_234_567), "1,234,567");
