@@ -203,3 +203,20 @@ fn finish(w: &Wait<'_>, code: i32, why: &str) -> ! {
     }
     std::process::exit(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_own_words_are_shown_with_control_characters_escaped() {
+        let said = Said {
+            status: Some("\x1b[2J\x1b]0;owned\x07bind failed".into()),
+            errno: Some(libc::EADDRINUSE),
+        };
+        assert_eq!(
+            said.describe(),
+            "\\x1b[2J\\x1b]0;owned\\x07bind failed (Address already in use (os error 98))"
+        );
+    }
+}
