@@ -572,3 +572,144 @@ fn escape_sequences_in_status_text_are_not_printed_raw() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("\\u001b]0;owned"));
     assert!(env.daemonic(&["stop", "e"]).status.success());
 }
+
+/// A supervisor of one service from a config file (`up`), with its own log at
+/// `supervisor.log`.
+fn up_one(env: &Env, name: &str) -> std::path::PathBuf {
+    let file = env.dir.join("daemonic.toml");
+    let sleeper = fixture("sleeper");
+    std::fs::write(
+        &file,
+        format!("[services.{name}]\ncommand = \"{sleeper} 600\"\n"),
+    )
+    .unwrap();
+    let log = env.dir.join("supervisor.log");
+    let out = env.daemonic(&[
+        "up",
+        "-f",
+        file.to_str().unwrap(),
+        "--supervisor-log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    log
+}
+
+#[test]
+fn a_notify_flood_from_another_user_neither_fills_the_log_nor_blocks_status() {
+    if !root("a_notify_flood_from_another_user_neither_fills_the_log_nor_blocks_status") {
+        return;
+    }
+    let env = Env::new("notify-flood");
+    let log = up_one(&env, "f");
+    let child = env.child_pid("f");
+    let environ = std::fs::read(format!("/proc/{child}/environ")).unwrap();
+    let socket = environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"NOTIFY_SOCKET="))
+        .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        .expect("NOTIFY_SOCKET in the child's environment");
+    use std::os::unix::process::CommandExt;
+    let flooder = std::process::Command::new(fixture("notify-flood"))
+        .args([&socket, "3000"])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop::new(Pid::from_raw(flooder.id() as i32));
+    let mut answered = 0;
+    while alive(guard.pid()) {
+        let started = std::time::Instant::now();
+        let out = env.daemonic(&["status", "f"]);
+        assert!(
+            out.status.success(),
+            "status during the flood: {}",
+            stderr(&out)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        answered += 1;
+    }
+    let sent = flooder.wait_with_output().unwrap();
+    let sent: u64 = String::from_utf8_lossy(&sent.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        answered > 0 && sent > 1000,
+        "answered {answered}, sent {sent}"
+    );
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        size < 16 * 1024,
+        "{size} bytes of supervisor log for {sent} datagrams"
+    );
+    assert!(
+        env.daemonic(&[
+            "down",
+            "-f",
+            env.dir.join("daemonic.toml").to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+fn cpu_ticks(pid: Pid) -> u64 {
+    let field = |n| stat_field(pid, n).unwrap().parse::<u64>().unwrap();
+    field(11) + field(12)
+}
+
+#[test]
+fn out_of_descriptors_the_supervisor_pauses_accepting_instead_of_spinning() {
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output();
+    if !prlimit.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping out_of_descriptors…: prlimit (util-linux) not installed");
+        return;
+    }
+    let env = Env::new("emfile");
+    let out = env.daemonic(&["start", "--name", "x", "--", &fixture("sleeper"), "600"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sup = supervisor_pid(&env, "x");
+    let open = std::fs::read_dir(format!("/proc/{sup}/fd"))
+        .unwrap()
+        .count();
+    let limit = format!("--nofile={}:{}", open + 2, open + 2);
+    let out = run(std::process::Command::new("prlimit").args(["--pid", &sup.to_string(), &limit]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let socket = env.dir.join("state").join("x.sock");
+    let held: Vec<_> = (0..6)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok())
+        .collect();
+    assert!(!held.is_empty());
+    wait_for("the supervisor's descriptors used up", SOON, || {
+        let now = std::fs::read_dir(format!("/proc/{sup}/fd"))
+            .unwrap()
+            .count();
+        (now >= open + 2).then_some(())
+    });
+    let (before, t0) = (cpu_ticks(sup), std::time::Instant::now());
+    wait_for("a measuring window of 1 s", SOON, || {
+        (t0.elapsed() >= std::time::Duration::from_secs(1)).then_some(())
+    });
+    let used = cpu_ticks(sup) - before;
+    assert!(
+        used < 20,
+        "the supervisor used {used} ticks of CPU in 1 s out of descriptors"
+    );
+    drop(held);
+    wait_for("status answering again", SOON, || {
+        env.daemonic(&["status", "x"])
+            .status
+            .success()
+            .then_some(())
+    });
+    assert!(env.daemonic(&["stop", "x"]).status.success());
+}

@@ -456,3 +456,42 @@ fn nonsense_intervals_and_exit_codes_are_refused_by_check_and_by_start() {
         assert!(stderr(&out).contains(want), "{flag}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn many_services_under_a_low_soft_fd_limit_all_start_and_keep_that_limit() {
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output();
+    if !prlimit.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping many_services_under_a_low_soft_fd_limit…: prlimit not installed");
+        return;
+    }
+    let env = Env::new("nofile");
+    let sleeper = fixture("sleeper");
+    let text: String = (0..24)
+        .map(|n| format!("[services.s{n}]\ncommand = \"{sleeper} 600\"\n\n"))
+        .collect();
+    let file = config(&env, &text);
+    let out = run(std::process::Command::new("prlimit")
+        .args(["--nofile=64:4096", env!("CARGO_BIN_EXE_daemonic")])
+        .args(["up", "-f", file.to_str().unwrap()])
+        .env("DAEMONIC_STATE_DIR", env.dir.join("state")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = String::from_utf8_lossy(&env.daemonic(&["list"]).stdout).into_owned();
+    assert_eq!(
+        list.lines().filter(|l| l.contains(" ready ")).count(),
+        24,
+        "{list}"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", env.child_pid("s7"))).unwrap();
+    let open = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        open.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["64", "4096"],
+        "{open}"
+    );
+    assert!(down(&env, &file, &[]).status.success());
+}

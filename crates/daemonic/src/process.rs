@@ -11,6 +11,8 @@
 //! - [`spawn_as`] does the same for a child that runs as another user: the switch
 //!   prepared beforehand ([`Prepared`]) is applied between fork and exec, before the
 //!   parent-death signal is set (a credential change clears it).
+//! - [`raise_nofile_limit`] lifts a supervisor's soft limit on open files to the hard
+//!   one; children started by [`spawn`] get the original soft limit back.
 //! - [`Exit`] is how a process ended, from the one place that calls `waitpid`:
 //!   [`PidFd::reap`].
 //! - [`reap_orphans`] is for an init (PID 1 of a container, or a
@@ -28,7 +30,7 @@ use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -315,6 +317,7 @@ pub(crate) fn supervise(cmd: &mut Command) {
         if nix::unistd::getppid() != parent {
             crate::sys::exit_immediately(1);
         }
+        restore_nofile_limit()?;
         crate::sys::reset_signals(false)
     });
 }
@@ -331,4 +334,38 @@ pub(crate) fn start(cmd: &mut Command) -> Result<Spawned> {
     CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
     pidfd.claimed.store(true, Ordering::SeqCst);
     Ok(Spawned { pidfd, child })
+}
+
+/// The soft and hard `RLIMIT_NOFILE` this process had before [`raise_nofile_limit`]
+/// raised it (0 and 0: not raised), for the children.
+static CHILD_NOFILE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Raises this process's soft limit on open files to its hard limit and returns the
+/// limits before and after (soft). A supervisor of many services needs many descriptors
+/// (a pidfd and output pipes per service, control connections); the common soft limit of
+/// 1024 is not a choice anyone made for it. Children started by [`spawn`] get the
+/// original soft limit back, as systemd does for its services: many programs misbehave
+/// with a huge one (`select(2)` past `FD_SETSIZE`, loops that close every possible fd).
+pub fn raise_nofile_limit() -> Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| Error::sys("getrlimit RLIMIT_NOFILE", e))?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            .map_err(|e| Error::sys(format!("setrlimit RLIMIT_NOFILE to {hard}"), e))?;
+        CHILD_NOFILE[0].store(soft, Ordering::SeqCst);
+        CHILD_NOFILE[1].store(hard, Ordering::SeqCst);
+    }
+    Ok((soft, hard.max(soft)))
+}
+
+/// In a child between fork and exec: the soft limit on open files the supervisor had
+/// before [`raise_nofile_limit`] (async-signal-safe: atomic loads and `setrlimit`).
+fn restore_nofile_limit() -> nix::Result<()> {
+    let soft = CHILD_NOFILE[0].load(Ordering::SeqCst);
+    let hard = CHILD_NOFILE[1].load(Ordering::SeqCst);
+    if hard == 0 {
+        return Ok(());
+    }
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
 }

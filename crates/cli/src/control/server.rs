@@ -11,6 +11,13 @@
 //! bounded and the connection is dropped. It keeps the caller's loop simple: nothing to
 //! poll for writing. Sends use `MSG_NOSIGNAL`, so a peer that hung up costs an `EPIPE`,
 //! never a SIGPIPE.
+//!
+//! Out of descriptors (`EMFILE`, `ENFILE`, or the kernel out of memory), `accept` fails
+//! while the listener stays readable: polling it again at once would spin. Accepting is
+//! paused for [`ACCEPT_PAUSE`] instead (the listener leaves the poll set and the pause is
+//! a deadline of [`ControlServer::next_deadline`]), with one note when it starts and one
+//! when accepting works again; clients meanwhile wait in the backlog or are refused by
+//! the kernel, and are served again once descriptors are free.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -37,6 +44,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// Accepted per [`ControlServer::poll_requests`] call at most, so a flood of connections
 /// cannot keep the supervisor's loop from its other work.
 const ACCEPTS_PER_POLL: usize = 64;
+/// How long accepting pauses when the process (or system) is out of descriptors.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// One connection, for [`ControlServer::reply`]. Never reused within a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +75,10 @@ pub struct ControlServer {
     conns: Vec<Conn>,
     next_id: u64,
     owner: u32,
+    /// Out of descriptors: not accepting until then (module docs).
+    paused_until: Option<Instant>,
+    /// Accepting failed for lack of descriptors since the last success (noted once).
+    exhausted: bool,
 }
 
 struct Listening {
@@ -93,6 +106,8 @@ impl ControlServer {
             conns: Vec::new(),
             next_id: 0,
             owner: nix::unistd::geteuid().as_raw(),
+            paused_until: None,
+            exhausted: false,
         })
     }
 
@@ -124,8 +139,10 @@ impl ControlServer {
             .iter()
             .filter(|c| matches!(c.phase, Phase::Reading { .. }))
             .map(|c| c.stream.as_fd());
-        self.listeners
-            .iter()
+        let listening = self.paused_until.is_none().then_some(&self.listeners);
+        listening
+            .into_iter()
+            .flatten()
             .map(|l| l.listener.as_fd())
             .chain(reading)
             .collect()
@@ -179,6 +196,7 @@ impl ControlServer {
                 Phase::Reading { deadline, .. } => Some(deadline),
                 Phase::Answering => None,
             })
+            .chain(self.paused_until)
             .min()
     }
 
@@ -202,6 +220,10 @@ impl ControlServer {
     }
 
     fn accept(&mut self, now: Instant) {
+        match self.paused_until {
+            Some(until) if until > now => return,
+            _ => self.paused_until = None,
+        }
         for l in 0..self.listeners.len() {
             self.accept_from(l, now);
         }
@@ -214,11 +236,30 @@ impl ControlServer {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    if !self.exhausted {
+                        eprintln!(
+                            "daemonic: accept on {}: {e}; pausing for {}ms at a time until \
+                             descriptors are free",
+                            listening.path.display(),
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                    }
+                    self.exhausted = true;
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
                 Err(e) => {
                     eprintln!("daemonic: accept on {}: {e}", listening.path.display());
                     return;
                 }
             };
+            if std::mem::take(&mut self.exhausted) {
+                eprintln!(
+                    "daemonic: accept on {}: accepting again",
+                    listening.path.display()
+                );
+            }
             if let Some(why) = self.refusal(&stream) {
                 send_and_close(stream, &Response::Error(why));
                 continue;
@@ -301,6 +342,15 @@ fn transient_accept_error(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
     ) || e.raw_os_error() == Some(libc::EPROTO)
+}
+
+/// `accept` errors that mean no descriptor (or kernel memory) is left for a new
+/// connection: retrying at once would fail the same way.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 enum Progress {

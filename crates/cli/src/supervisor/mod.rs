@@ -219,6 +219,10 @@ fn run(
     signals
         .force_exit_on_second(false)
         .context("install signal handlers")?;
+    // Many services need many descriptors; each child gets the usual limit back.
+    if let Err(e) = daemonic::process::raise_nofile_limit() {
+        eprintln!("daemonic: {e}");
+    }
     let listener = NotifyListener::bind_private().context("bind notify socket")?;
     listener.set_nonblocking(true)?;
     let socket = listener.env_value();
@@ -240,6 +244,7 @@ fn run(
             eprintln!("daemonic: systemd watchdog: {e}");
             None
         }),
+        notes: notify::Notes::new(Instant::now()),
     };
     match start {
         Start::Entries(entries) => {
@@ -334,6 +339,8 @@ struct Supervisor {
     /// systemd's watchdog on this supervisor, pinged once readiness was forwarded (module
     /// docs).
     watchdog: Option<Watchdog>,
+    /// Rate-limited notes about dropped notify datagrams.
+    notes: notify::Notes,
 }
 
 impl Supervisor {

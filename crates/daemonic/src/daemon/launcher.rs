@@ -145,16 +145,15 @@ fn read_daemon_pid(w: &Wait<'_>) -> Result<Pid, String> {
 /// Processes queued datagrams; true once the daemon said `READY=1`.
 fn drain(listener: &NotifyListener, daemon: Pid, said: &mut Said) -> bool {
     loop {
-        let datagram = match listener.recv() {
-            Ok(d) => d,
+        // Only the daemon itself speaks for the daemon (systemd's NotifyAccess=main):
+        // anyone else's datagram is dropped before it is parsed.
+        let datagram = match listener.recv_from(|s| s.map(|s| s.pid) == Some(daemon)) {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
             Err(e) if e.os_error() == Some(libc::EAGAIN) => return false,
             // A malformed datagram is dropped; keep waiting for a good one.
             Err(_) => continue,
         };
-        // Only the daemon itself speaks for the daemon (systemd's NotifyAccess=main).
-        if datagram.sender.map(|s| s.pid) != Some(daemon) {
-            continue;
-        }
         for m in datagram.messages {
             match m {
                 Message::Ready => return true,
@@ -203,4 +202,21 @@ fn finish(w: &Wait<'_>, code: i32, why: &str) -> ! {
         let _ = std::fs::remove_file(p.path());
     }
     std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_own_words_are_shown_with_control_characters_escaped() {
+        let said = Said {
+            status: Some("\x1b[2J\x1b]0;owned\x07bind failed".into()),
+            errno: Some(libc::EADDRINUSE),
+        };
+        assert_eq!(
+            said.describe(),
+            "\\x1b[2J\\x1b]0;owned\\x07bind failed (Address already in use (os error 98))"
+        );
+    }
 }

@@ -161,6 +161,18 @@ impl NotifyListener {
     /// Receives and parses one datagram. With a non-blocking listener, an empty queue is
     /// an [`ErrorKind::Io`] error whose `os_error()` is `EAGAIN`.
     pub fn recv(&self) -> Result<Datagram> {
+        self.recv_from(|_| true)
+            .map(|d| d.expect("every sender accepted"))
+    }
+
+    /// Receives one datagram and, only if `accept` takes its sender (as the kernel
+    /// reported it), parses it; a datagram from anyone else is dropped unread — `Ok(None)`,
+    /// its descriptors closed — so a flood from a stranger costs no parsing and produces
+    /// no error to log.
+    pub fn recv_from(
+        &self,
+        accept: impl FnOnce(Option<Sender>) -> bool,
+    ) -> Result<Option<Datagram>> {
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         let mut cmsg = nix::cmsg_space!(UnixCredentials, [RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -192,6 +204,9 @@ impl NotifyListener {
                 _ => {}
             }
         }
+        if !accept(sender) {
+            return Ok(None);
+        }
         let reject = |why: String| {
             let from = sender
                 .map(|s| format!(" from pid {}", s.pid))
@@ -210,11 +225,11 @@ impl NotifyListener {
             Ok(m) => m,
             Err(why) => return reject(why),
         };
-        Ok(Datagram {
+        Ok(Some(Datagram {
             sender,
             messages,
             fds,
-        })
+        }))
     }
 }
 
