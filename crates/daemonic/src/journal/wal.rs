@@ -42,7 +42,9 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Sequence numbers start at 1: no generation starts at 0, and recovery's arithmetic
+    // (`start - 1` is the seq before the file) relies on it. Such a file is not ours.
+    digits.parse().ok().filter(|&start| start > 0)
 }
 
 /// All log generations in `dir`, sorted by start sequence number.
@@ -172,6 +174,7 @@ mod tests {
         assert_eq!(parse_name(&file_name(u64::MAX)), Some(u64::MAX));
         assert!(file_name(9) < file_name(10));
         assert_eq!(parse_name("wal-1.log"), None);
+        assert_eq!(parse_name(&file_name(0)), None);
         assert_eq!(parse_name("snapshot"), None);
         assert_eq!(parse_name("wal-0000000000000000000x.log"), None);
     }
