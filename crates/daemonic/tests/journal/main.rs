@@ -1,13 +1,17 @@
 //! Integration tests of `daemonic::journal` (one test binary; modules in `tests/journal/`).
 //!
 //! - `basics`: the API end to end — modes, lock, compaction, what recovery reports.
+//! - `crash_states`: every state a power loss can leave, built from the real calls
+//!   (`iotrace`: an `LD_PRELOAD` shim, `iotrace.c`), recovered and checked.
 //! - `damage`: every truncation and a bit flip at every byte of a small log.
 //! - `kill`: a child process appending under `kill -9`, round after round.
 //! - `snapshot_crash`: a child killed at each step of a snapshot.
 
 mod basics;
+mod crash_states;
 mod damage;
 mod fixture;
+mod iotrace;
 mod kill;
 #[path = "../support/mod.rs"]
 mod shared;
