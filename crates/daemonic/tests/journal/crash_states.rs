@@ -36,7 +36,7 @@ const SECTOR: usize = 512;
 /// A file's contents as a power loss may leave them.
 #[derive(Debug, Clone, Default)]
 struct Inode {
-    durable: Vec<u8>,
+    durable: Content,
     /// Operations since the last sync, in order (Create/Truncate/Fallocate/Write only).
     pending: Vec<Op>,
 }
@@ -129,22 +129,30 @@ enum NameOp {
     Unlink(String),
 }
 
-fn apply_data(bytes: &mut Vec<u8>, op: &Op, fate: Fate) {
+/// A file's bytes: `bytes`, then zeros up to `size` (preallocated space stays implicit, so
+/// a 4 MiB fallocate costs nothing to copy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Content {
+    bytes: Vec<u8>,
+    size: u64,
+}
+
+fn apply_data(c: &mut Content, op: &Op, fate: Fate) {
     match (op, fate) {
         (_, Fate::Lost) => {}
-        (Op::Truncate(_, len), _) => bytes.resize(*len as usize, 0),
-        (Op::Fallocate { off, len, .. }, _) => {
-            let end = (off + len) as usize;
-            if bytes.len() < end {
-                bytes.resize(end, 0);
-            }
+        (Op::Truncate(_, len), _) => {
+            c.bytes.truncate(*len as usize);
+            c.size = *len;
         }
+        (Op::Fallocate { off, len, .. }, _) => c.size = c.size.max(off + len),
         (Op::Write { off, data, .. }, _) => {
             let off = *off as usize;
             let end = off + data.len();
-            if bytes.len() < end {
-                bytes.resize(end, 0);
+            if c.bytes.len() < end {
+                c.bytes.resize(end, 0);
             }
+            c.size = c.size.max(end as u64);
+            let bytes = &mut c.bytes;
             match fate {
                 Fate::Kept => bytes[off..end].copy_from_slice(data),
                 Fate::Torn(sector) => {
@@ -237,20 +245,18 @@ fn reordered(fates: &[Vec<Fate>]) -> bool {
     })
 }
 
-/// The files of a crash state: name, bytes up to the last non-zero one, size.
-type Files = Vec<(String, Vec<u8>, u64)>;
+/// The files of a crash state, by name.
+type Files = Vec<(String, Content)>;
 
 fn files_of(model: &Model, choice: &Choice) -> Files {
     let mut files = Vec::new();
     for (name, &ino) in &model.names_after(choice.names) {
         let inode = &model.inodes[ino];
-        let mut bytes = inode.durable.clone();
+        let mut content = inode.durable.clone();
         for (op, &fate) in inode.pending.iter().zip(&choice.fates[ino]) {
-            apply_data(&mut bytes, op, fate);
+            apply_data(&mut content, op, fate);
         }
-        let size = bytes.len() as u64;
-        bytes.truncate(bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1));
-        files.push((name.clone(), bytes, size));
+        files.push((name.clone(), content));
     }
     files
 }
@@ -258,11 +264,11 @@ fn files_of(model: &Model, choice: &Choice) -> Files {
 fn materialize(files: &Files, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    for (name, bytes, size) in files {
+    for (name, content) in files {
         // Preallocated zeros become a sparse tail: the same bytes, far less copying.
         let file = std::fs::File::create(dir.join(name)).unwrap();
-        std::io::Write::write_all(&mut &file, bytes).unwrap();
-        file.set_len(*size).unwrap();
+        std::io::Write::write_all(&mut &file, &content.bytes).unwrap();
+        file.set_len(content.size).unwrap();
     }
 }
 

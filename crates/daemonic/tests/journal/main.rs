@@ -3,6 +3,7 @@
 //! - `basics`: the API end to end — modes, lock, compaction, what recovery reports.
 //! - `crash_states`: every state a power loss can leave, built from the real calls
 //!   (`iotrace`: an `LD_PRELOAD` shim, `iotrace.c`), recovered and checked.
+//! - `syncs`: the real backend fsyncs before it acknowledges (traced by `iotrace`).
 //! - `damage`: every truncation and a bit flip at every byte of a small log.
 //! - `kill`: a child process appending under `kill -9`, round after round.
 //! - `snapshot_crash`: a child killed at each step of a snapshot.
@@ -17,3 +18,4 @@ mod kill;
 mod shared;
 mod snapshot_crash;
 mod support;
+mod syncs;
