@@ -195,6 +195,20 @@ fn a_damaged_snapshot_is_corruption_not_an_empty_state() {
     );
 }
 
+/// Found by the `journal_recover` fuzz target: recovery removed `snapshot.tmp` before it
+/// found the snapshot damaged, so an open that refused had still changed the directory.
+#[test]
+fn an_open_refused_for_a_damaged_snapshot_leaves_snapshot_tmp_in_place() {
+    let tmp = TempDir::new("bad-snapshot-tmp");
+    let dir = snapshotted(&tmp);
+    let good = std::fs::read(dir.join("snapshot")).unwrap();
+    std::fs::write(dir.join("snapshot.tmp"), &good).unwrap();
+    std::fs::write(dir.join("snapshot"), b"torn").unwrap();
+    let err = Journal::<Recorded>::open(&dir).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(dir.join("snapshot.tmp")).unwrap(), good);
+}
+
 #[test]
 fn a_missing_generation_is_a_gap_not_silent_loss() {
     let tmp = TempDir::new("gap");
