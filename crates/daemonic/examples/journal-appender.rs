@@ -14,10 +14,11 @@
 //! journal-appender script DIR every|group|interval COUNT SNAPSHOT_EVERY
 //!     one thread appends events 0..COUNT of stream 0 (COUNT may be 0), snapshotting after
 //!     every SNAPSHOT_EVERY-th (0: never; no automatic compaction), then closes. Prints
-//!     "ack 0 N" after each append that returns Ok, "err N KIND" after one that fails (and
-//!     goes on), "snapshot SEQ" / "snaperr KIND" after each snapshot. In interval mode
+//!     "ack 0 N" after each append that returns Ok, "err N KIND ERRNO" after one that fails
+//!     (and goes on; ERRNO is "-" without an OS error), "snapshot SEQ" / "snaperr KIND
+//!     ERRNO" after each snapshot. In interval mode
 //!     (the flusher's interval is an hour) it calls sync() after every third append and
-//!     prints "synced N" or "syncerr KIND". The I/O-trace and fault tests run it.
+//!     prints "synced N" or "syncerr KIND ERRNO". The I/O-trace and fault tests run it.
 //! ```
 
 use std::io::{BufRead, Write};
@@ -145,21 +146,27 @@ fn script(dir: &str, mode: &str, count: &str, every: &str) -> Res {
     for n in 0..count {
         match journal.append(event(0, n)) {
             Ok(_) => writeln!(out, "ack 0 {n}")?,
-            Err(e) => writeln!(out, "err {n} {:?}", e.kind())?,
+            Err(e) => writeln!(out, "err {n} {:?} {}", e.kind(), errno(&e))?,
         }
         if mode == "interval" && n % 3 == 2 {
             match journal.sync() {
                 Ok(()) => writeln!(out, "synced {n}")?,
-                Err(e) => writeln!(out, "syncerr {:?}", e.kind())?,
+                Err(e) => writeln!(out, "syncerr {:?} {}", e.kind(), errno(&e))?,
             }
         }
         if every > 0 && (n + 1) % every == 0 {
             match journal.snapshot() {
                 Ok(seq) => writeln!(out, "snapshot {seq}")?,
-                Err(e) => writeln!(out, "snaperr {:?}", e.kind())?,
+                Err(e) => writeln!(out, "snaperr {:?} {}", e.kind(), errno(&e))?,
             }
         }
         out.flush()?;
     }
     Ok(journal.close()?)
+}
+
+/// The OS error number behind a journal error, or "-".
+fn errno(e: &daemonic::Error) -> String {
+    e.os_error()
+        .map_or_else(|| "-".to_string(), |n| n.to_string())
 }

@@ -146,8 +146,15 @@ impl LogFile {
         if end > self.allocated {
             let grow = PREALLOC.max(end - self.allocated);
             let to_off = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            nix::fcntl::posix_fallocate(&*self.file, to_off(self.allocated), to_off(grow))
-                .map_err(|e| Error::sys(format!("fallocate {}", self.path.display()), e))?;
+            // EINTR (a signal during a large allocation) allocated nothing for sure: retry,
+            // as `write_all_at` does for writes, rather than poison the journal.
+            let allocate =
+                || nix::fcntl::posix_fallocate(&*self.file, to_off(self.allocated), to_off(grow));
+            let mut result = allocate();
+            while result == Err(nix::errno::Errno::EINTR) {
+                result = allocate();
+            }
+            result.map_err(|e| Error::sys(format!("fallocate {}", self.path.display()), e))?;
             self.allocated += grow;
         }
         self.file

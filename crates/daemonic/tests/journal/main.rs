@@ -5,12 +5,14 @@
 //!   (`iotrace`: an `LD_PRELOAD` shim, `iotrace.c`), recovered and checked.
 //! - `syncs`: the real backend fsyncs before it acknowledges (traced by `iotrace`).
 //! - `damage`: every truncation and a bit flip at every byte of a small log.
+//! - `faults`: EIO, ENOSPC, EINTR and short writes injected into the real calls.
 //! - `kill`: a child process appending under `kill -9`, round after round.
 //! - `snapshot_crash`: a child killed at each step of a snapshot.
 
 mod basics;
 mod crash_states;
 mod damage;
+mod faults;
 mod fixture;
 mod iotrace;
 mod kill;
