@@ -29,7 +29,7 @@ use daemonic::journal::{Journal, Options};
 
 use crate::fixture::{Recorded, event};
 use crate::iotrace::{self, Op};
-use crate::support::{Rng, TempDir};
+use crate::support::{Rng, ShmDir, TempDir};
 
 const SECTOR: usize = 512;
 
@@ -335,13 +335,7 @@ fn enumerate(mode: &str, count: u64, snapshot_every: u64) -> Option<usize> {
     assert!(run.status.success(), "fixture failed: {:?}", run.status);
     let mut rng = Rng::seeded();
     let (mut model, mut acked, mut written, mut checked) = (Model::default(), 0, 0, 0);
-    // Recovery fsyncs what it repairs: on tmpfs that costs nothing, on a shared disk ~10 ms.
-    let shm = Path::new("/dev/shm");
-    let states = if shm.is_dir() {
-        ShmDir::new(shm, mode)
-    } else {
-        ShmDir::new(tmp.path(), mode)
-    };
+    let states = ShmDir::new(&format!("crash-{mode}"), tmp.path());
     let state_dir = states.0.join("state");
     // A state already checked with at least as many acknowledged records is not rechecked.
     let mut seen: std::collections::HashMap<Files, u64> = Default::default();
@@ -398,23 +392,5 @@ fn every_power_loss_state_of_interval_mode_keeps_what_was_synced() {
     match enumerate("interval", 12, 5) {
         Some(n) => eprintln!("interval: {n} crash states checked"),
         None => eprintln!("skipping: no iotrace shim"),
-    }
-}
-
-/// A scratch directory (on tmpfs where there is one), removed on drop.
-struct ShmDir(std::path::PathBuf);
-
-impl ShmDir {
-    fn new(base: &Path, tag: &str) -> ShmDir {
-        let dir = base.join(format!("daemonic-crash-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        ShmDir(dir)
-    }
-}
-
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

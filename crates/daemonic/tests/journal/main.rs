@@ -6,6 +6,8 @@
 //! - `syncs`: the real backend fsyncs before it acknowledges (traced by `iotrace`).
 //! - `damage`: every truncation and a bit flip at every byte of a small log.
 //! - `faults`: EIO, ENOSPC, EINTR and short writes injected into the real calls.
+//! - `wreckage`: bursts, zeroed pages, a torn snapshot with a damaged log, every cut of a
+//!   two-generation log.
 //! - `kill`: a child process appending under `kill -9`, round after round.
 //! - `snapshot_crash`: a child killed at each step of a snapshot.
 
@@ -21,3 +23,4 @@ mod shared;
 mod snapshot_crash;
 mod support;
 mod syncs;
+mod wreckage;
