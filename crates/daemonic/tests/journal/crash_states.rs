@@ -17,9 +17,11 @@
 //! earlier lost one, refuses with `Corrupt`, and `repair(true)` then keeps every
 //! acknowledged record. The journal must then take an append.
 //!
-//! `JOURNAL_CRASH_STATES` (default 24) is the number of survivor choices tried per crash
+//! `JOURNAL_CRASH_STATES` (default 64) is the number of survivor choices tried per crash
 //! point: all of them when there are at most that many, else that many drawn at random
-//! (seeded; `JOURNAL_TEST_SEED` replays). `JOURNAL_CRASH_STATES=1000` is the long run.
+//! (seeded; `JOURNAL_TEST_SEED` replays); states already checked are skipped. The fixture
+//! appends `JOURNAL_CRASH_APPENDS` events (default 12), snapshotting after every 5th.
+//! The long run: `JOURNAL_CRASH_STATES=4096 JOURNAL_CRASH_APPENDS=200`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -323,12 +325,16 @@ fn check_state(dir: &Path, acked: u64, written: u64, may_be_corrupt: bool, what:
 
 /// Runs the fixture in `mode` under the shim and checks every crash state of its trace.
 /// Returns how many states were checked.
-fn enumerate(mode: &str, count: u64, snapshot_every: u64) -> Option<usize> {
+fn enumerate(mode: &str, snapshot_every: u64) -> Option<usize> {
     iotrace::shim()?;
+    let count = std::env::var("JOURNAL_CRASH_APPENDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
     let budget = std::env::var("JOURNAL_CRASH_STATES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(64);
     let tmp = TempDir::new("crash-states");
     let dir = iotrace::journal_dir(&tmp, mode);
     let run = iotrace::run_script(&dir, mode, count, snapshot_every, None);
@@ -373,7 +379,7 @@ fn enumerate(mode: &str, count: u64, snapshot_every: u64) -> Option<usize> {
 
 #[test]
 fn every_power_loss_state_of_every_append_recovers_the_acknowledged_records() {
-    match enumerate("every", 12, 5) {
+    match enumerate("every", 5) {
         Some(n) => eprintln!("every: {n} crash states checked"),
         None => eprintln!("skipping: no iotrace shim"),
     }
@@ -381,7 +387,7 @@ fn every_power_loss_state_of_every_append_recovers_the_acknowledged_records() {
 
 #[test]
 fn every_power_loss_state_of_group_commit_recovers_the_acknowledged_records() {
-    match enumerate("group", 12, 5) {
+    match enumerate("group", 5) {
         Some(n) => eprintln!("group: {n} crash states checked"),
         None => eprintln!("skipping: no iotrace shim"),
     }
@@ -389,7 +395,7 @@ fn every_power_loss_state_of_group_commit_recovers_the_acknowledged_records() {
 
 #[test]
 fn every_power_loss_state_of_interval_mode_keeps_what_was_synced() {
-    match enumerate("interval", 12, 5) {
+    match enumerate("interval", 5) {
         Some(n) => eprintln!("interval: {n} crash states checked"),
         None => eprintln!("skipping: no iotrace shim"),
     }
