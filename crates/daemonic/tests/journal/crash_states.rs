@@ -280,7 +280,7 @@ fn must_survive(said: &str, mode: &str, so_far: &mut u64) {
     let mut words = said.split(' ');
     let (w, n) = (
         words.next(),
-        words.last().and_then(|n| n.parse::<u64>().ok()),
+        words.next_back().and_then(|n| n.parse::<u64>().ok()),
     );
     let Some(n) = n else { return };
     let durable = match (w, mode) {
@@ -350,10 +350,12 @@ fn enumerate(mode: &str, snapshot_every: u64) -> Option<usize> {
         if let Op::Said(s) = op {
             must_survive(s, mode, &mut acked);
         }
-        if let Op::Write { file, .. } = op {
-            if file.starts_with("wal-") {
-                written += 1;
-            }
+        // A record is one write after a log's 32-byte header (no short writes here).
+        if let Op::Write { file, off, .. } = op
+            && file.starts_with("wal-")
+            && *off >= 32
+        {
+            written += 1;
         }
         if matches!(run.ops.get(i + 1), Some(Op::Said(_))) {
             continue; // the same files, checked after the acknowledgement with more to keep

@@ -115,7 +115,7 @@ fn eintr_and_short_writes_are_retried() {
 }
 
 #[test]
-fn a_failed_fsync_poisons_whatever_its_errno() {
+fn eio_or_enospc_on_fsync_poisons_and_reopen_keeps_the_acknowledged() {
     check("sync:3:5", Expect::Poisons { n: 1, errno: EIO });
     check(
         "sync:3:28",
