@@ -42,15 +42,19 @@ pub fn shim() -> Option<&'static Path> {
     static SHIM: OnceLock<Option<PathBuf>> = OnceLock::new();
     SHIM.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/journal/iotrace.c");
-        let out = std::env::temp_dir().join(format!("daemonic-iotrace-{}.so", std::process::id()));
+        // Built under cargo's scratch directory for tests (not /tmp: nothing to clean up),
+        // under a temporary name and renamed, so concurrent test runs never see half a file.
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("iotrace.so");
+        let partial = tmp.join(format!("iotrace.so.{}", std::process::id()));
         let built = Command::new("cc")
             .args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(&out)
+            .arg(&partial)
             .arg(&src)
             .arg("-ldl")
             .status();
         match built {
-            Ok(s) if s.success() => Some(out),
+            Ok(s) if s.success() && std::fs::rename(&partial, &out).is_ok() => Some(out),
             other => {
                 eprintln!("iotrace shim not built ({other:?}): is a C compiler installed?");
                 None
