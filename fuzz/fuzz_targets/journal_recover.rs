@@ -99,7 +99,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 fn damage(dir: &Path, pick: u64, bytes: &[u8]) {
-    let Some((&at, mask)) = bytes.split_first() else { return };
+    let Some((&at, mask)) = bytes.split_first() else {
+        return;
+    };
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -112,7 +114,9 @@ fn damage(dir: &Path, pick: u64, bytes: &[u8]) {
         return;
     }
     let path = &names[pick as usize % names.len()];
-    let Ok(mut contents) = std::fs::read(path) else { return };
+    let Ok(mut contents) = std::fs::read(path) else {
+        return;
+    };
     if contents.is_empty() {
         return;
     }
@@ -141,14 +145,19 @@ fn snapshot_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let base = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    let base = if Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
     let dir = tempdir_in(base);
     build(&dir, data);
     let before = snapshot_of(&dir);
     match Options::new().no_compaction().open::<Events>(&dir) {
         Ok(j) => {
             let state = (*j.state()).clone();
-            j.append(b"fuzz".to_vec()).expect("append after a good open");
+            j.append(b"fuzz".to_vec())
+                .expect("append after a good open");
             j.close().expect("close");
             let again: Journal<Events> = Options::new()
                 .no_compaction()
@@ -161,7 +170,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) if e.kind() == ErrorKind::Corrupt => {
             assert_eq!(before, snapshot_of(&dir), "a refused open changed files");
             // Repair keeps a prefix of the log; it may still refuse a damaged snapshot.
-            if let Err(e) = Options::new().repair(true).no_compaction().open::<Events>(&dir) {
+            if let Err(e) = Options::new()
+                .repair(true)
+                .no_compaction()
+                .open::<Events>(&dir)
+            {
                 assert!(
                     matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput),
                     "repair failed with {e}"
