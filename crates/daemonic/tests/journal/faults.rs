@@ -158,10 +158,13 @@ fn a_failed_rename_fails_the_snapshot_not_the_journal() {
     check("rename:1:4", Expect::SnapshotFails { errno: EINTR });
 }
 
-/// The snapshot's own fsync failing (the temp file) fails the snapshot; the live log is
-/// untouched, so the journal goes on. Syncs: header (1), events 0..3 (2..4), then the
-/// first snapshot's log sync is skipped (already durable), so 5 is `snapshot.tmp`.
+/// The snapshot's own write or fsync failing (the temp file) fails the snapshot; the live
+/// log is untouched, so the journal goes on. Writes: lock (1), header (2), events 0..3
+/// (3..5), so 6 is `snapshot.tmp`; syncs: header (1), events 0..3 (2..4), then the first
+/// snapshot's log sync is skipped (already durable), so 5 is `snapshot.tmp`.
 #[test]
-fn a_failed_snapshot_fsync_fails_the_snapshot_not_the_journal() {
+fn a_failed_snapshot_write_or_fsync_fails_the_snapshot_not_the_journal() {
+    check("write:6:5", Expect::SnapshotFails { errno: EIO });
+    check("write:6:28", Expect::SnapshotFails { errno: ENOSPC });
     check("sync:5:5", Expect::SnapshotFails { errno: EIO });
 }
