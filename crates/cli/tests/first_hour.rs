@@ -164,7 +164,10 @@ fn manual_pages_cover_every_subcommand_and_render() {
             let shown = String::from_utf8_lossy(&o.stdout);
             // man justifies lines: the words, however far apart.
             let words: Vec<&str> = shown.split_whitespace().collect();
-            assert!(words.windows(2).any(|w| w == ["daemonic", "start"]), "{shown}");
+            assert!(
+                words.windows(2).any(|w| w == ["daemonic", "start"]),
+                "{shown}"
+            );
         }
         _ => eprintln!("skipping the man(1) rendering check: man is not installed"),
     }

@@ -11,6 +11,14 @@
 //!     again and sends itself SIGKILL right after STEP (a `SnapshotStep` name).
 //! journal-appender hold DIR
 //!     opens DIR, prints "ready", and keeps the journal open until stdin closes.
+//! journal-appender script DIR every|group|interval COUNT SNAPSHOT_EVERY
+//!     one thread appends events 0..COUNT of stream 0 (COUNT may be 0), snapshotting after
+//!     every SNAPSHOT_EVERY-th (0: never; no automatic compaction), then closes. Prints
+//!     "ack 0 N" after each append that returns Ok, "err N KIND ERRNO" after one that fails
+//!     (and goes on; ERRNO is "-" without an OS error), "snapshot SEQ" / "snaperr KIND
+//!     ERRNO" after each snapshot. In interval mode
+//!     (the flusher's interval is an hour) it calls sync() after every third append and
+//!     prints "synced N" or "syncerr KIND ERRNO". The I/O-trace and fault tests run it.
 //! ```
 
 use std::io::{BufRead, Write};
@@ -32,6 +40,7 @@ fn main() -> ExitCode {
         ["append", dir, mode, threads, compact] => append(dir, mode, threads, compact),
         ["snapshot-crash", dir, step] => snapshot_crash(dir, step),
         ["hold", dir] => hold(dir),
+        ["script", dir, mode, count, every] => script(dir, mode, count, every),
         _ => Err("usage: see the comment at the top of journal-appender.rs".into()),
     };
     match result {
@@ -119,4 +128,45 @@ fn hold(dir: &str) -> Res {
         line?;
     }
     Ok(())
+}
+
+fn script(dir: &str, mode: &str, count: &str, every: &str) -> Res {
+    let durability = match mode {
+        "every" => Durability::EveryAppend,
+        "group" => Durability::GroupCommit,
+        "interval" => Durability::Interval(Duration::from_secs(3600)),
+        other => return Err(format!("unknown mode {other}").into()),
+    };
+    let (count, every): (u64, u64) = (count.parse()?, every.parse()?);
+    let journal: Journal<Recorded> = Options::new()
+        .durability(durability)
+        .no_compaction()
+        .open(dir)?;
+    let mut out = std::io::stdout().lock();
+    for n in 0..count {
+        match journal.append(event(0, n)) {
+            Ok(_) => writeln!(out, "ack 0 {n}")?,
+            Err(e) => writeln!(out, "err {n} {:?} {}", e.kind(), errno(&e))?,
+        }
+        if mode == "interval" && n % 3 == 2 {
+            match journal.sync() {
+                Ok(()) => writeln!(out, "synced {n}")?,
+                Err(e) => writeln!(out, "syncerr {:?} {}", e.kind(), errno(&e))?,
+            }
+        }
+        if every > 0 && (n + 1) % every == 0 {
+            match journal.snapshot() {
+                Ok(seq) => writeln!(out, "snapshot {seq}")?,
+                Err(e) => writeln!(out, "snaperr {:?} {}", e.kind(), errno(&e))?,
+            }
+        }
+        out.flush()?;
+    }
+    Ok(journal.close()?)
+}
+
+/// The OS error number behind a journal error, or "-".
+fn errno(e: &daemonic::Error) -> String {
+    e.os_error()
+        .map_or_else(|| "-".to_string(), |n| n.to_string())
 }

@@ -115,6 +115,15 @@
 //! snapshot is corruption too. Recovered is always a *prefix* of what was appended: never a
 //! record with a bad checksum, never a record out of order, never one after a gap.
 //!
+//! # When a call fails
+//!
+//! An interrupted call (`EINTR`) or a short write is retried. Any other failed write,
+//! fsync or fallocate of the log fails that append with `ErrorKind::Io` and poisons the
+//! journal: every later call is `ErrorKind::Poisoned` until it is reopened, and reopening
+//! recovers the acknowledged records (and perhaps the one whose append failed). A failed
+//! snapshot fails only the snapshot; the live log is untouched. `docs/journal.md` has the
+//! table, the power-loss model the tests enumerate, and the test behind each guarantee.
+//!
 //! # Limitations
 //!
 //! - One process, one writer: a second `open` of the same directory fails with

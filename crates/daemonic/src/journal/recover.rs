@@ -2,7 +2,8 @@
 //!
 //! # Order of work
 //!
-//! 1. A leftover `snapshot.tmp` (a snapshot interrupted before its rename) is removed.
+//! 1. A leftover `snapshot.tmp` (a snapshot interrupted before its rename) is ignored, and
+//!    removed at the end with the covered generations (a refused open changes nothing).
 //! 2. `snapshot` is loaded if present; it covers events `1..=snap`.
 //! 3. Generations wholly covered by the snapshot — those followed by a generation starting
 //!    at or before `snap + 1` — are not read (an interrupted snapshot may have left them)
@@ -70,11 +71,6 @@ pub(crate) struct Recovered<S> {
 /// Recovers the journal in `dir` (already locked by the caller).
 pub(crate) fn recover<S: State>(dir: &Path, repair: bool) -> Result<Recovered<S>> {
     let mut report = Recovery::default();
-    let temp = dir.join(snapshot::TEMP_FILE);
-    if temp.exists() {
-        remove_file(&temp)?;
-        report.removed.push(temp);
-    }
     let (mut state, snap) = snapshot::load::<S>(dir)?.unwrap_or_default();
     report.snapshot_seq = snap;
 
@@ -189,9 +185,18 @@ struct Tail {
 /// Removes generations whose every record is in the snapshot: those followed by a
 /// generation starting at or before `snap + 1`. Decided on the final list of files, after
 /// the live generation exists, so it can never remove a record that is nowhere else.
+///
+/// A leftover `snapshot.tmp` goes here too, not earlier: an open that refuses (a damaged
+/// snapshot, a gap) changes nothing, and that temp file may be what an operator wants.
 fn remove_covered(dir: &Path, snap: u64, report: &mut Recovery) -> Result<()> {
     let logs = wal::list(dir)?;
     let mut removed_any = false;
+    let temp = dir.join(snapshot::TEMP_FILE);
+    if temp.exists() {
+        remove_file(&temp)?;
+        report.removed.push(temp);
+        removed_any = true;
+    }
     for pair in logs.windows(2) {
         let ((_, path), (next_start, _)) = (&pair[0], &pair[1]);
         if *next_start <= snap + 1 {

@@ -233,7 +233,21 @@ fn find_valid_frame(
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     // No valid frame can carry a seq further ahead than the number of frames that fit.
     let max_seq = min_seq.saturating_add(rest.len() as u64 / FRAME_HEADER_LEN as u64);
-    for q in 0..rest.len().saturating_sub(FRAME_HEADER_LEN - 1) {
+    let end = rest.len().saturating_sub(FRAME_HEADER_LEN - 1);
+    let mut next = 0;
+    while next < end {
+        let q = next;
+        next += 1;
+        // A frame's seq (bytes 8..16) is at least `min_seq`; when that is not 0, no frame
+        // starts where those bytes are zeros, so a run of zeros (preallocated space after
+        // a torn tail: megabytes) is skipped up to 15 bytes before its end.
+        if min_seq > 0 {
+            let nonzero = first_nonzero(&rest, q + 8);
+            if nonzero >= q + FRAME_HEADER_LEN {
+                next = nonzero + 1 - FRAME_HEADER_LEN;
+                continue;
+            }
+        }
         let h = FrameHeader::parse(rest[q..q + FRAME_HEADER_LEN].try_into().expect("16 bytes"));
         let body = q + FRAME_HEADER_LEN;
         if h.len > MAX_RECORD_LEN || h.seq < min_seq || h.seq > max_seq {
@@ -246,4 +260,19 @@ fn find_valid_frame(
         }
     }
     Ok(None)
+}
+
+/// The index of the first non-zero byte of `bytes` at or after `from` (`bytes.len()` if none).
+fn first_nonzero(bytes: &[u8], from: usize) -> usize {
+    const CHUNK: usize = 4096;
+    let zeros = [0u8; CHUNK];
+    let mut i = from.min(bytes.len());
+    // Whole zero chunks by memcmp (fast even unoptimized), then byte by byte.
+    while i + CHUNK <= bytes.len() && bytes[i..i + CHUNK] == zeros {
+        i += CHUNK;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(bytes.len(), |p| i + p)
 }

@@ -42,7 +42,9 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Sequence numbers start at 1: no generation starts at 0, and recovery's arithmetic
+    // (`start - 1` is the seq before the file) relies on it. Such a file is not ours.
+    digits.parse().ok().filter(|&start| start > 0)
 }
 
 /// All log generations in `dir`, sorted by start sequence number.
@@ -144,8 +146,15 @@ impl LogFile {
         if end > self.allocated {
             let grow = PREALLOC.max(end - self.allocated);
             let to_off = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            nix::fcntl::posix_fallocate(&*self.file, to_off(self.allocated), to_off(grow))
-                .map_err(|e| Error::sys(format!("fallocate {}", self.path.display()), e))?;
+            // EINTR (a signal during a large allocation) allocated nothing for sure: retry,
+            // as `write_all_at` does for writes, rather than poison the journal.
+            let allocate =
+                || nix::fcntl::posix_fallocate(&*self.file, to_off(self.allocated), to_off(grow));
+            let mut result = allocate();
+            while result == Err(nix::errno::Errno::EINTR) {
+                result = allocate();
+            }
+            result.map_err(|e| Error::sys(format!("fallocate {}", self.path.display()), e))?;
             self.allocated += grow;
         }
         self.file
@@ -172,6 +181,7 @@ mod tests {
         assert_eq!(parse_name(&file_name(u64::MAX)), Some(u64::MAX));
         assert!(file_name(9) < file_name(10));
         assert_eq!(parse_name("wal-1.log"), None);
+        assert_eq!(parse_name(&file_name(0)), None);
         assert_eq!(parse_name("snapshot"), None);
         assert_eq!(parse_name("wal-0000000000000000000x.log"), None);
     }

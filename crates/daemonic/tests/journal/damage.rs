@@ -195,6 +195,20 @@ fn a_damaged_snapshot_is_corruption_not_an_empty_state() {
     );
 }
 
+/// Found by the `journal_recover` fuzz target: recovery removed `snapshot.tmp` before it
+/// found the snapshot damaged, so an open that refused had still changed the directory.
+#[test]
+fn an_open_refused_for_a_damaged_snapshot_leaves_snapshot_tmp_in_place() {
+    let tmp = TempDir::new("bad-snapshot-tmp");
+    let dir = snapshotted(&tmp);
+    let good = std::fs::read(dir.join("snapshot")).unwrap();
+    std::fs::write(dir.join("snapshot.tmp"), &good).unwrap();
+    std::fs::write(dir.join("snapshot"), b"torn").unwrap();
+    let err = Journal::<Recorded>::open(&dir).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(dir.join("snapshot.tmp")).unwrap(), good);
+}
+
 #[test]
 fn a_missing_generation_is_a_gap_not_silent_loss() {
     let tmp = TempDir::new("gap");
@@ -253,4 +267,17 @@ fn crc_of(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// Found by the `journal_recover` fuzz target: a file named for sequence number 0 (which
+/// no journal writes: numbers start at 1) made recovery compute `0 - 1` and panic.
+#[test]
+fn a_log_named_for_sequence_zero_is_not_a_generation() {
+    let tmp = TempDir::new("seq-zero");
+    let dir = tmp.join("j");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("wal-00000000000000000000.log"), b"").unwrap();
+    let journal = open(&dir, false).expect("open beside a foreign wal-0 file");
+    assert!(journal.state().events.is_empty());
+    assert_eq!(journal.append(event(0, 0)).unwrap(), 1);
 }
