@@ -1,0 +1,337 @@
+//! The directory of a log, resolved once and used through its descriptor.
+//!
+//! A log is written as root for a service that runs as someone else, and that service (or
+//! another local user) may be able to write somewhere along the log's path. So every file
+//! operation of the writer, the archiver and `daemonic logs` goes through a [`LogDir`]:
+//!
+//! * **Resolved once, without symlinks.** [`LogDir::open`] walks the path from `/` (or the
+//!   working directory) one component at a time with `openat(O_NOFOLLOW | O_DIRECTORY)`,
+//!   so a symlink anywhere in it fails with `ELOOP` and a `..` is refused. The walk is
+//!   used rather than `openat2(RESOLVE_NO_SYMLINKS)` because every ancestor has to be
+//!   `fstat`ed for the ownership rule anyway; it works on every kernel.
+//! * **Checked as root.** When the effective uid is 0 and the directory is opened for
+//!   writing, every ancestor must be owned by root and not writable by others unless it is
+//!   sticky (`/tmp`), and the log directory itself must be owned by root and writable by
+//!   root only (mode `& 0o022 == 0`). Nobody else can then add, rename, replace or delete a
+//!   name in it: the service cannot plant files for root to open, nor rewrite its own
+//!   history. A group-writable ancestor is accepted (Ubuntu's `/var/log` is `root:syslog
+//!   0775`): its group is the administrator's choice.
+//! * **One component per operation.** After the walk every open, rename, unlink and stat
+//!   names a single file name relative to the directory's descriptor, with `O_NOFOLLOW`
+//!   (or `AT_SYMLINK_NOFOLLOW`); new temporary files are created with `O_EXCL`.
+//! * **Only our own regular files are read.** [`LogDir::open_read`] `fstat`s what it
+//!   opened and refuses anything that is not a regular file owned by the effective uid
+//!   (with one link, as root), so neither a planted device, FIFO or hard link is copied
+//!   into a compressed file or printed.
+//!
+//! [`RotatingWriterBuilder::follow_symlinks`](super::RotatingWriterBuilder::follow_symlinks)
+//! opts out of all of this for a path that is a symlink on purpose (`/dev/stdout`).
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
+use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
+
+use crate::{Error, ErrorKind, Result};
+
+/// An open log directory; see the module docs.
+#[derive(Debug)]
+pub struct LogDir {
+    fd: OwnedFd,
+    path: PathBuf,
+    follow: bool,
+}
+
+impl LogDir {
+    /// Opens the directory holding the log `active` (its parent, `.` for a bare name).
+    /// `writing` applies the root ownership rule of the module docs.
+    pub fn of(active: &Path, writing: bool) -> Result<LogDir> {
+        LogDir::open(parent_of(active), writing)
+    }
+
+    /// Opens `dir` without following a symlink anywhere in it; see the module docs.
+    pub fn open(dir: &Path, writing: bool) -> Result<LogDir> {
+        let root = writing && geteuid().is_root();
+        let err =
+            |e: Errno, at: &Path| Error::sys(format!("open log directory {}", at.display()), e);
+        let mut walked = PathBuf::new();
+        let mut fd = openat(AT_FDCWD, ".", dir_flags(), Mode::empty()).map_err(|e| err(e, dir))?;
+        let mut components = dir.components().peekable();
+        if components.peek().is_none() {
+            walked.push(".");
+        }
+        while let Some(c) = components.next() {
+            let name: &OsStr = match c {
+                Component::RootDir => OsStr::new("/"),
+                Component::CurDir => OsStr::new("."),
+                Component::Normal(n) => n,
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("open log directory {}: `..` is not allowed", dir.display()),
+                    ));
+                }
+            };
+            walked.push(name);
+            fd = openat(&fd, name, dir_flags(), Mode::empty())
+                .map_err(|e| err(symlink_as_eloop(&fd, name, e), &walked))?;
+            if root {
+                let last = components.peek().is_none();
+                check_dir(&fd, &walked, last)?;
+            }
+        }
+        Ok(LogDir {
+            fd,
+            path: dir.to_path_buf(),
+            follow: false,
+        })
+    }
+
+    /// Opens `dir` the way `open(2)` does, symlinks and all, with no checks (the caller
+    /// asked for `follow_symlinks`).
+    pub(crate) fn open_following(dir: &Path) -> Result<LogDir> {
+        let fd = openat(
+            AT_FDCWD,
+            dir,
+            dir_flags() - OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open log directory {}", dir.display()), e))?;
+        Ok(LogDir {
+            fd,
+            path: dir.to_path_buf(),
+            follow: true,
+        })
+    }
+
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `name`'s path, for messages.
+    pub fn join(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    fn nofollow(&self) -> OFlag {
+        if self.follow {
+            OFlag::empty()
+        } else {
+            OFlag::O_NOFOLLOW
+        }
+    }
+
+    /// Opens (creating with `mode`) `name` for appending.
+    pub(crate) fn open_append(&self, name: &OsStr, mode: u32) -> Result<File> {
+        let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC;
+        let file = self.openat(name, flags | self.nofollow(), mode, "open")?;
+        if !self.follow {
+            self.check_file(name, &file, "open")?;
+        }
+        Ok(file)
+    }
+
+    /// Creates `name`, which must not exist (`O_EXCL`): a temporary file.
+    pub(crate) fn create_new(&self, name: &OsStr, mode: u32) -> Result<File> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+        self.openat(name, flags | OFlag::O_NOFOLLOW, mode, "create")
+    }
+
+    /// Opens `name` for reading: only a regular file of the effective uid (see the module
+    /// docs); anything else fails with [`ErrorKind::InvalidInput`]. `ErrorKind::Io` with
+    /// `ENOENT` when it is gone.
+    pub fn open_read(&self, name: &OsStr) -> Result<File> {
+        // O_NONBLOCK: a FIFO planted at the name must not block the open.
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | self.nofollow();
+        let file = self.openat(name, flags, 0, "open")?;
+        if !self.follow {
+            self.check_file(name, &file, "read")?;
+        }
+        Ok(file)
+    }
+
+    fn openat(&self, name: &OsStr, flags: OFlag, mode: u32, op: &str) -> Result<File> {
+        single(name, &self.path)?;
+        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(mode))
+            .map_err(|e| Error::sys(format!("{op} {}", self.join(name).display()), e))?;
+        Ok(File::from(fd))
+    }
+
+    /// Refuses what is not a regular file owned by the effective uid (and, as root, one
+    /// with other links: a hard link to someone else's file).
+    fn check_file(&self, name: &OsStr, file: &File, op: &str) -> Result<()> {
+        let st = fstat(file)
+            .map_err(|e| Error::sys(format!("stat {}", self.join(name).display()), e))?;
+        let euid = geteuid();
+        let why = if !is_regular(&st) {
+            "is not a regular file".to_owned()
+        } else if st.st_uid != euid.as_raw() {
+            format!("belongs to uid {}, not {euid}", st.st_uid)
+        } else if euid.is_root() && st.st_nlink > 1 {
+            format!("has {} links", st.st_nlink)
+        } else {
+            return Ok(());
+        };
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{op} {}: refused: it {why}", self.join(name).display()),
+        ))
+    }
+
+    /// `lstat` of `name` (a symlink is reported as one, not followed).
+    pub(crate) fn stat(&self, name: &OsStr) -> std::result::Result<FileStat, Errno> {
+        single(name, &self.path).map_err(|_| Errno::EINVAL)?;
+        fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// Renames `from` to `to`, both in this directory.
+    pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> Result<()> {
+        single(from, &self.path)?;
+        single(to, &self.path)?;
+        renameat(&self.fd, from, &self.fd, to).map_err(|e| {
+            Error::sys(
+                format!(
+                    "rename {} to {}",
+                    self.join(from).display(),
+                    self.join(to).display()
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Removes `name` (a symlink itself, never its target).
+    pub(crate) fn remove(&self, name: &OsStr) -> Result<()> {
+        single(name, &self.path)?;
+        unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| Error::sys(format!("remove {}", self.join(name).display()), e))
+    }
+
+    /// The names in the directory (without `.` and `..`).
+    pub(crate) fn names(&self) -> Result<Vec<OsString>> {
+        let err = |e| Error::sys(format!("read directory {}", self.path.display()), e);
+        let fd = openat(&self.fd, ".", dir_flags() - OFlag::O_PATH, Mode::empty()).map_err(err)?;
+        let mut dir = nix::dir::Dir::from_fd(fd).map_err(err)?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let name = entry.map_err(err)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(&name).to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// `fsync`s the directory (a rename's durability).
+    pub(crate) fn sync(&self) -> Result<()> {
+        let fd = openat(&self.fd, ".", dir_flags() - OFlag::O_PATH, Mode::empty())
+            .map_err(|e| Error::sys(format!("open directory {}", self.path.display()), e))?;
+        File::from(fd)
+            .sync_all()
+            .map_err(|e| Error::io(format!("fsync directory {}", self.path.display()), e))
+    }
+}
+
+impl AsFd for LogDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Opens the log file `path` for reading through a [`LogDir`] (no symlink anywhere in
+/// the path; only a regular file of the effective uid): what `daemonic logs` reads.
+pub fn open_log_file(path: &Path) -> Result<File> {
+    let name = path.file_name().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("open log {}: not a file path", path.display()),
+        )
+    })?;
+    LogDir::of(path, false)?.open_read(name)
+}
+
+/// Creates the log file `path` (mode `mode`) through a checked [`LogDir`] without keeping
+/// it open: a launcher calls this before it forks, so that a refusal reaches the terminal.
+pub fn create_log_file(path: &Path, mode: u32) -> Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("open log {}: not a file path", path.display()),
+        )
+    })?;
+    LogDir::of(path, true)?.open_append(name, mode).map(drop)
+}
+
+/// The directory holding `active` (`.` for a bare file name).
+pub(crate) fn parent_of(active: &Path) -> &Path {
+    match active.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `O_DIRECTORY | O_NOFOLLOW` fails on a symlink with `ENOTDIR`; say `ELOOP` ("Too many
+/// levels of symbolic links") instead, which names the real reason.
+fn symlink_as_eloop(parent: &OwnedFd, name: &OsStr, e: Errno) -> Errno {
+    let is_link = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+    if e == Errno::ENOTDIR && is_link {
+        Errno::ELOOP
+    } else {
+        e
+    }
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+fn is_regular(st: &FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+}
+
+/// Refuses a name that is not a single path component.
+fn single(name: &OsStr, dir: &Path) -> Result<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "log file name {name:?} in {} is not a file name",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// As root: refuses a directory someone else could change a name in (see the module docs).
+fn check_dir(fd: &OwnedFd, path: &Path, last: bool) -> Result<()> {
+    let st = fstat(fd).map_err(|e| Error::sys(format!("stat {}", path.display()), e))?;
+    let mode = st.st_mode & 0o7777;
+    let sticky = mode & 0o1000 != 0;
+    let why = if st.st_uid != 0 {
+        format!("is owned by uid {}", st.st_uid)
+    } else if last && mode & 0o022 != 0 {
+        format!("is writable by group or others (mode {mode:04o})")
+    } else if !last && mode & 0o002 != 0 && !sticky {
+        format!("is writable by others (mode {mode:04o}) and not sticky")
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "open log directory {}: refused as root: it {why}, so another user could \
+             replace or remove the log files",
+            path.display()
+        ),
+    ))
+}
