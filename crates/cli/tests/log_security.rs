@@ -89,8 +89,10 @@ fn a_planted_gzip_temp_file_does_not_make_root_overwrite_a_file() {
     // The service plants the temporary names of the next rotations, a few seconds ahead.
     let now = SystemTime::now();
     for s in 0..10 {
-        let name = format!("x.log.{}.gz.tmp", stamp(now + Duration::from_secs(s)));
-        symlink(&target, logs.join(name)).unwrap();
+        let stamp = stamp(now + Duration::from_secs(s));
+        for seq in ["", "_001", "_002"] {
+            symlink(&target, logs.join(format!("x.log.{stamp}{seq}.gz.tmp"))).unwrap();
+        }
     }
     log.write_line(b"second");
     log.rotate();

@@ -14,7 +14,7 @@
 //! that line is printed once its newline arrives).
 //!
 //! Every file is opened with [`open_log`]: no symlink anywhere in its path is followed,
-//! and only a regular file of the reader's own uid (one link, as root) is read, so a
+//! and only a regular file (as root: root's own, with one link) is read, so a
 //! service that can write its log directory cannot make root print another file.
 
 pub mod follow;

@@ -206,6 +206,32 @@ mod tests {
         assert_eq!(back, body);
     }
 
+    #[test]
+    fn a_planted_temporary_symlink_is_replaced_not_followed() {
+        let dir = temp_dir("planted-tmp");
+        let victim = dir.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let src = dir.join("app.log.20250101-000000");
+        fs::write(&src, "line\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("app.log.20250101-000000.gz.tmp")).unwrap();
+        let dst = compress_path(&src, Compression::Gzip, false).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(fs::symlink_metadata(&dst).unwrap().is_file());
+        assert!(!dir.join("app.log.20250101-000000.gz.tmp").exists());
+    }
+
+    #[test]
+    fn a_rotated_name_that_is_a_symlink_is_not_compressed() {
+        let dir = temp_dir("planted-src");
+        let victim = dir.join("victim");
+        fs::write(&victim, "secret").unwrap();
+        let src = dir.join("app.log.20250101-000000");
+        std::os::unix::fs::symlink(&victim, &src).unwrap();
+        let err = compress_path(&src, Compression::Gzip, false).unwrap_err();
+        assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
+        assert!(!dir.join("app.log.20250101-000000.gz").exists());
+    }
+
     #[cfg(feature = "zstd")]
     #[test]
     fn zstd_round_trips() {

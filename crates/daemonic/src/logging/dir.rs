@@ -19,10 +19,12 @@
 //! * **One component per operation.** After the walk every open, rename, unlink and stat
 //!   names a single file name relative to the directory's descriptor, with `O_NOFOLLOW`
 //!   (or `AT_SYMLINK_NOFOLLOW`); new temporary files are created with `O_EXCL`.
-//! * **Only our own regular files are read.** [`LogDir::open_read`] `fstat`s what it
-//!   opened and refuses anything that is not a regular file owned by the effective uid
-//!   (with one link, as root), so neither a planted device, FIFO or hard link is copied
-//!   into a compressed file or printed.
+//! * **Only regular files, and as root only root's own.** Every file opened (to append,
+//!   to compress, to print) is `fstat`ed and refused unless it is a regular file; as root
+//!   it must also be owned by root and have one link. So neither a planted device, FIFO or
+//!   hard link to another file is appended to, copied into a compressed file or printed.
+//!   (Not as root, reading a file of another user gains nothing the kernel's permissions
+//!   did not already allow, and a shared group-writable log keeps working.)
 //!
 //! [`RotatingWriterBuilder::follow_symlinks`](super::RotatingWriterBuilder::follow_symlinks)
 //! opts out of all of this for a path that is a symlink on purpose (`/dev/stdout`).
@@ -144,9 +146,9 @@ impl LogDir {
         self.openat(name, flags | OFlag::O_NOFOLLOW, mode, "create")
     }
 
-    /// Opens `name` for reading: only a regular file of the effective uid (see the module
-    /// docs); anything else fails with [`ErrorKind::InvalidInput`]. `ErrorKind::Io` with
-    /// `ENOENT` when it is gone.
+    /// Opens `name` for reading: only a regular file (as root: of root's, with one link;
+    /// see the module docs); anything else fails with [`ErrorKind::InvalidInput`].
+    /// `ErrorKind::Io` with `ENOENT` when it is gone, `ELOOP` for a symlink.
     pub fn open_read(&self, name: &OsStr) -> Result<File> {
         // O_NONBLOCK: a FIFO planted at the name must not block the open.
         let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | self.nofollow();
@@ -164,16 +166,16 @@ impl LogDir {
         Ok(File::from(fd))
     }
 
-    /// Refuses what is not a regular file owned by the effective uid (and, as root, one
-    /// with other links: a hard link to someone else's file).
+    /// Refuses what is not a regular file and, as root, one owned by another user or
+    /// with other links (a hard link to someone else's file).
     fn check_file(&self, name: &OsStr, file: &File, op: &str) -> Result<()> {
         let st = fstat(file)
             .map_err(|e| Error::sys(format!("stat {}", self.join(name).display()), e))?;
         let euid = geteuid();
         let why = if !is_regular(&st) {
             "is not a regular file".to_owned()
-        } else if st.st_uid != euid.as_raw() {
-            format!("belongs to uid {}, not {euid}", st.st_uid)
+        } else if euid.is_root() && st.st_uid != 0 {
+            format!("belongs to uid {}, not root", st.st_uid)
         } else if euid.is_root() && st.st_nlink > 1 {
             format!("has {} links", st.st_nlink)
         } else {
@@ -246,7 +248,7 @@ impl AsFd for LogDir {
 }
 
 /// Opens the log file `path` for reading through a [`LogDir`] (no symlink anywhere in
-/// the path; only a regular file of the effective uid): what `daemonic logs` reads.
+/// the path; only a regular file, as root only root's): what `daemonic logs` reads.
 pub fn open_log_file(path: &Path) -> Result<File> {
     let name = path.file_name().ok_or_else(|| {
         Error::new(
@@ -334,4 +336,69 @@ fn check_dir(fd: &OwnedFd, path: &Path, last: bool) -> Result<()> {
             path.display()
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A temp dir removed on drop, even when the test fails.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("daemonic-logdir-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    #[test]
+    fn a_symlink_anywhere_in_the_path_is_refused_with_eloop() {
+        let t = temp_dir("eloop");
+        std::fs::create_dir(t.0.join("real")).unwrap();
+        symlink(t.0.join("real"), t.0.join("link")).unwrap();
+        for dir in [t.0.join("link"), t.0.join("link/sub")] {
+            let err = LogDir::open(&dir, false).unwrap_err();
+            assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
+            assert!(err.to_string().contains("link"), "{err}");
+        }
+        let err = LogDir::open(&t.0.join("real/../real"), false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(LogDir::open(&t.0.join("real"), true).is_ok());
+    }
+
+    #[test]
+    fn only_regular_files_of_ours_are_read() {
+        let t = temp_dir("read");
+        let dir = LogDir::open(&t.0, false).unwrap();
+        std::fs::write(t.0.join("target"), "secret").unwrap();
+        symlink(t.0.join("target"), t.0.join("link")).unwrap();
+        nix::unistd::mkfifo(&t.0.join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        let err = dir.open_read(OsStr::new("link")).unwrap_err();
+        assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
+        let err = dir.open_read(OsStr::new("fifo")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = dir.open_read(OsStr::new("../target")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(dir.open_read(OsStr::new("target")).is_ok());
+    }
+
+    #[test]
+    fn temporary_files_are_never_opened_through_a_planted_name() {
+        let t = temp_dir("excl");
+        let dir = LogDir::open(&t.0, false).unwrap();
+        std::fs::write(t.0.join("victim"), "keep").unwrap();
+        symlink(t.0.join("victim"), t.0.join("a.tmp")).unwrap();
+        let err = dir.create_new(OsStr::new("a.tmp"), 0o600).unwrap_err();
+        assert_eq!(err.os_error(), Some(libc::EEXIST), "{err}");
+        assert_eq!(std::fs::read_to_string(t.0.join("victim")).unwrap(), "keep");
+    }
 }
