@@ -43,7 +43,9 @@ pub struct LogArgs {
     /// FILE.20250309-140702, …) [default: LOG_DIR/NAME.log, where LOG_DIR is the state
     /// directory if --state-dir/DAEMONIC_STATE_DIR is set, else /var/log/daemonic for root,
     /// else $XDG_STATE_HOME/daemonic/log (~/.local/state/daemonic/log)]. Missing
-    /// directories are created (mode 0700); files are created with mode 0640.
+    /// directories are created (mode 0700); files are created with mode 0640. No symlink
+    /// in the path is followed. As root, a log directory not owned by root or writable by
+    /// group or others is refused: the service could plant, replace or delete its logs.
     #[arg(long, value_name = "FILE", help_heading = "Logs")]
     pub log_file: Option<PathBuf>,
     /// Write the child's stderr to its own FILE (same rotation settings) instead of
