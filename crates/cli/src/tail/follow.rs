@@ -191,6 +191,10 @@ impl Follower {
                     );
                     continue;
                 }
+                Rotated::Refused(e) => {
+                    eprintln!("daemonic: skipped: {e}");
+                    continue;
+                }
                 Rotated::Gone => {
                     eprintln!(
                         "daemonic: {} was deleted before it could be read",

@@ -102,6 +102,7 @@ pub fn last_lines(active: &Path, n: usize, complete_only: bool) -> io::Result<Ta
                 ));
                 break;
             }
+            Rotated::Refused(e) => tail.notes.push(format!("skipped: {e}")),
             Rotated::Gone => {}
         }
     }
@@ -177,6 +178,8 @@ pub enum Rotated {
     Gzip(File, PathBuf),
     /// A form this build cannot read (zstd).
     Unreadable(PathBuf),
+    /// Not a regular file of ours (see [`open_log`]): skipped, with a note.
+    Refused(io::Error),
     /// Deleted by retention before it could be opened.
     Gone,
 }
@@ -201,6 +204,7 @@ pub fn open_rotated(path: &Path) -> io::Result<Rotated> {
             Ok(f) if text.ends_with(".gz") => return Ok(Rotated::Gzip(f, p)),
             Ok(f) => return Ok(Rotated::Plain(f, p)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Rotated::Refused(e)),
             Err(e) => return Err(e),
         }
     }

@@ -83,8 +83,14 @@ pub(crate) fn compress_file(
     }
     let out = dir.create_new(&tmp_name, meta.mode() & 0o777)?;
     // The source's group, not the one a setgid directory gives new files.
-    nix::unistd::fchown(&out, None, Some(nix::unistd::Gid::from_raw(meta.gid())))
-        .map_err(|e| Error::sys(format!("chown {}", tmp.display()), e))?;
+    let gid = out
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", tmp.display()), e))?
+        .gid();
+    if gid != meta.gid() {
+        nix::unistd::fchown(&out, None, Some(nix::unistd::Gid::from_raw(meta.gid())))
+            .map_err(|e| Error::sys(format!("chown {}", tmp.display()), e))?;
+    }
     let written = encode(BufReader::with_capacity(64 * 1024, input), out, how).map_err(|e| {
         Error::io(
             format!("compress {} into {}", src.display(), tmp.display()),
