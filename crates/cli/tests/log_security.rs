@@ -172,15 +172,21 @@ fn a_directory_swapped_for_a_symlink_does_not_make_root_create_files_elsewhere()
         stderr(&out)
     );
 
-    // The same swap in a tree only root can write is refused too: no symlink is followed.
+    // A symlink the service owns is not followed even where only root writes now (the
+    // directory was the service's when it made the link); root's own links are.
     let tree = env.dir.join("tree");
     std::fs::create_dir(&tree).unwrap();
     symlink(&private, tree.join("logs")).unwrap();
+    std::os::unix::fs::lchown(tree.join("logs"), Some(NOBODY), Some(NOBODY)).unwrap();
     let err = RotatingWriter::builder(tree.join("logs/x.log"))
         .open()
         .unwrap_err();
     assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
     assert!(!private.join("x.log").exists());
+    std::fs::remove_file(tree.join("logs")).unwrap();
+    symlink(&private, tree.join("logs")).unwrap();
+    let log = RotatingWriter::builder(tree.join("logs/x.log")).open();
+    assert!(log.is_ok(), "root's own symlink: {:?}", log.err());
 }
 
 #[test]

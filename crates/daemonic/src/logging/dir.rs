@@ -4,11 +4,16 @@
 //! another local user) may be able to write somewhere along the log's path. So every file
 //! operation of the writer, the archiver and `daemonic logs` goes through a [`LogDir`]:
 //!
-//! * **Resolved once, without symlinks.** [`LogDir::open`] walks the path from `/` (or the
-//!   working directory) one component at a time with `openat(O_NOFOLLOW | O_DIRECTORY)`,
-//!   so a symlink anywhere in it fails with `ELOOP` and a `..` is refused. The walk is
-//!   used rather than `openat2(RESOLVE_NO_SYMLINKS)` because every ancestor has to be
-//!   `fstat`ed for the ownership rule anyway; it works on every kernel.
+//! * **Resolved once, without untrusted symlinks.** [`LogDir::open`] walks the path from
+//!   `/` (or the working directory) one component at a time with `openat(O_NOFOLLOW |
+//!   O_DIRECTORY)`. A symlink on the way is followed only if nobody but root and us could
+//!   have made or replaced it (owned by root or the effective uid, in a directory owned
+//!   by one of them that nobody else can write, or that is sticky: `/var/run -> /run`, a
+//!   home directory moved elsewhere); any other fails with `ELOOP`, so a directory of the
+//!   path swapped for a symlink by the service redirects nothing. `..` pops the walk
+//!   (lexically, over directories already opened). The walk is used rather than
+//!   `openat2(RESOLVE_NO_SYMLINKS)` because every ancestor has to be `fstat`ed for the
+//!   ownership rule anyway, trusted symlinks must still work, and it runs on every kernel.
 //! * **Checked as root.** When the effective uid is 0 and the directory is opened for
 //!   writing, every ancestor must be owned by root and not writable by others unless it is
 //!   sticky (`/tmp`), and the log directory itself must be owned by root and writable by
@@ -29,6 +34,7 @@
 //! [`RotatingWriterBuilder::follow_symlinks`](super::RotatingWriterBuilder::follow_symlinks)
 //! opts out of all of this for a path that is a symlink on purpose (`/dev/stdout`).
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -36,7 +42,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, renameat};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
 
@@ -57,36 +63,57 @@ impl LogDir {
         LogDir::open(parent_of(active), writing)
     }
 
-    /// Opens `dir` without following a symlink anywhere in it; see the module docs.
+    /// Opens `dir`, following only trusted symlinks in it; see the module docs.
     pub fn open(dir: &Path, writing: bool) -> Result<LogDir> {
         let root = writing && geteuid().is_root();
         let err =
             |e: Errno, at: &Path| Error::sys(format!("open log directory {}", at.display()), e);
+        let open = |at: &OwnedFd, name: &OsStr| openat(at, name, dir_flags(), Mode::empty());
+        // The directories walked so far; `..` pops one (lexically, over verified fds).
+        let cwd = openat(AT_FDCWD, ".", dir_flags(), Mode::empty()).map_err(|e| err(e, dir))?;
+        let mut stack = vec![cwd];
         let mut walked = PathBuf::new();
-        let mut fd = openat(AT_FDCWD, ".", dir_flags(), Mode::empty()).map_err(|e| err(e, dir))?;
-        let mut components = dir.components().peekable();
-        if components.peek().is_none() {
-            walked.push(".");
-        }
-        while let Some(c) = components.next() {
-            let name: &OsStr = match c {
-                Component::RootDir => OsStr::new("/"),
-                Component::CurDir => OsStr::new("."),
-                Component::Normal(n) => n,
-                Component::ParentDir | Component::Prefix(_) => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("open log directory {}: `..` is not allowed", dir.display()),
-                    ));
+        let mut todo: VecDeque<OsString> = names_of(dir).into();
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            walked.push(&name);
+            let top = stack.last().expect("the walk starts with one directory");
+            let next = match name.as_bytes() {
+                b"." => continue,
+                b"/" => openat(AT_FDCWD, "/", dir_flags(), Mode::empty()),
+                b".." if stack.len() > 1 => {
+                    stack.pop();
+                    continue;
+                }
+                _ => open(top, &name),
+            };
+            let fd = match next {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let Some(target) = trusted_link(top, &name) else {
+                        return Err(err(symlink_as_eloop(top, &name, e), &walked));
+                    };
+                    links += 1;
+                    if links > 40 {
+                        return Err(err(Errno::ELOOP, &walked));
+                    }
+                    for n in names_of(&target).into_iter().rev() {
+                        todo.push_front(n);
+                    }
+                    continue;
                 }
             };
-            walked.push(name);
-            fd = openat(&fd, name, dir_flags(), Mode::empty())
-                .map_err(|e| err(symlink_as_eloop(&fd, name, e), &walked))?;
             if root {
-                let last = components.peek().is_none();
-                check_dir(&fd, &walked, last)?;
+                check_dir(&fd, &walked, false)?;
             }
+            if matches!(name.as_bytes(), b"/" | b"..") {
+                stack.clear();
+            }
+            stack.push(fd);
+        }
+        let fd = stack.pop().expect("the walk ends in a directory");
+        if root {
+            check_dir(&fd, dir, true)?;
         }
         Ok(LogDir {
             fd,
@@ -279,6 +306,39 @@ pub(crate) fn parent_of(active: &Path) -> &Path {
     }
 }
 
+/// The components of `path` as names to walk (`/`, `.`, `..` or a file name).
+fn names_of(path: &Path) -> Vec<OsString> {
+    path.components()
+        .map(|c| match c {
+            Component::RootDir => OsString::from("/"),
+            Component::CurDir => OsString::from("."),
+            Component::ParentDir => OsString::from(".."),
+            Component::Normal(n) => n.to_owned(),
+            Component::Prefix(p) => p.as_os_str().to_owned(),
+        })
+        .collect()
+}
+
+/// The target of `name` in `parent` if it is a symlink that nobody but root and us could
+/// have made or replaced: owned by root or the effective uid, in a directory owned by one
+/// of them that nobody else can write (or that is sticky). `/var/run -> /run` is followed;
+/// a symlink the service planted, or one in a directory it can write, is not.
+fn trusted_link(parent: &OwnedFd, name: &OsStr) -> Option<PathBuf> {
+    let link = fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    let dir = fstat(parent).ok()?;
+    let euid = geteuid().as_raw();
+    let ours = |uid: u32| uid == 0 || uid == euid;
+    let locked = dir.st_mode & 0o022 == 0 || dir.st_mode & 0o1000 != 0;
+    let trusted = link.st_mode & libc::S_IFMT == libc::S_IFLNK
+        && ours(link.st_uid)
+        && ours(dir.st_uid)
+        && locked;
+    trusted
+        .then(|| readlinkat(parent, name).ok())
+        .flatten()
+        .map(PathBuf::from)
+}
+
 /// `O_DIRECTORY | O_NOFOLLOW` fails on a symlink with `ENOTDIR`; say `ELOOP` ("Too many
 /// levels of symbolic links") instead, which names the real reason.
 fn symlink_as_eloop(parent: &OwnedFd, name: &OsStr, e: Errno) -> Errno {
@@ -360,18 +420,28 @@ mod tests {
     }
 
     #[test]
-    fn a_symlink_anywhere_in_the_path_is_refused_with_eloop() {
+    fn a_symlink_in_a_directory_others_can_write_is_refused_with_eloop() {
+        use std::os::unix::fs::PermissionsExt;
         let t = temp_dir("eloop");
-        std::fs::create_dir(t.0.join("real")).unwrap();
-        symlink(t.0.join("real"), t.0.join("link")).unwrap();
-        for dir in [t.0.join("link"), t.0.join("link/sub")] {
+        let open = t.0.join("open");
+        std::fs::create_dir_all(open.join("real/sub")).unwrap();
+        symlink(open.join("real"), open.join("link")).unwrap();
+        // Ours, in a directory only we write: followed, `..` included.
+        assert!(LogDir::open(&open.join("link/sub"), true).is_ok());
+        assert!(LogDir::open(&open.join("link/sub/../sub"), true).is_ok());
+        // The same link once others may write the directory (not sticky): refused.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        for dir in [open.join("link"), open.join("link/sub")] {
             let err = LogDir::open(&dir, false).unwrap_err();
             assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
             assert!(err.to_string().contains("link"), "{err}");
         }
-        let err = LogDir::open(&t.0.join("real/../real"), false).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-        assert!(LogDir::open(&t.0.join("real"), true).is_ok());
+        assert!(LogDir::open(&open.join("real"), false).is_ok());
+        // A loop ends.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        symlink(open.join("loop"), open.join("loop")).unwrap();
+        let err = LogDir::open(&open.join("loop"), false).unwrap_err();
+        assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
     }
 
     #[test]

@@ -100,9 +100,10 @@ impl RotatingWriterBuilder {
         self.cfg.mode = mode & 0o7777;
         self
     }
-    /// Open the path even if it is a symlink (default `false`: a symlink anywhere in the
-    /// path fails with `ELOOP`, so one planted in the log directory, or a directory of the
-    /// path swapped for one, cannot redirect the writes; and as root a directory another
+    /// Open the path even if it is a symlink (default `false`: a symlink at the file, or an
+    /// untrusted one in the path, fails with `ELOOP`, so one planted in the log directory,
+    /// or a directory of the path swapped for one, cannot redirect the writes; and as root
+    /// a directory another
     /// user could write is refused, see [`LogDir`](super::LogDir)). For a path that is a
     /// symlink on purpose, such as `/dev/stdout` in a container image; it also skips the
     /// directory checks.
@@ -119,7 +120,7 @@ impl RotatingWriterBuilder {
     /// Opens (creating if needed) the file, starts the background threads, and, if the
     /// existing file was last written in an earlier time period, rotates it first.
     ///
-    /// The directory is opened once, here, without following symlinks and (as root)
+    /// The directory is opened once, here, following only trusted symlinks, and (as root)
     /// checked as [`LogDir`](super::LogDir) describes; every later open, rename,
     /// compression and deletion goes through its descriptor. A refusal is
     /// [`ErrorKind::InvalidInput`] and names the directory and the reason.
