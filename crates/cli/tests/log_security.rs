@@ -229,6 +229,7 @@ fn the_service_cannot_delete_or_rename_its_root_owned_log() {
     // In a directory only root writes, the service's attempt fails.
     let safe = env.dir.join("safe");
     std::fs::create_dir(&safe).unwrap();
+    std::fs::set_permissions(&safe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let log = safe.join("x.log");
     let script = format!("mv {0} {0}.old; rm -f {0}; echo tried", log.display());
     let out = env.daemonic(&[
