@@ -25,7 +25,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{Rotated, annotate, copy_range, gzip_copy, open_rotated};
+use super::{Rotated, annotate, copy_range, gzip_copy, open_log, open_rotated};
 
 /// Enough for the longest line a capture writes (64 KiB and a time prefix) in one read.
 const BUF: usize = 128 * 1024;
@@ -149,7 +149,7 @@ impl Follower {
 
     /// The file now at the path, if it is another one and has data (see the module docs).
     fn rotated_to(&self, current: &Metadata) -> io::Result<Option<File>> {
-        let at_path = match fs::metadata(&self.path) {
+        let at_path = match fs::symlink_metadata(&self.path) {
             Ok(m) => m,
             // Between the rename and the creation of the new file, or deleted.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -158,10 +158,10 @@ impl Follower {
         if same_file(&at_path, current) || at_path.len() == 0 {
             return Ok(None);
         }
-        match File::open(&self.path) {
+        match open_log(&self.path) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(annotate(e, "open", &self.path)),
+            Err(e) => Err(e),
         }
     }
 
@@ -171,7 +171,7 @@ impl Follower {
         let rotated = daemonic::logging::rotated_files(&self.path)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let is = |m: &Metadata, p: &Path| {
-            fs::metadata(p).is_ok_and(|pm| {
+            fs::symlink_metadata(p).is_ok_and(|pm| {
                 same_file(&pm, m) || (is_compressed(p) && pm.modified().ok() == m.modified().ok())
             })
         };
@@ -189,6 +189,10 @@ impl Follower {
                         "daemonic: lines in {} (zstd) skipped: daemonic logs cannot read it",
                         p.display()
                     );
+                    continue;
+                }
+                Rotated::Refused(e) => {
+                    eprintln!("daemonic: skipped: {e}");
                     continue;
                 }
                 Rotated::Gone => {

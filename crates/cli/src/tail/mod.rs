@@ -12,6 +12,10 @@
 //! A line is what ends with `\n`; a last line without one counts as a line (`tail` does the
 //! same), except where the caller wants complete lines only (before following: the rest of
 //! that line is printed once its newline arrives).
+//!
+//! Every file is opened with [`open_log`]: no symlink anywhere in its path is followed,
+//! and only a regular file (as root: root's own, with one link) is read, so a
+//! service that can write its log directory cannot make root print another file.
 
 pub mod follow;
 
@@ -98,6 +102,7 @@ pub fn last_lines(active: &Path, n: usize, complete_only: bool) -> io::Result<Ta
                 ));
                 break;
             }
+            Rotated::Refused(e) => tail.notes.push(format!("skipped: {e}")),
             Rotated::Gone => {}
         }
     }
@@ -153,11 +158,11 @@ fn copy_range(
 fn open_consistent(active: &Path) -> io::Result<(File, Vec<PathBuf>)> {
     let mut tries = 0;
     loop {
-        let file = File::open(active).map_err(|e| annotate(e, "open", active))?;
+        let file = open_log(active)?;
         let rotated = daemonic::logging::rotated_files(active)
             .map_err(|e| io::Error::other(e.to_string()))?;
         tries += 1;
-        let same = match (file.metadata(), std::fs::metadata(active)) {
+        let same = match (file.metadata(), std::fs::symlink_metadata(active)) {
             (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
             _ => false,
         };
@@ -173,6 +178,8 @@ pub enum Rotated {
     Gzip(File, PathBuf),
     /// A form this build cannot read (zstd).
     Unreadable(PathBuf),
+    /// Not a regular file of ours (see [`open_log`]): skipped, with a note.
+    Refused(io::Error),
     /// Deleted by retention before it could be opened.
     Gone,
 }
@@ -193,11 +200,12 @@ pub fn open_rotated(path: &Path) -> io::Result<Rotated> {
             }
             continue;
         }
-        match File::open(&p) {
+        match open_log(&p) {
             Ok(f) if text.ends_with(".gz") => return Ok(Rotated::Gzip(f, p)),
             Ok(f) => return Ok(Rotated::Plain(f, p)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(annotate(e, "open", &p)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Rotated::Refused(e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(Rotated::Gone)
@@ -336,6 +344,19 @@ fn after_last_newline(file: &File, len: u64) -> io::Result<u64> {
 }
 
 /// `e` with the operation and path in its message, its kind kept.
+/// Opens a log file for reading with [`daemonic::logging::open_log_file`] (no symlink
+/// followed; only a regular file of ours). The error names the path and keeps the kind
+/// of its errno (`NotFound` for a file that is gone).
+pub fn open_log(path: &Path) -> io::Result<File> {
+    daemonic::logging::open_log_file(path).map_err(|e| {
+        let kind = match e.os_error() {
+            Some(n) => io::Error::from_raw_os_error(n).kind(),
+            None => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e.to_string())
+    })
+}
+
 pub fn annotate(e: io::Error, op: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
 }

@@ -11,8 +11,7 @@
 //!   uncompressed copy of a file whose compressed form is complete, and compresses rotated
 //!   files still uncompressed.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -20,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use super::compress::{self, Compression};
+use super::dir::LogDir;
 use super::naming::{self, TMP_SUFFIX};
 use super::retention::{self, Retention};
 use super::rotate::{Config, Flush, Fsync, Shared};
@@ -52,9 +52,10 @@ pub(crate) struct Archiver {
 }
 
 impl Archiver {
-    pub fn spawn(cfg: &Config, status: Arc<ArchiveStatus>) -> Result<Archiver> {
+    pub fn spawn(cfg: &Config, dir: Arc<LogDir>, status: Arc<ArchiveStatus>) -> Result<Archiver> {
         let (tx, rx) = mpsc::channel();
         let job = ArchiveJob {
+            dir,
             active: cfg.path.clone(),
             compression: cfg.compression,
             retention: cfg.retention,
@@ -80,6 +81,8 @@ impl Archiver {
 }
 
 struct ArchiveJob {
+    /// The log's directory: every file is reached through it (see [`LogDir`]).
+    dir: Arc<LogDir>,
     active: PathBuf,
     compression: Compression,
     retention: Retention,
@@ -93,9 +96,10 @@ impl ArchiveJob {
         self.enforce_retention();
         // Ends when every sender is gone (the writer closed or dropped).
         while let Ok(rotated) = rx.recv() {
+            let name = rotated.file_name().unwrap_or_default();
             if self.compression != Compression::None
-                && rotated.exists()
-                && let Err(e) = compress::compress_file(&rotated, self.compression, self.durable)
+                && self.dir.stat(name).is_ok()
+                && let Err(e) = self.compress(name)
             {
                 self.status.record(&e);
             }
@@ -103,18 +107,22 @@ impl ArchiveJob {
         }
     }
 
+    fn compress(&self, name: &std::ffi::OsStr) -> Result<()> {
+        compress::compress_file(&self.dir, name, self.compression, self.durable).map(drop)
+    }
+
     fn enforce_retention(&self) {
-        if let Err(e) = retention::enforce(&self.active, self.retention, SystemTime::now()) {
+        let now = SystemTime::now();
+        if let Err(e) = retention::enforce(&self.dir, &self.active, self.retention, now) {
             self.status.record(&e);
         }
     }
 
     /// Repairs what an interrupted compression left behind.
     fn recover(&self) {
-        let dir = retention::parent_dir(&self.active);
         let base = naming::base_name(&self.active);
-        remove_tmp_files(dir, &base);
-        let gens = match retention::scan(&self.active) {
+        remove_tmp_files(&self.dir, &base);
+        let gens = match retention::scan(&self.dir, &self.active) {
             Ok(g) => g,
             Err(e) => return self.status.record(&e),
         };
@@ -125,11 +133,12 @@ impl ArchiveJob {
                     .any(|s| p.to_string_lossy().ends_with(s))
             });
             for p in plain {
+                let name = p.file_name().unwrap_or_default();
                 let result = if !packed.is_empty() {
                     // The compressed form was renamed into place: it is complete.
-                    fs::remove_file(p).map_err(|e| Error::io(format!("remove {}", p.display()), e))
+                    self.dir.remove(name)
                 } else if self.compression != Compression::None {
-                    compress::compress_file(p, self.compression, self.durable).map(drop)
+                    self.compress(name)
                 } else {
                     Ok(())
                 };
@@ -141,16 +150,16 @@ impl ArchiveJob {
     }
 }
 
-/// Removes `BASE.*.tmp` files in `dir`: compressions a crash interrupted.
-fn remove_tmp_files(dir: &Path, base: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
+/// Removes `BASE.*.tmp` names in `dir`: compressions a crash interrupted (or anything
+/// planted under such a name; a symlink is removed, never followed).
+fn remove_tmp_files(dir: &LogDir, base: &str) {
+    let Ok(names) = dir.names() else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&format!("{base}.")) && name.ends_with(TMP_SUFFIX) {
-            let _ = fs::remove_file(entry.path());
+    for name in names {
+        let text = name.to_string_lossy();
+        if text.starts_with(&format!("{base}.")) && text.ends_with(TMP_SUFFIX) {
+            let _ = dir.remove(&name);
         }
     }
 }

@@ -6,13 +6,21 @@
 //! rename leaves a `.tmp` that the next start removes and redoes; a crash after it leaves
 //! both forms, and the next start removes the uncompressed one. Either way every line exists
 //! in exactly one finished file.
+//!
+//! Every step goes through the log's [`LogDir`]: the source is opened without following
+//! a symlink and must be a regular file of ours (a planted symlink or device is refused,
+//! not copied), the temporary file is created with `O_EXCL | O_NOFOLLOW` (a name planted
+//! in advance is removed first, never opened), and the compressed file gets the source's
+//! mode and group (not the directory's, which a setgid directory would impose).
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{self, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
-use super::naming::{TMP_SUFFIX, with_suffix};
+use super::dir::LogDir;
+use super::naming::TMP_SUFFIX;
 use crate::{Error, ErrorKind, Result};
 
 /// How rotated files are compressed.
@@ -52,23 +60,37 @@ impl Compression {
     }
 }
 
-/// Compresses `src` to `src` + suffix and removes `src`; returns the new path.
+/// Compresses `name` in `dir` to `name` + suffix and removes `name`; returns the new path.
 ///
 /// `durable` fsyncs the compressed file before it replaces the original.
-pub(crate) fn compress_file(src: &Path, how: Compression, durable: bool) -> Result<PathBuf> {
-    let dst = with_suffix(src, how.suffix());
-    let tmp = with_suffix(&dst, TMP_SUFFIX);
-    let input = File::open(src).map_err(|e| Error::io(format!("open {}", src.display()), e))?;
+pub(crate) fn compress_file(
+    dir: &LogDir,
+    name: &OsStr,
+    how: Compression,
+    durable: bool,
+) -> Result<PathBuf> {
+    let dst_name = suffixed(name, how.suffix());
+    let tmp_name = suffixed(&dst_name, TMP_SUFFIX);
+    let (src, dst, tmp) = (dir.join(name), dir.join(&dst_name), dir.join(&tmp_name));
+    let input = dir.open_read(name)?;
     let meta = input
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", src.display()), e))?;
-    let out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(meta.mode() & 0o777)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    // A stale temporary (a crash, or a name planted in advance) is removed, not reused.
+    match dir.remove(&tmp_name) {
+        Err(e) if e.os_error() != Some(libc::ENOENT) => return Err(e),
+        _ => {}
+    }
+    let out = dir.create_new(&tmp_name, meta.mode() & 0o777)?;
+    // The source's group, not the one a setgid directory gives new files.
+    let gid = out
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", tmp.display()), e))?
+        .gid();
+    if gid != meta.gid() {
+        nix::unistd::fchown(&out, None, Some(nix::unistd::Gid::from_raw(meta.gid())))
+            .map_err(|e| Error::sys(format!("chown {}", tmp.display()), e))?;
+    }
     let written = encode(BufReader::with_capacity(64 * 1024, input), out, how).map_err(|e| {
         Error::io(
             format!("compress {} into {}", src.display(), tmp.display()),
@@ -78,7 +100,7 @@ pub(crate) fn compress_file(src: &Path, how: Compression, durable: bool) -> Resu
     let out = match written {
         Ok(out) => out,
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = dir.remove(&tmp_name);
             return Err(e);
         }
     };
@@ -91,10 +113,16 @@ pub(crate) fn compress_file(src: &Path, how: Compression, durable: bool) -> Resu
             .map_err(|e| Error::io(format!("set mtime of {}", tmp.display()), e))?;
     }
     drop(out);
-    fs::rename(&tmp, &dst)
-        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), dst.display()), e))?;
-    fs::remove_file(src).map_err(|e| Error::io(format!("remove {}", src.display()), e))?;
+    dir.rename(&tmp_name, &dst_name)?;
+    dir.remove(name)?;
     Ok(dst)
+}
+
+/// `name` with `suffix` appended.
+fn suffixed(name: &OsStr, suffix: &str) -> OsString {
+    let mut s = name.to_owned();
+    s.push(suffix);
+    s
 }
 
 /// Streams `input` through the encoder into `out`; returns `out` once the stream is finished.
@@ -124,7 +152,14 @@ fn encode(mut input: impl io::Read, out: File, how: Compression) -> io::Result<F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::io::Read;
+    use std::path::Path;
+
+    fn compress_path(src: &Path, how: Compression, durable: bool) -> Result<PathBuf> {
+        let dir = LogDir::of(src, true)?;
+        compress_file(&dir, src.file_name().unwrap(), how, durable)
+    }
 
     /// A temp dir removed on drop, even when the test fails.
     struct TempDir(PathBuf);
@@ -166,7 +201,7 @@ mod tests {
             .set_modified(old)
             .unwrap();
 
-        let dst = compress_file(&src, Compression::Gzip, true).unwrap();
+        let dst = compress_path(&src, Compression::Gzip, true).unwrap();
         assert_eq!(dst, dir.join("app.log.20250101-000000.gz"));
         assert!(!src.exists());
         assert_eq!(fs::metadata(&dst).unwrap().modified().unwrap(), old);
@@ -175,6 +210,32 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, body);
+    }
+
+    #[test]
+    fn a_planted_temporary_symlink_is_replaced_not_followed() {
+        let dir = temp_dir("planted-tmp");
+        let victim = dir.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let src = dir.join("app.log.20250101-000000");
+        fs::write(&src, "line\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("app.log.20250101-000000.gz.tmp")).unwrap();
+        let dst = compress_path(&src, Compression::Gzip, false).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(fs::symlink_metadata(&dst).unwrap().is_file());
+        assert!(!dir.join("app.log.20250101-000000.gz.tmp").exists());
+    }
+
+    #[test]
+    fn a_rotated_name_that_is_a_symlink_is_not_compressed() {
+        let dir = temp_dir("planted-src");
+        let victim = dir.join("victim");
+        fs::write(&victim, "secret").unwrap();
+        let src = dir.join("app.log.20250101-000000");
+        std::os::unix::fs::symlink(&victim, &src).unwrap();
+        let err = compress_path(&src, Compression::Gzip, false).unwrap_err();
+        assert_eq!(err.os_error(), Some(libc::ELOOP), "{err}");
+        assert!(!dir.join("app.log.20250101-000000.gz").exists());
     }
 
     #[cfg(feature = "zstd")]
@@ -186,7 +247,7 @@ mod tests {
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
         fs::write(&src, &body).unwrap();
-        let dst = compress_file(&src, Compression::Zstd, false).unwrap();
+        let dst = compress_path(&src, Compression::Zstd, false).unwrap();
         assert_eq!(dst, dir.join("app.log.20250101-000000.zst"));
         let back = zstd::stream::decode_all(File::open(&dst).unwrap()).unwrap();
         assert_eq!(back, body);
@@ -201,7 +262,7 @@ mod tests {
 
     #[test]
     fn missing_source_names_the_path() {
-        let err = compress_file(
+        let err = compress_path(
             Path::new("/nonexistent/app.log.x"),
             Compression::Gzip,
             false,
@@ -209,7 +270,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.os_error(), Some(libc::ENOENT));
         assert!(
-            err.to_string().starts_with("open /nonexistent/app.log.x:"),
+            err.to_string()
+                .starts_with("open log directory /nonexistent:"),
             "{err}"
         );
     }

@@ -70,6 +70,7 @@
 mod background;
 mod clock;
 mod compress;
+mod dir;
 mod format;
 mod journald;
 mod layer;
@@ -90,6 +91,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use compress::Compression;
+pub use dir::{LogDir, create_log_file, open_log_file};
 pub use format::Format;
 pub use journald::{JOURNAL_SOCKET, JournaldWriter, encode_field, field_name};
 pub use line_stream::LineStream;

@@ -44,17 +44,17 @@ pub(crate) fn base_name(active: &Path) -> String {
 /// process (retention may have deleted it, and reusing its number would put a newer file
 /// before older ones). Returns the path and its `(stamp, seq)`.
 pub(crate) fn rotated_path(
+    dir: &super::dir::LogDir,
     active: &Path,
     now: SystemTime,
     last: Option<&(String, u32)>,
 ) -> (PathBuf, (String, u32)) {
     let stamp = Utc::from_system_time(now).compact();
     let base = base_name(active);
-    let dir = super::retention::parent_dir(active);
     let mut next = last.filter(|(s, _)| *s == stamp).map_or(0, |(_, n)| n + 1);
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if let Some(r) = parse(&base, dir, &e.file_name().to_string_lossy())
+    if let Ok(names) = dir.names() {
+        for n in names {
+            if let Some(r) = parse(&base, dir.path(), &n.to_string_lossy())
                 && r.stamp == stamp
             {
                 next = next.max(r.seq + 1);
@@ -75,7 +75,9 @@ pub(crate) fn rotated_path(
 /// file is being compressed both `NAME.STAMP` and `NAME.STAMP.gz` may exist for a moment;
 /// the plain one is listed. A reader racing the archiver may find it gone when it opens it:
 /// the same path with `.gz` (or `.zst`) appended then holds the same lines. Files removed by
-/// retention meanwhile are simply gone. The active file itself is not listed.
+/// retention meanwhile are simply gone. The active file itself is not listed, nor is
+/// anything that is not a regular file (a symlink planted among them). No symlink in the
+/// path is followed (see [`open_log_file`](super::open_log_file)).
 ///
 /// ```no_run
 /// for p in daemonic::logging::rotated_files("/var/log/web/web.log".as_ref())? {
@@ -84,7 +86,8 @@ pub(crate) fn rotated_path(
 /// # Ok::<(), daemonic::Error>(())
 /// ```
 pub fn rotated_files(active: &Path) -> crate::Result<Vec<PathBuf>> {
-    Ok(super::retention::scan(active)?
+    let dir = super::dir::LogDir::of(active, false)?;
+    Ok(super::retention::scan(&dir, active)?
         .into_iter()
         .filter_map(|g| {
             let plain = g.paths.iter().position(|p| {
@@ -99,13 +102,6 @@ pub fn rotated_files(active: &Path) -> crate::Result<Vec<PathBuf>> {
             }
         })
         .collect())
-}
-
-/// `path` with `suffix` appended to its file name.
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Parses `file_name` as a rotated sibling of the active file named `base`.

@@ -7,12 +7,12 @@
 //! once at startup.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::dir::LogDir;
 use super::naming::{self, Rotated};
-use crate::{Error, Result};
+use crate::Result;
 
 /// How many rotated files to keep. The default keeps everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,22 +37,28 @@ pub(crate) struct Generation {
     pub mtime: SystemTime,
 }
 
-/// Lists the rotated siblings of `active`, oldest first, grouped by rotation.
-pub(crate) fn scan(active: &Path) -> Result<Vec<Generation>> {
-    let dir = parent_dir(active);
+/// Lists the rotated siblings of `active` in `dir`, oldest first, grouped by rotation.
+/// Only regular files count: a symlink or anything else planted under a rotated name is
+/// neither listed, compressed nor deleted.
+pub(crate) fn scan(dir: &LogDir, active: &Path) -> Result<Vec<Generation>> {
     let base = naming::base_name(active);
-    let entries =
-        fs::read_dir(dir).map_err(|e| Error::io(format!("read directory {}", dir.display()), e))?;
     let mut by_key: BTreeMap<(String, u32), Generation> = BTreeMap::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(r) = naming::parse(&base, dir, &name.to_string_lossy()) else {
+    for name in dir.names()? {
+        let Some(r) = naming::parse(&base, dir.path(), &name.to_string_lossy()) else {
             continue;
         };
         // A file that vanished meanwhile (another process's retention) is simply skipped.
-        let Ok(mtime) = entry.metadata().and_then(|m| m.modified()) else {
+        let Ok(st) = dir.stat(&name) else {
             continue;
         };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        let mtime = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                st.st_mtime.max(0) as u64,
+                st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+            );
         let Rotated {
             path, stamp, seq, ..
         } = r;
@@ -83,30 +89,27 @@ pub(crate) fn expired(gens: &[Generation], policy: Retention, now: SystemTime) -
 }
 
 /// Deletes what `policy` expires; returns the paths removed.
-pub(crate) fn enforce(active: &Path, policy: Retention, now: SystemTime) -> Result<Vec<PathBuf>> {
+pub(crate) fn enforce(
+    dir: &LogDir,
+    active: &Path,
+    policy: Retention,
+    now: SystemTime,
+) -> Result<Vec<PathBuf>> {
     if !policy.is_bounded() {
         return Ok(Vec::new());
     }
-    let gens = scan(active)?;
+    let gens = scan(dir, active)?;
     let mut removed = Vec::new();
     for i in expired(&gens, policy, now) {
         for p in &gens[i].paths {
-            match fs::remove_file(p) {
+            match dir.remove(p.file_name().unwrap_or_default()) {
                 Ok(()) => removed.push(p.clone()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("remove {}", p.display()), e)),
+                Err(e) if e.os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
             }
         }
     }
     Ok(removed)
-}
-
-/// The directory holding `active` (`.` for a bare file name).
-pub(crate) fn parent_dir(active: &Path) -> &Path {
-    match active.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 #[cfg(test)]

@@ -23,9 +23,8 @@
 //!   If the new file cannot be opened, the rename is undone and writing continues in the
 //!   old file: lines are never written to a file that is being compressed.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,11 +33,12 @@ use std::time::{Duration, SystemTime};
 use super::background::{ArchiveStatus, Archiver, Ticker};
 use super::clock::{self, Utc};
 use super::compress::Compression;
+use super::dir::{self, LogDir};
 use super::format::{Format, escape_json};
 use super::naming;
 pub(crate) use super::policy::Config;
 pub use super::policy::{Flush, Fsync, Period, Stats};
-use super::retention::{self, Retention};
+use super::retention::Retention;
 use crate::{Error, ErrorKind, Result};
 
 /// Builder for a [`RotatingWriter`]; start with [`RotatingWriter::builder`].
@@ -100,9 +100,13 @@ impl RotatingWriterBuilder {
         self.cfg.mode = mode & 0o7777;
         self
     }
-    /// Open the path even if it is a symlink (default `false`: a symlink fails with `ELOOP`,
-    /// so one planted in the log directory cannot redirect the writes). For a path that is
-    /// a symlink on purpose, such as `/dev/stdout` in a container image.
+    /// Open the path even if it is a symlink (default `false`: a symlink at the file, or an
+    /// untrusted one in the path, fails with `ELOOP`, so one planted in the log directory,
+    /// or a directory of the path swapped for one, cannot redirect the writes; and as root
+    /// a directory another
+    /// user could write is refused, see [`LogDir`](super::LogDir)). For a path that is a
+    /// symlink on purpose, such as `/dev/stdout` in a container image; it also skips the
+    /// directory checks.
     pub fn follow_symlinks(mut self, follow: bool) -> Self {
         self.cfg.follow_symlinks = follow;
         self
@@ -115,6 +119,11 @@ impl RotatingWriterBuilder {
 
     /// Opens (creating if needed) the file, starts the background threads, and, if the
     /// existing file was last written in an earlier time period, rotates it first.
+    ///
+    /// The directory is opened once, here, following only trusted symlinks, and (as root)
+    /// checked as [`LogDir`](super::LogDir) describes; every later open, rename,
+    /// compression and deletion goes through its descriptor. A refusal is
+    /// [`ErrorKind::InvalidInput`] and names the directory and the reason.
     pub fn open(self) -> Result<RotatingWriter> {
         let cfg = self.cfg;
         cfg.compression.check_available()?;
@@ -124,16 +133,22 @@ impl RotatingWriterBuilder {
                 format!("open log {}: not a file path", cfg.path.display()),
             ));
         }
-        let file = open_append(&cfg)?;
+        let dir = Arc::new(if cfg.follow_symlinks {
+            LogDir::open_following(dir::parent_of(&cfg.path))?
+        } else {
+            LogDir::of(&cfg.path, true)?
+        });
+        let file = open_append(&cfg, &dir)?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", cfg.path.display()), e))?;
         let now = SystemTime::now();
         let status = Arc::new(ArchiveStatus::default());
         let archiver = (cfg.compression != Compression::None || cfg.retention.is_bounded())
-            .then(|| Archiver::spawn(&cfg, Arc::clone(&status)))
+            .then(|| Archiver::spawn(&cfg, Arc::clone(&dir), Arc::clone(&status)))
             .transpose()?;
         let state = State {
+            dir,
             file,
             buf: Vec::with_capacity(cfg.buffer_capacity),
             size: meta.len(),
@@ -204,6 +219,8 @@ pub(crate) struct Shared {
 
 #[derive(Debug)]
 pub(crate) struct State {
+    /// The log's directory, opened once (see [`LogDir`]).
+    dir: Arc<LogDir>,
     file: File,
     buf: Vec<u8>,
     /// Bytes in the file, counting the buffer.
@@ -317,7 +334,7 @@ impl RotatingWriter {
         let cfg = &self.shared.cfg;
         let mut st = self.shared.lock();
         st.flush_buf(cfg);
-        let file = open_append(cfg)?;
+        let file = open_append(cfg, &st.dir)?;
         st.size = file.metadata().map(|m| m.len()).unwrap_or(0);
         st.rotate_at = cfg.max_size;
         st.file = file;
@@ -541,27 +558,26 @@ impl State {
         {
             self.record_error(format!("fsync {}: {e}", cfg.path.display()));
         }
-        let (target, name) = naming::rotated_path(&cfg.path, now, self.last_rotated.as_ref());
-        if let Err(e) = fs::rename(&cfg.path, &target) {
-            self.rotation_failed(
-                cfg,
-                format!("rename {} to {}: {e}", cfg.path.display(), target.display()),
-            );
+        let (target, name) =
+            naming::rotated_path(&self.dir, &cfg.path, now, self.last_rotated.as_ref());
+        let active = active_name(cfg);
+        let rotated = target.file_name().unwrap_or_default();
+        if let Err(e) = self.dir.rename(active, rotated) {
+            self.rotation_failed(cfg, e.to_string());
             return;
         }
-        let file = match open_append(cfg) {
+        let file = match open_append(cfg, &self.dir) {
             Ok(f) => f,
             Err(e) => {
-                let undo = fs::rename(&target, &cfg.path);
+                let undo = self.dir.rename(rotated, active);
                 self.rotation_failed(cfg, format!("{e} (rotation undone: {})", undo.is_ok()));
                 return;
             }
         };
-        if cfg.fsync != Fsync::Never {
-            let dir = retention::parent_dir(&cfg.path);
-            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-                self.record_error(format!("fsync directory {}: {e}", dir.display()));
-            }
+        if cfg.fsync != Fsync::Never
+            && let Err(e) = self.dir.sync()
+        {
+            self.record_error(e.to_string());
         }
         self.file = file;
         self.size = 0;
@@ -621,19 +637,12 @@ fn loss_marker(cfg: &Config, loss: &Loss) -> Vec<u8> {
 }
 
 /// Opens the log for appending (`O_APPEND | O_CREAT | O_CLOEXEC`, and `O_NOFOLLOW` unless
-/// told to follow symlinks).
-pub(crate) fn open_append(cfg: &Config) -> Result<File> {
-    let path = &cfg.path;
-    let nofollow = if cfg.follow_symlinks {
-        0
-    } else {
-        libc::O_NOFOLLOW
-    };
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(cfg.mode)
-        .custom_flags(nofollow)
-        .open(path)
-        .map_err(|e| Error::io(format!("open {}", path.display()), e))
+/// told to follow symlinks), relative to its directory's descriptor.
+pub(crate) fn open_append(cfg: &Config, dir: &LogDir) -> Result<File> {
+    dir.open_append(active_name(cfg), cfg.mode)
+}
+
+/// The active file's name in its directory (`open` checked that there is one).
+fn active_name(cfg: &Config) -> &std::ffi::OsStr {
+    cfg.path.file_name().unwrap_or_default()
 }

@@ -15,7 +15,7 @@
 //!   file risks under any policy short of an fsync per write;
 //! * the archiver thread (compression, retention) sleeps on its queue until a rotation.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -43,7 +43,9 @@ pub struct LogArgs {
     /// FILE.20250309-140702, …) [default: LOG_DIR/NAME.log, where LOG_DIR is the state
     /// directory if --state-dir/DAEMONIC_STATE_DIR is set, else /var/log/daemonic for root,
     /// else $XDG_STATE_HOME/daemonic/log (~/.local/state/daemonic/log)]. Missing
-    /// directories are created (mode 0700); files are created with mode 0640.
+    /// directories are created (mode 0700); files are created with mode 0640. No symlink
+    /// in the path is followed. As root, a log directory not owned by root or writable by
+    /// group or others is refused: the service could plant, replace or delete its logs.
     #[arg(long, value_name = "FILE", help_heading = "Logs")]
     pub log_file: Option<PathBuf>,
     /// Write the child's stderr to its own FILE (same rotation settings) instead of
@@ -117,18 +119,14 @@ impl LogConfig {
     }
 
     /// Creates the log directories and files without opening writers (which start a
-    /// thread): a launcher calls this before it forks, so that `Permission denied` reaches
-    /// the user's terminal; the detached supervisor then calls [`open`](Self::open).
+    /// thread): a launcher calls this before it forks, so that `Permission denied` (or,
+    /// as root, the refusal of a log directory the service could write: see
+    /// [`daemonic::logging::LogDir`]) reaches the user's terminal; the detached
+    /// supervisor then calls [`open`](Self::open).
     pub fn prepare(&self) -> Result<()> {
         for path in std::iter::once(&self.path).chain(&self.stderr_path) {
             create_dir(path)?;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(LOG_FILE_MODE)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .with_context(|| format!("open {}", path.display()))?;
+            daemonic::logging::create_log_file(path, LOG_FILE_MODE)?;
         }
         Ok(())
     }
