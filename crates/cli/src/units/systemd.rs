@@ -29,6 +29,7 @@
 //! when asked for (`unit-protect-system`, `unit-set`).
 
 mod unit_file;
+mod visible;
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +42,7 @@ use crate::config::{Config, Def};
 use crate::service::{Readiness, ServiceArgs};
 use crate::supervisor::policy::Restart;
 use unit_file::{UnitFile, env_assignment, exec_line, list_path, plain, span};
+use visible::{Hider, Needs};
 
 /// How long `daemonic run` may take beyond the service's own stop timeout to stop it,
 /// SIGKILL what is left and exit, before systemd SIGKILLs the whole cgroup.
@@ -60,6 +62,12 @@ const SAID_BY_SYSTEMD: &[&str] = &[
     "chroot",
     "umask",
 ];
+
+/// systemd's own start limit (`DefaultStartLimitBurst=`, `DefaultStartLimitIntervalSec=`),
+/// which a unit without `start-limit` gets: 5 starts within 10 s (longer with a long
+/// `backoff`: see [`start_limit`]), then the unit fails instead of restarting forever.
+const START_LIMIT_BURST: u32 = 5;
+const START_LIMIT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The unit file name of service `name`.
 pub fn unit_name(name: &str) -> String {
@@ -149,7 +157,24 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
         u.add(Section::Service, "Environment", env_assignment(k, v));
     }
     privileges(&mut u, &a, cx.scope)?;
-    harden(&mut u, name, &a, cx.scope);
+    let mut needs = Needs::default();
+    if let Some(program) = def.command.first() {
+        needs.program(Path::new(program));
+    }
+    if !wrap.is_empty() {
+        needs.program(cx.daemonic);
+    }
+    if let Some(dir) = &a.dir {
+        needs.read(dir, false);
+    }
+    for file in &a.env_file {
+        let text = file.to_string_lossy();
+        match text.strip_prefix('-') {
+            Some(rest) => needs.read(Path::new(rest), true),
+            None => needs.read(file, false),
+        }
+    }
+    harden(&mut u, name, &a, cx.scope, &mut needs);
     u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
     u.apply(&a.unit.unit_set);
     Ok(u.render())
@@ -174,8 +199,11 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
         )),
         _ => {}
     }
-    if a.watchdog.is_some() && !notify {
-        u.add(Section::Service, "NotifyAccess", "main");
+    if notify || a.watchdog.is_some() {
+        // `all`: READY=1 and WATCHDOG=1 count from any process of the unit, not only the
+        // main one — a shell that runs `systemd-notify --ready` is the usual case (systemd's
+        // default `main` drops it: "reception only permitted for main PID").
+        u.add(Section::Service, "NotifyAccess", "all");
     }
     u.add(Section::Service, "ExecStart", exec_line(&def.command));
     u.add(
@@ -213,8 +241,14 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
             u.add(Section::Unit, "StartLimitIntervalSec", span(limit.window));
             u.add(Section::Unit, "StartLimitBurst", limit.burst.to_string());
         }
-        None => u.add(Section::Unit, "StartLimitIntervalSec", "0"),
+        None => {
+            let (burst, window) = start_limit(a);
+            u.add(Section::Unit, "StartLimitIntervalSec", span(window));
+            u.add(Section::Unit, "StartLimitBurst", burst.to_string());
+        }
     }
+    // Readiness: how long until READY=1 (Type=notify) or the exec (Type=exec).
+    u.add(Section::Service, "TimeoutStartSec", span(a.timeout));
     if let Some(w) = a.watchdog {
         u.add(Section::Service, "WatchdogSec", span(w));
     }
@@ -234,6 +268,13 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Re
         );
     }
     u.add(Section::Service, "Type", "notify");
+    // daemonic reports READY=1 once its probe passed, which may take the service's
+    // `timeout`; then daemonic itself gives up (and restarts by the policy).
+    u.add(
+        Section::Service,
+        "TimeoutStartSec",
+        span(a.timeout + WRAPPER_STOP_MARGIN),
+    );
     let mut words = vec![cx.daemonic.display().to_string(), "run".to_string()];
     words.extend(
         def.flags
@@ -338,7 +379,7 @@ fn privileges(u: &mut UnitFile, a: &ServiceArgs, scope: Scope) -> Result<()> {
 }
 
 /// The sandboxing of `--unit-hardening` and the `unit-*` adjustments (module docs).
-fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope) {
+fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope, needs: &mut Needs) {
     let h = &a.unit;
     let level = h.unit_hardening;
     let system = scope == Scope::System;
@@ -364,11 +405,31 @@ fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope) {
         };
         u.add(Section::Service, "ProtectSystem", value);
     }
-    let protect_home = h.unit_protect_home.or(match (level, system) {
+    for file in a.log.log_file.iter().chain(&a.log.log_stderr_file) {
+        if let Some(dir) = file.parent() {
+            // Optional: a missing directory is daemonic's to create (and report).
+            needs.write(dir, true);
+        }
+    }
+    for dir in &h.unit_writable {
+        needs.write(dir, false);
+    }
+    let mut protect_home = h.unit_protect_home.or(match (level, system) {
         (Hardening::Strict, true) => Some(ProtectHome::Yes),
         (Hardening::Relaxed, true) => Some(ProtectHome::ReadOnly),
         _ => None,
     });
+    if protect_home == Some(ProtectHome::Yes) && needs.under_home() {
+        // Empty homes that the needed paths can be bound into (visible.rs).
+        protect_home = Some(ProtectHome::Tmpfs);
+    }
+    let mut hides = Vec::new();
+    if matches!(protect_home, Some(ProtectHome::Yes | ProtectHome::Tmpfs)) {
+        hides.push(Hider::ProtectHome);
+    }
+    if system && level != Hardening::Off {
+        hides.push(Hider::PrivateTmp);
+    }
     if let Some(ph) = protect_home {
         let value = match ph {
             ProtectHome::Yes => "yes",
@@ -431,16 +492,58 @@ fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope) {
         on("RestrictSUIDSGID", u);
         on("LockPersonality", u);
     }
-    if level == Hardening::Strict {
+    if strict_system {
+        // The service's own mounts (none, without capabilities) stay its own.
+        on("PrivateMounts", u);
+        if a.privileges.umask.is_none() {
+            // Files it creates are not world-readable (its `umask` key says otherwise).
+            u.add(Section::Service, "UMask", "0027");
+        }
+    }
+    if h.unit_deny_write_execute {
         on("MemoryDenyWriteExecute", u);
+    }
+    if level == Hardening::Strict {
         if system {
             on("RemoveIPC", u);
         }
         u.add(Section::Service, "SystemCallArchitectures", "native");
         u.add(Section::Service, "SystemCallFilter", "@system-service");
+        // As Debian's redis unit: no set*id/chown/mount/… (@privileged) and no raising of
+        // limits or priorities (@resources); a denied call fails with EPERM.
+        u.add(
+            Section::Service,
+            "SystemCallFilter",
+            "~@privileged @resources",
+        );
         u.add(Section::Service, "SystemCallErrorNumber", "EPERM");
     }
-    writable(u, name, a, scope, protect_system);
+    if let Some(n) = &h.unit_limit_nofile {
+        u.add(Section::Service, "LimitNOFILE", n.clone());
+    }
+    let (read_only, read_write) = needs.binds(&hides);
+    if !read_only.is_empty() {
+        u.add(Section::Service, "BindReadOnlyPaths", read_only.join(" "));
+    }
+    if !read_write.is_empty() {
+        u.add(Section::Service, "BindPaths", read_write.join(" "));
+    }
+    writable(
+        u,
+        name,
+        a,
+        scope,
+        protect_system,
+        &needs.visible_writes(&hides),
+    );
+}
+
+/// Without `start-limit`: systemd's default, 5 starts within 10 s, the window widened
+/// to 5 restart delays when `backoff` is long (else a unit that cannot start, restarted
+/// every 3 s, would never reach 5 starts in 10 s and would restart forever).
+fn start_limit(a: &ServiceArgs) -> (u32, Duration) {
+    let window = START_LIMIT_INTERVAL.max(a.backoff * START_LIMIT_BURST);
+    (START_LIMIT_BURST, window)
 }
 
 /// What the service may write despite `ProtectSystem=`.
@@ -450,41 +553,58 @@ fn writable(
     a: &ServiceArgs,
     scope: Scope,
     ps: Option<ProtectSystem>,
+    writes: &[(std::path::PathBuf, bool)],
 ) {
-    let Some(ps) = ps.filter(|p| *p != ProtectSystem::No) else {
-        return;
-    };
     let system = scope == Scope::System;
-    if system && ps == ProtectSystem::Strict {
-        u.add(Section::Service, "StateDirectory", plain(name));
+    let h = &a.unit;
+    // The unit's own directories, created and owned for the service (also without
+    // ProtectSystem=: they are where a DynamicUser= service may write at all).
+    let mut state: Vec<String> = h.unit_state_directory.clone();
+    if state.is_empty() && system && ps == Some(ProtectSystem::Strict) {
+        state.push(name.to_string());
     }
-    let logs = a.log.log_file.iter().chain(&a.log.log_stderr_file);
-    let mut logs_dirs: Vec<String> = Vec::new();
-    let mut rw: Vec<String> = Vec::new();
-    for file in logs {
-        let Some(dir) = file.parent() else { continue };
-        match dir.strip_prefix("/var/log") {
-            Ok(rel) if system && !rel.as_os_str().is_empty() => {
-                logs_dirs.push(rel.display().to_string())
+    if system {
+        for (key, dirs) in [
+            ("StateDirectory", &state),
+            ("RuntimeDirectory", &h.unit_runtime_directory),
+        ] {
+            if !dirs.is_empty() {
+                let dirs: Vec<String> = dirs.iter().map(|d| list_path(d)).collect();
+                u.add(Section::Service, key, dirs.join(" "));
             }
-            // `-`: a missing directory is daemonic's to create (and report).
-            _ => rw.push(format!("-{}", list_path(&dir.display().to_string()))),
         }
     }
-    rw.extend(
-        a.unit
-            .unit_writable
-            .iter()
-            .map(|d| list_path(&d.display().to_string())),
-    );
+    let mut logs_dirs: Vec<String> = if system {
+        h.unit_logs_directory.clone()
+    } else {
+        Vec::new()
+    };
+    let Some(_) = ps.filter(|p| *p != ProtectSystem::No) else {
+        add_logs_directory(u, &logs_dirs);
+        return;
+    };
+    let mut rw: Vec<String> = Vec::new();
+    for (dir, optional) in writes {
+        let dash = if *optional { "-" } else { "" };
+        match dir.strip_prefix("/var/log") {
+            Ok(rel) if system && *optional && !rel.as_os_str().is_empty() => {
+                logs_dirs.push(rel.display().to_string())
+            }
+            _ => rw.push(format!("{dash}{}", list_path(&dir.display().to_string()))),
+        }
+    }
     logs_dirs.dedup();
     rw.dedup();
-    if !logs_dirs.is_empty() {
-        let dirs: Vec<String> = logs_dirs.iter().map(|d| list_path(d)).collect();
-        u.add(Section::Service, "LogsDirectory", dirs.join(" "));
-    }
+    add_logs_directory(u, &logs_dirs);
     if !rw.is_empty() {
         u.add(Section::Service, "ReadWritePaths", rw.join(" "));
+    }
+}
+
+fn add_logs_directory(u: &mut UnitFile, dirs: &[String]) {
+    if !dirs.is_empty() {
+        let dirs: Vec<String> = dirs.iter().map(|d| list_path(d)).collect();
+        u.add(Section::Service, "LogsDirectory", dirs.join(" "));
     }
 }
 
