@@ -28,8 +28,11 @@
 //! `PrivateTmp=`, …) need unprivileged user namespaces there, so they are written only
 //! when asked for (`unit-protect-system`, `unit-set`).
 
+mod names;
 mod unit_file;
 mod visible;
+
+pub use names::clashes;
 
 use std::path::Path;
 use std::time::Duration;
