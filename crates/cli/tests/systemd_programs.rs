@@ -141,11 +141,13 @@ fn cases(p: &Project, tag: &str, base: u16) -> Vec<Case> {
     });
 
     let port = base + 2;
+    // The python3 of this PATH, as a user's shell finds it: here a pyenv shim in /root.
+    let python = found("python3").unwrap_or_else(|| "python3".into());
     out.push(Case {
         name: format!("{tag}-python"),
         missing: missing("python3"),
         table: format!(
-            "command = [\"python3\", \"-m\", \"http.server\", \"{port}\", \"--bind\", \"127.0.0.1\"]\n\
+            "command = [{python:?}, \"-m\", \"http.server\", \"{port}\", \"--bind\", \"127.0.0.1\"]\n\
              ready = \"http://127.0.0.1:{port}/\"\nreload-signal = \"WINCH\"\n"
         ),
         checks: vec![http_get(port, "notify.sh")],
