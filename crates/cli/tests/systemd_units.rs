@@ -7,9 +7,9 @@
 //! with a reason where a sandbox cannot boot (not root, no systemd, no namespaces); the
 //! sandbox is powered off, and everything in it ended, even when a test fails.
 //!
-//! The units run with the default (strict) hardening: `ProtectHome=` hides /home and
-//! /root, where a checkout may live, so the binaries are copied into the sandbox's own
-//! /run (a tmpfs that disappears with it) and the units point there.
+//! The units run with the default (strict) hardening. The binaries are copied into the
+//! sandbox's own /run (a tmpfs that disappears with it) and the units point there;
+//! projects in /tmp and /root, which the sandbox binds in, are `systemd_programs.rs`.
 
 #[path = "../../daemonic/tests/support/sandbox.rs"]
 mod sandbox;

@@ -17,7 +17,8 @@ pub enum Hardening {
     /// Everything a typical network service can live with: a dynamic user unless
     /// --user is given, a read-only system, no home, private /tmp and /dev, no
     /// capabilities, a system-call filter without privileged and resource calls, only
-    /// unix and IP sockets, … (exposure 1.2). JIT runtimes still work.
+    /// unix and IP sockets, … (exposure 1.1; 1.3 with ready = "notify"). JIT runtimes
+    /// still work.
     Strict,
     /// What rarely breaks a program: no new privileges, /usr /boot /etc read-only, home
     /// read-only, private /tmp, kernel and cgroup settings protected; runs as root
@@ -65,7 +66,8 @@ pub struct UnitArgs {
     #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
     pub unit_protect_system: Option<ProtectSystem>,
     /// The unit's ProtectHome= (yes, read-only, tmpfs, no) [default: yes with strict
-    /// hardening, read-only with relaxed].
+    /// hardening (tmpfs when the service needs a path in a home, which is bound in),
+    /// read-only with relaxed].
     #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
     pub unit_protect_home: Option<ProtectHome>,
     /// The socket families the service may create, for RestrictAddressFamilies=
@@ -74,8 +76,9 @@ pub struct UnitArgs {
     /// hardening].
     #[arg(long, value_parser = parse_families, value_name = "FAMILIES", help_heading = HEADING)]
     pub unit_address_families: Option<Families>,
-    /// A directory the service may write to despite ProtectSystem= (ReadWritePaths=;
-    /// repeatable). Its own state directory (/var/lib/NAME, $STATE_DIRECTORY) always is.
+    /// A directory the service may write to despite ProtectSystem= (ReadWritePaths=, or
+    /// BindPaths= under /tmp or a home; repeatable). Its own state directory
+    /// (/var/lib/NAME, $STATE_DIRECTORY) always is.
     #[arg(long, value_name = "DIR", help_heading = HEADING)]
     pub unit_writable: Vec<PathBuf>,
     /// Forbid memory that is writable and executable (MemoryDenyWriteExecute=yes): breaks
