@@ -682,3 +682,36 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_path_the_dynamic_user_cannot_read_is_warned_about_and_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("units-unreadable");
+    let closed = env.dir.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = config(
+        &env,
+        &format!(
+            "[services.closed]\ncommand = [{:?}, \"1\"]\ndir = \"closed\"\n\n\
+             [services.owned]\ncommand = [{:?}, \"1\"]\ndir = \"closed\"\nuser = \"daemon\"\n",
+            fixture("sleeper"),
+            fixture("sleeper")
+        ),
+    );
+    let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "closed", "--system"]);
+    assert!(out.status.success());
+    let want = format!(
+        "{0} is not readable by the service's dynamic user: {0} is closed to others (chmod o+rx it, or give the service a `user`)",
+        closed.display()
+    );
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    let dir = env.dir.join("units");
+    let out = install(&env, &file, &dir, &["closed", "--system"]);
+    assert!(!out.status.success(), "installed");
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    // With a user of its own the permissions are that user's business.
+    let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "owned", "--system"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "");
+}

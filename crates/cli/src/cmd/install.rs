@@ -8,7 +8,8 @@
 //! wrote (they start with [`MARKER`](crate::units::MARKER)) unless `--force`. A unit
 //! whose name clashes with a packaged unit, an `Alias=` of one, or an existing
 //! `/var/lib/NAME` it would take as its `StateDirectory=` is refused too (into any
-//! directory, `--unit-dir` included), unless `--force`: see `units::systemd::clashes`.
+//! directory, `--unit-dir` included), unless `--force`: see `units::systemd::clashes`; so
+//! is a unit whose dynamic user could not read a path it needs (`systemd::unreadable`).
 //!
 //! With `--now`, units whose files changed and that run are restarted (`try-restart`),
 //! then the service is started (`systemctl start` waits until it is ready for
@@ -67,11 +68,11 @@ pub fn run(a: Args) -> Result<u8> {
     let mut changed = Vec::new();
     for unit in &units {
         let path = dir.join(&unit.file_name);
-        if !a.force && !unit.clashes.is_empty() {
+        if !a.force && !unit.problems.is_empty() {
             bail!(
-                "{}: {}. Rename the service, or use --force",
+                "{}: {}. Not installed (--force installs it anyway)",
                 unit.file_name,
-                unit.clashes.join("; ")
+                unit.problems.join("; ")
             );
         }
         let change = write(&path, unit, a.force)?;

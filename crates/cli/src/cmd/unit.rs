@@ -74,8 +74,9 @@ impl Target {
 pub struct Generated {
     pub file_name: String,
     pub text: String,
-    /// Why its name clashes with a packaged unit, an alias or a state directory.
-    pub clashes: Vec<String>,
+    /// Why installing it would go wrong: its name clashes with a packaged unit, an alias
+    /// or a state directory; its dynamic user could not read a path it needs.
+    pub problems: Vec<String>,
 }
 
 impl Generated {
@@ -85,11 +86,11 @@ impl Generated {
             .filter_map(|l| l.strip_prefix("StateDirectory="))
             .flat_map(|v| v.split_whitespace().map(str::to_string))
             .collect();
-        let clashes = systemd::clashes(&file_name, scope, &state);
+        let problems = systemd::clashes(&file_name, scope, &state);
         Generated {
             file_name,
             text,
-            clashes,
+            problems,
         }
     }
 }
@@ -104,8 +105,8 @@ pub fn run(a: Args) -> Result<u8> {
     let unit = units
         .last()
         .expect("generate returns the unit asked for last");
-    for why in &unit.clashes {
-        eprintln!("warning: {why}; `daemonic install` refuses it (rename the service, or --force)");
+    for why in &unit.problems {
+        eprintln!("warning: {why}; `daemonic install` refuses it (--force installs it anyway)");
     }
     print!("{}", unit.text);
     Ok(0)
@@ -155,11 +156,13 @@ pub fn generate(
             bail!("no service named {n:?} in {}", config.file.display());
         };
         let def = with_program_path(def);
-        out.push(Generated::new(
+        let mut unit = Generated::new(
             systemd::unit_name(&n),
             systemd::service_unit(&def, &cx).with_context(|| n.clone())?,
             cx.scope,
-        ));
+        );
+        unit.problems.extend(systemd::unreadable(&def, &cx)?);
+        out.push(unit);
     }
     // The one asked for is last in start order, after what it depends on.
     Ok(out)

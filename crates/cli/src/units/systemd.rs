@@ -163,11 +163,21 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
         u.add(Section::Service, "Environment", env_assignment(k, v));
     }
     privileges(&mut u, &a, cx.scope)?;
+    let mut needs = needs(def, &a, cx);
+    harden(&mut u, name, &a, cx.scope, &mut needs);
+    u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
+    u.apply(&a.unit.unit_set);
+    Ok(u.render())
+}
+
+/// The paths service `def` reads (its program, `daemonic` for `daemonic run`, its working
+/// directory and env files); what it writes is added by the hardening.
+fn needs(def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Needs {
     let mut needs = Needs::default();
     if let Some(program) = def.command.first() {
         needs.program(Path::new(program));
     }
-    if !wrap.is_empty() {
+    if !wrapper_reasons(a).is_empty() {
         needs.program(cx.daemonic);
     }
     if let Some(dir) = &a.dir {
@@ -180,10 +190,21 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
             None => needs.read(file, false),
         }
     }
-    harden(&mut u, name, &a, cx.scope, &mut needs);
-    u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
-    u.apply(&a.unit.unit_set);
-    Ok(u.render())
+    needs
+}
+
+/// Why the service's dynamic user (strict hardening, no `user`) could not read a path it
+/// needs: a directory on the way that "others" may not enter, a file they may not read.
+/// Empty: nothing to say (or the service has a user of its own).
+pub fn unreadable(def: &Def, cx: &Context<'_>) -> Result<Vec<String>> {
+    let a = def.args()?;
+    let dynamic = cx.scope == Scope::System
+        && a.privileges.user.is_none()
+        && a.unit.unit_hardening == Hardening::Strict;
+    if !dynamic {
+        return Ok(Vec::new());
+    }
+    Ok(needs(def, &a, cx).unreadable())
 }
 
 /// The program runs as the unit's main process; systemd supervises it.

@@ -24,8 +24,9 @@
 //!   create) are bound with a leading `-`: a missing one is skipped, not a failed start.
 //!
 //! The service's user must still be allowed to read what is bound: with `DynamicUser=`
-//! that is what "others" may read (a `0700` project directory is refused at start with
-//! `Permission denied`: `chmod o+rx` it, or give the service a `user`).
+//! that is what "others" may read. A `0700` project directory would fail at start with
+//! `Permission denied`; [`Needs::unreadable`] says so first (`unit` warns, `install`
+//! refuses): `chmod o+rx` it, or give the service a `user`.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -122,6 +123,40 @@ impl Needs {
         (ro, rw)
     }
 
+    /// Why "others" (a `DynamicUser=` uid) cannot reach a needed read path: each
+    /// directory on its way needs `o+x`, the path itself `o+r` (a directory `o+rx`).
+    /// The trees the sandbox replaces (`/tmp`, a home's parents) are not on the way.
+    pub fn unreadable(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        for (path, _) in &self.read {
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
+            use std::os::unix::fs::PermissionsExt;
+            let need = if meta.is_dir() { 0o005 } else { 0o004 };
+            let mut blocked = (meta.permissions().mode() & need != need).then(|| path.clone());
+            for dir in path.ancestors().skip(1) {
+                if replaced(dir) || blocked.is_some() {
+                    continue;
+                }
+                let enter =
+                    std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+                if !enter {
+                    blocked = Some(dir.to_path_buf());
+                }
+            }
+            if let Some(at) = blocked {
+                why.push(format!(
+                    "{} is not readable by the service's dynamic user: {} is closed to others (chmod o+rx it, or give the service a `user`)",
+                    path.display(),
+                    at.display()
+                ));
+            }
+        }
+        why.dedup();
+        why
+    }
+
     /// The writable paths no setting in `hides` hides (for `ReadWritePaths=`).
     pub fn visible_writes(&self, hides: &[Hider]) -> Vec<(PathBuf, bool)> {
         self.write
@@ -130,6 +165,19 @@ impl Needs {
             .cloned()
             .collect()
     }
+}
+
+/// `/`, and the directories the sandbox puts in place of the host's (`/tmp`, `/var/tmp`,
+/// `/home`, `/home/USER`, `/root`, `/run/user/UID` and their parents).
+fn replaced(dir: &Path) -> bool {
+    let n = dir.components().count();
+    dir == Path::new("/")
+        || ((dir.starts_with("/tmp") || dir.starts_with("/root")) && n <= 2)
+        || (dir.starts_with("/var/tmp") && n <= 3)
+        || (dir.starts_with("/home") && n <= 3)
+        || (dir.starts_with("/run/user") && n <= 4)
+        || dir == Path::new("/run")
+        || dir == Path::new("/var")
 }
 
 fn push_unique(list: &mut Vec<String>, path: &Path, optional: bool) {
