@@ -20,11 +20,6 @@ pub fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope, needs
     let h = &a.unit;
     let level = h.unit_hardening;
     let system = scope == Scope::System;
-    let on = |key: &str, u: &mut UnitFile| {
-        if u.get(Section::Service, key).is_empty() {
-            u.add(Section::Service, key, "yes");
-        }
-    };
     if level != Hardening::Off {
         on("NoNewPrivileges", u);
     }
@@ -51,7 +46,40 @@ pub fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope, needs
     for dir in &h.unit_writable {
         needs.write(dir, false);
     }
-    let mut protect_home = h.unit_protect_home.or(match (level, system) {
+    let hides = hidden_trees(u, a, system, needs);
+    namespaces(u, a, system);
+    restrictions(u, a, system);
+    if let Some(n) = &h.unit_limit_nofile {
+        u.add(Section::Service, "LimitNOFILE", n.clone());
+    }
+    let (read_only, read_write) = needs.binds(&hides);
+    if !read_only.is_empty() {
+        u.add(Section::Service, "BindReadOnlyPaths", read_only.join(" "));
+    }
+    if !read_write.is_empty() {
+        u.add(Section::Service, "BindPaths", read_write.join(" "));
+    }
+    writable(
+        u,
+        name,
+        a,
+        scope,
+        protect_system,
+        &needs.visible_writes(&hides),
+    );
+}
+
+/// Adds `key=yes` unless the unit already says it.
+fn on(key: &str, u: &mut UnitFile) {
+    if u.get(Section::Service, key).is_empty() {
+        u.add(Section::Service, key, "yes");
+    }
+}
+
+/// `ProtectHome=` and `PrivateTmp=`; returns the trees they hide.
+fn hidden_trees(u: &mut UnitFile, a: &ServiceArgs, system: bool, needs: &Needs) -> Vec<Hider> {
+    let level = a.unit.unit_hardening;
+    let mut protect_home = a.unit.unit_protect_home.or(match (level, system) {
         (Hardening::Strict, true) => Some(ProtectHome::Yes),
         (Hardening::Relaxed, true) => Some(ProtectHome::ReadOnly),
         _ => None,
@@ -79,6 +107,12 @@ pub fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope, needs
     if system && level != Hardening::Off {
         on("PrivateTmp", u);
     }
+    hides
+}
+
+/// What the service sees of devices, users, the kernel and other processes.
+fn namespaces(u: &mut UnitFile, a: &ServiceArgs, system: bool) {
+    let level = a.unit.unit_hardening;
     let strict_system = system && level == Hardening::Strict;
     if strict_system {
         on("PrivateDevices", u);
@@ -110,6 +144,13 @@ pub fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope, needs
     if strict_system {
         u.add(Section::Service, "ProtectProc", "invisible");
     }
+}
+
+/// Sockets, namespaces, realtime, set-uid files, mounts, the umask and system calls.
+fn restrictions(u: &mut UnitFile, a: &ServiceArgs, system: bool) {
+    let h = &a.unit;
+    let level = h.unit_hardening;
+    let strict_system = system && level == Hardening::Strict;
     let families = h.unit_address_families.clone().unwrap_or(match level {
         Hardening::Strict => {
             Families::Only(vec!["AF_UNIX".into(), "AF_INET".into(), "AF_INET6".into()])
@@ -155,24 +196,6 @@ pub fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope, needs
         );
         u.add(Section::Service, "SystemCallErrorNumber", "EPERM");
     }
-    if let Some(n) = &h.unit_limit_nofile {
-        u.add(Section::Service, "LimitNOFILE", n.clone());
-    }
-    let (read_only, read_write) = needs.binds(&hides);
-    if !read_only.is_empty() {
-        u.add(Section::Service, "BindReadOnlyPaths", read_only.join(" "));
-    }
-    if !read_write.is_empty() {
-        u.add(Section::Service, "BindPaths", read_write.join(" "));
-    }
-    writable(
-        u,
-        name,
-        a,
-        scope,
-        protect_system,
-        &needs.visible_writes(&hides),
-    );
 }
 
 /// Without `start-limit`: systemd's default, 5 starts within 10 s, the window widened
