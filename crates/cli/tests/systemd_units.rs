@@ -318,3 +318,25 @@ fn the_config_files_supervisor_installs_as_one_unit_ready_when_its_services_are(
         "{out}"
     );
 }
+
+#[test]
+fn a_unit_that_cannot_start_gives_up_at_systemds_start_limit() {
+    // Fails at once, restart always, 100 ms apart: 5 starts in 10 s, then systemd stops.
+    let config = format!(
+        "[services.broken]\ncommand = [\"{STAGE}/unit-demo\", \"no-such-mode\"]\nrestart = \"always\"\nbackoff = \"100ms\"\n"
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "broken.service";
+    daemonic_ok(&sb, &["install", "broken"]);
+    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "failed");
+    // systemd 252 keeps Result=exit-code for a restart refused by the limit; it says so.
+    let journal = sb.journal(unit);
+    assert!(
+        journal.contains("Start request repeated too quickly."),
+        "{journal}"
+    );
+    daemonic_ok(&sb, &["uninstall", "broken"]);
+}
