@@ -7,9 +7,9 @@
 //! with a reason where a sandbox cannot boot (not root, no systemd, no namespaces); the
 //! sandbox is powered off, and everything in it ended, even when a test fails.
 //!
-//! The units run with the default (strict) hardening: `ProtectHome=` hides /home and
-//! /root, where a checkout may live, so the binaries are copied into the sandbox's own
-//! /run (a tmpfs that disappears with it) and the units point there.
+//! The units run with the default (strict) hardening. The binaries are copied into the
+//! sandbox's own /run (a tmpfs that disappears with it) and the units point there;
+//! projects in /tmp and /root, which the sandbox binds in, are `systemd_programs.rs`.
 
 use daemonic_test_support as support;
 
@@ -313,4 +313,26 @@ fn the_config_files_supervisor_installs_as_one_unit_ready_when_its_services_are(
         out.contains("removed: /etc/systemd/system/daemonic-shop.service"),
         "{out}"
     );
+}
+
+#[test]
+fn a_unit_that_cannot_start_gives_up_at_systemds_start_limit() {
+    // Fails at once, restart always, 100 ms apart: 5 starts in 10 s, then systemd stops.
+    let config = format!(
+        "[services.broken]\ncommand = [\"{STAGE}/unit-demo\", \"no-such-mode\"]\nrestart = \"always\"\nbackoff = \"100ms\"\n"
+    );
+    let Some((sb, _host)) = stage(&config) else {
+        return;
+    };
+    let unit = "broken.service";
+    daemonic_ok(&sb, &["install", "broken"]);
+    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "failed");
+    // systemd 252 keeps Result=exit-code for a restart refused by the limit; it says so.
+    let journal = sb.journal(unit);
+    assert!(
+        journal.contains("Start request repeated too quickly."),
+        "{journal}"
+    );
+    daemonic_ok(&sb, &["uninstall", "broken"]);
 }

@@ -1,7 +1,8 @@
 //! `daemonic unit` / `install --unit-dir` / `uninstall --unit-dir`: the generated units,
 //! checked by systemd's own tools. `systemd-analyze verify` must accept every unit of a
 //! spread of configurations without a word; `systemd-analyze security --offline=true`
-//! must rate the default unit of a network service at 2.0 or better. Tests that need
+//! must rate the default unit of a network service at 1.2 or better (Debian's redis unit
+//! scores 1.2). Tests that need
 //! `systemd-analyze` skip with a reason where it is missing (`.ci/run` installs systemd).
 
 use daemonic_test_support as support;
@@ -247,11 +248,22 @@ fn options_map_to_systemd_directives() {
 
     let a = unit(&env, &file, &["always", "--system"]);
     assert_eq!(values(&a, "Type"), ["exec"]);
-    assert_eq!(values(&a, "NotifyAccess"), ["main"], "a watchdog needs it");
+    assert_eq!(
+        values(&a, "NotifyAccess"),
+        ["all"],
+        "a watchdog needs it (from any process of the unit)"
+    );
     assert_eq!(values(&a, "Requires"), ["notifier.service"]);
     assert!(values(&a, "After").contains(&"notifier.service"));
     assert_eq!(values(&a, "UMask"), ["0027"]);
-    assert_eq!(values(&a, "StartLimitIntervalSec"), ["0"], "no limit");
+    // No start-limit: systemd's own default, so a unit that cannot start gives up.
+    assert_eq!(values(&a, "StartLimitIntervalSec"), ["10s"], "{a}");
+    assert_eq!(values(&a, "StartLimitBurst"), ["5"], "{a}");
+    assert_eq!(
+        values(&a, "TimeoutStartSec"),
+        ["30s"],
+        "the default timeout"
+    );
     assert!(
         a.contains("# backoff-jitter: systemd does not randomize"),
         "{a}"
@@ -308,9 +320,11 @@ fn options_map_to_systemd_directives() {
     );
     assert_eq!(values(&adj, "Documentation"), ["https://example.com/web"]);
     assert_eq!(values(&adj, "WantedBy"), ["graphical.target"]);
+    // A writable directory under the private /tmp is bound in; /srv only made writable.
+    assert_eq!(values(&adj, "ReadWritePaths"), ["/srv"]);
     assert_eq!(
-        values(&adj, "ReadWritePaths"),
-        [format!("/srv \"{}\"", env.dir.join("data dir").display()).as_str()]
+        values(&adj, "BindPaths"),
+        [format!("\"{}\"", env.dir.join("data dir").display()).as_str()]
     );
 
     let u = unit(&env, &file, &["notifier", "--user"]);
@@ -381,28 +395,36 @@ fn what_systemd_lacks_runs_under_daemonic_run() {
 }
 
 #[test]
-fn the_security_exposure_of_a_default_network_service_is_at_most_2() {
+fn the_security_exposure_of_a_default_network_service_is_at_most_1_2() {
     let Some(()) = analyze() else { return };
     let env = Env::new("units-security");
-    let file = config(
-        &env,
-        &format!(
-            "[services.web]\ncommand = [{:?}, \"0\"]\nready = \"notify\"\nrestart = \"on-failure\"\n",
-            fixture("notify-ready")
-        ),
-    );
-    let path = env.dir.join("web.service");
-    std::fs::write(&path, unit(&env, &file, &["web", "--system"])).unwrap();
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(&path)
-        .output()
-        .expect("run systemd-analyze security");
-    let report = text(&out.stdout);
-    let exposure = exposure(&report)
-        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}{}", text(&out.stderr)));
-    eprintln!("systemd-analyze security --offline=true web.service: exposure {exposure}");
-    assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{report}");
+    // NotifyAccess=all (helpers may send READY=1) costs a notify service 0.2 more.
+    for (ready, limit) in [("auto", 1.2), ("notify", 1.3)] {
+        let file = config(
+            &env,
+            &format!(
+                "[services.web]\ncommand = [{:?}, \"0\"]\nready = \"{ready}\"\nrestart = \"on-failure\"\n",
+                fixture("notify-ready")
+            ),
+        );
+        let path = env.dir.join("web.service");
+        std::fs::write(&path, unit(&env, &file, &["web", "--system"])).unwrap();
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(&path)
+            .output()
+            .expect("run systemd-analyze security");
+        let report = text(&out.stdout);
+        let exposure = exposure(&report)
+            .unwrap_or_else(|| panic!("no overall exposure in:\n{report}{}", text(&out.stderr)));
+        eprintln!(
+            "systemd-analyze security --offline=true web.service (ready = {ready}): exposure {exposure}"
+        );
+        assert!(
+            exposure <= limit,
+            "ready = {ready}: exposure {exposure} > {limit}:\n{report}"
+        );
+    }
 }
 
 /// `→ Overall exposure level for web.service: 1.5 OK 🙂` → 1.5
@@ -487,4 +509,208 @@ fn install_is_idempotent_and_replaces_only_its_own_files() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn names_of_packaged_units_aliases_and_existing_state_directories_warn_and_refuse() {
+    let env = Env::new("units-names");
+    let sleeper = fixture("sleeper");
+    // Created here, removed at the end: a /var/lib/NAME that the unit would take over.
+    let taken = format!("daemonic-test-taken-{}", std::process::id());
+    let var_lib = Path::new("/var/lib").join(&taken);
+    let root = nix::unistd::geteuid().is_root();
+    /// Removes the directory even when the test fails.
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = root.then(|| {
+        std::fs::create_dir_all(&var_lib).unwrap();
+        Remove(var_lib.clone())
+    });
+    let file = config(
+        &env,
+        &format!(
+            "[services.systemd-journald]\ncommand = [{sleeper:?}, \"1\"]\n\n\
+             [services.redis]\ncommand = [{sleeper:?}, \"1\"]\n\n\
+             [services.{taken}]\ncommand = [{sleeper:?}, \"1\"]\n\n\
+             [services.fresh]\ncommand = [{sleeper:?}, \"1\"]\n"
+        ),
+    );
+    let dir = env.dir.join("units");
+    let mut cases = vec![("fresh", None)];
+    let packaged = ["/lib/systemd/system", "/usr/lib/systemd/system"]
+        .iter()
+        .any(|d| Path::new(d).join("systemd-journald.service").exists());
+    if packaged {
+        cases.push((
+            "systemd-journald",
+            Some("systemd-journald.service is also a unit not written by daemonic"),
+        ));
+    } else {
+        eprintln!("skipping the packaged-unit case: no systemd-journald.service here");
+    }
+    let aliased = ["/lib/systemd/system", "/usr/lib/systemd/system"]
+        .iter()
+        .any(|d| Path::new(d).join("redis-server.service").exists());
+    if aliased {
+        cases.push(("redis", Some("redis.service is an Alias= of the packaged ")));
+    } else {
+        eprintln!("skipping the Alias= case: redis-server is not installed");
+    }
+    let want = format!(
+        "{} exists: StateDirectory={taken} would take it over",
+        var_lib.display()
+    );
+    if root {
+        cases.push((taken.as_str(), Some(want.as_str())));
+    } else {
+        eprintln!("skipping the /var/lib case: not root");
+    }
+    for (name, clash) in cases {
+        let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), name, "--system"]);
+        assert!(out.status.success(), "unit {name}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        let out = install(&env, &file, &dir, &[name, "--system"]);
+        match clash {
+            None => {
+                assert_eq!(stderr, "", "{name}");
+                assert!(out.status.success(), "{}", text(&out.stderr));
+            }
+            Some(why) => {
+                assert!(
+                    stderr.starts_with("warning: ") && stderr.contains(why),
+                    "{name}: {stderr}"
+                );
+                assert!(!out.status.success(), "install {name} was not refused");
+                let err = text(&out.stderr);
+                assert!(err.contains(why) && err.contains("--force"), "{err}");
+                let forced = install(&env, &file, &dir, &[name, "--system", "--force"]);
+                assert!(forced.status.success(), "{}", text(&forced.stderr));
+            }
+        }
+    }
+}
+
+#[test]
+fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_keys() {
+    let env = Env::new("units-paths");
+    // A project in /root (made here as root, removed at the end; elsewhere skipped).
+    let root = nix::unistd::geteuid().is_root();
+    let home = PathBuf::from(format!("/root/daemonic-test-units-{}", std::process::id()));
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = root.then(|| {
+        std::fs::create_dir_all(home.join("venv/bin")).unwrap();
+        std::fs::create_dir_all(home.join("app")).unwrap();
+        std::fs::copy(fixture("sleeper"), home.join("venv/bin/app")).unwrap();
+        Remove(home.clone())
+    });
+    let home_table = if root {
+        format!(
+            "[services.home]\ncommand = [\"{0}/venv/bin/app\"]\ndir = \"{0}/app\"\n",
+            home.display()
+        )
+    } else {
+        eprintln!("skipping the /root case: not root");
+        String::new()
+    };
+    let file = config(
+        &env,
+        &format!(
+            "[services.tmp]\ncommand = [{:?}, \"1\"]\nready = \"notify\"\nenv-file = \"-app.env\"\n\
+             unit-writable = [\"data\"]\ntimeout = \"5m\"\nstop-timeout = \"2m\"\n\
+             unit-state-directory = [\"tmp-data\"]\nunit-runtime-directory = [\"tmp\"]\n\
+             unit-logs-directory = [\"tmp\"]\nunit-limit-nofile = \"65536\"\nunit-deny-write-execute = true\n\n{home_table}",
+            fixture("notify-ready")
+        ),
+    );
+    let dir = env.dir.path().display().to_string();
+    let t = unit(&env, &file, &["tmp", "--system"]);
+    for (key, value) in [
+        // The working directory and the env file under the private /tmp: bound in,
+        // read-only; the writable one read-write; /tmp itself stays private.
+        ("BindReadOnlyPaths", dir.clone()),
+        ("BindPaths", format!("{dir}/data")),
+        ("PrivateTmp", "yes".into()),
+        ("ProtectHome", "yes".into()),
+        ("StateDirectory", "tmp-data".into()),
+        ("RuntimeDirectory", "tmp".into()),
+        ("LogsDirectory", "tmp".into()),
+        ("LimitNOFILE", "65536".into()),
+        ("TimeoutStartSec", "300s".into()),
+        ("TimeoutStopSec", "120s".into()),
+        ("MemoryDenyWriteExecute", "yes".into()),
+        ("NotifyAccess", "all".into()),
+    ] {
+        assert_eq!(values(&t, key), [value.as_str()], "{key} in\n{t}");
+    }
+    if root {
+        let h = unit(&env, &file, &["home", "--system"]);
+        // Under /root: empty homes, and the program's installation (which holds the
+        // working directory too) bound in.
+        let bound = home.display().to_string();
+        for (key, value) in [
+            ("ProtectHome", "tmpfs"),
+            ("BindReadOnlyPaths", bound.as_str()),
+            ("StateDirectory", "home"),
+        ] {
+            assert_eq!(values(&h, key), [value], "{key} in\n{h}");
+        }
+        assert!(
+            values(&h, "MemoryDenyWriteExecute").is_empty(),
+            "JITs work:\n{h}"
+        );
+        assert!(values(&h, "NotifyAccess").is_empty(), "{h}");
+    }
+    let bad = config(
+        &env,
+        "[services.x]\ncommand = \"true\"\nunit-state-directory = [\"../etc\"]\n",
+    );
+    let out = env.daemonic(&["unit", "-f", bad.to_str().unwrap(), "x"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("invalid directory \"../etc\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_path_the_dynamic_user_cannot_read_is_warned_about_and_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("units-unreadable");
+    let closed = env.dir.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = config(
+        &env,
+        &format!(
+            "[services.closed]\ncommand = [{:?}, \"1\"]\ndir = \"closed\"\n\n\
+             [services.owned]\ncommand = [{:?}, \"1\"]\ndir = \"closed\"\nuser = \"daemon\"\n",
+            fixture("sleeper"),
+            fixture("sleeper")
+        ),
+    );
+    let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "closed", "--system"]);
+    assert!(out.status.success());
+    let want = format!(
+        "{0} is not readable by the service's dynamic user: {0} is closed to others (chmod o+rx it, or give the service a `user`)",
+        closed.display()
+    );
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    let dir = env.dir.join("units");
+    let out = install(&env, &file, &dir, &["closed", "--system"]);
+    assert!(!out.status.success(), "installed");
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    // With a user of its own the permissions are that user's business.
+    let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "owned", "--system"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "");
 }

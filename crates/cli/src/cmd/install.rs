@@ -5,9 +5,11 @@
 //! Idempotent: a unit whose file already holds the same text is reported `unchanged`
 //! and not written; systemd is reloaded only when a file changed. Files are replaced
 //! atomically (temp file, fsync, rename, fsync the directory), and only files daemonic
-//! wrote (they start with [`MARKER`](crate::units::MARKER)) unless `--force`. A system
-//! unit of the name of a packaged one (in `/usr/lib/systemd/system`) would replace it:
-//! refused too, unless `--force`.
+//! wrote (they start with [`MARKER`](crate::units::MARKER)) unless `--force`. A unit
+//! whose name clashes with a packaged unit, an `Alias=` of one, or an existing
+//! `/var/lib/NAME` it would take as its `StateDirectory=` is refused too (into any
+//! directory, `--unit-dir` included), unless `--force`: see `units::systemd::clashes`; so
+//! is a unit whose dynamic user could not read a path it needs (`systemd::unreadable`).
 //!
 //! With `--now`, units whose files changed and that run are restarted (`try-restart`),
 //! then the service is started (`systemctl start` waits until it is ready for
@@ -66,8 +68,12 @@ pub fn run(a: Args) -> Result<u8> {
     let mut changed = Vec::new();
     for unit in &units {
         let path = dir.join(&unit.file_name);
-        if a.unit_dir.is_none() && !a.force {
-            refuse_packaged(scope, &unit.file_name)?;
+        if !a.force && !unit.problems.is_empty() {
+            bail!(
+                "{}: {}. Not installed (--force installs it anyway)",
+                unit.file_name,
+                unit.problems.join("; ")
+            );
         }
         let change = write(&path, unit, a.force)?;
         let word = match change {
@@ -150,25 +156,6 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("fsync {}", dir.display()))
-}
-
-/// A unit in /etc/systemd/system replaces a packaged unit of the same name: refused.
-fn refuse_packaged(scope: Scope, file_name: &str) -> Result<()> {
-    let dirs: &[&str] = match scope {
-        Scope::System => &["/usr/lib/systemd/system", "/lib/systemd/system"],
-        Scope::User => &["/usr/lib/systemd/user"],
-    };
-    for d in dirs {
-        let packaged = Path::new(d).join(file_name);
-        if packaged.exists() {
-            bail!(
-                "{file_name} is also a packaged unit ({}); ours would replace it. Rename the \
-                 service, or use --force",
-                packaged.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Runs `systemctl [--user] ARGS`; its stderr is in the error.

@@ -74,6 +74,25 @@ impl Target {
 pub struct Generated {
     pub file_name: String,
     pub text: String,
+    /// Why installing it would go wrong: its name clashes with a packaged unit, an alias
+    /// or a state directory; its dynamic user could not read a path it needs.
+    pub problems: Vec<String>,
+}
+
+impl Generated {
+    fn new(file_name: String, text: String, scope: Scope) -> Generated {
+        let state: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("StateDirectory="))
+            .flat_map(|v| v.split_whitespace().map(str::to_string))
+            .collect();
+        let problems = systemd::clashes(&file_name, scope, &state);
+        Generated {
+            file_name,
+            text,
+            problems,
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<u8> {
@@ -86,6 +105,9 @@ pub fn run(a: Args) -> Result<u8> {
     let unit = units
         .last()
         .expect("generate returns the unit asked for last");
+    for why in &unit.problems {
+        eprintln!("warning: {why}; `daemonic install` refuses it (--force installs it anyway)");
+    }
     print!("{}", unit.text);
     Ok(0)
 }
@@ -115,10 +137,11 @@ pub fn generate(
         scope: target.scope(),
     };
     let Some(name) = &what.name else {
-        return Ok(vec![Generated {
-            file_name: systemd::file_unit_name(&config.project),
-            text: systemd::file_unit(config, &cx)?,
-        }]);
+        return Ok(vec![Generated::new(
+            systemd::file_unit_name(&config.project),
+            systemd::file_unit(config, &cx)?,
+            cx.scope,
+        )]);
     };
     // Also the check that `name` is a service of the file (with a "did you mean").
     let with_dependencies = config.with_dependencies(std::slice::from_ref(name))?;
@@ -133,10 +156,13 @@ pub fn generate(
             bail!("no service named {n:?} in {}", config.file.display());
         };
         let def = with_program_path(def);
-        out.push(Generated {
-            file_name: systemd::unit_name(&n),
-            text: systemd::service_unit(&def, &cx).with_context(|| n.clone())?,
-        });
+        let mut unit = Generated::new(
+            systemd::unit_name(&n),
+            systemd::service_unit(&def, &cx).with_context(|| n.clone())?,
+            cx.scope,
+        );
+        unit.problems.extend(systemd::unreadable(&def, &cx)?);
+        out.push(unit);
     }
     // The one asked for is last in start order, after what it depends on.
     Ok(out)

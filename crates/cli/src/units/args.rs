@@ -16,7 +16,9 @@ const HEADING: &str = "systemd unit";
 pub enum Hardening {
     /// Everything a typical network service can live with: a dynamic user unless
     /// --user is given, a read-only system, no home, private /tmp and /dev, no
-    /// capabilities, a system-call filter, only unix and IP sockets, … (exposure 1.5).
+    /// capabilities, a system-call filter without privileged and resource calls, only
+    /// unix and IP sockets, … (exposure 1.1; 1.3 with ready = "notify"). JIT runtimes
+    /// still work.
     Strict,
     /// What rarely breaks a program: no new privileges, /usr /boot /etc read-only, home
     /// read-only, private /tmp, kernel and cgroup settings protected; runs as root
@@ -64,7 +66,8 @@ pub struct UnitArgs {
     #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
     pub unit_protect_system: Option<ProtectSystem>,
     /// The unit's ProtectHome= (yes, read-only, tmpfs, no) [default: yes with strict
-    /// hardening, read-only with relaxed].
+    /// hardening (tmpfs when the service needs a path in a home, which is bound in),
+    /// read-only with relaxed].
     #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
     pub unit_protect_home: Option<ProtectHome>,
     /// The socket families the service may create, for RestrictAddressFamilies=
@@ -73,10 +76,32 @@ pub struct UnitArgs {
     /// hardening].
     #[arg(long, value_parser = parse_families, value_name = "FAMILIES", help_heading = HEADING)]
     pub unit_address_families: Option<Families>,
-    /// A directory the service may write to despite ProtectSystem= (ReadWritePaths=;
-    /// repeatable). Its own state directory (/var/lib/NAME, $STATE_DIRECTORY) always is.
+    /// A directory the service may write to despite ProtectSystem= (ReadWritePaths=, or
+    /// BindPaths= under /tmp or a home; repeatable). Its own state directory
+    /// (/var/lib/NAME, $STATE_DIRECTORY) always is.
     #[arg(long, value_name = "DIR", help_heading = HEADING)]
     pub unit_writable: Vec<PathBuf>,
+    /// Forbid memory that is writable and executable (MemoryDenyWriteExecute=yes): breaks
+    /// every JIT — PostgreSQL's, node, java, .NET, PyPy, LuaJIT — so not part of any level.
+    #[arg(long, help_heading = HEADING)]
+    pub unit_deny_write_execute: bool,
+    /// A directory below /var/lib the service owns and writes, for StateDirectory=
+    /// (repeatable; e.g. "redis-data" is /var/lib/redis-data, $STATE_DIRECTORY) [default:
+    /// the service's name, with ProtectSystem=strict].
+    #[arg(long, value_parser = parse_subdir, value_name = "NAME", help_heading = HEADING)]
+    pub unit_state_directory: Vec<String>,
+    /// A directory below /run the service owns while it runs, for RuntimeDirectory=
+    /// (repeatable; lock and socket files, e.g. PostgreSQL's "postgresql").
+    #[arg(long, value_parser = parse_subdir, value_name = "NAME", help_heading = HEADING)]
+    pub unit_runtime_directory: Vec<String>,
+    /// A directory below /var/log the service owns, for LogsDirectory= (repeatable;
+    /// the log files' own directories below /var/log are added by themselves).
+    #[arg(long, value_parser = parse_subdir, value_name = "NAME", help_heading = HEADING)]
+    pub unit_logs_directory: Vec<String>,
+    /// The open-file limit of the service, for LimitNOFILE= (N, or SOFT:HARD, or
+    /// "infinity") [default: systemd's, 1024:524288].
+    #[arg(long, value_parser = parse_nofile, value_name = "N", help_heading = HEADING)]
+    pub unit_limit_nofile: Option<String>,
     /// Any directive, over the generated ones: [SECTION.]KEY=VALUE (section Unit,
     /// Service or Install; default Service), e.g. MemoryDenyWriteExecute=no,
     /// Unit.Documentation=https://…; KEY= (empty) removes the directive (repeatable).
@@ -154,6 +179,41 @@ fn parse_families(text: &str) -> Result<Families, String> {
     ))
 }
 
+/// A relative directory name for `StateDirectory=` and its kin: no `..`, no leading `/`.
+fn parse_subdir(text: &str) -> Result<String, String> {
+    let good = !text.is_empty()
+        && !text.starts_with('/')
+        && text
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if good {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid directory {text:?} (expected a relative name such as \"redis-data\" or \"app/cache\": letters, digits, - _ . /, no \"..\")"
+        ))
+    }
+}
+
+/// `LimitNOFILE=`'s value: `N`, `SOFT:HARD` or `infinity`.
+fn parse_nofile(text: &str) -> Result<String, String> {
+    let one = |v: &str| v == "infinity" || (!v.is_empty() && v.parse::<u64>().is_ok());
+    let good = match text.split_once(':') {
+        Some((soft, hard)) => one(soft) && one(hard),
+        None => one(text),
+    };
+    if good {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid open-file limit {text:?} (expected N, SOFT:HARD or infinity, e.g. 65536)"
+        ))
+    }
+}
+
 fn parse_directive(text: &str) -> Result<Directive, String> {
     let (key, value) = text
         .split_once('=')
@@ -224,5 +284,17 @@ mod tests {
         );
         assert!(parse_directive("private-tmp=no").is_err());
         assert!(parse_directive("PrivateTmp").is_err());
+    }
+
+    #[test]
+    fn directories_are_relative_names_and_limits_numbers() {
+        assert_eq!(parse_subdir("app/cache"), Ok("app/cache".into()));
+        for bad in ["", "/var/lib/x", "../etc", "a//b", "a b", "x/.."] {
+            assert!(parse_subdir(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_nofile("65536").is_ok());
+        assert!(parse_nofile("1024:infinity").is_ok());
+        assert!(parse_nofile("lots").unwrap_err().contains("\"lots\""));
+        assert!(parse_nofile("1:").is_err());
     }
 }

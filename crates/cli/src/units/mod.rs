@@ -9,12 +9,13 @@
 //!
 //! | daemonic option | systemd directive |
 //! |---|---|
-//! | `ready = "notify"` | `Type=notify` (active only after `READY=1`); anything else `Type=exec` |
+//! | `ready = "notify"` | `Type=notify` (active only after `READY=1`), `NotifyAccess=all`; anything else `Type=exec` |
+//! | `timeout` | `TimeoutStartSec=` |
 //! | `restart` | `Restart=no \| on-failure \| always` |
 //! | `backoff` | `RestartSec=` (systemd 252 has no growing delay: a note in the unit says so) |
 //! | `success-exit-codes` | `SuccessExitStatus=` |
-//! | `start-limit = "N/WINDOW"` | `StartLimitBurst=N`, `StartLimitIntervalSec=WINDOW` in `[Unit]`; none: `StartLimitIntervalSec=0` |
-//! | `watchdog` | `WatchdogSec=` (and `NotifyAccess=main` when not `Type=notify`) |
+//! | `start-limit = "N/WINDOW"` | `StartLimitBurst=N`, `StartLimitIntervalSec=WINDOW` in `[Unit]`; none: systemd's default, 5 starts in 10 s (or in 5 × `backoff`) |
+//! | `watchdog` | `WatchdogSec=`, `NotifyAccess=all` |
 //! | `stop-signal`, `stop-timeout` | `KillSignal=`, `TimeoutStopSec=`, `KillMode=control-group` |
 //! | `reload-signal` | `ExecReload=/bin/kill -s SIG $MAINPID` |
 //! | `user`, `group`, `supplementary-groups` | `User=`, `Group=`, `SupplementaryGroups=`; no user: `DynamicUser=yes` (strict hardening) |

@@ -5,18 +5,25 @@
 //! docs](super). The sandboxing (`--unit-hardening`):
 //!
 //! * **strict** (default), system units: `DynamicUser=yes` unless `user` is given (a
-//!   transient uid, owning nothing but `StateDirectory=NAME`), `NoNewPrivileges=yes`,
-//!   `ProtectSystem=strict` (writable only: `/var/lib/NAME`, the log files' directories,
-//!   `unit-writable`), `ProtectHome=yes`, `PrivateTmp=yes`, `PrivateDevices=yes`,
-//!   `PrivateUsers=yes` (unless capabilities or supplementary groups are kept),
+//!   transient uid, owning nothing but its `StateDirectory=`: the service's name, or
+//!   `unit-state-directory`), `NoNewPrivileges=yes`, `ProtectSystem=strict` (writable
+//!   only: the state, runtime and logs directories, the log files' directories,
+//!   `unit-writable`), `ProtectHome=yes` (`tmpfs` when a needed path is in a home),
+//!   `PrivateTmp=yes`, `PrivateDevices=yes`, `PrivateUsers=yes` (unless capabilities or
+//!   supplementary groups are kept), `PrivateMounts=yes`,
 //!   `ProtectKernelTunables/Modules/Logs=yes`, `ProtectControlGroups=yes`,
 //!   `ProtectClock=yes`, `ProtectHostname=yes`, `ProtectProc=invisible`,
 //!   `RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6`, `RestrictNamespaces=yes`,
 //!   `RestrictRealtime=yes`, `RestrictSUIDSGID=yes`, `LockPersonality=yes`,
-//!   `MemoryDenyWriteExecute=yes`, `RemoveIPC=yes`, `SystemCallArchitectures=native`,
-//!   `SystemCallFilter=@system-service` (a denied call fails with `EPERM` rather than
-//!   killing the process), `CapabilityBoundingSet=` (empty, or the kept capabilities).
-//!   `systemd-analyze security` rates this 1.5 for a network service ("OK").
+//!   `UMask=0027` (unless `umask`), `RemoveIPC=yes`, `SystemCallArchitectures=native`,
+//!   `SystemCallFilter=@system-service` and `~@privileged @resources` (a denied call
+//!   fails with `EPERM` rather than killing the process), `CapabilityBoundingSet=`
+//!   (empty, or the kept capabilities). `systemd-analyze security` rates this 1.1 for a
+//!   network service, 1.3 with `Type=notify` (its `NotifyAccess=all` costs 0.2).
+//!   Not in any level: `MemoryDenyWriteExecute=yes` (`unit-deny-write-execute`), which
+//!   breaks every JIT (PostgreSQL's, node, java, .NET). Paths the sandbox would hide are
+//!   bound in by the rules of [`visible`]; `docs/systemd.md` says what each directive
+//!   breaks.
 //! * **relaxed**: `NoNewPrivileges=yes`, `ProtectSystem=full`, `ProtectHome=read-only`,
 //!   `PrivateTmp=yes`, `ProtectKernelTunables/Modules/Logs=yes`,
 //!   `ProtectControlGroups=yes`, `ProtectHostname=yes`, `RestrictRealtime=yes`,
@@ -28,19 +35,26 @@
 //! `PrivateTmp=`, …) need unprivileged user namespaces there, so they are written only
 //! when asked for (`unit-protect-system`, `unit-set`).
 
+mod harden;
+mod names;
 mod unit_file;
+pub mod visible;
+
+pub use names::clashes;
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::args::{Families, Hardening, ProtectHome, ProtectSystem, Section};
+use super::args::{Hardening, Section};
 use super::{Context, MARKER, Scope};
 use crate::config::{Config, Def};
 use crate::service::{Readiness, ServiceArgs};
 use crate::supervisor::policy::Restart;
-use unit_file::{UnitFile, env_assignment, exec_line, list_path, plain, span};
+use harden::{harden, start_limit};
+use unit_file::{UnitFile, env_assignment, exec_line, plain, span};
+use visible::Needs;
 
 /// How long `daemonic run` may take beyond the service's own stop timeout to stop it,
 /// SIGKILL what is left and exit, before systemd SIGKILLs the whole cgroup.
@@ -149,10 +163,48 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
         u.add(Section::Service, "Environment", env_assignment(k, v));
     }
     privileges(&mut u, &a, cx.scope)?;
-    harden(&mut u, name, &a, cx.scope);
+    let mut needs = needs(def, &a, cx);
+    harden(&mut u, name, &a, cx.scope, &mut needs);
     u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
     u.apply(&a.unit.unit_set);
     Ok(u.render())
+}
+
+/// The paths service `def` reads (its program, `daemonic` for `daemonic run`, its working
+/// directory and env files); what it writes is added by the hardening.
+fn needs(def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Needs {
+    let mut needs = Needs::default();
+    if let Some(program) = def.command.first() {
+        needs.program(Path::new(program));
+    }
+    if !wrapper_reasons(a).is_empty() {
+        needs.program(cx.daemonic);
+    }
+    if let Some(dir) = &a.dir {
+        needs.read(dir, false);
+    }
+    for file in &a.env_file {
+        let text = file.to_string_lossy();
+        match text.strip_prefix('-') {
+            Some(rest) => needs.read(Path::new(rest), true),
+            None => needs.read(file, false),
+        }
+    }
+    needs
+}
+
+/// Why the service's dynamic user (strict hardening, no `user`) could not read a path it
+/// needs: a directory on the way that "others" may not enter, a file they may not read.
+/// Empty: nothing to say (or the service has a user of its own).
+pub fn unreadable(def: &Def, cx: &Context<'_>) -> Result<Vec<String>> {
+    let a = def.args()?;
+    let dynamic = cx.scope == Scope::System
+        && a.privileges.user.is_none()
+        && a.unit.unit_hardening == Hardening::Strict;
+    if !dynamic {
+        return Ok(Vec::new());
+    }
+    Ok(needs(def, &a, cx).unreadable())
 }
 
 /// The program runs as the unit's main process; systemd supervises it.
@@ -174,8 +226,11 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
         )),
         _ => {}
     }
-    if a.watchdog.is_some() && !notify {
-        u.add(Section::Service, "NotifyAccess", "main");
+    if notify || a.watchdog.is_some() {
+        // `all`: READY=1 and WATCHDOG=1 count from any process of the unit, not only the
+        // main one — a shell that runs `systemd-notify --ready` is the usual case (systemd's
+        // default `main` drops it: "reception only permitted for main PID").
+        u.add(Section::Service, "NotifyAccess", "all");
     }
     u.add(Section::Service, "ExecStart", exec_line(&def.command));
     u.add(
@@ -213,8 +268,14 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
             u.add(Section::Unit, "StartLimitIntervalSec", span(limit.window));
             u.add(Section::Unit, "StartLimitBurst", limit.burst.to_string());
         }
-        None => u.add(Section::Unit, "StartLimitIntervalSec", "0"),
+        None => {
+            let (burst, window) = start_limit(a);
+            u.add(Section::Unit, "StartLimitIntervalSec", span(window));
+            u.add(Section::Unit, "StartLimitBurst", burst.to_string());
+        }
     }
+    // Readiness: how long until READY=1 (Type=notify) or the exec (Type=exec).
+    u.add(Section::Service, "TimeoutStartSec", span(a.timeout));
     if let Some(w) = a.watchdog {
         u.add(Section::Service, "WatchdogSec", span(w));
     }
@@ -234,6 +295,13 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Re
         );
     }
     u.add(Section::Service, "Type", "notify");
+    // daemonic reports READY=1 once its probe passed, which may take the service's
+    // `timeout`; then daemonic itself gives up (and restarts by the policy).
+    u.add(
+        Section::Service,
+        "TimeoutStartSec",
+        span(a.timeout + WRAPPER_STOP_MARGIN),
+    );
     let mut words = vec![cx.daemonic.display().to_string(), "run".to_string()];
     words.extend(
         def.flags
@@ -335,157 +403,6 @@ fn privileges(u: &mut UnitFile, a: &ServiceArgs, scope: Scope) -> Result<()> {
         u.add(Section::Service, "UMask", format!("{mask:04o}"));
     }
     Ok(())
-}
-
-/// The sandboxing of `--unit-hardening` and the `unit-*` adjustments (module docs).
-fn harden(u: &mut UnitFile, name: &str, a: &ServiceArgs, scope: Scope) {
-    let h = &a.unit;
-    let level = h.unit_hardening;
-    let system = scope == Scope::System;
-    let on = |key: &str, u: &mut UnitFile| {
-        if u.get(Section::Service, key).is_empty() {
-            u.add(Section::Service, key, "yes");
-        }
-    };
-    if level != Hardening::Off {
-        on("NoNewPrivileges", u);
-    }
-    let protect_system = h.unit_protect_system.or(match (level, system) {
-        (Hardening::Strict, true) => Some(ProtectSystem::Strict),
-        (Hardening::Relaxed, true) => Some(ProtectSystem::Full),
-        _ => None,
-    });
-    if let Some(ps) = protect_system {
-        let value = match ps {
-            ProtectSystem::Strict => "strict",
-            ProtectSystem::Full => "full",
-            ProtectSystem::Yes => "yes",
-            ProtectSystem::No => "no",
-        };
-        u.add(Section::Service, "ProtectSystem", value);
-    }
-    let protect_home = h.unit_protect_home.or(match (level, system) {
-        (Hardening::Strict, true) => Some(ProtectHome::Yes),
-        (Hardening::Relaxed, true) => Some(ProtectHome::ReadOnly),
-        _ => None,
-    });
-    if let Some(ph) = protect_home {
-        let value = match ph {
-            ProtectHome::Yes => "yes",
-            ProtectHome::ReadOnly => "read-only",
-            ProtectHome::Tmpfs => "tmpfs",
-            ProtectHome::No => "no",
-        };
-        u.add(Section::Service, "ProtectHome", value);
-    }
-    if system && level != Hardening::Off {
-        on("PrivateTmp", u);
-    }
-    let strict_system = system && level == Hardening::Strict;
-    if strict_system {
-        on("PrivateDevices", u);
-        let p = &a.privileges;
-        let groups = p
-            .supplementary_groups
-            .as_ref()
-            .is_some_and(|g| g.iter().any(|g| !g.is_empty()));
-        if p.keep_caps.is_empty() && !groups {
-            on("PrivateUsers", u);
-        }
-    }
-    if system && level != Hardening::Off {
-        for key in [
-            "ProtectKernelTunables",
-            "ProtectKernelModules",
-            "ProtectKernelLogs",
-            "ProtectControlGroups",
-        ] {
-            on(key, u);
-        }
-    }
-    if strict_system {
-        on("ProtectClock", u);
-    }
-    if system && level != Hardening::Off {
-        on("ProtectHostname", u);
-    }
-    if strict_system {
-        u.add(Section::Service, "ProtectProc", "invisible");
-    }
-    let families = h.unit_address_families.clone().unwrap_or(match level {
-        Hardening::Strict => {
-            Families::Only(vec!["AF_UNIX".into(), "AF_INET".into(), "AF_INET6".into()])
-        }
-        _ => Families::Any,
-    });
-    match families {
-        Families::Any => {}
-        Families::None => u.add(Section::Service, "RestrictAddressFamilies", "none"),
-        Families::Only(list) => u.add(Section::Service, "RestrictAddressFamilies", list.join(" ")),
-    }
-    if level == Hardening::Strict {
-        on("RestrictNamespaces", u);
-    }
-    if level != Hardening::Off {
-        on("RestrictRealtime", u);
-        on("RestrictSUIDSGID", u);
-        on("LockPersonality", u);
-    }
-    if level == Hardening::Strict {
-        on("MemoryDenyWriteExecute", u);
-        if system {
-            on("RemoveIPC", u);
-        }
-        u.add(Section::Service, "SystemCallArchitectures", "native");
-        u.add(Section::Service, "SystemCallFilter", "@system-service");
-        u.add(Section::Service, "SystemCallErrorNumber", "EPERM");
-    }
-    writable(u, name, a, scope, protect_system);
-}
-
-/// What the service may write despite `ProtectSystem=`.
-fn writable(
-    u: &mut UnitFile,
-    name: &str,
-    a: &ServiceArgs,
-    scope: Scope,
-    ps: Option<ProtectSystem>,
-) {
-    let Some(ps) = ps.filter(|p| *p != ProtectSystem::No) else {
-        return;
-    };
-    let system = scope == Scope::System;
-    if system && ps == ProtectSystem::Strict {
-        u.add(Section::Service, "StateDirectory", plain(name));
-    }
-    let logs = a.log.log_file.iter().chain(&a.log.log_stderr_file);
-    let mut logs_dirs: Vec<String> = Vec::new();
-    let mut rw: Vec<String> = Vec::new();
-    for file in logs {
-        let Some(dir) = file.parent() else { continue };
-        match dir.strip_prefix("/var/log") {
-            Ok(rel) if system && !rel.as_os_str().is_empty() => {
-                logs_dirs.push(rel.display().to_string())
-            }
-            // `-`: a missing directory is daemonic's to create (and report).
-            _ => rw.push(format!("-{}", list_path(&dir.display().to_string()))),
-        }
-    }
-    rw.extend(
-        a.unit
-            .unit_writable
-            .iter()
-            .map(|d| list_path(&d.display().to_string())),
-    );
-    logs_dirs.dedup();
-    rw.dedup();
-    if !logs_dirs.is_empty() {
-        let dirs: Vec<String> = logs_dirs.iter().map(|d| list_path(d)).collect();
-        u.add(Section::Service, "LogsDirectory", dirs.join(" "));
-    }
-    if !rw.is_empty() {
-        u.add(Section::Service, "ReadWritePaths", rw.join(" "));
-    }
 }
 
 /// The unit of `config`'s own supervisor: `daemonic run -f FILE`, every service of the
