@@ -10,17 +10,14 @@
 //!
 //! The sandbox has its own network namespace, so the fixed ports below meet nothing else.
 
-#[path = "../../daemonic/tests/support/sandbox.rs"]
-mod sandbox;
-#[path = "../../daemonic/tests/support/mod.rs"]
-mod support;
+use daemonic_test_support as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sandbox::Sandbox;
+use support::sandbox::Sandbox;
 
 /// Java compiles its source at start and PostgreSQL initializes: generous, not fixed.
 const LIMIT: Duration = Duration::from_secs(60);
