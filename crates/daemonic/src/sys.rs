@@ -476,3 +476,26 @@ pub(crate) fn capbset_drop(cap: u8) -> io::Result<()> {
     } as libc::c_long)?;
     Ok(())
 }
+
+/// Installs a handler that ends the process at once with status `128 + sig` when `sig`
+/// arrives while both `armed` and `seen` are set (the forced exit on a second shutdown
+/// signal; `seen` is set by a handler registered after this one, so the first delivery
+/// only records). Async-signal-safe: two atomic loads and `_exit`.
+pub(crate) fn register_exit_if(
+    sig: Signal,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> io::Result<signal_hook::SigId> {
+    use std::sync::atomic::Ordering;
+    let code = 128 + sig as i32;
+    // SAFETY: the handler only loads two atomics (owned by the closure, so alive as long
+    // as the handler) and calls `_exit`; it allocates nothing and takes no lock, so it is
+    // async-signal-safe as `register` requires.
+    unsafe {
+        signal_hook::low_level::register(sig as i32, move || {
+            if armed.load(Ordering::SeqCst) && seen.load(Ordering::SeqCst) {
+                signal_hook::low_level::exit(code);
+            }
+        })
+    }
+}
