@@ -42,7 +42,18 @@ pub(super) fn take_handover() -> Result<Option<Handover>> {
     let Some(value) = std::env::var_os(MARKER) else {
         return Ok(None);
     };
-    crate::sys::remove_env(MARKER);
+    let removed = crate::sys::remove_env_if_single_threaded(MARKER)
+        .map_err(|e| Error::io("read /proc/self/task", e))?;
+    if !removed {
+        // SAFETY: `Daemon::start` documents, for re-exec mode, that no other thread may
+        // read the environment through libc while it runs (Rust's own `std::env` readers
+        // take the same lock as `remove_var`). Not checkable: re-exec mode exists for
+        // programs that already run threads.
+        #[allow(unsafe_code)]
+        unsafe {
+            crate::sys::remove_env(MARKER)
+        };
+    }
     let bad = || {
         Error::new(
             ErrorKind::InvalidInput,
@@ -128,13 +139,15 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|e| Error::sys("pipe2", e))?;
     let switch = privileges.clone();
-    crate::sys::pre_exec(&mut cmd, move || {
+    let hook = move || {
         // First, while descriptors are all open: the switch and its failure report.
         if let Some(p) = &switch {
             p.apply_in_child(report_w.as_fd())?;
         }
         nix::unistd::setsid()?;
-        crate::sys::fork_in_pre_exec(pid_w_raw)?;
+        // SAFETY: this runs in the pre_exec hook, as `fork_in_pre_exec` requires.
+        #[allow(unsafe_code)]
+        unsafe { crate::sys::fork_in_pre_exec(pid_w_raw) }?;
         nix::sys::stat::umask(umask);
         crate::sys::reset_signals(false)?;
         crate::sys::close_all_but(&keep)?;
@@ -142,7 +155,15 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
             crate::sys::clear_cloexec(fd)?;
         }
         Ok(())
-    });
+    };
+    // SAFETY: the hook calls only async-signal-safe functions on data prepared before the
+    // fork: the privilege switch (setgroups/setgid/setuid/capset/prctl/write, see
+    // `apply_in_child`), setsid, fork/write/_exit, umask, sigaction/sigprocmask,
+    // close_range and fcntl; `keep` was sorted above so that nothing allocates.
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sys::pre_exec(&mut cmd, hook)
+    };
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
     let intermediate = cmd.spawn().map_err(|e| {
         let mut step = [0u8];
