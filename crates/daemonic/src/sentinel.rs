@@ -135,7 +135,7 @@ impl Sentinel {
                     self.pidfd.wait_exit(Duration::from_secs(10))?;
                 }
                 // Killed by someone and reaped already, by an init that reaps whatever
-                // it does not claim (`process::reap_orphan`).
+                // it does not claim (`process::reap_orphans`).
                 Err(e) if e.os_error() == Some(libc::ECHILD) => return Ok(()),
                 Err(e) => return Err(e),
             }
