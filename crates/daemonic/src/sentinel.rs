@@ -147,7 +147,7 @@ impl Sentinel {
 /// its exit status.
 fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
     if sys::close_all_but(keep).is_err() {
-        return 70;
+        return crate::EXIT_INTERNAL;
     }
     // Handlers inherited from the supervisor (signal-hook's) would write to descriptors
     // that are closed now.

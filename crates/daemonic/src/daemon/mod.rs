@@ -73,7 +73,7 @@
 //! | 1       | the daemon exited with status 0 before it was ready          |
 //! | 128+S   | the daemon was killed by signal S before it was ready        |
 //! | 124     | not ready within the timeout; the daemon was killed          |
-//! | 70      | the launcher itself failed after forking (message printed)   |
+//! | 70      | daemonic itself failed after forking ([`crate::EXIT_INTERNAL`]) |
 
 mod detach;
 mod launcher;
