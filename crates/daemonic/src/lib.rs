@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+pub mod durable;
 mod error;
 pub mod journal;
 pub mod logging;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
+use daemonic::durable::sync_dir;
 
 use super::unit::{Generated, Target, What, generate, load, written_by_daemonic};
 use crate::units::Scope;
@@ -143,13 +144,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(dir)
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("fsync {}", dir.display()))
+    Ok(sync_dir(dir)?)
 }
 
 /// A unit in /etc/systemd/system replaces a packaged unit of the same name: refused.

@@ -90,7 +90,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use compress::Compression;
-pub use format::Format;
+pub use format::{Format, escape_json};
 pub use journald::{JOURNAL_SOCKET, JournaldWriter, encode_field, field_name};
 pub use line_stream::LineStream;
 pub use naming::rotated_files;
