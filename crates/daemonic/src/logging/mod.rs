@@ -93,8 +93,7 @@ pub use compress::Compression;
 pub use format::{Format, escape_json};
 pub use journald::{JOURNAL_SOCKET, JournaldWriter, encode_field, field_name};
 pub use line_stream::LineStream;
-pub use naming::rotated_files;
-pub use retention::Retention;
+pub use retention::{Retention, rotated_files};
 pub use rotate::{Flush, Fsync, Period, RotatingWriter, RotatingWriterBuilder, Stats};
 pub use syslog::{Facility, SYSLOG_SOCKET, SyslogFormat, SyslogWriter};
 

@@ -50,7 +50,7 @@ pub(crate) fn rotated_path(
 ) -> (PathBuf, (String, u32)) {
     let stamp = Utc::from_system_time(now).compact();
     let base = base_name(active);
-    let dir = super::retention::parent_dir(active);
+    let dir = parent_dir(active);
     let mut next = last.filter(|(s, _)| *s == stamp).map_or(0, |(_, n)| n + 1);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -69,36 +69,12 @@ pub(crate) fn rotated_path(
     (active.with_file_name(name), (stamp, next))
 }
 
-/// The rotated files of the active log file `active`, oldest first, one path per rotation.
-///
-/// Order comes from the names (stamp, then `_NNN`), as retention sees it. While a rotated
-/// file is being compressed both `NAME.STAMP` and `NAME.STAMP.gz` may exist for a moment;
-/// the plain one is listed. A reader racing the archiver may find it gone when it opens it:
-/// the same path with `.gz` (or `.zst`) appended then holds the same lines. Files removed by
-/// retention meanwhile are simply gone. The active file itself is not listed.
-///
-/// ```no_run
-/// for p in daemonic::logging::rotated_files("/var/log/web/web.log".as_ref())? {
-///     println!("{}", p.display()); // web.log.20250309-140702, web.log.20250309-140702_001.gz, …
-/// }
-/// # Ok::<(), daemonic::Error>(())
-/// ```
-pub fn rotated_files(active: &Path) -> crate::Result<Vec<PathBuf>> {
-    Ok(super::retention::scan(active)?
-        .into_iter()
-        .filter_map(|g| {
-            let plain = g.paths.iter().position(|p| {
-                !COMPRESSED_SUFFIXES
-                    .iter()
-                    .any(|s| p.to_string_lossy().ends_with(s))
-            });
-            let mut paths = g.paths;
-            match plain {
-                Some(i) => Some(paths.swap_remove(i)),
-                None => paths.pop(),
-            }
-        })
-        .collect())
+/// The directory of the active file `active` (`.` for a bare name).
+pub(crate) fn parent_dir(active: &Path) -> &Path {
+    match active.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// `path` with `suffix` appended to its file name.

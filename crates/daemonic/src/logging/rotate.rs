@@ -31,7 +31,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::background::{ArchiveStatus, Archiver, Ticker};
+use super::background::{ArchiveStatus, Archiver, Tick, Ticker};
 use super::clock::{self, Utc};
 use super::compress::Compression;
 use super::format::{Format, escape_json};
@@ -636,4 +636,14 @@ pub(crate) fn open_append(cfg: &Config) -> Result<File> {
         .custom_flags(nofollow)
         .open(path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))
+}
+
+impl Tick for Shared {
+    fn flush_policy(&self) -> Flush {
+        self.cfg.flush
+    }
+
+    fn tick(&self, now: SystemTime) -> Option<SystemTime> {
+        Shared::tick(self, now)
+    }
 }
