@@ -282,26 +282,30 @@ mod tests {
         );
     }
 
-    /// What a child process (this test binary, re-run on one test) does before it reports
-    /// on stdout; see [`forced_exit_in_child`].
+    /// Set in a child process: this test binary, re-run on one test.
     const CHILD: &str = "DAEMONIC_SIGNALS_TEST_CHILD";
 
-    /// Runs `test` again in a child process with `CHILD=mode` (signals that end a process
-    /// must not end the test runner) and returns its exit code and stdout.
-    fn forced_exit_in_child(test: &str, mode: &str) -> (Option<i32>, String) {
+    /// Runs [`two_sigterms`] in a child process (signals that end a process must not end
+    /// the test runner) and returns its exit code and stdout. In that child it runs them
+    /// and does not return; `None` in a child started for another test.
+    fn two_sigterms_in_child(test: &str, force_exit: bool) -> Option<(Option<i32>, String)> {
+        let mode = if force_exit { "on" } else { "off" };
+        match std::env::var(CHILD) {
+            Ok(m) if m == mode => two_sigterms(force_exit),
+            Ok(_) => return None,
+            Err(_) => {}
+        }
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", test, "--test-threads=1", "--nocapture"])
             .env(CHILD, mode)
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        Some((out.status.code(), stdout))
     }
 
     /// In the child: SIGTERM twice, printing what survived.
-    fn two_sigterms(force_exit: bool) {
+    fn two_sigterms(force_exit: bool) -> ! {
         let mut signals = Signals::new().unwrap();
         signals.force_exit_on_second(force_exit).unwrap();
         nix::sys::signal::raise(Signal::SIGTERM).unwrap();
@@ -317,16 +321,13 @@ mod tests {
     /// handler after the recorder, so the *first* SIGTERM ended the process with 143.
     #[test]
     fn turning_forced_exit_on_again_keeps_the_first_sigterm_an_event() {
-        match std::env::var(CHILD).as_deref() {
-            Ok("on") => two_sigterms(true),
-            Ok(_) => return,
-            Err(_) => {}
-        }
         let test = "signals::tests::turning_forced_exit_on_again_keeps_the_first_sigterm_an_event";
-        let (code, out) = forced_exit_in_child(test, "on");
+        let Some((code, out)) = two_sigterms_in_child(test, true) else {
+            return;
+        };
         assert!(
             out.contains("child: first survived"),
-            "exit {code:?}, stdout: {out}"
+            "exit {code:?}: {out}"
         );
         assert!(!out.contains("child: second survived"), "stdout: {out}");
         assert_eq!(code, Some(128 + Signal::SIGTERM as i32), "stdout: {out}");
@@ -334,16 +335,13 @@ mod tests {
 
     #[test]
     fn without_forced_exit_a_second_sigterm_is_an_event_too() {
-        match std::env::var(CHILD).as_deref() {
-            Ok("off") => two_sigterms(false),
-            Ok(_) => return,
-            Err(_) => {}
-        }
         let test = "signals::tests::without_forced_exit_a_second_sigterm_is_an_event_too";
-        let (code, out) = forced_exit_in_child(test, "off");
+        let Some((code, out)) = two_sigterms_in_child(test, false) else {
+            return;
+        };
         assert!(
             out.contains("child: second survived"),
-            "exit {code:?}, stdout: {out}"
+            "exit {code:?}: {out}"
         );
         assert_eq!(code, Some(0));
     }

@@ -92,9 +92,10 @@ pub(crate) enum Forked {
 
 /// `fork(2)`, for a process that runs a single thread.
 ///
-/// Checks that precondition itself (fails, naming the thread count, otherwise; callers
-/// refuse earlier with a clearer `ErrorKind::Threaded`): with one thread the child is an exact copy with no lock held
-/// by a vanished thread, and may run any code, not only async-signal-safe calls.
+/// Checks that precondition itself and fails, naming the thread count, otherwise (callers
+/// refuse earlier with a clearer `ErrorKind::Threaded`). With one thread the child is an
+/// exact copy with no lock held by a vanished thread, and may run any code, not only
+/// async-signal-safe calls.
 pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     refuse_threads("fork")?;
     // SAFETY: this process runs one thread (checked just above; only this thread could
