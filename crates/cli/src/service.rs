@@ -1,5 +1,5 @@
-//! A service: what to run and how to supervise it. Built from flags today, and from the
-//! config file when that lands; the supervisor sees only this.
+//! A service: what to run and how to supervise it. Built from flags, or from the config
+//! file (`config/`, which builds the same flags); the supervisor sees only this.
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+pub mod durable;
 mod error;
 pub mod journal;
 pub mod logging;
@@ -69,3 +70,9 @@ pub use nix::sys::signal::Signal;
 pub use nix::unistd::Pid;
 pub use pidfile::PidFile;
 pub use signals::{Event, Signals};
+
+/// The exit status of a process of daemonic's own (the detaching launcher or
+/// intermediate, a daemon whose set-up failed after the fork, a sentinel) that failed
+/// after forking, with a message on stderr: `EX_SOFTWARE` of `sysexits.h`. The one
+/// definition; the README's exit-status tables list it.
+pub const EXIT_INTERNAL: i32 = 70;

@@ -285,7 +285,12 @@ pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
         .map_err(|e| Error::sys("pipe2", e))?;
     let p = privileges.clone();
     // First, so that the parent-death signal of `supervise` is set after the switch.
-    crate::sys::pre_exec(cmd, move || p.apply_in_child(report_w.as_fd()));
+    // SAFETY: `apply_in_child` makes only async-signal-safe calls (setgroups, setgid,
+    // setuid, capset, prctl, write) on data prepared before the fork.
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sys::pre_exec(cmd, move || p.apply_in_child(report_w.as_fd()))
+    };
     supervise(cmd);
     start(cmd).map_err(|e| {
         let mut step = [0u8];
@@ -311,15 +316,21 @@ pub(crate) fn supervise(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     let parent = Pid::this();
-    crate::sys::pre_exec(cmd, move || {
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-        // The parent may have died before the line above took effect.
-        if nix::unistd::getppid() != parent {
-            crate::sys::exit_immediately(1);
-        }
-        restore_nofile_limit()?;
-        crate::sys::reset_signals(false)
-    });
+    // SAFETY: the hook calls only prctl, getppid, _exit, setrlimit (after atomic loads),
+    // sigaction and sigprocmask, all async-signal-safe, on data (`parent`, the limit saved
+    // at start) prepared before the fork.
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sys::pre_exec(cmd, move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died before the line above took effect.
+            if nix::unistd::getppid() != parent {
+                crate::sys::exit_immediately(1);
+            }
+            restore_nofile_limit()?;
+            crate::sys::reset_signals(false)
+        })
+    };
 }
 
 /// Spawns a command prepared by [`supervise`] and opens its pidfd.

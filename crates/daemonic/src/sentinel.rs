@@ -135,7 +135,7 @@ impl Sentinel {
                     self.pidfd.wait_exit(Duration::from_secs(10))?;
                 }
                 // Killed by someone and reaped already, by an init that reaps whatever
-                // it does not claim (`process::reap_orphan`).
+                // it does not claim (`process::reap_orphans`).
                 Err(e) if e.os_error() == Some(libc::ECHILD) => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -147,7 +147,7 @@ impl Sentinel {
 /// its exit status.
 fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
     if sys::close_all_but(keep).is_err() {
-        return 70;
+        return crate::EXIT_INTERNAL;
     }
     // Handlers inherited from the supervisor (signal-hook's) would write to descriptors
     // that are closed now.

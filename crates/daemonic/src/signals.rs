@@ -60,7 +60,9 @@ pub struct Signals {
     writer: UnixStream,
     watched: Vec<(Signal, Event, Arc<AtomicBool>)>,
     shutting_down: Arc<AtomicBool>,
-    force_exit: Option<Vec<SigId>>,
+    /// Whether a second SIGTERM/SIGINT ends the process; read by the forced-exit handlers,
+    /// which are registered once, in [`Signals::new`].
+    force_exit: Arc<AtomicBool>,
     deadline: Option<Duration>,
     ids: Vec<SigId>,
     #[cfg(feature = "tokio")]
@@ -81,7 +83,7 @@ impl Signals {
             writer,
             watched: Vec::new(),
             shutting_down: Arc::new(AtomicBool::new(false)),
-            force_exit: None,
+            force_exit: Arc::new(AtomicBool::new(true)),
             deadline: None,
             ids: Vec::new(),
             #[cfg(feature = "tokio")]
@@ -89,7 +91,17 @@ impl Signals {
         };
         // The forced exit must be registered before the handler that records the first
         // shutdown signal, so that the first delivery only records and the second exits.
-        signals.force_exit_on_second(true)?;
+        // Registered once: re-registering (to turn it back on) would put it after the
+        // recorder, and the first signal would exit; `force_exit_on_second` toggles a flag.
+        for sig in [Signal::SIGTERM, Signal::SIGINT] {
+            let id = crate::sys::register_exit_if(
+                sig,
+                signals.force_exit.clone(),
+                signals.shutting_down.clone(),
+            )
+            .map_err(|e| Error::io(format!("install {sig} handler"), e))?;
+            signals.ids.push(id);
+        }
         for (sig, event) in [
             (Signal::SIGTERM, Event::Shutdown),
             (Signal::SIGINT, Event::Shutdown),
@@ -108,26 +120,12 @@ impl Signals {
     }
 
     /// Whether a second SIGTERM/SIGINT ends the process at once (default: yes).
+    ///
+    /// Either way the first one is only delivered as [`Event::Shutdown`]. Never fails
+    /// (the handlers were installed by [`Signals::new`]); the `Result` is kept for
+    /// compatibility.
     pub fn force_exit_on_second(&mut self, on: bool) -> Result<()> {
-        if let Some(ids) = self.force_exit.take() {
-            for id in ids {
-                signal_hook::low_level::unregister(id);
-            }
-        }
-        if on {
-            let mut ids = Vec::new();
-            for sig in [Signal::SIGTERM, Signal::SIGINT] {
-                let code = 128 + sig as i32;
-                let id = signal_hook::flag::register_conditional_shutdown(
-                    sig as i32,
-                    code,
-                    self.shutting_down.clone(),
-                )
-                .map_err(|e| Error::io(format!("install {sig} handler"), e))?;
-                ids.push(id);
-            }
-            self.force_exit = Some(ids);
-        }
+        self.force_exit.store(on, Ordering::SeqCst);
         Ok(())
     }
 
@@ -260,11 +258,7 @@ impl AsFd for Signals {
 
 impl Drop for Signals {
     fn drop(&mut self) {
-        for id in self
-            .ids
-            .drain(..)
-            .chain(self.force_exit.take().into_iter().flatten())
-        {
+        for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
     }
@@ -286,6 +280,70 @@ mod tests {
                 .wait_timeout(Duration::from_secs(10))
                 .contains(&Event::ReopenLogs)
         );
+    }
+
+    /// Set in a child process: this test binary, re-run on one test.
+    const CHILD: &str = "DAEMONIC_SIGNALS_TEST_CHILD";
+
+    /// Runs [`two_sigterms`] in a child process (signals that end a process must not end
+    /// the test runner) and returns its exit code and stdout. In that child it runs them
+    /// and does not return; `None` in a child started for another test.
+    fn two_sigterms_in_child(test: &str, force_exit: bool) -> Option<(Option<i32>, String)> {
+        let mode = if force_exit { "on" } else { "off" };
+        match std::env::var(CHILD) {
+            Ok(m) if m == mode => two_sigterms(force_exit),
+            Ok(_) => return None,
+            Err(_) => {}
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--test-threads=1", "--nocapture"])
+            .env(CHILD, mode)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        Some((out.status.code(), stdout))
+    }
+
+    /// In the child: SIGTERM twice, printing what survived.
+    fn two_sigterms(force_exit: bool) -> ! {
+        let mut signals = Signals::new().unwrap();
+        signals.force_exit_on_second(force_exit).unwrap();
+        nix::sys::signal::raise(Signal::SIGTERM).unwrap();
+        assert!(signals.pending().contains(&Event::Shutdown));
+        println!("child: first survived");
+        nix::sys::signal::raise(Signal::SIGTERM).unwrap();
+        assert!(signals.pending().contains(&Event::Shutdown));
+        println!("child: second survived");
+        std::process::exit(0);
+    }
+
+    /// Regression: `force_exit_on_second(true)` after `new()` re-registered the exit
+    /// handler after the recorder, so the *first* SIGTERM ended the process with 143.
+    #[test]
+    fn turning_forced_exit_on_again_keeps_the_first_sigterm_an_event() {
+        let test = "signals::tests::turning_forced_exit_on_again_keeps_the_first_sigterm_an_event";
+        let Some((code, out)) = two_sigterms_in_child(test, true) else {
+            return;
+        };
+        assert!(
+            out.contains("child: first survived"),
+            "exit {code:?}: {out}"
+        );
+        assert!(!out.contains("child: second survived"), "stdout: {out}");
+        assert_eq!(code, Some(128 + Signal::SIGTERM as i32), "stdout: {out}");
+    }
+
+    #[test]
+    fn without_forced_exit_a_second_sigterm_is_an_event_too() {
+        let test = "signals::tests::without_forced_exit_a_second_sigterm_is_an_event_too";
+        let Some((code, out)) = two_sigterms_in_child(test, false) else {
+            return;
+        };
+        assert!(
+            out.contains("child: second survived"),
+            "exit {code:?}: {out}"
+        );
+        assert_eq!(code, Some(0));
     }
 
     #[cfg(feature = "tokio")]

@@ -90,14 +90,17 @@ pub(crate) enum Forked {
     Child,
 }
 
-/// `fork(2)`, for a process that has been verified to run a single thread.
+/// `fork(2)`, for a process that runs a single thread.
 ///
-/// Callers must have checked that the process has exactly one thread (see
-/// `daemon::threads`): in that case the child is an exact copy with no lock held by a
-/// vanished thread, and may run any code, not only async-signal-safe calls.
+/// Checks that precondition itself and fails, naming the thread count, otherwise (callers
+/// refuse earlier with a clearer `ErrorKind::Threaded`). With one thread the child is an
+/// exact copy with no lock held by a vanished thread, and may run any code, not only
+/// async-signal-safe calls.
 pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
-    // SAFETY: the caller verified that this process runs one thread, which is the
-    // condition under which everything is safe to call in the child.
+    refuse_threads("fork")?;
+    // SAFETY: this process runs one thread (checked just above; only this thread could
+    // start another), which is the condition under which everything is safe to call in
+    // the child.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
         Ok(ForkResult::Child) => Ok(Forked::Child),
@@ -187,13 +190,35 @@ pub(crate) fn reset_signals(ignore_sigpipe: bool) -> io::Result<()> {
 
 /// Removes a variable from this process's environment.
 ///
-/// Used once, early in a re-executed daemon (before it starts threads of its own), to
-/// drop daemonic's hand-over marker so that the daemon's own children never see it.
-pub(crate) fn remove_env(key: &str) {
-    // SAFETY: `Daemon::start` documents that it must be called before the program spawns
-    // threads that read the environment through libc; Rust's own `std::env` accessors
-    // take the same lock as `remove_var`.
+/// Used once, early in a re-executed daemon, to drop daemonic's hand-over marker so that
+/// the daemon's own children never see it.
+///
+/// # Safety
+///
+/// No other thread may read or write the environment through libc (`getenv`, `setenv`
+/// in C code, DNS resolution, time zones) while this runs; Rust's own `std::env`
+/// accessors take the same lock as `remove_var` and are fine. Prefer
+/// [`remove_env_if_single_threaded`], which checks.
+pub(crate) unsafe fn remove_env(key: &str) {
+    // SAFETY: the caller guarantees that no thread reads the environment through libc
+    // meanwhile (this function's contract), which is `remove_var`'s precondition.
     unsafe { std::env::remove_var(key) }
+}
+
+/// Removes a variable from this process's environment, if the process runs one thread;
+/// returns whether it did.
+///
+/// With more threads it is left alone: another thread may read the environment through
+/// libc (`getenv` in a C library, DNS resolution, time zones), which `remove_var` would
+/// race. The check is sound: only this thread could start another in between.
+pub(crate) fn remove_env_if_single_threaded(key: &str) -> io::Result<bool> {
+    if thread_count()? > 1 {
+        return Ok(false);
+    }
+    // SAFETY: this process runs one thread (checked above), so no other thread can read
+    // the environment while it changes.
+    unsafe { std::env::remove_var(key) };
+    Ok(true)
 }
 
 /// Clears `FD_CLOEXEC` on a descriptor, so it survives the next `exec`. Async-signal-safe:
@@ -206,15 +231,18 @@ pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
 
 /// Runs `hook` in the child between `fork` and `exec` of `cmd`.
 ///
-/// The hook must call only async-signal-safe functions on data prepared before the fork:
-/// the parent may run other threads whose locks are frozen in the child.
-pub(crate) fn pre_exec<F>(cmd: &mut std::process::Command, hook: F)
+/// # Safety
+///
+/// The hook must call only async-signal-safe functions on data prepared before the fork
+/// (no allocation, no lock): the parent may run other threads whose locks are frozen in
+/// the child. The caller's `// SAFETY:` comment lists the calls its hook makes.
+pub(crate) unsafe fn pre_exec<F>(cmd: &mut std::process::Command, hook: F)
 where
     F: FnMut() -> io::Result<()> + Send + Sync + 'static,
 {
     use std::os::unix::process::CommandExt;
-    // SAFETY: every caller's hook is written to the rule above (setsid, fork, write,
-    // fcntl, sigaction, sigprocmask, _exit — all async-signal-safe).
+    // SAFETY: the caller guarantees the hook is async-signal-safe (this function's
+    // contract), which is what `CommandExt::pre_exec` requires.
     unsafe {
         cmd.pre_exec(hook);
     }
@@ -224,9 +252,16 @@ where
 /// child's pid to `pid_pipe` and `_exit(0)`; the grandchild returns and goes on to `exec`.
 ///
 /// Async-signal-safe: `fork`, `write` and `_exit` only.
-pub(crate) fn fork_in_pre_exec(pid_pipe: RawFd) -> io::Result<()> {
-    // SAFETY: in a single-threaded freshly forked child (the pre_exec context) a raw
-    // `fork` is async-signal-safe; we call only `write` and `_exit` in the parent branch.
+///
+/// # Safety
+///
+/// Only in a `pre_exec` hook (a freshly forked, single-threaded child about to `exec`):
+/// elsewhere the raw `fork` would copy a process whose other threads hold locks, and the
+/// grandchild would go on running arbitrary code.
+pub(crate) unsafe fn fork_in_pre_exec(pid_pipe: RawFd) -> io::Result<()> {
+    // SAFETY: the caller runs us in a pre_exec hook (this function's contract): a
+    // single-threaded freshly forked child, where a raw `fork` is async-signal-safe; we
+    // call only `write` and `_exit` in the parent branch.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
@@ -255,16 +290,6 @@ pub(crate) fn dup_onto(fd: RawFd, target: RawFd) -> io::Result<()> {
     // object (std refers to them by number), so nothing is closed under an owner.
     check(unsafe { libc::dup2(fd, target) } as libc::c_long)?;
     Ok(())
-}
-
-/// Removes a variable from this process's environment, for a caller that documents the
-/// same precondition as [`remove_env`]: no other thread exists yet that reads the
-/// environment through libc (`Activation::from_env` with `UnsetEnv::Yes`).
-pub(crate) fn remove_env_before_threads(key: &str) {
-    // SAFETY: the public entry point (`systemd::activation::Activation::from_env`)
-    // documents that `UnsetEnv::Yes` may only be used before the program starts threads;
-    // Rust's own `std::env` readers take the same lock as `remove_var`.
-    unsafe { std::env::remove_var(key) }
 }
 
 /// Takes ownership of a descriptor passed by a service manager (`LISTEN_FDS`), after
@@ -475,4 +500,66 @@ pub(crate) fn capbset_drop(cap: u8) -> io::Result<()> {
         )
     } as libc::c_long)?;
     Ok(())
+}
+
+/// Installs a handler that ends the process at once with status `128 + sig` when `sig`
+/// arrives while both `armed` and `seen` are set (the forced exit on a second shutdown
+/// signal; `seen` is set by a handler registered after this one, so the first delivery
+/// only records). Async-signal-safe: two atomic loads and `_exit`.
+pub(crate) fn register_exit_if(
+    sig: Signal,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> io::Result<signal_hook::SigId> {
+    use std::sync::atomic::Ordering;
+    let code = 128 + sig as i32;
+    // SAFETY: the handler only loads two atomics (owned by the closure, so alive as long
+    // as the handler) and calls `_exit`; it allocates nothing and takes no lock, so it is
+    // async-signal-safe as `register` requires.
+    unsafe {
+        signal_hook::low_level::register(sig as i32, move || {
+            if armed.load(Ordering::SeqCst) && seen.load(Ordering::SeqCst) {
+                signal_hook::low_level::exit(code);
+            }
+        })
+    }
+}
+
+/// The number of threads this process runs, from `/proc/self/task`.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Fails (`io::ErrorKind::Other`, naming `what` and the count) unless this process runs
+/// exactly one thread: the precondition of [`fork_single_threaded`].
+fn refuse_threads(what: &str) -> io::Result<()> {
+    match thread_count()? {
+        1 => Ok(()),
+        n => Err(io::Error::other(format!(
+            "{what}: refused: this process runs {n} threads"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `fork_single_threaded` trusted its callers to have counted the threads.
+    #[test]
+    fn fork_single_threaded_refuses_a_threaded_process() {
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || parked.recv());
+        let forked = fork_single_threaded();
+        drop(stop);
+        let _ = other.join();
+        match forked {
+            Err(e) => assert!(e.to_string().contains("threads"), "{e}"),
+            Ok(Forked::Child) => exit_immediately(0),
+            Ok(Forked::Parent(child)) => {
+                let _ = nix::sys::wait::waitpid(child, None);
+                panic!("forked a threaded process");
+            }
+        }
+    }
 }

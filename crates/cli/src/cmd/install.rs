@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
+use daemonic::durable::sync_dir;
 
 use super::unit::{Generated, Target, What, generate, load, written_by_daemonic};
 use crate::units::Scope;
@@ -149,13 +150,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(dir)
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("fsync {}", dir.display()))
+    Ok(sync_dir(dir)?)
 }
 
 /// Runs `systemctl [--user] ARGS`; its stderr is in the error.

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::install::{sync_dir, systemctl};
+use daemonic::durable::sync_dir;
+
+use super::install::systemctl;
 use super::unit::{Target, What, file_name, written_by_daemonic};
 
 #[derive(clap::Args, Debug)]

@@ -2,9 +2,9 @@
 //! `(state, event, now) -> actions`.
 //!
 //! [`Machine::step`] holds every transition in one `match`; it touches no process, clock
-//! or file. The executor (`supervisor/mod.rs`) turns real happenings into [`Event`]s and
-//! carries out the [`Action`]s. An event a state cannot receive is a bug in the executor
-//! and panics naming both.
+//! or file. The executor (`Unit::execute` in `supervisor/unit.rs`) turns real happenings
+//! into [`Event`]s and carries out the [`Action`]s. An event a state cannot receive is a
+//! bug in the executor and panics naming both.
 //!
 //! Invariants:
 //! - A child exists exactly in `Starting`, `Ready` and `Stopping`.

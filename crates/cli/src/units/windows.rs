@@ -58,7 +58,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 
+use daemonic::process::Exit;
+
 use crate::config::Def;
+use crate::supervisor::policy::{Backoff, Jitter, StartLimit, restarts};
 #[cfg(windows)]
 pub use register::{register, unregister};
 #[cfg(windows)]
@@ -90,13 +93,8 @@ const SUPPORTED: &[&str] = &[
     "log-stderr-file",
 ];
 
-/// When the program is started again (daemonic's `--restart`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    Never,
-    OnFailure,
-    Always,
-}
+/// When the program is started again (daemonic's `--restart`): the supervisor's own.
+pub use crate::supervisor::policy::Restart;
 
 /// What the Windows service runs, and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,12 +163,7 @@ impl Spec {
         for f in &self.env_files {
             a.push(format!("--env-file={}", f.display()));
         }
-        let restart = match self.restart {
-            Restart::Never => "never",
-            Restart::OnFailure => "on-failure",
-            Restart::Always => "always",
-        };
-        a.push(format!("--restart={restart}"));
+        a.push(format!("--restart={}", self.restart.as_str()));
         let codes: Vec<String> = self.success_codes.iter().map(i32::to_string).collect();
         a.push(format!("--success-exit-codes={}", codes.join(",")));
         a.push(format!("--backoff={}", ms(self.backoff)));
@@ -312,16 +305,9 @@ fn split_flag(flag: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// `N/WINDOW`, as daemonic's `--start-limit`.
+/// `N/WINDOW`, as daemonic's `--start-limit` (the supervisor's parser).
 fn start_limit(text: &str) -> Result<(u32, Duration), String> {
-    let bad = || format!("invalid start limit {text:?} (expected N/WINDOW, e.g. 6/10m)");
-    let (n, window) = text.split_once('/').ok_or_else(bad)?;
-    let n: u32 = n.trim().parse().map_err(|_| bad())?;
-    let window = crate::duration::parse(window).map_err(|_| bad())?;
-    if n == 0 || window.is_zero() {
-        return Err(bad());
-    }
-    Ok((n, window))
+    StartLimit::parse(text).map(|l| (l.burst, l.window))
 }
 
 /// A duration in milliseconds, as `crate::duration::parse` reads it back exactly.
@@ -379,10 +365,9 @@ pub enum Next {
     End(String),
 }
 
-/// The restart policy as a pure function of exits and times (the same rules as the
-/// supervisor's `policy`, without jitter): whether to restart, how long to wait first
-/// (`backoff × multiplier^step`, capped; `step` back to 0 after a run of
-/// `backoff-reset-after`), and when to give up (the start limit).
+/// The restart policy as a pure function of exits and times: the supervisor's own
+/// `policy` ([`restarts`], [`Backoff`], [`StartLimit`]), without jitter — whether to
+/// restart, how long to wait first, and when to give up.
 #[derive(Debug, Clone)]
 pub struct Restarts {
     spec: Spec,
@@ -407,38 +392,30 @@ impl Restarts {
     /// The program exited with `code` at `now`, after running `uptime`.
     pub fn exited(&mut self, code: i32, uptime: Duration, now: Instant) -> Next {
         let s = &self.spec;
-        let success = s.success_codes.contains(&code);
-        let again = match s.restart {
-            Restart::Never => false,
-            Restart::Always => true,
-            Restart::OnFailure => !success,
-        };
-        if !again {
+        if !restarts(s.restart, &s.success_codes, Exit::Code(code)) {
             return Next::End(format!("exited with status {code}"));
         }
-        if uptime >= s.backoff_reset_after {
-            self.step = 0;
-        }
-        let exp = i32::try_from(self.step).unwrap_or(i32::MAX);
-        let secs = s.backoff.as_secs_f64() * s.backoff_multiplier.powi(exp);
-        let delay = if secs.is_finite() && secs < s.backoff_max.as_secs_f64() {
-            Duration::from_secs_f64(secs)
-        } else {
-            s.backoff_max
+        let backoff = Backoff {
+            initial: s.backoff,
+            multiplier: s.backoff_multiplier,
+            max: s.backoff_max,
+            jitter: false,
+            reset_after: s.backoff_reset_after,
         };
-        if let Some((n, window)) = s.start_limit {
-            let at = now + delay;
-            let recent = self
-                .starts
-                .iter()
-                .filter(|t| at.saturating_duration_since(**t) < window)
-                .count();
-            if recent >= n as usize {
-                return Next::End(format!(
-                    "gave up: {n} starts within {} s (last exit status {code})",
-                    window.as_secs()
-                ));
-            }
+        self.step = backoff.next_step(self.step, uptime);
+        // Without jitter the source is never read.
+        let delay = backoff.delay(self.step, &mut Jitter::new(0));
+        let limit = s
+            .start_limit
+            .map(|(burst, window)| StartLimit { burst, window });
+        if let Some(l) = limit
+            && !l.allows(&self.starts, now + delay)
+        {
+            return Next::End(format!(
+                "gave up: {} starts within {} s (last exit status {code})",
+                l.burst,
+                l.window.as_secs()
+            ));
         }
         self.step = self.step.saturating_add(1);
         Next::Restart(delay)

@@ -20,7 +20,7 @@ use crate::systemd::notify::{Notifier, State};
 use crate::{Error, Result};
 
 /// Exit status of a daemon whose own set-up failed (reported to the launcher first).
-const SETUP_FAILED: i32 = 70;
+const SETUP_FAILED: i32 = crate::EXIT_INTERNAL;
 
 pub(super) fn fork_daemon(d: &Daemon, privileges: Option<Switch>) -> Result<Running> {
     refuse_threads()?;

@@ -22,7 +22,7 @@ use crate::systemd::listen::{Message, NotifyListener};
 /// Exit status when the daemon is not ready in time (as `timeout(1)`).
 const TIMED_OUT: i32 = 124;
 /// Exit status when the launcher itself fails after forking.
-const LAUNCHER_FAILED: i32 = 70;
+const LAUNCHER_FAILED: i32 = crate::EXIT_INTERNAL;
 
 pub(super) struct Wait<'a> {
     pub name: &'a str,

@@ -59,6 +59,11 @@
 //! address handed over, and continues as the daemon. Everything the program did before
 //! `start` runs again in the new process, so call `start` early.
 //!
+//! Removing the marker changes the environment: sound in a single-threaded process
+//! (checked), and in a threaded one only while no other thread reads the environment
+//! through libc (`getenv` in C code, DNS resolution, time zones) — Rust's `std::env`
+//! takes the same lock and is fine. That is `start`'s precondition in re-exec mode.
+//!
 //! ## Launcher exit codes
 //!
 //! | code    | meaning                                                      |
@@ -68,7 +73,7 @@
 //! | 1       | the daemon exited with status 0 before it was ready          |
 //! | 128+S   | the daemon was killed by signal S before it was ready        |
 //! | 124     | not ready within the timeout; the daemon was killed          |
-//! | 70      | the launcher itself failed after forking (message printed)   |
+//! | 70      | daemonic itself failed after forking ([`crate::EXIT_INTERNAL`]) |
 
 mod detach;
 mod launcher;
@@ -286,6 +291,9 @@ impl Daemon {
     /// Errors reach the caller only while still in the user's terminal: the pid file is
     /// held ([`ErrorKind::AlreadyRunning`]), the process runs threads
     /// ([`ErrorKind::Threaded`]), or a system call failed before the fork.
+    ///
+    /// In the re-executed process of [re-exec mode](self#threads-and-re-exec-mode), no
+    /// other thread may read the environment through libc while `start` runs.
     pub fn start(self) -> Result<Running> {
         if let Some(handover) = reexec::take_handover()? {
             return reexec::become_daemon(&self, handover);
@@ -417,9 +425,7 @@ impl Running {
 
 /// The number of threads this process runs, from `/proc/self/task`.
 pub(crate) fn thread_count() -> Result<usize> {
-    let dir =
-        std::fs::read_dir("/proc/self/task").map_err(|e| Error::io("read /proc/self/task", e))?;
-    Ok(dir.count())
+    crate::sys::thread_count().map_err(|e| Error::io("read /proc/self/task", e))
 }
 
 /// Refuses to fork a process that runs more than one thread.

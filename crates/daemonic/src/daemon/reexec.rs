@@ -42,7 +42,18 @@ pub(super) fn take_handover() -> Result<Option<Handover>> {
     let Some(value) = std::env::var_os(MARKER) else {
         return Ok(None);
     };
-    crate::sys::remove_env(MARKER);
+    let removed = crate::sys::remove_env_if_single_threaded(MARKER)
+        .map_err(|e| Error::io("read /proc/self/task", e))?;
+    if !removed {
+        // SAFETY: `Daemon::start` documents, for re-exec mode, that no other thread may
+        // read the environment through libc while it runs (Rust's own `std::env` readers
+        // take the same lock as `remove_var`). Not checkable: re-exec mode exists for
+        // programs that already run threads.
+        #[allow(unsafe_code)]
+        unsafe {
+            crate::sys::remove_env(MARKER)
+        };
+    }
     let bad = || {
         Error::new(
             ErrorKind::InvalidInput,
@@ -127,22 +138,15 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     // The child writes the number of a failed privilege step here (see `spawn_as`).
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|e| Error::sys("pipe2", e))?;
-    let switch = privileges.clone();
-    crate::sys::pre_exec(&mut cmd, move || {
-        // First, while descriptors are all open: the switch and its failure report.
-        if let Some(p) = &switch {
-            p.apply_in_child(report_w.as_fd())?;
-        }
-        nix::unistd::setsid()?;
-        crate::sys::fork_in_pre_exec(pid_w_raw)?;
-        nix::sys::stat::umask(umask);
-        crate::sys::reset_signals(false)?;
-        crate::sys::close_all_but(&keep)?;
-        if let Some(fd) = pid_fd {
-            crate::sys::clear_cloexec(fd)?;
-        }
-        Ok(())
-    });
+    let steps = ChildSteps {
+        switch: privileges.clone(),
+        report_w,
+        pid_w: pid_w_raw,
+        umask,
+        keep,
+        pid_fd,
+    };
+    steps.install(&mut cmd);
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
     let intermediate = cmd.spawn().map_err(|e| {
         let mut step = [0u8];
@@ -165,4 +169,48 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         pid_pipe: pid_r,
         pid_file,
     })
+}
+
+/// What the re-executed child does between fork and exec (see the module docs), prepared
+/// before the fork so that the hook only makes async-signal-safe calls.
+struct ChildSteps {
+    switch: Option<Switch>,
+    /// Where the child writes the number of a failed privilege step.
+    report_w: std::os::fd::OwnedFd,
+    /// Where the intermediate writes the grandchild's pid.
+    pid_w: RawFd,
+    umask: nix::sys::stat::Mode,
+    /// Descriptors to keep, sorted (the hook must not allocate).
+    keep: Vec<RawFd>,
+    pid_fd: Option<RawFd>,
+}
+
+impl ChildSteps {
+    fn install(self, cmd: &mut Command) {
+        let hook = move || {
+            // First, while descriptors are all open: the switch and its failure report.
+            if let Some(p) = &self.switch {
+                p.apply_in_child(self.report_w.as_fd())?;
+            }
+            nix::unistd::setsid()?;
+            // SAFETY: this runs in the pre_exec hook, as `fork_in_pre_exec` requires.
+            #[allow(unsafe_code)]
+            unsafe { crate::sys::fork_in_pre_exec(self.pid_w) }?;
+            nix::sys::stat::umask(self.umask);
+            crate::sys::reset_signals(false)?;
+            crate::sys::close_all_but(&self.keep)?;
+            if let Some(fd) = self.pid_fd {
+                crate::sys::clear_cloexec(fd)?;
+            }
+            Ok(())
+        };
+        // SAFETY: the hook calls only async-signal-safe functions on data prepared before
+        // the fork: the privilege switch (setgroups/setgid/setuid/capset/prctl/write, see
+        // `apply_in_child`), setsid, fork/write/_exit, umask, sigaction/sigprocmask,
+        // close_range and fcntl; `keep` is sorted already, so nothing allocates.
+        #[allow(unsafe_code)]
+        unsafe {
+            crate::sys::pre_exec(cmd, hook)
+        };
+    }
 }

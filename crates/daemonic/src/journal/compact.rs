@@ -19,9 +19,9 @@
 //! up to `n` — a snapshot never has to stand in for log records a crash could tear.
 
 use super::SnapshotStep;
-use super::commit::{Guard, Shared};
 use super::fs::{remove_file, sync_dir};
 use super::record::LOG_HEADER_LEN;
+use super::shared::{Guard, Shared};
 use super::wal::{self, LogFile};
 use super::{State, snapshot};
 use crate::error::Result;

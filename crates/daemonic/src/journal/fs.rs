@@ -4,18 +4,10 @@
 //! `sync_all` on the file alone persists its data, not its name. Every step here turns its
 //! `io::Error` into an [`Error`] that names the call and the path.
 
-use std::fs::File;
 use std::path::Path;
 
+pub(crate) use crate::durable::sync_dir;
 use crate::error::{Error, Result};
-
-/// fsyncs a directory so the names created, renamed or removed in it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let d =
-        File::open(dir).map_err(|e| Error::io(format!("open directory {}", dir.display()), e))?;
-    d.sync_all()
-        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
-}
 
 /// Creates `dir` (and its parents) if needed and makes its name durable.
 pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use super::commit::{Guard, Inner, Shared};
 use super::lock::{DirLock, lock_dir};
 use super::record::LOG_HEADER_LEN;
 use super::recover::{Recovery, recover};
+use super::shared::{Guard, Inner, Shared};
 use super::{Durability, Options, SnapshotStep, State, compact, fs};
 use crate::error::{Error, Result};
 

@@ -146,6 +146,7 @@ mod options;
 mod record;
 mod recover;
 mod scan;
+mod shared;
 mod snapshot;
 mod wal;
 

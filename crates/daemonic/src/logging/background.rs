@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use super::compress::{self, Compression};
 use super::dir::LogDir;
 use super::naming::{self, TMP_SUFFIX};
+use super::policy::{Config, Flush, Fsync};
 use super::retention::{self, Retention};
-use super::rotate::{Config, Flush, Fsync, Shared};
 use crate::{Error, Result};
 
 /// Errors of the archiver, read by `RotatingWriter::stats`.
@@ -172,7 +172,7 @@ pub(crate) struct Ticker {
 }
 
 impl Ticker {
-    pub fn spawn(shared: Weak<Shared>) -> Result<Ticker> {
+    pub fn spawn<T: Tick>(shared: Weak<T>) -> Result<Ticker> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = Arc::clone(&stop);
         let handle = thread::Builder::new()
@@ -194,9 +194,18 @@ impl Ticker {
     }
 }
 
-fn tick_loop(shared: &Weak<Shared>, stop: &(Mutex<bool>, Condvar)) {
+/// What the flusher thread drives: the writer's shared state (`rotate::Shared`). A trait,
+/// so that this module, which `rotate` uses, does not use `rotate` back.
+pub(crate) trait Tick: Send + Sync + 'static {
+    /// The writer's flush policy.
+    fn flush_policy(&self) -> Flush;
+    /// Flushes, and rotates if a time boundary passed; returns the next boundary.
+    fn tick(&self, now: SystemTime) -> Option<SystemTime>;
+}
+
+fn tick_loop<T: Tick>(shared: &Weak<T>, stop: &(Mutex<bool>, Condvar)) {
     let Some(s) = shared.upgrade() else { return };
-    let interval = match s.cfg.flush {
+    let interval = match s.flush_policy() {
         Flush::Interval(d) => Some(d.max(Duration::from_millis(1))),
         Flush::EachWrite => None,
     };

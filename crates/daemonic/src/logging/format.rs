@@ -208,8 +208,9 @@ fn json_key(k: &str, out: &mut String) {
     out.push_str("\":");
 }
 
-/// Escapes `s` for the inside of a JSON string (RFC 8259: quote, backslash, controls).
-pub(crate) fn escape_json(s: &str, out: &mut String) {
+/// Escapes `s` for the inside of a JSON string (RFC 8259: quote, backslash, controls),
+/// appending to `out`. The one JSON escaper: log lines and `daemonic status --json`.
+pub fn escape_json(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -92,11 +92,10 @@ use tracing_subscriber::layer::SubscriberExt;
 
 pub use compress::Compression;
 pub use dir::{LogDir, create_log_file, open_log_file};
-pub use format::Format;
+pub use format::{Format, escape_json};
 pub use journald::{JOURNAL_SOCKET, JournaldWriter, encode_field, field_name};
 pub use line_stream::LineStream;
-pub use naming::rotated_files;
-pub use retention::Retention;
+pub use retention::{Retention, rotated_files};
 pub use rotate::{Flush, Fsync, Period, RotatingWriter, RotatingWriterBuilder, Stats};
 pub use syslog::{Facility, SYSLOG_SOCKET, SyslogFormat, SyslogWriter};
 

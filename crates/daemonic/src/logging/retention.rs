@@ -112,6 +112,41 @@ pub(crate) fn enforce(
     Ok(removed)
 }
 
+/// The rotated files of the active log file `active`, oldest first, one path per rotation.
+///
+/// Order comes from the names (stamp, then `_NNN`), as retention sees it. While a rotated
+/// file is being compressed both `NAME.STAMP` and `NAME.STAMP.gz` may exist for a moment;
+/// the plain one is listed. A reader racing the archiver may find it gone when it opens it:
+/// the same path with `.gz` (or `.zst`) appended then holds the same lines. Files removed by
+/// retention meanwhile are simply gone. The active file itself is not listed, nor is
+/// anything that is not a regular file (a symlink planted among them). No symlink in the
+/// path is followed (see [`open_log_file`](super::open_log_file)).
+///
+/// ```no_run
+/// for p in daemonic::logging::rotated_files("/var/log/web/web.log".as_ref())? {
+///     println!("{}", p.display()); // web.log.20250309-140702, web.log.20250309-140702_001.gz, …
+/// }
+/// # Ok::<(), daemonic::Error>(())
+/// ```
+pub fn rotated_files(active: &Path) -> crate::Result<Vec<PathBuf>> {
+    let dir = super::dir::LogDir::of(active, false)?;
+    Ok(scan(&dir, active)?
+        .into_iter()
+        .filter_map(|g| {
+            let plain = g.paths.iter().position(|p| {
+                !naming::COMPRESSED_SUFFIXES
+                    .iter()
+                    .any(|s| p.to_string_lossy().ends_with(s))
+            });
+            let mut paths = g.paths;
+            match plain {
+                Some(i) => Some(paths.swap_remove(i)),
+                None => paths.pop(),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

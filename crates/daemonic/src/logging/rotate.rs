@@ -30,7 +30,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::background::{ArchiveStatus, Archiver, Ticker};
+use super::background::{ArchiveStatus, Archiver, Tick, Ticker};
 use super::clock::{self, Utc};
 use super::compress::Compression;
 use super::dir::{self, LogDir};
@@ -645,4 +645,14 @@ pub(crate) fn open_append(cfg: &Config, dir: &LogDir) -> Result<File> {
 /// The active file's name in its directory (`open` checked that there is one).
 fn active_name(cfg: &Config) -> &std::ffi::OsStr {
     cfg.path.file_name().unwrap_or_default()
+}
+
+impl Tick for Shared {
+    fn flush_policy(&self) -> Flush {
+        self.cfg.flush
+    }
+
+    fn tick(&self, now: SystemTime) -> Option<SystemTime> {
+        Shared::tick(self, now)
+    }
 }

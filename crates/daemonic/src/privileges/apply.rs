@@ -71,7 +71,8 @@ impl Prepared {
     /// capabilities (and ids, at the system-call level) belong to a thread: the others
     /// would keep root. On failure the process may be half switched; exit.
     pub fn apply(&self) -> Result<()> {
-        let threads = crate::daemon::thread_count()?;
+        let threads =
+            crate::sys::thread_count().map_err(|e| Error::io("read /proc/self/task", e))?;
         if threads > 1 {
             return Err(Error::new(
                 ErrorKind::Threaded,

@@ -21,7 +21,8 @@
 //! one descriptor would close it twice), checks each is open, sets close-on-exec on it (a
 //! program we later spawn must not inherit our listeners by accident), and can remove the
 //! three variables from the environment ([`UnsetEnv::Yes`]) so that children do not see
-//! them either. Removing variables is only sound before the program starts threads; if it
+//! them either. Removing variables is only sound before the program starts threads (it is
+//! refused with [`ErrorKind::Threaded`] once more than one runs); if it
 //! already has some, pass [`UnsetEnv::No`] and strip the variables from each child's
 //! environment with `Command::env_remove` instead.
 //!
@@ -61,7 +62,8 @@ pub const VARIABLES: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 /// Whether [`Activation::from_env`] removes the `LISTEN_*` variables from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnsetEnv {
-    /// Remove them (only before the program starts threads).
+    /// Remove them (only before the program starts threads: refused with
+    /// [`ErrorKind::Threaded`] otherwise).
     Yes,
     /// Leave the environment alone.
     No,
@@ -182,8 +184,11 @@ impl Activation {
             Pid::this(),
         );
         if unset == UnsetEnv::Yes {
+            refuse_unset_with_threads()?;
             for k in VARIABLES {
-                crate::sys::remove_env_before_threads(k);
+                // Checked above: one thread, so this removes (only we could start another).
+                crate::sys::remove_env_if_single_threaded(k)
+                    .map_err(|e| Error::io("read /proc/self/task", e))?;
             }
         }
         let Some(names) = names? else {
@@ -314,6 +319,25 @@ pub fn names_from(
     Ok(Some(names))
 }
 
+/// [`UnsetEnv::Yes`] in a process that already runs threads: refused
+/// ([`ErrorKind::Threaded`]) before anything is taken, because removing a variable races
+/// any thread that reads the environment through libc.
+fn refuse_unset_with_threads() -> Result<()> {
+    let n = crate::sys::thread_count().map_err(|e| Error::io("read /proc/self/task", e))?;
+    if n > 1 {
+        return Err(Error::new(
+            ErrorKind::Threaded,
+            format!(
+                "LISTEN_FDS: cannot unset the LISTEN_* variables: this process already runs \
+                 {n} threads (removing a variable races their reads of the environment); \
+                 call Activation::from_env before starting threads, or pass UnsetEnv::No \
+                 and strip the variables from each child with Command::env_remove"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +347,20 @@ mod tests {
             name: name.to_string(),
             fd: fd.into(),
         }
+    }
+
+    /// Regression: `UnsetEnv::Yes` removed the variables even while other threads ran,
+    /// which races their reads of the environment through libc.
+    #[test]
+    fn unsetting_the_variables_is_refused_while_threads_run() {
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || parked.recv());
+        let err = Activation::from_env(UnsetEnv::Yes).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Threaded);
+        assert!(err.to_string().contains("UnsetEnv::No"), "{err}");
+        assert!(Activation::from_env(UnsetEnv::No).is_ok());
+        drop(stop);
+        let _ = other.join();
     }
 
     #[test]

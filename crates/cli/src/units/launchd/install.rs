@@ -30,6 +30,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use daemonic::durable::sync_dir;
 
 /// What happened to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,12 +179,6 @@ pub fn remove_file(path: &Path) -> Result<Change> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Change::Absent),
         Err(e) => Err(e).with_context(|| format!("remove {}", path.display())),
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("sync directory {}", dir.display()))
 }
 
 #[cfg(target_os = "macos")]
