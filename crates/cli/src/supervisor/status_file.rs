@@ -37,6 +37,11 @@ impl StatusFile {
         StatusFile { path }
     }
 
+    /// Where the file is (in the state directory).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Best effort: a failed write leaves the previous snapshot and is reported once on
     /// the supervisor's stderr; supervision goes on.
     pub fn write(&self, s: &Snapshot<'_>) {
