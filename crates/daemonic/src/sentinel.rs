@@ -284,6 +284,7 @@ fn kill_cgroup(dir: &std::path::Path) -> usize {
     };
     let n = procs.lines().count();
     if n == 0 {
+        remove_cgroup(dir);
         return 0;
     }
     let Ok(mut kill) = std::fs::OpenOptions::new()
@@ -318,13 +319,18 @@ fn kill_cgroup(dir: &std::path::Path) -> usize {
             let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
         }
     }
-    // And the state directory's group, unless another service's group is in it.
+    remove_cgroup(dir);
+    n
+}
+
+/// Removes an empty cgroup, and its parent (the state directory's group) unless another
+/// service's group is in it.
+fn remove_cgroup(dir: &std::path::Path) {
     if std::fs::remove_dir(dir).is_ok()
         && let Some(parent) = dir.parent()
     {
         let _ = std::fs::remove_dir(parent);
     }
-    n
 }
 
 /// Whether `/proc/PID/environ` has an entry that starts with `marker`.

@@ -120,6 +120,49 @@ fn delegated(dir: &Path) -> bool {
         .all(|p| std::fs::metadata(p).is_ok_and(|m| m.uid() == me))
 }
 
+/// What `status` says of a service's containment and tree (the `ServiceInfo` fields
+/// `containment` and `tree_*`; the others default).
+pub fn describe(cgroup: Option<&Cgroup>) -> crate::control::ServiceInfo {
+    match cgroup {
+        Some(cg) => describe_dir(cg.dir()),
+        None => crate::control::ServiceInfo {
+            containment: Some("process group".into()),
+            ..Default::default()
+        },
+    }
+}
+
+/// [`describe`] for the group at `dir` (as a status file names it).
+pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
+    let pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let usages: Vec<crate::usage::Usage> = pids
+        .iter()
+        .filter_map(|p| crate::usage::of(daemonic::Pid::from_raw(*p)))
+        .collect();
+    let memory = std::fs::read_to_string(dir.join("memory.current"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| usages.iter().map(|u| u.rss_bytes).sum());
+    // `usage_usec` counts every process that ever ran in the group, gone ones too.
+    let cpu = std::fs::read_to_string(dir.join("cpu.stat"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .map(|us| us / 1000);
+    crate::control::ServiceInfo {
+        containment: Some(format!("cgroup {}", dir.display())),
+        tree_processes: Some(pids.len() as u64),
+        tree_memory_bytes: Some(memory),
+        tree_cpu_ms: cpu,
+        ..Default::default()
+    }
+}
+
 /// Whether `cgroup.events`, open as `events`, says `populated 1`; reads it from the start.
 fn populated(events: &mut std::fs::File) -> std::io::Result<bool> {
     use std::io::{Read as _, Seek as _};

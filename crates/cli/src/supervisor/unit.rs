@@ -670,6 +670,7 @@ impl Unit {
             last_exit: self.machine.last_exit(),
             next_delay: delays.last().copied().filter(|_| state == State::Backoff),
             delays: &delays,
+            cgroup: self.cgroup().map(Cgroup::dir),
         });
     }
 }
