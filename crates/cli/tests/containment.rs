@@ -49,6 +49,14 @@ fn tree(report: &Path, n: usize) -> Vec<(String, KillOnDrop)> {
         .collect()
 }
 
+/// Not one of `tree` is alive now (a zombie is dead): for a stop that returns only once
+/// the service's group is empty.
+fn assert_none_alive(tree: &[(String, KillOnDrop)], after: &str) {
+    for (role, p) in tree {
+        assert!(!alive(p.pid()), "{role} still runs after {after}");
+    }
+}
+
 fn assert_all_gone(tree: &[(String, KillOnDrop)], after: &str) {
     for (role, p) in tree {
         assert!(
@@ -145,6 +153,7 @@ fn cgroup_stop_leaves_no_descendant() {
     );
     let out = env.daemonic(&["stop", "e"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&tree, "stop");
     assert_all_gone(&tree, "stop");
     assert!(!cgroup.exists(), "{} stays", cgroup.display());
     assert!(
@@ -389,14 +398,30 @@ fn pg_tree(env: &Env, port: u16) -> Vec<(String, KillOnDrop)> {
         let n: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
         (n >= 2).then_some(())
     });
-    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
-    procs
-        .lines()
-        .map(|l| {
-            let pid = Pid::from_raw(l.parse().unwrap());
-            (format!("postgres pid {pid}"), KillOnDrop::new(pid))
-        })
-        .collect()
+    // The postmaster and its children (each backend in a session of its own), found by
+    // parent, not by group: what the test checks must not depend on the containment.
+    let postmaster = env.child_pid("pg");
+    let mut tree = vec![(
+        format!("postmaster {postmaster}"),
+        KillOnDrop::new(postmaster),
+    )];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let pid = Pid::from_raw(pid);
+        if stat_field(pid, 1) == Some(postmaster.to_string()) {
+            tree.push((format!("postgres child {pid}"), KillOnDrop::new(pid)));
+        }
+    }
+    if cgroup.exists() {
+        let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+        for (what, p) in &tree {
+            let pid = p.pid().to_string();
+            assert!(procs.lines().any(|l| l == pid), "{what} not in {cgroup:?}");
+        }
+    }
+    tree
 }
 
 /// What postgres logged in its `n`th start, once it said it is ready (the log is written by
@@ -431,6 +456,9 @@ fn postgres_with_an_idle_client_leaves_no_process_and_int_needs_no_recovery() {
     assert!(tree.len() >= 3, "postmaster, helpers and a backend");
     let out = env.daemonic(&["stop", "pg"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Not "soon": when `stop` returns. (Backends notice the postmaster's death and end
+    // by themselves a moment later; a restart must not run beside them meanwhile.)
+    assert_none_alive(&tree, "stop (TERM, then the stop timeout)");
     assert_all_gone(&tree, "stop (TERM, then the stop timeout)");
     drop(_psql_guard);
 
