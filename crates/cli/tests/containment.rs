@@ -482,3 +482,40 @@ fn postgres_with_an_idle_client_leaves_no_process_and_int_needs_no_recovery() {
     assert!(last.contains("database system was shut down at"), "{last}");
     assert!(env.daemonic(&["stop", "pg"]).status.success());
 }
+
+#[test]
+fn cgroup_mode_asked_for_where_none_can_be_made_fails_naming_why() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let test = "cgroup_mode_asked_for_where_none_can_be_made_fails_naming_why";
+    if !cgroups(test) {
+        return;
+    }
+    // An unprivileged user with nothing delegated to it: nobody.
+    let env = Env::new("cg-required");
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(env
+        .cmd()
+        .args(["run", "--", "/bin/true"])
+        .env(VAR, "cgroup")
+        .current_dir(env.dir.path())
+        .uid(65534)
+        .gid(65534));
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DAEMONIC_CONTAINMENT=cgroup: not root, and /")
+            && stderr(&out).contains("is not delegated to this user"),
+        "{}",
+        stderr(&out)
+    );
+    // Without the demand, the same service runs (in its process group).
+    let out = run(env
+        .cmd()
+        .args(["run", "--", "/bin/true"])
+        .current_dir(env.dir.path())
+        .uid(65534)
+        .gid(65534));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+const VAR: &str = "DAEMONIC_CONTAINMENT";

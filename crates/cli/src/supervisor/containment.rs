@@ -82,7 +82,10 @@ fn find_base() -> std::result::Result<PathBuf, String> {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .ok_or("/proc/self/cgroup has no cgroup2 entry")?;
-    let own = mount.join(own.trim_start_matches('/'));
+    let own = match own.trim_start_matches('/') {
+        "" => mount.clone(),
+        path => mount.join(path),
+    };
     let root = nix::unistd::geteuid().is_root();
     let under = if root {
         mount.clone()
