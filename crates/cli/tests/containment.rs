@@ -53,16 +53,21 @@ fn tree(report: &Path, n: usize) -> Vec<(String, KillOnDrop)> {
 /// the service's group is empty.
 fn assert_none_alive(tree: &[(String, KillOnDrop)], after: &str) {
     for (role, p) in tree {
-        assert!(!alive(p.pid()), "{role} still runs after {after}");
+        assert!(gone(p), "{role} still runs after {after}");
     }
+}
+
+/// Dead (or a zombie), or gone already when its handle was opened.
+fn gone(p: &KillOnDrop) -> bool {
+    p.0.as_ref().is_none_or(|h| !alive(h.pid()))
 }
 
 fn assert_all_gone(tree: &[(String, KillOnDrop)], after: &str) {
     for (role, p) in tree {
         assert!(
             p.exited_within(SOON),
-            "the {role} descendant (pid {}) survived {after}",
-            p.pid()
+            "the {role} descendant (pid {:?}) survived {after}",
+            p.0.as_ref().map(|h| h.pid())
         );
     }
 }
@@ -186,7 +191,7 @@ fn cgroup_restart_waits_until_the_old_tree_is_gone() {
     }
     let second = &both[4..];
     for (role, p) in second {
-        assert!(alive(p.pid()), "the new {role} descendant");
+        assert!(!gone(p), "the new {role} descendant");
     }
     let out = env.daemonic(&["stop", "e"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -250,7 +255,7 @@ fn cgroup_a_new_start_kills_what_a_killed_supervisor_and_sentinel_left() {
     // The sentinel first, so that it cannot clean up after the supervisor.
     drop(sentinel);
     drop(supervisor);
-    let escaped: Vec<_> = old.iter().filter(|(_, p)| alive(p.pid())).collect();
+    let escaped: Vec<_> = old.iter().filter(|(_, p)| !gone(p)).collect();
     assert!(
         !escaped.is_empty(),
         "nothing left to find: the test proves nothing"
@@ -519,3 +524,78 @@ fn cgroup_mode_asked_for_where_none_can_be_made_fails_naming_why() {
 }
 
 const VAR: &str = "DAEMONIC_CONTAINMENT";
+
+/// `daemonic ARGS` with the containment forced to `mode`.
+fn daemonic_in(env: &Env, mode: &str, args: &[&str]) -> std::process::Output {
+    run(env.cmd().env(VAR, mode).args(args))
+}
+
+fn start_in(env: &Env, mode: &str, extra: &[&str], report: &Path) -> std::process::Output {
+    let prog = fixture("escaper");
+    let mut args = vec!["start", "--name", "e", "--grace", "100ms"];
+    args.extend_from_slice(extra);
+    args.extend(["--", &prog, report.to_str().unwrap()]);
+    daemonic_in(env, mode, &args)
+}
+
+#[test]
+fn subreaper_stop_leaves_no_descendant() {
+    let env = Env::new("sr-stop");
+    let report = env.dir.join("report");
+    let out = start_in(&env, "subreaper", &[], &report);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tree = tree(&report, 4);
+    let line = String::from_utf8_lossy(&env.daemonic(&["status", "e"]).stdout).into_owned();
+    assert!(line.contains(", contained by subreaper"), "{line}");
+    let out = env.daemonic(&["stop", "e"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&tree, "stop");
+}
+
+#[test]
+fn subreaper_restart_waits_until_the_old_tree_is_gone() {
+    let env = Env::new("sr-restart");
+    let report = env.dir.join("report");
+    let out = start_in(&env, "subreaper", &["--restart", "always"], &report);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = tree(&report, 4);
+    let out = env.daemonic(&["restart", "e"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let both = tree(&report, 8);
+    for (role, p) in &first {
+        assert!(
+            !alive(p.pid()),
+            "the old {role} descendant runs beside the new tree"
+        );
+    }
+    let out = env.daemonic(&["stop", "e"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&both, "restart and stop");
+}
+
+#[test]
+fn subreaper_a_crash_of_the_main_process_leaves_no_descendant() {
+    let env = Env::new("sr-crash");
+    let report = env.dir.join("report");
+    let prog = fixture("escaper");
+    // It may crash before or after its grace: what counts is what it leaves.
+    daemonic_in(
+        &env,
+        "subreaper",
+        &[
+            "start",
+            "--name",
+            "e",
+            "--grace",
+            "100ms",
+            "--restart",
+            "never",
+            "--",
+            &prog,
+            report.to_str().unwrap(),
+            "crash",
+        ],
+    );
+    let tree = tree(&report, 4);
+    assert_all_gone(&tree, "a crash of the main process");
+}

@@ -23,8 +23,11 @@
 //! service is the same for every supervisor of it, so a new supervisor finds a group
 //! left populated by one that was killed with its sentinel, kills it and says so.
 //!
-//! **Otherwise, a subreaper** (`DAEMONIC_CONTAINMENT=subreaper` forces it; see
-//! `docs/supervisor.md`).
+//! **Otherwise, a subreaper**, in a supervisor of one service ([`kill_descendants`]): every
+//! orphan of the service is re-parented to the supervisor, so all its descendants but the
+//! sentinel are the service's. In a supervisor of many services an orphan's service
+//! cannot be told, and the process group (with the sentinel's marker) is all there is.
+//! `DAEMONIC_CONTAINMENT=subreaper` forces this mode; see `docs/supervisor.md`.
 //!
 //! `DAEMONIC_CONTAINMENT` is read once: `auto` (the default), `cgroup` (fail to start
 //! when no group can be made, saying why) or `subreaper`.
@@ -125,11 +128,18 @@ fn delegated(dir: &Path) -> bool {
 
 /// What `status` says of a service's containment and tree (the `ServiceInfo` fields
 /// `containment` and `tree_*`; the others default).
-pub fn describe(cgroup: Option<&Cgroup>) -> crate::control::ServiceInfo {
+pub fn describe(cgroup: Option<&Cgroup>, subreaper: bool) -> crate::control::ServiceInfo {
     match cgroup {
         Some(cg) => describe_dir(cg.dir()),
         None => crate::control::ServiceInfo {
-            containment: Some("process group".into()),
+            containment: Some(
+                if subreaper {
+                    "subreaper"
+                } else {
+                    "process group"
+                }
+                .into(),
+            ),
             ..Default::default()
         },
     }
@@ -164,6 +174,90 @@ pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
         tree_cpu_ms: cpu,
         ..Default::default()
     }
+}
+
+/// Subreaper containment (no cgroup, one service): SIGKILLs every descendant of this
+/// supervisor but those of `spare` (the sentinel) — the supervisor is a child subreaper, so
+/// a `setsid`'d or double-forked orphan of the service is its child, whatever its
+/// environment — and waits (up to `limit`) until they have died. The orphans among them
+/// are the caller's to reap (`process::reap_orphans`, once the main process is reaped: a
+/// claimed child ahead of them in the kernel's list holds them back). Each is opened as a pidfd before its parentage is read again, so a reused pid is
+/// never signalled. Returns how many were killed.
+pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
+    use daemonic::process::PidFd;
+    let me = std::process::id() as i32;
+    let mut killed: Vec<PidFd> = Vec::new();
+    // Descendants that fork while being killed are found by the next scan.
+    for _ in 0..64 {
+        let tree = descendants(me, spare);
+        let mut found = 0;
+        for pid in tree {
+            if killed.iter().any(|k| k.pid().as_raw() == pid) {
+                continue;
+            }
+            let Ok(h) = PidFd::open(daemonic::Pid::from_raw(pid)) else {
+                continue;
+            };
+            if descendants(me, spare).contains(&pid) && h.signal(daemonic::Signal::SIGKILL).is_ok()
+            {
+                killed.push(h);
+                found += 1;
+            }
+        }
+        if found == 0 {
+            break;
+        }
+    }
+    let deadline = Instant::now() + limit;
+    for h in &killed {
+        let _ = h.wait_exit(deadline.saturating_duration_since(Instant::now()));
+    }
+    killed.len()
+}
+
+/// The live (not zombie) descendants of `root` in `/proc`, but `spare` and theirs.
+fn descendants(root: i32, spare: &[i32]) -> Vec<i32> {
+    let mut parent = std::collections::HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let mut f = rest.split(' ');
+            let (Some(state), Some(ppid)) = (f.next(), f.next().and_then(|p| p.parse().ok()))
+            else {
+                continue;
+            };
+            if state != "Z" {
+                parent.insert(pid, ppid);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &pid in parent.keys() {
+        let mut at = pid;
+        // Bounded: a pid chain is at most as long as the table.
+        for _ in 0..parent.len() {
+            if spare.contains(&at) {
+                break;
+            }
+            match parent.get(&at) {
+                Some(&p) if p == root => {
+                    out.push(pid);
+                    break;
+                }
+                Some(&p) => at = p,
+                None => break,
+            }
+        }
+    }
+    out
 }
 
 /// Whether `cgroup.events`, open as `events`, says `populated 1`; reads it from the start.

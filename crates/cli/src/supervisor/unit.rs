@@ -136,6 +136,11 @@ pub struct Unit {
     /// The service's cgroup, once the first spawn has looked for one (`None` inside:
     /// none can be made here, see [`super::containment`]).
     cgroup: Option<Option<Cgroup>>,
+    /// No cgroup, and this is the supervisor's only service: the supervisor is a child
+    /// subreaper, and every descendant of it but the sentinel belongs to this service.
+    subreaper: bool,
+    /// The sentinel's pid, spared by the subreaper's sweep.
+    sentinel: Option<i32>,
 }
 
 impl Unit {
@@ -171,6 +176,8 @@ impl Unit {
             logs,
             captures: Vec::new(),
             cgroup: None,
+            subreaper: false,
+            sentinel: None,
         };
         Ok((unit, first))
     }
@@ -564,12 +571,25 @@ impl Unit {
                     ));
                 }
             }
+            // In a supervisor of many services an orphan's service cannot be told (its
+            // group, session and environment may all be its own): the process group and
+            // the sentinel's marker are all that hold there.
+            if found.is_none() && cx.single {
+                process::become_subreaper().context("containment")?;
+                self.subreaper = true;
+                self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+            }
             self.cgroup = Some(found);
         }
         match &self.cgroup {
             Some(Some(cg)) => Ok(Some(cg.prepare()?)),
             _ => Ok(None),
         }
+    }
+
+    /// Whether the supervisor holds this service's tree as a subreaper.
+    pub fn subreaper(&self) -> bool {
+        self.subreaper
     }
 
     /// The service's cgroup, if it has one.
@@ -594,11 +614,22 @@ impl Unit {
                 self.note(&format!("{e:#}"));
             }
         }
-        loop {
-            if let Some(exit) = child.pidfd.reap()? {
-                return Ok(exit);
-            }
+        if self.subreaper {
+            let spare: Vec<i32> = self.sentinel.into_iter().collect();
+            super::containment::kill_descendants(&spare, self.service.stop_timeout);
         }
+        let exit = loop {
+            if let Some(exit) = child.pidfd.reap()? {
+                break exit;
+            }
+        };
+        // The killed orphans are this supervisor's children now; nobody else reaps them.
+        if self.subreaper
+            && let Err(e) = process::reap_orphans()
+        {
+            self.note(&format!("reap orphans: {e}"));
+        }
+        Ok(exit)
     }
 
     /// Tells the user (stderr) and a waiting launcher what became of an exit.
