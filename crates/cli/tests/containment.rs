@@ -599,3 +599,39 @@ fn subreaper_a_crash_of_the_main_process_leaves_no_descendant() {
     let tree = tree(&report, 4);
     assert_all_gone(&tree, "a crash of the main process");
 }
+
+/// In a config-file supervisor each service has a group of its own: stopping one ends its
+/// whole tree and nothing of the other's.
+#[test]
+fn cgroup_each_service_of_a_config_file_keeps_its_own_tree() {
+    if !cgroups("cgroup_each_service_of_a_config_file_keeps_its_own_tree") {
+        return;
+    }
+    let env = Env::new("cg-up");
+    let prog = fixture("escaper");
+    let (ra, rb) = (env.dir.join("a.report"), env.dir.join("b.report"));
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[defaults]\ngrace = \"100ms\"\n\n[services.a]\ncommand = [{prog:?}, {:?}]\n\n\
+             [services.b]\ncommand = [{prog:?}, {:?}]\n",
+            ra.display().to_string(),
+            rb.display().to_string()
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["up", "-f", f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (tree(&ra, 4), tree(&rb, 4));
+    let out = env.daemonic(&["down", "-f", f, "a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&a, "down a");
+    for (role, p) in &b {
+        assert!(!gone(p), "b's {role} descendant died with a");
+    }
+    let out = env.daemonic(&["down", "-f", f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&b, "down");
+}
