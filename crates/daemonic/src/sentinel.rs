@@ -21,8 +21,12 @@
 //!   a pid reused in between is never signalled (the pidfd then refers to the dead
 //!   process and the signal fails with `ESRCH`).
 //!
+//! Cgroups: a supervisor that keeps each service in a cgroup v2 hands their paths over
+//! ([`Sentinel::watch_cgroup`]); the sentinel empties each with `cgroup.kill` (and removes
+//! it) before the marker sweep, which then finds only what runs outside every group.
+//!
 //! Limitations: a descendant that removes the marker from its environment (a program that
-//! `exec`s with a clean environment) is not found; neither is one the sentinel may not
+//! `exec`s with a clean environment) is not found by the sweep; neither is one the sentinel may not
 //! inspect (`/proc/PID/environ` of another user, or of a non-dumpable setuid program). The
 //! sentinel runs in its own process group, so a terminal's Ctrl-C does not end it.
 
