@@ -380,3 +380,24 @@ fn restore_nofile_limit() -> nix::Result<()> {
     }
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
 }
+
+/// Moves the child of `cmd` into the control group whose `cgroup.procs` is open as
+/// `procs`, between fork and exec: before it runs a line of the program, so nothing it
+/// starts is ever outside that group. The file is opened by the caller before the fork;
+/// the child only writes `0` ("the writer") to it, one async-signal-safe `write(2)`. If
+/// the write fails the child is not run and the spawn fails with that errno.
+///
+/// Call it before [`spawn`] or [`spawn_as`]: the hook must run while the child still has
+/// the supervisor's privileges (a switched user may not write a root-owned group).
+pub fn into_cgroup(cmd: &mut Command, procs: OwnedFd) {
+    // SAFETY: the hook makes one write(2), async-signal-safe, to a descriptor opened
+    // before the fork.
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sys::pre_exec(cmd, move || {
+            nix::unistd::write(&procs, b"0")
+                .map(drop)
+                .map_err(std::io::Error::from)
+        })
+    };
+}

@@ -21,8 +21,12 @@
 //!   a pid reused in between is never signalled (the pidfd then refers to the dead
 //!   process and the signal fails with `ESRCH`).
 //!
+//! Cgroups: a supervisor that keeps each service in a cgroup v2 hands their paths over
+//! ([`Sentinel::watch_cgroup`]); the sentinel empties each with `cgroup.kill` (and removes
+//! it) before the marker sweep, which then finds only what runs outside every group.
+//!
 //! Limitations: a descendant that removes the marker from its environment (a program that
-//! `exec`s with a clean environment) is not found; neither is one the sentinel may not
+//! `exec`s with a clean environment) is not found by the sweep; neither is one the sentinel may not
 //! inspect (`/proc/PID/environ` of another user, or of a non-dumpable setuid program). The
 //! sentinel runs in its own process group, so a terminal's Ctrl-C does not end it.
 
@@ -120,6 +124,33 @@ impl Sentinel {
         format!("{token}{n:016x}")
     }
 
+    /// Adds a cgroup v2 directory to what the sentinel empties (`cgroup.kill`) when the
+    /// supervisor dies — before its marker sweep, which then finds only processes outside
+    /// every group. A cgroup that is gone by then is skipped.
+    ///
+    /// The path goes through the sentinel's pipe as one line (`k` + path + newline, written
+    /// at once and shorter than `PIPE_BUF`, so it arrives whole).
+    pub fn watch_cgroup(&self, dir: &std::path::Path) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = dir.as_os_str().as_bytes();
+        if path.contains(&b'\n') || path.len() + 2 > libc::PIPE_BUF {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "cgroup path {} cannot be handed to the sentinel",
+                    dir.display()
+                ),
+            ));
+        }
+        let mut line = Vec::with_capacity(path.len() + 2);
+        line.push(b'k');
+        line.extend_from_slice(path);
+        line.push(b'\n');
+        (&self.pipe)
+            .write_all(&line)
+            .map_err(|e| Error::io(format!("hand cgroup {} to the sentinel", dir.display()), e))
+    }
+
     /// Tells the sentinel to exit without killing anything, waits for it (so the pid-file
     /// lock it shares is released when this returns) and reaps it (unless someone did).
     pub fn disarm(mut self) -> Result<()> {
@@ -171,16 +202,30 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
         let _ = sys::dup_onto(null.as_raw_fd(), 1);
     }
     let mut pipe = std::fs::File::from(read);
-    let mut byte = [0u8; 1];
+    // What the supervisor said: `d` (disarm), or `k/path\n` (a cgroup to empty).
+    let mut said: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 512];
     loop {
-        match pipe.read(&mut byte) {
-            Ok(1) => return 0,
-            Ok(_) => break,
+        match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
+        // A line begun but not ended starts with `k`: a last line of just `d` is the
+        // disarm.
+        if said.rsplit(|b| *b == b'\n').next() == Some(b"d".as_slice()) {
+            return 0;
+        }
     }
-    let killed = kill_marked(marker);
+    let mut killed = 0;
+    for line in said.split(|b| *b == b'\n') {
+        if let Some(dir) = line.strip_prefix(b"k") {
+            use std::os::unix::ffi::OsStrExt;
+            killed += kill_cgroup(std::path::Path::new(std::ffi::OsStr::from_bytes(dir)));
+        }
+    }
+    killed += kill_marked(marker);
     if killed > 0 {
         eprintln!(
             "daemonic: supervisor (pid {}) died; killed {killed} leftover process{} of its services",
@@ -233,6 +278,63 @@ pub(crate) fn kill_marked(marker: &str) -> usize {
         }
     }
     signalled.len()
+}
+
+/// Empties a cgroup v2 with `cgroup.kill` and waits (up to ten seconds) until the kernel
+/// says it is empty; how many processes were in it.
+fn kill_cgroup(dir: &std::path::Path) -> usize {
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return 0;
+    };
+    let n = procs.lines().count();
+    if n == 0 {
+        remove_cgroup(dir);
+        return 0;
+    }
+    let Ok(mut kill) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+    else {
+        return 0;
+    };
+    if kill.write_all(b"1").is_err() {
+        return 0;
+    }
+    if let Ok(mut events) = std::fs::File::open(dir.join("cgroup.events")) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Read through the polled descriptor: the kernel marks it until it is read again.
+        let populated = |events: &mut std::fs::File| {
+            use std::io::Seek as _;
+            let mut text = String::new();
+            events.rewind().is_ok()
+                && events.read_to_string(&mut text).is_ok()
+                && text.lines().any(|l| l == "populated 1")
+        };
+        while populated(&mut events) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&events),
+                nix::poll::PollFlags::POLLPRI,
+            )];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        }
+    }
+    remove_cgroup(dir);
+    n
+}
+
+/// Removes an empty cgroup, and its parent (the state directory's group) unless another
+/// service's group is in it.
+fn remove_cgroup(dir: &std::path::Path) {
+    if std::fs::remove_dir(dir).is_ok()
+        && let Some(parent) = dir.parent()
+    {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// Whether `/proc/PID/environ` has an entry that starts with `marker`.

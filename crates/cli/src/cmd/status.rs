@@ -102,7 +102,8 @@ fn ended(dirs: &StateDir, name: &str) -> String {
 }
 
 /// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
-/// Nms, cpu Xs, mem Y, health: HEALTH; status: TEXT`, each part only when known (tests and scripts parse
+/// Nms, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, health: HEALTH;
+/// status: TEXT`, each part only when known (tests and scripts parse
 /// it: parts are only ever added before `; status:`).
 fn line(s: &ServiceInfo, now: u64) -> String {
     let mut line = format!("{}: {}", s.name, s.state);
@@ -130,6 +131,19 @@ fn line(s: &ServiceInfo, now: u64) -> String {
     }
     if let Some(bytes) = s.rss_bytes {
         line += &format!(", mem {}", human::bytes(bytes));
+    }
+    // Before the health verdict, which may hold commas and runs to `; status:`.
+    if let Some(c) = &s.containment {
+        line += &format!(", contained by {c}");
+    }
+    if let Some(n) = s.tree_processes {
+        line += &format!(", tree {n} process{}", if n == 1 { "" } else { "es" });
+        if let Some(bytes) = s.tree_memory_bytes {
+            line += &format!(" mem {}", human::bytes(bytes));
+        }
+        if let Some(ms) = s.tree_cpu_ms {
+            line += &format!(" cpu {}", human::cpu(ms));
+        }
     }
     if let Some(health) = &s.health {
         line += &format!(", health: {}", human::printable(health));

@@ -174,6 +174,14 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
     put_opt(out, "log_file", s.log_file.as_deref());
     put_opt(out, "group", s.group.as_deref());
     put_opt(out, "health", s.health.as_deref());
+    put_opt(out, "containment", s.containment.as_deref());
+    for (key, n) in [
+        ("tree_processes", s.tree_processes),
+        ("tree_memory_bytes", s.tree_memory_bytes),
+        ("tree_cpu_ms", s.tree_cpu_ms),
+    ] {
+        put_opt(out, key, n.map(|n| n.to_string()).as_deref());
+    }
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -194,6 +202,10 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         log_file: f.take("log_file"),
         group: f.take("group"),
         health: f.take("health"),
+        containment: f.take("containment"),
+        tree_processes: parse_opt(&mut f, "tree_processes", UINT)?,
+        tree_memory_bytes: parse_opt(&mut f, "tree_memory_bytes", UINT)?,
+        tree_cpu_ms: parse_opt(&mut f, "tree_cpu_ms", UINT)?,
     })
 }
 

@@ -153,6 +153,16 @@ pub struct ServiceInfo {
     /// verdict yet) or `unhealthy: why`, with failures in a row after a `;` or `:`; none
     /// without checks or when not ready.
     pub health: Option<String>,
+    /// What holds the service's processes together: `cgroup /sys/fs/cgroup/…`, or
+    /// `process group` (see `supervisor::containment`); none when not known.
+    pub containment: Option<String>,
+    /// How many processes the service's whole tree has (its cgroup's).
+    pub tree_processes: Option<u64>,
+    /// The whole tree's memory, in bytes (`memory.current`, else the sum of its
+    /// processes' resident sets).
+    pub tree_memory_bytes: Option<u64>,
+    /// The whole tree's CPU time so far, in milliseconds (`cpu.stat`).
+    pub tree_cpu_ms: Option<u64>,
 }
 
 impl ServiceInfo {

@@ -38,6 +38,7 @@
 //! restarting the supervisor (`docs/systemd.md`, "The watchdog through daemonic run").
 
 pub mod capture;
+pub mod containment;
 pub mod group;
 pub mod health;
 pub mod health_args;

@@ -26,6 +26,8 @@ pub struct Snapshot<'a> {
     pub next_delay: Option<Duration>,
     /// The restart delays chosen so far (the most recent ones), oldest first.
     pub delays: &'a [Duration],
+    /// The service's cgroup, if it has one (for `status` to read the tree's figures).
+    pub cgroup: Option<&'a std::path::Path>,
 }
 
 pub struct StatusFile {
@@ -35,6 +37,11 @@ pub struct StatusFile {
 impl StatusFile {
     pub fn new(path: PathBuf) -> StatusFile {
         StatusFile { path }
+    }
+
+    /// Where the file is (in the state directory).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// Best effort: a failed write leaves the previous snapshot and is reported once on
@@ -63,6 +70,9 @@ impl StatusFile {
         }
         let delays: Vec<String> = s.delays.iter().map(|d| d.as_millis().to_string()).collect();
         text += &format!("delays_ms={}\n", delays.join(","));
+        if let Some(dir) = s.cgroup {
+            text += &format!("cgroup={}\n", dir.display());
+        }
         let tmp = self.path.with_extension("status.tmp");
         let result =
             write_new(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &self.path));

@@ -18,6 +18,7 @@ use daemonic::{Pid, Signal};
 use daemonic::logging::RotatingWriter;
 
 use super::capture::{self, Capture};
+use super::containment::Cgroup;
 use super::health::Check;
 use super::machine::{Action, Event, Machine, State, Timer};
 use super::probe::{Attempt, Outcome as ProbeOutcome, listener};
@@ -132,6 +133,14 @@ pub struct Unit {
     /// The child's output pipes still open: a child's pipes outlive it until read to the
     /// end, so none of its last lines is lost.
     captures: Vec<Capture>,
+    /// The service's cgroup, once the first spawn has looked for one (`None` inside:
+    /// none can be made here, see [`super::containment`]).
+    cgroup: Option<Option<Cgroup>>,
+    /// No cgroup, and this is the supervisor's only service: the supervisor is a child
+    /// subreaper, and every descendant of it but the sentinel belongs to this service.
+    subreaper: bool,
+    /// The sentinel's pid, spared by the subreaper's sweep.
+    sentinel: Option<i32>,
 }
 
 impl Unit {
@@ -166,6 +175,9 @@ impl Unit {
             probe_failure: None,
             logs,
             captures: Vec::new(),
+            cgroup: None,
+            subreaper: false,
+            sentinel: None,
         };
         Ok((unit, first))
     }
@@ -401,7 +413,12 @@ impl Unit {
                     }
                 }
                 Action::SignalGroup(sig) => self.live_child()?.signal_group(sig)?,
-                Action::KillGroup => self.live_child()?.signal_group(Signal::SIGKILL)?,
+                Action::KillGroup => {
+                    self.live_child()?.signal_group(Signal::SIGKILL)?;
+                    if let Some(Some(cg)) = &self.cgroup {
+                        cg.kill()?;
+                    }
+                }
                 // A restart delay of zero: start now, not after another turn of the loop
                 // (and one status-file write less on the way).
                 Action::ArmTimer(Timer::Backoff, at) if at <= Instant::now() => {
@@ -454,6 +471,12 @@ impl Unit {
                 self.attempts[Slot::Check(check).index()] = None;
             }
         }
+        // The group stays from one start to the next, and goes with the service.
+        if self.machine.state().is_final()
+            && let Some(cg) = self.cgroup()
+        {
+            cg.remove();
+        }
         if self.machine.state() != self.shown {
             self.shown = self.machine.state();
             self.since = SystemTime::now();
@@ -505,6 +528,18 @@ impl Unit {
                 }
             }
         }
+        match self.contain(cx) {
+            Ok(Some(procs)) => process::into_cgroup(&mut cmd, procs),
+            Ok(None) => {}
+            Err(e) => {
+                self.note(&format!("{e:#}"));
+                if cx.single && self.spawned == 1 {
+                    let _ = cx.outer.fail(&format!("{e:#}"), None);
+                }
+                self.spawn_failed = true;
+                return Err(Exit::Code(126));
+            }
+        }
         let spawned = match &self.service.privileges {
             Some(p) => process::spawn_as(&mut cmd, p),
             None => process::spawn(&mut cmd),
@@ -529,7 +564,64 @@ impl Unit {
         }
     }
 
-    /// Kills what is left of the exited child's group, then reaps the child.
+    /// The open `cgroup.procs` of the service's group for the child to enter, made
+    /// empty first (see [`super::containment`]); `None` without a cgroup. The first call
+    /// finds the group; one left populated by a killed supervisor is emptied, and said.
+    fn contain(&mut self, cx: &Context<'_>) -> Result<Option<std::os::fd::OwnedFd>> {
+        if self.cgroup.is_none() {
+            let state_dir = match &self.status_file {
+                Some(s) => s.path().parent().unwrap_or(s.path()).to_path_buf(),
+                // No state directory: a name of this supervisor's own. The pid alone is
+                // not unique (every container's init is pid 1); with its namespace it is.
+                None => {
+                    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+                    let ns = ns.to_string_lossy();
+                    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
+                    std::path::PathBuf::from(format!("supervisor-{ns}-{}", Pid::this()))
+                }
+            };
+            let found = Cgroup::for_service(&state_dir, &self.service.name)?;
+            if let Some(cg) = &found {
+                if let Some(s) = cx.sentinel {
+                    s.watch_cgroup(cg.dir())?;
+                }
+                let left = cg.empty(self.service.stop_timeout)?;
+                if left > 0 {
+                    self.note(&format!(
+                        "killed {left} leftover process{} of an earlier run in cgroup {}",
+                        if left == 1 { "" } else { "es" },
+                        cg.dir().display()
+                    ));
+                }
+            }
+            // In a supervisor of many services an orphan's service cannot be told (its
+            // group, session and environment may all be its own): the process group and
+            // the sentinel's marker are all that hold there.
+            if found.is_none() && cx.single {
+                process::become_subreaper().context("containment")?;
+                self.subreaper = true;
+                self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+            }
+            self.cgroup = Some(found);
+        }
+        match &self.cgroup {
+            Some(Some(cg)) => Ok(Some(cg.prepare()?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the supervisor holds this service's tree as a subreaper.
+    pub fn subreaper(&self) -> bool {
+        self.subreaper
+    }
+
+    /// The service's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Kills what is left of the exited child's group (with a cgroup: of the whole tree,
+    /// and waits until it is gone), then reaps the child.
     pub fn reap(&mut self) -> Result<Exit> {
         let child = self
             .child
@@ -538,11 +630,29 @@ impl Unit {
         // The child is a zombie now: its pid still pins its process group id, so this
         // reaches only what is left of that group.
         child.signal_group(Signal::SIGKILL)?;
-        loop {
-            if let Some(exit) = child.pidfd.reap()? {
-                return Ok(exit);
+        if let Some(cg) = self.cgroup() {
+            // SIGKILL cannot be held off: the wait is for the kernel to tear the
+            // processes down, not for them to finish anything.
+            if let Err(e) = cg.empty(self.service.stop_timeout) {
+                self.note(&format!("{e:#}"));
             }
         }
+        if self.subreaper {
+            let spare: Vec<i32> = self.sentinel.into_iter().collect();
+            super::containment::kill_descendants(&spare, self.service.stop_timeout);
+        }
+        let exit = loop {
+            if let Some(exit) = child.pidfd.reap()? {
+                break exit;
+            }
+        };
+        // The killed orphans are this supervisor's children now; nobody else reaps them.
+        if self.subreaper
+            && let Err(e) = process::reap_orphans()
+        {
+            self.note(&format!("reap orphans: {e}"));
+        }
+        Ok(exit)
     }
 
     /// Tells the user (stderr) and a waiting launcher what became of an exit.
@@ -614,7 +724,19 @@ impl Unit {
             last_exit: self.machine.last_exit(),
             next_delay: delays.last().copied().filter(|_| state == State::Backoff),
             delays: &delays,
+            cgroup: self.cgroup().map(Cgroup::dir),
         });
+    }
+}
+
+impl Drop for Unit {
+    /// Removes the service's group if it is still there: one the kernel would not let go
+    /// when the service ended (killed orphans of an init, unreaped until the loop's next
+    /// turn, still pin it) is free by the time the supervisor ends.
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroup() {
+            cg.remove();
+        }
     }
 }
 

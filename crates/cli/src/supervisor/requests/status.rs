@@ -48,5 +48,6 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
         log_file: u.log_file().map(|p| p.display().to_string()),
         group: sup.group.as_ref().map(|g| g.config.project.clone()),
         health: u.health(),
+        ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }

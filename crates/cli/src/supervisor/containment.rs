@@ -1,0 +1,432 @@
+//! Containment: what keeps every process of a service inside the service, so that none
+//! outlives a stop, a restart, a crash or the supervisor itself.
+//!
+//! **A cgroup v2 per service**, where one can be made. The child is moved into its group
+//! between fork and exec ([`process::into_cgroup`]), so whatever it starts — forked,
+//! double-forked, `setsid`, with a cleared environment — is in the group too, and only
+//! the kernel can take it out (a process may move itself only where it may write, and
+//! the groups are the supervisor's). When the main process has exited, or the stop
+//! timeout has passed, `cgroup.kill` SIGKILLs the whole group at once, and the unit
+//! waits for `cgroup.events` to say `populated 0` (a `poll(2)` for `POLLPRI` on that
+//! file, no polling loop) before it reports the exit: a restart never runs beside the
+//! previous generation. The group is removed after.
+//!
+//! Where the groups are (the layout):
+//!
+//! | the supervisor runs | groups under |
+//! |---|---|
+//! | as root | `<cgroup2 mount>/daemonic/<state dir>/<name>` |
+//! | in a cgroup delegated to its user (a systemd user unit, `Delegate=yes`) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//!
+//! `<state dir>` is the state directory's path with `/` written `-` (and `-` written
+//! `\x2d`, as `systemd-escape` does): `/run/daemonic` → `run-daemonic`. The path of a
+//! service is the same for every supervisor of it, so a new supervisor finds a group
+//! left populated by one that was killed with its sentinel, kills it and says so.
+//!
+//! **Otherwise, a subreaper**, in a supervisor of one service ([`kill_descendants`]): every
+//! orphan of the service is re-parented to the supervisor, so all its descendants but the
+//! sentinel are the service's. In a supervisor of many services an orphan's service
+//! cannot be told, and the process group (with the sentinel's marker) is all there is.
+//! `DAEMONIC_CONTAINMENT=subreaper` forces this mode; see `docs/supervisor.md`.
+//!
+//! `DAEMONIC_CONTAINMENT` is read once: `auto` (the default), `cgroup` (fail to start
+//! when no group can be made, saying why) or `subreaper`.
+
+use std::io::Write as _;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+#[cfg(doc)]
+use daemonic::process;
+
+/// The variable that chooses the containment.
+pub const VAR: &str = "DAEMONIC_CONTAINMENT";
+
+/// Where the groups of this supervisor's services go, or why there are none.
+#[derive(Debug, Clone)]
+enum Base {
+    Cgroup(PathBuf),
+    /// No cgroup: why (shown when `cgroup` was asked for).
+    None(String),
+}
+
+fn base() -> &'static Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let wanted = std::env::var(VAR).unwrap_or_default();
+        match wanted.as_str() {
+            "subreaper" => Base::None(format!("{VAR}=subreaper")),
+            _ => match find_base() {
+                Ok(b) => Base::Cgroup(b),
+                Err(why) => Base::None(why),
+            },
+        }
+    })
+}
+
+/// Whether `cgroup` mode was asked for, so that its absence is an error.
+fn required() -> bool {
+    std::env::var(VAR).is_ok_and(|v| v == "cgroup")
+}
+
+/// Finds the directory the groups go under (see the module docs), or says why none.
+fn find_base() -> std::result::Result<PathBuf, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
+    let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("read /proc/self/cgroup: {e}"))?;
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("/proc/self/cgroup has no cgroup2 entry")?;
+    let own = match own.trim_start_matches('/') {
+        "" => mount.clone(),
+        path => mount.join(path),
+    };
+    let root = nix::unistd::geteuid().is_root();
+    let under = if root {
+        mount.clone()
+    } else if delegated(&own) {
+        own
+    } else {
+        return Err(format!(
+            "not root, and {} is not delegated to this user",
+            own.display()
+        ));
+    };
+    let base = under.join("daemonic");
+    match std::fs::create_dir(&base) {
+        Ok(()) => Ok(base),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(base),
+        Err(e) => Err(format!("create {}: {e}", base.display())),
+    }
+}
+
+/// The mount point of the first cgroup2 file system in `/proc/self/mountinfo`.
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+/// A group delegated to this user: the directory and its `cgroup.procs` are ours.
+fn delegated(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    [dir.to_path_buf(), dir.join("cgroup.procs")]
+        .iter()
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.uid() == me))
+}
+
+/// What `status` says of a service's containment and tree (the `ServiceInfo` fields
+/// `containment` and `tree_*`; the others default).
+pub fn describe(cgroup: Option<&Cgroup>, subreaper: bool) -> crate::control::ServiceInfo {
+    match cgroup {
+        Some(cg) => describe_dir(cg.dir()),
+        None => crate::control::ServiceInfo {
+            containment: Some(
+                if subreaper {
+                    "subreaper"
+                } else {
+                    "process group"
+                }
+                .into(),
+            ),
+            ..Default::default()
+        },
+    }
+}
+
+/// [`describe`] for the group at `dir` (as a status file names it).
+pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
+    let pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let usages: Vec<crate::usage::Usage> = pids
+        .iter()
+        .filter_map(|p| crate::usage::of(daemonic::Pid::from_raw(*p)))
+        .collect();
+    let memory = std::fs::read_to_string(dir.join("memory.current"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| usages.iter().map(|u| u.rss_bytes).sum());
+    // `usage_usec` counts every process that ever ran in the group, gone ones too.
+    let cpu = std::fs::read_to_string(dir.join("cpu.stat"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .map(|us| us / 1000);
+    crate::control::ServiceInfo {
+        containment: Some(format!("cgroup {}", dir.display())),
+        tree_processes: Some(pids.len() as u64),
+        tree_memory_bytes: Some(memory),
+        tree_cpu_ms: cpu,
+        ..Default::default()
+    }
+}
+
+/// Subreaper containment (no cgroup, one service): SIGKILLs every descendant of this
+/// supervisor but those of `spare` (the sentinel) — the supervisor is a child subreaper, so
+/// a `setsid`'d or double-forked orphan of the service is its child, whatever its
+/// environment — and waits (up to `limit`) until they have died. The orphans among them
+/// are the caller's to reap (`process::reap_orphans`, once the main process is reaped: a
+/// claimed child ahead of them in the kernel's list holds them back). Each is opened as a pidfd before its parentage is read again, so a reused pid is
+/// never signalled. Returns how many were killed.
+pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
+    use daemonic::process::PidFd;
+    let me = std::process::id() as i32;
+    let mut killed: Vec<PidFd> = Vec::new();
+    // Descendants that fork while being killed are found by the next scan.
+    for _ in 0..64 {
+        let tree = descendants(me, spare);
+        let mut found = 0;
+        for pid in tree {
+            if killed.iter().any(|k| k.pid().as_raw() == pid) {
+                continue;
+            }
+            let Ok(h) = PidFd::open(daemonic::Pid::from_raw(pid)) else {
+                continue;
+            };
+            if descendants(me, spare).contains(&pid) && h.signal(daemonic::Signal::SIGKILL).is_ok()
+            {
+                killed.push(h);
+                found += 1;
+            }
+        }
+        if found == 0 {
+            break;
+        }
+    }
+    let deadline = Instant::now() + limit;
+    for h in &killed {
+        let _ = h.wait_exit(deadline.saturating_duration_since(Instant::now()));
+    }
+    killed.len()
+}
+
+/// The live (not zombie) descendants of `root` in `/proc`, but `spare` and theirs.
+fn descendants(root: i32, spare: &[i32]) -> Vec<i32> {
+    let mut parent = std::collections::HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let mut f = rest.split(' ');
+            let (Some(state), Some(ppid)) = (f.next(), f.next().and_then(|p| p.parse().ok()))
+            else {
+                continue;
+            };
+            if state != "Z" {
+                parent.insert(pid, ppid);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &pid in parent.keys() {
+        let mut at = pid;
+        // Bounded: a pid chain is at most as long as the table.
+        for _ in 0..parent.len() {
+            if spare.contains(&at) {
+                break;
+            }
+            match parent.get(&at) {
+                Some(&p) if p == root => {
+                    out.push(pid);
+                    break;
+                }
+                Some(&p) => at = p,
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// Whether `cgroup.events`, open as `events`, says `populated 1`; reads it from the start.
+fn populated(events: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _};
+    events.rewind()?;
+    let mut text = String::new();
+    events.read_to_string(&mut text)?;
+    Ok(text.lines().any(|l| l == "populated 1"))
+}
+
+/// The state directory as one path component (see the module docs).
+pub fn escape(dir: &Path) -> String {
+    let s = dir.to_string_lossy();
+    let s = s.trim_matches('/');
+    if s.is_empty() {
+        return "-".into();
+    }
+    s.replace('-', "\\x2d").replace('/', "-")
+}
+
+/// The group of one service.
+#[derive(Debug)]
+pub struct Cgroup {
+    dir: PathBuf,
+}
+
+impl Cgroup {
+    /// The group of the service `name` whose state is kept in `state_dir`; `Ok(None)` when
+    /// no groups are made here (the supervisor is a subreaper then), an error when
+    /// `DAEMONIC_CONTAINMENT=cgroup` asked for one.
+    pub fn for_service(state_dir: &Path, name: &str) -> Result<Option<Cgroup>> {
+        match base() {
+            Base::Cgroup(b) => Ok(Some(Cgroup {
+                dir: b.join(escape(state_dir)).join(name),
+            })),
+            Base::None(why) if required() => bail!("{VAR}=cgroup: {why}"),
+            Base::None(_) => Ok(None),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the group (and its parent) if need be; opens its `cgroup.procs` for the
+    /// child to write itself into.
+    pub fn prepare(&self) -> Result<OwnedFd> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("create cgroup {}", self.dir.display()))?;
+        let procs = self.dir.join("cgroup.procs");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .with_context(|| format!("open {}", procs.display()))?;
+        Ok(f.into())
+    }
+
+    /// The pids in the group (none if it does not exist).
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether any process is in the group (`populated 1` in `cgroup.events`).
+    pub fn populated(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("cgroup.events"))
+            .is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
+    }
+
+    /// SIGKILLs every process in the group (`cgroup.kill`); nothing to do if the group
+    /// does not exist.
+    pub fn kill(&self) -> Result<()> {
+        let path = self.dir.join("cgroup.kill");
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(mut f) => f
+                .write_all(b"1")
+                .with_context(|| format!("write 1 to {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+        }
+    }
+
+    /// Waits up to `limit` for the group to be empty: `poll(2)` on `cgroup.events`, which
+    /// the kernel marks (`POLLPRI`) on each change. True once it is empty.
+    pub fn wait_empty(&self, limit: Duration) -> Result<bool> {
+        let path = self.dir.join("cgroup.events");
+        let mut events = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
+        let deadline = Instant::now() + limit;
+        // Read through the descriptor that is polled: the kernel marks it until it is read
+        // again (reading by another descriptor would leave `poll` returning at once).
+        while populated(&mut events).with_context(|| format!("read {}", path.display()))? {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).with_context(|| format!("poll {}", path.display())),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Kills what is in the group and waits until it is empty (up to `limit`); how many
+    /// processes were there.
+    pub fn empty(&self, limit: Duration) -> Result<usize> {
+        let n = self.pids().len();
+        if n == 0 && !self.populated() {
+            return Ok(0);
+        }
+        self.kill()?;
+        if !self.wait_empty(limit)? {
+            bail!(
+                "cgroup {} still has processes {:?} {}ms after cgroup.kill",
+                self.dir.display(),
+                self.pids(),
+                limit.as_millis()
+            );
+        }
+        Ok(n)
+    }
+
+    /// Removes the (empty) group, and its parent if no other service of the state
+    /// directory has a group there; best effort.
+    pub fn remove(&self) {
+        if std::fs::remove_dir(&self.dir).is_ok()
+            && let Some(parent) = self.dir.parent()
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_dir_is_one_component() {
+        assert_eq!(escape(Path::new("/run/daemonic")), "run-daemonic");
+        assert_eq!(
+            escape(Path::new("/tmp/daemonic-test.1/state")),
+            "tmp-daemonic\\x2dtest.1-state"
+        );
+        assert_eq!(escape(Path::new("/")), "-");
+    }
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let info = "25 30 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_mount(info),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            cgroup2_mount("25 30 0:22 / /x rw - ext4 /dev/sda rw\n"),
+            None
+        );
+    }
+}
