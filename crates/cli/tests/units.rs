@@ -634,9 +634,6 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
     let dir = env.dir.path().display().to_string();
     let t = unit(&env, &file, &["tmp", "--system"]);
     for (key, value) in [
-        // The working directory and the env file under the private /tmp: bound in,
-        // read-only; the writable one read-write; /tmp itself stays private.
-        ("BindReadOnlyPaths", dir.clone()),
         ("BindPaths", format!("{dir}/data")),
         ("PrivateTmp", "yes".into()),
         ("ProtectHome", "yes".into()),
@@ -651,6 +648,19 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
     ] {
         assert_eq!(values(&t, key), [value.as_str()], "{key} in\n{t}");
     }
+    // The working directory and the env file under the private /tmp: bound in, read-only
+    // (the writable one read-write, above); /tmp itself stays private. The program too,
+    // when the checkout (and so the fixture) is under /tmp.
+    let program = fixture("notify-ready");
+    let mut want = vec![dir.clone()];
+    if program.starts_with("/tmp/") {
+        want.insert(0, program);
+    }
+    let bound: Vec<String> = values(&t, "BindReadOnlyPaths")
+        .iter()
+        .flat_map(|v| v.split(' ').map(str::to_string))
+        .collect();
+    assert_eq!(bound, want, "BindReadOnlyPaths in\n{t}");
     if root {
         let h = unit(&env, &file, &["home", "--system"]);
         // Under /root: empty homes, and the program's installation (which holds the
