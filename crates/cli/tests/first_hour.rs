@@ -523,3 +523,75 @@ fn a_stable_service_killed_comes_back_at_once_and_a_crash_loop_still_backs_off()
         let _ = env.daemonic(&["stop", name]);
     }
 }
+
+/// `start` and `stop` say what they did in one line (nothing with `-q`); a start that
+/// fails shows each attempt and the program's last lines from this start above the reason.
+#[test]
+fn start_and_stop_say_what_happened_and_a_failed_start_shows_attempts_and_the_log_tail() {
+    let env = Env::new("say");
+    let sleeper = env::fixture("sleeper");
+    let out = env.daemonic(&["start", "--name", "web", "--", &sleeper]);
+    assert!(out.status.success(), "{}", text(&out));
+    let child = env.child_pid("web");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("web: ready (pid {child})\n")
+    );
+    let out = env.daemonic(&["stop", "web"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web: stopped\n");
+    let out = env.daemonic(&["start", "-q", "--name", "web", "--", &sleeper]);
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        text(&out)
+    );
+    let out = env.daemonic(&["stop", "-q", "web"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+
+    let script =
+        "echo starting; echo 'python3: OSError: [Errno 98] Address already in use' >&2; exit 3";
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "bad",
+        "--restart",
+        "on-failure",
+        "--backoff",
+        "10ms",
+        "--start-limit",
+        "3/1m",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad: sh exited with status 3; restart 1 in 10ms"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad: sh exited with status 3; restart 2 in 20ms"),
+        "{err}"
+    );
+    // The last 5 of the 6 lines three runs wrote (each run's two lines in either order).
+    let tail = err
+        .matches("| python3: OSError: [Errno 98] Address already in use")
+        .count()
+        + err.matches("| starting").count();
+    assert_eq!(tail, 5, "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("daemonic: bad: not ready: sh exited with status 3 before it was ready"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("daemonic: bad: sh exited with status 3; not restarted"),
+        "supervisor notes are not part of the tail: {err}"
+    );
+}

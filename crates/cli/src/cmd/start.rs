@@ -6,6 +6,11 @@
 //! terminal), the supervisor detaches, starts CMD, and tells the waiting launcher
 //! `READY=1` when CMD is ready (see `--ready`). If CMD fails first, the launcher prints why
 //! and exits non-zero.
+//!
+//! On success it prints one line, `web: ready (pid 4242)`. While it waits it shows each
+//! failed attempt (with `--restart`) and, when the program fails before it is ready, the
+//! program's last lines from this start (its captured log) above the reason. `-q`: only a
+//! failure's reason.
 
 use std::path::PathBuf;
 
@@ -30,6 +35,10 @@ pub struct Args {
     /// with the same FILE fails with "already running (pid N)".
     #[arg(long = "pid-file", value_name = "FILE", value_parser = super::absolute_path)]
     pid_file: Option<PathBuf>,
+    /// Print nothing on success, and no progress while waiting (a failure is still
+    /// reported).
+    #[arg(short, long)]
+    quiet: bool,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -50,7 +59,11 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let mut daemon = Daemon::new()
         .name(format!("daemonic: {name}"))
         .pid_file(dirs.pid_file(&name))
-        .ready_timeout(service.start_timeout);
+        .ready_timeout(service.start_timeout)
+        // `web: ready (pid 4242)` on success; while waiting, each failed attempt and, when
+        // the first start fails, the program's last lines from its log.
+        .progress(!a.quiet)
+        .announce_ready(!a.quiet);
     if let Some(log) = a.supervisor_log {
         daemon = daemon.stdout(Output::file(&log)).stderr(Output::file(&log));
     }

@@ -7,7 +7,9 @@
 //! one a hostile lock holder wrote into the file is ever signalled — `stop` refuses with
 //! an error instead. As root, a pid file that belongs to another user is refused. The supervisor sends the service's stop
 //! signal to the child's process group, waits its stop timeout, then SIGKILLs the group.
-//! Stopping a service that is not running succeeds (with a note on stderr).
+//! Prints `web: stopped` on success (nothing with `-q`). Stopping a service that ran here
+//! but is not running succeeds (with a note on stderr); one that never ran here is an
+//! error with the closest name that did.
 //!
 //! A service of a config file (`daemonic up`) is stopped through its supervisor instead,
 //! which goes on supervising the file's other services (`daemonic up NAME` starts it
@@ -28,6 +30,9 @@ pub struct Args {
     /// How long to wait for the supervisor to finish stopping before SIGKILLing it.
     #[arg(long, value_parser = crate::duration::parse, default_value = "30s", value_name = "DURATION")]
     timeout: Duration,
+    /// Print nothing on success (`web: stopped` otherwise).
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
@@ -67,13 +72,20 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         let request = crate::control::Request::Stop {
             name: a.name.clone(),
         };
-        return super::ask(dirs, &a.name, &request, a.timeout);
+        let code = super::ask(dirs, &a.name, &request, a.timeout)?;
+        if !a.quiet {
+            println!("{}: stopped", a.name);
+        }
+        return Ok(code);
     }
     match supervisor.signal(Signal::SIGTERM) {
         Err(e) if e.kind() == ErrorKind::Io && e.os_error() == Some(libc::ESRCH) => return Ok(0),
         other => other?,
     }
     if supervisor.wait_exit(a.timeout)? {
+        if !a.quiet {
+            println!("{}: stopped", a.name);
+        }
         return Ok(0);
     }
     let _ = supervisor.signal(Signal::SIGKILL);

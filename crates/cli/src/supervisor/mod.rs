@@ -418,8 +418,12 @@ impl Supervisor {
             let now = Instant::now();
             for (i, probed) in probed.into_iter().enumerate() {
                 for event in self.units[i].advance_probes(probed, now) {
-                    if let (Event::ProbeFailed(why), true) = (&event, cx.single) {
-                        // What a launcher that times out prints.
+                    if let (Event::ProbeFailed(why), true) = (&event, cx.single)
+                        && (self.units[i].probe_failure_changed(why) || !cx.outer.detached())
+                    {
+                        // What a launcher that times out prints, and shows as progress: told
+                        // only when it changes. A service manager is told every time (the
+                        // program's own STATUS= may have replaced it meanwhile).
                         let _ = cx.outer.status(&format!("not ready: {why}"));
                     }
                     self.deliver(i, event, cx)?;
@@ -543,6 +547,15 @@ impl Supervisor {
         let settled = |s: &Slot| s.been_ready || s.finished;
         if out.ready && !self.ready_told && self.slots.iter().all(settled) {
             self.ready_told = true;
+            // The line `daemonic start` prints on success (its launcher announces the last
+            // status before READY=1).
+            if cx.single && cx.outer.detached() {
+                let u = &self.units[i];
+                let pid = u.pid().map_or(String::new(), |p| format!(" (pid {p})"));
+                let _ = cx
+                    .outer
+                    .status(&format!("{}: {}{pid}", u.name(), u.state().as_str()));
+            }
             let _ = cx.outer.ready();
         }
     }

@@ -62,6 +62,9 @@ pub fn strip_internal(cmd: &mut Command) {
     }
 }
 
+/// How many of the program's last lines a failed first start shows.
+const TAIL_LINES: usize = 5;
+
 /// What the supervisor as a whole learns from a unit's step.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -120,6 +123,11 @@ pub struct Unit {
     status_file: Option<StatusFile>,
     /// Children started so far (for `INVOCATION_ID`).
     spawned: u64,
+    /// The last probe failure told to whoever waits (said again only when it changes).
+    told_probe_failure: Option<String>,
+    /// The size of the log file at the first spawn: where "the output of this start"
+    /// begins, for the tail shown when the first start fails.
+    log_start: Option<u64>,
     /// Whether the last spawn attempt failed (its error is already reported).
     spawn_failed: bool,
     /// The probe attempts in flight, by [`Slot::index`]: the readiness probe's only ever
@@ -170,6 +178,8 @@ impl Unit {
             since: SystemTime::now(),
             status_file: None,
             spawned: 0,
+            told_probe_failure: None,
+            log_start: None,
             spawn_failed: false,
             attempts: [None, None, None],
             probe_failure: None,
@@ -497,6 +507,11 @@ impl Unit {
     /// service's first start) and returns the status a shell would give (127, 126).
     fn spawn(&mut self, cx: &Context<'_>) -> Result<(), Exit> {
         self.spawned += 1;
+        if self.log_start.is_none()
+            && let Some(l) = &self.service.log
+        {
+            self.log_start = Some(std::fs::metadata(&l.path).map_or(0, |m| m.len()));
+        }
         let mut cmd = Command::new(&self.service.program);
         strip_internal(&mut cmd);
         // The configured variables first: what daemonic sets for the protocol wins.
@@ -664,6 +679,13 @@ impl Unit {
             && before == State::Starting
             && matches!(state, State::Exited | State::GaveUp)
         {
+            // The program's own last words from this start, then the reason: what a
+            // launcher waiting in a terminal shows (`start`'s progress).
+            if cx.outer.detached() {
+                for line in self.log_tail(TAIL_LINES) {
+                    let _ = cx.outer.status(&format!("| {line}"));
+                }
+            }
             let _ = cx
                 .outer
                 .fail(&format!("{program} {exit} before it was ready"), None);
@@ -679,12 +701,54 @@ impl Unit {
         if state == State::Backoff
             && let Some(delay) = self.machine.delays().last()
         {
-            self.note(&format!(
+            let text = format!(
                 "{program} {exit}; restart {} in {}ms",
                 self.machine.restarts(),
                 delay.as_millis()
-            ));
+            );
+            // A launcher still waiting shows each attempt (after readiness it is gone).
+            if cx.single && cx.outer.detached() && before == State::Starting {
+                let _ = cx.outer.status(&text);
+            }
+            self.note(&text);
         }
+    }
+
+    /// Whether `why` differs from the probe failure told last (and remembers it).
+    pub fn probe_failure_changed(&mut self, why: &str) -> bool {
+        if self.told_probe_failure.as_deref() == Some(why) {
+            return false;
+        }
+        self.told_probe_failure = Some(why.to_string());
+        true
+    }
+
+    /// The last `n` lines the program wrote since the supervisor first started it (its
+    /// captured log from the first spawn on, without the supervisor's own notes), at most
+    /// 64 KiB back from the end.
+    fn log_tail(&self, n: usize) -> Vec<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (Some(log), Some(start)) = (&self.service.log, self.log_start) else {
+            return Vec::new();
+        };
+        let Ok(mut file) = daemonic::logging::open_log_file(&log.path) else {
+            return Vec::new();
+        };
+        let end = file.metadata().map_or(0, |m| m.len());
+        let from = start.max(end.saturating_sub(64 * 1024));
+        let mut text = String::new();
+        if file.seek(SeekFrom::Start(from)).is_err()
+            || file.take(end - from).read_to_string(&mut text).is_err()
+        {
+            return Vec::new();
+        }
+        let prefix = format!("daemonic: {}: ", self.service.name);
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.contains(&prefix))
+            .map(str::to_string)
+            .collect();
+        lines[lines.len().saturating_sub(n)..].to_vec()
     }
 
     /// Runs the on-give-up hook once and waits for it (up to the stop timeout).

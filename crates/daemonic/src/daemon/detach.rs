@@ -37,6 +37,7 @@ pub(super) fn fork_daemon(d: &Daemon, privileges: Option<Switch>) -> Result<Runn
             drop((pid_w, streams));
             launcher::wait(launcher::Wait {
                 name: &d.name,
+                shown: d.shown,
                 timeout: d.ready_timeout,
                 listener,
                 intermediate,

@@ -24,8 +24,17 @@ const TIMED_OUT: i32 = 124;
 /// Exit status when the launcher itself fails after forking.
 const LAUNCHER_FAILED: i32 = crate::EXIT_INTERNAL;
 
+/// What the launcher shows while it waits (see [`Daemon::progress`](super::Daemon::progress)
+/// and [`Daemon::announce_ready`](super::Daemon::announce_ready)).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Shown {
+    pub progress: bool,
+    pub announce_ready: bool,
+}
+
 pub(super) struct Wait<'a> {
     pub name: &'a str,
+    pub shown: Shown,
     pub timeout: Duration,
     pub listener: NotifyListener,
     /// The first child, which exits as soon as it has forked the daemon.
@@ -44,6 +53,21 @@ struct Said {
 }
 
 impl Said {
+    /// A new `STATUS=` line: with progress on, the one before it is shown now (the newest
+    /// waits: it may be the reason of a failure, shown then, or the ready line).
+    fn status(&mut self, text: String, w: &Wait<'_>) {
+        if w.shown.progress
+            && let Some(previous) = self.status.take()
+        {
+            eprintln!(
+                "{}: {}",
+                w.name,
+                crate::systemd::listen::printable(&previous)
+            );
+        }
+        self.status = Some(text);
+    }
+
     fn describe(&self) -> String {
         // The daemon's own words reach the user's terminal: control characters escaped.
         let mut out = self
@@ -103,7 +127,12 @@ pub(super) fn wait(w: Wait<'_>) -> ! {
             Err(e) => finish(&w, LAUNCHER_FAILED, &format!("poll: {e}")),
         }
         // Datagrams first: a daemon that said READY=1 and then exited was ready.
-        if drain(&w.listener, daemon, &mut said) {
+        if drain(&w, daemon, &mut said) {
+            if w.shown.announce_ready
+                && let Some(line) = &said.status
+            {
+                println!("{}", crate::systemd::listen::printable(line));
+            }
             std::process::exit(0);
         }
         let exited = fds[1].revents().is_some_and(|r| !r.is_empty());
@@ -143,7 +172,8 @@ fn read_daemon_pid(w: &Wait<'_>) -> Result<Pid, String> {
 }
 
 /// Processes queued datagrams; true once the daemon said `READY=1`.
-fn drain(listener: &NotifyListener, daemon: Pid, said: &mut Said) -> bool {
+fn drain(w: &Wait<'_>, daemon: Pid, said: &mut Said) -> bool {
+    let listener = &w.listener;
     loop {
         // Only the daemon itself speaks for the daemon (systemd's NotifyAccess=main):
         // anyone else's datagram is dropped before it is parsed.
@@ -157,7 +187,7 @@ fn drain(listener: &NotifyListener, daemon: Pid, said: &mut Said) -> bool {
         for m in datagram.messages {
             match m {
                 Message::Ready => return true,
-                Message::Status(s) => said.status = Some(s),
+                Message::Status(s) => said.status(s, w),
                 Message::Errno(n) => said.errno = Some(n),
                 _ => {}
             }

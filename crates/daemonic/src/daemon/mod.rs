@@ -165,6 +165,8 @@ pub struct Daemon {
     mode: Mode_,
     name: String,
     privileges: Option<Privileges>,
+    /// What the launcher shows of the daemon's `STATUS=` lines while it waits.
+    shown: launcher::Shown,
 }
 
 impl Default for Daemon {
@@ -198,6 +200,7 @@ impl Daemon {
             mode: Mode_::Auto,
             name,
             privileges: None,
+            shown: launcher::Shown::default(),
         }
     }
 
@@ -267,6 +270,23 @@ impl Daemon {
         } else if self.mode == Mode_::Reexec {
             self.mode = Mode_::Auto;
         }
+        self
+    }
+
+    /// Show the daemon's progress while the launcher waits: each `STATUS=` line it sends
+    /// before it is ready (`"loading 3 of 10 tables"`) is printed on the launcher's stderr
+    /// as `NAME: TEXT` once the next one arrives (the last one before a failure is part of
+    /// the failure message instead). Off by default.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.shown.progress = on;
+        self
+    }
+
+    /// On `READY=1`, print the daemon's last `STATUS=` line on the launcher's stdout
+    /// (`"web: ready (pid 4242)"`), so a successful start says so in one line. Off by
+    /// default (the launcher exits 0 silently).
+    pub fn announce_ready(mut self, on: bool) -> Self {
+        self.shown.announce_ready = on;
         self
     }
 

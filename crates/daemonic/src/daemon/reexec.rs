@@ -163,6 +163,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     drop((cmd, pid_w));
     launcher::wait(launcher::Wait {
         name: &d.name,
+        shown: d.shown,
         timeout: d.ready_timeout,
         listener,
         intermediate: Pid::from_raw(intermediate.id() as i32),
