@@ -28,6 +28,7 @@ pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>)
         start_timeout: None,
         first_start_watched: false,
         health: Default::default(),
+        memory_restart: None,
     }
 }
 
