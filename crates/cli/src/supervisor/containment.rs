@@ -191,7 +191,11 @@ pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
 /// group (or the sum of its processes' resident memory where that file is missing); in
 /// subreaper mode (`spare`: the sentinel) every descendant of this supervisor but the
 /// spared; otherwise the main process and its descendants.
-pub fn tree_memory(cgroup: Option<&Cgroup>, spare: Option<&[i32]>, main: Option<daemonic::Pid>) -> u64 {
+pub fn tree_memory(
+    cgroup: Option<&Cgroup>,
+    spare: Option<&[i32]>,
+    main: Option<daemonic::Pid>,
+) -> u64 {
     if let Some(cg) = cgroup {
         return describe_dir(cg.dir()).tree_memory_bytes.unwrap_or(0);
     }

@@ -97,7 +97,12 @@ impl Limits {
         }
         if let Some(p) = self.cpu_max {
             let quota = u64::from(p) * CPU_PERIOD_US / 100;
-            out.push(("cpu-max", "cpu", "cpu.max", format!("{quota} {CPU_PERIOD_US}")));
+            out.push((
+                "cpu-max",
+                "cpu",
+                "cpu.max",
+                format!("{quota} {CPU_PERIOD_US}"),
+            ));
         }
         if let Some(n) = self.tasks_max {
             out.push(("tasks-max", "pids", "pids.max", n.to_string()));
@@ -133,7 +138,9 @@ fn parse_cpu(text: &str) -> Result<u32, String> {
 fn parse_tasks(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("invalid number of tasks {text:?} (expected 1 or more)")),
+        _ => Err(format!(
+            "invalid number of tasks {text:?} (expected 1 or more)"
+        )),
     }
 }
 
@@ -165,7 +172,8 @@ pub fn check(limits: &Limits) -> Result<()> {
         ),
     };
     let path = top.join("cgroup.controllers");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     let listed: Vec<&str> = text.split_whitespace().collect();
     for (flag, controller, _, _) in &files {
         if !listed.contains(controller) {

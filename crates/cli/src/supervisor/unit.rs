@@ -466,7 +466,10 @@ impl Unit {
                         self.subreaper.then_some(spare.as_slice()),
                         self.pid(),
                     );
-                    queue.extend(self.machine.step(Event::MemoryMeasured(bytes), Instant::now()));
+                    queue.extend(
+                        self.machine
+                            .step(Event::MemoryMeasured(bytes), Instant::now()),
+                    );
                 }
                 Action::BecameReady => out.ready = true,
                 Action::NotifyStopping => {
