@@ -147,7 +147,7 @@ fn parse_tasks(text: &str) -> Result<u64, String> {
 /// A size as the log sizes are written (`256M`), for messages.
 pub fn show_size(bytes: u64) -> String {
     for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -11,7 +11,7 @@
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
 //!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in
-//!   `Starting`; the watchdog and the health-check timers only in `Ready`. Leaving a child-bearing state cancels them all
+//!   `Starting`; the watchdog, the health-check and the memory timers only in `Ready`. Leaving a child-bearing state cancels them all
 //!   ([`Action::CancelTimers`]).
 //! - Health checks ([`health`]) run only in `Ready`; their tallies start afresh each time
 //!   the child becomes ready. A liveness check that fails enough times in a row stops the
@@ -19,6 +19,11 @@
 //! - `Stopped`, `Exited`, `GaveUp` and `Completed` are final and are entered with a
 //!   `Finish`. `Completed` is a one-shot service's success (its child exited with a
 //!   success status): its readiness, reported with `BecameReady`, not a failure.
+//! - `--restart-on-memory` ([`Config::memory_restart`]): the memory timer is armed only
+//!   when it is set; the executor reads the tree's memory and feeds it back
+//!   ([`Event::MemoryMeasured`]); two reads in a row above the size restart the child as
+//!   a restart asked for does. An exit after an OOM kill ([`Event::OomKilled`]) counts as
+//!   a failure, as a missed watchdog does.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
 //!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
