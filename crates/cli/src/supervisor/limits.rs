@@ -211,10 +211,27 @@ fn v1_mount(controller: &str) -> Option<PathBuf> {
     })
 }
 
+/// The files of the limits, each as it is when not limited.
+const UNLIMITED: [(&str, &str); 4] = [
+    ("memory.max", "max"),
+    ("memory.high", "max"),
+    ("cpu.max", "max"),
+    ("pids.max", "max"),
+];
+
 /// Enables the controllers of `limits` on every level from `top` down to `dir`'s parent,
 /// then writes the limits into `dir` (which exists).
 pub fn apply(limits: &Limits, top: &Path, dir: &Path) -> Result<()> {
     let files = limits.files();
+    // The group stays from one start to the next (and through a change of the service by
+    // `up`): a limit no longer asked for goes back to none, where its file is there.
+    for (file, none) in UNLIMITED {
+        let path = dir.join(file);
+        if !files.iter().any(|f| f.2 == file) && path.exists() {
+            std::fs::write(&path, none)
+                .with_context(|| format!("write {none:?} to {}", path.display()))?;
+        }
+    }
     if files.is_empty() {
         return Ok(());
     }
