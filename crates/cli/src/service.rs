@@ -148,6 +148,8 @@ pub struct ServiceArgs {
     #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]
+    pub limits: crate::supervisor::limits::LimitArgs,
+    #[command(flatten)]
     pub privileges: crate::privilege_args::PrivilegeArgs,
     #[command(flatten)]
     pub unit: crate::units::args::UnitArgs,
@@ -194,6 +196,10 @@ pub struct Service {
     pub log: Option<LogConfig>,
     /// Who the child runs as (looked up already); `None`: as the supervisor.
     pub privileges: Option<daemonic::privileges::Prepared>,
+    /// The kernel's limits on the tree (checked: this supervisor can enforce them).
+    pub limits: crate::supervisor::limits::Limits,
+    /// `--restart-on-memory`: the size and how often it is checked.
+    pub memory_restart: Option<(u64, Duration)>,
 }
 
 impl Service {
@@ -214,6 +220,8 @@ impl Service {
             }
             (None, None) => None,
         };
+        let limits = a.limits.limits();
+        crate::supervisor::limits::check(&limits)?;
         let mut command = a.command.into_iter();
         let program = command
             .next()
@@ -258,6 +266,8 @@ impl Service {
             health: a.health.into(),
             log,
             privileges,
+            limits,
+            memory_restart: a.limits.memory_restart(),
         })
     }
 }

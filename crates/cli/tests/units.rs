@@ -724,3 +724,58 @@ fn a_path_the_dynamic_user_cannot_read_is_warned_about_and_refused() {
     assert!(out.status.success());
     assert_eq!(text(&out.stderr), "");
 }
+
+#[test]
+fn limits_map_to_memory_max_cpu_quota_and_tasks_max() {
+    let env = Env::new("units-limits");
+    let sleeper = fixture("sleeper");
+    let file = config(
+        &env,
+        &format!(
+            r#"
+[services.direct]
+command = [{sleeper:?}, "3600"]
+memory-max = "256M"
+memory-high = "200M"
+cpu-max = "150%"
+tasks-max = 64
+
+[services.watched]
+command = [{sleeper:?}, "3600"]
+memory-max = "1G"
+restart-on-memory = "512M"
+memory-check-interval = "10s"
+"#
+        ),
+    );
+    let direct = unit(&env, &file, &["direct", "--system"]);
+    for (key, value) in [
+        ("MemoryMax", "268435456"),
+        ("MemoryHigh", "209715200"),
+        ("CPUQuota", "150%"),
+        ("TasksMax", "64"),
+    ] {
+        assert_eq!(values(&direct, key), [value], "{key} in\n{direct}");
+    }
+    // systemd cannot restart on memory: daemonic run does, and leaves the kernel's limits
+    // to systemd (which sets them on the whole unit).
+    let watched = unit(&env, &file, &["watched", "--system"]);
+    assert_eq!(values(&watched, "MemoryMax"), ["1073741824"], "{watched}");
+    let exec = values(&watched, "ExecStart")[0];
+    assert!(exec.contains(" run "), "{exec}");
+    assert!(exec.contains("--restart-on-memory=512M"), "{exec}");
+    assert!(!exec.contains("--memory-max"), "{exec}");
+    assert!(
+        watched.contains("what systemd lacks: restart-on-memory."),
+        "{watched}"
+    );
+    let Some(()) = analyze() else { return };
+    verify(
+        &env,
+        &[
+            ("direct.service".into(), direct),
+            ("watched.service".into(), watched),
+        ],
+        false,
+    );
+}

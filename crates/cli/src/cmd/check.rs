@@ -23,6 +23,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<u8> {
     match config::load(&a.file) {
         Ok(c) => {
+            if !limits_hold(&a.file, &c) {
+                return Ok(1);
+            }
             let n = c.services.len();
             let order = c.start_order();
             // A long order is shown by its ends (`up` shows every service anyway).
@@ -52,4 +55,22 @@ pub fn run(a: Args) -> Result<u8> {
             None => Err(e),
         },
     }
+}
+
+/// Whether every service's limits (`memory-max`, …) can be enforced here; prints why not
+/// for each that cannot. (Not part of loading the file: `daemonic unit` writes them for
+/// systemd, whatever this machine has.)
+fn limits_hold(file: &std::path::Path, c: &config::Config) -> bool {
+    let mut ok = true;
+    for def in &c.services {
+        let limits = match def.args() {
+            Ok(a) => a.limits.limits(),
+            Err(_) => continue,
+        };
+        if let Err(e) = crate::supervisor::limits::check(&limits) {
+            eprintln!("{}: service `{}`: {e:#}", file.display(), def.name);
+            ok = false;
+        }
+    }
+    ok
 }

@@ -50,7 +50,9 @@ pub const VAR: &str = "DAEMONIC_CONTAINMENT";
 /// Where the groups of this supervisor's services go, or why there are none.
 #[derive(Debug, Clone)]
 enum Base {
-    Cgroup(PathBuf),
+    /// The top of the supervisor's hierarchy (the mount as root, its own delegated
+    /// cgroup otherwise), and the directory the groups go under.
+    Cgroup { top: PathBuf, base: PathBuf },
     /// No cgroup: why (shown when `cgroup` was asked for).
     None(String),
 }
@@ -62,11 +64,20 @@ fn base() -> &'static Base {
         match wanted.as_str() {
             "subreaper" => Base::None(format!("{VAR}=subreaper")),
             _ => match find_base() {
-                Ok(b) => Base::Cgroup(b),
+                Ok((top, base)) => Base::Cgroup { top, base },
                 Err(why) => Base::None(why),
             },
         }
     })
+}
+
+/// The top of this supervisor's cgroup hierarchy, or why it has no cgroups (for
+/// [`super::limits::check`]).
+pub fn top() -> std::result::Result<PathBuf, String> {
+    match base() {
+        Base::Cgroup { top, .. } => Ok(top.clone()),
+        Base::None(why) => Err(why.clone()),
+    }
 }
 
 /// Whether `cgroup` mode was asked for, so that its absence is an error.
@@ -75,7 +86,7 @@ fn required() -> bool {
 }
 
 /// Finds the directory the groups go under (see the module docs), or says why none.
-fn find_base() -> std::result::Result<PathBuf, String> {
+fn find_base() -> std::result::Result<(PathBuf, PathBuf), String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("read /proc/self/mountinfo: {e}"))?;
     let mount = cgroup2_mount(&mountinfo).ok_or("no cgroup2 file system is mounted")?;
@@ -102,8 +113,8 @@ fn find_base() -> std::result::Result<PathBuf, String> {
     };
     let base = under.join("daemonic");
     match std::fs::create_dir(&base) {
-        Ok(()) => Ok(base),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(base),
+        Ok(()) => Ok((under, base)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((under, base)),
         Err(e) => Err(format!("create {}: {e}", base.display())),
     }
 }
@@ -174,6 +185,33 @@ pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
         tree_cpu_ms: cpu,
         ..Default::default()
     }
+}
+
+/// The memory of a service's whole tree, as `status` shows it: `memory.current` of its
+/// group (or the sum of its processes' resident memory where that file is missing); in
+/// subreaper mode (`spare`: the sentinel) every descendant of this supervisor but the
+/// spared; otherwise the main process and its descendants.
+pub fn tree_memory(
+    cgroup: Option<&Cgroup>,
+    spare: Option<&[i32]>,
+    main: Option<daemonic::Pid>,
+) -> u64 {
+    if let Some(cg) = cgroup {
+        return describe_dir(cg.dir()).tree_memory_bytes.unwrap_or(0);
+    }
+    let pids = match (spare, main) {
+        (Some(spare), _) => descendants(std::process::id() as i32, spare),
+        (None, Some(main)) => {
+            let mut tree = descendants(main.as_raw(), &[]);
+            tree.push(main.as_raw());
+            tree
+        }
+        (None, None) => Vec::new(),
+    };
+    pids.iter()
+        .filter_map(|p| crate::usage::of(daemonic::Pid::from_raw(*p)))
+        .map(|u| u.rss_bytes)
+        .sum()
 }
 
 /// Subreaper containment (no cgroup, one service): SIGKILLs every descendant of this
@@ -282,6 +320,8 @@ pub fn escape(dir: &Path) -> String {
 /// The group of one service.
 #[derive(Debug)]
 pub struct Cgroup {
+    /// Where the supervisor's hierarchy begins (controllers are enabled from here down).
+    top: PathBuf,
     dir: PathBuf,
 }
 
@@ -291,8 +331,9 @@ impl Cgroup {
     /// `DAEMONIC_CONTAINMENT=cgroup` asked for one.
     pub fn for_service(state_dir: &Path, name: &str) -> Result<Option<Cgroup>> {
         match base() {
-            Base::Cgroup(b) => Ok(Some(Cgroup {
-                dir: b.join(escape(state_dir)).join(name),
+            Base::Cgroup { top, base } => Ok(Some(Cgroup {
+                top: top.clone(),
+                dir: base.join(escape(state_dir)).join(name),
             })),
             Base::None(why) if required() => bail!("{VAR}=cgroup: {why}"),
             Base::None(_) => Ok(None),
@@ -303,17 +344,29 @@ impl Cgroup {
         &self.dir
     }
 
-    /// Creates the group (and its parent) if need be; opens its `cgroup.procs` for the
-    /// child to write itself into.
-    pub fn prepare(&self) -> Result<OwnedFd> {
+    /// Creates the group (and its parent) if need be, writes its `limits`
+    /// ([`super::limits::apply`]); opens its `cgroup.procs` for the child to write itself
+    /// into.
+    pub fn prepare(&self, limits: &super::limits::Limits) -> Result<OwnedFd> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
+        super::limits::apply(limits, &self.top, &self.dir)?;
         let procs = self.dir.join("cgroup.procs");
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&procs)
             .with_context(|| format!("open {}", procs.display()))?;
         Ok(f.into())
+    }
+
+    /// How many times the OOM killer has killed in the group (`oom_kill` in
+    /// `memory.events`, which counts the groups below too); `None` without the memory
+    /// controller.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.dir.join("memory.events")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
     }
 
     /// The pids in the group (none if it does not exist).

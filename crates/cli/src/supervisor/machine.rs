@@ -11,7 +11,7 @@
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
 //!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in
-//!   `Starting`; the watchdog and the health-check timers only in `Ready`. Leaving a child-bearing state cancels them all
+//!   `Starting`; the watchdog, the health-check and the memory timers only in `Ready`. Leaving a child-bearing state cancels them all
 //!   ([`Action::CancelTimers`]).
 //! - Health checks ([`health`]) run only in `Ready`; their tallies start afresh each time
 //!   the child becomes ready. A liveness check that fails enough times in a row stops the
@@ -19,6 +19,11 @@
 //! - `Stopped`, `Exited`, `GaveUp` and `Completed` are final and are entered with a
 //!   `Finish`. `Completed` is a one-shot service's success (its child exited with a
 //!   success status): its readiness, reported with `BecameReady`, not a failure.
+//! - `--restart-on-memory` ([`Config::memory_restart`]): the memory timer is armed only
+//!   when it is set; the executor reads the tree's memory and feeds it back
+//!   ([`Event::MemoryMeasured`]); two reads in a row above the size restart the child as
+//!   a restart asked for does. An exit after an OOM kill ([`Event::OomKilled`]) counts as
+//!   a failure, as a missed watchdog does.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
 //!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
@@ -119,6 +124,13 @@ pub enum Event {
     CheckFailed(Check, String),
     /// The child exited and was reaped.
     ChildExited(Exit),
+    /// The child exited and the OOM killer killed in its cgroup meanwhile: a failure for
+    /// the restart policy whatever the status.
+    OomKilled(Exit),
+    /// `--restart-on-memory`: the tree's memory is due to be read.
+    MemoryDue,
+    /// The tree's memory, read for `--restart-on-memory`.
+    MemoryMeasured(u64),
     StopRequested,
     RestartRequested,
     StopTimeout,
@@ -135,10 +147,11 @@ pub enum Timer {
     Watchdog,
     Liveness,
     Readiness,
+    Memory,
 }
 
 impl Timer {
-    pub const ALL: [Timer; 8] = [
+    pub const ALL: [Timer; 9] = [
         Timer::Grace,
         Timer::Probe,
         Timer::StartTimeout,
@@ -147,6 +160,7 @@ impl Timer {
         Timer::Watchdog,
         Timer::Liveness,
         Timer::Readiness,
+        Timer::Memory,
     ];
 
     /// The event this timer delivers when it expires.
@@ -160,6 +174,7 @@ impl Timer {
             Timer::Watchdog => Event::WatchdogExpired,
             Timer::Liveness => Event::CheckDue(Check::Liveness),
             Timer::Readiness => Event::CheckDue(Check::Readiness),
+            Timer::Memory => Event::MemoryDue,
         }
     }
 
@@ -188,6 +203,8 @@ pub enum Action {
     StartProbe,
     /// Start one attempt of a health check (its own deadline is the executor's).
     StartCheck(Check),
+    /// Read the tree's memory and feed it back as [`Event::MemoryMeasured`].
+    MeasureMemory,
     /// The child became ready (first start or after a restart).
     BecameReady,
     NotifyStopping,
@@ -233,6 +250,9 @@ pub struct Config {
     pub first_start_watched: bool,
     /// Liveness and readiness checks once ready.
     pub health: health::Config,
+    /// `--restart-on-memory`: restart when the tree's memory is above this many bytes at
+    /// two reads in a row, this far apart (reads only in `Ready`).
+    pub memory_restart: Option<(u64, Duration)>,
 }
 
 /// How many restart delays are kept for `daemonic status` (the most recent).
@@ -254,6 +274,8 @@ pub struct Machine {
     delays: VecDeque<Duration>,
     /// The health checks' results since the child became ready.
     health: Health,
+    /// Reads in a row above `--restart-on-memory`.
+    memory_over: u32,
 }
 
 impl Machine {
@@ -271,6 +293,7 @@ impl Machine {
             last_exit: None,
             delays: VecDeque::new(),
             health: Health::default(),
+            memory_over: 0,
         };
         (m, vec![Action::Spawn])
     }
@@ -392,6 +415,14 @@ impl Machine {
                 self.stopping(After::Policy { failed: false }, vec![], now)
             }
             (S::Starting | S::Ready, E::ChildExited(exit)) => self.on_exit(exit, false, now),
+            (S::Starting | S::Ready, E::OomKilled(exit)) => self.on_exit(exit, true, now),
+            (S::Stopping, E::OomKilled(exit)) if matches!(self.after, After::Policy { .. }) => {
+                self.on_exit(exit, true, now)
+            }
+            // A stop or restart asked for: what was asked for happens.
+            (S::Stopping, E::OomKilled(exit)) => return self.step(E::ChildExited(exit), now),
+            (S::Ready, E::MemoryDue) => (S::Ready, vec![Action::MeasureMemory]),
+            (S::Ready, E::MemoryMeasured(bytes)) => self.on_memory(bytes, now),
             (S::Starting | S::Ready, E::StopRequested) => self.stopping(
                 After::Finish,
                 vec![
@@ -499,6 +530,10 @@ impl Machine {
     fn on_ready(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = vec![Action::CancelTimers, Action::BecameReady];
         actions.extend(self.arm_watchdog(now));
+        self.memory_over = 0;
+        if let Some((_, interval)) = self.config.memory_restart {
+            actions.push(Action::ArmTimer(Timer::Memory, now + interval));
+        }
         let checks = self.config.health;
         self.health = Health::new(&checks);
         if checks.readiness.is_some() {
@@ -563,6 +598,39 @@ impl Machine {
         }
         actions.push(Action::ArmTimer(Timer::of(check), now + rule.interval));
         (State::Ready, actions)
+    }
+
+    /// Counts a read of the tree's memory: two in a row above `--restart-on-memory`
+    /// restart the service (whatever `--restart` says, as pm2 does); else the next read.
+    fn on_memory(&mut self, bytes: u64, now: Instant) -> (State, Vec<Action>) {
+        let Some((limit, interval)) = self.config.memory_restart else {
+            unreachable!("supervisor bug: a memory reading without --restart-on-memory")
+        };
+        self.memory_over = if bytes > limit {
+            self.memory_over + 1
+        } else {
+            0
+        };
+        if self.memory_over < 2 {
+            return (
+                State::Ready,
+                vec![Action::ArmTimer(Timer::Memory, now + interval)],
+            );
+        }
+        let report = format!(
+            "memory {} above --restart-on-memory {} at 2 reads {}ms apart; restarting",
+            super::limits::show_size(bytes),
+            super::limits::show_size(limit),
+            interval.as_millis()
+        );
+        self.stopping(
+            After::Restart,
+            vec![
+                Action::Report(report),
+                Action::SignalGroup(self.config.stop_signal),
+            ],
+            now,
+        )
     }
 
     fn arm_watchdog(&self, now: Instant) -> Vec<Action> {

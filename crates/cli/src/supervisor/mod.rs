@@ -43,6 +43,7 @@ pub mod group;
 pub mod health;
 pub mod health_args;
 pub mod init;
+pub mod limits;
 pub mod machine;
 mod notify;
 pub mod policy;
@@ -311,6 +312,7 @@ fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
         start_timeout: Some(s.start_timeout),
         first_start_watched,
         health: s.health.config(),
+        memory_restart: s.memory_restart,
     }
 }
 
@@ -411,7 +413,7 @@ impl Supervisor {
                     Source::Exit(i) => {
                         self.units[i].drain_output();
                         let exit = self.units[i].reap()?;
-                        self.deliver(i, Event::ChildExited(exit), cx)?;
+                        self.deliver(i, exit, cx)?;
                     }
                 }
             }

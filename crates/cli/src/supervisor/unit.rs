@@ -149,6 +149,10 @@ pub struct Unit {
     subreaper: bool,
     /// The sentinel's pid, spared by the subreaper's sweep.
     sentinel: Option<i32>,
+    /// The group's OOM kills when the child was spawned (with the memory controller).
+    oom_kills: Option<u64>,
+    /// The OOM killer killed in the group while the last child ran.
+    oom: bool,
 }
 
 impl Unit {
@@ -188,6 +192,8 @@ impl Unit {
             cgroup: None,
             subreaper: false,
             sentinel: None,
+            oom_kills: None,
+            oom: false,
         };
         Ok((unit, first))
     }
@@ -388,7 +394,7 @@ impl Unit {
     pub fn handle(&mut self, event: Event, cx: &Context<'_>) -> Result<Outcome> {
         let before = self.machine.state();
         let exit = match &event {
-            Event::ChildExited(e) | Event::SpawnFailed(e) => Some(*e),
+            Event::ChildExited(e) | Event::SpawnFailed(e) | Event::OomKilled(e) => Some(*e),
             _ => None,
         };
         let actions = self.machine.step(event, Instant::now());
@@ -407,7 +413,11 @@ impl Unit {
                 Action::Spawn => {
                     let event = match self.spawn(cx) {
                         Ok(()) => Event::Spawned,
-                        Err(exit) => Event::SpawnFailed(exit),
+                        Err(exit) => {
+                            // Not the OOM killer's, whatever the last exit was.
+                            self.oom = false;
+                            Event::SpawnFailed(exit)
+                        }
                     };
                     let before = self.machine.state();
                     let failed = matches!(event, Event::SpawnFailed(_));
@@ -458,6 +468,18 @@ impl Unit {
                         );
                         self.attempts[Slot::Check(check).index()] = Some(attempt);
                     }
+                }
+                Action::MeasureMemory => {
+                    let spare: Vec<i32> = self.sentinel.into_iter().collect();
+                    let bytes = super::containment::tree_memory(
+                        self.cgroup(),
+                        self.subreaper.then_some(spare.as_slice()),
+                        self.pid(),
+                    );
+                    queue.extend(
+                        self.machine
+                            .step(Event::MemoryMeasured(bytes), Instant::now()),
+                    );
                 }
                 Action::BecameReady => out.ready = true,
                 Action::NotifyStopping => {
@@ -620,7 +642,11 @@ impl Unit {
             self.cgroup = Some(found);
         }
         match &self.cgroup {
-            Some(Some(cg)) => Ok(Some(cg.prepare()?)),
+            Some(Some(cg)) => {
+                let procs = cg.prepare(&self.service.limits)?;
+                self.oom_kills = cg.oom_kills();
+                Ok(Some(procs))
+            }
             _ => Ok(None),
         }
     }
@@ -636,8 +662,9 @@ impl Unit {
     }
 
     /// Kills what is left of the exited child's group (with a cgroup: of the whole tree,
-    /// and waits until it is gone), then reaps the child.
-    pub fn reap(&mut self) -> Result<Exit> {
+    /// and waits until it is gone), then reaps the child: its exit, as
+    /// [`Event::OomKilled`] if the OOM killer killed in the group meanwhile.
+    pub fn reap(&mut self) -> Result<Event> {
         let child = self
             .child
             .take()
@@ -645,6 +672,8 @@ impl Unit {
         // The child is a zombie now: its pid still pins its process group id, so this
         // reaches only what is left of that group.
         child.signal_group(Signal::SIGKILL)?;
+        let kills = self.cgroup().and_then(Cgroup::oom_kills);
+        self.oom = matches!((self.oom_kills, kills), (Some(before), Some(now)) if now > before);
         if let Some(cg) = self.cgroup() {
             // SIGKILL cannot be held off: the wait is for the kernel to tear the
             // processes down, not for them to finish anything.
@@ -667,12 +696,36 @@ impl Unit {
         {
             self.note(&format!("reap orphans: {e}"));
         }
-        Ok(exit)
+        Ok(if self.oom {
+            Event::OomKilled(exit)
+        } else {
+            Event::ChildExited(exit)
+        })
+    }
+
+    /// The last exit as `status` shows it: `killed by the OOM killer: memory-max 256M`
+    /// when it was (see [`reap`](Self::reap)).
+    pub fn last_exit_text(&self) -> Option<String> {
+        self.machine.last_exit().map(|e| self.exit_text(e))
+    }
+
+    fn exit_text(&self, exit: Exit) -> String {
+        if !self.oom {
+            return exit.to_string();
+        }
+        match self.service.limits.memory_max {
+            Some(max) => format!(
+                "killed by the OOM killer: memory-max {} ({exit})",
+                super::limits::show_size(max)
+            ),
+            None => format!("killed by the OOM killer ({exit})"),
+        }
     }
 
     /// Tells the user (stderr) and a waiting launcher what became of an exit.
     fn report_exit(&self, before: State, exit: Exit, cx: &Context<'_>) {
         let program = crate::service::default_name(&self.service.program);
+        let exit = self.exit_text(exit);
         let state = self.machine.state();
         if cx.single
             && !self.spawn_failed

@@ -63,6 +63,11 @@ const WRAPPER_STOP_MARGIN: Duration = Duration::from_secs(5);
 /// Keys of a service that the unit says in systemd's terms; the others are passed on to
 /// `daemonic run` when the unit runs it.
 const SAID_BY_SYSTEMD: &[&str] = &[
+    // Enforced by systemd on the unit's whole cgroup (see `limits`).
+    "memory-max",
+    "memory-high",
+    "cpu-max",
+    "tasks-max",
     "env",
     "env-file",
     "dir",
@@ -102,6 +107,9 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
     }
     if a.on_give_up.is_some() {
         why.push("on-give-up hook".into());
+    }
+    if a.limits.restart_on_memory.is_some() {
+        why.push("restart-on-memory".into());
     }
     why
 }
@@ -163,6 +171,7 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
         u.add(Section::Service, "Environment", env_assignment(k, v));
     }
     privileges(&mut u, &a, cx.scope)?;
+    limits(&mut u, &a);
     let mut needs = needs(def, &a, cx);
     harden(&mut u, name, &a, cx.scope, &mut needs);
     u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
@@ -493,4 +502,22 @@ fn restart(r: Restart) -> &'static str {
 /// `HUP` for SIGHUP, as kill(1) takes it.
 fn signal_name(s: daemonic::Signal) -> &'static str {
     s.as_str().trim_start_matches("SIG")
+}
+
+/// The kernel's limits, which systemd sets on the unit's cgroup itself (and daemonic,
+/// under it, then does not: they are in [`SAID_BY_SYSTEMD`]).
+fn limits(u: &mut UnitFile, a: &ServiceArgs) {
+    let l = &a.limits;
+    if let Some(m) = l.memory_max {
+        u.add(Section::Service, "MemoryMax", m.to_string());
+    }
+    if let Some(m) = l.memory_high {
+        u.add(Section::Service, "MemoryHigh", m.to_string());
+    }
+    if let Some(p) = l.cpu_max {
+        u.add(Section::Service, "CPUQuota", format!("{p}%"));
+    }
+    if let Some(n) = l.tasks_max {
+        u.add(Section::Service, "TasksMax", n.to_string());
+    }
 }

@@ -28,6 +28,7 @@ pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>)
         start_timeout: None,
         first_start_watched: false,
         health: Default::default(),
+        memory_restart: None,
     }
 }
 
@@ -416,4 +417,66 @@ fn a_oneshot_that_exits_with_success_is_completed_not_failed() {
     m.step(Event::Spawned, t);
     m.step(Event::ChildExited(Exit::Code(3)), t + ms(5));
     assert_eq!(m.state(), State::Backoff);
+}
+
+#[test]
+fn memory_above_restart_on_memory_twice_in_a_row_restarts() {
+    let mut m = machine(Config {
+        memory_restart: Some((1000, ms(200))),
+        ..config(Restart::Never, None)
+    });
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    let ready = m.step(Event::GraceElapsed, t);
+    assert!(ready.contains(&Action::ArmTimer(Timer::Memory, t + ms(200))));
+    assert_eq!(m.step(Event::MemoryDue, t), [Action::MeasureMemory]);
+    // Once above, then below: the count starts over.
+    for bytes in [2000, 500, 2000] {
+        assert_eq!(
+            m.step(Event::MemoryMeasured(bytes), t),
+            [Action::ArmTimer(Timer::Memory, t + ms(200))]
+        );
+    }
+    let restart = m.step(Event::MemoryMeasured(2000), t);
+    assert_eq!(m.state(), State::Stopping);
+    assert!(
+        matches!(&restart[1], Action::Report(r) if r.contains("above --restart-on-memory 1000")),
+        "{restart:?}"
+    );
+    assert_eq!(restart[2], Action::SignalGroup(Signal::SIGTERM));
+    // Restarted whatever --restart says (pm2's max_memory_restart).
+    let again = m.step(Event::ChildExited(Exit::Code(143)), t);
+    assert_eq!(again, [Action::CancelTimers, Action::Spawn]);
+    assert_eq!(m.restarts(), 1);
+}
+
+#[test]
+fn no_memory_timer_without_restart_on_memory() {
+    let mut m = machine(config(Restart::Never, None));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    let ready = m.step(Event::GraceElapsed, t);
+    assert!(
+        !ready
+            .iter()
+            .any(|a| matches!(a, Action::ArmTimer(Timer::Memory, _))),
+        "{ready:?}"
+    );
+}
+
+#[test]
+fn an_oom_kill_is_a_failure_even_with_a_success_status() {
+    let mut m = machine(config(Restart::OnFailure, None));
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    m.step(Event::GraceElapsed, t);
+    let a = m.step(Event::OomKilled(Exit::Code(0)), t);
+    assert_eq!(m.state(), State::Backoff, "{a:?}");
+    // A stop asked for stays a stop.
+    m.step(Event::BackoffElapsed, t);
+    m.step(Event::Spawned, t);
+    m.step(Event::StopRequested, t);
+    let killed = Exit::Signal(Signal::SIGKILL, false);
+    m.step(Event::OomKilled(killed), t);
+    assert_eq!(m.state(), State::Stopped);
 }

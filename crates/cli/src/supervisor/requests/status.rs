@@ -39,7 +39,7 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         restarts: u.machine().restarts(),
-        last_exit: u.machine().last_exit().map(|e| e.to_string()),
+        last_exit: u.last_exit_text(),
         next_delay_ms: delays.last().copied().filter(|_| state == State::Backoff),
         delays_ms: delays,
         status,
