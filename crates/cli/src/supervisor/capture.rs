@@ -39,7 +39,7 @@
 mod config;
 #[cfg(test)]
 mod tests;
-mod timestamp;
+pub mod timestamp;
 
 use std::cell::RefCell;
 use std::io;
