@@ -194,6 +194,9 @@ pub struct Service {
     pub log: Option<LogConfig>,
     /// Who the child runs as (looked up already); `None`: as the supervisor.
     pub privileges: Option<daemonic::privileges::Prepared>,
+    /// Without `log`: the child's output goes to the supervisor's stdout and stderr, each
+    /// line after `name | ` (`run -f`); `None` with no `log`: inherited as it is.
+    pub console: Option<crate::supervisor::capture::Console>,
 }
 
 impl Service {
@@ -258,6 +261,7 @@ impl Service {
             health: a.health.into(),
             log,
             privileges,
+            console: None,
         })
     }
 }

@@ -211,3 +211,85 @@ fn logs_follow_of_a_running_project_shows_every_service_prefixed() {
     );
     let _ = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
 }
+
+/// A file of two services that print and exit (web on stdout and stderr, db on stdout).
+fn two_printers(env: &Env) -> PathBuf {
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        "[services.web]\ncommand = [\"/bin/sh\", \"-c\", \"echo hello from web; echo oops >&2\"]\n\
+         [services.db]\ncommand = [\"/bin/sh\", \"-c\", \"echo db here\"]\n",
+    )
+    .unwrap();
+    file
+}
+
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn run_f_prefixes_each_line_with_its_service_plain_when_piped() {
+    let env = Env::new("out-run-plain");
+    let file = two_printers(&env);
+    let out = env.daemonic(&["run", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        sorted_lines(&stdout(&out)),
+        ["db  | db here", "web | hello from web"],
+        "{out:?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().any(|l| l == "web | oops"), "{err}");
+    assert!(
+        !stdout(&out).contains('\x1b'),
+        "no colour without a terminal"
+    );
+}
+
+#[test]
+fn run_f_colours_the_names_on_a_terminal_unless_no_color() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping run_f_colours_the_names_on_a_terminal_unless_no_color: no script(1)");
+        return;
+    }
+    let env = Env::new("out-run-colour");
+    let file = two_printers(&env);
+    let command = format!(
+        "{} run -f {}",
+        env!("CARGO_BIN_EXE_daemonic"),
+        file.display()
+    );
+    let on_pty = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &command, "/dev/null"])
+            .env("DAEMONIC_STATE_DIR", env.dir.join("state"))
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        let out = run(&mut c);
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out).replace('\r', "")
+    };
+    // web comes first in the file (cyan), db second (yellow); names padded to the longest.
+    let text = on_pty(false);
+    let lines = sorted_lines(&text);
+    assert!(
+        lines.contains(&"\x1b[36mweb\x1b[0m | hello from web"),
+        "{text:?}"
+    );
+    assert!(lines.contains(&"\x1b[33mdb \x1b[0m | db here"), "{text:?}");
+    assert!(lines.contains(&"\x1b[36mweb\x1b[0m | oops"), "{text:?}");
+    let text = on_pty(true);
+    let lines = sorted_lines(&text);
+    assert!(lines.contains(&"web | hello from web"), "{text:?}");
+    assert!(!text.contains('\x1b'), "NO_COLOR: {text:?}");
+}
