@@ -293,3 +293,35 @@ fn run_f_colours_the_names_on_a_terminal_unless_no_color() {
     assert!(lines.contains(&"web | hello from web"), "{text:?}");
     assert!(!text.contains('\x1b'), "NO_COLOR: {text:?}");
 }
+
+#[test]
+fn up_attach_follows_the_project_logs_until_interrupted() {
+    let env = Env::new("out-attach");
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        "[defaults]\ngrace = \"100ms\"\n\n\
+         [services.db]\ncommand = [\"/bin/sh\", \"-c\", \"echo db up; exec sleep 600\"]\n\n\
+         [services.web]\ncommand = [\"/bin/sh\", \"-c\", \"echo web up; exec sleep 600\"]\n",
+    )
+    .unwrap();
+    let mut reading = Reading::start(
+        &env,
+        &["up", "--attach", "-f", file.to_str().unwrap()],
+        &env.dir.join("."),
+    );
+    reading.wait_for("db  | db up");
+    reading.wait_for("web | web up");
+    let pid = nix::unistd::Pid::from_raw(reading.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = reading.child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl-C ends the attached view quietly"
+    );
+    // The services go on.
+    let out = env.daemonic(&["status", "web"]);
+    assert!(stdout(&out).contains("ready"), "{out:?}");
+    let _ = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
+}

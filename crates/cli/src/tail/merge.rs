@@ -88,7 +88,8 @@ pub fn sort(lines: &mut [Line<'_>]) {
 }
 
 /// `name | ` before each line: names padded to the longest, each in a colour of its own
-/// when the output is a terminal (and `NO_COLOR` is not set).
+/// when the output is a terminal (and `NO_COLOR` is not set). A lone service's lines get
+/// no prefix.
 pub struct Prefixes {
     prefixes: Vec<Vec<u8>>,
 }
@@ -128,6 +129,11 @@ impl Prefixes {
                 .into_bytes()
             })
             .collect();
+        if names.len() == 1 {
+            return Prefixes {
+                prefixes: vec![Vec::new()],
+            };
+        }
         Prefixes { prefixes }
     }
 
