@@ -325,3 +325,54 @@ fn up_attach_follows_the_project_logs_until_interrupted() {
     assert!(stdout(&out).contains("ready"), "{out:?}");
     let _ = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
 }
+
+/// A service that crashes three times, each run printing two lines: the tail `up` shows
+/// has only the last run's (before the fix it had lines of earlier runs too).
+#[test]
+fn up_shows_a_failed_services_tail_from_its_last_run_only() {
+    let env = Env::new("out-tail");
+    let count = env.dir.join("count");
+    let script = format!(
+        "echo x >> {c}; n=$$(wc -l < {c}); echo run $$n starting; echo run $$n failed; exit 3",
+        c = count.display()
+    );
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.crashy]\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\n\
+             restart = \"on-failure\"\nbackoff = \"10ms\"\nstart-limit = \"3/1m\"\n"
+        ),
+    )
+    .unwrap();
+    let out = env.daemonic(&["up", "-f", file.to_str().unwrap(), "--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("daemonic: last lines of crashy's log"))
+        .skip(1)
+        .collect();
+    assert!(
+        tail.contains(&"  run 3 starting") && tail.contains(&"  run 3 failed"),
+        "{err}"
+    );
+    assert!(
+        !tail.iter().any(|l| {
+            l.contains("run 1")
+                || l.contains("run 2")
+                || l.contains("restart")
+                || l.contains("(pid")
+        }),
+        "lines of earlier runs: {err}"
+    );
+    // The log keeps every run, each after its start marker.
+    let out = env.daemonic(&["logs", "crashy", "-n", "100"]);
+    let log = stdout(&out);
+    assert_eq!(
+        log.matches("daemonic: crashy: started (pid ").count(),
+        3,
+        "{log}"
+    );
+    let _ = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
+}

@@ -119,6 +119,32 @@ pub fn note(writer: &Sink, timestamps: bool, line: &str) {
     }
 }
 
+/// Marks in a captured log where a child's run begins: `daemonic: web: started (pid
+/// 4242)`, written when the child has been spawned and before any of its output is read,
+/// so every line of that run comes after it. `up` shows a failed service's tail from the
+/// last marker on (see [`run_starts_at`]); `daemonic logs` shows it as it is. Not written
+/// to the console (`run -f`), which has no tail to cut.
+pub fn mark_start(sink: &Sink, timestamps: bool, name: &str, pid: daemonic::Pid) {
+    if matches!(sink, Sink::Log(_)) {
+        note(sink, timestamps, &format!("{}{pid})", start_marker(name)));
+    }
+}
+
+fn start_marker(name: &str) -> String {
+    format!("daemonic: {name}: started (pid ")
+}
+
+/// Whether `line` (of `name`'s captured log, with or without its time prefix) is a
+/// [`mark_start`] marker. The service could print such a line itself; that only hides its
+/// own earlier lines from `up`'s tail.
+pub fn run_starts_at(name: &str, line: &[u8]) -> bool {
+    let line = match timestamp::parse(line) {
+        Some(_) => &line[timestamp::LEN..],
+        None => line,
+    };
+    line.starts_with(start_marker(name).as_bytes())
+}
+
 /// Bytes asked for per `read(2)`: the default pipe capacity, so one read empties a full
 /// pipe (a read of a pipe never returns more than it holds).
 const READ_CHUNK: usize = 64 * 1024;

@@ -550,6 +550,9 @@ impl Unit {
         drop(cmd);
         match spawned {
             Ok(c) => {
+                if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
+                    capture::mark_start(out, cfg.timestamps, &self.service.name, c.pidfd.pid());
+                }
                 self.captures.extend(pipes);
                 self.child = Some(c);
                 self.spawn_failed = false;

@@ -39,20 +39,7 @@ pub fn key_of(t: SystemTime) -> Key {
 
 /// The time prefix a captured line starts with, if it has one.
 fn stamp(line: &[u8]) -> Option<Key> {
-    let head: Key = line.get(..timestamp::LEN)?.try_into().ok()?;
-    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
-    let shape = head[4] == b'-'
-        && head[7] == b'-'
-        && head[10] == b'T'
-        && head[13] == b':'
-        && head[16] == b':'
-        && head[19] == b'.'
-        && head[26] == b'Z'
-        && head[27] == b' ';
-    let numeric = digits
-        .into_iter()
-        .all(|r| head[r].iter().all(u8::is_ascii_digit));
-    (shape && numeric).then_some(head)
+    timestamp::parse(line)
 }
 
 /// One line to show: which service (an index into the caller's list), and the line
