@@ -169,7 +169,7 @@ pub fn show(dirs: &StateDir, names: &[String], lines: usize, follow_too: bool) -
     let mut followers: Vec<Option<Follower>> = Vec::new();
     let mut texts: Vec<(Vec<u8>, merge::Key)> = Vec::new();
     for (name, path) in names.iter().zip(&paths) {
-        let tail = match tail::last_lines(path, lines, true) {
+        let tail = match tail::last_lines(path, lines, follow_too) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => {
                 eprintln!("daemonic: {name}: no log yet ({})", path.display());
