@@ -204,8 +204,9 @@ fn show_log_tail(name: &str, log: &Path) {
         return;
     }
     let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
-    let lines = match lines.last() {
-        Some(l) if l.is_empty() => &lines[..lines.len() - 1],
+    // The text ends with a newline: the piece after it is no line.
+    let lines = match lines.split_last() {
+        Some((&[], rest)) => rest,
         _ => &lines[..],
     };
     let run = match lines.iter().rposition(|l| capture::run_starts_at(name, l)) {

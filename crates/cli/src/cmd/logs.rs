@@ -145,17 +145,20 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     for note in &tail.notes {
         eprintln!("daemonic: {name}: {note}");
     }
+    // Before the first line: a signal from someone who saw it must find the handlers.
+    let signals = a.follow.then(Signals::new).transpose();
+    let signals = signals.context("install signal handlers")?;
     let mut out = Stdout(io::stdout().lock());
     let printed = tail::print(&tail.segments, &mut out).and_then(|()| out.flush());
     if reader_gone(printed)? {
         return Ok(0);
     }
-    if !a.follow {
+    let Some(signals) = signals else {
         return Ok(0);
-    }
+    };
     drop(tail.segments);
     let mut follower = Follower::new(&path, tail.active, tail.follow_from);
-    follow(&path, |out| follower.step(out).map(drop), &mut out)
+    follow(&path, signals, |out| follower.step(out).map(drop), &mut out)
 }
 
 /// The merged view of `names` (see the module docs): the last `lines` of each, then, if
@@ -195,10 +198,15 @@ pub fn show(dirs: &StateDir, names: &[String], lines: usize, follow_too: bool) -
         .flat_map(|(i, (text, key))| merge::keyed(i, text, *key))
         .collect();
     merge::sort(&mut keyed);
+    let signals = follow_too.then(Signals::new).transpose();
+    let signals = signals.context("install signal handlers")?;
     let mut out = Stdout(io::stdout().lock());
-    if reader_gone(prefixes.write(&keyed, &mut out))? || !follow_too {
+    if reader_gone(prefixes.write(&keyed, &mut out))? {
         return Ok(0);
     }
+    let Some(signals) = signals else {
+        return Ok(0);
+    };
     drop(keyed);
     drop(texts);
     let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); names.len()];
@@ -233,17 +241,17 @@ pub fn show(dirs: &StateDir, names: &[String], lines: usize, follow_too: bool) -
         }
         prefixes.write(&lines, out)
     };
-    follow(&paths[0], step, &mut out)
+    follow(&paths[0], signals, step, &mut out)
 }
 
 /// Calls `step` every 100 ms until a shutdown signal or until nobody reads stdout any
 /// more.
 fn follow(
     path: &Path,
+    mut signals: Signals,
     mut step: impl FnMut(&mut Stdout) -> io::Result<()>,
     out: &mut Stdout,
 ) -> Result<u8> {
-    let mut signals = Signals::new().context("install signal handlers")?;
     loop {
         if reader_gone(step(out))? {
             return Ok(0);
