@@ -376,3 +376,31 @@ fn up_shows_a_failed_services_tail_from_its_last_run_only() {
     );
     let _ = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
 }
+
+/// Without NAME and without a config file here: every service of the state directory.
+#[test]
+fn logs_without_a_name_or_a_file_shows_the_state_directorys_services() {
+    let env = Env::new("out-statedir");
+    for name in ["one", "three"] {
+        let script = format!("echo {name} says hi; exec sleep 600");
+        let out = env.daemonic(&[
+            "start", "--name", name, "--grace", "50ms", "--", "/bin/sh", "-c", &script,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let empty = env.dir.join("elsewhere");
+    std::fs::create_dir_all(&empty).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(env.cmd().arg("logs").current_dir(&empty));
+        let text = stdout(&out);
+        if text.contains("one   | one says hi") && text.contains("three | three says hi") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for name in ["one", "three"] {
+        let _ = env.daemonic(&["stop", name]);
+    }
+}
