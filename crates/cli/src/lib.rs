@@ -102,6 +102,10 @@ enum Command {
     /// otherwise.
     Signal(cmd::signal::Args),
     /// Show a service's captured output: the last lines, then (-f) new ones as written.
+    ///
+    /// With several NAMEs, or none (every service of ./daemonic.toml, or of -c FILE, or
+    /// without a file of the state directory), one view: `name | line`, merged in time
+    /// order (by the lines' --log-timestamps times, else by file modification time).
     Logs(cmd::logs::Args),
     /// Run the services of a config file (daemonic.toml) in dependency order, detached;
     /// return once they are ready. Again after an edit: apply the difference.

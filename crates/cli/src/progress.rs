@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::control::{self, NotListening, Request, Response, ServiceInfo};
+use crate::supervisor::capture;
 
 /// How often the supervisor is asked.
 const TICK: Duration = Duration::from_millis(50);
@@ -187,20 +188,38 @@ pub fn follow(
     }
 }
 
-/// The last lines a failed service wrote (its own account of why), on stderr.
+/// The last lines a failed service wrote in its last run (its own account of why), on
+/// stderr: the last lines after the supervisor's last start marker
+/// ([`capture::run_starts_at`]), so earlier runs' lines are not mistaken for this one's.
+/// Looking back `SCAN` lines is enough: a marker further back means the last run wrote
+/// more than `LINES` lines, all of which are then its own.
 fn show_log_tail(name: &str, log: &Path) {
     const LINES: usize = 5;
-    let Ok(tail) = crate::tail::last_lines(log, LINES, false) else {
+    const SCAN: usize = 100;
+    let Ok(tail) = crate::tail::last_lines(log, SCAN, false) else {
         return;
     };
     let mut text = Vec::new();
-    if crate::tail::print(&tail.segments, &mut text).is_err() || text.is_empty() {
+    if crate::tail::print(&tail.segments, &mut text).is_err() {
         return;
     }
-    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    // The text ends with a newline: the piece after it is no line.
+    let lines = match lines.split_last() {
+        Some((&[], rest)) => rest,
+        _ => &lines[..],
+    };
+    let run = match lines.iter().rposition(|l| capture::run_starts_at(name, l)) {
+        Some(i) => &lines[i + 1..],
+        None => lines,
+    };
+    let shown = &run[run.len().saturating_sub(LINES)..];
+    if shown.is_empty() {
+        return;
+    }
     eprintln!("daemonic: last lines of {name}'s log ({}):", log.display());
-    for line in text.lines() {
-        eprintln!("  {line}");
+    for line in shown {
+        eprintln!("  {}", String::from_utf8_lossy(line));
     }
 }
 

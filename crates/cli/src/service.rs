@@ -200,6 +200,9 @@ pub struct Service {
     pub limits: crate::supervisor::limits::Limits,
     /// `--restart-on-memory`: the size and how often it is checked.
     pub memory_restart: Option<(u64, Duration)>,
+    /// Without `log`: the child's output goes to the supervisor's stdout and stderr, each
+    /// line after `name | ` (`run -f`); `None` with no `log`: inherited as it is.
+    pub console: Option<crate::supervisor::capture::Console>,
 }
 
 impl Service {
@@ -268,6 +271,7 @@ impl Service {
             privileges,
             limits,
             memory_restart: a.limits.memory_restart(),
+            console: None,
         })
     }
 }

@@ -489,9 +489,15 @@ fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
     }
     let missing = seen.iter().filter(|s| !**s).count();
     assert_eq!(missing, 0, "{missing} lines lost");
+    // The start mark, then the exit.
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].starts_with("daemonic: c: started (pid "),
+        "{notes:?}"
+    );
     assert_eq!(
-        notes,
-        ["daemonic: c: chatter exited with status 0; not restarted (--restart never)"]
+        notes[1],
+        "daemonic: c: chatter exited with status 0; not restarted (--restart never)"
     );
 }
 

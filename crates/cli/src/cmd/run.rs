@@ -7,8 +7,9 @@
 //! keeps a second `run` of the same name from starting. Exits with the child's status
 //! (128+signal if it was killed).
 //!
-//! With `-f`, as `up` does but without detaching: the services' output is inherited (one
-//! stream for all), readiness is forwarded once every service asked for is ready, and the
+//! With `-f`, as `up` does but without detaching: each service's stdout and stderr go to
+//! daemonic's, every line as `name | line` (names padded to the longest, coloured on a
+//! terminal unless `NO_COLOR`; see `supervisor::capture::console`), readiness is forwarded once every service asked for is ready, and the
 //! supervisor ends when every service has ended — or, if the file names a `main` service,
 //! when that one ends (the others are then stopped) — with the exit status of `main` (or
 //! of the only service; else 0). SIGTERM stops everything, dependents first; SIGHUP reads

@@ -9,6 +9,9 @@
 //! stop, changed ones restart, unchanged ones are not touched. With NAMEs, only those and
 //! what they depend on are started.
 //!
+//! With `--attach`, `up` then follows the services' logs as one view (`name | line`, see
+//! [`super::logs`]) until Ctrl-C, which leaves the services running.
+//!
 //! Exit status: 0 when every service asked for is ready; 1 if one failed (or waits for one
 //! that failed); 124 if not all were ready within --timeout (they go on starting).
 
@@ -38,6 +41,10 @@ pub struct Args {
     /// Show progress as JSON lines (one object per change of a service).
     #[arg(long)]
     json: bool,
+    /// Then stay attached: follow the services' logs, merged as `name | line` (as
+    /// `daemonic logs -f`), until Ctrl-C; the services keep running (exit status: up's).
+    #[arg(long, conflicts_with = "json")]
+    attach: bool,
     /// Append the supervisor's own stdout and stderr to FILE [default: /dev/null]; its
     /// notes also go into each service's log.
     #[arg(long = "supervisor-log", value_name = "FILE")]
@@ -93,7 +100,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         .iter()
         .map(|d| (d.name.clone(), d.depends_on.clone()))
         .collect();
-    progress::follow(
+    let status = progress::follow(
         &socket,
         &pid_file,
         &order,
@@ -101,7 +108,19 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         Goal::Up,
         a.timeout,
         style,
-    )
+    )?;
+    if a.attach {
+        // In the file's order, so each name has the colour `run -f` gives it.
+        let order: std::collections::HashSet<&String> = order.iter().collect();
+        let names: Vec<String> = config
+            .services
+            .iter()
+            .map(|d| d.name.clone())
+            .filter(|n| order.contains(n))
+            .collect();
+        super::logs::show(dirs, &names, 10, true)?;
+    }
+    Ok(status)
 }
 
 /// Asks the running supervisor to read its file again and apply it.

@@ -37,14 +37,14 @@
 //! full pipe because of the disk. A slow disk does slow the child down (backpressure).
 
 mod config;
+pub mod console;
 #[cfg(test)]
 mod tests;
-mod timestamp;
+pub mod timestamp;
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
 use std::time::SystemTime;
 
 use daemonic::logging::RotatingWriter;
@@ -52,11 +52,64 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 pub use config::{LOG_DIR_MODE, LOG_FILE_MODE, LogArgs, LogCompress, LogConfig, parse_size};
+pub use console::Console;
+
+/// Where a capture's lines go: a log file, or (`run -f`, in the foreground) the
+/// supervisor's own stdout or stderr, each line after `name | ` (see [`console`]).
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Log(RotatingWriter),
+    Console(Console),
+}
+
+impl Sink {
+    fn write_lines(&self, lines: &[u8]) {
+        match self {
+            Sink::Log(w) => w.write_lines(lines),
+            Sink::Console(c) => c.write_lines(lines),
+        }
+    }
+
+    fn write_line(&self, line: &[u8]) {
+        match self {
+            Sink::Log(w) => w.write_line(line),
+            Sink::Console(c) => c.write_line(line),
+        }
+    }
+
+    /// What the lines go to, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Sink::Log(w) => w.path().display().to_string(),
+            Sink::Console(_) => "the console".into(),
+        }
+    }
+
+    /// Reopens a log file (after logrotate); the console has nothing to reopen.
+    pub fn reopen(&self) -> daemonic::Result<()> {
+        match self {
+            Sink::Log(w) => w.reopen(),
+            Sink::Console(_) => Ok(()),
+        }
+    }
+}
+
+impl From<&RotatingWriter> for Sink {
+    fn from(w: &RotatingWriter) -> Sink {
+        Sink::Log(w.clone())
+    }
+}
+
+impl From<&Sink> for Sink {
+    fn from(s: &Sink) -> Sink {
+        s.clone()
+    }
+}
 
 /// Writes one line of the supervisor's own (`daemonic: web: … restart 1 in 1s`) into a
 /// captured log, time-stamped like the child's lines when `timestamps` is set, so that
 /// `daemonic logs` shows what happened to the service among what it printed.
-pub fn note(writer: &RotatingWriter, timestamps: bool, line: &str) {
+pub fn note(writer: &Sink, timestamps: bool, line: &str) {
     if timestamps {
         let mut stamped = timestamp::prefix(SystemTime::now()).to_vec();
         stamped.extend_from_slice(line.as_bytes());
@@ -64,6 +117,32 @@ pub fn note(writer: &RotatingWriter, timestamps: bool, line: &str) {
     } else {
         writer.write_line(line.as_bytes());
     }
+}
+
+/// Marks in a captured log where a child's run begins: `daemonic: web: started (pid
+/// 4242)`, written when the child has been spawned and before any of its output is read,
+/// so every line of that run comes after it. `up` shows a failed service's tail from the
+/// last marker on (see [`run_starts_at`]); `daemonic logs` shows it as it is. Not written
+/// to the console (`run -f`), which has no tail to cut.
+pub fn mark_start(sink: &Sink, timestamps: bool, name: &str, pid: daemonic::Pid) {
+    if matches!(sink, Sink::Log(_)) {
+        note(sink, timestamps, &format!("{}{pid})", start_marker(name)));
+    }
+}
+
+fn start_marker(name: &str) -> String {
+    format!("daemonic: {name}: started (pid ")
+}
+
+/// Whether `line` (of `name`'s captured log, with or without its time prefix) is a
+/// [`mark_start`] marker. The service could print such a line itself; that only hides its
+/// own earlier lines from `up`'s tail.
+pub fn run_starts_at(name: &str, line: &[u8]) -> bool {
+    let line = match timestamp::parse(line) {
+        Some(_) => &line[timestamp::LEN..],
+        None => line,
+    };
+    line.starts_with(start_marker(name).as_bytes())
 }
 
 /// Bytes asked for per `read(2)`: the default pipe capacity, so one read empties a full
@@ -92,7 +171,7 @@ thread_local! {
 #[derive(Debug)]
 pub struct Capture {
     fd: OwnedFd,
-    writer: RotatingWriter,
+    writer: Sink,
     timestamps: bool,
     /// The trailing partial line (with its time prefix when timestamping); at most
     /// `MAX_LINE` bytes (plus the prefix) between calls.
@@ -106,7 +185,7 @@ impl Capture {
     /// non-blocking.
     pub fn new(
         read_end: OwnedFd,
-        writer: &RotatingWriter,
+        writer: impl Into<Sink>,
         timestamps: bool,
     ) -> io::Result<Capture> {
         let flags = fcntl(&read_end, FcntlArg::F_GETFL).map_err(|e| fd_error("F_GETFL", e))?;
@@ -114,7 +193,7 @@ impl Capture {
         fcntl(&read_end, FcntlArg::F_SETFL(flags)).map_err(|e| fd_error("F_SETFL", e))?;
         Ok(Capture {
             fd: read_end,
-            writer: writer.clone(),
+            writer: writer.into(),
             timestamps,
             partial: Vec::new(),
             eof: false,
@@ -125,7 +204,7 @@ impl Capture {
     /// to the child (`Command::stdout(Stdio::from(write_end))`, which `dup2`s it onto fd 1
     /// in the child only) and drop the parent's copy once the child is spawned, or end of
     /// file never comes.
-    pub fn pipe(writer: &RotatingWriter, timestamps: bool) -> io::Result<(Capture, OwnedFd)> {
+    pub fn pipe(writer: impl Into<Sink>, timestamps: bool) -> io::Result<(Capture, OwnedFd)> {
         let (read_end, write_end) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fd_error("pipe2", e))?;
         Ok((Capture::new(read_end, writer, timestamps)?, write_end))
@@ -136,11 +215,6 @@ impl Capture {
     /// reports end of file on an empty pipe whose writers have all gone.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-
-    /// The log file this capture writes to (the active file's path).
-    pub fn path(&self) -> &Path {
-        self.writer.path()
     }
 
     /// Reads what the pipe holds (until `EAGAIN`, or 1 MiB) and writes the complete lines.
@@ -177,7 +251,7 @@ impl Capture {
                         io::Error::from(e).kind(),
                         format!(
                             "read child output (for {}): {}",
-                            self.writer.path().display(),
+                            self.writer.describe(),
                             e.desc()
                         ),
                     ));

@@ -37,8 +37,8 @@ pub struct Group {
     pub config: Config,
     pub dirs: StateDir,
     /// Detached (`up`): output is captured to log files, and the supervisor stays until
-    /// `down` even when every service has ended. In the foreground (`run -f`): output is
-    /// inherited, and the supervisor ends with the last service (or with `main`).
+    /// `down` even when every service has ended. In the foreground (`run -f`): output goes
+    /// to the supervisor's stdout and stderr, `name | ` before each line (`capture::console`), and the supervisor ends with the last service (or with `main`).
     pub detached: bool,
 }
 
@@ -124,10 +124,27 @@ impl Supervisor {
             .as_ref()
             .context("not a config-file supervisor")?;
         let (dirs, detached) = (group.dirs.clone(), group.detached);
+        super::capture::console::widen(
+            config
+                .services
+                .iter()
+                .map(|d| d.name.len())
+                .max()
+                .unwrap_or(0),
+        );
+        let places: std::collections::HashMap<&str, usize> = config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.as_str(), i))
+            .collect();
         for name in config.start_order() {
             let def = config.get(&name).expect("in the start order");
             let log = detached.then(|| dirs.log_file(&name));
-            let service = def.service(log)?;
+            let mut service = def.service(log)?;
+            if !detached && service.log.is_none() {
+                service.console = Some(super::capture::Console::new(&name, places[name.as_str()]));
+            }
             let fingerprint = format!("{service:?}");
             let want = wanted.contains(&name);
             let live = self.find(&name).filter(|&i| !self.slots[i].retired);

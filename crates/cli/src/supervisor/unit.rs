@@ -15,9 +15,7 @@ use daemonic::process::{self, Exit, Spawned};
 use daemonic::sentinel::Sentinel;
 use daemonic::{Pid, Signal};
 
-use daemonic::logging::RotatingWriter;
-
-use super::capture::{self, Capture};
+use super::capture::{self, Capture, Sink};
 use super::containment::Cgroup;
 use super::health::Check;
 use super::machine::{Action, Event, Machine, State, Timer};
@@ -137,7 +135,7 @@ pub struct Unit {
     pub probe_failure: Option<String>,
     /// The log writers for the child's stdout and stderr (the same file unless
     /// `--log-stderr-file`), when its output is captured.
-    logs: Option<(RotatingWriter, RotatingWriter)>,
+    logs: Option<(Sink, Sink)>,
     /// The child's output pipes still open: a child's pipes outlive it until read to the
     /// end, so none of its last lines is lost.
     captures: Vec<Capture>,
@@ -163,13 +161,14 @@ impl Unit {
         config: super::machine::Config,
         seed: u64,
     ) -> Result<(Unit, Vec<Action>)> {
-        let logs = match &service.log {
-            Some(l) => {
+        let logs = match (&service.log, &service.console) {
+            (Some(l), _) => {
                 let out = l.open().with_context(|| service.name.clone())?;
                 let err = l.open_stderr(&out).with_context(|| service.name.clone())?;
-                Some((out, err))
+                Some((Sink::Log(out), Sink::Log(err)))
             }
-            None => None,
+            (None, Some(c)) => Some((Sink::Console(c.clone()), Sink::Console(c.stderr()))),
+            (None, None) => None,
         };
         let (machine, first) = Machine::new(config, super::policy::Jitter::new(seed));
         let unit = Unit {
@@ -293,7 +292,7 @@ impl Unit {
         let line = format!("daemonic: {}: {text}", self.service.name);
         // One write(2) for the whole line (eprintln! may make several).
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
-        if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
+        if let (Some((out @ Sink::Log(_), _)), Some(cfg)) = (&self.logs, &self.service.log) {
             capture::note(out, cfg.timestamps, &line);
         }
     }
@@ -548,14 +547,17 @@ impl Unit {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
         let mut pipes = Vec::new();
-        if let (Some((out, err)), Some(cfg)) = (&self.logs, &self.service.log) {
-            let made = Capture::pipe(out, cfg.timestamps)
-                .and_then(|o| Ok((o, Capture::pipe(err, cfg.timestamps)?)));
+        if let Some((out, err)) = &self.logs {
+            let stamps = self.service.log.as_ref().is_some_and(|c| c.timestamps);
+            let made =
+                Capture::pipe(out, stamps).and_then(|o| Ok((o, Capture::pipe(err, stamps)?)));
             match made {
                 Ok(((c_out, w_out), (c_err, w_err))) => {
-                    cmd.stdin(Stdio::null())
-                        .stdout(Stdio::from(w_out))
-                        .stderr(Stdio::from(w_err));
+                    // On the console (run -f) the child keeps the terminal's stdin.
+                    if matches!(out, Sink::Log(_)) {
+                        cmd.stdin(Stdio::null());
+                    }
+                    cmd.stdout(Stdio::from(w_out)).stderr(Stdio::from(w_err));
                     pipes = vec![c_out, c_err];
                 }
                 Err(e) => {
@@ -585,6 +587,9 @@ impl Unit {
         drop(cmd);
         match spawned {
             Ok(c) => {
+                if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
+                    capture::mark_start(out, cfg.timestamps, &self.service.name, c.pidfd.pid());
+                }
                 self.captures.extend(pipes);
                 self.child = Some(c);
                 self.spawn_failed = false;

@@ -18,6 +18,7 @@
 //! service that can write its log directory cannot make root print another file.
 
 pub mod follow;
+pub mod merge;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

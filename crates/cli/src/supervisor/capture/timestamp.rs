@@ -23,6 +23,24 @@ pub fn prefix(t: SystemTime) -> [u8; LEN] {
     out
 }
 
+/// The prefix `line` starts with, if it starts with a well-formed one.
+pub fn parse(line: &[u8]) -> Option<[u8; LEN]> {
+    let head: [u8; LEN] = line.get(..LEN)?.try_into().ok()?;
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
+    let shape = head[4] == b'-'
+        && head[7] == b'-'
+        && head[10] == b'T'
+        && head[13] == b':'
+        && head[16] == b':'
+        && head[19] == b'.'
+        && head[26] == b'Z'
+        && head[27] == b' ';
+    let numeric = digits
+        .into_iter()
+        .all(|r| head[r].iter().all(u8::is_ascii_digit));
+    (shape && numeric).then_some(head)
+}
+
 /// Writes `v` in decimal, zero-padded to the slice's width.
 fn put(dst: &mut [u8], mut v: u64) {
     for b in dst.iter_mut().rev() {
