@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # The first build takes a minute or two: cargo shows its progress on stderr.
 echo "building daemonic (release) …" >&2
-cargo build --release -p daemonic-cli -p daemonic --example echod
+cargo build --release -p daemonic-cli
+cargo build --release -p daemonic --example echod
 bin=target/release
 dir=$(mktemp -d)
 export DAEMONIC_STATE_DIR="$dir/state"
