@@ -80,7 +80,7 @@ fn read_response(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Response> {
-    let mut frame = FrameReader::new();
+    let mut frame = FrameReader::within(super::wire::MAX_RESPONSE);
     let mut buf = [0u8; 4096];
     while frame.wanted() > 0 {
         stream

@@ -139,10 +139,10 @@ impl Response {
     }
 
     /// The complete frame, or an error frame saying so if the payload is over the cap
-    /// (some 200 services' worth).
+    /// ([`wire::MAX_RESPONSE`], tens of thousands of services' worth).
     pub fn to_frame(&self) -> Vec<u8> {
         let payload = self.encode();
-        wire::frame(payload.as_bytes()).unwrap_or_else(|e| {
+        wire::frame_within(payload.as_bytes(), wire::MAX_RESPONSE).unwrap_or_else(|e| {
             let error = Response::Error(format!("response too large: {e}"));
             wire::frame(error.encode().as_bytes()).expect("a short error fits")
         })

@@ -301,7 +301,8 @@ fn responses_ignore_unknown_fields_but_not_ill_typed_ones() {
 
 #[test]
 fn a_response_over_the_cap_becomes_an_error_saying_so() {
-    let many = vec![full_service(); 1000];
+    // Some 17 MiB: over the response cap (16 MiB).
+    let many = vec![full_service(); 40_000];
     let frame = Response::Services(many).to_frame();
     let payload = unframe(&frame).unwrap();
     match Response::decode(&payload).unwrap() {
@@ -319,4 +320,31 @@ fn a_socket_path_too_long_for_sun_path_is_refused_with_its_length() {
     assert!(err.contains("socket path too long (130 bytes"), "{err}");
     assert!(super::ControlServer::bind(&long).is_err());
     assert!(super::check_socket_path("bind", std::path::Path::new("/run/x.sock")).is_ok());
+}
+
+#[test]
+fn a_response_larger_than_a_request_may_be_travels_whole() {
+    // `list` of a file of hundreds of services: over the request cap.
+    let services: Vec<ServiceInfo> = (0..1000)
+        .map(|i| ServiceInfo {
+            name: format!("service-number-{i}"),
+            state: "ready".into(),
+            status: "serving a rather long status line for this test".into(),
+            ..ServiceInfo::default()
+        })
+        .collect();
+    let response = Response::Services(services.clone());
+    let frame = response.to_frame();
+    assert!(frame.len() > MAX_PAYLOAD, "{}", frame.len());
+    let mut reader = FrameReader::within(wire::MAX_RESPONSE);
+    reader.feed(&frame[..HEADER_LEN]).unwrap();
+    reader.feed(&frame[HEADER_LEN..]).unwrap();
+    let decoded = Response::decode(reader.payload().unwrap()).unwrap();
+    assert_eq!(decoded, response);
+    // A supervisor still refuses a request of that size before buffering it.
+    let mut request_reader = FrameReader::new();
+    assert!(matches!(
+        request_reader.feed(&frame[..HEADER_LEN]),
+        Err(WireError::TooLarge(_))
+    ));
 }

@@ -15,8 +15,13 @@ pub const MAGIC: [u8; 4] = *b"dmnc";
 pub const VERSION: u8 = 1;
 /// Magic, version, length.
 pub const HEADER_LEN: usize = 9;
-/// The largest payload either side sends or accepts.
+/// The largest request payload: what a supervisor accepts from a client (a request is a
+/// few short fields; a client that sends more is refused before it is buffered).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// The largest response payload: what a client accepts from its supervisor, whose
+/// credentials it has checked. A `list` of 1,000 services is about 300 KiB; 64 KiB, the
+/// request cap, stopped `up` and `list` past ~200 services.
+pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// What was wrong with a frame or payload. Its `Display` is what the peer is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +109,12 @@ impl std::error::Error for WireError {}
 
 /// `payload` with its header in front; fails if it is over [`MAX_PAYLOAD`].
 pub fn frame(payload: &[u8]) -> Result<Vec<u8>, WireError> {
-    if payload.len() > MAX_PAYLOAD {
+    frame_within(payload, MAX_PAYLOAD)
+}
+
+/// `payload` with its header in front; fails if it is over `max`.
+pub fn frame_within(payload: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    if payload.len() > max {
         return Err(WireError::TooLarge(payload.len() as u64));
     }
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -115,8 +125,14 @@ pub fn frame(payload: &[u8]) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
-/// Checks a complete header; returns the payload length it announces.
+/// Checks a complete header of a frame of at most [`MAX_PAYLOAD`]; returns the payload
+/// length it announces.
 pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, WireError> {
+    parse_header_within(header, MAX_PAYLOAD)
+}
+
+/// [`parse_header`] with a cap of `max`.
+fn parse_header_within(header: &[u8; HEADER_LEN], max: usize) -> Result<usize, WireError> {
     let magic: [u8; 4] = header[..4].try_into().expect("4 bytes");
     if magic != MAGIC {
         return Err(WireError::BadMagic(magic));
@@ -125,23 +141,41 @@ pub fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, WireError> {
         return Err(WireError::BadVersion(header[4]));
     }
     let len = u32::from_be_bytes(header[5..].try_into().expect("4 bytes"));
-    if len as usize > MAX_PAYLOAD {
+    if len as usize > max {
         return Err(WireError::TooLarge(u64::from(len)));
     }
     Ok(len as usize)
 }
 
 /// Assembles one frame from reads of any size.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameReader {
     buf: Vec<u8>,
     /// The payload length, once the header has been read and checked.
     payload_len: Option<usize>,
+    /// The largest payload accepted.
+    max: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> FrameReader {
+        FrameReader::new()
+    }
 }
 
 impl FrameReader {
+    /// A reader of requests: payloads of at most [`MAX_PAYLOAD`].
     pub fn new() -> FrameReader {
-        FrameReader::default()
+        FrameReader::within(MAX_PAYLOAD)
+    }
+
+    /// A reader of payloads of at most `max` bytes ([`MAX_RESPONSE`] for a response).
+    pub fn within(max: usize) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            payload_len: None,
+            max,
+        }
     }
 
     /// How many more bytes the frame needs (0 once it is complete). Read at most this
@@ -160,7 +194,7 @@ impl FrameReader {
         self.buf.extend_from_slice(bytes);
         if self.payload_len.is_none() && self.buf.len() >= HEADER_LEN {
             let header: &[u8; HEADER_LEN] = self.buf[..HEADER_LEN].try_into().expect("9 bytes");
-            let len = parse_header(header)?;
+            let len = parse_header_within(header, self.max)?;
             self.buf.reserve_exact(len);
             self.payload_len = Some(len);
         }
