@@ -365,3 +365,29 @@ fn dependency_conditions_started_healthy_and_completed_successfully() {
         "{err}"
     );
 }
+
+/// A file of hundreds of services: `up` and `list` get the whole answer (a response was
+/// capped at 64 KiB, some 200 services' worth).
+#[test]
+fn up_and_list_of_three_hundred_services() {
+    let env = Env::new("many");
+    let sleeper = env::fixture("sleeper");
+    let file = env.dir.join("daemonic.toml");
+    let services: String = (0..300)
+        .map(|i| {
+            format!(
+                "[services.s{i}]\ncommand = [{sleeper:?}]\nready = \"grace\"\ngrace = \"10ms\"\n"
+            )
+        })
+        .collect();
+    std::fs::write(&file, services).unwrap();
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["up", "-f", f, "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let list = env.daemonic(&["list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let rows = String::from_utf8_lossy(&list.stdout).lines().count();
+    assert_eq!(rows, 301, "a header and 300 rows: {}", text(&list));
+    let out = env.daemonic(&["down", "-f", f, "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
