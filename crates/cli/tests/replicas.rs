@@ -1,0 +1,116 @@
+//! Projects beyond one process per service: replicas (`instances = N`), `up --rerun` of
+//! one-shots, readiness from a line of output (`ready = "log:REGEX"`), end to end with
+//! real supervisors and fixture programs.
+
+use daemonic_test_support as support;
+
+mod env;
+
+use std::path::{Path, PathBuf};
+
+use env::{Env, fixture};
+use support::*;
+
+fn config(env: &Env, text: &str) -> PathBuf {
+    let path = env.dir.join("daemonic.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn up(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["up", "-f", file.to_str().unwrap()];
+    args.extend(extra);
+    env.daemonic(&args)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A project of one `worker` with `n` instances, each saying its number (from the
+/// command and from its environment) and then sleeping.
+fn workers(env: &Env, n: u32) -> PathBuf {
+    let sleeper = fixture("sleeper");
+    config(
+        &env,
+        &format!(
+            "[defaults]\ngrace = \"100ms\"\n\n[services.worker]\ninstances = {n}\n\
+             command = [\"sh\", \"-c\", \"echo worker ${{DAEMONIC_INSTANCE}} env $$DAEMONIC_INSTANCE; exec {sleeper}\"]\n"
+        ),
+    )
+}
+
+#[test]
+fn instances_run_each_with_its_number_and_an_edit_of_n_adds_or_removes_only_instances() {
+    let env = Env::new("replicas");
+    let file = workers(&env, 3);
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let mut pids = Vec::new();
+    for i in 1..=3 {
+        let name = format!("worker.{i}");
+        pids.push(env.child_pid(&name));
+        let said = format!("worker {i} env {i}");
+        wait_for(&format!("{name} says its number"), SOON, || {
+            let logs = stdout(&env.daemonic(&["logs", &name]));
+            logs.contains(&said).then_some(())
+        });
+    }
+    let list = stdout(&env.daemonic(&["list"]));
+    for i in 1..=3 {
+        assert!(list.contains(&format!("worker.{i} ")), "{list}");
+    }
+
+    let file = workers(&env, 2);
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("removed, stopped: worker.3; unchanged: worker.1 worker.2\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.child_pid("worker.1"), pids[0]);
+    assert_eq!(env.child_pid("worker.2"), pids[1]);
+    wait_for("worker.3 stopped", SOON, || (!alive(pids[2])).then_some(()));
+    let gone = env.daemonic(&["status", "worker.3"]);
+    assert_eq!(gone.status.code(), Some(3), "{}", stdout(&gone));
+
+    let file = workers(&env, 4);
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("started: worker.3 worker.4; unchanged: worker.1 worker.2\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.child_pid("worker.1"), pids[0]);
+    assert_eq!(env.child_pid("worker.2"), pids[1]);
+    assert_ne!(env.child_pid("worker.3"), pids[2]);
+    env.child_pid("worker.4");
+    let out = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_reports_a_bad_instances_value_at_its_line_and_column() {
+    let env = Env::new("replicas-check");
+    for (value, why) in [
+        ("0", "`instances` is from 1 to 1000, not 0"),
+        ("1001", "`instances` is from 1 to 1000, not 1001"),
+        (
+            "\"two\"",
+            "`instances` is an integer from 1 to 1000, not a string",
+        ),
+    ] {
+        let file = config(
+            &env,
+            &format!("[services.worker]\ncommand = \"sleep 1\"\ninstances = {value}\n"),
+        );
+        let out = env.daemonic(&["check", "-f", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr(&out),
+            format!("{}:3:13: {why}\n1 error\n", file.display())
+        );
+    }
+}
