@@ -114,3 +114,65 @@ fn check_reports_a_bad_instances_value_at_its_line_and_column() {
         );
     }
 }
+
+#[test]
+fn up_rerun_runs_a_completed_unchanged_oneshot_again_and_nothing_else() {
+    let env = Env::new("rerun");
+    let runs = env.dir.join("migrations");
+    let sleeper = fixture("sleeper");
+    let file = config(
+        &env,
+        &format!(
+            "[defaults]\ngrace = \"100ms\"\n\n[services.migrate]\ntype = \"oneshot\"\n\
+             command = [\"sh\", \"-c\", \"echo run >> {}\"]\n\n\
+             [services.web]\ncommand = [{sleeper:?}]\ndepends-on = [\"migrate\"]\n",
+            runs.display()
+        ),
+    );
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let web = env.child_pid("web");
+    let out = up(&env, &file, &[]);
+    assert!(
+        stdout(&out).contains("unchanged: migrate web"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\n");
+
+    let out = up(&env, &file, &["--rerun", "migrate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("started: migrate; unchanged: web\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("migrate: completed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\nrun\n");
+    assert_eq!(
+        env.child_pid("web"),
+        web,
+        "its dependents are not restarted"
+    );
+
+    // Only one-shots are rerun: a long-running service is `restart`ed.
+    let out = up(&env, &file, &["--rerun", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--rerun web: not a one-shot"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -226,6 +226,30 @@ impl Config {
             .collect())
     }
 
+    /// `names` as one-shots (`type = "oneshot"`), for `up --rerun`: a replicated one as
+    /// each of its instances. A name that is not a one-shot of the file is an error.
+    pub fn one_shots(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for name in names {
+            let each = match self.groups.get(name) {
+                Some(instances) => instances.clone(),
+                None => vec![name.clone()],
+            };
+            for n in each {
+                let def = self.get(&n).ok_or_else(|| {
+                    anyhow!("--rerun: no service named {n:?} in {}", self.file.display())
+                })?;
+                if !def.flags.iter().any(|f| f == "--type=oneshot") {
+                    return Err(anyhow!(
+                        "--rerun {n}: not a one-shot (`type = \"oneshot\"`); `restart {n}` restarts a service"
+                    ));
+                }
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every service, each after the services it depends on (file order otherwise).
     ///
     /// The order is that of repeated passes over the file, each taking every service whose

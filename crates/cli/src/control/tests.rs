@@ -320,3 +320,25 @@ fn a_socket_path_too_long_for_sun_path_is_refused_with_its_length() {
     assert!(super::ControlServer::bind(&long).is_err());
     assert!(super::check_socket_path("bind", std::path::Path::new("/run/x.sock")).is_ok());
 }
+
+#[test]
+fn up_carries_rerun_only_when_given_so_old_clients_and_supervisors_still_agree() {
+    request_round_trip(Request::Up {
+        names: vec!["web".into()],
+        rerun: vec!["migrate".into(), "seed".into()],
+    });
+    // An older client's request: no `rerun` field.
+    assert_eq!(
+        decode_request("op=up\nnames=web\n"),
+        Ok(Request::Up {
+            names: vec!["web".into()],
+            rerun: Vec::new(),
+        })
+    );
+    // Without reruns the request is what an older supervisor expects.
+    let plain = Request::Up {
+        names: Vec::new(),
+        rerun: Vec::new(),
+    };
+    assert_eq!(plain.encode(), "op=up\nnames=\n");
+}

@@ -102,14 +102,19 @@ impl Supervisor {
     }
 
     /// Brings the running units in line with `config`: `targets` (with what they depend
-    /// on; every service when `None`) are wanted up; see the module docs.
+    /// on; every service when `None`) are wanted up, and so are the one-shots in `rerun`,
+    /// which run again even if unchanged and completed; see the module docs.
     pub fn apply(
         &mut self,
         config: Config,
         targets: Option<&[String]>,
+        rerun: &[String],
         mut server: Option<&mut ControlServer>,
     ) -> Result<Applied> {
-        let wanted = config.with_dependencies(targets.unwrap_or(&[]))?;
+        let wanted = match targets {
+            Some(t) => config.with_dependencies(&[t, rerun].concat())?,
+            None => config.with_dependencies(&[])?,
+        };
         let mut applied = Applied::default();
         for i in 0..self.units.len() {
             if !self.slots[i].retired && config.get(self.units[i].name()).is_none() {
@@ -136,8 +141,11 @@ impl Supervisor {
                 self.slots[i].conditions = def.conditions.clone();
                 let same = self.slots[i].fingerprint == fingerprint;
                 let running = !self.slots[i].finished && !self.slots[i].down;
-                // A one-shot that completed is done: an unchanged one is not run again.
-                let completed = self.units[i].state() == State::Completed && !self.slots[i].down;
+                // A one-shot that completed is done: an unchanged one is not run again
+                // (unless asked to be).
+                let completed = self.units[i].state() == State::Completed
+                    && !self.slots[i].down
+                    && !rerun.contains(&name);
                 match (same, want, running || completed) {
                     (true, true, true) => {
                         applied.unchanged.push(name);

@@ -270,7 +270,7 @@ fn run(
             let config = group.config.clone();
             sup.group = Some(*group);
             let targets = (!targets.is_empty()).then_some(targets);
-            sup.apply(config, targets, control.as_deref_mut())?;
+            sup.apply(config, targets, &[], control.as_deref_mut())?;
             if detached {
                 // `up` follows the services' progress through the control socket.
                 sup.ready_told = true;
@@ -460,8 +460,8 @@ impl Supervisor {
     /// Reads the requests that have arrived; answers each now or when its unit gets there.
     fn answer_requests(&mut self, server: &mut ControlServer, cx: &Context<'_>) {
         for (conn, request) in server.poll_requests(Instant::now()) {
-            if let Request::Up { names } = &request {
-                let response = requests::up::answer(self, names, server);
+            if let Request::Up { names, rerun } = &request {
+                let response = requests::up::answer(self, names, rerun, server);
                 server.reply(conn, &response);
                 continue;
             }
@@ -576,7 +576,7 @@ impl Supervisor {
                 daemonic::Event::Shutdown => self.shut_down(cx),
                 // A config file's supervisor reads the file again and applies it, as `up`.
                 daemonic::Event::Reload if self.group.is_some() => {
-                    match requests::up::apply(self, &[], control.as_deref_mut()) {
+                    match requests::up::apply(self, &[], &[], control.as_deref_mut()) {
                         crate::control::Response::Error(why) => {
                             eprintln!("daemonic: SIGHUP: {why}")
                         }
