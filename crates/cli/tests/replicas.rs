@@ -176,3 +176,109 @@ fn up_rerun_runs_a_completed_unchanged_oneshot_again_and_nothing_else() {
     let out = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn ready_log_waits_for_a_matching_line_of_output() {
+    let env = Env::new("ready-log");
+    let says = fixture("says-after");
+    let started = std::time::Instant::now();
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--ready",
+        r"log:^listening on \d+$",
+        "--",
+        &says,
+        "300",
+        "listening on 8080",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "returned before the line came"
+    );
+    // The line is in the log when `start` returns (it was read, matched and written).
+    let logs = stdout(&env.daemonic(&["logs", "web"]));
+    assert!(logs.contains("starting\nlistening on 8080\n"), "{logs}");
+    let status = stdout(&env.daemonic(&["status", "web"]));
+    assert!(status.starts_with("web: ready"), "{status}");
+    assert!(env.daemonic(&["stop", "web"]).status.success());
+}
+
+#[test]
+fn ready_log_that_never_matches_times_out_saying_what_it_waited_for() {
+    let env = Env::new("ready-log-never");
+    let says = fixture("says-after");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "mute",
+        "--ready",
+        "log:listening",
+        "--timeout",
+        "1s",
+        "--",
+        &says,
+        "never",
+        "listening",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("no line of its output matched log:listening yet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_dependency_ready_by_its_output_holds_its_dependents_until_the_line() {
+    let env = Env::new("ready-log-up");
+    let says = fixture("says-after");
+    let sleeper = fixture("sleeper");
+    let file = config(
+        &env,
+        &format!(
+            "[services.api]\ncommand = [{says:?}, \"300\", \"api listening\"]\nready = \"log:listening$$\"\n\n\
+             [services.web]\ncommand = [{sleeper:?}]\ngrace = \"100ms\"\ndepends-on = [\"api\"]\n"
+        ),
+    );
+    let out = up(&env, &file, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("web: waiting: waiting for api to be ready"),
+        "{}",
+        stdout(&out)
+    );
+    let logs = stdout(&env.daemonic(&["logs", "api"]));
+    assert!(logs.contains("api listening"), "{logs}");
+    let out = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A bad pattern is an error of the file, at its place.
+    let bad = env.dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("[services.api]\ncommand = [{says:?}]\nready = \"log:(\"\n"),
+    )
+    .unwrap();
+    let out = env.daemonic(&["check", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(":3:9: `ready`: invalid `log:` pattern \"(\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -304,6 +304,7 @@ fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
             Readiness::Notify => machine::Readiness::Notify,
             Readiness::Grace => machine::Readiness::Grace(s.grace),
             Readiness::Probe(_) => machine::Readiness::Probe(s.probe.interval),
+            Readiness::Log(_) => machine::Readiness::Output,
         },
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,
@@ -407,7 +408,11 @@ impl Supervisor {
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx, control.as_deref_mut())?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
-                    Source::Output(i, k) => self.units[i].on_output(k),
+                    Source::Output(i, k) => {
+                        if self.units[i].on_output(k) {
+                            self.deliver(i, Event::OutputMatched, cx)?;
+                        }
+                    }
                     Source::Exit(i) => {
                         self.units[i].drain_output();
                         let exit = self.units[i].reap()?;
