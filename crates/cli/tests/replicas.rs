@@ -86,7 +86,20 @@ fn instances_run_each_with_its_number_and_an_edit_of_n_adds_or_removes_only_inst
     assert_eq!(env.child_pid("worker.1"), pids[0]);
     assert_eq!(env.child_pid("worker.2"), pids[1]);
     assert_ne!(env.child_pid("worker.3"), pids[2]);
-    env.child_pid("worker.4");
+    let last = [
+        pids[0],
+        pids[1],
+        env.child_pid("worker.3"),
+        env.child_pid("worker.4"),
+    ];
+    // `down worker` is every instance.
+    let out = env.daemonic(&["down", "-f", file.to_str().unwrap(), "worker"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for pid in last {
+        wait_for("every instance stopped", SOON, || {
+            (!alive(pid)).then_some(())
+        });
+    }
     let out = env.daemonic(&["down", "-f", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 }

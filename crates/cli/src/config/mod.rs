@@ -226,6 +226,14 @@ impl Config {
             .collect())
     }
 
+    /// The services `name` means: the instances of a replicated service, else itself.
+    pub fn instances(&self, name: &str) -> Vec<String> {
+        self.groups
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| vec![name.to_string()])
+    }
+
     /// `names` as one-shots (`type = "oneshot"`), for `up --rerun`: a replicated one as
     /// each of its instances. A name that is not a one-shot of the file is an error.
     pub fn one_shots(&self, names: &[String]) -> Result<Vec<String>> {
