@@ -235,6 +235,7 @@ fn run(
     };
     let mut sup = Supervisor {
         units: Vec::new(),
+        by_name: Default::default(),
         slots: Vec::new(),
         ready_told: false,
         pending: Vec::new(),
@@ -256,8 +257,7 @@ fn run(
                 if let Some(path) = e.status_file {
                     unit = unit.with_status_file(path);
                 }
-                sup.units.push(unit);
-                sup.slots.push(Slot::default());
+                sup.push(unit, Slot::default());
                 firsts.push(first);
             }
             for (i, first) in firsts.into_iter().enumerate() {
@@ -325,6 +325,8 @@ fn seed(unit: usize) -> u64 {
 
 struct Supervisor {
     units: Vec<Unit>,
+    /// Each name's units, oldest first (see `group::Supervisor::find`).
+    by_name: std::collections::HashMap<String, Vec<usize>>,
     /// Beside each unit: how it ended, and what a config file adds to it.
     slots: Vec<Slot>,
     /// Readiness has been forwarded to whoever waits for the supervisor.
