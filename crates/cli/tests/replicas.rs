@@ -32,7 +32,7 @@ fn stdout(out: &std::process::Output) -> String {
 fn workers(env: &Env, n: u32) -> PathBuf {
     let sleeper = fixture("sleeper");
     config(
-        &env,
+        env,
         &format!(
             "[defaults]\ngrace = \"100ms\"\n\n[services.worker]\ninstances = {n}\n\
              command = [\"sh\", \"-c\", \"echo worker ${{DAEMONIC_INSTANCE}} env $$DAEMONIC_INSTANCE; exec {sleeper}\"]\n"

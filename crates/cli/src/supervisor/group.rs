@@ -397,9 +397,9 @@ impl Supervisor {
     }
 
     /// Forgets retired units that have finished (their replacements, if any, go on).
-    pub fn sweep(&mut self, mut server: Option<&mut ControlServer>) {
+    pub fn sweep(&mut self, server: Option<&mut ControlServer>) {
         let before = self.units.len();
-        self.sweep_finished(server.as_deref_mut());
+        self.sweep_finished(server);
         if self.units.len() != before {
             self.reindex();
         }
