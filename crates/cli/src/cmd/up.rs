@@ -7,7 +7,8 @@
 //! `restart`… work on it as on any service. A later `up` (or SIGHUP to the supervisor)
 //! reads the file again and applies the difference: new services start, removed ones
 //! stop, changed ones restart, unchanged ones are not touched. With NAMEs, only those and
-//! what they depend on are started.
+//! what they depend on are started. `--rerun NAME` runs the one-shot NAME again even if
+//! it is unchanged and has completed.
 //!
 //! With `--attach`, `up` then follows the services' logs as one view (`name | line`, see
 //! [`super::logs`]) until Ctrl-C, which leaves the services running.
@@ -49,6 +50,10 @@ pub struct Args {
     /// notes also go into each service's log.
     #[arg(long = "supervisor-log", value_name = "FILE")]
     supervisor_log: Option<PathBuf>,
+    /// Run the one-shot NAME again even if it is unchanged and has completed (repeatable,
+    /// or NAME,NAME…); it is started with what it depends on, like a NAME argument.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    rerun: Vec<String>,
     /// Internal: start or update the supervisor, do not follow (what `up` runs to launch).
     #[arg(long, hide = true)]
     launch_only: bool,
@@ -59,7 +64,13 @@ pub struct Args {
 
 pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     let config = config::load(&a.file)?;
-    let order = config.with_dependencies(&a.names)?;
+    let rerun = config.one_shots(&a.rerun)?;
+    let wanted = if a.names.is_empty() {
+        Vec::new()
+    } else {
+        [a.names.as_slice(), &rerun].concat()
+    };
+    let order = config.with_dependencies(&wanted)?;
     dirs.ensure()?;
     let (pid_file, socket) = dirs.group_files(&config.id)?;
     if a.launch_only {
@@ -67,7 +78,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     }
     let style = Style::pick(a.json);
     match PidFile::holder(&pid_file)? {
-        Holder::Locked(_) => update(&socket, &a.names, style)?,
+        Holder::Locked(_) => update(&socket, &a.names, &rerun, style)?,
         Holder::None => {
             // The launcher exits once the supervisor runs; a child of ours does the
             // launching so that we can follow the services after it.
@@ -86,6 +97,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
                         .iter()
                         .flat_map(|l| [PathBuf::from("--supervisor-log"), l.clone()]),
                 )
+                .args(rerun.iter().flat_map(|n| ["--rerun", n]))
                 .arg("--")
                 .args(&a.names)
                 .stdin(Stdio::null());
@@ -124,9 +136,15 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
 }
 
 /// Asks the running supervisor to read its file again and apply it.
-fn update(socket: &std::path::Path, names: &[String], style: Style) -> Result<()> {
+fn update(
+    socket: &std::path::Path,
+    names: &[String],
+    rerun: &[String],
+    style: Style,
+) -> Result<()> {
     let request = Request::Up {
         names: names.to_vec(),
+        rerun: rerun.to_vec(),
     };
     match control::call(socket, &request, crate::query::TIMEOUT)? {
         Response::Done(summary) => {
@@ -160,7 +178,7 @@ fn launch(
         Ok(r) => r,
         // Another `up` got there first: apply the file through it.
         Err(e) if e.kind() == daemonic::ErrorKind::AlreadyRunning => {
-            update(&socket, &a.names, Style::Lines)?;
+            update(&socket, &a.names, &a.rerun, Style::Lines)?;
             return Ok(0);
         }
         Err(e) => return Err(e).with_context(|| project.clone()),

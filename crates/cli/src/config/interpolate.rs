@@ -24,6 +24,8 @@ use super::node::{Node, Span, Table, Value};
 /// Where values come from.
 pub struct Vars {
     dotenv: HashMap<String, String>,
+    /// `DAEMONIC_INSTANCE` while a replica's table is interpolated (see `replicas`).
+    pub instance: Option<u32>,
 }
 
 impl Vars {
@@ -31,10 +33,16 @@ impl Vars {
     pub fn new(dotenv: Vec<(String, String)>) -> Vars {
         Vars {
             dotenv: dotenv.into_iter().collect(),
+            instance: None,
         }
     }
 
     fn get(&self, name: &str) -> Option<String> {
+        if let Some(i) = self.instance
+            && name == super::replicas::VARIABLE
+        {
+            return Some(i.to_string());
+        }
         std::env::var(name)
             .ok()
             .or_else(|| self.dotenv.get(name).cloned())
@@ -49,7 +57,7 @@ pub fn table(t: &mut Table, vars: &Vars, source: &str, sink: &mut Sink<'_>) {
     }
 }
 
-fn node(n: &mut Node, vars: &Vars, source: &str, sink: &mut Sink<'_>) {
+pub fn node(n: &mut Node, vars: &Vars, source: &str, sink: &mut Sink<'_>) {
     match &mut n.value {
         Value::Str(s) if s.contains('$') => match expand(s, vars) {
             Ok(v) => *s = v,

@@ -96,6 +96,11 @@ pub(super) fn layer(
                 l.command = command(&e.node, sink).map(|c| (c, e.node.span.clone()));
             }
             "depends-on" => l.depends_on = depends_on(&e.node, sink),
+            // A service's own `instances` was taken out before (see `replicas`).
+            super::replicas::KEY => sink.error(
+                e.key_span.clone(),
+                "`instances` belongs in a service's own [services.NAME] table, not in [defaults] or a platform table",
+            ),
             _ => match keys.iter().find(|k| k.name == key) {
                 Some(k) => {
                     if matches!(key, "user" | "group" | "supplementary-groups") {

@@ -43,6 +43,7 @@ mod interpolate;
 mod layers;
 mod node;
 mod procfile;
+mod replicas;
 pub mod schema;
 mod words;
 
@@ -56,7 +57,7 @@ use toml::de::DeTable;
 pub use diagnostic::{Diagnostic, Report};
 use diagnostic::{Sink, did_you_mean};
 use layers::{Layers, absolute_program, layers, string, table, unknown};
-use node::Span;
+use node::{Span, Value};
 use schema::Flags;
 
 use crate::service::{Service, ServiceArgs};
@@ -86,6 +87,8 @@ pub struct Config {
     pub services: Vec<Def>,
     /// Each service's place in `services`, by name.
     index: HashMap<String, usize>,
+    /// The instances of each replicated service (`instances = N`), by the name written.
+    pub groups: HashMap<String, Vec<String>>,
 }
 
 /// One service as the file defines it.
@@ -174,6 +177,7 @@ impl Config {
                 .map(|(i, d)| (d.name.clone(), i))
                 .collect(),
             services,
+            groups: HashMap::new(),
         }
     }
 
@@ -198,6 +202,11 @@ impl Config {
             names.iter().map(String::as_str).collect()
         };
         while let Some(name) = todo.pop() {
+            // `web` of `instances = N`: each of its instances.
+            if let Some(instances) = self.groups.get(name) {
+                todo.extend(instances.iter().map(String::as_str));
+                continue;
+            }
             let def = self.get(name).ok_or_else(|| {
                 let hint = did_you_mean(name, self.services.iter().map(|d| d.name.as_str()));
                 anyhow!(
@@ -215,6 +224,38 @@ impl Config {
             .into_iter()
             .filter(|n| wanted.contains(n.as_str()))
             .collect())
+    }
+
+    /// The services `name` means: the instances of a replicated service, else itself.
+    pub fn instances(&self, name: &str) -> Vec<String> {
+        self.groups
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| vec![name.to_string()])
+    }
+
+    /// `names` as one-shots (`type = "oneshot"`), for `up --rerun`: a replicated one as
+    /// each of its instances. A name that is not a one-shot of the file is an error.
+    pub fn one_shots(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for name in names {
+            let each = match self.groups.get(name) {
+                Some(instances) => instances.clone(),
+                None => vec![name.clone()],
+            };
+            for n in each {
+                let def = self.get(&n).ok_or_else(|| {
+                    anyhow!("--rerun: no service named {n:?} in {}", self.file.display())
+                })?;
+                if !def.flags.iter().any(|f| f == "--type=oneshot") {
+                    return Err(anyhow!(
+                        "--rerun {n}: not a one-shot (`type = \"oneshot\"`); `restart {n}` restarts a service"
+                    ));
+                }
+                out.push(n);
+            }
+        }
+        Ok(out)
     }
 
     /// Every service, each after the services it depends on (file order otherwise).
@@ -325,8 +366,21 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
     }
     let mut root = node::table(root.get_ref());
     let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let vars = interpolate::Vars::new(dotenv(&base, sink));
-    interpolate::table(&mut root, &vars, text, sink);
+    let mut vars = interpolate::Vars::new(dotenv(&base, sink));
+    let mut replicas = replicas::Replicas::default();
+    for e in &mut root.0 {
+        match &mut e.node.value {
+            Value::Table(services) if e.key == "services" => {
+                replicas = replicas::expand(services, sink);
+                for s in &mut services.0 {
+                    vars.instance = replicas.number.get(&s.key).copied();
+                    interpolate::node(&mut s.node, &vars, text, sink);
+                }
+                vars.instance = None;
+            }
+            _ => interpolate::node(&mut e.node, &vars, text, sink),
+        }
+    }
     let keys = schema::keys();
     let mut project = None;
     let mut main = None;
@@ -381,7 +435,19 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
     let mut defs = Vec::new();
     let mut spans = BTreeMap::new();
     for (name, span, own) in services {
-        let merged = defaults.merged_with(&own);
+        let mut merged = defaults.merged_with(&own);
+        // `depends-on = ["web"]` of a replicated `web`: each of its instances.
+        merged.depends_on = merged
+            .depends_on
+            .into_iter()
+            .flat_map(|(d, c, at)| match replicas.groups.get(&d) {
+                Some(instances) => instances
+                    .iter()
+                    .map(|i| (i.clone(), c, at.clone()))
+                    .collect(),
+                None => vec![(d, c, at)],
+            })
+            .collect();
         let Some((command, command_span)) = merged.command.clone() else {
             // A `command` that was there but wrong has been reported already.
             if !merged.command_given {
@@ -392,6 +458,9 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
         let mut flags: Vec<String> = merged.flags.into_values().flatten().collect();
         if !merged.has_dir {
             flags.push(format!("--dir={}", base.display()));
+        }
+        if let Some(i) = replicas.number.get(&name) {
+            flags.push(format!("--env={}={i}", replicas::VARIABLE));
         }
         let command = absolute_program(command, &flags, &base);
         let def = Def {
@@ -440,7 +509,8 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
         p
     });
     let main_name = main.as_ref().map(|(m, _)| m.clone());
-    let config = Config::new(file.to_path_buf(), project, main_name, defs);
+    let mut config = Config::new(file.to_path_buf(), project, main_name, defs);
+    config.groups = replicas.groups;
     check::all(
         &config,
         &names,

@@ -252,3 +252,71 @@ fn a_chain_written_backwards_starts_from_its_end() {
     assert_eq!(order.last().map(String::as_str), Some("s0"));
     assert_eq!(c.with_dependencies(&["s1990".into()]).unwrap().len(), 10);
 }
+
+#[test]
+fn instances_make_one_service_each_with_its_number_in_command_env_and_paths() {
+    let c = load_text(
+        r#"
+[services.web]
+instances = 3
+command = "sleep 6${DAEMONIC_INSTANCE}"
+env = { PORT = "808${DAEMONIC_INSTANCE}" }
+log-file = "logs/web-${DAEMONIC_INSTANCE}.log"
+
+[services.proxy]
+command = "sleep 60"
+depends-on = { web = "started" }
+"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = c.services.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["web.1", "web.2", "web.3", "proxy"]);
+    let two = c.get("web.2").unwrap();
+    assert_eq!(two.command, ["sleep", "62"]);
+    assert!(
+        two.flags.contains(&"--env=PORT=8082".to_string()),
+        "{:?}",
+        two.flags
+    );
+    assert!(two.flags.contains(&"--env=DAEMONIC_INSTANCE=2".to_string()));
+    assert!(
+        two.flags
+            .contains(&"--log-file=/srv/shop/logs/web-2.log".to_string())
+    );
+    let proxy = c.get("proxy").unwrap();
+    assert_eq!(proxy.depends_on, ["web.1", "web.2", "web.3"]);
+    assert_eq!(proxy.conditions, [Condition::Started; 3]);
+    assert_eq!(
+        c.with_dependencies(&["web".to_string()]).unwrap(),
+        ["web.1", "web.2", "web.3"]
+    );
+}
+
+#[test]
+fn a_bad_instances_value_is_reported_at_its_place() {
+    for (value, why) in [
+        ("0", "`instances` is from 1 to 1000, not 0"),
+        ("-2", "`instances` is from 1 to 1000, not -2"),
+        ("1001", "`instances` is from 1 to 1000, not 1001"),
+        (
+            "2.5",
+            "`instances` is an integer from 1 to 1000, not a number",
+        ),
+        (
+            "\"3\"",
+            "`instances` is an integer from 1 to 1000, not a string",
+        ),
+    ] {
+        let text = format!("[services.web]\ncommand = \"sleep 60\"\ninstances = {value}\n");
+        assert_eq!(errors(&text), [format!("{FILE}:3:13: {why}")], "{value}");
+    }
+    let text = "[defaults]\ninstances = 2\n[services.web]\ncommand = \"sleep 60\"\n";
+    assert!(errors(text)[0].starts_with(&format!("{FILE}:2:1: `instances` belongs")));
+    let text = "[services.web]\ncommand = \"sleep 60\"\ninstances = 2\n[services.\"web.2\"]\ncommand = \"sleep 60\"\n";
+    assert_eq!(
+        errors(text),
+        [format!(
+            "{FILE}:1:11: instance `web.2` of `web` is also a service of its own"
+        )]
+    );
+}

@@ -45,9 +45,15 @@ impl Request {
                 put(&mut out, "name", name);
                 put(&mut out, "signal", signal.as_str());
             }
-            Request::Up { names } | Request::Down { names } => {
-                put(&mut out, "names", &names.join(","))
+            Request::Up { names, rerun } => {
+                put(&mut out, "names", &names.join(","));
+                // Only when given: a supervisor older than `rerun` still understands the
+                // rest.
+                if !rerun.is_empty() {
+                    put(&mut out, "rerun", &rerun.join(","));
+                }
             }
+            Request::Down { names } => put(&mut out, "names", &names.join(",")),
         }
         out
     }
@@ -80,6 +86,7 @@ impl Request {
             },
             "up" => Request::Up {
                 names: names(fields.require("names")?),
+                rerun: fields.take("rerun").map(names).unwrap_or_default(),
             },
             "down" => Request::Down {
                 names: names(fields.require("names")?),

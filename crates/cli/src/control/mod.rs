@@ -110,8 +110,13 @@ pub enum Request {
     },
     /// (A supervisor of a config file.) Read the file again and apply it: start `names`
     /// and what they depend on (every service when empty), restart what changed, stop
-    /// what was removed. Answered at once, with what it did.
-    Up { names: Vec<String> },
+    /// what was removed. Answered at once, with what it did. The one-shots in `rerun` run
+    /// again even if unchanged and completed (an optional field: absent from an older
+    /// client's request).
+    Up {
+        names: Vec<String>,
+        rerun: Vec<String>,
+    },
     /// (A supervisor of a config file.) Stop `names` and what depends on them, dependents
     /// first (every service, and then the supervisor, when empty). Answered at once.
     Down { names: Vec<String> },

@@ -348,3 +348,25 @@ fn a_response_larger_than_a_request_may_be_travels_whole() {
         Err(WireError::TooLarge(_))
     ));
 }
+
+#[test]
+fn up_carries_rerun_only_when_given_so_old_clients_and_supervisors_still_agree() {
+    request_round_trip(Request::Up {
+        names: vec!["web".into()],
+        rerun: vec!["migrate".into(), "seed".into()],
+    });
+    // An older client's request: no `rerun` field.
+    assert_eq!(
+        decode_request("op=up\nnames=web\n"),
+        Ok(Request::Up {
+            names: vec!["web".into()],
+            rerun: Vec::new(),
+        })
+    );
+    // Without reruns the request is what an older supervisor expects.
+    let plain = Request::Up {
+        names: Vec::new(),
+        rerun: Vec::new(),
+    };
+    assert_eq!(plain.encode(), "op=up\nnames=\n");
+}

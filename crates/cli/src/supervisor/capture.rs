@@ -177,6 +177,9 @@ pub struct Capture {
     /// `MAX_LINE` bytes (plus the prefix) between calls.
     partial: Vec<u8>,
     eof: bool,
+    /// Looked for in each whole line until one matches (`--ready log:…`; see `watch`).
+    watch: Option<crate::service::LogLine>,
+    matched: bool,
 }
 
 impl Capture {
@@ -197,6 +200,8 @@ impl Capture {
             timestamps,
             partial: Vec::new(),
             eof: false,
+            watch: None,
+            matched: false,
         })
     }
 
@@ -283,6 +288,7 @@ impl Capture {
         // `partial` is at most MAX_LINE (and empty if `begin` moved): it fits in front.
         let start = begin - self.partial.len();
         input[start..begin].copy_from_slice(&self.partial);
+        self.look(&input[start..end]);
         self.writer.write_lines(&input[start..end]);
         self.partial.clear();
         self.partial.extend_from_slice(&input[end..MAX_LINE + n]);
@@ -310,6 +316,7 @@ impl Capture {
             rest = &rest[nl + 1..];
         }
         if complete > 0 {
+            self.look(&out[..complete]);
             self.writer.write_lines(&out[..complete]);
         }
         self.partial.clear();
@@ -371,6 +378,38 @@ impl Capture {
         }
         self.partial = Vec::new();
         self.eof = true;
+    }
+}
+
+/// The readiness hook (`--ready log:REGEX`): whole lines checked against a pattern as
+/// they pass, in the loop, with no thread and no copy; nothing is looked at once a line
+/// matched or without a pattern. A line is seen when its newline arrives (a partial line
+/// is not looked at, nor the pieces of one over 64 KiB).
+impl Capture {
+    /// Looks for `pattern` in the lines from now on (`None`: no longer).
+    pub fn watch(&mut self, pattern: Option<crate::service::LogLine>) {
+        self.watch = pattern;
+        self.matched = false;
+    }
+
+    /// Whether a line matched since the last call (once per match).
+    pub fn take_match(&mut self) -> bool {
+        std::mem::take(&mut self.matched)
+    }
+
+    /// `lines`: whole lines as they go to the file (each with its time prefix when
+    /// timestamping).
+    fn look(&mut self, lines: &[u8]) {
+        let Some(pattern) = &self.watch else { return };
+        let skip = if self.timestamps { timestamp::LEN } else { 0 };
+        let found = lines
+            .split_inclusive(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\n").unwrap_or(line))
+            .any(|line| pattern.matches(line.get(skip..).unwrap_or_default()));
+        if found {
+            self.watch = None;
+            self.matched = true;
+        }
     }
 }
 

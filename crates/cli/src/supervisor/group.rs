@@ -25,6 +25,8 @@ use anyhow::{Context as _, Result};
 use daemonic::pidfile::PidFile;
 use daemonic::process::Exit;
 
+use std::collections::{HashMap, HashSet};
+
 use super::machine::{Action, Event};
 use super::unit::{Context, Unit};
 use super::{State, Supervisor, machine_config, seed};
@@ -96,20 +98,63 @@ impl Applied {
 }
 
 impl Supervisor {
-    /// The newest unit named `name`: the one requests and dependencies mean.
+    /// The newest unit named `name`: the one requests and dependencies mean. A hash
+    /// lookup: `reconcile`, `status` and `take_down` ask it per unit and per dependency, so
+    /// a scan would make each of them quadratic in the number of services.
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.units.iter().rposition(|u| u.name() == name)
+        self.by_name.get(name).and_then(|v| v.last().copied())
+    }
+
+    /// Adds a unit (the newest of its name) and its slot.
+    pub(super) fn push(&mut self, unit: Unit, slot: Slot) {
+        self.by_name
+            .entry(unit.name().to_string())
+            .or_default()
+            .push(self.units.len());
+        self.units.push(unit);
+        self.slots.push(slot);
+    }
+
+    /// `by_name` anew, after units were removed (their successors moved down).
+    fn reindex(&mut self) {
+        self.by_name.clear();
+        for (i, u) in self.units.iter().enumerate() {
+            self.by_name
+                .entry(u.name().to_string())
+                .or_default()
+                .push(i);
+        }
+    }
+
+    /// The units (not retired) that depend on each name: one pass over every unit's
+    /// dependencies, so the questions asked per unit are lookups.
+    fn dependents(&self) -> HashMap<String, Vec<usize>> {
+        let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+        for (j, s) in self.slots.iter().enumerate() {
+            if s.retired {
+                continue;
+            }
+            for d in &s.deps {
+                map.entry(d.clone()).or_default().push(j);
+            }
+        }
+        map
     }
 
     /// Brings the running units in line with `config`: `targets` (with what they depend
-    /// on; every service when `None`) are wanted up; see the module docs.
+    /// on; every service when `None`) are wanted up, and so are the one-shots in `rerun`,
+    /// which run again even if unchanged and completed; see the module docs.
     pub fn apply(
         &mut self,
         config: Config,
         targets: Option<&[String]>,
+        rerun: &[String],
         mut server: Option<&mut ControlServer>,
     ) -> Result<Applied> {
-        let wanted = config.with_dependencies(targets.unwrap_or(&[]))?;
+        let wanted = match targets {
+            Some(t) => config.with_dependencies(&[t, rerun].concat())?,
+            None => config.with_dependencies(&[])?,
+        };
         let mut applied = Applied::default();
         for i in 0..self.units.len() {
             if !self.slots[i].retired && config.get(self.units[i].name()).is_none() {
@@ -153,8 +198,11 @@ impl Supervisor {
                 self.slots[i].conditions = def.conditions.clone();
                 let same = self.slots[i].fingerprint == fingerprint;
                 let running = !self.slots[i].finished && !self.slots[i].down;
-                // A one-shot that completed is done: an unchanged one is not run again.
-                let completed = self.units[i].state() == State::Completed && !self.slots[i].down;
+                // A one-shot that completed is done: an unchanged one is not run again
+                // (unless asked to be).
+                let completed = self.units[i].state() == State::Completed
+                    && !self.slots[i].down
+                    && !rerun.contains(&name);
                 match (same, want, running || completed) {
                     (true, true, true) => {
                         applied.unchanged.push(name);
@@ -216,16 +264,17 @@ impl Supervisor {
         }
         let config = machine_config(&service, false);
         let (unit, first) = Unit::new(service, config, seed(self.units.len()))?;
-        self.units
-            .push(unit.with_status_file(dirs.status_file(&name)));
-        self.slots.push(Slot {
-            held: Some(first),
-            deps,
-            conditions,
-            fingerprint,
-            lock: Some(lock),
-            ..Slot::default()
-        });
+        self.push(
+            unit.with_status_file(dirs.status_file(&name)),
+            Slot {
+                held: Some(first),
+                deps,
+                conditions,
+                fingerprint,
+                lock: Some(lock),
+                ..Slot::default()
+            },
+        );
         Ok(())
     }
 
@@ -248,12 +297,14 @@ impl Supervisor {
         } else {
             names.to_vec()
         };
+        let mut seen: HashSet<String> = down.iter().cloned().collect();
+        let dependents = self.dependents();
         let mut k = 0;
         while k < down.len() {
-            for (j, s) in self.slots.iter().enumerate() {
-                let name = self.units[j].name().to_string();
-                if !s.retired && s.deps.contains(&down[k]) && !down.contains(&name) {
-                    down.push(name);
+            for &j in dependents.get(&down[k]).into_iter().flatten() {
+                let name = self.units[j].name();
+                if seen.insert(name.to_string()) {
+                    down.push(name.to_string());
                 }
             }
             k += 1;
@@ -268,10 +319,13 @@ impl Supervisor {
 
     /// Acts on what each unit wants (see the module docs) until nothing changes.
     pub fn reconcile(&mut self, cx: &Context<'_>) -> Result<()> {
+        // Which units depend on which does not change while reconciling (no unit is added
+        // or removed, no dependency edited), so it is worked out once.
+        let dependents = self.dependents();
         loop {
             let mut changed = false;
             for i in 0..self.units.len() {
-                changed |= self.reconcile_one(i, cx)?;
+                changed |= self.reconcile_one(i, &dependents, cx)?;
             }
             if !changed {
                 return Ok(());
@@ -279,7 +333,12 @@ impl Supervisor {
         }
     }
 
-    fn reconcile_one(&mut self, i: usize, cx: &Context<'_>) -> Result<bool> {
+    fn reconcile_one(
+        &mut self,
+        i: usize,
+        dependents: &HashMap<String, Vec<usize>>,
+        cx: &Context<'_>,
+    ) -> Result<bool> {
         let s = &self.slots[i];
         if s.finished {
             return Ok(false);
@@ -293,8 +352,9 @@ impl Supervisor {
             }
             let name = self.units[i].name();
             let waiting_for_dependents = !s.retired
-                && self.slots.iter().enumerate().any(|(j, d)| {
-                    j != i && !d.finished && d.held.is_none() && d.deps.iter().any(|n| n == name)
+                && dependents.get(name).into_iter().flatten().any(|&j| {
+                    let d = &self.slots[j];
+                    j != i && !d.finished && d.held.is_none()
                 });
             if s.stop_sent || waiting_for_dependents {
                 return Ok(false);
@@ -318,8 +378,11 @@ impl Supervisor {
     /// A held unit may start once no older version of it runs and every service it
     /// depends on is ready.
     fn may_start(&self, i: usize) -> bool {
-        let name = self.units[i].name();
-        let older_runs = (0..i).any(|j| self.units[j].name() == name && !self.slots[j].finished);
+        let versions = self.by_name.get(self.units[i].name());
+        let older_runs = versions
+            .into_iter()
+            .flatten()
+            .any(|&j| j < i && !self.slots[j].finished);
         !older_runs && self.waiting_for(i).is_empty()
     }
 
@@ -351,7 +414,15 @@ impl Supervisor {
     }
 
     /// Forgets retired units that have finished (their replacements, if any, go on).
-    pub fn sweep(&mut self, mut server: Option<&mut ControlServer>) {
+    pub fn sweep(&mut self, server: Option<&mut ControlServer>) {
+        let before = self.units.len();
+        self.sweep_finished(server);
+        if self.units.len() != before {
+            self.reindex();
+        }
+    }
+
+    fn sweep_finished(&mut self, mut server: Option<&mut ControlServer>) {
         let mut i = self.units.len();
         while i > 0 {
             i -= 1;
@@ -359,11 +430,11 @@ impl Supervisor {
                 continue;
             }
             let name = self.units[i].name().to_string();
-            let replaced = self
-                .units
-                .iter()
-                .enumerate()
-                .any(|(j, u)| j != i && u.name() == name);
+            // Removed from `by_name` as it goes (units are removed from the last down, so
+            // the indices below `i` are still right); what is left of the name is the rest.
+            let versions = self.by_name.entry(name.clone()).or_default();
+            versions.retain(|&j| j != i);
+            let replaced = !versions.is_empty();
             self.units.remove(i);
             let slot = self.slots.remove(i);
             // What still waits for this unit gets its answer now, not never.

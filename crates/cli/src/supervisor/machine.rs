@@ -109,6 +109,9 @@ pub enum Event {
     ProbeSucceeded,
     /// A readiness probe attempt failed, with why.
     ProbeFailed(String),
+    /// A line of the child's output matched its `--ready log:REGEX` (the executor looks
+    /// only while it is `Starting`).
+    OutputMatched,
     /// The child was not ready within the start timeout.
     StartTimedOut,
     /// The child sent `WATCHDOG=1`.
@@ -231,6 +234,8 @@ pub enum Readiness {
     Probe(Duration),
     /// A one-shot service: its child exiting with a success status (`Completed`).
     Exit,
+    /// A line of its output matching (`Event::OutputMatched`).
+    Output,
 }
 
 /// Everything the machine decides by.
@@ -358,9 +363,10 @@ impl Machine {
                     ],
                 )
             }
-            (S::Starting, E::ReadyMessage | E::GraceElapsed | E::ProbeSucceeded) => {
-                (S::Ready, self.on_ready(now))
-            }
+            (
+                S::Starting,
+                E::ReadyMessage | E::GraceElapsed | E::ProbeSucceeded | E::OutputMatched,
+            ) => (S::Ready, self.on_ready(now)),
             (S::Starting, E::ProbeDue) => (S::Starting, vec![Action::StartProbe]),
             (S::Starting, E::StartTimedOut) => {
                 let limit = self.config.start_timeout.unwrap_or_default();
@@ -443,6 +449,7 @@ impl Machine {
                 | E::StoppingMessage
                 | E::ProbeSucceeded
                 | E::ProbeFailed(_)
+                | E::OutputMatched
                 | E::CheckPassed(_)
                 | E::CheckFailed(..)
                 | E::WatchdogExpired,
@@ -516,7 +523,7 @@ impl Machine {
             Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
-            Readiness::Notify | Readiness::Exit => vec![],
+            Readiness::Notify | Readiness::Exit | Readiness::Output => vec![],
             Readiness::Probe(_) => vec![Action::StartProbe],
         };
         if let Some(limit) = self.config.start_timeout

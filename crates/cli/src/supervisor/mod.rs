@@ -236,6 +236,7 @@ fn run(
     };
     let mut sup = Supervisor {
         units: Vec::new(),
+        by_name: Default::default(),
         slots: Vec::new(),
         ready_told: false,
         pending: Vec::new(),
@@ -257,8 +258,7 @@ fn run(
                 if let Some(path) = e.status_file {
                     unit = unit.with_status_file(path);
                 }
-                sup.units.push(unit);
-                sup.slots.push(Slot::default());
+                sup.push(unit, Slot::default());
                 firsts.push(first);
             }
             for (i, first) in firsts.into_iter().enumerate() {
@@ -271,7 +271,7 @@ fn run(
             let config = group.config.clone();
             sup.group = Some(*group);
             let targets = (!targets.is_empty()).then_some(targets);
-            sup.apply(config, targets, control.as_deref_mut())?;
+            sup.apply(config, targets, &[], control.as_deref_mut())?;
             if detached {
                 // `up` follows the services' progress through the control socket.
                 sup.ready_told = true;
@@ -305,6 +305,7 @@ fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
             Readiness::Notify => machine::Readiness::Notify,
             Readiness::Grace => machine::Readiness::Grace(s.grace),
             Readiness::Probe(_) => machine::Readiness::Probe(s.probe.interval),
+            Readiness::Log(_) => machine::Readiness::Output,
         },
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,
@@ -326,6 +327,8 @@ fn seed(unit: usize) -> u64 {
 
 struct Supervisor {
     units: Vec<Unit>,
+    /// Each name's units, oldest first (see `group::Supervisor::find`).
+    by_name: std::collections::HashMap<String, Vec<usize>>,
     /// Beside each unit: how it ended, and what a config file adds to it.
     slots: Vec<Slot>,
     /// Readiness has been forwarded to whoever waits for the supervisor.
@@ -409,7 +412,11 @@ impl Supervisor {
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx, control.as_deref_mut())?,
                     Source::Notify => self.on_datagrams(listener, cx)?,
-                    Source::Output(i, k) => self.units[i].on_output(k),
+                    Source::Output(i, k) => {
+                        if self.units[i].on_output(k) {
+                            self.deliver(i, Event::OutputMatched, cx)?;
+                        }
+                    }
                     Source::Exit(i) => {
                         self.units[i].drain_output();
                         let exit = self.units[i].reap()?;
@@ -466,8 +473,8 @@ impl Supervisor {
     /// Reads the requests that have arrived; answers each now or when its unit gets there.
     fn answer_requests(&mut self, server: &mut ControlServer, cx: &Context<'_>) {
         for (conn, request) in server.poll_requests(Instant::now()) {
-            if let Request::Up { names } = &request {
-                let response = requests::up::answer(self, names, server);
+            if let Request::Up { names, rerun } = &request {
+                let response = requests::up::answer(self, names, rerun, server);
                 server.reply(conn, &response);
                 continue;
             }
@@ -591,7 +598,7 @@ impl Supervisor {
                 daemonic::Event::Shutdown => self.shut_down(cx),
                 // A config file's supervisor reads the file again and applies it, as `up`.
                 daemonic::Event::Reload if self.group.is_some() => {
-                    match requests::up::apply(self, &[], control.as_deref_mut()) {
+                    match requests::up::apply(self, &[], &[], control.as_deref_mut()) {
                         crate::control::Response::Error(why) => {
                             eprintln!("daemonic: SIGHUP: {why}")
                         }

@@ -242,9 +242,13 @@ impl Unit {
         &self.captures
     }
 
-    /// Copies what output pipe `k` holds to the log; forgets the pipe at its end.
-    pub fn on_output(&mut self, k: usize) {
-        match self.captures[k].on_readable() {
+    /// Copies what output pipe `k` holds to the log; forgets the pipe at its end. `true`
+    /// when a line matched the `--ready log:…` pattern of a child still starting (the
+    /// pattern is then no longer looked for).
+    pub fn on_output(&mut self, k: usize) -> bool {
+        let read = self.captures[k].on_readable();
+        let matched = self.captures[k].take_match();
+        match read {
             Ok(false) => {}
             Ok(true) => {
                 self.captures.remove(k);
@@ -254,14 +258,44 @@ impl Unit {
                 self.note(&format!("{e}"));
             }
         }
+        if !matched || self.machine.state() != State::Starting {
+            return false;
+        }
+        self.captures.iter_mut().for_each(|c| c.watch(None));
+        self.probe_failure = None;
+        true
     }
 
     /// Reads whatever the child's pipes hold now (before its exit is reported, so its
     /// last lines come before the supervisor's note about the exit).
     pub fn drain_output(&mut self) {
         for k in (0..self.captures.len()).rev() {
-            self.on_output(k);
+            // A line that matched just before the exit makes no difference now.
+            let _ = self.on_output(k);
         }
+    }
+
+    /// For `--ready log:…`: the new child's `pipes` look for the pattern (an older
+    /// child's, still draining, no longer do), and until a line matches, that is why it
+    /// is not ready.
+    fn watch_output(&mut self, pipes: &mut [Capture], cx: &Context<'_>) {
+        let Readiness::Log(pattern) = &self.service.ready else {
+            return;
+        };
+        self.captures.iter_mut().for_each(|c| c.watch(None));
+        pipes
+            .iter_mut()
+            .for_each(|c| c.watch(Some(pattern.clone())));
+        let why = if pipes.is_empty() {
+            format!("its output is not captured (no log file), so {pattern} cannot be seen")
+        } else {
+            format!("no line of its output matched {pattern} yet")
+        };
+        if cx.single {
+            // What a launcher that times out prints.
+            let _ = cx.outer.status(&format!("not ready: {why}"));
+        }
+        self.probe_failure = Some(why);
     }
 
     /// Reopens the log files (after an external logrotate renamed them): how many were
@@ -590,6 +624,7 @@ impl Unit {
                 if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
                     capture::mark_start(out, cfg.timestamps, &self.service.name, c.pidfd.pid());
                 }
+                self.watch_output(&mut pipes, cx);
                 self.captures.extend(pipes);
                 self.child = Some(c);
                 self.spawn_failed = false;

@@ -290,6 +290,9 @@ fn needs_daemonic(args: &ServiceArgs, written: &[String]) -> Vec<String> {
         Readiness::Auto | Readiness::Grace => {}
         Readiness::Notify => why.push("ready = notify (launchd has no readiness)".to_string()),
         Readiness::Probe(_) => why.push("ready is a probe (launchd has no readiness)".into()),
+        Readiness::Log(_) => {
+            why.push("ready is a line of output (launchd has no readiness)".into())
+        }
     }
     if args.health.liveness.is_some() {
         why.push("liveness check (launchd has no health checks)".into());

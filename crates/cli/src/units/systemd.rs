@@ -96,6 +96,9 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
     if let Readiness::Probe(p) = &a.ready {
         why.push(format!("readiness probe {p}"));
     }
+    if let Readiness::Log(p) = &a.ready {
+        why.push(format!("readiness from output ({p})"));
+    }
     if let Some(p) = &a.health.liveness {
         why.push(format!("liveness check {p}"));
     }

@@ -7,11 +7,17 @@ use crate::control::Response;
 use crate::supervisor::Supervisor;
 
 pub fn answer(sup: &mut Supervisor, names: &[String]) -> Answer {
-    if sup.group.is_none() {
+    let Some(group) = &sup.group else {
         return Answer::Now(Response::Error(
             "not a config-file supervisor (stop it with `daemonic stop`)".into(),
         ));
-    }
+    };
+    // `down worker` of `instances = N`: each instance.
+    let names: Vec<String> = names
+        .iter()
+        .flat_map(|n| group.config.instances(n))
+        .collect();
+    let names = names.as_slice();
     if let Some(unknown) = names.iter().find(|n| sup.find(n).is_none()) {
         return Answer::Now(Response::Error(format!(
             "no service named {unknown:?} here"

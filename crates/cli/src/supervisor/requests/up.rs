@@ -6,14 +6,21 @@
 use crate::control::{ControlServer, Response};
 use crate::supervisor::Supervisor;
 
-pub fn answer(sup: &mut Supervisor, names: &[String], server: &mut ControlServer) -> Response {
-    apply(sup, names, Some(server))
+pub fn answer(
+    sup: &mut Supervisor,
+    names: &[String],
+    rerun: &[String],
+    server: &mut ControlServer,
+) -> Response {
+    apply(sup, names, rerun, Some(server))
 }
 
-/// Reads the supervisor's file and applies it with `names` wanted up (all when empty).
+/// Reads the supervisor's file and applies it with `names` wanted up (all when empty),
+/// running the one-shots `rerun` again.
 pub fn apply(
     sup: &mut Supervisor,
     names: &[String],
+    rerun: &[String],
     server: Option<&mut ControlServer>,
 ) -> Response {
     let Some(group) = &sup.group else {
@@ -38,8 +45,12 @@ pub fn apply(
             group.config.id
         ));
     }
+    let rerun = match config.one_shots(rerun) {
+        Ok(r) => r,
+        Err(e) => return Response::Error(format!("{e:#}; nothing changed")),
+    };
     let targets = (!names.is_empty()).then_some(names);
-    match sup.apply(config, targets, server) {
+    match sup.apply(config, targets, &rerun, server) {
         Ok(applied) => Response::Done(applied.summary()),
         Err(e) => Response::Error(format!("{e:#}")),
     }
