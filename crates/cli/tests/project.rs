@@ -391,3 +391,93 @@ fn up_and_list_of_three_hundred_services() {
     let out = env.daemonic(&["down", "-f", f, "--timeout", "60s"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// The issue's project end to end: redis (ready by tcp, healthy by its own ping), a
+/// migration one-shot, a web server that waits for `db = "healthy"` and `migrate =
+/// "completed-successfully"`, and three workers; `up` in dependency order, `list --all`,
+/// then an edit of `instances` that touches only instances.
+#[test]
+fn a_redis_project_with_a_migration_a_web_server_and_three_workers() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: redis-server is not installed (Debian package redis-server)");
+        return;
+    }
+    let env = Env::new("redis-project");
+    let sleeper = env::fixture("sleeper");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(env.dir.join(".env"), format!("DB_PORT={port}\n")).unwrap();
+    let file = env.dir.join("daemonic.toml");
+    let write = |workers: u32| {
+        std::fs::write(
+            &file,
+            format!(
+                "[services.db]\ncommand = \"redis-server --port ${{DB_PORT}} --bind 127.0.0.1 --save '' --appendonly no\"\n\
+                 ready = \"tcp:127.0.0.1:${{DB_PORT}}\"\nreadiness = \"exec:redis-cli -p ${{DB_PORT}} ping\"\nreadiness-interval = \"200ms\"\n\n\
+                 [services.migrate]\ntype = \"oneshot\"\ncommand = [\"redis-cli\", \"-p\", \"${{DB_PORT}}\", \"set\", \"schema\", \"1\"]\ndepends-on = {{ db = \"healthy\" }}\n\n\
+                 [services.web]\ncommand = [{sleeper:?}]\ndepends-on = {{ db = \"healthy\", migrate = \"completed-successfully\" }}\n\n\
+                 [services.worker]\ninstances = {workers}\ncommand = [\"sh\", \"-c\", \"echo worker ${{DAEMONIC_INSTANCE}}; exec {sleeper}\"]\ndepends-on = [\"web\"]\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(3);
+    let f = file.to_str().unwrap();
+    let out = env.daemonic(&["up", "-f", f, "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = text(&out);
+    let at = |what: &str| {
+        lines
+            .find(what)
+            .unwrap_or_else(|| panic!("{what}: {lines}"))
+    };
+    assert!(at("db: ready") < at("migrate: completed"), "{lines}");
+    assert!(at("migrate: completed") < at("web: ready"), "{lines}");
+    assert!(at("web: ready") < at("worker.3: ready"), "{lines}");
+    let schema = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "get", "schema"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&schema.stdout).trim(),
+        "1",
+        "the migration ran"
+    );
+    let all = String::from_utf8(env.daemonic(&["list", "--all"]).stdout).unwrap();
+    for row in [
+        "db ",
+        "migrate ",
+        "web ",
+        "worker.1 ",
+        "worker.2 ",
+        "worker.3 ",
+    ] {
+        assert!(all.lines().any(|l| l.starts_with(row)), "{row}: {all}");
+    }
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("migrate") && l.contains("completed")),
+        "{all}"
+    );
+    let web = env.child_pid("web");
+    let worker1 = env.child_pid("worker.1");
+    write(2);
+    let out = env.daemonic(&["up", "-f", f, "--timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("removed, stopped: worker.3"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(env.child_pid("web"), web, "web untouched");
+    assert_eq!(env.child_pid("worker.1"), worker1, "worker.1 untouched");
+    let out = env.daemonic(&["down", "-f", f, "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
