@@ -117,6 +117,15 @@ pub fn follow(
                 std::thread::sleep(TICK);
                 continue;
             }
+            // A supervisor busy starting hundreds of services may not answer within a
+            // request's 5 s: it runs (its pid file is locked), so ask again, up to the
+            // overall timeout.
+            Err(e)
+                if !e.is::<NotListening>() && locked(pid_file) && started.elapsed() < timeout =>
+            {
+                std::thread::sleep(TICK);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let by_name: BTreeMap<&str, &ServiceInfo> =
