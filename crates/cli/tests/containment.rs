@@ -72,11 +72,86 @@ fn assert_all_gone(tree: &[(String, KillOnDrop)], after: &str) {
 }
 
 fn start(env: &Env, name: &str, extra: &[&str], report: &Path) -> std::process::Output {
+    start_in(env, None, name, extra, report)
+}
+
+/// `daemonic start` of the escaper as `name`, with the containment forced to `mode` if
+/// given.
+fn start_in(
+    env: &Env,
+    mode: Option<&str>,
+    name: &str,
+    extra: &[&str],
+    report: &Path,
+) -> std::process::Output {
     let prog = fixture("escaper");
     let mut args = vec!["start", "--name", name, "--grace", "100ms"];
     args.extend_from_slice(extra);
     args.extend(["--", &prog, report.to_str().unwrap()]);
-    env.daemonic(&args)
+    daemonic_in(env, mode, &args)
+}
+
+/// `daemonic ARGS` with the containment forced to `mode` if given.
+fn daemonic_in(env: &Env, mode: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.cmd();
+    if let Some(mode) = mode {
+        cmd.env(VAR, mode);
+    }
+    run(cmd.args(args))
+}
+
+/// A restart waits until the old tree is gone: not one of the old generation is alive
+/// once the new one has reported; then a stop ends the new one too (and, with `reaped`,
+/// every process of both is reaped, not only dead).
+fn a_restart_waits_until_the_old_tree_is_gone(env: &Env, mode: Option<&str>, reaped: bool) {
+    let report = env.dir.join("report");
+    let out = start_in(env, mode, "e", &["--restart", "always"], &report);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = tree(&report, 4);
+    let out = env.daemonic(&["restart", "e"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let both = tree(&report, 8);
+    for (role, p) in &first {
+        assert!(
+            !alive(p.pid()),
+            "the old {role} descendant runs beside the new tree"
+        );
+    }
+    for (role, p) in &both[4..] {
+        assert!(!gone(p), "the new {role} descendant");
+    }
+    let out = env.daemonic(&["stop", "e"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&both, "restart and stop");
+    if reaped {
+        assert_all_gone(&both, "restart and stop");
+    }
+}
+
+/// A crash of the main process (before or after its grace: what counts is what it
+/// leaves) takes its descendants with it.
+fn a_crash_of_the_main_process_leaves_no_descendant(env: &Env, mode: Option<&str>) {
+    let report = env.dir.join("report");
+    let prog = fixture("escaper");
+    daemonic_in(
+        env,
+        mode,
+        &[
+            "start",
+            "--name",
+            "e",
+            "--grace",
+            "100ms",
+            "--restart",
+            "never",
+            "--",
+            &prog,
+            report.to_str().unwrap(),
+            "crash",
+        ],
+    );
+    let tree = tree(&report, 4);
+    assert_all_gone(&tree, "a crash of the main process");
 }
 
 fn supervisor_pid(env: &Env, name: &str) -> Pid {
@@ -172,29 +247,8 @@ fn cgroup_restart_waits_until_the_old_tree_is_gone() {
     if !cgroups("cgroup_restart_waits_until_the_old_tree_is_gone") {
         return;
     }
-    let env = Env::new("cg-restart");
-    let report = env.dir.join("report");
-    let out = start(&env, "e", &["--restart", "always"], &report);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let first = tree(&report, 4);
-    let out = env.daemonic(&["restart", "e"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let both = tree(&report, 8);
-    // The old generation is gone before the new one started: by the time the new one
-    // has reported, not one of the old is alive.
-    for (role, p) in &first {
-        assert!(
-            !alive(p.pid()),
-            "the old {role} descendant runs beside the new tree"
-        );
-    }
-    let second = &both[4..];
-    for (role, p) in second {
-        assert!(!gone(p), "the new {role} descendant");
-    }
-    let out = env.daemonic(&["stop", "e"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_all_gone(&both, "restart and stop");
+    // Reaped too, not only dead: the group was emptied and waited for.
+    a_restart_waits_until_the_old_tree_is_gone(&Env::new("cg-restart"), None, true);
 }
 
 #[test]
@@ -202,25 +256,7 @@ fn cgroup_a_crash_of_the_main_process_leaves_no_descendant() {
     if !cgroups("cgroup_a_crash_of_the_main_process_leaves_no_descendant") {
         return;
     }
-    let env = Env::new("cg-crash");
-    let report = env.dir.join("report");
-    let prog = fixture("escaper");
-    // It may crash before or after its grace: what counts is what it leaves.
-    env.daemonic(&[
-        "start",
-        "--name",
-        "e",
-        "--grace",
-        "100ms",
-        "--restart",
-        "never",
-        "--",
-        &prog,
-        report.to_str().unwrap(),
-        "crash",
-    ]);
-    let tree = tree(&report, 4);
-    assert_all_gone(&tree, "a crash of the main process");
+    a_crash_of_the_main_process_leaves_no_descendant(&Env::new("cg-crash"), None);
 }
 
 #[test]
@@ -524,24 +560,11 @@ fn cgroup_mode_asked_for_where_none_can_be_made_fails_naming_why() {
 
 const VAR: &str = "DAEMONIC_CONTAINMENT";
 
-/// `daemonic ARGS` with the containment forced to `mode`.
-fn daemonic_in(env: &Env, mode: &str, args: &[&str]) -> std::process::Output {
-    run(env.cmd().env(VAR, mode).args(args))
-}
-
-fn start_in(env: &Env, mode: &str, extra: &[&str], report: &Path) -> std::process::Output {
-    let prog = fixture("escaper");
-    let mut args = vec!["start", "--name", "e", "--grace", "100ms"];
-    args.extend_from_slice(extra);
-    args.extend(["--", &prog, report.to_str().unwrap()]);
-    daemonic_in(env, mode, &args)
-}
-
 #[test]
 fn subreaper_stop_leaves_no_descendant() {
     let env = Env::new("sr-stop");
     let report = env.dir.join("report");
-    let out = start_in(&env, "subreaper", &[], &report);
+    let out = start_in(&env, Some("subreaper"), "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let tree = tree(&report, 4);
     let line = String::from_utf8_lossy(&env.daemonic(&["status", "e"]).stdout).into_owned();
@@ -553,50 +576,12 @@ fn subreaper_stop_leaves_no_descendant() {
 
 #[test]
 fn subreaper_restart_waits_until_the_old_tree_is_gone() {
-    let env = Env::new("sr-restart");
-    let report = env.dir.join("report");
-    let out = start_in(&env, "subreaper", &["--restart", "always"], &report);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let first = tree(&report, 4);
-    let out = env.daemonic(&["restart", "e"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let both = tree(&report, 8);
-    for (role, p) in &first {
-        assert!(
-            !alive(p.pid()),
-            "the old {role} descendant runs beside the new tree"
-        );
-    }
-    let out = env.daemonic(&["stop", "e"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_none_alive(&both, "restart and stop");
+    a_restart_waits_until_the_old_tree_is_gone(&Env::new("sr-restart"), Some("subreaper"), false);
 }
 
 #[test]
 fn subreaper_a_crash_of_the_main_process_leaves_no_descendant() {
-    let env = Env::new("sr-crash");
-    let report = env.dir.join("report");
-    let prog = fixture("escaper");
-    // It may crash before or after its grace: what counts is what it leaves.
-    daemonic_in(
-        &env,
-        "subreaper",
-        &[
-            "start",
-            "--name",
-            "e",
-            "--grace",
-            "100ms",
-            "--restart",
-            "never",
-            "--",
-            &prog,
-            report.to_str().unwrap(),
-            "crash",
-        ],
-    );
-    let tree = tree(&report, 4);
-    assert_all_gone(&tree, "a crash of the main process");
+    a_crash_of_the_main_process_leaves_no_descendant(&Env::new("sr-crash"), Some("subreaper"));
 }
 
 /// In a config-file supervisor each service has a group of its own: stopping one ends its
