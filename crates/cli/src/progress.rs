@@ -113,15 +113,13 @@ pub fn follow(
             // The supervisor has ended (or is ending): after `down` of everything, that is
             // the goal.
             Err(_) if goal == Goal::Down && !locked(pid_file) => Vec::new(),
-            Err(e) if goal == Goal::Down && !e.is::<NotListening>() => {
-                std::thread::sleep(TICK);
-                continue;
-            }
-            // A supervisor busy starting hundreds of services may not answer within a
-            // request's 5 s: it runs (its pid file is locked), so ask again, up to the
-            // overall timeout.
+            // It runs (its pid file is locked) but did not answer: busy starting hundreds
+            // of services (no answer within a request's 5 s), or, for `down`, ending after
+            // it removed its socket. Ask again, up to the overall timeout.
             Err(e)
-                if !e.is::<NotListening>() && locked(pid_file) && started.elapsed() < timeout =>
+                if locked(pid_file)
+                    && started.elapsed() < timeout
+                    && (goal == Goal::Down || !e.is::<NotListening>()) =>
             {
                 std::thread::sleep(TICK);
                 continue;
