@@ -254,7 +254,7 @@ pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
 }
 
 /// The live (not zombie) descendants of `root` in `/proc`, but `spare` and theirs.
-fn descendants(root: i32, spare: &[i32]) -> Vec<i32> {
+pub(crate) fn descendants(root: i32, spare: &[i32]) -> Vec<i32> {
     let mut parent = std::collections::HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {

@@ -96,36 +96,10 @@ fn is_local(addr: SocketAddr) -> bool {
     addr.ip().is_loopback() || !listening_inodes(addr).is_empty()
 }
 
-/// `root` and its descendants now (from the parent pids in `/proc/PID/stat`).
+/// `root` and its live descendants now (see `containment::descendants`).
 pub fn tree(root: daemonic::Pid) -> Vec<i32> {
-    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After the command name (in parentheses, which may hold anything): state, ppid.
-            let ppid = stat[stat.rfind(')')? + 2..]
-                .split(' ')
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((pid, ppid))
-        })
-        .collect();
-    let mut tree = vec![root.as_raw()];
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
+    let mut tree = crate::supervisor::containment::descendants(root.as_raw(), &[]);
+    tree.push(root.as_raw());
     tree
 }
 
