@@ -1,5 +1,5 @@
 use super::*;
-use crate::supervisor::policy::{Backoff, Restart, StartLimit};
+use crate::supervisor::policy::{Backoff, Policy, Restart, StartLimit};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

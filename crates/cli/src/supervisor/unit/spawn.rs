@@ -1,0 +1,203 @@
+//! Starting a unit's child: its command, environment, output pipes and containment.
+
+use std::ffi::OsStr;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result};
+use daemonic::Pid;
+use daemonic::process::{self, Exit};
+
+use super::{Context, Unit};
+use crate::supervisor::capture::{self, Capture, Sink};
+use crate::supervisor::containment::Cgroup;
+
+/// Variables that describe daemonic's own environment, never a child's. With every
+/// `DAEMONIC_*` variable of daemonic's environment (`DAEMONIC_STATE_DIR`, …), they are
+/// removed by [`strip_internal`]; the child then gets what it is given anew
+/// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `INVOCATION_ID`, and with `--user` the user's
+/// `HOME`, `USER`, `LOGNAME`, `SHELL`). Everything else is inherited.
+pub const NOT_FOR_CHILD: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "DAEMONIC_REEXEC",
+    "DAEMONIC_STATE_DIR",
+    "INVOCATION_ID",
+];
+
+/// Removes from `cmd`'s environment what no child of daemonic gets (see [`NOT_FOR_CHILD`]);
+/// call it before setting variables for the child.
+pub fn strip_internal(cmd: &mut Command) {
+    static OWN: std::sync::OnceLock<Vec<std::ffi::OsString>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        use std::os::unix::ffi::OsStrExt;
+        std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| k.as_bytes().starts_with(b"DAEMONIC_"))
+            .collect()
+    });
+    for var in NOT_FOR_CHILD
+        .iter()
+        .map(OsStr::new)
+        .chain(own.iter().map(|k| k.as_os_str()))
+    {
+        cmd.env_remove(var);
+    }
+}
+
+impl Unit {
+    /// Starts a child; on failure reports why (stderr, and the launcher of a single
+    /// service's first start) and returns the status a shell would give (127, 126).
+    pub(super) fn spawn(&mut self, cx: &Context<'_>) -> Result<(), Exit> {
+        self.spawned += 1;
+        if self.log_start.is_none()
+            && let Some(l) = &self.service.log
+        {
+            self.log_start = Some(std::fs::metadata(&l.path).map_or(0, |m| m.len()));
+        }
+        let mut cmd = Command::new(&self.service.program);
+        strip_internal(&mut cmd);
+        // The configured variables first: what daemonic sets for the protocol wins.
+        cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
+        cmd.args(&self.service.args)
+            .current_dir(&self.service.dir)
+            .env("NOTIFY_SOCKET", cx.notify_socket);
+        if let Some(s) = cx.sentinel {
+            cmd.env(s.var(), s.value(self.spawned));
+        }
+        if let Some(w) = self.machine.config().watchdog {
+            cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
+        }
+        let mut pipes = Vec::new();
+        if let Some((out, err)) = &self.logs {
+            let stamps = self.service.log.as_ref().is_some_and(|c| c.timestamps);
+            let made =
+                Capture::pipe(out, stamps).and_then(|o| Ok((o, Capture::pipe(err, stamps)?)));
+            match made {
+                Ok(((c_out, w_out), (c_err, w_err))) => {
+                    // On the console (run -f) the child keeps the terminal's stdin.
+                    if matches!(out, Sink::Log(_)) {
+                        cmd.stdin(Stdio::null());
+                    }
+                    cmd.stdout(Stdio::from(w_out)).stderr(Stdio::from(w_err));
+                    pipes = vec![c_out, c_err];
+                }
+                Err(e) => {
+                    self.note(&format!("cannot capture output: {e}"));
+                    self.spawn_failed = true;
+                    return Err(Exit::Code(126));
+                }
+            }
+        }
+        match self.contain(cx) {
+            Ok(Some(procs)) => process::into_cgroup(&mut cmd, procs),
+            Ok(None) => {}
+            Err(e) => {
+                self.note(&format!("{e:#}"));
+                if cx.single && self.spawned == 1 {
+                    let _ = cx.outer.fail(&format!("{e:#}"), None);
+                }
+                self.spawn_failed = true;
+                return Err(Exit::Code(126));
+            }
+        }
+        let spawned = match &self.service.privileges {
+            Some(p) => process::spawn_as(&mut cmd, p),
+            None => process::spawn(&mut cmd),
+        };
+        // The parent's copies of the pipes' write ends go now, or end of file never comes.
+        drop(cmd);
+        match spawned {
+            Ok(c) => {
+                if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
+                    capture::mark_start(out, cfg.timestamps, &self.service.name, c.pidfd.pid());
+                }
+                self.watch_output(&mut pipes, cx);
+                self.captures.extend(pipes);
+                self.child = Some(c);
+                self.spawn_failed = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.note(&e.to_string());
+                if cx.single && self.spawned == 1 {
+                    let _ = cx.outer.fail(&e.to_string(), e.os_error());
+                }
+                self.spawn_failed = true;
+                Err(Exit::Code(spawn_failure_status(e.os_error())))
+            }
+        }
+    }
+
+    /// The open `cgroup.procs` of the service's group for the child to enter, made
+    /// empty first (see [`containment`]); `None` without a cgroup. The first call
+    /// finds the group; one left populated by a killed supervisor is emptied, and said.
+    pub(super) fn contain(&mut self, cx: &Context<'_>) -> Result<Option<std::os::fd::OwnedFd>> {
+        if self.cgroup.is_none() {
+            let state_dir = match &self.status_file {
+                Some(s) => s.path().parent().unwrap_or(s.path()).to_path_buf(),
+                // No state directory: a name of this supervisor's own. The pid alone is
+                // not unique (every container's init is pid 1); with its namespace it is.
+                None => {
+                    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+                    let ns = ns.to_string_lossy();
+                    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
+                    std::path::PathBuf::from(format!("supervisor-{ns}-{}", Pid::this()))
+                }
+            };
+            let found = Cgroup::for_service(&state_dir, &self.service.name)?;
+            if let Some(cg) = &found {
+                if let Some(s) = cx.sentinel {
+                    s.watch_cgroup(cg.dir())?;
+                }
+                let left = cg.empty(self.service.stop_timeout)?;
+                if left > 0 {
+                    self.note(&format!(
+                        "killed {left} leftover process{} of an earlier run in cgroup {}",
+                        if left == 1 { "" } else { "es" },
+                        cg.dir().display()
+                    ));
+                }
+            }
+            // In a supervisor of many services an orphan's service cannot be told (its
+            // group, session and environment may all be its own): the process group and
+            // the sentinel's marker are all that hold there.
+            if found.is_none() && cx.single {
+                process::become_subreaper().context("containment")?;
+                self.subreaper = true;
+                self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+            }
+            self.cgroup = Some(found);
+        }
+        match &self.cgroup {
+            Some(Some(cg)) => {
+                let procs = cg.prepare(&self.service.limits)?;
+                self.oom_kills = cg.oom_kills();
+                Ok(Some(procs))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the supervisor holds this service's tree as a subreaper.
+    pub fn subreaper(&self) -> bool {
+        self.subreaper
+    }
+
+    /// The service's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref().and_then(Option::as_ref)
+    }
+}
+
+/// The shell's status for a command that could not be run: 127 not found, 126 found but
+/// not executable (or any other failure to execute).
+pub fn spawn_failure_status(errno: Option<i32>) -> i32 {
+    match errno {
+        Some(libc::ENOENT) => 127,
+        _ => 126,
+    }
+}
