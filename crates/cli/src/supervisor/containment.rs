@@ -7,9 +7,10 @@
 //! the kernel can take it out (a process may move itself only where it may write, and
 //! the groups are the supervisor's). When the main process has exited, or the stop
 //! timeout has passed, `cgroup.kill` SIGKILLs the whole group at once, and the unit
-//! waits for `cgroup.events` to say `populated 0` (a `poll(2)` for `POLLPRI` on that
-//! file, no polling loop) before it reports the exit: a restart never runs beside the
-//! previous generation. The group is removed after.
+//! reports the exit only once `cgroup.events` says `populated 0`: that file is one more
+//! descriptor of the supervisor's poll set ([`Emptying`], `POLLPRI` on each change; no
+//! polling, and no other service waits meanwhile), so "exited" means the group is empty
+//! and a restart never runs beside the previous generation. The group is removed after.
 //!
 //! Where the groups are (the layout):
 //!
@@ -317,6 +318,35 @@ pub fn escape(dir: &Path) -> String {
     s.replace('-', "\\x2d").replace('/', "-")
 }
 
+/// A group being emptied after `cgroup.kill`, watched in the poll loop: its
+/// `cgroup.events`, which the kernel marks (`POLLPRI`) on each change.
+#[derive(Debug)]
+pub struct Emptying {
+    events: std::fs::File,
+    path: PathBuf,
+}
+
+impl Emptying {
+    /// For the poll set: ready when `cgroup.events` changed since it was last read.
+    pub fn poll_fd(&self) -> PollFd<'_> {
+        PollFd::new(self.events.as_fd(), PollFlags::POLLPRI)
+    }
+
+    /// Whether the group is empty now (`populated 0`). Read through the polled
+    /// descriptor, which clears its mark (another descriptor would leave it set, and
+    /// `poll` returning at once).
+    pub fn is_empty(&mut self) -> Result<bool> {
+        let populated =
+            populated(&mut self.events).with_context(|| format!("read {}", self.path.display()))?;
+        Ok(!populated)
+    }
+
+    /// The group's directory.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+}
+
 /// The group of one service.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -423,6 +453,24 @@ impl Cgroup {
             }
         }
         Ok(true)
+    }
+
+    /// SIGKILLs every process in the group and, if any is left, watches it empty in the
+    /// poll loop: `None` when it is empty already (or does not exist).
+    pub fn start_emptying(&self) -> Result<Option<Emptying>> {
+        let path = self.dir.join("cgroup.events");
+        // Opened before the kill and read after it: a change after that read marks this
+        // descriptor, so the last process leaving is never missed.
+        let mut events = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
+        self.kill()?;
+        if !populated(&mut events).with_context(|| format!("read {}", path.display()))? {
+            return Ok(None);
+        }
+        Ok(Some(Emptying { events, path }))
     }
 
     /// Kills what is in the group and waits until it is empty (up to `limit`); how many

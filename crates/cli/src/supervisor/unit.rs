@@ -1,16 +1,24 @@
 //! One supervised service inside the supervisor: its state machine, its child, its timers,
 //! and the executor of its machine's actions.
 //!
-//! A `Unit` does not poll; the loop in `supervisor/mod.rs` polls for every unit and hands
-//! each one what concerns it (`handle`). What the whole supervisor must do in response
-//! comes back as a [`Outcome`].
+//! A `Unit` does not poll; the supervisor's loop (`supervisor/event_loop.rs`) polls for
+//! every unit and hands each one the events that concern it: the unit's machine
+//! decides ([`Unit::step`]), the unit carries out the actions ([`Unit::execute`]), and
+//! what the whole supervisor must know comes back as [`Effects`].
+//!
+//! - [`spawn`]: starting the child (environment, output pipes, containment);
+//! - [`exit`]: its end (reaping, emptying its cgroup in the poll set, what is said about
+//!   the exit, the give-up hook);
+//! - [`probes`]: readiness probes, health checks and the output watched for readiness;
+//! - [`execute`]: the executor.
 
 mod execute;
 mod exit;
 mod probes;
 mod spawn;
 
-pub use probes::Slot;
+pub use execute::Effects;
+pub use probes::ProbeRole;
 pub use spawn::{NOT_FOR_CHILD, spawn_failure_status, strip_internal};
 
 use std::ffi::OsStr;
@@ -18,27 +26,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
 use daemonic::Pid;
-use daemonic::process::{Exit, Spawned};
+use daemonic::process::Spawned;
 use daemonic::sentinel::Sentinel;
 
 use super::capture::{self, Capture, Sink};
 use super::containment::Cgroup;
+use super::hook::Hook;
 use super::machine::{Action, Machine, State, Timer};
 use super::probe::Attempt;
 use super::status_file::{self, StatusFile};
 use crate::service::Service;
 
-/// What the supervisor as a whole learns from a unit's step.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// The child became ready.
-    pub ready: bool,
-    /// The service ended, with the child's last exit.
-    pub finished: Option<Exit>,
-}
-
 /// Shared by every unit: how children reach the supervisor and who waits for it.
-pub struct Context<'a> {
+pub struct Shared<'a> {
     pub outer: &'a daemonic::Running,
     /// `NOTIFY_SOCKET` for children.
     pub notify_socket: &'a OsStr,
@@ -69,9 +69,9 @@ pub struct Unit {
     log_start: Option<u64>,
     /// Whether the last spawn attempt failed (its error is already reported).
     spawn_failed: bool,
-    /// The probe attempts in flight, by [`Slot::index`]: the readiness probe's only ever
+    /// The probe attempts in flight, by [`ProbeRole::index`]: the readiness probe's only ever
     /// in `Starting`, the health checks' only ever in `Ready`.
-    attempts: [Option<Attempt>; Slot::ALL.len()],
+    attempts: [Option<Attempt>; ProbeRole::ALL.len()],
     /// Why the last readiness probe failed (shown by `status` while starting).
     pub probe_failure: Option<String>,
     /// The log writers for the child's stdout and stderr (the same file unless
@@ -92,6 +92,10 @@ pub struct Unit {
     oom_kills: Option<u64>,
     /// The OOM killer killed in the group while the last child ran.
     oom: bool,
+    /// The exited child's cgroup being emptied, before its exit is reported.
+    draining: Option<exit::Drain>,
+    /// The on-give-up hook, while it runs.
+    hook: Option<Hook>,
 }
 impl Unit {
     /// A unit about to start its first child (the caller carries out the actions); opens
@@ -133,6 +137,8 @@ impl Unit {
             sentinel: None,
             oom_kills: None,
             oom: false,
+            draining: None,
+            hook: None,
         };
         Ok((unit, first))
     }
@@ -240,10 +246,21 @@ impl Unit {
         self.machine.health().summary(&self.machine.config().health)
     }
 
-    /// The earliest armed timer or probe deadline.
+    /// The earliest armed timer, probe or hook deadline; while the exited child's tree
+    /// is torn down, when that is given up on.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let hook = self.hook.as_ref().and_then(Hook::deadline);
+        if let Some(at) = self.drain_deadline() {
+            return Some(hook.map_or(at, |h| h.min(at)));
+        }
         let probes = self.attempts().map(|(_, a)| a.deadline());
-        self.timers.iter().flatten().copied().chain(probes).min()
+        self.timers
+            .iter()
+            .flatten()
+            .copied()
+            .chain(probes)
+            .chain(hook)
+            .min()
     }
 
     /// Rewrites the status file (if this unit keeps one).

@@ -1,26 +1,39 @@
-//! The end of a unit's child: reaping it, what is said about its exit, the give-up
-//! hook.
+//! The end of a unit's child: reaping it, tearing down what it left (its cgroup emptied
+//! in the poll set), what is said about its exit, and the give-up hook.
 
-use std::process::Command;
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use daemonic::Signal;
 use daemonic::process::{self, Exit};
+use nix::poll::PollFd;
 
-use super::{Context, Unit, strip_internal};
-use crate::supervisor::containment::{self, Cgroup};
+use super::{Shared, Unit};
+use crate::supervisor::containment::{self, Cgroup, Emptying};
+use crate::supervisor::hook::{self, Hook};
 use crate::supervisor::limits;
 use crate::supervisor::machine::{Event, State};
 
 /// How many of the program's last lines a failed first start shows.
 pub(super) const TAIL_LINES: usize = 5;
 
+/// A child that has exited and been reaped, while what it left in its cgroup is torn
+/// down: its exit is reported once the group is empty (or `deadline` has passed).
+#[derive(Debug)]
+pub(super) struct Drain {
+    exit: Event,
+    emptying: Emptying,
+    deadline: Instant,
+    /// Stop and restart requests that came meanwhile, for after the exit.
+    deferred: Vec<Event>,
+}
+
 impl Unit {
-    /// Kills what is left of the exited child's group (with a cgroup: of the whole tree,
-    /// and waits until it is gone), then reaps the child: its exit, as
-    /// [`Event::OomKilled`] if the OOM killer killed in the group meanwhile.
-    pub fn reap(&mut self) -> Result<Event> {
+    /// The child's pidfd was readable: kills what is left of its process group, reaps it,
+    /// and kills what is left of its tree. Its exit (as [`Event::OomKilled`] if the OOM
+    /// killer killed in the group meanwhile) — or `None` while its cgroup empties, watched
+    /// in the poll set ([`Self::advance_drain`]).
+    pub fn on_exited(&mut self, now: Instant) -> Result<Option<Event>> {
         let child = self
             .child
             .take()
@@ -28,39 +41,102 @@ impl Unit {
         // The child is a zombie now: its pid still pins its process group id, so this
         // reaches only what is left of that group.
         child.signal_group(Signal::SIGKILL)?;
+        let Some(exit) = child.pidfd.reap()? else {
+            // A readable pidfd is an exited child: this is not expected. Kept, and looked
+            // at again when the loop wakes next.
+            self.child = Some(child);
+            return Ok(None);
+        };
         let kills = self.cgroup().and_then(Cgroup::oom_kills);
         self.oom = matches!((self.oom_kills, kills), (Some(before), Some(now)) if now > before);
-        if let Some(cg) = self.cgroup() {
-            // SIGKILL cannot be held off: the wait is for the kernel to tear the
-            // processes down, not for them to finish anything.
-            if let Err(e) = cg.empty(self.service.stop_timeout) {
-                self.note(&format!("{e:#}"));
-            }
-        }
-        if self.subreaper {
-            let spare: Vec<i32> = self.sentinel.into_iter().collect();
-            containment::kill_descendants(&spare, self.service.stop_timeout);
-        }
-        let exit = loop {
-            if let Some(exit) = child.pidfd.reap()? {
-                break exit;
-            }
-        };
-        // The killed orphans are this supervisor's children now; nobody else reaps them.
-        if self.subreaper
-            && let Err(e) = process::reap_orphans()
-        {
-            self.note(&format!("reap orphans: {e}"));
-        }
-        Ok(if self.oom {
+        let event = if self.oom {
             Event::OomKilled(exit)
         } else {
             Event::ChildExited(exit)
-        })
+        };
+        // SIGKILL cannot be held off: what is waited for is the kernel tearing the
+        // processes down, not them finishing anything.
+        let emptying = match self.cgroup().map(Cgroup::start_emptying).transpose() {
+            Ok(e) => e.flatten(),
+            Err(e) => {
+                self.note(&format!("{e:#}"));
+                None
+            }
+        };
+        if self.subreaper {
+            let spare: Vec<i32> = self.sentinel.into_iter().collect();
+            containment::kill_descendants(&spare, self.service.stop_timeout);
+            // The killed orphans are this supervisor's children now; nobody else reaps
+            // them.
+            if let Err(e) = process::reap_orphans() {
+                self.note(&format!("reap orphans: {e}"));
+            }
+        }
+        let Some(emptying) = emptying else {
+            return Ok(Some(event));
+        };
+        self.draining = Some(Drain {
+            exit: event,
+            emptying,
+            deadline: now + self.service.stop_timeout,
+            deferred: Vec::new(),
+        });
+        Ok(None)
+    }
+
+    /// While the exited child's cgroup empties: its `cgroup.events`, for the poll set.
+    pub fn drain_fd(&self) -> Option<PollFd<'_>> {
+        self.draining.as_ref().map(|d| d.emptying.poll_fd())
+    }
+
+    /// When the emptying of the exited child's cgroup is given up on.
+    pub(super) fn drain_deadline(&self) -> Option<Instant> {
+        self.draining.as_ref().map(|d| d.deadline)
+    }
+
+    /// Whether the exited child's tree is still being torn down.
+    pub fn draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
+    /// Looks at the emptying cgroup if its `cgroup.events` changed (`woken`) or its
+    /// deadline has passed: once it is empty (or the deadline has passed, which is said),
+    /// the exit, and the requests deferred meanwhile.
+    pub fn advance_drain(&mut self, woken: bool, now: Instant) -> Option<(Event, Vec<Event>)> {
+        let d = self.draining.as_mut()?;
+        if !woken && d.deadline > now {
+            return None;
+        }
+        let empty = d.emptying.is_empty();
+        let dir = d.emptying.dir().display().to_string();
+        match empty {
+            Ok(false) if d.deadline > now => return None,
+            Ok(false) => self.note(&format!(
+                "cgroup {dir} still has processes {}ms after cgroup.kill",
+                self.service.stop_timeout.as_millis()
+            )),
+            Ok(true) => {}
+            Err(e) => self.note(&format!("{e:#}")),
+        }
+        let d = self.draining.take()?;
+        Some((d.exit, d.deferred))
+    }
+
+    /// An event for this unit, unless its exited child's tree is being torn down: then a
+    /// stop or restart request waits for the exit, and anything else (news of the child
+    /// that is gone, its timers) is dropped.
+    pub fn admit(&mut self, event: Event) -> Option<Event> {
+        let Some(d) = self.draining.as_mut() else {
+            return Some(event);
+        };
+        if matches!(event, Event::StopRequested | Event::RestartRequested) {
+            d.deferred.push(event);
+        }
+        None
     }
 
     /// The last exit as `status` shows it: `killed by the OOM killer: memory-max 256M`
-    /// when it was (see [`reap`](Self::reap)).
+    /// when it was (see [`on_exited`](Self::on_exited)).
     pub fn last_exit_text(&self) -> Option<String> {
         self.machine.last_exit().map(|e| self.exit_text(e))
     }
@@ -79,7 +155,7 @@ impl Unit {
     }
 
     /// Tells the user (stderr) and a waiting launcher what became of an exit.
-    pub(super) fn report_exit(&self, before: State, exit: Exit, cx: &Context<'_>) {
+    pub(super) fn report_exit(&self, before: State, exit: Exit, cx: &Shared<'_>) {
         let program = crate::service::default_name(&self.service.program);
         let exit = self.exit_text(exit);
         let state = self.machine.state();
@@ -151,41 +227,54 @@ impl Unit {
         lines[lines.len().saturating_sub(n)..].to_vec()
     }
 
-    /// Runs the on-give-up hook once and waits for it (up to the stop timeout).
-    pub(super) fn give_up(&self, last_exit: Exit, reason: &str) {
-        let name = &self.service.name;
+    /// Starts the on-give-up hook (see [`hook`](crate::supervisor::hook)), if the
+    /// service has one; it runs in the poll set.
+    pub(super) fn give_up(&mut self, last_exit: Exit, reason: &str, now: Instant) {
         self.note(&format!("gave up: {reason}"));
-        let Some(hook) = &self.service.on_give_up else {
+        let Some(command) = &self.service.on_give_up else {
             return;
         };
-        let mut cmd = Command::new("/bin/sh");
-        strip_internal(&mut cmd);
-        cmd.arg("-c")
-            .arg(hook)
-            .current_dir(&self.service.dir)
-            .env("DAEMONIC_SERVICE", name)
-            .env("DAEMONIC_LAST_EXIT", last_exit.shell_status().to_string())
-            .env("DAEMONIC_REASON", reason);
-        match run_to_end(&mut cmd, self.service.stop_timeout) {
-            Ok(exit) if exit.success() => {}
-            Ok(exit) => self.note(&format!("on-give-up hook {exit}")),
+        let given = hook::Given {
+            service: &self.service.name,
+            last_exit,
+            reason,
+            dir: &self.service.dir,
+        };
+        match Hook::start(command, &given, self.service.stop_timeout, now) {
+            Ok(h) => self.hook = Some(h),
             Err(e) => self.note(&format!("on-give-up hook: {e:#}")),
         }
     }
-}
 
-/// Runs a helper command (own process group) to its end, SIGKILLing its group after
-/// `limit`.
-fn run_to_end(cmd: &mut Command, limit: Duration) -> Result<Exit> {
-    let child = process::spawn(cmd)?;
-    if !child.pidfd.wait_exit(limit)? {
-        child.signal_group(Signal::SIGKILL)?;
-        child.pidfd.wait_exit(Duration::from_secs(3600))?;
+    /// The running on-give-up hook's pidfd, for the poll set.
+    pub fn hook_fd(&self) -> Option<PollFd<'_>> {
+        self.hook.as_ref().map(Hook::poll_fd)
     }
-    child.signal_group(Signal::SIGKILL)?;
-    loop {
-        if let Some(exit) = child.pidfd.reap()? {
-            return Ok(exit);
+
+    /// Moves the on-give-up hook on (`exited`: its pidfd was readable): kills it at its
+    /// time limit, notes a failure once it has ended.
+    pub fn advance_hook(&mut self, exited: bool, now: Instant) {
+        let Some(h) = self.hook.as_mut() else {
+            return;
+        };
+        match h.advance(exited, now) {
+            Ok(None) => {}
+            Ok(Some(exit)) => {
+                self.hook = None;
+                if !exit.success() {
+                    self.note(&format!("on-give-up hook {exit}"));
+                }
+            }
+            Err(e) => {
+                self.hook = None;
+                self.note(&format!("on-give-up hook: {e:#}"));
+            }
         }
+    }
+
+    /// Whether something of this unit still runs after it became final (its give-up
+    /// hook), or its child's tree is still being torn down: the unit is not done yet.
+    pub fn busy(&self) -> bool {
+        self.hook.is_some() || self.draining.is_some()
     }
 }

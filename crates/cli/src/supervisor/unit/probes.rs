@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Context, Unit};
+use super::{Shared, Unit};
 use crate::service::Readiness;
 use crate::supervisor::capture::Capture;
 use crate::supervisor::health::Check;
@@ -13,23 +13,23 @@ use crate::supervisor::probe::{Attempt, Outcome as ProbeOutcome, listener};
 /// Which of a unit's probe attempts: the startup probe (`--ready`, in `Starting`) or a
 /// health check (in `Ready`). The two checks may be in flight at the same time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub enum ProbeRole {
     Startup,
     Check(Check),
 }
 
-impl Slot {
-    pub const ALL: [Slot; 3] = [
-        Slot::Startup,
-        Slot::Check(Check::Liveness),
-        Slot::Check(Check::Readiness),
+impl ProbeRole {
+    pub const ALL: [ProbeRole; 3] = [
+        ProbeRole::Startup,
+        ProbeRole::Check(Check::Liveness),
+        ProbeRole::Check(Check::Readiness),
     ];
 
     pub fn index(self) -> usize {
         match self {
-            Slot::Startup => 0,
-            Slot::Check(Check::Liveness) => 1,
-            Slot::Check(Check::Readiness) => 2,
+            ProbeRole::Startup => 0,
+            ProbeRole::Check(Check::Liveness) => 1,
+            ProbeRole::Check(Check::Readiness) => 2,
         }
     }
 }
@@ -71,7 +71,7 @@ impl Unit {
     /// For `--ready log:…`: the new child's `pipes` look for the pattern (an older
     /// child's, still draining, no longer do), and until a line matches, that is why it
     /// is not ready.
-    pub(super) fn watch_output(&mut self, pipes: &mut [Capture], cx: &Context<'_>) {
+    pub(super) fn watch_output(&mut self, pipes: &mut [Capture], cx: &Shared<'_>) {
         let Readiness::Log(pattern) = &self.service.ready else {
             return;
         };
@@ -92,22 +92,33 @@ impl Unit {
     }
 
     /// The probe attempts in flight, for the poll set.
-    pub fn attempts(&self) -> impl Iterator<Item = (Slot, &Attempt)> {
-        Slot::ALL
+    /// None while the exited child's tree is torn down (they are of no use any more,
+    /// and are dropped with the exit).
+    pub fn attempts(&self) -> impl Iterator<Item = (ProbeRole, &Attempt)> {
+        let live = !self.draining();
+        ProbeRole::ALL
             .into_iter()
+            .filter(move |_| live)
             .filter_map(|s| Some((s, self.attempts[s.index()].as_ref()?)))
     }
 
     /// Moves each probe attempt on if its descriptors were ready (`woken`, by
-    /// [`Slot::index`]) or its deadline has passed; the results of those that finished,
+    /// [`ProbeRole::index`]) or its deadline has passed; the results of those that finished,
     /// as events.
-    pub fn advance_probes(&mut self, woken: [bool; Slot::ALL.len()], now: Instant) -> Vec<Event> {
+    pub fn advance_probes(
+        &mut self,
+        woken: [bool; ProbeRole::ALL.len()],
+        now: Instant,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
-        for slot in Slot::ALL {
-            let Some(attempt) = self.attempts[slot.index()].as_mut() else {
+        if self.draining() {
+            return events;
+        }
+        for role in ProbeRole::ALL {
+            let Some(attempt) = self.attempts[role.index()].as_mut() else {
                 continue;
             };
-            if !woken[slot.index()] && attempt.deadline() > now {
+            if !woken[role.index()] && attempt.deadline() > now {
                 continue;
             }
             let Some(mut outcome) = attempt.advance(now) else {
@@ -115,26 +126,26 @@ impl Unit {
             };
             // A port that answers may be held by another program (the service's own bind
             // then fails): ready only if the listener is the service's.
-            if let (Slot::Startup, ProbeOutcome::Success, Some(addr)) =
-                (slot, &outcome, attempt.connected_to())
+            if let (ProbeRole::Startup, ProbeOutcome::Success, Some(addr)) =
+                (role, &outcome, attempt.connected_to())
             {
                 let tree = self.pid().map_or(Vec::new(), listener::tree);
                 if let Err(why) = listener::check(addr, &tree) {
                     outcome = ProbeOutcome::Failure(why);
                 }
             }
-            self.attempts[slot.index()] = None;
-            events.push(match (slot, outcome) {
-                (Slot::Startup, ProbeOutcome::Success) => {
+            self.attempts[role.index()] = None;
+            events.push(match (role, outcome) {
+                (ProbeRole::Startup, ProbeOutcome::Success) => {
                     self.probe_failure = None;
                     Event::ProbeSucceeded
                 }
-                (Slot::Startup, ProbeOutcome::Failure(why)) => {
+                (ProbeRole::Startup, ProbeOutcome::Failure(why)) => {
                     self.probe_failure = Some(why.clone());
                     Event::ProbeFailed(why)
                 }
-                (Slot::Check(c), ProbeOutcome::Success) => Event::CheckPassed(c),
-                (Slot::Check(c), ProbeOutcome::Failure(why)) => Event::CheckFailed(c, why),
+                (ProbeRole::Check(c), ProbeOutcome::Success) => Event::CheckPassed(c),
+                (ProbeRole::Check(c), ProbeOutcome::Failure(why)) => Event::CheckFailed(c, why),
             });
         }
         events

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use daemonic::Pid;
 use daemonic::process::{self, Exit};
 
-use super::{Context, Unit};
+use super::{Shared, Unit};
 use crate::supervisor::capture::{self, Capture, Sink};
 use crate::supervisor::containment::Cgroup;
 
@@ -51,7 +51,7 @@ pub fn strip_internal(cmd: &mut Command) {
 impl Unit {
     /// Starts a child; on failure reports why (stderr, and the launcher of a single
     /// service's first start) and returns the status a shell would give (127, 126).
-    pub(super) fn spawn(&mut self, cx: &Context<'_>) -> Result<(), Exit> {
+    pub(super) fn spawn(&mut self, cx: &Shared<'_>) -> Result<(), Exit> {
         self.spawned += 1;
         if self.log_start.is_none()
             && let Some(l) = &self.service.log
@@ -135,7 +135,7 @@ impl Unit {
     /// The open `cgroup.procs` of the service's group for the child to enter, made
     /// empty first (see [`containment`]); `None` without a cgroup. The first call
     /// finds the group; one left populated by a killed supervisor is emptied, and said.
-    pub(super) fn contain(&mut self, cx: &Context<'_>) -> Result<Option<std::os::fd::OwnedFd>> {
+    pub(super) fn contain(&mut self, cx: &Shared<'_>) -> Result<Option<std::os::fd::OwnedFd>> {
         if self.cgroup.is_none() {
             let state_dir = match &self.status_file {
                 Some(s) => s.path().parent().unwrap_or(s.path()).to_path_buf(),
