@@ -270,6 +270,7 @@ impl Unit {
         let state = self.machine.state();
         s.write(&status_file::Snapshot {
             state,
+            ready: state == State::Ready && self.is_ready(),
             pid: self.pid(),
             supervisor: Pid::this(),
             since: self.since,

@@ -54,6 +54,8 @@ fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
         log_file: u.log_file().map(|p| p.display().to_string()),
         group: sup.group.as_ref().map(|g| g.config.project.clone()),
         health: u.health(),
+        // A held unit is waiting, whatever its machine says.
+        ready: shown == "ready" && u.is_ready(),
         ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }
