@@ -39,7 +39,7 @@ use super::health::{self, Check, Health};
 use super::policy::{self, Jitter, StartLimit};
 
 mod vocabulary;
-pub use vocabulary::{Action, After, Config, Event, Readiness, State, Timer};
+pub use vocabulary::{Action, After, Config, Event, ReadyWhen, State, Timer};
 
 /// How many restart delays are kept for `daemonic status` (the most recent).
 const DELAYS_KEPT: usize = 32;
@@ -127,11 +127,11 @@ impl Machine {
                 self.on_exit(exit, false, now)
             }
             // A one-shot is ready when it has completed, whatever it says before.
-            (S::Starting, E::ReadyMessage) if self.config.readiness == Readiness::Exit => {
+            (S::Starting, E::ReadyMessage) if self.config.readiness == ReadyWhen::Exit => {
                 (S::Starting, vec![])
             }
             (S::Starting, E::ChildExited(exit))
-                if self.config.readiness == Readiness::Exit
+                if self.config.readiness == ReadyWhen::Exit
                     && policy::is_success(&self.config.policy.success_codes, exit) =>
             {
                 self.last_exit = Some(exit);
@@ -166,7 +166,7 @@ impl Machine {
             // A timer of a start that was ready (or stopping) in the meantime.
             (S::Ready | S::Stopping, E::StartTimedOut) => (self.state, vec![]),
             (S::Starting, E::ProbeFailed(_)) => {
-                let Readiness::Probe(interval) = self.config.readiness else {
+                let ReadyWhen::Probe(interval) = self.config.readiness else {
                     unreachable!("supervisor bug: a probe result without probe readiness")
                 };
                 (
@@ -301,11 +301,11 @@ impl Machine {
         self.starts.push_back(now);
         StartLimit::keep(self.config.policy.start_limit, &mut self.starts, now);
         let mut actions = match self.config.readiness {
-            Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
+            ReadyWhen::NotifyOrGrace(grace) | ReadyWhen::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
-            Readiness::Notify | Readiness::Exit | Readiness::Output => vec![],
-            Readiness::Probe(_) => vec![Action::StartProbe],
+            ReadyWhen::Notify | ReadyWhen::Exit | ReadyWhen::Output => vec![],
+            ReadyWhen::Probe(_) => vec![Action::StartProbe],
         };
         if let Some(limit) = self.config.start_timeout
             && !(first && self.config.first_start_watched)

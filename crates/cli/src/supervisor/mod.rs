@@ -291,12 +291,12 @@ fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
     machine::Config {
         policy: s.policy.clone(),
         readiness: match s.ready {
-            _ if s.kind == crate::service::Kind::Oneshot => machine::Readiness::Exit,
-            Readiness::Auto => machine::Readiness::NotifyOrGrace(s.grace),
-            Readiness::Notify => machine::Readiness::Notify,
-            Readiness::Grace => machine::Readiness::Grace(s.grace),
-            Readiness::Probe(_) => machine::Readiness::Probe(s.probe.interval),
-            Readiness::Log(_) => machine::Readiness::Output,
+            _ if s.kind == crate::service::Kind::Oneshot => machine::ReadyWhen::Exit,
+            Readiness::Auto => machine::ReadyWhen::NotifyOrGrace(s.grace),
+            Readiness::Notify => machine::ReadyWhen::Notify,
+            Readiness::Grace => machine::ReadyWhen::Grace(s.grace),
+            Readiness::Probe(_) => machine::ReadyWhen::Probe(s.probe.interval),
+            Readiness::Log(_) => machine::ReadyWhen::Output,
         },
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,

@@ -7,7 +7,7 @@ use daemonic::Signal;
 use daemonic::process::Exit;
 
 use super::*;
-use crate::supervisor::machine::{Action, Config as MachineConfig, Event, Machine, Readiness};
+use crate::supervisor::machine::{Action, Config as MachineConfig, Event, Machine, ReadyWhen};
 use crate::supervisor::machine::{State, Timer};
 use crate::supervisor::policy::{Jitter, Restart};
 
@@ -99,7 +99,7 @@ fn the_summary_says_the_verdict_and_the_failures_in_a_row() {
 
 fn machine(health: Config, restart: Restart) -> Machine {
     let config = MachineConfig {
-        readiness: Readiness::Notify,
+        readiness: ReadyWhen::Notify,
         health,
         ..crate::supervisor::machine::tests::config(restart, None)
     };

@@ -194,7 +194,7 @@ pub enum Action {
 
 /// How readiness is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
+pub enum ReadyWhen {
     /// `READY=1`, or this long without an exit, whichever comes first.
     NotifyOrGrace(Duration),
     /// `READY=1` only.
@@ -213,7 +213,7 @@ pub enum Readiness {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub policy: Policy,
-    pub readiness: Readiness,
+    pub readiness: ReadyWhen,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     /// The child must send `WATCHDOG=1` at least this often once ready.
