@@ -142,40 +142,7 @@ impl Supervisor {
             }
             let fingerprint = format!("{service:?}");
             let want = wanted.contains(&name);
-            let live = (self.units.newest(&name)).filter(|&i| !self.units[i].standing.retired);
-            if let Some(i) = live {
-                let m = &mut self.units[i];
-                m.standing.deps = def.depends_on.clone();
-                m.standing.conditions = def.conditions.clone();
-                let same = m.standing.fingerprint == fingerprint;
-                let running = !m.standing.finished && !m.standing.down;
-                // A one-shot that completed is done: an unchanged one is not run again
-                // (unless asked to be).
-                let completed = m.unit.state() == State::Completed
-                    && !m.standing.down
-                    && !rerun.contains(&name);
-                match (same, want, running || completed) {
-                    (true, true, true) => {
-                        applied.unchanged.push(name);
-                        continue;
-                    }
-                    // Unchanged and not wanted: left as it is, running or not.
-                    (true, false, _) => continue,
-                    (false, false, false) => {
-                        self.retire(i);
-                        continue;
-                    }
-                    _ => {}
-                }
-                if same {
-                    applied.started.push(name.clone());
-                } else {
-                    applied.replaced.push(name.clone());
-                }
-                self.retire(i);
-            } else if want {
-                applied.started.push(name.clone());
-            } else {
+            if !self.needs_new_unit(&name, def, &fingerprint, (want, rerun), &mut applied) {
                 continue;
             }
             let lock = self.take_lock(&name);
@@ -193,6 +160,59 @@ impl Supervisor {
             g.config = config;
         }
         Ok(applied)
+    }
+
+    /// Compares the service `name` of the file (`def`, resolved to `fingerprint`) with
+    /// the unit running it, if any; notes in `applied` what applying does to it. `true`
+    /// when a new unit is to run it (the old one, if any, is retired).
+    fn needs_new_unit(
+        &mut self,
+        name: &str,
+        def: &crate::config::Def,
+        fingerprint: &str,
+        (want, rerun): (bool, &[String]),
+        applied: &mut Applied,
+    ) -> bool {
+        let live = self
+            .units
+            .newest(name)
+            .filter(|&i| !self.units[i].standing.retired);
+        let Some(i) = live else {
+            if want {
+                applied.started.push(name.to_string());
+            }
+            return want;
+        };
+        let m = &mut self.units[i];
+        m.standing.deps = def.depends_on.clone();
+        m.standing.conditions = def.conditions.clone();
+        let same = m.standing.fingerprint == fingerprint;
+        let running = !m.standing.finished && !m.standing.down;
+        // A one-shot that completed is done: an unchanged one is not run again (unless
+        // asked to be).
+        let completed = m.unit.state() == State::Completed
+            && !m.standing.down
+            && !rerun.iter().any(|r| r == name);
+        match (same, want, running || completed) {
+            (true, true, true) => {
+                applied.unchanged.push(name.to_string());
+                return false;
+            }
+            // Unchanged and not wanted: left as it is, running or not.
+            (true, false, _) => return false,
+            (false, false, false) => {
+                self.retire(i);
+                return false;
+            }
+            _ => {}
+        }
+        if same {
+            applied.started.push(name.to_string());
+        } else {
+            applied.replaced.push(name.to_string());
+        }
+        self.retire(i);
+        true
     }
 
     /// A new held unit for `service` (its pid file locked, its control socket bound).
