@@ -242,11 +242,12 @@ pub fn tree_memory(
 /// Subreaper containment (no cgroup, one service): SIGKILLs every descendant of this
 /// supervisor but those of `spare` (the sentinel) — the supervisor is a child subreaper, so
 /// a `setsid`'d or double-forked orphan of the service is its child, whatever its
-/// environment — and waits (up to `limit`) until they have died. The orphans among them
-/// are the caller's to reap (`process::reap_orphans`, once the main process is reaped: a
-/// claimed child ahead of them in the kernel's list holds them back). Each is opened as a pidfd before its parentage is read again, so a reused pid is
-/// never signalled. Returns how many were killed.
-pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
+/// environment. Each is opened as a pidfd before its parentage is read again, so a reused
+/// pid is never signalled. Returns the handles of those killed, readable once each has
+/// died: the caller waits for them in its poll set. The orphans among them are the
+/// caller's to reap then (`process::reap_orphans`, once the main process is reaped: a
+/// claimed child ahead of them in the kernel's list holds them back).
+pub fn kill_descendants(spare: &[i32]) -> Vec<daemonic::process::PidFd> {
     use daemonic::process::PidFd;
     let me = std::process::id() as i32;
     let mut killed: Vec<PidFd> = Vec::new();
@@ -271,11 +272,7 @@ pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
             break;
         }
     }
-    let deadline = Instant::now() + limit;
-    for h in &killed {
-        let _ = h.wait_exit(deadline.saturating_duration_since(Instant::now()));
-    }
-    killed.len()
+    killed
 }
 
 /// The live (not zombie) descendants of `root` in `/proc`, but `spare` and theirs.

@@ -131,7 +131,7 @@ impl<'a> PollSet<'a> {
                     set.add(Source::Probe(id, role.index()), fd);
                 }
             }
-            if let Some(fd) = u.drain_fd() {
+            for fd in u.drain_fds() {
                 set.add(Source::Drain(id), fd);
             }
             if let Some(fd) = u.hook_fd() {

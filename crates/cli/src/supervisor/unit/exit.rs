@@ -1,12 +1,13 @@
 //! The end of a unit's child: reaping it, tearing down what it left (its cgroup emptied
 //! in the poll set), what is said about its exit, and the give-up hook.
 
-use std::time::Instant;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use daemonic::Signal;
-use daemonic::process::{self, Exit};
-use nix::poll::PollFd;
+use daemonic::process::{self, Exit, PidFd};
+use daemonic::{Pid, Signal};
+use nix::poll::{PollFd, PollFlags};
 
 use super::{Shared, Unit};
 use crate::supervisor::containment::{self, Cgroup, Emptying};
@@ -17,12 +18,15 @@ use crate::supervisor::machine::{Event, State};
 /// How many of the program's last lines a failed first start shows.
 pub(super) const TAIL_LINES: usize = 5;
 
-/// A child that has exited and been reaped, while what it left in its cgroup is torn
-/// down: its exit is reported once the group is empty (or `deadline` has passed).
+/// A child that has exited and been reaped, while what it left is torn down: its exit is
+/// reported once its cgroup is empty and the descendants killed in subreaper mode have
+/// died (or `deadline` has passed).
 #[derive(Debug)]
 pub(super) struct Drain {
     exit: Event,
-    emptying: Emptying,
+    emptying: Option<Emptying>,
+    /// Subreaper mode: the descendants SIGKILLed, until each has died.
+    killed: Vec<PidFd>,
     deadline: Instant,
     /// Stop and restart requests that came meanwhile, for after the exit.
     deferred: Vec<Event>,
@@ -63,30 +67,40 @@ impl Unit {
                 None
             }
         };
-        if self.subreaper {
+        let killed = if self.subreaper {
             let spare: Vec<i32> = self.sentinel.into_iter().collect();
-            containment::kill_descendants(&spare, self.service.stop_timeout);
-            // The killed orphans are this supervisor's children now; nobody else reaps
-            // them.
-            if let Err(e) = process::reap_orphans() {
-                self.note(&format!("reap orphans: {e}"));
-            }
-        }
-        let Some(emptying) = emptying else {
-            return Ok(Some(event));
+            containment::kill_descendants(&spare)
+        } else {
+            Vec::new()
         };
+        if emptying.is_none() && killed.is_empty() {
+            return Ok(Some(event));
+        }
         self.draining = Some(Drain {
             exit: event,
             emptying,
+            killed,
             deadline: now + self.service.stop_timeout,
             deferred: Vec::new(),
         });
         Ok(None)
     }
 
-    /// While the exited child's cgroup empties: its `cgroup.events`, for the poll set.
-    pub fn drain_fd(&self) -> Option<PollFd<'_>> {
-        self.draining.as_ref().map(|d| d.emptying.poll_fd())
+    /// While the exited child's tree is torn down: the emptying cgroup's `cgroup.events`
+    /// and the killed descendants' pidfds, for the poll set.
+    pub fn drain_fds(&self) -> Vec<PollFd<'_>> {
+        let Some(d) = &self.draining else {
+            return Vec::new();
+        };
+        let pidfds = d
+            .killed
+            .iter()
+            .map(|h| PollFd::new(h.as_fd(), PollFlags::POLLIN));
+        d.emptying
+            .iter()
+            .map(Emptying::poll_fd)
+            .chain(pidfds)
+            .collect()
     }
 
     /// When the emptying of the exited child's cgroup is given up on.
@@ -99,26 +113,59 @@ impl Unit {
         self.draining.is_some()
     }
 
-    /// Looks at the emptying cgroup if its `cgroup.events` changed (`woken`) or its
-    /// deadline has passed: once it is empty (or the deadline has passed, which is said),
-    /// the exit, and the requests deferred meanwhile.
+    /// Looks at what is being torn down if one of its descriptors was ready (`woken`) or
+    /// the deadline has passed: once the cgroup is empty and every killed descendant has
+    /// died (or the deadline has passed, which is said), the exit, and the requests
+    /// deferred meanwhile.
     pub fn advance_drain(&mut self, woken: bool, now: Instant) -> Option<(Event, Vec<Event>)> {
         let d = self.draining.as_mut()?;
         if !woken && d.deadline > now {
             return None;
         }
-        let empty = d.emptying.is_empty();
-        let dir = d.emptying.dir().display().to_string();
-        match empty {
-            Ok(false) if d.deadline > now => return None,
-            Ok(false) => self.note(&format!(
-                "cgroup {dir} still has processes {}ms after cgroup.kill",
-                self.service.stop_timeout.as_millis()
-            )),
-            Ok(true) => {}
-            Err(e) => self.note(&format!("{e:#}")),
+        // A pidfd is readable once its process has died: asked without waiting.
+        d.killed
+            .retain(|h| !h.wait_exit(Duration::ZERO).unwrap_or(true));
+        let mut error = None;
+        if let Some(e) = d.emptying.as_mut() {
+            match e.is_empty() {
+                Ok(true) => d.emptying = None,
+                Ok(false) => {}
+                Err(why) => {
+                    error = Some(format!("{why:#}"));
+                    d.emptying = None;
+                }
+            }
+        }
+        let done = d.emptying.is_none() && d.killed.is_empty();
+        if !done && d.deadline > now {
+            return None;
         }
         let d = self.draining.take()?;
+        if let Some(why) = error {
+            self.note(&why);
+        }
+        if !done {
+            let mut left: Vec<String> = d
+                .emptying
+                .iter()
+                .map(|e| format!("cgroup {}", e.dir().display()))
+                .collect();
+            if !d.killed.is_empty() {
+                let pids: Vec<Pid> = d.killed.iter().map(PidFd::pid).collect();
+                left.push(format!("processes {pids:?}"));
+            }
+            self.note(&format!(
+                "{} still there {}ms after SIGKILL",
+                left.join(", "),
+                self.service.stop_timeout.as_millis()
+            ));
+        }
+        // The killed orphans are this supervisor's children now; nobody else reaps them.
+        if self.subreaper
+            && let Err(e) = process::reap_orphans()
+        {
+            self.note(&format!("reap orphans: {e}"));
+        }
         Some((d.exit, d.deferred))
     }
 
