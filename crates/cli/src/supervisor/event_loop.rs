@@ -23,9 +23,9 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use daemonic::Signals;
 use daemonic::systemd::listen::NotifyListener;
 use daemonic::systemd::watchdog::Watchdog;
+use daemonic::{Running, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::group::Group;
@@ -33,8 +33,11 @@ use super::init::Init;
 use super::machine::{Action, Event};
 use super::notify::Notes;
 use super::requests::Pending;
+use super::unit::Unit;
 use super::unit::{Effects, ProbeRole, Shared};
+use super::units::Standing;
 use super::units::{UnitId, Units};
+use super::{Start, machine_config, seed};
 use crate::control::ControlServer;
 
 pub struct Supervisor {
@@ -188,6 +191,48 @@ impl Supervisor {
             }),
             notes: Notes::new(Instant::now()),
         }
+    }
+
+    /// Creates the first units: each entry's, started at once, or a config file's, started
+    /// as their dependencies allow.
+    pub(super) fn begin(
+        &mut self,
+        start: Start<'_>,
+        outer: &Running,
+        control: Option<&mut ControlServer>,
+        cx: &Shared<'_>,
+    ) -> Result<()> {
+        match start {
+            Start::Entries(entries) => {
+                let mut firsts = Vec::new();
+                for e in entries {
+                    let config = machine_config(&e.service, outer.detached());
+                    let (mut unit, first) =
+                        Unit::new(e.service, config, seed(self.units.next_id()))?;
+                    if let Some(path) = e.status_file {
+                        unit = unit.with_status_file(path);
+                    }
+                    firsts.push((self.units.add(unit, Standing::default()), first));
+                }
+                for (id, first) in firsts {
+                    self.carry_out(id, first, cx)?;
+                }
+            }
+            Start::Group(group, targets) => {
+                let detached = group.detached;
+                let config = group.config.clone();
+                self.group = Some(*group);
+                let targets = (!targets.is_empty()).then_some(targets);
+                self.apply(config, targets, &[], control)?;
+                if detached {
+                    // `up` follows the services' progress through the control socket.
+                    self.ready_told = true;
+                    let _ = outer.ready();
+                }
+                self.reconcile(cx)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the loop until every unit is done (see the module docs).

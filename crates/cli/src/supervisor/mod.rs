@@ -14,6 +14,15 @@
 //! idle: with every child ready, no watchdog and no health check, `poll` sleeps until
 //! something happens.
 //!
+//! Where things are: this file holds the entry points ([`supervise`],
+//! [`supervise_group`]); the `Supervisor` and its loop are `event_loop.rs` (one turn:
+//! build the poll set → wait → dispatch → deliver each event to its unit → tidy; the
+//! unit's machine returns actions, the executor carries them out and returns follow-up
+//! events); the units, under stable ids, are [`units`]; the handlers of the loop's other
+//! sources are `notify.rs` (datagrams), `signals.rs` and `requests/` (control requests,
+//! one file each); a config file's rules are [`group`]. `docs/supervisor.md`, "How an
+//! event flows", follows one event through it all.
+//!
 //! States, as `daemonic status` shows them: `starting` → `ready` → `stopping`, and after an
 //! exit `backoff` → `starting` again, or one of the final `stopped`, `exited`, `gave-up`.
 //! The supervisor ends when every unit is final. Readiness is forwarded to whoever waits
@@ -76,7 +85,7 @@ pub use machine::State;
 pub use status_file::StatusFile;
 use unit::Shared;
 pub use unit::Unit;
-use units::{Standing, UnitId};
+use units::UnitId;
 
 /// A service to supervise, and where to keep its status file (if anywhere).
 pub struct Entry {
@@ -239,50 +248,6 @@ fn run(
         .iter()
         .map(|(_, m)| (m.unit.name().to_string(), m.standing.exit))
         .collect())
-}
-
-impl Supervisor {
-    /// Creates the first units: each entry's, started at once, or a config file's, started
-    /// as their dependencies allow.
-    fn begin(
-        &mut self,
-        start: Start<'_>,
-        outer: &Running,
-        control: Option<&mut ControlServer>,
-        cx: &Shared<'_>,
-    ) -> Result<()> {
-        match start {
-            Start::Entries(entries) => {
-                let mut firsts = Vec::new();
-                for e in entries {
-                    let config = machine_config(&e.service, outer.detached());
-                    let (mut unit, first) =
-                        Unit::new(e.service, config, seed(self.units.next_id()))?;
-                    if let Some(path) = e.status_file {
-                        unit = unit.with_status_file(path);
-                    }
-                    firsts.push((self.units.add(unit, Standing::default()), first));
-                }
-                for (id, first) in firsts {
-                    self.carry_out(id, first, cx)?;
-                }
-            }
-            Start::Group(group, targets) => {
-                let detached = group.detached;
-                let config = group.config.clone();
-                self.group = Some(*group);
-                let targets = (!targets.is_empty()).then_some(targets);
-                self.apply(config, targets, &[], control)?;
-                if detached {
-                    // `up` follows the services' progress through the control socket.
-                    self.ready_told = true;
-                    let _ = outer.ready();
-                }
-                self.reconcile(cx)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The machine's configuration for a service; `first_start_watched`: a launcher waits for
