@@ -2,12 +2,17 @@
 //! `(state, event, now) -> actions`.
 //!
 //! [`Machine::step`] holds every transition in one `match`; it touches no process, clock
-//! or file. The executor (`Unit::execute` in `supervisor/unit.rs`) turns real happenings
-//! into [`Event`]s and carries out the [`Action`]s. An event a state cannot receive is a
-//! bug in the executor and panics naming both.
+//! or file. The executor (`Unit::execute` in `supervisor/unit/execute.rs`) carries out
+//! the [`Action`]s and returns what it learned as follow-up [`Event`]s (`Spawned`,
+//! `MemoryMeasured`, …), which the supervisor's loop feeds back here; the loop turns
+//! every other real happening into events too. An event a state cannot receive is a bug
+//! in the executor and panics naming both. The vocabulary — states, events, actions,
+//! timers, configuration — is in `machine/vocabulary.rs`.
 //!
 //! Invariants:
-//! - A child exists exactly in `Starting`, `Ready` and `Stopping`.
+//! - A child exists exactly in `Starting`, `Ready` and `Stopping` (after its exit, while
+//!   its tree is torn down, the unit holds back the exit and every event but a stop or
+//!   restart request: the machine sees the exit only once the tree is gone).
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
 //!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in
