@@ -45,10 +45,9 @@ use std::io::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 
 use daemonic::process;
 
@@ -427,12 +426,6 @@ impl Cgroup {
             .unwrap_or_default()
     }
 
-    /// Whether any process is in the group (`populated 1` in `cgroup.events`).
-    pub fn populated(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("cgroup.events"))
-            .is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
-    }
-
     /// SIGKILLs every process in the group (`cgroup.kill`); nothing to do if the group
     /// does not exist.
     pub fn kill(&self) -> Result<()> {
@@ -444,36 +437,6 @@ impl Cgroup {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
         }
-    }
-
-    /// Waits up to `limit` for the group to be empty: `poll(2)` on `cgroup.events`, which
-    /// the kernel marks (`POLLPRI`) on each change. True once it is empty.
-    pub fn wait_empty(&self, limit: Duration) -> Result<bool> {
-        let path = self.dir.join("cgroup.events");
-        let mut events = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-        };
-        let deadline = Instant::now() + limit;
-        // Read through the descriptor that is polled: the kernel marks it until it is read
-        // again (reading by another descriptor would leave `poll` returning at once).
-        while populated(&mut events).with_context(|| format!("read {}", path.display()))? {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).with_context(|| format!("poll {}", path.display())),
-            }
-        }
-        Ok(true)
     }
 
     /// SIGKILLs every process in the group and, if any is left, watches it empty in the
@@ -492,25 +455,6 @@ impl Cgroup {
             return Ok(None);
         }
         Ok(Some(Emptying { events, path }))
-    }
-
-    /// Kills what is in the group and waits until it is empty (up to `limit`); how many
-    /// processes were there.
-    pub fn empty(&self, limit: Duration) -> Result<usize> {
-        let n = self.pids().len();
-        if n == 0 && !self.populated() {
-            return Ok(0);
-        }
-        self.kill()?;
-        if !self.wait_empty(limit)? {
-            bail!(
-                "cgroup {} still has processes {:?} {}ms after cgroup.kill",
-                self.dir.display(),
-                self.pids(),
-                limit.as_millis()
-            );
-        }
-        Ok(n)
     }
 
     /// Removes the (empty) group, and its parent if no other service of the state

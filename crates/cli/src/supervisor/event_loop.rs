@@ -34,7 +34,7 @@ use super::machine::{Action, Event};
 use super::notify::Notes;
 use super::requests::Pending;
 use super::unit::Unit;
-use super::unit::{Effects, ProbeRole, Shared};
+use super::unit::{Effects, ProbeRole, Resume, Shared};
 use super::units::Standing;
 use super::units::{UnitId, Units};
 use super::{Start, machine_config, seed};
@@ -292,8 +292,11 @@ impl Supervisor {
             let w = woken.get(&id).copied().unwrap_or_default();
             let unit = &mut self.units[id].unit;
             unit.advance_hook(w.hook, now);
-            if let Some((exit, deferred)) = unit.advance_drain(w.drain, now) {
-                self.deliver(id, exit, cx)?;
+            if let Some((resume, deferred)) = unit.advance_drain(w.drain, now) {
+                match resume {
+                    Resume::Event(event) => self.deliver(id, event, cx)?,
+                    Resume::Spawn => self.carry_out(id, vec![Action::Spawn], cx)?,
+                }
                 for event in deferred {
                     if !self.units[id].unit.state().is_final() {
                         self.deliver(id, event, cx)?;

@@ -18,6 +18,7 @@ mod probes;
 mod spawn;
 
 pub use execute::Effects;
+pub use exit::Resume;
 pub use probes::ProbeRole;
 pub use spawn::{NOT_FOR_CHILD, spawn_failure_status, strip_internal};
 

@@ -65,14 +65,16 @@ impl Unit {
         let mut out = Effects::default();
         for action in actions {
             match action {
-                Action::Spawn => out.follow_ups.push(match self.spawn(cx) {
-                    Ok(()) => Event::Spawned,
+                Action::Spawn => match self.spawn(cx) {
+                    Ok(true) => out.follow_ups.push(Event::Spawned),
+                    // Made again once the group is empty (`Resume::Spawn`).
+                    Ok(false) => {}
                     Err(exit) => {
                         // Not the OOM killer's, whatever the last exit was.
                         self.oom = false;
-                        Event::SpawnFailed(exit)
+                        out.follow_ups.push(Event::SpawnFailed(exit))
                     }
-                }),
+                },
                 Action::SignalMain(sig) => {
                     if let Some(c) = &self.child {
                         let _ = c.pidfd.signal(sig);

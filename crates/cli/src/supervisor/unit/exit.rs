@@ -18,18 +18,49 @@ use crate::supervisor::machine::{Event, State};
 /// How many of the program's last lines a failed first start shows.
 pub(super) const TAIL_LINES: usize = 5;
 
-/// A child that has exited and been reaped, while what it left is torn down: its exit is
-/// reported once its cgroup is empty and the descendants killed in subreaper mode have
-/// died (or `deadline` has passed).
+/// What is left of a service being torn down, watched in the poll set: after its child
+/// has exited and been reaped, what it left (the exit is reported once its cgroup is empty
+/// and the descendants killed in subreaper mode have died); or before its first start,
+/// what an earlier run left in its group. Either way until `deadline` at most.
 #[derive(Debug)]
 pub(super) struct Drain {
-    exit: Event,
+    then: Then,
     emptying: Option<Emptying>,
     /// Subreaper mode: the descendants SIGKILLed, until each has died.
     killed: Vec<PidFd>,
     deadline: Instant,
     /// Stop and restart requests that came meanwhile, for after the exit.
     deferred: Vec<Event>,
+}
+
+/// What follows a drain.
+#[derive(Debug)]
+enum Then {
+    /// The child's exit, for the machine.
+    Exit(Event),
+    /// The first start, which waited; how many leftovers were killed.
+    Spawn { leftovers: usize },
+}
+
+/// What the loop does once a drain is over.
+pub enum Resume {
+    /// Delivers this event to the unit.
+    Event(Event),
+    /// Has the unit carry out its spawn again (the group is empty now).
+    Spawn,
+}
+
+impl Drain {
+    /// The first start waits for `leftovers` processes of an earlier run to go.
+    pub(super) fn leftovers(emptying: Emptying, leftovers: usize, deadline: Instant) -> Drain {
+        Drain {
+            then: Then::Spawn { leftovers },
+            emptying: Some(emptying),
+            killed: Vec::new(),
+            deadline,
+            deferred: Vec::new(),
+        }
+    }
 }
 
 impl Unit {
@@ -77,7 +108,7 @@ impl Unit {
             return Ok(Some(event));
         }
         self.draining = Some(Drain {
-            exit: event,
+            then: Then::Exit(event),
             emptying,
             killed,
             deadline: now + self.service.stop_timeout,
@@ -117,7 +148,7 @@ impl Unit {
     /// the deadline has passed: once the cgroup is empty and every killed descendant has
     /// died (or the deadline has passed, which is said), the exit, and the requests
     /// deferred meanwhile.
-    pub fn advance_drain(&mut self, woken: bool, now: Instant) -> Option<(Event, Vec<Event>)> {
+    pub fn advance_drain(&mut self, woken: bool, now: Instant) -> Option<(Resume, Vec<Event>)> {
         let d = self.draining.as_mut()?;
         if !woken && d.deadline > now {
             return None;
@@ -166,7 +197,20 @@ impl Unit {
         {
             self.note(&format!("reap orphans: {e}"));
         }
-        Some((d.exit, d.deferred))
+        let resume = match d.then {
+            Then::Exit(event) => Resume::Event(event),
+            Then::Spawn { .. } if !done => {
+                self.spawn_failed = true;
+                Resume::Event(Event::SpawnFailed(Exit::Code(126)))
+            }
+            Then::Spawn { leftovers } => {
+                if let Some(cg) = self.cgroup() {
+                    self.note_leftovers(leftovers, cg.dir());
+                }
+                Resume::Spawn
+            }
+        };
+        Some((resume, d.deferred))
     }
 
     /// An event for this unit, unless its exited child's tree is being torn down: then a

@@ -1,12 +1,15 @@
 //! Starting a unit's child: its command, environment, output pipes and containment.
 
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use daemonic::Pid;
 use daemonic::process::{self, Exit};
 
+use super::exit::Drain;
 use super::{Shared, Unit};
 use crate::supervisor::capture::{self, Capture, Sink};
 use crate::supervisor::containment::Cgroup;
@@ -48,10 +51,22 @@ pub fn strip_internal(cmd: &mut Command) {
     }
 }
 
+/// How a child is to be contained (see [`Unit::contain`]).
+pub(super) enum Containment {
+    /// In the service's cgroup: its `cgroup.procs`, for the child to write itself into.
+    Cgroup(OwnedFd),
+    /// By its process group (and in subreaper mode, the supervisor's parentage).
+    Process,
+    /// Not yet: an earlier run's leftovers in the group are being killed.
+    Wait,
+}
+
 impl Unit {
-    /// Starts a child; on failure reports why (stderr, and the launcher of a single
+    /// Starts a child (`true`), or not yet (`false`: an earlier run's leftovers in the
+    /// service's group are being killed, in the poll set; the spawn is made again once
+    /// they are gone). On failure reports why (stderr, and the launcher of a single
     /// service's first start) and returns the status a shell would give (127, 126).
-    pub(super) fn spawn(&mut self, cx: &Shared<'_>) -> Result<(), Exit> {
+    pub(super) fn spawn(&mut self, cx: &Shared<'_>) -> Result<bool, Exit> {
         self.spawned += 1;
         if self.log_start.is_none()
             && let Some(l) = &self.service.log
@@ -93,8 +108,13 @@ impl Unit {
             }
         }
         match self.contain(cx) {
-            Ok(Some(procs)) => process::into_cgroup(&mut cmd, procs),
-            Ok(None) => {}
+            Ok(Containment::Cgroup(procs)) => process::into_cgroup(&mut cmd, procs),
+            Ok(Containment::Process) => {}
+            // Not a start yet: it is made again once the group is empty.
+            Ok(Containment::Wait) => {
+                self.spawned -= 1;
+                return Ok(false);
+            }
             Err(e) => {
                 self.note(&format!("{e:#}"));
                 if cx.single && self.spawned == 1 {
@@ -119,7 +139,7 @@ impl Unit {
                 self.captures.extend(pipes);
                 self.child = Some(c);
                 self.spawn_failed = false;
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 self.note(&e.to_string());
@@ -132,10 +152,12 @@ impl Unit {
         }
     }
 
-    /// The open `cgroup.procs` of the service's group for the child to enter, made
-    /// empty first (see [`containment`]); `None` without a cgroup. The first call
-    /// finds the group; one left populated by a killed supervisor is emptied, and said.
-    pub(super) fn contain(&mut self, cx: &Shared<'_>) -> Result<Option<std::os::fd::OwnedFd>> {
+    /// How the child is contained: the open `cgroup.procs` of the service's group for it
+    /// to enter (see [`containment`](crate::supervisor::containment)), or its process
+    /// group without a cgroup. The first call finds the group; one left populated by a
+    /// killed supervisor is emptied first — `cgroup.kill`, then `populated 0` watched in
+    /// the poll set, [`Containment::Wait`] until then — and said.
+    pub(super) fn contain(&mut self, cx: &Shared<'_>) -> Result<Containment> {
         if self.cgroup.is_none() {
             let state_dir = match &self.status_file {
                 Some(s) => s.path().parent().unwrap_or(s.path()).to_path_buf(),
@@ -153,13 +175,13 @@ impl Unit {
                 if let Some(s) = cx.sentinel {
                     s.watch_cgroup(cg.dir())?;
                 }
-                let left = cg.empty(self.service.stop_timeout)?;
-                if left > 0 {
-                    self.note(&format!(
-                        "killed {left} leftover process{} of an earlier run in cgroup {}",
-                        if left == 1 { "" } else { "es" },
-                        cg.dir().display()
-                    ));
+                let left = cg.pids().len();
+                match cg.start_emptying()? {
+                    Some(emptying) => {
+                        let deadline = Instant::now() + self.service.stop_timeout;
+                        self.draining = Some(Drain::leftovers(emptying, left, deadline));
+                    }
+                    None => self.note_leftovers(left, cg.dir()),
                 }
             }
             // In a supervisor of many services an orphan's service cannot be told (its
@@ -172,13 +194,27 @@ impl Unit {
             }
             self.cgroup = Some(found);
         }
+        if self.draining() {
+            return Ok(Containment::Wait);
+        }
         match &self.cgroup {
             Some(Some(cg)) => {
                 let procs = cg.prepare(&self.service.limits)?;
                 self.oom_kills = cg.oom_kills();
-                Ok(Some(procs))
+                Ok(Containment::Cgroup(procs))
             }
-            _ => Ok(None),
+            _ => Ok(Containment::Process),
+        }
+    }
+
+    /// Says how many processes an earlier run left in the group `dir` (none: nothing).
+    pub(super) fn note_leftovers(&self, left: usize, dir: &std::path::Path) {
+        if left > 0 {
+            self.note(&format!(
+                "killed {left} leftover process{} of an earlier run in cgroup {}",
+                if left == 1 { "" } else { "es" },
+                dir.display()
+            ));
         }
     }
 
