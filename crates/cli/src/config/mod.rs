@@ -33,7 +33,8 @@
 //! default `dir`.
 //!
 //! Loading checks everything it can — syntax, unknown keys (with a "did you mean"),
-//! types, each value with the flag's own parser, unknown dependencies and cycles, missing
+//! types, each value with the option's own parser (the service is built from the values
+//! themselves: [`ServiceArgs::from_values`]), unknown dependencies and cycles, missing
 //! programs, unknown users and groups — and reports *all* errors at once, each at its
 //! `file:line:column` ([`Report`]).
 
@@ -51,16 +52,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use clap::Parser;
 use toml::de::DeTable;
 
+use crate::service::{Kind, Service, ServiceArgs};
 pub use diagnostic::{Diagnostic, Report};
 use diagnostic::{Sink, did_you_mean};
 use layers::{Layers, absolute_program, layers, string, table, unknown};
 use node::{Span, Value};
-use schema::Flags;
-
-use crate::service::{Service, ServiceArgs};
 
 /// The file `up`, `down` and `check` use unless `-f` names another.
 pub const DEFAULT_FILE: &str = "daemonic.toml";
@@ -92,10 +90,13 @@ pub struct Config {
 }
 
 /// One service as the file defines it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Def {
     pub name: String,
-    /// Its keys as flags of `start`/`run`, in a fixed order.
+    /// Its options, built from the file's values (with `command` as its command).
+    pub args: ServiceArgs,
+    /// The same options as flags of `run` (`--key=value`, `--switch`), in a fixed order:
+    /// for a unit or a Windows service that runs `daemonic run` with them.
     pub flags: Vec<String>,
     /// The program and its arguments.
     pub command: Vec<String>,
@@ -247,7 +248,7 @@ impl Config {
                 let def = self.get(&n).ok_or_else(|| {
                     anyhow!("--rerun: no service named {n:?} in {}", self.file.display())
                 })?;
-                if !def.flags.iter().any(|f| f == "--type=oneshot") {
+                if def.args.kind != Kind::Oneshot {
                     return Err(anyhow!(
                         "--rerun {n}: not a one-shot (`type = \"oneshot\"`); `restart {n}` restarts a service"
                     ));
@@ -317,24 +318,55 @@ impl Config {
 }
 
 impl Def {
-    /// The service's flags, parsed (they were checked when the file was loaded).
-    pub fn args(&self) -> Result<ServiceArgs> {
-        let argv = self
-            .flags
+    /// The service `name` with the options `values` (each key's checked texts, in this
+    /// order; a key may come twice, its texts then add up), running `command`. The error
+    /// names the key whose value its parser refused.
+    pub fn new(
+        name: String,
+        values: &[(String, Vec<String>)],
+        command: Vec<String>,
+        depends_on: Vec<(String, Condition)>,
+    ) -> Result<Def, String> {
+        let mut args = ServiceArgs::from_values(|key| {
+            values
+                .iter()
+                .filter(|(k, _)| k == key)
+                .flat_map(|(_, texts)| texts.iter().map(String::as_str))
+                .collect()
+        })?;
+        args.command = command.iter().map(Into::into).collect();
+        let flags = values
             .iter()
-            .map(String::as_str)
-            .chain(["--"])
-            .chain(self.command.iter().map(String::as_str));
-        Flags::try_parse_from(argv)
-            .map(|f| f.service)
-            .map_err(|e| anyhow!("{}: {}", self.name, e.to_string().trim()))
+            .flat_map(|(key, texts)| texts.iter().filter_map(move |t| flag(key, t)))
+            .collect();
+        let (depends_on, conditions) = depends_on.into_iter().unzip();
+        Ok(Def {
+            name,
+            args,
+            flags,
+            command,
+            depends_on,
+            conditions,
+        })
     }
 
     /// The service to supervise; its output is captured to `default_log` unless its
     /// `log-file` says where (see [`Service::from_args`]).
     pub fn service(&self, default_log: Option<PathBuf>) -> Result<Service> {
-        Service::from_args(self.name.clone(), self.args()?, default_log)
+        Service::from_args(self.name.clone(), self.args.clone(), default_log)
             .with_context(|| self.name.clone())
+    }
+}
+
+/// `--key=text` (one word, so a value starting with `-` stays a value); a switch is
+/// `--key` when on, nothing when off.
+fn flag(key: &str, text: &str) -> Option<String> {
+    let switch = crate::service::table::find(key)
+        .is_some_and(|o| o.shape == crate::service::options::Shape::Switch);
+    match (switch, text) {
+        (true, "true") => Some(format!("--{key}")),
+        (true, _) => None,
+        (false, _) => Some(format!("--{key}={text}")),
     }
 }
 
@@ -394,7 +426,7 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             "main" => main = string(&e.node, "main", sink).map(|s| (s, e.node.span.clone())),
             "defaults" => {
                 if let Some(t) = table(&e.node, "defaults", sink) {
-                    defaults = layers(t, &keys, &base, true, sink);
+                    defaults = layers(t, keys, &base, true, sink);
                 }
             }
             "services" => {
@@ -410,7 +442,7 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
                         services.push((
                             s.key.clone(),
                             s.key_span.clone(),
-                            layers(t, &keys, &base, false, sink),
+                            layers(t, keys, &base, false, sink),
                         ));
                     }
                 }
@@ -455,38 +487,36 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             }
             continue;
         };
-        let mut flags: Vec<String> = merged.flags.into_values().flatten().collect();
+        let mut values: Vec<(String, Vec<String>)> = merged.values.into_iter().collect();
         if !merged.has_dir {
-            flags.push(format!("--dir={}", base.display()));
+            values.push(("dir".into(), vec![base.display().to_string()]));
         }
         if let Some(i) = replicas.number.get(&name) {
-            flags.push(format!("--env={}={i}", replicas::VARIABLE));
+            values.push(("env".into(), vec![format!("{}={i}", replicas::VARIABLE)]));
         }
-        let command = absolute_program(command, &flags, &base);
-        let def = Def {
-            name: name.clone(),
-            flags,
-            command,
-            depends_on: merged
-                .depends_on
-                .iter()
-                .map(|(d, _, _)| d.clone())
-                .collect(),
-            conditions: merged.depends_on.iter().map(|(_, c, _)| *c).collect(),
-        };
-        match def.args() {
+        let dir = values
+            .iter()
+            .find(|(k, _)| k == "dir")
+            .and_then(|(_, texts)| texts.last())
+            .map(String::as_str);
+        let command = absolute_program(command, dir, &base);
+        let depends_on = merged
+            .depends_on
+            .iter()
+            .map(|(d, c, _)| (d.clone(), *c))
+            .collect();
+        let def = match Def::new(name.clone(), &values, command, depends_on) {
+            Ok(def) => def,
             Err(e) => {
-                sink.error(span.clone(), format!("{e:#}"));
+                sink.error(span.clone(), format!("{name}: {e}"));
                 continue;
             }
-            // Env files are read when the service is set up: one that cannot be read or
-            // parsed fails `up` then, so it fails the check now.
-            Ok(args) => {
-                for file in &args.env_file {
-                    if let Err(e) = crate::env_file::read(file) {
-                        sink.error(span.clone(), format!("service `{name}`: {e:#}"));
-                    }
-                }
+        };
+        // Env files are read when the service is set up: one that cannot be read or
+        // parsed fails `up` then, so it fails the check now.
+        for file in &def.args.env_file {
+            if let Err(e) = crate::env_file::read(file) {
+                sink.error(span.clone(), format!("service `{name}`: {e:#}"));
             }
         }
         spans.insert(

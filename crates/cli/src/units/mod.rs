@@ -43,7 +43,6 @@
 //! The config file's supervisor (`daemonic run -f FILE`, what `up` runs) has a unit of
 //! its own too: [`systemd::file_unit`].
 
-pub mod args;
 pub mod launchd;
 pub mod systemd;
 pub mod windows;
