@@ -43,6 +43,7 @@ pub mod readiness;
 pub mod restart;
 pub mod systemd;
 pub mod table;
+pub mod timestamp;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

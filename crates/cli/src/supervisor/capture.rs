@@ -39,7 +39,7 @@
 pub mod console;
 #[cfg(test)]
 mod tests;
-pub mod timestamp;
+pub use crate::service::timestamp;
 
 use std::cell::RefCell;
 use std::io;

@@ -16,7 +16,7 @@
 //! `--restart-on-memory` (pm2's `max_memory_restart`) needs no controller: the tree's
 //! memory is read the way `status` reads it, on a timer armed only when it is set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 
@@ -74,56 +74,4 @@ fn v1_mount(controller: &str) -> Option<PathBuf> {
         (fstype == "cgroup" && options.split(',').any(|o| o == controller))
             .then(|| PathBuf::from(at))
     })
-}
-
-/// The files of the limits, each as it is when not limited.
-const UNLIMITED: [(&str, &str); 4] = [
-    ("memory.max", "max"),
-    ("memory.high", "max"),
-    ("cpu.max", "max"),
-    ("pids.max", "max"),
-];
-
-/// Enables the controllers of `limits` on every level from `top` down to `dir`'s parent,
-/// then writes the limits into `dir` (which exists).
-pub fn apply(limits: &Limits, top: &Path, dir: &Path) -> Result<()> {
-    let files = limits.files();
-    // The group stays from one start to the next (and through a change of the service by
-    // `up`): a limit no longer asked for goes back to none, where its file is there.
-    for (file, none) in UNLIMITED {
-        let path = dir.join(file);
-        if !files.iter().any(|f| f.2 == file) && path.exists() {
-            std::fs::write(&path, none)
-                .with_context(|| format!("write {none:?} to {}", path.display()))?;
-        }
-    }
-    if files.is_empty() {
-        return Ok(());
-    }
-    let mut controllers: Vec<&str> = files.iter().map(|f| f.1).collect();
-    controllers.dedup();
-    let enable: String = controllers
-        .iter()
-        .map(|c| format!("+{c}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let parent = dir.parent().unwrap_or(dir);
-    let below = parent.strip_prefix(top).unwrap_or(Path::new(""));
-    let mut level = top.to_path_buf();
-    let mut levels = vec![level.clone()];
-    for part in below.components() {
-        level.push(part);
-        levels.push(level.clone());
-    }
-    for l in levels {
-        let path = l.join("cgroup.subtree_control");
-        std::fs::write(&path, &enable)
-            .with_context(|| format!("write {enable:?} to {}", path.display()))?;
-    }
-    for (_, _, file, value) in files {
-        let path = dir.join(file);
-        std::fs::write(&path, &value)
-            .with_context(|| format!("write {value:?} to {}", path.display()))?;
-    }
-    Ok(())
 }
