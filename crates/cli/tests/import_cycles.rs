@@ -66,7 +66,7 @@ fn paths_in(text: &str, module: &Module) -> Vec<Module> {
             continue;
         }
         let mut rest = code;
-        while let Some(at) = rest.find(|c: char| c == 'c' || c == 's') {
+        while let Some(at) = rest.find(['c', 's']) {
             let word_start = at == 0 || !is_ident(rest.as_bytes()[at - 1] as char);
             let tail = &rest[at..];
             let (base, after) = if let Some(t) = tail.strip_prefix("crate::") {
