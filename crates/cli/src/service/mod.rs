@@ -19,9 +19,11 @@
 //!
 //! 1. A field in the group's struct ([`ServiceArgs`], or e.g. [`health::HealthArgs`]),
 //!    with its placeholder in the struct's [`Blank`](options::Blank) implementation.
-//! 2. One [`options::Opt`] entry in the group's `options()` (in [`table::all`]'s order): `Opt::one("name",
-//!    "VALUE", |a, v| put(&mut a.field, parse(v)))`, `.default(…)` if it has one,
-//!    `.heading(…)`, `.systemd(…)` and `.help(…)` (one paragraph, as `--help` shows it).
+//! 2. One [`options::Opt`] entry in the group's `options()` (the groups are listed, in
+//!    `--help` order, by [`table::all`]): `O::one("name", "VALUE", |a, v| put(&mut
+//!    a.field, parse(v)))` (`O::many` for a repeatable one, `O::switch` for on/off),
+//!    `.default(…)` if it has one, `.heading(…)`, `.systemd(…)` and `.help(…)` (one
+//!    paragraph without its final period, as `--help` shows it).
 //!    A parser returns `Err(String)` naming the value and the accepted forms; the flag's
 //!    error and the config file's `file:line:column` error both show it.
 //! 3. Its behaviour: resolve it in [`Service::from_args`] (or the group's resolved

@@ -1,6 +1,7 @@
-//! The table of a service's options: each one defined once, as an [`Opt`] — its flag
+//! An entry of the option table: each option defined once, as an [`Opt`] — its flag
 //! (which is also its config key), the name of its value, its default, its help, how a
-//! systemd unit expresses it, and the function that parses a value into [`ServiceArgs`].
+//! systemd unit expresses it ([`Systemd`]), and the function that parses a value into
+//! its field of the group's struct.
 //!
 //! Everything else is derived from the table ([`super::table`]): the flags of `run` and
 //! `start`, the keys of a service in `daemonic.toml` and their checks (`config::schema`),

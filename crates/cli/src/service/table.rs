@@ -152,6 +152,42 @@ mod tests {
         <ServiceArgs as clap::Args>::augment_args(Command::new("x")).debug_assert();
     }
 
+    /// What a unit that runs `daemonic run` says itself (and so does not pass on): the
+    /// list `units::systemd` kept before the table held the mapping.
+    #[test]
+    fn the_unit_says_limits_environment_and_account_itself() {
+        use crate::service::options::Systemd;
+        let said: Vec<&str> = all()
+            .iter()
+            .filter(|o| matches!(o.systemd, Systemd::Said(_)))
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "memory-max",
+                "memory-high",
+                "cpu-max",
+                "tasks-max",
+                "user",
+                "group",
+                "supplementary-groups",
+                "keep-caps",
+                "no-new-privs",
+                "chroot",
+                "umask",
+                "dir",
+                "env",
+                "env-file",
+            ]
+        );
+        assert!(
+            all()
+                .iter()
+                .all(|o| o.name.starts_with("unit-") == (o.systemd == Systemd::Unit))
+        );
+    }
+
     #[test]
     fn values_from_the_table_and_from_flags_agree() {
         let flags = Cli::try_parse_from([
