@@ -41,7 +41,7 @@ impl Hook {
     /// Starts `command` for the service in `given`; it is killed `limit` from `now`.
     pub fn start(command: &str, given: &Given<'_>, limit: Duration, now: Instant) -> Result<Hook> {
         let mut cmd = Command::new("/bin/sh");
-        super::unit::strip_internal(&mut cmd);
+        super::child_env::strip_internal(&mut cmd);
         cmd.arg("-c")
             .arg(command)
             .current_dir(given.dir)

@@ -492,4 +492,6 @@ impl Machine {
 }
 
 #[cfg(test)]
+mod health_tests;
+#[cfg(test)]
 pub(super) mod tests;

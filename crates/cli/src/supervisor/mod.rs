@@ -47,11 +47,11 @@
 //! restarting the supervisor (`docs/systemd.md`, "The watchdog through daemonic run").
 
 pub mod capture;
+pub mod child_env;
 pub mod containment;
 mod event_loop;
 pub mod group;
 pub mod health;
-pub mod health_args;
 pub mod hook;
 pub mod init;
 pub mod limits;

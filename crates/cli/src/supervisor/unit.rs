@@ -20,7 +20,7 @@ mod spawn;
 pub use execute::Effects;
 pub use exit::Resume;
 pub use probes::ProbeRole;
-pub use spawn::{NOT_FOR_CHILD, spawn_failure_status, strip_internal};
+pub use spawn::spawn_failure_status;
 
 use std::ffi::OsStr;
 use std::time::{Duration, Instant, SystemTime};
