@@ -272,4 +272,4 @@ pub fn in_a_row(n: u32) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use super::*;
 
-fn ms(n: u64) -> Duration {
+pub(in crate::supervisor) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn rule(failures: u32, successes: u32) -> Rule {
+pub(in crate::supervisor) fn rule(failures: u32, successes: u32) -> Rule {
     Rule {
         interval: ms(100),
         failures,

@@ -7,20 +7,9 @@ use daemonic::Signal;
 use daemonic::process::Exit;
 
 use super::{Action, Config as MachineConfig, Event, Machine, ReadyWhen, State, Timer};
-use crate::supervisor::health::{Check, Config, Rule, Verdict};
+use crate::supervisor::health::tests::{ms, rule};
+use crate::supervisor::health::{Check, Config, Verdict};
 use crate::supervisor::policy::{Jitter, Restart};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn rule(failures: u32, successes: u32) -> Rule {
-    Rule {
-        interval: ms(100),
-        failures,
-        successes,
-    }
-}
 
 fn machine(health: Config, restart: Restart) -> Machine {
     let config = MachineConfig {

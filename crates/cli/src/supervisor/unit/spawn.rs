@@ -49,27 +49,7 @@ impl Unit {
         if let Some(w) = self.machine.config().watchdog {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
-        let mut pipes = Vec::new();
-        if let Some((out, err)) = &self.logs {
-            let stamps = self.service.log.as_ref().is_some_and(|c| c.timestamps);
-            let made =
-                Capture::pipe(out, stamps).and_then(|o| Ok((o, Capture::pipe(err, stamps)?)));
-            match made {
-                Ok(((c_out, w_out), (c_err, w_err))) => {
-                    // On the console (run -f) the child keeps the terminal's stdin.
-                    if matches!(out, Sink::Log(_)) {
-                        cmd.stdin(Stdio::null());
-                    }
-                    cmd.stdout(Stdio::from(w_out)).stderr(Stdio::from(w_err));
-                    pipes = vec![c_out, c_err];
-                }
-                Err(e) => {
-                    self.note(&format!("cannot capture output: {e}"));
-                    self.spawn_failed = true;
-                    return Err(Exit::Code(126));
-                }
-            }
-        }
+        let mut pipes = self.capture(&mut cmd)?;
         match self.contain(cx) {
             Ok(Containment::Cgroup(procs)) => process::into_cgroup(&mut cmd, procs),
             Ok(Containment::Process) => {}
@@ -111,6 +91,31 @@ impl Unit {
                 }
                 self.spawn_failed = true;
                 Err(Exit::Code(spawn_failure_status(e.os_error())))
+            }
+        }
+    }
+
+    /// The child's output pipes, when its output is captured (`cmd`'s stdout and stderr
+    /// are their write ends); a failure is noted and is the spawn's (126).
+    fn capture(&mut self, cmd: &mut Command) -> Result<Vec<Capture>, Exit> {
+        let Some((out, err)) = &self.logs else {
+            return Ok(Vec::new());
+        };
+        let stamps = self.service.log.as_ref().is_some_and(|c| c.timestamps);
+        let made = Capture::pipe(out, stamps).and_then(|o| Ok((o, Capture::pipe(err, stamps)?)));
+        match made {
+            Ok(((c_out, w_out), (c_err, w_err))) => {
+                // On the console (run -f) the child keeps the terminal's stdin.
+                if matches!(out, Sink::Log(_)) {
+                    cmd.stdin(Stdio::null());
+                }
+                cmd.stdout(Stdio::from(w_out)).stderr(Stdio::from(w_err));
+                Ok(vec![c_out, c_err])
+            }
+            Err(e) => {
+                self.note(&format!("cannot capture output: {e}"));
+                self.spawn_failed = true;
+                Err(Exit::Code(126))
             }
         }
     }
