@@ -147,3 +147,47 @@ impl IndexMut<UnitId> for Units {
             .unwrap_or_else(|| panic!("supervisor bug: no unit {id:?}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Service, ServiceArgs};
+
+    /// A unit of `name` that is never started (its first actions are dropped).
+    fn unit(name: &str) -> Unit {
+        let mut args = ServiceArgs::from_values(|_| Vec::new()).unwrap();
+        args.command = vec!["true".into()];
+        let service = Service::from_args(name.into(), args, None).unwrap();
+        let config = super::super::machine_config(&service, false);
+        Unit::new(service, config, 0).unwrap().0
+    }
+
+    #[test]
+    fn a_removed_unit_takes_its_id_with_it_and_no_other_id_changes() {
+        let mut units = Units::default();
+        let a = units.add(unit("a"), Standing::default());
+        let b = units.add(unit("b"), Standing::default());
+        let a2 = units.add(unit("a"), Standing::default());
+        assert!(a < b && b < a2, "ids follow the order of creation");
+        assert_eq!(units.newest("a"), Some(a2));
+        assert_eq!(units.versions("a"), [a, a2]);
+
+        assert_eq!(
+            units.remove(a).map(|m| m.unit.name().to_string()),
+            Some("a".into())
+        );
+        // What named b or the newer a before names the same unit now.
+        assert_eq!(units[b].unit.name(), "b");
+        assert_eq!(units[a2].unit.name(), "a");
+        assert_eq!(units.versions("a"), [a2]);
+        assert_eq!(units.ids(), [b, a2]);
+        assert!(units.remove(a).is_none(), "removed once");
+
+        // A new unit never gets an id that was given before.
+        let c = units.add(unit("c"), Standing::default());
+        assert!(c > a2 && c != a);
+        units.remove(b);
+        assert_eq!(units.newest("b"), None);
+        assert!(units.versions("b").is_empty());
+    }
+}
