@@ -164,10 +164,22 @@ pub struct ServiceArgs {
     #[arg(long, value_parser = parse_signal, default_value = "HUP", value_name = "SIGNAL")]
     pub reload_signal: Signal,
     /// When to start the child again after it exits: never; on-failure (an exit status
-    /// not in --success-exit-codes, or a signal); always. A stop asked for is never
-    /// restarted.
-    #[arg(long, value_enum, default_value = "never", help_heading = "Restarts")]
+    /// not in --success-exit-codes, or a signal such as kill -9); always. A stop asked for
+    /// is never restarted. Before the service was first ready, --start-retries bounds the
+    /// restarts.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "on-failure",
+        help_heading = "Restarts"
+    )]
     pub restart: Restart,
+    /// How many times a child that exits (or times out) before the service was first ready
+    /// is started again; then the supervisor gives up (runs --on-give-up), so `start` and
+    /// `up` fail with the program's error rather than retry while they wait (0: no retry).
+    /// Once ready, restarts are bounded only by --start-limit.
+    #[arg(long, default_value = "3", value_name = "N", help_heading = "Restarts")]
+    pub start_retries: u32,
     /// Exit statuses that count as success for --restart on-failure (comma-separated).
     #[arg(
         long,
@@ -324,6 +336,7 @@ impl Service {
                     reset_after: a.backoff_reset_after,
                 },
                 start_limit: a.start_limit,
+                start_retries: a.start_retries,
             },
             on_give_up: a.on_give_up,
             health: a.health.into(),

@@ -102,7 +102,7 @@ fn ended(dirs: &StateDir, name: &str) -> String {
 }
 
 /// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
-/// Nms, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, health: HEALTH;
+/// D, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, health: HEALTH;
 /// status: TEXT`, each part only when known (tests and scripts parse
 /// it: parts are only ever added before `; status:`).
 fn line(s: &ServiceInfo, now: u64) -> String {
@@ -124,7 +124,8 @@ fn line(s: &ServiceInfo, now: u64) -> String {
         line += &format!(", last {exit}");
     }
     if let Some(ms) = s.next_delay_ms {
-        line += &format!(", next start after {ms}ms");
+        let delay = human::span(std::time::Duration::from_millis(ms));
+        line += &format!(", next start after {delay}");
     }
     if let Some(ms) = s.cpu_ms {
         line += &format!(", cpu {}", human::cpu(ms));

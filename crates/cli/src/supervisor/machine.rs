@@ -281,6 +281,11 @@ pub struct Machine {
     health: Health,
     /// Reads in a row above `--restart-on-memory`.
     memory_over: u32,
+    /// Whether a child has been ready (or a one-shot completed) since the machine began:
+    /// until then, restarts are bounded by [`Policy::start_retries`].
+    ever_ready: bool,
+    /// Restarts of children that exited before the service was first ready.
+    early_retries: u32,
 }
 
 impl Machine {
@@ -299,6 +304,8 @@ impl Machine {
             delays: VecDeque::new(),
             health: Health::default(),
             memory_over: 0,
+            ever_ready: false,
+            early_retries: 0,
         };
         (m, vec![Action::Spawn])
     }
@@ -315,6 +322,13 @@ impl Machine {
 
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Before the service was first ready: the attempt that comes next (2 for the first
+    /// restart) and how many `--start-retries` allow in all; `None` once it was ready.
+    pub fn attempt(&self) -> Option<(u32, u32)> {
+        let all = self.config.policy.start_retries.saturating_add(1);
+        (!self.ever_ready).then(|| (self.early_retries.saturating_add(1), all))
     }
 
     pub fn last_exit(&self) -> Option<Exit> {
@@ -354,6 +368,7 @@ impl Machine {
                     && policy::is_success(&self.config.policy.success_codes, exit) =>
             {
                 self.last_exit = Some(exit);
+                self.ever_ready = true;
                 (
                     S::Completed,
                     vec![
@@ -374,8 +389,8 @@ impl Machine {
                     After::Policy { failed: true },
                     vec![
                         Action::Report(format!(
-                            "not ready within {}ms (--timeout); stopping it",
-                            limit.as_millis()
+                            "not ready within {} (--timeout); stopping it",
+                            crate::human::span(limit)
                         )),
                         Action::SignalGroup(self.config.stop_signal),
                     ],
@@ -406,8 +421,8 @@ impl Machine {
                     vec![
                         Action::Report(match limit {
                             Some(l) => format!(
-                                "watchdog timeout (no WATCHDOG=1 within {}ms)",
-                                l.as_millis()
+                                "watchdog timeout (no WATCHDOG=1 within {})",
+                                crate::human::span(l)
                             ),
                             None => "watchdog triggered by the service".to_string(),
                         }),
@@ -535,6 +550,7 @@ impl Machine {
     }
 
     fn on_ready(&mut self, now: Instant) -> Vec<Action> {
+        self.ever_ready = true;
         let mut actions = vec![Action::CancelTimers, Action::BecameReady];
         actions.extend(self.arm_watchdog(now));
         self.memory_over = 0;
@@ -625,10 +641,10 @@ impl Machine {
             );
         }
         let report = format!(
-            "memory {} above --restart-on-memory {} at 2 reads {}ms apart; restarting",
+            "memory {} above --restart-on-memory {} at 2 reads {} apart; restarting",
             super::limits::show_size(bytes),
             super::limits::show_size(limit),
-            interval.as_millis()
+            crate::human::span(interval)
         );
         self.stopping(
             After::Restart,
@@ -671,10 +687,18 @@ impl Machine {
         } else {
             p.backoff.delay(self.step, &mut self.jitter)
         };
-        if let Some(limit) = p.start_limit
-            && !limit.allows(&self.starts, now + delay)
-        {
-            let reason = format!("start limit reached ({limit}); last: {exit}");
+        let give_up = if !self.ever_ready && self.early_retries >= p.start_retries {
+            let attempts = p.start_retries.saturating_add(1);
+            Some(format!(
+                "not ready after {attempts} attempts (--start-retries {}); last: {exit}",
+                p.start_retries
+            ))
+        } else {
+            p.start_limit
+                .filter(|limit| !limit.allows(&self.starts, now + delay))
+                .map(|limit| format!("start limit reached ({limit}); last: {exit}"))
+        };
+        if let Some(reason) = give_up {
             return (
                 State::GaveUp,
                 vec![
@@ -686,6 +710,9 @@ impl Machine {
                     Action::Finish(exit),
                 ],
             );
+        }
+        if !self.ever_ready {
+            self.early_retries += 1;
         }
         if !stable {
             self.step = self.step.saturating_add(1);
