@@ -497,7 +497,7 @@ fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
     );
     assert_eq!(
         notes[1],
-        "daemonic: c: chatter exited with status 0; not restarted (--restart never)"
+        "daemonic: c: chatter exited with status 0; not restarted (--restart on-failure)"
     );
 }
 

@@ -209,7 +209,7 @@ fn a_service_that_fails_is_reported_with_why_and_its_dependents_as_blocked() {
     let file = config(
         &env,
         &format!(
-            "[services.db]\ncommand = [{:?}, \"5\"]\n\n{}",
+            "[services.db]\ncommand = [{:?}, \"5\"]\nrestart = \"never\"\n\n{}",
             fixture("crasher"),
             lifecycle("web", &log, 0, &["db"])
         ),
