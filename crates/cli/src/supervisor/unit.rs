@@ -326,8 +326,8 @@ impl Unit {
         let line = format!("daemonic: {}: {text}", self.service.name);
         // One write(2) for the whole line (eprintln! may make several).
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
-        if let (Some((out @ Sink::Log(_), _)), Some(cfg)) = (&self.logs, &self.service.log) {
-            capture::note(out, cfg.timestamps, &line);
+        if let Some((out @ Sink::Log(_), _)) = &self.logs {
+            capture::note(out, &line);
         }
     }
 
@@ -621,8 +621,8 @@ impl Unit {
         drop(cmd);
         match spawned {
             Ok(c) => {
-                if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
-                    capture::mark_start(out, cfg.timestamps, &self.service.name, c.pidfd.pid());
+                if let Some((out, _)) = &self.logs {
+                    capture::mark_start(out, &self.service.name, c.pidfd.pid());
                 }
                 self.watch_output(&mut pipes, cx);
                 self.captures.extend(pipes);
