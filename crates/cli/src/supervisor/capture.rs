@@ -106,6 +106,24 @@ impl From<&Sink> for Sink {
     }
 }
 
+/// What log files lost to write errors (a full disk, a file over its size limit): the
+/// lines dropped in all `sinks` and the most recent error of a writer that dropped some;
+/// `None` when nothing was lost (the console loses nothing it counts).
+pub fn losses<'a>(sinks: impl IntoIterator<Item = &'a Sink>) -> Option<(u64, Option<String>)> {
+    let mut dropped = 0;
+    let mut error = None;
+    for sink in sinks {
+        if let Sink::Log(w) = sink {
+            let s = w.stats();
+            if s.lines_dropped > 0 {
+                dropped += s.lines_dropped;
+                error = s.last_error.or(error);
+            }
+        }
+    }
+    (dropped > 0).then_some((dropped, error))
+}
+
 /// Writes one line of the supervisor's own (`daemonic: web: … restart 1 in 1s`) into a
 /// captured log, so that `daemonic logs` shows what happened to the service among what it
 /// printed. A note always has the time prefix the child's lines get with

@@ -29,6 +29,10 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
     {
         status = format!("not ready: {why}");
     }
+    let (log_lines_dropped, log_error) = match u.log_losses() {
+        Some((n, error)) => (Some(n), error),
+        None => (None, None),
+    };
     ServiceInfo {
         name: u.name().to_string(),
         state: shown.to_string(),
@@ -48,6 +52,8 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
         log_file: u.log_file().map(|p| p.display().to_string()),
         group: sup.group.as_ref().map(|g| g.config.project.clone()),
         health: u.health(),
+        log_lines_dropped,
+        log_error,
         ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }
