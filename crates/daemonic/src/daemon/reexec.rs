@@ -5,10 +5,13 @@
 //! async-signal-safe calls only — the child calls `setsid`, forks once more (the
 //! intermediate writes the grandchild's pid to a pipe and `_exit`s), sets the umask and
 //! working directory, resets signals, closes inherited descriptors and clears
-//! close-on-exec on the locked pid file. The new program finds the hand-over in the
-//! environment variable [`MARKER`], `v1:<pid-file fd or ->:<notify address>`, whose notify
-//! address ends in 128 random bits; `Daemon::start` removes the variable at once, so the
-//! daemon's own children never see it.
+//! close-on-exec on the locked pid file (and on the configured stderr, kept for `ready()`
+//! when stderr is forwarded to the launcher). The new program finds the hand-over in the
+//! environment variable [`MARKER`], `v2:<pid-file fd or ->:<stderr fd or ->:<notify
+//! address>`, whose notify address ends in 128 random bits; `Daemon::start` removes the
+//! variable at once, so the daemon's own children never see it. A relative pid-file path
+//! is resolved through the handed-over descriptor (`/proc/self/fd/N`): the new program
+//! starts in the daemon's working directory, not the launcher's.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -34,6 +37,8 @@ pub const MARKER: &str = "DAEMONIC_REEXEC";
 /// What the launcher handed over.
 pub(super) struct Handover {
     pid_fd: Option<RawFd>,
+    /// The configured stderr, for `ready()` (stderr is the pipe to the launcher).
+    stderr_fd: Option<RawFd>,
     notify: String,
 }
 
@@ -61,16 +66,24 @@ pub(super) fn take_handover() -> Result<Option<Handover>> {
         )
     };
     let text = value.to_str().ok_or_else(bad)?;
-    let mut parts = text.splitn(3, ':');
-    let (Some("v1"), Some(fd), Some(notify)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = text.splitn(4, ':');
+    let (Some("v2"), Some(pid_fd), Some(stderr_fd), Some(notify)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
-    let pid_fd = match fd {
-        "-" => None,
-        n => Some(n.parse::<RawFd>().ok().filter(|&n| n > 2).ok_or_else(bad)?),
+    let fd = |text: &str| match text {
+        "-" => Ok(None),
+        n => n
+            .parse::<RawFd>()
+            .ok()
+            .filter(|&n| n > 2)
+            .map(Some)
+            .ok_or_else(bad),
     };
     Ok(Some(Handover {
-        pid_fd,
+        pid_fd: fd(pid_fd)?,
+        stderr_fd: fd(stderr_fd)?,
         notify: notify.to_string(),
     }))
 }
@@ -80,10 +93,16 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
     let notifier = Notifier::new(&h.notify)?;
     let pid_file = match (h.pid_fd, &d.pid_file) {
         (Some(fd), Some(path)) => {
+            // Relative to the launcher's directory: the descriptor knows which file it is.
+            let path = match path.is_relative() {
+                true => std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                    .map_err(|e| Error::io(format!("readlink /proc/self/fd/{fd}"), e))?,
+                false => path.clone(),
+            };
             let file: File = crate::sys::adopt_inherited_fd(fd)
                 .map_err(|e| Error::io(format!("adopt handed-over descriptor {fd}"), e))?
                 .into();
-            let p = PidFile::adopt(path, file)?;
+            let p = PidFile::adopt(&path, file)?;
             p.write_pid(Pid::this())?;
             Some(p)
         }
@@ -95,7 +114,14 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
             ));
         }
     };
-    Ok(Running::new(pid_file, Some(notifier), true))
+    let stderr_later = h
+        .stderr_fd
+        .map(|fd| {
+            crate::sys::adopt_inherited_fd(fd)
+                .map_err(|e| Error::io(format!("adopt handed-over descriptor {fd}"), e))
+        })
+        .transpose()?;
+    Ok(Running::new(pid_file, Some(notifier), true).with_stderr_later(stderr_later))
 }
 
 /// In the launcher: spawn the program again, detached, and wait for its readiness.
@@ -103,19 +129,25 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     let Prepared {
         pid_file,
         listener,
-        streams,
+        mut streams,
+        forward,
         pid_r,
         pid_w,
     } = Prepared::new(d)?;
 
     let pid_fd = pid_file.as_ref().map(AsRawFd::as_raw_fd);
+    let stderr_later = streams.stderr_later.take();
+    let stderr_fd = stderr_later.as_ref().map(AsRawFd::as_raw_fd);
+    let number = |fd: Option<RawFd>| fd.map_or("-".to_string(), |fd| fd.to_string());
     let marker = format!(
-        "v1:{}:{}",
-        pid_fd.map_or("-".to_string(), |fd| fd.to_string()),
+        "v2:{}:{}:{}",
+        number(pid_fd),
+        number(stderr_fd),
         listener.env_value()
     );
     let mut keep = super::setup::kept_fds(d, pid_file.as_ref());
     keep.push(pid_w.as_raw_fd());
+    keep.extend(stderr_fd);
     // Sorted now: the pre_exec hook must not allocate.
     keep.sort_unstable();
     let mut cmd = Command::new("/proc/self/exe");
@@ -145,6 +177,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         umask,
         keep,
         pid_fd,
+        stderr_fd,
     };
     steps.install(&mut cmd);
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
@@ -160,7 +193,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
             _ => Error::io("spawn /proc/self/exe (re-exec)", e),
         }
     })?;
-    drop((cmd, pid_w));
+    drop((cmd, pid_w, stderr_later));
     launcher::wait(launcher::Wait {
         name: &d.name,
         shown: d.shown,
@@ -169,6 +202,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         intermediate: Pid::from_raw(intermediate.id() as i32),
         pid_pipe: pid_r,
         pid_file,
+        forward,
     })
 }
 
@@ -184,6 +218,8 @@ struct ChildSteps {
     /// Descriptors to keep, sorted (the hook must not allocate).
     keep: Vec<RawFd>,
     pid_fd: Option<RawFd>,
+    /// The configured stderr, kept across exec for `ready()`.
+    stderr_fd: Option<RawFd>,
 }
 
 impl ChildSteps {
@@ -200,7 +236,7 @@ impl ChildSteps {
             nix::sys::stat::umask(self.umask);
             crate::sys::reset_signals(false)?;
             crate::sys::close_all_but(&self.keep)?;
-            if let Some(fd) = self.pid_fd {
+            for fd in self.pid_fd.into_iter().chain(self.stderr_fd) {
                 crate::sys::clear_cloexec(fd)?;
             }
             Ok(())
