@@ -66,6 +66,38 @@ fn an_invalid_name_exits_2_and_a_long_one_is_cut_short() {
     }
 }
 
+/// `--timeout 0` (or `0ms`, or `timeout = "0s"` in a file) is refused with the value named,
+/// rather than accepted as "not ready within 0ns".
+#[test]
+fn a_zero_timeout_is_refused() {
+    let env = Env::new("zero-timeout");
+    for cmd in [
+        vec!["start", "--name", "z", "--timeout", "0", "--", "true"],
+        vec!["run", "--timeout", "0ms", "--", "true"],
+    ] {
+        let out = env.daemonic(&cmd);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("expected more than 0"),
+            "{}",
+            text(&out)
+        );
+    }
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        "[services.z]\ncommand = \"true\"\ntimeout = \"0s\"\n",
+    )
+    .unwrap();
+    let out = env.daemonic(&["check", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(":3:11: `timeout`: invalid duration \"0s\" (expected more than 0"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn the_usage_line_does_not_show_the_state_dir_as_required() {
     // `Env` sets DAEMONIC_STATE_DIR, as a user's shell may.
