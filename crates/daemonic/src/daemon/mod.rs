@@ -441,15 +441,6 @@ impl Running {
     /// descriptor 2 first, so nothing written after `ready()` goes to the launcher, which
     /// exits once it has read `READY=1` (and printed what came before).
     pub fn ready(&self) -> Result<bool> {
-        let later = self
-            .stderr_later
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(fd) = later {
-            crate::sys::dup_onto(fd.as_raw_fd(), 2)
-                .map_err(|e| Error::io("dup2 onto descriptor 2", e))?;
-        }
         let sent = self.notify(&[State::Ready])?;
         if self.detached {
             self.notifier
@@ -477,11 +468,30 @@ impl Running {
         }
     }
 
-    /// Sends any states to whoever waits (see [`State`]).
+    /// Sends any states to whoever waits (see [`State`]). With [`State::Ready`] among
+    /// them, a forwarded stderr is put back first, as [`ready`](Self::ready) does.
     pub fn notify(&self, states: &[State<'_>]) -> Result<bool> {
+        if states.iter().any(|s| matches!(s, State::Ready)) {
+            self.restore_stderr()?;
+        }
         match &*self.notifier.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(n) => n.notify(states).map(|()| true),
             None => Ok(false),
+        }
+    }
+
+    /// Puts the configured stderr on descriptor 2 if it is still the pipe to the launcher
+    /// (which exits at `READY=1`).
+    fn restore_stderr(&self) -> Result<()> {
+        let later = self
+            .stderr_later
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match later {
+            Some(fd) => crate::sys::dup_onto(fd.as_raw_fd(), 2)
+                .map_err(|e| Error::io("dup2 onto descriptor 2", e)),
+            None => Ok(()),
         }
     }
 
