@@ -136,15 +136,17 @@ enum Mode_ {
 /// A builder for becoming a daemon. See the [module docs](self) for what `start` does.
 ///
 /// ```no_run
-/// use daemonic::{Daemon, Event, Signals};
+/// use daemonic::{Daemon, Error, Event, Signals};
 ///
-/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// fn main() -> daemonic::Result<()> {
 ///     let foreground = !std::env::args().any(|a| a == "-d");
 ///     let daemon = Daemon::new()
 ///         .pid_file("/tmp/myserver.pid")
 ///         .foreground(foreground)
 ///         .start()?; // the launcher exits inside; the daemon continues here
-///     let listener = std::net::TcpListener::bind("127.0.0.1:7878")?;
+///     // An error returned before `ready()` is printed in the launcher's terminal.
+///     let listener = std::net::TcpListener::bind("127.0.0.1:7878")
+///         .map_err(|e| Error::io("bind 127.0.0.1:7878", e))?;
 ///     let mut signals = Signals::new()?;
 ///     daemon.ready()?; // now the launcher returns 0
 ///     # drop(listener);
