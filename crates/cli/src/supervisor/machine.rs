@@ -24,6 +24,10 @@
 //!   ([`Event::MemoryMeasured`]); two reads in a row above the size restart the child as
 //!   a restart asked for does. An exit after an OOM kill ([`Event::OomKilled`]) counts as
 //!   a failure, as a missed watchdog does.
+//! - Until a child has been ready once (or a one-shot completed), the restart policy's
+//!   restarts are bounded by [`Policy::start_retries`]: one more exit goes to `GaveUp`
+//!   (`not ready after N attempts`), so a start that can never succeed ends. Afterwards
+//!   only the start limit ends a crash loop.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
 //!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
