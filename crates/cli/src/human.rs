@@ -11,10 +11,14 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
-/// A duration as the supervisor's notes and `status` write it, in the units `--backoff`
-/// and `--timeout` accept: milliseconds below a second (`250ms`), seconds with up to three
-/// decimals below two minutes (`1s`, `1.5s`), then as [`duration`] (`3m`, `2h`).
+/// A duration as the supervisor's notes, probe failures, `status` and progress write it,
+/// in the units `--backoff` and `--timeout` accept: microseconds below a millisecond
+/// (`250us`), milliseconds below a second (`250ms`), seconds with up to three decimals
+/// below two minutes (`1s`, `1.5s`), then as [`duration`] (`3m`, `2h`).
 pub fn span(d: std::time::Duration) -> String {
+    if !d.is_zero() && d < std::time::Duration::from_millis(1) {
+        return format!("{}us", d.as_micros());
+    }
     match d.as_millis() {
         ms if ms < 1000 => format!("{ms}ms"),
         ms if ms < 120_000 => {
@@ -82,6 +86,7 @@ mod tests {
             (ms(1500), "1.5s"),
             (ms(2250), "2.25s"),
             (ms(60_001), "60.001s"),
+            (std::time::Duration::from_micros(250), "250us"),
         ] {
             assert_eq!(span(d), text);
             assert_eq!(crate::duration::parse(text), Ok(d), "{text}");

@@ -168,7 +168,8 @@ impl StartLimit {
 
 impl std::fmt::Display for StartLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} starts within {:?}", self.burst, self.window)
+        let window = crate::human::span(self.window);
+        write!(f, "{} starts within {window}", self.burst)
     }
 }
 
