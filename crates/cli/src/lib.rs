@@ -22,6 +22,7 @@ pub mod privilege_args;
 mod progress;
 mod query;
 pub mod service;
+pub mod sockets;
 mod state_dir;
 pub mod supervisor;
 mod tail;

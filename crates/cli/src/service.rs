@@ -213,6 +213,8 @@ pub struct ServiceArgs {
     pub privileges: crate::privilege_args::PrivilegeArgs,
     #[command(flatten)]
     pub unit: crate::units::args::UnitArgs,
+    #[command(flatten)]
+    pub sockets: crate::sockets::SocketArgs,
     /// Working directory of the child [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -263,6 +265,10 @@ pub struct Service {
     /// Without `log`: the child's output goes to the supervisor's stdout and stderr, each
     /// line after `name | ` (`run -f`); `None` with no `log`: inherited as it is.
     pub console: Option<crate::supervisor::capture::Console>,
+    /// `--socket`: held by the supervisor, passed to every start (see `sockets`).
+    pub sockets: Vec<crate::sockets::SocketSpec>,
+    /// `--fd-store-max`: the bound of the service's fd store.
+    pub fd_store_max: usize,
 }
 
 impl Service {
@@ -295,6 +301,7 @@ impl Service {
             env.extend(crate::env_file::read(file)?);
         }
         env.extend(a.env);
+        let sockets = a.sockets.specs()?;
         Ok(Service {
             name,
             program,
@@ -332,6 +339,8 @@ impl Service {
             limits,
             memory_restart: a.limits.memory_restart(),
             console: None,
+            sockets,
+            fd_store_max: a.sockets.fd_store_max as usize,
         })
     }
 }

@@ -168,6 +168,11 @@ pub struct ServiceInfo {
     pub tree_memory_bytes: Option<u64>,
     /// The whole tree's CPU time so far, in milliseconds (`cpu.stat`).
     pub tree_cpu_ms: Option<u64>,
+    /// The sockets the supervisor holds for it (`--socket`): name and where it listens
+    /// (`tcp:127.0.0.1:8080`, `unix:/run/app.sock`).
+    pub sockets: Vec<(String, String)>,
+    /// How many descriptors its fd store holds (none: no store).
+    pub fd_store: Option<u64>,
 }
 
 impl ServiceInfo {

@@ -63,6 +63,11 @@ pub(super) fn full_service() -> ServiceInfo {
         tree_processes: Some(4),
         tree_memory_bytes: Some(40_000_000),
         tree_cpu_ms: Some(2500),
+        sockets: vec![
+            ("web".into(), "tcp:127.0.0.1:8080".into()),
+            ("api".into(), "unix:/run/app/a b.sock".into()),
+        ],
+        fd_store: Some(2),
     }
 }
 

@@ -39,6 +39,7 @@
 
 pub mod capture;
 pub mod containment;
+mod fdstore;
 pub mod group;
 pub mod health;
 pub mod health_args;

@@ -40,7 +40,7 @@ impl Supervisor {
                 sender.is_some_and(|pid| units.iter().any(|u| u.pid() == Some(pid)))
             });
             let now = Instant::now();
-            let datagram = match received {
+            let mut datagram = match received {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     self.notes.note(sender, now, || {
@@ -59,6 +59,8 @@ impl Supervisor {
             let Some(i) = self.units.iter().position(|u| u.pid() == sender) else {
                 continue;
             };
+            let fds = std::mem::take(&mut datagram.fds);
+            self.units[i].store_fds(&datagram.messages, fds);
             for m in datagram.messages {
                 let event = match m {
                     // `--ready grace` or a probe: that only, by the user's choice.

@@ -151,6 +151,10 @@ pub struct Unit {
     oom_kills: Option<u64>,
     /// The OOM killer killed in the group while the last child ran.
     oom: bool,
+    /// `--socket`: bound once, passed to every child (see `crate::sockets`).
+    sockets: Vec<crate::sockets::Bound>,
+    /// What the child stored with `FDSTORE=1`, given back at the next start.
+    fd_store: crate::sockets::fdstore::FdStore,
 }
 
 impl Unit {
@@ -170,6 +174,10 @@ impl Unit {
             (None, Some(c)) => Some((Sink::Console(c.clone()), Sink::Console(c.stderr()))),
             (None, None) => None,
         };
+        // Before any child runs (and as the supervisor: a --user service gets port 80).
+        let sockets =
+            crate::sockets::bind_all(&service.sockets).with_context(|| service.name.clone())?;
+        let fd_store = crate::sockets::fdstore::FdStore::new(service.fd_store_max);
         let (machine, first) = Machine::new(config, super::policy::Jitter::new(seed));
         let unit = Unit {
             service,
@@ -193,6 +201,8 @@ impl Unit {
             sentinel: None,
             oom_kills: None,
             oom: false,
+            sockets,
+            fd_store,
         };
         Ok((unit, first))
     }
@@ -613,10 +623,12 @@ impl Unit {
                 return Err(Exit::Code(126));
             }
         }
-        let spawned = match &self.service.privileges {
-            Some(p) => process::spawn_as(&mut cmd, p),
-            None => process::spawn(&mut cmd),
-        };
+        let spawned = crate::sockets::spawn(
+            &mut cmd,
+            self.service.privileges.as_ref(),
+            &self.sockets,
+            &self.fd_store,
+        );
         // The parent's copies of the pipes' write ends go now, or end of file never comes.
         drop(cmd);
         match spawned {
@@ -689,6 +701,20 @@ impl Unit {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The sockets held for the service (`--socket`).
+    pub fn sockets(&self) -> &[crate::sockets::Bound] {
+        &self.sockets
+    }
+
+    /// The service's fd store (`FDSTORE=1`).
+    pub fn fd_store(&self) -> &crate::sockets::fdstore::FdStore {
+        &self.fd_store
+    }
+
+    pub fn fd_store_mut(&mut self) -> &mut crate::sockets::fdstore::FdStore {
+        &mut self.fd_store
     }
 
     /// Whether the supervisor holds this service's tree as a subreaper.

@@ -156,6 +156,18 @@ pub fn spawn(cmd: &mut Command, fds: &ListenFds) -> Result<Spawned> {
     process::start(cmd)
 }
 
+/// [`process::spawn_as`] with `fds` passed by socket activation: the child drops to
+/// `privileges` first, then finds its sockets by name. The sockets were opened by the
+/// caller (as root, say), so a service that runs as another user can still listen on a
+/// privileged port without any capability.
+pub fn spawn_as(
+    cmd: &mut Command,
+    privileges: &crate::privileges::Prepared,
+    fds: &ListenFds,
+) -> Result<Spawned> {
+    process::spawn_as_then(cmd, privileges, |cmd| fds.install(cmd))
+}
+
 /// The child's environment as `KEY=VALUE` strings, without `LISTEN_PID` (set in the child).
 fn child_env(cmd: &Command, fds: &[(String, OwnedFd)]) -> Vec<OsString> {
     let mut vars: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();

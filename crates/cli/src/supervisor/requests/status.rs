@@ -48,6 +48,12 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
         log_file: u.log_file().map(|p| p.display().to_string()),
         group: sup.group.as_ref().map(|g| g.config.project.clone()),
         health: u.health(),
+        sockets: u
+            .sockets()
+            .iter()
+            .map(|b| (b.name().to_string(), b.local()))
+            .collect(),
+        fd_store: Some(u.fd_store().len() as u64).filter(|_| u.service.fd_store_max > 0),
         ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }
