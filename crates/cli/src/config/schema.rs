@@ -7,7 +7,8 @@
 //! A value becomes command-line text: strings as written, integers in decimal (an octal
 //! `0o027` stays octal, `027`, for a umask), floats as written, booleans for on/off flags
 //! (`backoff-jitter = true`), arrays for repeatable flags (`success-exit-codes = [0, 143]`),
-//! and `env` also as a table (`env = { PORT = 8080 }`).
+//! and `env` and `socket` also as a table (`env = { PORT = 8080 }`,
+//! `socket = { web = "tcp:8080" }`).
 
 use clap::{ArgAction, CommandFactory, Parser};
 
@@ -101,15 +102,17 @@ pub fn to_flags(key: &Key, node: &Node, sink: &mut Sink<'_>) -> Vec<String> {
             .iter()
             .flat_map(|item| one(key, &flag, item, sink))
             .collect(),
-        (Shape::Many, Value::Table(t)) if key.name == "env" => {
+        // `env = { PORT = 8080 }`, `socket = { web = "tcp:8080" }`: NAME=VALUE each.
+        (Shape::Many, Value::Table(t)) if matches!(key.name.as_str(), "env" | "socket") => {
             t.0.iter()
                 .flat_map(|e| match e.node.value.as_text() {
                     Some(text) => checked(key, &flag, format!("{}={text}", e.key), &e.node, sink),
                     None => {
+                        let what = if key.name == "env" { "variable" } else { "socket" };
                         sink.error(
                             e.node.span.clone(),
                             format!(
-                                "the value of variable `{}` must be a string or a number, not {}",
+                                "the value of {what} `{}` must be a string or a number, not {}",
                                 e.key,
                                 e.node.value.kind()
                             ),
