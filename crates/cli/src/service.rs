@@ -340,7 +340,10 @@ impl Service {
             memory_restart: a.limits.memory_restart(),
             console: None,
             sockets,
-            fd_store_max: a.sockets.fd_store_max as usize,
+            fd_store_max: a
+                .sockets
+                .fd_store_max
+                .map_or(crate::sockets::fdstore::DEFAULT_MAX, |n| n as usize),
         })
     }
 }

@@ -108,7 +108,11 @@ pub fn to_flags(key: &Key, node: &Node, sink: &mut Sink<'_>) -> Vec<String> {
                 .flat_map(|e| match e.node.value.as_text() {
                     Some(text) => checked(key, &flag, format!("{}={text}", e.key), &e.node, sink),
                     None => {
-                        let what = if key.name == "env" { "variable" } else { "socket" };
+                        let what = if key.name == "env" {
+                            "variable"
+                        } else {
+                            "socket"
+                        };
                         sink.error(
                             e.node.span.clone(),
                             format!(

@@ -337,7 +337,11 @@ socket = ["dns=udp:53"]
     .unwrap();
     let names = |s: &str| -> Vec<String> {
         let args = c.get(s).unwrap().args().unwrap();
-        args.sockets.sockets.iter().map(|s| s.name.clone()).collect()
+        args.sockets
+            .sockets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     };
     assert_eq!(names("web"), ["web", "admin"]);
     assert_eq!(names("dns"), ["dns"]);

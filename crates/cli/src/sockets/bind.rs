@@ -18,14 +18,20 @@
 //! anything else — a file, a symlink, a live server's socket — is an error. The mode and
 //! owner are set before `listen`, so no client connects through a wrong mode. The file is
 //! removed when the supervisor ends, if it is still the one it bound.
+//!
+//! Under a service manager (systemd's `.socket` units of a unit that runs `daemonic run`,
+//! see `units::systemd::sockets`), a socket the manager passed under the `--socket`'s
+//! name is used instead of binding: the manager holds the address.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context as _, Result, anyhow};
 use daemonic::logging::{Contents, LogDir};
+use daemonic::systemd::activation::{Activation, UnsetEnv};
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
 use nix::sys::socket::{
@@ -97,6 +103,13 @@ pub fn bind_all(specs: &[SocketSpec]) -> Result<Vec<Bound>> {
 }
 
 fn open(spec: &SocketSpec) -> Result<Bound> {
+    if let Some(fd) = inherited(&spec.name)? {
+        return Ok(Bound {
+            spec: spec.clone(),
+            fd,
+            file: None,
+        });
+    }
     let (fd, file) = match &spec.address {
         Address::Tcp(addr) => (inet(spec, *addr, SockType::Stream)?, None),
         Address::Udp(addr) => (inet(spec, *addr, SockType::Datagram)?, None),
@@ -110,6 +123,30 @@ fn open(spec: &SocketSpec) -> Result<Bound> {
         fd,
         file,
     })
+}
+
+/// The socket named `name` that the supervisor's own manager passed it (systemd's
+/// `.socket` unit of a unit that runs `daemonic run`), taken once: the manager owns its
+/// address, so it is used as it is, not bound again.
+fn inherited(name: &str) -> Result<Option<OwnedFd>> {
+    static FROM_MANAGER: OnceLock<Mutex<Option<Activation>>> = OnceLock::new();
+    let passed = FROM_MANAGER.get_or_init(|| {
+        // The variables stay: every child's environment is built without them.
+        Mutex::new(match Activation::from_env(UnsetEnv::No) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("daemonic: sockets passed by the service manager ignored: {e}");
+                None
+            }
+        })
+    });
+    let mut passed = passed
+        .lock()
+        .map_err(|_| anyhow!("supervisor bug: the inherited sockets' lock is poisoned"))?;
+    Ok(passed
+        .as_mut()
+        .and_then(|a| a.take(name))
+        .map(|fd| fd.into_fd()))
 }
 
 fn inet(spec: &SocketSpec, addr: SocketAddr, kind: SockType) -> Result<OwnedFd> {

@@ -75,9 +75,10 @@ pub struct SocketArgs {
     pub sockets: Vec<SocketSpec>,
     /// The most descriptors a program may keep in daemonic's fd store (FDSTORE=1 on the
     /// notify socket, given back at the next start with their FDNAME=); 0 turns the store
-    /// off. systemd's FileDescriptorStoreMax=.
-    #[arg(long, default_value = "64", value_parser = clap::value_parser!(u32).range(0..=4096), value_name = "N", help_heading = "Sockets")]
-    pub fd_store_max: u32,
+    /// off. systemd's FileDescriptorStoreMax= (written into a generated unit only when
+    /// given) [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=4096), value_name = "N", help_heading = "Sockets")]
+    pub fd_store_max: Option<u32>,
 }
 
 impl SocketArgs {

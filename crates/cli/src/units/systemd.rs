@@ -43,6 +43,7 @@
 
 mod harden;
 mod names;
+pub mod sockets;
 mod unit_file;
 pub mod visible;
 
@@ -162,6 +163,10 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
     } else {
         wrapped(&mut u, def, &a, cx)?;
     }
+    // `daemonic run` keeps a store of its own for its child; only a direct program
+    // stores in systemd's.
+    let store = a.sockets.fd_store_max.filter(|_| wrap.is_empty());
+    sockets::service_lines(&mut u, name, &a.sockets.sockets, store);
     if let Some(dir) = &a.dir {
         u.add(
             Section::Service,
