@@ -373,3 +373,55 @@ fn as_root_a_unix_socket_in_a_directory_others_can_write_is_refused() {
     );
     assert!(!path.exists());
 }
+
+#[test]
+fn a_changed_service_of_a_file_takes_over_its_socket_and_refuses_nothing_meanwhile() {
+    let env = Env::new("held-up");
+    let port = free_port();
+    let file = env.dir.join("daemonic.toml");
+    let write = |version: &str| {
+        let text = format!(
+            "[services.web]\ncommand = [{:?}]\nenv = {{ VERSION = {version:?} }}\nsocket = {{ web = \"tcp:127.0.0.1:{port}\" }}\n",
+            fixture("socket-http")
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    let f = file.display().to_string();
+    write("1");
+    let out = env.daemonic(&["up", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, threads) = load(port, 2, stop.clone());
+    let first = field(&get(port, "/").unwrap(), "pid");
+    // An edit replaces the running service: the new one gets the same socket.
+    write("2");
+    let out = env.daemonic(&["up", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = wait_for("the edited service answering", SOON, || {
+        let pid = field(&get(port, "/").ok()?, "pid");
+        (pid != first).then_some(pid)
+    });
+    // Down and up again: the socket was closed with the last unit holding it, and is bound anew.
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let out = env.daemonic(&["down", "-f", &f, "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.daemonic(&["up", "-f", &f, "web"]);
+    let third = get(port, "/").map(|b| field(&b, "pid"));
+    let _ = env.daemonic(&["down", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(third.as_ref().is_ok_and(|p| *p != second), "{third:?}");
+    assert_eq!(
+        counts.refused.load(Ordering::Relaxed),
+        0,
+        "connections refused"
+    );
+    assert_eq!(
+        counts.failed.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        counts.first_failure.lock().unwrap()
+    );
+}

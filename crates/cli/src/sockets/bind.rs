@@ -27,7 +27,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anyhow::{Context as _, Result, anyhow};
 use daemonic::logging::{Contents, LogDir};
@@ -95,11 +95,32 @@ impl Drop for Bound {
 }
 
 /// Binds every socket of a service; the first failure is the error, naming its flag.
-pub fn bind_all(specs: &[SocketSpec]) -> Result<Vec<Bound>> {
-    specs
-        .iter()
-        .map(|s| open(s).with_context(|| format!("--socket {}", s.text)))
-        .collect()
+///
+/// A socket this supervisor already holds for the same spec (a changed service of a
+/// config file replacing the running one, a service started again after `down` while its
+/// old unit is still around, the replicas of one service) is shared, not bound again:
+/// connections keep queueing through the change. It closes when the last unit holding
+/// it is gone.
+pub fn bind_all(specs: &[SocketSpec]) -> Result<Vec<Arc<Bound>>> {
+    static HELD: Mutex<Vec<Weak<Bound>>> = Mutex::new(Vec::new());
+    let mut held = HELD
+        .lock()
+        .map_err(|_| anyhow!("supervisor bug: the held sockets' lock is poisoned"))?;
+    held.retain(|w| w.strong_count() > 0);
+    let mut out = Vec::new();
+    for s in specs {
+        let same = held.iter().filter_map(Weak::upgrade).find(|b| b.spec == *s);
+        let bound = match same {
+            Some(b) => b,
+            None => {
+                let b = Arc::new(open(s).with_context(|| format!("--socket {}", s.text))?);
+                held.push(Arc::downgrade(&b));
+                b
+            }
+        };
+        out.push(bound);
+    }
+    Ok(out)
 }
 
 fn open(spec: &SocketSpec) -> Result<Bound> {

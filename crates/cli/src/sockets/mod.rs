@@ -36,7 +36,7 @@ pub use spec::{Address, SocketSpec};
 pub fn spawn(
     cmd: &mut std::process::Command,
     privileges: Option<&daemonic::privileges::Prepared>,
-    held: &[Bound],
+    held: &[std::sync::Arc<Bound>],
     store: &fdstore::FdStore,
 ) -> daemonic::Result<daemonic::process::Spawned> {
     use daemonic::process;
@@ -49,7 +49,7 @@ pub fn spawn(
     }
     let mut fds = ListenFds::new();
     for b in held {
-        fds.push(b.name(), b)?;
+        fds.push(b.name(), &**b)?;
     }
     for (name, fd) in store.iter() {
         fds.push(name, fd)?;

@@ -152,7 +152,7 @@ pub struct Unit {
     /// The OOM killer killed in the group while the last child ran.
     oom: bool,
     /// `--socket`: bound once, passed to every child (see `crate::sockets`).
-    sockets: Vec<crate::sockets::Bound>,
+    sockets: Vec<std::sync::Arc<crate::sockets::Bound>>,
     /// What the child stored with `FDSTORE=1`, given back at the next start.
     fd_store: crate::sockets::fdstore::FdStore,
 }
@@ -704,7 +704,7 @@ impl Unit {
     }
 
     /// The sockets held for the service (`--socket`).
-    pub fn sockets(&self) -> &[crate::sockets::Bound] {
+    pub fn sockets(&self) -> &[std::sync::Arc<crate::sockets::Bound>] {
         &self.sockets
     }
 
