@@ -269,6 +269,8 @@ pub struct Service {
     pub sockets: Vec<crate::sockets::SocketSpec>,
     /// `--fd-store-max`: the bound of the service's fd store.
     pub fd_store_max: usize,
+    /// `--socket-activation`.
+    pub socket_activation: crate::sockets::Activation,
 }
 
 impl Service {
@@ -340,6 +342,7 @@ impl Service {
             memory_restart: a.limits.memory_restart(),
             console: None,
             sockets,
+            socket_activation: a.sockets.socket_activation,
             fd_store_max: a
                 .sockets
                 .fd_store_max

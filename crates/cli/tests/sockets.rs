@@ -425,3 +425,94 @@ fn a_changed_service_of_a_file_takes_over_its_socket_and_refuses_nothing_meanwhi
         counts.first_failure.lock().unwrap()
     );
 }
+
+#[test]
+fn socket_activation_required_fails_a_program_that_ignores_its_socket() {
+    let env = Env::new("required");
+    let port = free_port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let start = |name: &str, program: &[&str]| {
+        let mut args = vec![
+            "start",
+            "--name",
+            name,
+            "--socket",
+            &socket,
+            "--socket-activation",
+            "required",
+            "--ready",
+            "grace",
+            "--grace",
+            "200ms",
+            "--",
+        ];
+        args.extend(program);
+        env.daemonic(&args)
+    };
+    // The sleeper knows nothing of LISTEN_FDS: descriptor 3 stays as passed.
+    let sleeper = fixture("sleeper");
+    let out = start("ignores", &[&sleeper, "60"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("did not take its sockets by socket activation (LISTEN_FDS): socket web is still descriptor 3 as passed"),
+        "{err}"
+    );
+    // The library's Activation takes it (close-on-exec): ready as usual.
+    let http = fixture("socket-http");
+    let out = start("takes", &[&http]);
+    let body = get(port, "/");
+    let _ = env.daemonic(&["stop", "takes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(body.is_ok(), "{body:?}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "none",
+        "--socket-activation",
+        "required",
+        "--",
+        &sleeper,
+    ]);
+    assert!(
+        stderr(&out).contains("--socket-activation required: the service has no --socket"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn libsystemd_takes_its_sockets_as_socket_activation_required_checks() {
+    let python = "/usr/bin/python3";
+    let probe = std::process::Command::new(python)
+        .args(["-c", "import systemd.daemon"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3-systemd is not installed (.ci/run installs it)");
+        return;
+    }
+    let env = Env::new("libsystemd-required");
+    let seen = env.dir.join("seen");
+    let script = format!(
+        "import time, systemd.daemon as d\nopen({:?}, 'w').write(repr(sorted(d.listen_fds_with_names().items())))\nd.notify('READY=1')\ntime.sleep(60)\n",
+        seen.display().to_string()
+    );
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "py",
+        "--ready",
+        "notify",
+        "--socket-activation",
+        "required",
+        "--socket",
+        "web=tcp:127.0.0.1:0",
+        "--",
+        python,
+        "-c",
+        &script,
+    ]);
+    let _ = env.daemonic(&["stop", "py"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "[(3, 'web')]");
+}

@@ -26,6 +26,7 @@ pub mod bind;
 pub mod fdstore;
 pub mod holder;
 pub mod spec;
+pub mod taken;
 
 pub use bind::{Bound, bind_all};
 pub use spec::{Address, SocketSpec};
@@ -79,11 +80,36 @@ pub struct SocketArgs {
     /// given) [default: 64].
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=4096), value_name = "N", help_heading = "Sockets")]
     pub fd_store_max: Option<u32>,
+    /// optional: pass the sockets; a program that ignores them leaves daemonic holding
+    /// the addresses (reserved: nobody else can bind them). required: once CMD is ready,
+    /// check that it took each socket by socket activation (marked close-on-exec, as
+    /// sd_listen_fds and daemonic's library do); if not, the start fails with why.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "optional",
+        value_name = "MODE",
+        help_heading = "Sockets"
+    )]
+    pub socket_activation: Activation,
+}
+
+/// `--socket-activation`: whether the program must take its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Activation {
+    /// The sockets are passed; whether the program uses them is its business.
+    #[default]
+    Optional,
+    /// Checked once ready: a program that did not take them fails its start.
+    Required,
 }
 
 impl SocketArgs {
     /// The sockets, checked as a set: every name once.
     pub fn specs(&self) -> anyhow::Result<Vec<SocketSpec>> {
+        if self.socket_activation == Activation::Required && self.sockets.is_empty() {
+            anyhow::bail!("--socket-activation required: the service has no --socket");
+        }
         for (i, s) in self.sockets.iter().enumerate() {
             if let Some(first) = self.sockets[..i].iter().find(|o| o.name == s.name) {
                 anyhow::bail!(

@@ -524,7 +524,18 @@ impl Unit {
                             .step(Event::MemoryMeasured(bytes), Instant::now()),
                     );
                 }
-                Action::BecameReady => out.ready = true,
+                Action::BecameReady => match self.sockets_not_taken() {
+                    None => out.ready = true,
+                    // `--socket-activation required`: the start fails (the exit that
+                    // follows is the restart policy's), and says why.
+                    Some(why) => {
+                        self.note(&why);
+                        if cx.single {
+                            let _ = cx.outer.fail(&why, None);
+                        }
+                        self.live_child()?.signal_group(Signal::SIGKILL)?;
+                    }
+                },
                 Action::NotifyStopping => {
                     if cx.single {
                         let _ = cx
@@ -706,6 +717,15 @@ impl Unit {
     /// The sockets held for the service (`--socket`).
     pub fn sockets(&self) -> &[std::sync::Arc<crate::sockets::Bound>] {
         &self.sockets
+    }
+
+    /// With `--socket-activation required`: why the ready child did not take its
+    /// sockets, if it did not (see `crate::sockets::taken`).
+    fn sockets_not_taken(&self) -> Option<String> {
+        if self.service.socket_activation != crate::sockets::Activation::Required {
+            return None;
+        }
+        crate::sockets::taken::not_taken(self.pid()?.as_raw(), &self.sockets)
     }
 
     /// The service's fd store (`FDSTORE=1`).
