@@ -516,3 +516,35 @@ fn libsystemd_takes_its_sockets_as_socket_activation_required_checks() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), "[(3, 'web')]");
 }
+
+#[test]
+fn with_the_fd_store_off_nothing_is_kept_and_that_is_said_once() {
+    let env = Env::new("fdstore-off");
+    let port = free_port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--socket",
+        &socket,
+        "--fd-store-max",
+        "0",
+        "--",
+        &fixture("socket-http"),
+        "--store",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restarted = env.daemonic(&["restart", "web"]);
+    let second = get(port, "/");
+    let log = std::fs::read_to_string(env.dir.join("state").join("web.log")).unwrap_or_default();
+    let _ = env.daemonic(&["stop", "web"]);
+    assert!(restarted.status.success(), "{}", stderr(&restarted));
+    let second = second.unwrap();
+    assert_eq!(
+        (field(&second, "starts"), field(&second, "names")),
+        ("1".into(), "web".into())
+    );
+    let said = "closed 1 descriptor of a notify datagram: the fd store is off (--fd-store-max 0)";
+    assert_eq!(log.matches(said).count(), 2, "once per start: {log}");
+}

@@ -30,6 +30,8 @@ const DEFAULT_NAME: &str = "stored";
 pub struct FdStore {
     max: usize,
     fds: Vec<(String, OwnedFd)>,
+    /// The start (generation) whose refusals were last noted: one note per start.
+    noted: Option<u64>,
 }
 
 /// What one datagram did to the store, for the supervisor's log.
@@ -48,6 +50,7 @@ impl FdStore {
         FdStore {
             max,
             fds: Vec::new(),
+            noted: None,
         }
     }
 
@@ -85,6 +88,14 @@ impl FdStore {
         self.fds.iter().any(|(_, old)| {
             fstat(old).is_ok_and(|o| (o.st_dev, o.st_ino) == (new.st_dev, new.st_ino))
         })
+    }
+
+    /// Whether refusals of start `generation` are to be noted: the first time only, so a
+    /// program sending descriptors in a loop cannot flood the log.
+    pub fn note_refusals_of(&mut self, generation: u64) -> bool {
+        let first = self.noted != Some(generation);
+        self.noted = Some(generation);
+        first
     }
 
     /// The stored descriptors with their names, in the order stored.

@@ -11,7 +11,7 @@ use super::Unit;
 
 impl Unit {
     /// Applies a datagram's `FDSTORE=1`/`FDSTOREREMOVE=1`; what is not stored is closed,
-    /// and said once per datagram.
+    /// and said once per start of the program.
     pub fn store_fds(&mut self, messages: &[Message], fds: Vec<OwnedFd>) {
         let asked = messages
             .iter()
@@ -20,8 +20,9 @@ impl Unit {
             return;
         }
         let max = self.service.fd_store_max;
+        let generation = self.generation();
         let applied = self.fd_store_mut().apply(messages, fds);
-        if applied.refused > 0 {
+        if applied.refused > 0 && self.fd_store_mut().note_refusals_of(generation) {
             let why = if max == 0 {
                 "the fd store is off (--fd-store-max 0)".to_string()
             } else if !messages.iter().any(|m| matches!(m, Message::FdStore)) {
@@ -30,7 +31,7 @@ impl Unit {
                 format!("the store is full (--fd-store-max {max}) or the FDNAME is invalid")
             };
             self.note(&format!(
-                "closed {} descriptor{} of a notify datagram: {why}",
+                "closed {} descriptor{} of a notify datagram: {why} (said once per start)",
                 applied.refused,
                 if applied.refused == 1 { "" } else { "s" }
             ));
