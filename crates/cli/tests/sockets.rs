@@ -548,3 +548,23 @@ fn with_the_fd_store_off_nothing_is_kept_and_that_is_said_once() {
     let said = "closed 1 descriptor of a notify datagram: the fd store is off (--fd-store-max 0)";
     assert_eq!(log.matches(said).count(), 2, "once per start: {log}");
 }
+
+#[test]
+fn a_missing_program_with_sockets_fails_as_without_them() {
+    let env = Env::new("missing");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "nf",
+        "--socket",
+        "web=tcp:127.0.0.1:0",
+        "--",
+        "/nonexistent/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("spawn /nonexistent/prog: No such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+}
