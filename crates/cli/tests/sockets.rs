@@ -568,3 +568,43 @@ fn a_missing_program_with_sockets_fails_as_without_them() {
         stderr(&out)
     );
 }
+
+#[test]
+fn udp_and_ipv6_sockets_arrive_as_what_they_are() {
+    let env = Env::new("udp");
+    // Where the kernel has IPv6 on loopback: an IPv6-only UDP socket beside a TCP one.
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    let mut args = vec![
+        "run",
+        "--ready",
+        "grace",
+        "--grace",
+        "0s",
+        "--socket",
+        "web=tcp:127.0.0.1:0",
+        "--socket",
+        "dns=udp:127.0.0.1:0",
+    ];
+    if v6 {
+        args.extend(["--socket", "dns6=udp:[::1]:0,ipv6-only"]);
+    }
+    let script = "import socket, os\n\
+        n = int(os.environ['LISTEN_FDS'])\n\
+        for fd in range(3, 3 + n):\n\
+        \x20   s = socket.socket(fileno=fd)\n\
+        \x20   print(s.type.name, s.family.name, s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))\n\
+        \x20   s.detach()\n\
+        print(os.environ['LISTEN_FDNAMES'])\n";
+    args.extend(["--", "/usr/bin/python3", "-c", script]);
+    let out = env.daemonic(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut want = vec!["SOCK_STREAM AF_INET 1", "SOCK_DGRAM AF_INET 0"];
+    if v6 {
+        want.push("SOCK_DGRAM AF_INET6 0");
+        want.push("web:dns:dns6");
+    } else {
+        want.push("web:dns");
+    }
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stdout}");
+}
