@@ -188,7 +188,7 @@ pub fn generate(
             bail!("no service named {n:?} in {}", config.file.display());
         };
         let def = with_program_path(def);
-        let specs = def.args()?.sockets.sockets;
+        let specs = def.args.sockets.sockets.clone();
         for spec in &specs {
             out.push(Generated::new(
                 systemd::sockets::socket_unit_name(&n, spec, &specs),
@@ -248,12 +248,6 @@ pub fn file_name(what: &What) -> Result<String> {
         }
         None => Ok(systemd::file_unit_name(&config::load(&what.file)?.project)),
     }
-}
-
-/// Whether a unit file's text is one daemonic wrote (`install` and `uninstall` replace
-/// or remove only those).
-pub fn written_by_daemonic(text: &str) -> bool {
-    text.starts_with(units::MARKER)
 }
 
 /// The launchd job of the service `a` names.

@@ -42,7 +42,6 @@ pub mod containment;
 mod fdstore;
 pub mod group;
 pub mod health;
-pub mod health_args;
 pub mod init;
 pub mod limits;
 pub mod machine;

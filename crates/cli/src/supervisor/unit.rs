@@ -722,7 +722,7 @@ impl Unit {
     /// With `--socket-activation required`: why the ready child did not take its
     /// sockets, if it did not (see `crate::sockets::taken`).
     fn sockets_not_taken(&self) -> Option<String> {
-        if self.service.socket_activation != crate::sockets::Activation::Required {
+        if self.service.socket_activation != crate::service::sockets::Activation::Required {
             return None;
         }
         crate::sockets::taken::not_taken(self.pid()?.as_raw(), &self.sockets)

@@ -20,9 +20,9 @@
 
 use std::fmt::Write as _;
 
-use super::super::args::Section;
 use super::unit_file::{UnitFile, plain};
 use super::{generated, unit_name};
+use crate::service::systemd::Section;
 use crate::sockets::{Address, SocketSpec};
 
 /// The file name of the unit of socket `spec` of service `service` (`specs` all of them).
