@@ -13,6 +13,7 @@
 //! | [`log`] | `log-*` | [`log::LogConfig`] |
 //! | [`limits`] | `memory-*`, `cpu-max`, `tasks-max`, `restart-on-memory` | [`limits::Limits`] |
 //! | [`privileges`] | `user`, `group`, `keep-caps`, `chroot`, `umask`, … | [`daemonic::privileges::Prepared`] |
+//! | [`sockets`] | `socket`, `fd-store-max`, `socket-activation` | [`crate::sockets::SocketSpec`] |
 //! | [`systemd`] | `unit-*` (only `daemonic unit` and `install` read them) | — |
 //!
 //! ## Adding an option
