@@ -39,7 +39,6 @@
 
 pub mod capture;
 pub mod containment;
-mod fdstore;
 pub mod group;
 pub mod health;
 pub mod init;
@@ -49,6 +48,7 @@ mod notify;
 pub mod policy;
 pub mod probe;
 mod requests;
+mod sockets;
 pub mod status_file;
 pub mod unit;
 

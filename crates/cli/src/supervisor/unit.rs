@@ -151,10 +151,10 @@ pub struct Unit {
     oom_kills: Option<u64>,
     /// The OOM killer killed in the group while the last child ran.
     oom: bool,
-    /// `--socket`: bound once, passed to every child (see `crate::sockets`).
-    sockets: Vec<std::sync::Arc<crate::sockets::Bound>>,
+    /// `--socket`: bound once, passed to every child (see `super::sockets`).
+    pub(super) sockets: Vec<std::sync::Arc<crate::sockets::Bound>>,
     /// What the child stored with `FDSTORE=1`, given back at the next start.
-    fd_store: crate::sockets::fdstore::FdStore,
+    pub(super) fd_store: crate::sockets::fdstore::FdStore,
 }
 
 impl Unit {
@@ -524,18 +524,7 @@ impl Unit {
                             .step(Event::MemoryMeasured(bytes), Instant::now()),
                     );
                 }
-                Action::BecameReady => match self.sockets_not_taken() {
-                    None => out.ready = true,
-                    // `--socket-activation required`: the start fails (the exit that
-                    // follows is the restart policy's), and says why.
-                    Some(why) => {
-                        self.note(&why);
-                        if cx.single {
-                            let _ = cx.outer.fail(&why, None);
-                        }
-                        self.live_child()?.signal_group(Signal::SIGKILL)?;
-                    }
-                },
+                Action::BecameReady => out.ready |= self.took_its_sockets(cx)?,
                 Action::NotifyStopping => {
                     if cx.single {
                         let _ = cx
@@ -712,29 +701,6 @@ impl Unit {
             }
             _ => Ok(None),
         }
-    }
-
-    /// The sockets held for the service (`--socket`).
-    pub fn sockets(&self) -> &[std::sync::Arc<crate::sockets::Bound>] {
-        &self.sockets
-    }
-
-    /// With `--socket-activation required`: why the ready child did not take its
-    /// sockets, if it did not (see `crate::sockets::taken`).
-    fn sockets_not_taken(&self) -> Option<String> {
-        if self.service.socket_activation != crate::service::sockets::Activation::Required {
-            return None;
-        }
-        crate::sockets::taken::not_taken(self.pid()?.as_raw(), &self.sockets)
-    }
-
-    /// The service's fd store (`FDSTORE=1`).
-    pub fn fd_store(&self) -> &crate::sockets::fdstore::FdStore {
-        &self.fd_store
-    }
-
-    pub fn fd_store_mut(&mut self) -> &mut crate::sockets::fdstore::FdStore {
-        &mut self.fd_store
     }
 
     /// Whether the supervisor holds this service's tree as a subreaper.
