@@ -82,6 +82,40 @@ fn the_pair_verifies_clean() {
     let web = std::fs::read_to_string(units.join("web.service")).unwrap();
     assert!(web.contains("\nSockets=web.socket\n"), "{web}");
     assert!(web.contains("\nFileDescriptorStoreMax=4\n"), "{web}");
+    // `required` is daemonic's check: the unit runs `daemonic run` for it.
+    let out = env.daemonic(&[
+        "unit",
+        "web",
+        "--system",
+        "-f",
+        &config.display().to_string(),
+    ]);
+    assert!(
+        !text(&out.stdout).contains("daemonic run"),
+        "{}",
+        text(&out.stdout)
+    );
+    let required = config.with_file_name("required.toml");
+    std::fs::write(
+        &required,
+        format!(
+            "[services.web]\ncommand = [\"{}\"]\nsocket-activation = \"required\"\nsocket = [\"web=tcp:8080\"]\n",
+            fixture("socket-http")
+        ),
+    )
+    .unwrap();
+    let out = env.daemonic(&[
+        "unit",
+        "web",
+        "--system",
+        "-f",
+        &required.display().to_string(),
+    ]);
+    let unit = text(&out.stdout);
+    assert!(
+        unit.contains(" run ") && unit.contains("--socket-activation=required"),
+        "{unit}"
+    );
     let api = std::fs::read_to_string(units.join("api.service")).unwrap();
     assert!(
         api.contains("--socket=http=tcp:8081,reuseport"),

@@ -100,6 +100,9 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
     if a.on_give_up.is_some() {
         why.push("on-give-up hook".into());
     }
+    if a.sockets.socket_activation == crate::service::sockets::Activation::Required {
+        why.push("socket-activation = \"required\" (a check of daemonic's)".into());
+    }
     if a.limits.restart_on_memory.is_some() {
         why.push("restart-on-memory".into());
     }
