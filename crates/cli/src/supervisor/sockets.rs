@@ -12,7 +12,7 @@ use daemonic::Signal;
 use daemonic::systemd::listen::Message;
 
 use super::Unit;
-use super::unit::Context;
+use super::unit::Shared;
 use crate::service::sockets::Activation;
 use crate::sockets::Bound;
 use crate::sockets::fdstore::FdStore;
@@ -32,7 +32,7 @@ impl Unit {
     /// `--socket-activation required`, only if it took its sockets (see
     /// `crate::sockets::taken`); if not, says why (to the launcher too) and kills it —
     /// the exit that follows is the restart policy's.
-    pub(super) fn took_its_sockets(&self, cx: &Context<'_>) -> Result<bool> {
+    pub(super) fn took_its_sockets(&self, cx: &Shared<'_>) -> Result<bool> {
         if self.service.socket_activation != Activation::Required {
             return Ok(true);
         }
