@@ -61,6 +61,7 @@ pub mod policy;
 pub mod probe;
 mod requests;
 mod signals;
+mod sockets;
 pub mod status_file;
 pub mod unit;
 pub mod units;

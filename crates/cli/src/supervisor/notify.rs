@@ -41,7 +41,7 @@ impl Supervisor {
                 sender.is_some_and(|pid| units.units().any(|u| u.pid() == Some(pid)))
             });
             let now = Instant::now();
-            let datagram = match received {
+            let mut datagram = match received {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     self.notes.note(sender, now, || {
@@ -61,6 +61,8 @@ impl Supervisor {
             let Some((i, _)) = found else {
                 continue;
             };
+            let fds = std::mem::take(&mut datagram.fds);
+            self.units[i].unit.store_fds(&datagram.messages, fds);
             for m in datagram.messages {
                 let event = match m {
                     // `--ready grace` or a probe: that only, by the user's choice.
