@@ -74,7 +74,7 @@ use anyhow::{Context as _, Result};
 use daemonic::process::Exit;
 use daemonic::sentinel::Sentinel;
 use daemonic::systemd::listen::NotifyListener;
-use daemonic::{Running, Signals};
+use daemonic::{Running, Signal, Signals};
 
 use crate::control::ControlServer;
 use crate::service::{Readiness, Service};
@@ -213,6 +213,13 @@ fn run(
     let mut signals = Signals::new().context("install signal handlers")?;
     if let Some(init) = &init {
         signals = init.catch(signals)?;
+    } else if containment::top().is_err() {
+        // A subreaper (containment without cgroups) is the parent of every orphan of its
+        // service: each exit wakes the loop, whose turn ends by reaping them
+        // (`Supervisor::tidy`), or their zombies would pile up while the service runs.
+        signals = signals
+            .also(Signal::SIGCHLD)
+            .context("install signal handlers")?;
     }
     // A second SIGTERM escalates the stop instead of abandoning the children.
     signals
