@@ -5,11 +5,7 @@ use daemonic_test_support as support;
 
 mod env;
 
-use env::Env;
-
-fn text(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
+use env::{Env, text};
 
 #[test]
 fn variables_come_from_the_environment_over_dot_env_and_run_the_service() {

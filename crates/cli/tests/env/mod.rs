@@ -2,6 +2,8 @@
 //! test files.
 #![allow(dead_code)]
 
+pub mod containment;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -73,4 +75,9 @@ impl Drop for Env {
 
 pub fn fixture(name: &str) -> String {
     example(name).display().to_string()
+}
+
+/// Standard output then standard error of `out`, as one text (for messages and `contains`).
+pub fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
