@@ -46,6 +46,7 @@ pub mod init;
 pub mod limits;
 pub mod machine;
 mod notify;
+pub mod notify_socket;
 pub mod policy;
 pub mod probe;
 mod requests;
@@ -59,7 +60,6 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context as _, Result};
 use daemonic::process::Exit;
 use daemonic::sentinel::Sentinel;
-use daemonic::systemd::listen::NotifyListener;
 use daemonic::systemd::watchdog::Watchdog;
 use daemonic::{Running, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -70,6 +70,7 @@ pub use group::Group;
 use group::Slot;
 use init::Init;
 use machine::Event;
+use notify_socket::NotifySockets;
 pub use machine::State;
 use requests::{Answer, Pending};
 pub use status_file::StatusFile;
@@ -86,7 +87,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Signals,
-    Notify,
+    /// Notify socket K (`NotifySockets::listeners`).
+    Notify(usize),
     /// The control socket or one of its connections.
     Control,
     /// The pidfd of unit N's child.
@@ -225,12 +227,14 @@ fn run(
     if let Err(e) = daemonic::process::raise_nofile_limit() {
         eprintln!("daemonic: {e}");
     }
-    let listener = NotifyListener::bind_private().context("bind notify socket")?;
-    listener.set_nonblocking(true)?;
-    let socket = listener.env_value();
+    let users = match &start {
+        Start::Entries(e) => notify_socket::users(e.iter().map(|e| &e.service)),
+        Start::Group(..) => notify_socket::Users::Several,
+    };
+    let sockets = NotifySockets::bind(control.as_deref().map(ControlServer::path), users)?;
     let cx = Context {
         outer,
-        notify_socket: socket.as_ref(),
+        notify: &sockets,
         sentinel,
         single: matches!(&start, Start::Entries(e) if e.len() == 1),
     };
@@ -280,7 +284,7 @@ fn run(
             sup.reconcile(&cx)?;
         }
     }
-    let result = sup.run(&mut signals, &listener, control.as_deref_mut(), &cx);
+    let result = sup.run(&mut signals, control.as_deref_mut(), &cx);
     // Whatever waits for a unit that has finished gets its answer, even on the way out.
     if let Some(server) = control {
         sup.settle(server, true);
@@ -353,16 +357,16 @@ impl Supervisor {
     fn run(
         &mut self,
         signals: &mut Signals,
-        listener: &NotifyListener,
         mut control: Option<&mut ControlServer>,
         cx: &Context<'_>,
     ) -> Result<()> {
         while !self.over() {
-            let mut sources = vec![Source::Signals, Source::Notify];
-            let mut fds = vec![
-                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            ];
+            let mut sources = vec![Source::Signals];
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            for (k, l) in cx.notify.listeners().enumerate() {
+                sources.push(Source::Notify(k));
+                fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            }
             if let Some(server) = control.as_deref() {
                 for fd in server.fds() {
                     sources.push(Source::Control);
@@ -411,7 +415,11 @@ impl Supervisor {
                     Source::Probe(i, k) => probed[i][k] = true,
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(signals, cx, control.as_deref_mut())?,
-                    Source::Notify => self.on_datagrams(listener, cx)?,
+                    Source::Notify(k) => {
+                        if let Some(l) = cx.notify.listeners().nth(k) {
+                            self.on_datagrams(l, cx)?;
+                        }
+                    }
                     Source::Output(i, k) => {
                         if self.units[i].on_output(k) {
                             self.deliver(i, Event::OutputMatched, cx)?;

@@ -99,8 +99,8 @@ impl Slot {
 /// Shared by every unit: how children reach the supervisor and who waits for it.
 pub struct Context<'a> {
     pub outer: &'a daemonic::Running,
-    /// `NOTIFY_SOCKET` for children.
-    pub notify_socket: &'a OsStr,
+    /// Where children's `NOTIFY_SOCKET` points.
+    pub notify: &'a super::notify_socket::NotifySockets,
     pub sentinel: Option<&'a Sentinel>,
     /// The supervisor runs this one service only: its readiness, status and failures are
     /// the supervisor's own, forwarded to whoever waits for it.
@@ -572,8 +572,14 @@ impl Unit {
         // The configured variables first: what daemonic sets for the protocol wins.
         cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.service.args)
-            .current_dir(&self.service.dir)
-            .env("NOTIFY_SOCKET", cx.notify_socket);
+            .current_dir(&self.service.dir);
+        let chrooted = (self.service.privileges.as_ref()).is_some_and(|p| p.chroot_dir().is_some());
+        match cx.notify.for_child(chrooted) {
+            Ok(socket) => {
+                cmd.env("NOTIFY_SOCKET", socket);
+            }
+            Err(e) => self.note(&format!("no notify socket for this child: {e:#}")),
+        }
         if let Some(s) = cx.sentinel {
             cmd.env(s.var(), s.value(self.spawned));
         }
