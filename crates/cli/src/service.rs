@@ -113,6 +113,29 @@ pub enum Kind {
     Oneshot,
 }
 
+/// Whose notify datagrams speak for a service (systemd's `NotifyAccess=`; see
+/// `supervisor::notify`). Never a process outside the service's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotifyAccess {
+    /// The main process only.
+    Main,
+    /// The main process and the commands run for it (systemd's control processes);
+    /// daemonic runs none that notify, so the main process only.
+    Exec,
+    /// Any process of the service's tree (its cgroup, or its descendants in /proc).
+    All,
+}
+
+impl NotifyAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyAccess::Main => "main",
+            NotifyAccess::Exec => "exec",
+            NotifyAccess::All => "all",
+        }
+    }
+}
+
 /// Flags every supervising command shares.
 #[derive(Args, Debug, Clone)]
 pub struct ServiceArgs {
@@ -160,6 +183,14 @@ pub struct ServiceArgs {
     /// as a failure for --restart [default: no watchdog].
     #[arg(long, value_parser = crate::duration::parse_positive, value_name = "DURATION")]
     pub watchdog: Option<Duration>,
+    /// Whose notify datagrams (READY=1, STATUS=, WATCHDOG=1, …) count: main = the main
+    /// process only; exec = the same (daemonic runs no ExecStartPre=-like commands); all =
+    /// any process of the service's tree (its cgroup, or its descendants), so that a
+    /// shell script's `systemd-notify --ready` works as another user too. A process
+    /// outside the tree never counts. Each ignored sender is named once on stderr (and
+    /// in `start`'s timeout message). In a systemd unit: NotifyAccess=.
+    #[arg(long, value_enum, default_value = "all", value_name = "WHO")]
+    pub notify_access: NotifyAccess,
     /// Signal that asks the child to reload (sent when daemonic gets SIGHUP).
     #[arg(long, value_parser = parse_signal, default_value = "HUP", value_name = "SIGNAL")]
     pub reload_signal: Signal,
@@ -247,6 +278,7 @@ pub struct Service {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub reload_signal: Signal,
+    pub notify_access: NotifyAccess,
     pub watchdog: Option<Duration>,
     pub policy: Policy,
     pub on_give_up: Option<String>,
@@ -312,6 +344,7 @@ impl Service {
             stop_signal: a.stop_signal,
             stop_timeout: a.stop_timeout,
             reload_signal: a.reload_signal,
+            notify_access: a.notify_access,
             watchdog: a.watchdog.filter(|w| !w.is_zero()),
             policy: Policy {
                 restart: a.restart,

@@ -480,7 +480,7 @@ impl Supervisor {
                 ("waiting", Some(why))
             }
             (None, true) if self.units[i].generation() == 0 => ("stopped", None),
-            _ => (self.units[i].state().as_str(), None),
+            _ => (self.units[i].shown_str(), None),
         }
     }
 

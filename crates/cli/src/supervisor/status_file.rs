@@ -15,6 +15,8 @@ use super::State;
 
 pub struct Snapshot<'a> {
     pub state: State,
+    /// Ready, between `RELOADING=1` and `READY=1`: shown as `reloading`.
+    pub reloading: bool,
     /// The child's pid; none between runs.
     pub pid: Option<Pid>,
     pub supervisor: Pid,
@@ -52,7 +54,11 @@ impl StatusFile {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut text = format!("state={}\n", s.state.as_str());
+        let state = match s.state {
+            State::Ready if s.reloading => "reloading",
+            other => other.as_str(),
+        };
+        let mut text = format!("state={state}\n");
         if let Some(pid) = s.pid {
             text += &format!("pid={pid}\n");
         }

@@ -115,6 +115,8 @@ pub struct Unit {
     timers: [Option<Instant>; Timer::ALL.len()],
     /// The child's last `STATUS=`.
     pub status_text: String,
+    /// What the notify protocol told about the current child (reloading, `MAINPID=`).
+    pub told: super::notify::Told,
     /// The state last published, and since when.
     shown: State,
     since: SystemTime,
@@ -177,6 +179,7 @@ impl Unit {
             child: None,
             timers: [None; Timer::ALL.len()],
             status_text: String::new(),
+            told: Default::default(),
             shown: State::Starting,
             since: SystemTime::now(),
             status_file: None,
@@ -335,6 +338,31 @@ impl Unit {
         self.child.as_ref().map(|c| c.pidfd.pid())
     }
 
+    /// The main process: the one `MAINPID=` named, else the child.
+    pub fn main_pid(&self) -> Option<Pid> {
+        self.child.as_ref()?;
+        (self.told.main_pid.as_ref().map(|p| p.pid())).or_else(|| self.pid())
+    }
+
+    /// The state as `status` shows it: `reloading` is a ready child between
+    /// `RELOADING=1` and `READY=1`.
+    pub fn shown_str(&self) -> &'static str {
+        match self.state() {
+            State::Ready if self.told.reloading.is_some() => "reloading",
+            s => s.as_str(),
+        }
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=`: an armed start timeout runs until at least `now + more`.
+    pub fn extend_start(&mut self, more: Duration, now: Instant) {
+        let t = &mut self.timers[Timer::StartTimeout as usize];
+        if self.machine.state() == State::Starting
+            && let Some(at) = t
+        {
+            *at = (*at).max(now + more);
+        }
+    }
+
     /// The probe attempts in flight, for the poll set.
     pub fn attempts(&self) -> impl Iterator<Item = (Slot, &Attempt)> {
         Slot::ALL
@@ -461,7 +489,9 @@ impl Unit {
                     queue.extend(next);
                 }
                 Action::SignalMain(sig) => {
-                    if let Some(c) = &self.child {
+                    if let Some(m) = &self.told.main_pid {
+                        let _ = m.signal(sig);
+                    } else if let Some(c) = &self.child {
                         let _ = c.pidfd.signal(sig);
                     }
                 }
@@ -567,6 +597,7 @@ impl Unit {
         {
             self.log_start = Some(std::fs::metadata(&l.path).map_or(0, |m| m.len()));
         }
+        self.told = Default::default();
         let mut cmd = Command::new(&self.service.program);
         strip_internal(&mut cmd);
         // The configured variables first: what daemonic sets for the protocol wins.
@@ -879,6 +910,7 @@ impl Unit {
         let state = self.machine.state();
         s.write(&status_file::Snapshot {
             state,
+            reloading: self.told.reloading.is_some(),
             pid: self.pid(),
             supervisor: Pid::this(),
             since: self.since,
