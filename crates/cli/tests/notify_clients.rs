@@ -423,3 +423,33 @@ fn a_helpers_ready_under_notify_access_main_is_named_in_the_timeout_message() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(env.daemonic(&["stop", "all"]).status.success());
 }
+
+#[test]
+fn a_ready_from_outside_the_services_tree_never_counts() {
+    let env = Env::new("nc-outside");
+    let mut start = env
+        .cmd()
+        .args([
+            "start", "--name", "quiet", "--ready", "notify", "--timeout", "3s", "--", "sleep",
+            "600",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = wait_for("the child's pid", LIMIT, || {
+        let s = status(&env, "quiet");
+        s.contains(", pid ").then(|| env.child_pid("quiet"))
+    });
+    let socket = notify_socket_of(pid);
+    // This test process is in no service's tree, whatever it says (notify-access = all).
+    let n = daemonic::systemd::notify::Notifier::new(&socket).unwrap();
+    n.notify(&[
+        daemonic::systemd::notify::State::Ready,
+        daemonic::systemd::notify::State::Status("spoofed"),
+    ])
+    .unwrap();
+    let out = start.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("spoofed"), "{}", stderr(&out));
+}
