@@ -541,6 +541,28 @@ fn refuse_threads(what: &str) -> io::Result<()> {
     }
 }
 
+/// `getxattr(2)` of an extended attribute of `path` (following symlinks), up to 256 bytes:
+/// its value, or the errno (`ENODATA` when it is not set).
+pub(crate) fn getxattr(path: &std::path::Path, name: &str) -> io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let name = std::ffi::CString::new(name)?;
+    let mut value = vec![0u8; 256];
+    // SAFETY: both names are NUL-terminated strings that outlive the call; the kernel
+    // writes at most `value.len()` bytes into `value`.
+    #[allow(unsafe_code)]
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    value.truncate(usize::try_from(check(n as libc::c_long)?).unwrap_or(0));
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

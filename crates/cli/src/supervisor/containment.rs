@@ -15,8 +15,16 @@
 //!
 //! | the supervisor runs | groups under |
 //! |---|---|
-//! | as root | `<cgroup2 mount>/daemonic/<state dir>/<name>` |
-//! | in a cgroup delegated to its user (a systemd user unit, `Delegate=yes`) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//! | in a group systemd delegated to its unit (`Delegate=yes`, as the units of `daemonic run` and `up` ask; any user, root too) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//! | as root, elsewhere | `<cgroup2 mount>/daemonic/<state dir>/<name>` |
+//! | in a cgroup delegated to its user by ownership (a systemd user session) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//!
+//! systemd marks the groups it delegates (`user.delegate`, [`process::cgroup_delegated`]);
+//! inside one, the service's groups stay inside the unit, so `systemctl status` shows its
+//! processes and `systemctl stop` (or systemd's SIGKILL after the unit's stop timeout)
+//! ends them all, even a killed daemonic's. The supervisor itself stays in the unit's
+//! group; that is allowed while no controller is enabled below it, so limits
+//! (`--memory-max` …) inside a delegated unit are not supported yet.
 //!
 //! `<state dir>` is the state directory's path with `/` written `-` (and `-` written
 //! `\x2d`, as `systemd-escape` does): `/run/daemonic` → `run-daemonic`. The path of a
@@ -41,7 +49,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-#[cfg(doc)]
 use daemonic::process;
 
 /// The variable that chooses the containment.
@@ -101,7 +108,11 @@ fn find_base() -> std::result::Result<(PathBuf, PathBuf), String> {
         path => mount.join(path),
     };
     let root = nix::unistd::geteuid().is_root();
-    let under = if root {
+    // A group systemd delegated to our unit first, even as root: building groups
+    // elsewhere in systemd's tree would take the service out of its unit.
+    let under = if process::cgroup_delegated(&own) {
+        own
+    } else if root {
         mount.clone()
     } else if delegated(&own) {
         own
@@ -119,13 +130,26 @@ fn find_base() -> std::result::Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// The mount point of the first cgroup2 file system in `/proc/self/mountinfo`.
+/// The mount point of the cgroup2 file system in `/proc/self/mountinfo`: the first that
+/// shows the root of this process's cgroup namespace (root field `/`), to which the paths
+/// of `/proc/self/cgroup` are relative; else the first. A container may also see the
+/// hierarchy mounted from above its namespace's root (root `/../..`), where those paths
+/// would name other groups.
 fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount = left.split(' ').nth(4)?;
-        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount))
-    })
+    let mounts: Vec<(&str, &str)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = left.split(' ').skip(3);
+            let (root, mount) = (fields.next()?, fields.next()?);
+            (right.split(' ').next()? == "cgroup2").then_some((root, mount))
+        })
+        .collect();
+    let best = mounts
+        .iter()
+        .find(|(root, _)| *root == "/")
+        .or(mounts.first());
+    best.map(|(_, mount)| PathBuf::from(mount))
 }
 
 /// A group delegated to this user: the directory and its `cgroup.procs` are ours.
@@ -481,5 +505,10 @@ mod tests {
             cgroup2_mount("25 30 0:22 / /x rw - ext4 /dev/sda rw\n"),
             None
         );
+        // In a systemd container (the sandbox of tests/systemd_units.rs): the namespace's
+        // own view wins over the host's hierarchy seen from above.
+        let info = "139 129 0:38 /../.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    140 129 0:38 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup")));
     }
 }

@@ -30,6 +30,12 @@
 //!   `RestrictSUIDSGID=yes`, `LockPersonality=yes`; root unless `user` is given.
 //! * **off**: nothing.
 //!
+//! A unit that runs daemonic's supervisor (`daemonic run`, and the config file's unit)
+//! also gets `Delegate=yes` with `ProtectControlGroups=no`: its services' cgroups are made
+//! inside the unit's own, so none of their processes leaves the unit (see
+//! `supervisor::containment`). `systemd-analyze security` counts `Delegate=yes` against
+//! the exposure; a unit that systemd can run directly does not need it.
+//!
 //! User units get only what an unprivileged manager can always apply (the seccomp-based
 //! settings and `NoNewPrivileges=`); mount-namespace settings (`ProtectSystem=`,
 //! `PrivateTmp=`, …) need unprivileged user namespaces there, so they are written only
@@ -307,6 +313,7 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Re
         );
     }
     u.add(Section::Service, "Type", "notify");
+    delegate(u);
     // daemonic reports READY=1 once its probe passed, which may take the service's
     // `timeout`; then daemonic itself gives up (and restarts by the policy).
     u.add(
@@ -420,7 +427,8 @@ fn privileges(u: &mut UnitFile, a: &ServiceArgs, scope: Scope) -> Result<()> {
 /// The unit of `config`'s own supervisor: `daemonic run -f FILE`, every service of the
 /// file in one unit (what `daemonic up` runs, under systemd). Its services keep their
 /// own users, capabilities and log files, so daemonic runs as root with only the
-/// protections none of them can need (kernel, cgroups, realtime, set-uid files).
+/// protections none of them can need (kernel, realtime, set-uid files), in a delegated
+/// cgroup.
 pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
     let file = cx.config.display().to_string();
     let mut u = UnitFile::default();
@@ -459,6 +467,7 @@ pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
     }
     u.add(Section::Service, "Restart", "on-abnormal");
     u.add(Section::Service, "KillMode", "mixed");
+    delegate(&mut u);
     // Dependents stop first: in the worst case one after the other.
     let mut stop = WRAPPER_STOP_MARGIN;
     for def in &config.services {
@@ -470,7 +479,6 @@ pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
             "ProtectKernelTunables",
             "ProtectKernelModules",
             "ProtectKernelLogs",
-            "ProtectControlGroups",
         ] {
             u.add(Section::Service, key, "yes");
         }
@@ -480,6 +488,15 @@ pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
     }
     u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
     Ok(u.render())
+}
+
+/// A unit whose main process is daemonic's supervisor gets its cgroup delegated, so each
+/// service's group is made inside the unit (`supervisor::containment`): systemd sees,
+/// accounts and, when it must, kills every process of it. `ProtectControlGroups=` would
+/// make the cgroup file system read-only and force the weaker subreaper containment.
+fn delegate(u: &mut UnitFile) {
+    u.add(Section::Service, "Delegate", "yes");
+    u.add(Section::Service, "ProtectControlGroups", "no");
 }
 
 /// The marker, as the text of the first comment line.
