@@ -779,3 +779,22 @@ memory-check-interval = "10s"
         false,
     );
 }
+
+#[test]
+fn notify_access_becomes_systemds_notify_access() {
+    let env = Env::new("units-notify-access");
+    let sleeper = fixture("sleeper");
+    let file = config(
+        &env,
+        &format!(
+            "[services.strict]\ncommand = [{sleeper:?}, \"3600\"]\nready = \"notify\"\n\
+             notify-access = \"main\"\n\n\
+             [services.helpers]\ncommand = [{sleeper:?}, \"3600\"]\nready = \"notify\"\n"
+        ),
+    );
+    let strict = unit(&env, &file, &["strict", "--system"]);
+    assert_eq!(values(&strict, "NotifyAccess"), ["main"], "{strict}");
+    // The default lets a helper such as systemd-notify speak, as under daemonic.
+    let helpers = unit(&env, &file, &["helpers", "--system"]);
+    assert_eq!(values(&helpers, "NotifyAccess"), ["all"], "{helpers}");
+}

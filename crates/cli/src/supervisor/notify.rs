@@ -38,7 +38,6 @@
 //! start timeout to at least that long from now (the launcher of `start` is told too).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -297,19 +296,8 @@ fn cgroup_of(pid: Pid) -> Option<PathBuf> {
 /// Whether the cgroup `of` (as [`cgroup_of`] says) is the group at directory `dir` or
 /// below it.
 fn in_cgroup(of: &Path, dir: &Path) -> bool {
-    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let mount = MOUNT.get_or_init(|| {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS… - FSTYPE …`, root "/" only.
-        info.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let mountpoint = f.get(4)?;
-            (right.starts_with("cgroup2 ") && f.get(3) == Some(&"/"))
-                .then(|| PathBuf::from(mountpoint))
-        })
-    });
-    let Some(rel) = mount.as_deref().and_then(|m| dir.strip_prefix(m).ok()) else {
+    let mount = super::containment::hierarchy();
+    let Some(rel) = mount.and_then(|m| dir.strip_prefix(m).ok()) else {
         return false;
     };
     let Ok(below) = of.strip_prefix("/") else {

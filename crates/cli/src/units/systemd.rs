@@ -245,10 +245,11 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
         _ => {}
     }
     if notify || a.watchdog.is_some() {
-        // `all`: READY=1 and WATCHDOG=1 count from any process of the unit, not only the
-        // main one — a shell that runs `systemd-notify --ready` is the usual case (systemd's
-        // default `main` drops it: "reception only permitted for main PID").
-        u.add(Section::Service, "NotifyAccess", "all");
+        // The service's `notify-access`, whose default `all` lets READY=1 and WATCHDOG=1
+        // count from any process of the unit, not only the main one — a shell that runs
+        // `systemd-notify --ready` is the usual case (systemd's default `main` drops it:
+        // "reception only permitted for main PID"). The values mean what systemd's do.
+        u.add(Section::Service, "NotifyAccess", a.notify_access.as_str());
     }
     u.add(Section::Service, "ExecStart", exec_line(&def.command));
     u.add(
