@@ -80,7 +80,11 @@ fn contract(env: &Env, name: &str, extra: &[&str], cmd: &[&str]) {
         out_text(&out),
         stderr(&out)
     );
-    assert!(out_text(&out).contains(&format!("{name}: ready")), "{}", out_text(&out));
+    assert!(
+        out_text(&out).contains(&format!("{name}: ready")),
+        "{}",
+        out_text(&out)
+    );
     let pid = env.child_pid(name);
     let socket = notify_socket_of(pid);
     assert!(
@@ -103,10 +107,20 @@ fn contract(env: &Env, name: &str, extra: &[&str], cmd: &[&str]) {
     assert!(line.contains(&format!(", pid {pid} ")), "{name}: {line}");
     assert!(!line.contains("restart"), "{name}: restarted: {line}");
     let out = env.daemonic(&["reload", "--wait", "--timeout", "20s", name]);
-    assert!(out.status.success(), "{name}: reload --wait: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "{name}: reload --wait: {}",
+        stderr(&out)
+    );
     let after = status(env, name);
-    assert!(after.contains(&format!("{name}: ready, pid {pid} ")), "{after}");
-    assert!(after.contains("reloaded"), "{name}: after reload --wait: {after}");
+    assert!(
+        after.contains(&format!("{name}: ready, pid {pid} ")),
+        "{after}"
+    );
+    assert!(
+        after.contains("reloaded"),
+        "{name}: after reload --wait: {after}"
+    );
     assert!(env.daemonic(&["stop", name]).status.success());
     assert!(
         !Path::new(&socket).exists(),
@@ -198,7 +212,9 @@ fn libsystemd_through_python3_systemd() {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("skipped: python3-systemd is not installed ({python} -c 'import systemd.daemon')");
+        eprintln!(
+            "skipped: python3-systemd is not installed ({python} -c 'import systemd.daemon')"
+        );
         return;
     }
     let env = Env::new("nc-libsystemd");
@@ -370,7 +386,15 @@ fn extend_timeout_usec_keeps_a_slow_starter_alive_past_the_timeout() {
     let with = script(&env, "extends.sh", &slow(true));
     let start = |name: &str, cmd: &str| {
         env.daemonic(&[
-            "start", "--name", name, "--ready", "notify", "--timeout", "1s", "--", cmd,
+            "start",
+            "--name",
+            name,
+            "--ready",
+            "notify",
+            "--timeout",
+            "1s",
+            "--",
+            cmd,
         ])
     };
     let out = start("ext", &with);
@@ -381,6 +405,34 @@ fn extend_timeout_usec_keeps_a_slow_starter_alive_past_the_timeout() {
     let without = script(&env, "plain.sh", &slow(false));
     let out = start("plain", &without);
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    // In the foreground the supervisor's own start timeout is the one extended.
+    let run = env
+        .cmd()
+        .args([
+            "run",
+            "--name",
+            "fg",
+            "--ready",
+            "notify",
+            "--timeout",
+            "1s",
+            "--",
+            &with,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = KillOnDrop::new(daemonic::Pid::from_raw(run.id() as i32));
+    let s = wait_for("fg ready", LIMIT, || {
+        let s = status(&env, "fg");
+        s.starts_with("fg: ready").then_some(s)
+    });
+    assert!(
+        s.contains("status: recovered") && !s.contains("restart"),
+        "{s}"
+    );
+    drop(run);
 }
 
 #[test]
@@ -430,7 +482,15 @@ fn a_ready_from_outside_the_services_tree_never_counts() {
     let mut start = env
         .cmd()
         .args([
-            "start", "--name", "quiet", "--ready", "notify", "--timeout", "3s", "--", "sleep",
+            "start",
+            "--name",
+            "quiet",
+            "--ready",
+            "notify",
+            "--timeout",
+            "3s",
+            "--",
+            "sleep",
             "600",
         ])
         .stdout(std::process::Stdio::piped())

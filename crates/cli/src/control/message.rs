@@ -37,9 +37,9 @@ impl Request {
         match self {
             Request::Status { name } => put_opt(&mut out, "name", name.as_deref()),
             Request::List => {}
-            Request::Stop { name }
-            | Request::Restart { name }
-            | Request::Reopen { name } => put(&mut out, "name", name),
+            Request::Stop { name } | Request::Restart { name } | Request::Reopen { name } => {
+                put(&mut out, "name", name)
+            }
             Request::Reload { name, wait } => {
                 put(&mut out, "name", name);
                 // Only when asked: a supervisor older than `wait` still understands the rest.

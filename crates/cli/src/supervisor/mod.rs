@@ -20,8 +20,9 @@
 //! for the supervisor itself (the `daemonic start` launcher, systemd, an outer
 //! supervisor) once every unit has been ready.
 //!
-//! Notify messages: one socket for the supervisor; a datagram speaks for the unit whose
-//! *main* process sent it (the kernel-verified sender pid; systemd's `NotifyAccess=main`).
+//! Notify messages: one filesystem socket for the supervisor ([`notify_socket`]); a
+//! datagram speaks for the unit whose tree its sender is in (the kernel-verified sender
+//! pid), as that unit's `notify-access` allows (see `notify`).
 //!
 //! When a child exits, whatever is left of its process group is killed before the child
 //! is reaped (while its pid still pins the group id), so no grandchild outlives it. If the
@@ -70,8 +71,8 @@ pub use group::Group;
 use group::Slot;
 use init::Init;
 use machine::Event;
-use notify_socket::NotifySockets;
 pub use machine::State;
+use notify_socket::NotifySockets;
 use requests::{Answer, Pending};
 pub use status_file::StatusFile;
 use unit::Context;

@@ -246,9 +246,10 @@ impl Supervisor {
             return Some((i, Role::Main));
         }
         if let Some(cgroup) = cgroup_of(pid)
-            && let Some(i) = self.units.iter().position(|u| {
-                live(u) && u.cgroup().is_some_and(|c| in_cgroup(&cgroup, c.dir()))
-            })
+            && let Some(i) = self
+                .units
+                .iter()
+                .position(|u| live(u) && u.cgroup().is_some_and(|c| in_cgroup(&cgroup, c.dir())))
         {
             return Some((i, Role::Tree));
         }

@@ -185,7 +185,11 @@ fn bind_root(users: Users) -> Result<(NotifyListener, Option<PathBuf>)> {
     sweep(dir);
     let token = token()?;
     let path = dir.join(format!("{token}.sock"));
-    let mode = if users == Users::Several { 0o666 } else { 0o600 };
+    let mode = if users == Users::Several {
+        0o666
+    } else {
+        0o600
+    };
     let l = NotifyListener::bind_with_mode(&path, mode)?;
     if let Users::One(uid, gid) = users {
         std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))

@@ -602,8 +602,7 @@ impl Unit {
         strip_internal(&mut cmd);
         // The configured variables first: what daemonic sets for the protocol wins.
         cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
-        cmd.args(&self.service.args)
-            .current_dir(&self.service.dir);
+        cmd.args(&self.service.args).current_dir(&self.service.dir);
         let chrooted = (self.service.privileges.as_ref()).is_some_and(|p| p.chroot_dir().is_some());
         match cx.notify.for_child(chrooted) {
             Ok(socket) => {
