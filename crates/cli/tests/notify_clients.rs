@@ -406,7 +406,7 @@ fn extend_timeout_usec_keeps_a_slow_starter_alive_past_the_timeout() {
     let out = start("plain", &without);
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
     // In the foreground the supervisor's own start timeout is the one extended.
-    let run = env
+    let mut run = env
         .cmd()
         .args([
             "run",
@@ -423,7 +423,8 @@ fn extend_timeout_usec_keeps_a_slow_starter_alive_past_the_timeout() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let run = KillOnDrop::new(daemonic::Pid::from_raw(run.id() as i32));
+    // Killed (and its child with it) even if an assertion fails first.
+    let guard = KillOnDrop::new(daemonic::Pid::from_raw(run.id() as i32));
     let s = wait_for("fg ready", LIMIT, || {
         let s = status(&env, "fg");
         s.starts_with("fg: ready").then_some(s)
@@ -432,7 +433,8 @@ fn extend_timeout_usec_keeps_a_slow_starter_alive_past_the_timeout() {
         s.contains("status: recovered") && !s.contains("restart"),
         "{s}"
     );
-    drop(run);
+    drop(guard);
+    let _ = run.wait();
 }
 
 #[test]
@@ -479,7 +481,7 @@ fn a_helpers_ready_under_notify_access_main_is_named_in_the_timeout_message() {
 #[test]
 fn a_ready_from_outside_the_services_tree_never_counts() {
     let env = Env::new("nc-outside");
-    let mut start = env
+    let start = env
         .cmd()
         .args([
             "start",
