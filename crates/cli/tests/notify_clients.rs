@@ -515,3 +515,100 @@ fn a_ready_from_outside_the_services_tree_never_counts() {
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
     assert!(!stderr(&out).contains("spoofed"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_killed_supervisors_notify_socket_is_swept_or_replaced_by_the_next() {
+    let env = Env::new("nc-sweep");
+    let start = |name: &str| {
+        let out = env.daemonic(&[
+            "start",
+            "--name",
+            name,
+            "--ready",
+            "notify",
+            "--",
+            &fixture("sd-notify-client"),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        notify_socket_of(env.child_pid(name))
+    };
+    let first = start("a");
+    let supervisor = std::fs::read_to_string(env.pid_file("a")).unwrap();
+    let supervisor = daemonic::Pid::from_raw(supervisor.trim().parse().unwrap());
+    // SIGKILL: nothing of the supervisor's runs to remove its socket.
+    let guard = KillOnDrop::new(supervisor);
+    nix::sys::signal::kill(supervisor, daemonic::Signal::SIGKILL).unwrap();
+    assert!(guard.exited_within(LIMIT));
+    assert!(
+        Path::new(&first).exists(),
+        "{first}: removed by a killed supervisor?"
+    );
+    // As root the next supervisor sweeps /run/daemonic-notify; otherwise the next start of
+    // the same name replaces <state-dir>/a.notify.
+    let root = nix::unistd::geteuid().is_root();
+    let second = start(if root { "b" } else { "a" });
+    if root {
+        assert!(!Path::new(&first).exists(), "{first} not swept");
+        assert_ne!(first, second);
+    } else {
+        assert_eq!(first, second);
+    }
+    for name in ["a", "b"] {
+        let _ = env.daemonic(&["stop", name]);
+    }
+    assert!(!Path::new(&second).exists(), "{second} left behind");
+}
+
+#[test]
+fn not_root_the_socket_lies_beside_the_control_socket_and_goes_with_the_supervisor() {
+    if !root("not_root_the_socket_lies_beside_the_control_socket") {
+        return;
+    }
+    if !have("runuser") {
+        eprintln!("skipped: runuser is not installed");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("nc-user");
+    // Copies nobody can run, in a directory of nobody's.
+    let dir = env.dir.join("nobody");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let bin = dir.join("daemonic");
+    let client = dir.join("sd-notify-client");
+    std::fs::copy(env!("CARGO_BIN_EXE_daemonic"), &bin).unwrap();
+    std::fs::copy(fixture("sd-notify-client"), &client).unwrap();
+    let state = dir.join("state");
+    let as_nobody = |args: &[&str]| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", bin.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .args(args)
+            .current_dir("/")
+            .env_remove("XDG_RUNTIME_DIR");
+        run(&mut c)
+    };
+    let out = as_nobody(&[
+        "start",
+        "--name",
+        "u",
+        "--ready",
+        "notify",
+        "--",
+        client.to_str().unwrap(),
+    ]);
+    // Killed by pid file if an assertion fails (the Env's state dir is elsewhere).
+    let pid_file = state.join("u.pid");
+    let _guard = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .map(|p| KillOnDrop::new(daemonic::Pid::from_raw(p)));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let socket = state.join("u.notify");
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(as_nobody(&["reload", "--wait", "u"]).status.success());
+    assert!(as_nobody(&["stop", "u"]).status.success());
+    assert!(!socket.exists(), "{} left behind", socket.display());
+}
