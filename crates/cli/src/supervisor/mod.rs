@@ -16,6 +16,8 @@
 //!
 //! States, as `daemonic status` shows them: `starting` → `ready` → `stopping`, and after an
 //! exit `backoff` → `starting` again, or one of the final `stopped`, `exited`, `gave-up`.
+//! A ready child between `RELOADING=1` and `READY=1` is shown `reloading` (not a machine
+//! state: see `notify`).
 //! The supervisor ends when every unit is final. Readiness is forwarded to whoever waits
 //! for the supervisor itself (the `daemonic start` launcher, systemd, an outer
 //! supervisor) once every unit has been ready.

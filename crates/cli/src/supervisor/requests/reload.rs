@@ -9,6 +9,7 @@
 
 use super::{Answer, Wait};
 use crate::control::Response;
+use crate::service::Readiness;
 use crate::supervisor::notify::monotonic_usec;
 use crate::supervisor::{State, Supervisor, Unit};
 
@@ -17,6 +18,16 @@ pub fn answer(sup: &mut Supervisor, i: usize, wait: bool) -> Answer {
     let u = &sup.units[i];
     if !wait {
         return super::signal::answer(sup, i, sig);
+    }
+    if matches!(
+        u.service.ready,
+        Readiness::Grace | Readiness::Probe(_) | Readiness::Log(_)
+    ) {
+        return Answer::Now(Response::Error(format!(
+            "{}: reload --wait needs --ready notify or auto (a program that says \
+             RELOADING=1 and READY=1)",
+            u.name()
+        )));
     }
     if u.state() != State::Ready {
         return Answer::Now(Response::Error(format!(
