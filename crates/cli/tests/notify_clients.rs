@@ -612,3 +612,35 @@ fn not_root_the_socket_lies_beside_the_control_socket_and_goes_with_the_supervis
     assert!(as_nobody(&["stop", "u"]).status.success());
     assert!(!socket.exists(), "{} left behind", socket.display());
 }
+
+#[test]
+fn extend_timeout_usec_while_stopping_holds_off_the_sigkill() {
+    if !have("systemd-notify") {
+        eprintln!("skipped: systemd-notify is not installed");
+        return;
+    }
+    let env = Env::new("nc-extend-stop");
+    // A final save that takes longer than --stop-timeout, announced.
+    let s = script(
+        &env,
+        "saves.sh",
+        "#!/bin/sh\ntrap 'systemd-notify EXTEND_TIMEOUT_USEC=5000000; sleep 2; exit 0' TERM\n\
+         systemd-notify --ready\nwhile :; do sleep 1 & wait $!; done\n",
+    );
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "db",
+        "--ready",
+        "notify",
+        "--stop-timeout",
+        "1s",
+        "--",
+        &s,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.daemonic(&["stop", "db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let logs = out_text(&env.daemonic(&["logs", "db"]));
+    assert!(logs.contains("exited with status 0; stopped"), "{logs}");
+}

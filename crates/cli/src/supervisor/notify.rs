@@ -35,7 +35,8 @@
 //! **`MAINPID=`** from an allowed sender names the service's main process, if that pid
 //! is in the service's tree: it then gets the reload and watchdog signals, and
 //! `notify-access = main` means it. **`EXTEND_TIMEOUT_USEC=`** while starting pushes the
-//! start timeout to at least that long from now (the launcher of `start` is told too).
+//! start timeout to at least that long from now (the launcher of `start` is told too);
+//! while stopping, the stop timeout (the SIGKILL waits).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -198,8 +199,9 @@ impl Supervisor {
                 }
                 Message::ExtendTimeoutUsec(usec) => {
                     let more = Duration::from_micros(usec);
-                    self.units[i].extend_start(more, Instant::now());
-                    if cx.single {
+                    let starting = self.units[i].state() == super::State::Starting;
+                    self.units[i].extend_timeout(more, Instant::now());
+                    if cx.single && starting {
                         let _ = cx.outer.notify(&[Say::ExtendTimeout(more)]);
                     }
                     continue;

@@ -353,12 +353,15 @@ impl Unit {
         }
     }
 
-    /// `EXTEND_TIMEOUT_USEC=`: an armed start timeout runs until at least `now + more`.
-    pub fn extend_start(&mut self, more: Duration, now: Instant) {
-        let t = &mut self.timers[Timer::StartTimeout as usize];
-        if self.machine.state() == State::Starting
-            && let Some(at) = t
-        {
+    /// `EXTEND_TIMEOUT_USEC=`: the armed start timeout (while starting) or stop timeout
+    /// (while stopping) runs until at least `now + more`.
+    pub fn extend_timeout(&mut self, more: Duration, now: Instant) {
+        let timer = match self.machine.state() {
+            State::Starting => Timer::StartTimeout,
+            State::Stopping => Timer::StopTimeout,
+            _ => return,
+        };
+        if let Some(at) = &mut self.timers[timer as usize] {
             *at = (*at).max(now + more);
         }
     }
