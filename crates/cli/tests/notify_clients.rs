@@ -116,8 +116,7 @@ done
 "#;
 #[test]
 fn systemd_notify_from_a_shell_script_as_root() {
-    if !have("systemd-notify") {
-        eprintln!("skipped: systemd-notify is not installed");
+    if lacks("systemd-notify") {
         return;
     }
     let env = Env::new("nc-sdn-root");
@@ -130,8 +129,7 @@ fn systemd_notify_from_a_shell_script_as_uid_65534() {
     if !root("systemd_notify_from_a_shell_script_as_uid_65534") {
         return;
     }
-    if !have("systemd-notify") {
-        eprintln!("skipped: systemd-notify is not installed");
+    if lacks("systemd-notify") {
         return;
     }
     let env = Env::new("nc-sdn-nobody");

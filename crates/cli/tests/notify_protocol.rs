@@ -19,8 +19,7 @@ use support::*;
 
 #[test]
 fn reloading_is_a_state_and_keeps_the_status_text() {
-    if !have("systemd-notify") {
-        eprintln!("skipped: systemd-notify is not installed");
+    if lacks("systemd-notify") {
         return;
     }
     let env = Env::new("nc-reloading");
@@ -55,8 +54,7 @@ fn reloading_is_a_state_and_keeps_the_status_text() {
 
 #[test]
 fn extend_timeout_usec_keeps_a_slow_starter_alive_past_the_timeout() {
-    if !have("systemd-notify") {
-        eprintln!("skipped: systemd-notify is not installed");
+    if lacks("systemd-notify") {
         return;
     }
     let env = Env::new("nc-extend");
@@ -252,8 +250,7 @@ fn not_root_the_socket_lies_beside_the_control_socket_and_goes_with_the_supervis
     if !root("not_root_the_socket_lies_beside_the_control_socket") {
         return;
     }
-    if !have("runuser") {
-        eprintln!("skipped: runuser is not installed");
+    if lacks("runuser") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -303,8 +300,7 @@ fn not_root_the_socket_lies_beside_the_control_socket_and_goes_with_the_supervis
 
 #[test]
 fn extend_timeout_usec_while_stopping_holds_off_the_sigkill() {
-    if !have("systemd-notify") {
-        eprintln!("skipped: systemd-notify is not installed");
+    if lacks("systemd-notify") {
         return;
     }
     let env = Env::new("nc-extend-stop");

@@ -47,3 +47,12 @@ pub fn have(program: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Whether `program` is missing; says the test is skipped if so.
+pub fn lacks(program: &str) -> bool {
+    let missing = !have(program);
+    if missing {
+        eprintln!("skipped: {program} is not installed");
+    }
+    missing
+}
