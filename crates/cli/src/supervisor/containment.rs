@@ -51,6 +51,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use daemonic::process;
 
+use crate::service::limits::Limits;
+
 /// The variable that chooses the containment.
 pub const VAR: &str = "DAEMONIC_CONTAINMENT";
 
@@ -79,7 +81,7 @@ fn base() -> &'static Base {
 }
 
 /// The top of this supervisor's cgroup hierarchy, or why it has no cgroups (for
-/// [`super::limits::check`]).
+/// [`super::limits::check`] and [`apply_limits`]).
 pub fn top() -> std::result::Result<PathBuf, String> {
     match base() {
         Base::Cgroup { top, .. } => Ok(top.clone()),
@@ -381,12 +383,12 @@ impl Cgroup {
     }
 
     /// Creates the group (and its parent) if need be, writes its `limits`
-    /// ([`super::limits::apply`]); opens its `cgroup.procs` for the child to write itself
+    /// ([`apply_limits`]); opens its `cgroup.procs` for the child to write itself
     /// into.
-    pub fn prepare(&self, limits: &super::limits::Limits) -> Result<OwnedFd> {
+    pub fn prepare(&self, limits: &Limits) -> Result<OwnedFd> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
-        super::limits::apply(limits, &self.top, &self.dir)?;
+        apply_limits(limits, &self.top, &self.dir)?;
         let procs = self.dir.join("cgroup.procs");
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -489,6 +491,58 @@ impl Cgroup {
             let _ = std::fs::remove_dir(parent);
         }
     }
+}
+
+/// The files of the limits, each as it is when not limited.
+const UNLIMITED: [(&str, &str); 4] = [
+    ("memory.max", "max"),
+    ("memory.high", "max"),
+    ("cpu.max", "max"),
+    ("pids.max", "max"),
+];
+
+/// Enables the controllers of `limits` on every level from `top` down to `dir`'s parent,
+/// then writes the limits into `dir` (which exists).
+pub fn apply_limits(limits: &Limits, top: &Path, dir: &Path) -> Result<()> {
+    let files = limits.files();
+    // The group stays from one start to the next (and through a change of the service by
+    // `up`): a limit no longer asked for goes back to none, where its file is there.
+    for (file, none) in UNLIMITED {
+        let path = dir.join(file);
+        if !files.iter().any(|f| f.2 == file) && path.exists() {
+            std::fs::write(&path, none)
+                .with_context(|| format!("write {none:?} to {}", path.display()))?;
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut controllers: Vec<&str> = files.iter().map(|f| f.1).collect();
+    controllers.dedup();
+    let enable: String = controllers
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let parent = dir.parent().unwrap_or(dir);
+    let below = parent.strip_prefix(top).unwrap_or(Path::new(""));
+    let mut level = top.to_path_buf();
+    let mut levels = vec![level.clone()];
+    for part in below.components() {
+        level.push(part);
+        levels.push(level.clone());
+    }
+    for l in levels {
+        let path = l.join("cgroup.subtree_control");
+        std::fs::write(&path, &enable)
+            .with_context(|| format!("write {enable:?} to {}", path.display()))?;
+    }
+    for (_, _, file, value) in files {
+        let path = dir.join(file);
+        std::fs::write(&path, &value)
+            .with_context(|| format!("write {value:?} to {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

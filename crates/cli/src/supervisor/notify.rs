@@ -51,18 +51,6 @@ use super::machine::Event;
 use super::unit::Context;
 use crate::service::{NotifyAccess, Readiness};
 
-/// What the notify protocol has told about a unit's current child (reset at each spawn).
-#[derive(Debug, Default)]
-pub struct Told {
-    /// `RELOADING=1` without `READY=1` since: the reload's `MONOTONIC_USEC`.
-    pub reloading: Option<u64>,
-    /// The `MONOTONIC_USEC` of the last reload that ended with `READY=1`.
-    pub reloaded: Option<u64>,
-    /// `MAINPID=`, checked to be in the tree (a pidfd: signals reach that process or
-    /// none, even after its pid is reused).
-    pub main_pid: Option<daemonic::process::PidFd>,
-}
-
 /// How a sender relates to a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {

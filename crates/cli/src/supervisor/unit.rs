@@ -107,6 +107,18 @@ pub struct Context<'a> {
     pub single: bool,
 }
 
+/// What the notify protocol has told about a unit's current child (reset at each spawn).
+#[derive(Debug, Default)]
+pub struct Told {
+    /// `RELOADING=1` without `READY=1` since: the reload's `MONOTONIC_USEC`.
+    pub reloading: Option<u64>,
+    /// The `MONOTONIC_USEC` of the last reload that ended with `READY=1`.
+    pub reloaded: Option<u64>,
+    /// `MAINPID=`, checked to be in the tree (a pidfd: signals reach that process or
+    /// none, even after its pid is reused).
+    pub main_pid: Option<process::PidFd>,
+}
+
 pub struct Unit {
     pub service: Service,
     machine: Machine,
@@ -116,7 +128,7 @@ pub struct Unit {
     /// The child's last `STATUS=`.
     pub status_text: String,
     /// What the notify protocol told about the current child (reloading, `MAINPID=`).
-    pub told: super::notify::Told,
+    pub told: Told,
     /// The state last published, and since when.
     shown: State,
     since: SystemTime,
