@@ -328,3 +328,27 @@ fn extend_timeout_usec_while_stopping_holds_off_the_sigkill() {
     let logs = out_text(&env.daemonic(&["logs", "db"]));
     assert!(logs.contains("exited with status 0; stopped"), "{logs}");
 }
+
+#[test]
+fn mainpid_names_the_process_that_gets_the_signals() {
+    if lacks("systemd-notify") {
+        return;
+    }
+    let env = Env::new("nc-mainpid");
+    // The shell starts the real daemon and names it; it then only waits for it.
+    let s = script(
+        &env,
+        "mainpid.sh",
+        "#!/bin/sh\nsleep 600 &\nsystemd-notify --ready --pid=$!\nwait $!\nexit 0\n",
+    );
+    let out = env.daemonic(&["start", "--name", "mp", "--ready", "notify", "--", &s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // SIGTERM reaches the named process (sleep), not the shell: the shell's `wait`
+    // returns and it exits 0. Sent to the shell, it would be killed by SIGTERM.
+    assert!(env.daemonic(&["signal", "mp", "TERM"]).status.success());
+    let s = wait_for("mp exited", LIMIT, || {
+        let s = status(&env, "mp");
+        s.contains("exited").then_some(s)
+    });
+    assert!(s.contains("exited with status 0"), "{s}");
+}

@@ -287,7 +287,11 @@ fn cgroup_of(pid: Pid) -> Option<PathBuf> {
 /// Whether the cgroup `of` (as [`cgroup_of`] says) is the group at directory `dir` or
 /// below it.
 fn in_cgroup(of: &Path, dir: &Path) -> bool {
-    let mount = super::containment::hierarchy();
+    in_cgroup_at(super::containment::hierarchy(), of, dir)
+}
+
+/// [`in_cgroup`] with the hierarchy mounted at `mount`.
+fn in_cgroup_at(mount: Option<&Path>, of: &Path, dir: &Path) -> bool {
     let Some(rel) = mount.and_then(|m| dir.strip_prefix(m).ok()) else {
         return false;
     };
@@ -387,6 +391,27 @@ fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_is_in_a_services_tree_at_or_below_its_group_only() {
+        let mount = Some(Path::new("/sys/fs/cgroup"));
+        let web = Path::new("/sys/fs/cgroup/daemonic/run-daemonic/web");
+        let at = |of: &str| in_cgroup_at(mount, Path::new(of), web);
+        assert!(at("/daemonic/run-daemonic/web"));
+        assert!(at("/daemonic/run-daemonic/web/workers"));
+        assert!(!at("/daemonic/run-daemonic/web2"));
+        assert!(!at("/daemonic/run-daemonic"));
+        assert!(!at("/user.slice/web"));
+        assert!(!at("/"));
+        // No hierarchy known, or a group elsewhere: nothing is placed by its cgroup.
+        assert!(!in_cgroup_at(
+            None,
+            Path::new("/daemonic/run-daemonic/web"),
+            web
+        ));
+        let elsewhere = Path::new("/elsewhere/web");
+        assert!(!in_cgroup_at(mount, Path::new("/web"), elsewhere));
+    }
 
     #[test]
     fn one_note_per_sender_and_a_cap_per_interval_then_a_summary() {
