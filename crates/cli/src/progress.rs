@@ -280,7 +280,7 @@ fn shown(
         Goal::Down if final_state => Outcome::Done,
         Goal::Down => Outcome::OnItsWay,
         // Ready, but its readiness check has not passed (yet): dependents wait for it too.
-        Goal::Up if info.is_ready() || state == "completed" => Outcome::Done,
+        Goal::Up if info.ready || state == "completed" => Outcome::Done,
         Goal::Up if state == "ready" => {
             detail = info.health.clone().unwrap_or_default();
             Outcome::OnItsWay

@@ -70,5 +70,5 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     }
     // Returns only in the detached supervisor; the launcher exits inside.
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, Some(dirs), None, a.pid_file.as_deref())
+    super::run_service(&service, running, Some(dirs), None, a.pid_file.as_deref())
 }

@@ -69,7 +69,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         }
     }
     let ok = if a.ready {
-        !services.is_empty() && services.iter().all(ServiceInfo::is_ready)
+        !services.is_empty() && services.iter().all(|s| s.ready)
     } else {
         !services.is_empty()
     };

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 
 use crate::config::{self, Config, Def};
-use crate::units::{self, Context, Scope, systemd};
+use crate::units::{self, Host, Scope, systemd};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -131,7 +131,7 @@ pub fn generate(
         Some(p) => std::path::absolute(p).with_context(|| format!("{}", p.display()))?,
         None => std::env::current_exe().context("find the daemonic binary (current_exe)")?,
     };
-    let cx = Context {
+    let cx = Host {
         daemonic: &exe,
         config: &config.file,
         scope: target.scope(),
@@ -229,7 +229,7 @@ fn launchd_plist(config: &Config, a: &Args) -> Result<units::launchd::Plist> {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("find the daemonic binary")?,
     };
-    let ctx = launchd::Context {
+    let ctx = launchd::PlistHost {
         daemonic,
         scope,
         default_log: scope.default_log(&home, name),

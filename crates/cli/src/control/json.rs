@@ -42,6 +42,7 @@ pub fn service(s: &ServiceInfo) -> String {
         ("log_file", s.log_file.as_deref().map_or_else(null, string)),
         ("group", s.group.as_deref().map_or_else(null, string)),
         ("health", s.health.as_deref().map_or_else(null, string)),
+        ("ready", s.ready.to_string()),
         (
             "containment",
             s.containment.as_deref().map_or_else(null, string),
@@ -99,7 +100,7 @@ mod tests {
         };
         assert_eq!(
             service(&s),
-            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null}"#
+            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null,"ready":false,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null}"#
         );
     }
 

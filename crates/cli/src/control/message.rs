@@ -188,6 +188,7 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
     put_opt(out, "log_file", s.log_file.as_deref());
     put_opt(out, "group", s.group.as_deref());
     put_opt(out, "health", s.health.as_deref());
+    put(out, "ready", if s.ready { "true" } else { "false" });
     put_opt(out, "containment", s.containment.as_deref());
     for (key, n) in [
         ("tree_processes", s.tree_processes),
@@ -216,6 +217,7 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         log_file: f.take("log_file"),
         group: f.take("group"),
         health: f.take("health"),
+        ready: parse_opt(&mut f, "ready", "true or false")?.unwrap_or(false),
         containment: f.take("containment"),
         tree_processes: parse_opt(&mut f, "tree_processes", UINT)?,
         tree_memory_bytes: parse_opt(&mut f, "tree_memory_bytes", UINT)?,

@@ -159,6 +159,12 @@ pub struct ServiceInfo {
     /// verdict yet) or `unhealthy: why`, with failures in a row after a `;` or `:`; none
     /// without checks or when not ready.
     pub health: Option<String>,
+    /// Ready, as dependents and `status --ready` mean it: in state `ready` with its
+    /// readiness check (if it has one) passing (not `checking` or `unhealthy`) — the
+    /// supervisor's own verdict, not read back from `state` and `health`. A completed
+    /// one-shot is not `ready` (its state says `completed`). Absent from an older
+    /// supervisor's answer: not ready.
+    pub ready: bool,
     /// What holds the service's processes together: `cgroup /sys/fs/cgroup/…`, or
     /// `process group` (see `supervisor::containment`); none when not known.
     pub containment: Option<String>,
@@ -169,18 +175,6 @@ pub struct ServiceInfo {
     pub tree_memory_bytes: Option<u64>,
     /// The whole tree's CPU time so far, in milliseconds (`cpu.stat`).
     pub tree_cpu_ms: Option<u64>,
-}
-
-impl ServiceInfo {
-    /// Ready, as dependents and `status --ready` mean it: in state `ready` and its
-    /// readiness check (if it has one) passing — not `checking` or `unhealthy`.
-    pub fn is_ready(&self) -> bool {
-        self.state == "ready"
-            && !self
-                .health
-                .as_deref()
-                .is_some_and(|h| h.starts_with("checking") || h.starts_with("unhealthy"))
-    }
 }
 
 /// What a supervisor answers.

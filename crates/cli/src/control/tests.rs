@@ -59,6 +59,7 @@ pub(super) fn full_service() -> ServiceInfo {
         log_file: Some("/var/log/web.log".into()),
         group: Some("shop".into()),
         health: Some("unhealthy: readiness failed 3 times in a row: HTTP 503".into()),
+        ready: true,
         containment: Some("cgroup /sys/fs/cgroup/daemonic/run-daemonic/web".into()),
         tree_processes: Some(4),
         tree_memory_bytes: Some(40_000_000),

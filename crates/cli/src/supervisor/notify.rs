@@ -48,7 +48,8 @@ use daemonic::systemd::notify::State as Say;
 
 use super::Supervisor;
 use super::machine::Event;
-use super::unit::Context;
+use super::unit::Shared;
+use super::units::UnitId;
 use crate::service::{NotifyAccess, Readiness};
 
 /// How a sender relates to a unit.
@@ -64,7 +65,7 @@ impl Supervisor {
     pub(super) fn on_datagrams(
         &mut self,
         listener: &NotifyListener,
-        cx: &Context<'_>,
+        cx: &Shared<'_>,
     ) -> Result<()> {
         for _ in 0..DATAGRAMS_PER_WAKEUP {
             let mut sender = None;
@@ -99,7 +100,7 @@ impl Supervisor {
                 }
             };
             let Some((i, role)) = owner else { continue };
-            let access = self.units[i].service.notify_access;
+            let access = self.units[i].unit.service.notify_access;
             if role == Role::Tree && access != NotifyAccess::All {
                 self.ignored(i, sender, &datagram.messages, access, cx);
                 continue;
@@ -113,11 +114,11 @@ impl Supervisor {
     /// limited), and for a single service's `READY=1` the launcher's status.
     fn ignored(
         &mut self,
-        i: usize,
+        i: UnitId,
         sender: Option<Pid>,
         messages: &[Message],
         access: NotifyAccess,
-        cx: &Context<'_>,
+        cx: &Shared<'_>,
     ) {
         let what = if messages.contains(&Message::Ready) {
             "READY=1"
@@ -129,7 +130,7 @@ impl Supervisor {
             "{what} from pid {pid} ignored: not the main process (notify-access = {})",
             access.as_str()
         );
-        let name = self.units[i].name().to_string();
+        let name = self.units[i].unit.name().to_string();
         self.notes
             .note(sender, Instant::now(), || format!("{name}: {why}"));
         if cx.single && what == "READY=1" {
@@ -138,15 +139,15 @@ impl Supervisor {
     }
 
     /// Carries out the messages of one allowed datagram of unit `i`, in order.
-    fn take(&mut self, i: usize, messages: Vec<Message>, cx: &Context<'_>) -> Result<()> {
+    fn take(&mut self, i: UnitId, messages: Vec<Message>, cx: &Shared<'_>) -> Result<()> {
         let stamp = messages.iter().find_map(|m| match m {
             Message::MonotonicUsec(t) => Some(*t),
             _ => None,
         });
         for m in messages {
             let event = match m {
-                Message::Ready if self.units[i].told.reloading.is_some() => {
-                    let u = &mut self.units[i];
+                Message::Ready if self.units[i].unit.told.reloading.is_some() => {
+                    let u = &mut self.units[i].unit;
                     u.told.reloaded = u.told.reloading.take();
                     u.publish();
                     if cx.single {
@@ -157,7 +158,7 @@ impl Supervisor {
                 // `--ready grace` or a probe: that only, by the user's choice.
                 Message::Ready
                     if matches!(
-                        self.units[i].service.ready,
+                        self.units[i].unit.service.ready,
                         Readiness::Auto | Readiness::Notify
                     ) =>
                 {
@@ -167,10 +168,10 @@ impl Supervisor {
                 Message::Watchdog => Event::WatchdogPing,
                 Message::WatchdogTrigger => Event::WatchdogExpired,
                 Message::Reloading => {
-                    if self.units[i].state() == super::State::Ready {
+                    if self.units[i].unit.state() == super::State::Ready {
                         let at = stamp.unwrap_or_else(monotonic_usec);
-                        self.units[i].told.reloading = Some(at);
-                        self.units[i].publish();
+                        self.units[i].unit.told.reloading = Some(at);
+                        self.units[i].unit.publish();
                         if cx.single {
                             let _ = cx.outer.notify(&[Say::Reloading]);
                         }
@@ -187,8 +188,8 @@ impl Supervisor {
                 }
                 Message::ExtendTimeoutUsec(usec) => {
                     let more = Duration::from_micros(usec);
-                    let starting = self.units[i].state() == super::State::Starting;
-                    self.units[i].extend_timeout(more, Instant::now());
+                    let starting = self.units[i].unit.state() == super::State::Starting;
+                    self.units[i].unit.extend_timeout(more, Instant::now());
                     if cx.single && starting {
                         let _ = cx.outer.notify(&[Say::ExtendTimeout(more)]);
                     }
@@ -206,17 +207,19 @@ impl Supervisor {
     }
 
     /// `MAINPID=pid` for unit `i`: taken if the pid is in its tree.
-    fn main_pid(&mut self, i: usize, pid: Pid) {
+    fn main_pid(&mut self, i: UnitId, pid: Pid) {
         match self.owner_of(pid) {
             Some((j, _)) if j == i => match daemonic::process::PidFd::open(pid) {
                 Ok(fd) => {
-                    self.units[i].told.main_pid = Some(fd);
-                    self.units[i].publish();
+                    self.units[i].unit.told.main_pid = Some(fd);
+                    self.units[i].unit.publish();
                 }
-                Err(e) => self.units[i].note(&format!("MAINPID={pid} ignored: {e}")),
+                Err(e) => self.units[i]
+                    .unit
+                    .note(&format!("MAINPID={pid} ignored: {e}")),
             },
             _ => {
-                let name = self.units[i].name().to_string();
+                let name = self.units[i].unit.name().to_string();
                 self.notes.note(Some(pid), Instant::now(), || {
                     format!("{name}: MAINPID={pid} ignored: not a process of its tree")
                 });
@@ -226,24 +229,19 @@ impl Supervisor {
 
     /// The unit whose tree `pid` is in, and how: its main process, or in its cgroup, or a
     /// descendant (or process group member) of its main process.
-    fn owner_of(&self, pid: Pid) -> Option<(usize, Role)> {
+    fn owner_of(&self, pid: Pid) -> Option<(UnitId, Role)> {
         let live = |u: &super::Unit| u.child().is_some();
-        if let Some(i) = self
-            .units
-            .iter()
-            .position(|u| live(u) && u.main_pid() == Some(pid))
-        {
+        let units = || self.units.iter().map(|(id, m)| (id, &m.unit));
+        if let Some((i, _)) = units().find(|(_, u)| live(u) && u.main_pid() == Some(pid)) {
             return Some((i, Role::Main));
         }
         if let Some(cgroup) = cgroup_of(pid)
-            && let Some(i) = self
-                .units
-                .iter()
-                .position(|u| live(u) && u.cgroup().is_some_and(|c| in_cgroup(&cgroup, c.dir())))
+            && let Some((i, _)) = units()
+                .find(|(_, u)| live(u) && u.cgroup().is_some_and(|c| in_cgroup(&cgroup, c.dir())))
         {
             return Some((i, Role::Tree));
         }
-        let roots: Vec<(usize, i32)> = (self.units.iter().enumerate())
+        let roots: Vec<(UnitId, i32)> = units()
             .filter_map(|(i, u)| Some((i, u.pid()?.as_raw())))
             .collect();
         let mut at = pid.as_raw();
@@ -261,12 +259,12 @@ impl Supervisor {
         None
     }
 
-    pub(super) fn set_status(&mut self, i: usize, text: &str, cx: &Context<'_>) {
+    pub(super) fn set_status(&mut self, i: UnitId, text: &str, cx: &Shared<'_>) {
         if cx.single {
             let _ = cx.outer.status(text);
         }
-        self.units[i].status_text = text.to_string();
-        self.units[i].publish();
+        self.units[i].unit.status_text = text.to_string();
+        self.units[i].unit.publish();
     }
 }
 

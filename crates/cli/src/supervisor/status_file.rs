@@ -17,6 +17,8 @@ pub struct Snapshot<'a> {
     pub state: State,
     /// Ready, between `RELOADING=1` and `READY=1`: shown as `reloading`.
     pub reloading: bool,
+    /// Ready with its readiness check passing (`Unit::is_ready`, in state `ready`).
+    pub ready: bool,
     /// The child's pid; none between runs.
     pub pid: Option<Pid>,
     pub supervisor: Pid,
@@ -58,7 +60,7 @@ impl StatusFile {
             State::Ready if s.reloading => "reloading",
             other => other.as_str(),
         };
-        let mut text = format!("state={state}\n");
+        let mut text = format!("state={state}\nready={}\n", s.ready);
         if let Some(pid) = s.pid {
             text += &format!("pid={pid}\n");
         }

@@ -4,7 +4,7 @@
 //! [`plist`] renders a [`Def`] of `daemonic.toml` as the XML plist launchd reads from
 //! `/Library/LaunchDaemons` (a system daemon, installed by root) or
 //! `~/Library/LaunchAgents` (a per-user agent). It is a pure function of the definition
-//! and a [`Context`] (where the `daemonic` binary is, which domain, the default log
+//! and a [`PlistHost`] (where the `daemonic` binary is, which domain, the default log
 //! file), so it is compiled and tested on every platform; only the `launchctl` calls in
 //! [`install`] are macOS-only.
 //!
@@ -126,7 +126,7 @@ impl Scope {
 
 /// What the rendering needs besides the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Context {
+pub struct PlistHost {
     /// The `daemonic` binary a supervised job runs (an absolute path: launchd has no
     /// `PATH` to search worth relying on).
     pub daemonic: PathBuf,
@@ -154,7 +154,7 @@ pub fn label(name: &str) -> String {
 }
 
 /// The job for `def`; errors name the service and what launchd cannot do.
-pub fn plist(def: &Def, ctx: &Context) -> Result<Plist> {
+pub fn plist(def: &Def, ctx: &PlistHost) -> Result<Plist> {
     let args = &def.args;
     let written = written_keys(def);
     refuse(def, args, ctx)?;
@@ -180,7 +180,7 @@ pub fn plist(def: &Def, ctx: &Context) -> Result<Plist> {
 fn direct(
     def: &Def,
     args: &ServiceArgs,
-    ctx: &Context,
+    ctx: &PlistHost,
     keys: &mut Vec<(String, Value)>,
 ) -> Result<Vec<PathBuf>> {
     keys.push(("ProgramArguments".into(), strings(&def.command)));
@@ -223,7 +223,7 @@ fn direct(
 fn supervised(
     def: &Def,
     args: &ServiceArgs,
-    ctx: &Context,
+    ctx: &PlistHost,
     keys: &mut Vec<(String, Value)>,
 ) -> Result<Vec<PathBuf>> {
     let daemonic = ctx.daemonic.to_str().with_context(|| {
@@ -255,7 +255,7 @@ fn supervised(
 }
 
 /// Options that launchd cannot honour in any shape.
-fn refuse(def: &Def, args: &ServiceArgs, ctx: &Context) -> Result<()> {
+fn refuse(def: &Def, args: &ServiceArgs, ctx: &PlistHost) -> Result<()> {
     let p = &args.privileges;
     if !p.keep_caps.is_empty() {
         bail!(

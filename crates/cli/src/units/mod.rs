@@ -91,7 +91,7 @@ impl Scope {
 
 /// What a unit is generated for, besides the service itself.
 #[derive(Debug, Clone)]
-pub struct Context<'a> {
+pub struct Host<'a> {
     /// The `daemonic` binary a unit runs when it needs `daemonic run`.
     pub daemonic: &'a Path,
     /// The config file the service comes from (named in the unit's header).

@@ -151,7 +151,7 @@ impl ListenFds {
 /// [`process::spawn`] with `fds` passed by socket activation: the child leads its own
 /// process group, dies with its parent, and finds its sockets by name.
 pub fn spawn(cmd: &mut Command, fds: &ListenFds) -> Result<Spawned> {
-    process::supervise(cmd);
+    process::prepare_supervised(cmd);
     fds.install(cmd)?;
     process::start(cmd)
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::supervisor::policy::{Backoff, Restart, StartLimit};
+use crate::supervisor::policy::{Backoff, Policy, Restart, StartLimit};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -21,7 +21,7 @@ pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>)
             },
             start_limit: start_limit.map(|s| StartLimit::parse(s).unwrap()),
         },
-        readiness: Readiness::NotifyOrGrace(ms(100)),
+        readiness: ReadyWhen::NotifyOrGrace(ms(100)),
         stop_signal: Signal::SIGTERM,
         stop_timeout: ms(500),
         watchdog: None,
@@ -85,7 +85,7 @@ fn start_ready_stop() {
 #[test]
 fn ready_1_ends_starting_without_grace() {
     let mut m = machine(Config {
-        readiness: Readiness::Notify,
+        readiness: ReadyWhen::Notify,
         ..config(Restart::Never, None)
     });
     let t = Instant::now();
@@ -288,7 +288,7 @@ fn a_failed_spawn_counts_as_a_start_and_can_give_up() {
 #[test]
 fn probe_readiness_retries_until_success() {
     let mut m = machine(Config {
-        readiness: Readiness::Probe(ms(250)),
+        readiness: ReadyWhen::Probe(ms(250)),
         ..config(Restart::Never, None)
     });
     let t = Instant::now();
@@ -349,7 +349,7 @@ fn memory_stays_flat_over_20000_restarts() {
 #[test]
 fn a_start_not_ready_in_time_is_stopped_and_counts_as_a_failure() {
     let mut c = config(Restart::OnFailure, None);
-    c.readiness = Readiness::Notify;
+    c.readiness = ReadyWhen::Notify;
     c.start_timeout = Some(ms(300));
     let mut m = machine(c.clone());
     let t = Instant::now();
@@ -392,7 +392,7 @@ fn a_start_not_ready_in_time_is_stopped_and_counts_as_a_failure() {
 #[test]
 fn a_oneshot_that_exits_with_success_is_completed_not_failed() {
     let mut c = config(Restart::OnFailure, None);
-    c.readiness = Readiness::Exit;
+    c.readiness = ReadyWhen::Exit;
     let mut m = machine(c.clone());
     let t = Instant::now();
     assert_eq!(m.step(Event::Spawned, t), [], "no grace, no probe");

@@ -11,11 +11,12 @@ use super::{Answer, Wait};
 use crate::control::Response;
 use crate::service::Readiness;
 use crate::supervisor::notify::monotonic_usec;
+use crate::supervisor::units::UnitId;
 use crate::supervisor::{State, Supervisor, Unit};
 
-pub fn answer(sup: &mut Supervisor, i: usize, wait: bool) -> Answer {
-    let sig = sup.units[i].service.reload_signal;
-    let u = &sup.units[i];
+pub fn answer(sup: &mut Supervisor, i: UnitId, wait: bool) -> Answer {
+    let sig = sup.units[i].unit.service.reload_signal;
+    let u = &sup.units[i].unit;
     if !wait {
         return super::signal::answer(sup, i, sig);
     }
