@@ -166,6 +166,7 @@ env-file = "worker.env"
 [services.once]
 command = ["/bin/sh", "-c", "echo migrated"]
 dir = "/srv"
+restart = "never"
 
 [services.api]
 command = ["/usr/bin/env", "api", "--port", "9000"]

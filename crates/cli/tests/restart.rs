@@ -54,6 +54,9 @@ fn restart_delays_follow_the_backoff_sequence_up_to_the_cap() {
         "400ms",
         "--start-limit",
         "6/1m",
+        // Never ready (it crashes at once): more retries than the start limit allows.
+        "--start-retries",
+        "10",
         "--",
         &crasher,
         "3",
@@ -79,6 +82,8 @@ fn a_stable_run_is_restarted_at_once_and_resets_the_backoff() {
         "500ms",
         "--start-limit",
         "6/1m",
+        "--start-retries",
+        "10",
         "--",
         &flaky,
         runs.to_str().unwrap(),
@@ -113,6 +118,8 @@ fn the_start_limit_gives_up_and_runs_the_hook_once() {
         "1",
         "--start-limit",
         "3/1m",
+        "--start-retries",
+        "10",
         "--on-give-up",
         &hook,
         "--",
@@ -199,7 +206,7 @@ fn stop_during_backoff_stops_at_once() {
         text.starts_with("b: backoff").then_some(text)
     });
     assert!(
-        status.contains("restarts 1, last exited with status 1, next start after 3600000ms"),
+        status.contains("restarts 1, last exited with status 1, next start after 60m"),
         "{status}"
     );
     let asked = Instant::now();
@@ -225,6 +232,8 @@ fn a_zero_backoff_restarts_at_once_and_still_gives_up() {
         "0ms",
         "--start-limit",
         "4/1m",
+        "--start-retries",
+        "10",
         "--",
         &fixture("crasher"),
         "2",

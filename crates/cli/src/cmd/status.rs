@@ -102,7 +102,8 @@ fn ended(dirs: &StateDir, name: &str) -> String {
 }
 
 /// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
-/// Nms, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, health: HEALTH;
+/// D, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, log dropped N lines
+/// (last error: E), health: HEALTH;
 /// status: TEXT`, each part only when known (tests and scripts parse
 /// it: parts are only ever added before `; status:`).
 fn line(s: &ServiceInfo, now: u64) -> String {
@@ -124,7 +125,8 @@ fn line(s: &ServiceInfo, now: u64) -> String {
         line += &format!(", last {exit}");
     }
     if let Some(ms) = s.next_delay_ms {
-        line += &format!(", next start after {ms}ms");
+        let delay = human::span(std::time::Duration::from_millis(ms));
+        line += &format!(", next start after {delay}");
     }
     if let Some(ms) = s.cpu_ms {
         line += &format!(", cpu {}", human::cpu(ms));
@@ -143,6 +145,12 @@ fn line(s: &ServiceInfo, now: u64) -> String {
         }
         if let Some(ms) = s.tree_cpu_ms {
             line += &format!(" cpu {}", human::cpu(ms));
+        }
+    }
+    if let Some(n) = s.log_lines_dropped {
+        line += &format!(", log dropped {n} line{}", if n == 1 { "" } else { "s" });
+        if let Some(e) = &s.log_error {
+            line += &format!(" (last error: {})", human::printable(e));
         }
     }
     if let Some(health) = &s.health {
@@ -200,5 +208,18 @@ mod tests {
             ..ServiceInfo::default()
         };
         assert_eq!(line(&starting, 1000), "api: starting");
+        let full = ServiceInfo {
+            name: "w".into(),
+            state: "ready".into(),
+            log_lines_dropped: Some(12),
+            log_error: Some("write /l/w.log: No space left on device (os error 28)".into()),
+            health: Some("healthy".into()),
+            ..ServiceInfo::default()
+        };
+        assert_eq!(
+            line(&full, 1000),
+            "w: ready, log dropped 12 lines (last error: write /l/w.log: No space left on \
+             device (os error 28)), health: healthy"
+        );
     }
 }

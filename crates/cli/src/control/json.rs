@@ -50,6 +50,11 @@ pub fn service(s: &ServiceInfo) -> String {
         ("tree_processes", number(s.tree_processes)),
         ("tree_memory_bytes", number(s.tree_memory_bytes)),
         ("tree_cpu_ms", number(s.tree_cpu_ms)),
+        ("log_lines_dropped", number(s.log_lines_dropped)),
+        (
+            "log_error",
+            s.log_error.as_deref().map_or_else(null, string),
+        ),
     ];
     let members: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     format!("{{{}}}", members.join(","))
@@ -100,7 +105,7 @@ mod tests {
         };
         assert_eq!(
             service(&s),
-            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null,"ready":false,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null}"#
+            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null,"ready":false,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null,"log_lines_dropped":null,"log_error":null}"#
         );
     }
 

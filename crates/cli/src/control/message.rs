@@ -194,9 +194,11 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
         ("tree_processes", s.tree_processes),
         ("tree_memory_bytes", s.tree_memory_bytes),
         ("tree_cpu_ms", s.tree_cpu_ms),
+        ("log_lines_dropped", s.log_lines_dropped),
     ] {
         put_opt(out, key, n.map(|n| n.to_string()).as_deref());
     }
+    put_opt(out, "log_error", s.log_error.as_deref());
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -222,6 +224,8 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         tree_processes: parse_opt(&mut f, "tree_processes", UINT)?,
         tree_memory_bytes: parse_opt(&mut f, "tree_memory_bytes", UINT)?,
         tree_cpu_ms: parse_opt(&mut f, "tree_cpu_ms", UINT)?,
+        log_lines_dropped: parse_opt(&mut f, "log_lines_dropped", UINT)?,
+        log_error: f.take("log_error"),
     })
 }
 

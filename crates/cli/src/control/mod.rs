@@ -175,6 +175,12 @@ pub struct ServiceInfo {
     pub tree_memory_bytes: Option<u64>,
     /// The whole tree's CPU time so far, in milliseconds (`cpu.stat`).
     pub tree_cpu_ms: Option<u64>,
+    /// Lines of the program's output its log files dropped because they could not be
+    /// written (a full disk); none when none were.
+    pub log_lines_dropped: Option<u64>,
+    /// The last write error of a log file that dropped lines (`write /var/log/web.log: No
+    /// space left on device (os error 28)`).
+    pub log_error: Option<String>,
 }
 
 /// What a supervisor answers.

@@ -64,6 +64,8 @@ pub(super) fn full_service() -> ServiceInfo {
         tree_processes: Some(4),
         tree_memory_bytes: Some(40_000_000),
         tree_cpu_ms: Some(2500),
+        log_lines_dropped: Some(2345),
+        log_error: Some("write /var/log/web.log: No space left on device (os error 28)".into()),
     }
 }
 

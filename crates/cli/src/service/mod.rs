@@ -197,6 +197,7 @@ impl Service {
                     reset_after: a.backoff_reset_after,
                 },
                 start_limit: a.start_limit,
+                start_retries: a.start_retries,
             },
             on_give_up: a.on_give_up,
             health: a.health.into(),

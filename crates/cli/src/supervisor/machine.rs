@@ -29,6 +29,10 @@
 //!   ([`Event::MemoryMeasured`]); two reads in a row above the size restart the child as
 //!   a restart asked for does. An exit after an OOM kill ([`Event::OomKilled`]) counts as
 //!   a failure, as a missed watchdog does.
+//! - Until a child has been ready once (or a one-shot completed), the restart policy's
+//!   restarts are bounded by [`Policy::start_retries`]: one more exit goes to `GaveUp`
+//!   (`not ready after N attempts`), so a start that can never succeed ends. Afterwards
+//!   only the start limit ends a crash loop.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
 //!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
@@ -67,6 +71,11 @@ pub struct Machine {
     health: Health,
     /// Reads in a row above `--restart-on-memory`.
     memory_over: u32,
+    /// Whether a child has been ready (or a one-shot completed) since the machine began:
+    /// until then, restarts are bounded by [`Policy::start_retries`].
+    ever_ready: bool,
+    /// Restarts of children that exited before the service was first ready.
+    early_retries: u32,
 }
 
 impl Machine {
@@ -85,6 +94,8 @@ impl Machine {
             delays: VecDeque::new(),
             health: Health::default(),
             memory_over: 0,
+            ever_ready: false,
+            early_retries: 0,
         };
         (m, vec![Action::Spawn])
     }
@@ -101,6 +112,13 @@ impl Machine {
 
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Before the service was first ready: the attempt that comes next (2 for the first
+    /// restart) and how many `--start-retries` allow in all; `None` once it was ready.
+    pub fn attempt(&self) -> Option<(u32, u32)> {
+        let all = self.config.policy.start_retries.saturating_add(1);
+        (!self.ever_ready).then(|| (self.early_retries.saturating_add(1), all))
     }
 
     pub fn last_exit(&self) -> Option<Exit> {
@@ -140,6 +158,7 @@ impl Machine {
                     && policy::is_success(&self.config.policy.success_codes, exit) =>
             {
                 self.last_exit = Some(exit);
+                self.ever_ready = true;
                 (
                     S::Completed,
                     vec![
@@ -160,8 +179,8 @@ impl Machine {
                     After::Policy { failed: true },
                     vec![
                         Action::Report(format!(
-                            "not ready within {}ms (--timeout); stopping it",
-                            limit.as_millis()
+                            "not ready within {} (--timeout); stopping it",
+                            crate::human::span(limit)
                         )),
                         Action::SignalGroup(self.config.stop_signal),
                     ],
@@ -192,8 +211,8 @@ impl Machine {
                     vec![
                         Action::Report(match limit {
                             Some(l) => format!(
-                                "watchdog timeout (no WATCHDOG=1 within {}ms)",
-                                l.as_millis()
+                                "watchdog timeout (no WATCHDOG=1 within {})",
+                                crate::human::span(l)
                             ),
                             None => "watchdog triggered by the service".to_string(),
                         }),
@@ -321,6 +340,7 @@ impl Machine {
     }
 
     fn on_ready(&mut self, now: Instant) -> Vec<Action> {
+        self.ever_ready = true;
         let mut actions = vec![Action::CancelTimers, Action::BecameReady];
         actions.extend(self.arm_watchdog(now));
         self.memory_over = 0;
@@ -411,10 +431,10 @@ impl Machine {
             );
         }
         let report = format!(
-            "memory {} above --restart-on-memory {} at 2 reads {}ms apart; restarting",
+            "memory {} above --restart-on-memory {} at 2 reads {} apart; restarting",
             super::limits::show_size(bytes),
             super::limits::show_size(limit),
-            interval.as_millis()
+            crate::human::span(interval)
         );
         self.stopping(
             After::Restart,
@@ -457,10 +477,18 @@ impl Machine {
         } else {
             p.backoff.delay(self.step, &mut self.jitter)
         };
-        if let Some(limit) = p.start_limit
-            && !limit.allows(&self.starts, now + delay)
-        {
-            let reason = format!("start limit reached ({limit}); last: {exit}");
+        let give_up = if !self.ever_ready && self.early_retries >= p.start_retries {
+            let attempts = p.start_retries.saturating_add(1);
+            Some(format!(
+                "not ready after {attempts} attempts (--start-retries {}); last: {exit}",
+                p.start_retries
+            ))
+        } else {
+            p.start_limit
+                .filter(|limit| !limit.allows(&self.starts, now + delay))
+                .map(|limit| format!("start limit reached ({limit}); last: {exit}"))
+        };
+        if let Some(reason) = give_up {
             return (
                 State::GaveUp,
                 vec![
@@ -472,6 +500,9 @@ impl Machine {
                     Action::Finish(exit),
                 ],
             );
+        }
+        if !self.ever_ready {
+            self.early_retries += 1;
         }
         if !stable {
             self.step = self.step.saturating_add(1);

@@ -198,6 +198,15 @@ impl Unit {
         self.service.log.as_ref().map(|l| l.path.as_path())
     }
 
+    /// The lines its log files dropped on write errors and the last such error (see
+    /// [`capture::losses`]); `None` when none were dropped.
+    pub fn log_losses(&self) -> Option<(u64, Option<String>)> {
+        let (out, err) = self.logs.as_ref()?;
+        // Without its own file, stderr's writer is a clone of stdout's: counted once.
+        let separate = self.service.log.as_ref()?.stderr_path.is_some();
+        capture::losses(std::iter::once(out).chain(separate.then_some(err)))
+    }
+
     /// The child's output pipes still open.
     pub fn captures(&self) -> &[Capture] {
         &self.captures
@@ -231,8 +240,8 @@ impl Unit {
         let line = format!("daemonic: {}: {text}", self.service.name);
         // One write(2) for the whole line (eprintln! may make several).
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
-        if let (Some((out @ Sink::Log(_), _)), Some(cfg)) = (&self.logs, &self.service.log) {
-            capture::note(out, cfg.timestamps, &line);
+        if let Some((out @ Sink::Log(_), _)) = &self.logs {
+            capture::note(out, &line);
         }
     }
 

@@ -23,7 +23,7 @@
 //!   `watchdog`: launchd has no readiness, health checks or watchdog;
 //! - `stop-signal` other than TERM: launchd always stops with SIGTERM;
 //! - with a `restart` policy: `backoff-multiplier` (other than 1), `backoff-max`,
-//!   `backoff-reset-after`, `backoff-jitter`, `start-limit`, `on-give-up`, or
+//!   `backoff-reset-after`, `backoff-jitter`, `start-limit`, `on-give-up`, `start-retries`, or
 //!   `success-exit-codes` other than `[0]` with `on-failure`: launchd knows one fixed
 //!   throttle and "exit status 0";
 //! - `log-max-size` (other than 0), `log-keep`, `log-timestamps`, `log-compress`:
@@ -320,6 +320,9 @@ fn needs_daemonic(args: &ServiceArgs, written: &[String]) -> Vec<String> {
         }
         if args.start_limit.is_some() || args.on_give_up.is_some() {
             why.push("start-limit / on-give-up (launchd retries forever)".into());
+        }
+        if set("start-retries") {
+            why.push("start-retries (launchd retries forever)".into());
         }
         if args.restart == Restart::OnFailure && args.success_exit_codes != [0] {
             why.push("success-exit-codes other than 0 (launchd knows only 0)".into());

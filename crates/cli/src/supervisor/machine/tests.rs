@@ -20,6 +20,7 @@ pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>)
                 reset_after: ms(1000),
             },
             start_limit: start_limit.map(|s| StartLimit::parse(s).unwrap()),
+            start_retries: u32::MAX,
         },
         readiness: ReadyWhen::NotifyOrGrace(ms(100)),
         stop_signal: Signal::SIGTERM,
@@ -160,6 +161,42 @@ fn the_start_limit_gives_up_once_with_the_last_exit() {
         ]
     );
     assert_eq!(m.restarts(), 2);
+}
+
+/// `--start-retries`: a service never ready gives up after its retries (so `start` ends
+/// with its error); once it was ready, crashes before the next ready are not counted.
+#[test]
+fn start_retries_bound_only_the_restarts_before_the_first_ready() {
+    let mut c = config(Restart::OnFailure, None);
+    c.policy.start_retries = 2;
+    let mut m = machine(c.clone());
+    let mut t = Instant::now();
+    assert_eq!(m.attempt(), Some((1, 3)));
+    crash(&mut m, &mut t, ms(0), 1);
+    assert_eq!((m.state(), m.attempt()), (State::Backoff, Some((2, 3))));
+    crash(&mut m, &mut t, ms(0), 1);
+    assert_eq!((m.state(), m.attempt()), (State::Backoff, Some((3, 3))));
+    let end = crash(&mut m, &mut t, ms(0), 4);
+    assert_eq!(m.state(), State::GaveUp);
+    assert!(
+        end.contains(&Action::RunGiveUpHook {
+            last_exit: Exit::Code(4),
+            reason: "not ready after 3 attempts (--start-retries 2); last: exited with status 4"
+                .into(),
+        }),
+        "{end:?}"
+    );
+
+    let mut m = machine(c);
+    m.step(Event::Spawned, t);
+    m.step(Event::GraceElapsed, t + ms(100));
+    assert_eq!(m.attempt(), None);
+    m.step(Event::ChildExited(Exit::Code(1)), t + ms(200));
+    t += ms(200);
+    for _ in 0..10 {
+        crash(&mut m, &mut t, ms(0), 1);
+        assert_eq!(m.state(), State::Backoff);
+    }
 }
 
 #[test]

@@ -35,6 +35,10 @@ fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
     {
         status = format!("not ready: {why}");
     }
+    let (log_lines_dropped, log_error) = match u.log_losses() {
+        Some((n, error)) => (Some(n), error),
+        None => (None, None),
+    };
     ServiceInfo {
         name: u.name().to_string(),
         state: shown.to_string(),
@@ -56,6 +60,8 @@ fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
         health: u.health(),
         // A held unit is waiting, whatever its machine says.
         ready: shown == "ready" && u.is_ready(),
+        log_lines_dropped,
+        log_error,
         ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }

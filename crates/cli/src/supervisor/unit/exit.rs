@@ -186,9 +186,9 @@ impl Unit {
                 left.push(format!("processes {pids:?}"));
             }
             self.note(&format!(
-                "{} still there {}ms after SIGKILL",
+                "{} still there {} after SIGKILL",
                 left.join(", "),
-                self.service.stop_timeout.as_millis()
+                crate::human::span(self.service.stop_timeout)
             ));
         }
         // The killed orphans are this supervisor's children now; nobody else reaps them.
@@ -277,10 +277,15 @@ impl Unit {
         if state == State::Backoff
             && let Some(delay) = self.machine.delays().last()
         {
+            // Before the first ready, which attempt comes next of how many.
+            let attempt = match self.machine.attempt() {
+                Some((n, all)) => format!(" (attempt {n} of {all})"),
+                None => String::new(),
+            };
             let text = format!(
-                "{program} {exit}; restart {} in {}ms",
+                "{program} {exit}; restart {}{attempt} in {}",
                 self.machine.restarts(),
-                delay.as_millis()
+                crate::human::span(delay)
             );
             // A launcher still waiting shows each attempt (after readiness it is gone).
             if cx.single && cx.outer.detached() && before == State::Starting {

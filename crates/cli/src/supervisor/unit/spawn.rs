@@ -81,8 +81,8 @@ impl Unit {
         drop(cmd);
         match spawned {
             Ok(c) => {
-                if let (Some((out, _)), Some(cfg)) = (&self.logs, &self.service.log) {
-                    capture::mark_start(out, cfg.timestamps, &self.service.name, c.pidfd.pid());
+                if let Some((out, _)) = &self.logs {
+                    capture::mark_start(out, &self.service.name, c.pidfd.pid());
                 }
                 self.watch_output(&mut pipes, cx);
                 self.captures.extend(pipes);
