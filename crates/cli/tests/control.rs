@@ -190,7 +190,7 @@ fn status_json_is_an_array_of_objects() {
     );
     assert!(
         text.contains(
-            r#""status":"serving \"all\"","cpu_ms":1234,"rss_bytes":12900000,"log_file":null,"group":null,"health":null,"ready":true,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null,"log_lines_dropped":null,"log_error":null}"#
+            r#""status":"serving \"all\"","cpu_ms":1234,"rss_bytes":12900000,"log_file":null,"group":null,"health":null,"ready":true,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null,"log_lines_dropped":null,"log_error":null,"sockets":[],"fd_store":null}"#
         ),
         "{text}"
     );

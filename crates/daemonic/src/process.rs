@@ -270,6 +270,17 @@ pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
 /// Operation not permitted`. The hook is added to `cmd`'s `pre_exec` hooks: call this once
 /// per `Command`.
 pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
+    spawn_as_then(cmd, privileges, |_| Ok(()))
+}
+
+/// [`spawn_as`], calling `last` on `cmd` just before it starts: after the user's
+/// variables are set and every other `pre_exec` hook is registered (socket activation's
+/// hook must be the last one, see [`crate::systemd::handoff`]).
+pub(crate) fn spawn_as_then(
+    cmd: &mut Command,
+    privileges: &Prepared,
+    last: impl FnOnce(&mut Command) -> Result<()>,
+) -> Result<Spawned> {
     // The user's HOME, USER, LOGNAME and SHELL, unless the caller set them on `cmd`.
     for (key, value) in privileges.env() {
         if !cmd
@@ -292,6 +303,7 @@ pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
         crate::sys::pre_exec(cmd, move || p.apply_in_child(report_w.as_fd()))
     };
     prepare_supervised(cmd);
+    last(cmd)?;
     start(cmd).map_err(|e| {
         let mut step = [0u8];
         match nix::unistd::read(&report_r, &mut step) {

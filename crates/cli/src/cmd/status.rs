@@ -33,7 +33,8 @@ pub struct Args {
     /// not running). Fields: name, state, pid, supervisor_pid, since_unix, restarts,
     /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file, health
     /// (healthy, checking or unhealthy: why, while ready with --liveness/--readiness),
-    /// group (the config file's project, for a service of `daemonic up`); null when
+    /// group (the config file's project, for a service of `daemonic up`), sockets (held
+    /// by the supervisor: [{name, listen}]), fd_store (descriptors kept); null when
     /// absent.
     #[arg(long)]
     json: bool,
@@ -133,6 +134,13 @@ fn line(s: &ServiceInfo, now: u64) -> String {
     }
     if let Some(bytes) = s.rss_bytes {
         line += &format!(", mem {}", human::bytes(bytes));
+    }
+    if !s.sockets.is_empty() {
+        let list: Vec<String> = s.sockets.iter().map(|(n, a)| format!("{n}={a}")).collect();
+        line += &format!(", sockets {}", human::printable(&list.join(" ")));
+    }
+    if let Some(n) = s.fd_store.filter(|n| *n > 0) {
+        line += &format!(", fd store {n}");
     }
     // Before the health verdict, which may hold commas and runs to `; status:`.
     if let Some(c) = &s.containment {

@@ -199,6 +199,18 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
         put_opt(out, key, n.map(|n| n.to_string()).as_deref());
     }
     put_opt(out, "log_error", s.log_error.as_deref());
+    // One socket per line, `NAME WHERE` (a name holds no space).
+    let sockets: Vec<String> = s.sockets.iter().map(|(n, a)| format!("{n} {a}")).collect();
+    put_opt(
+        out,
+        "sockets",
+        (!sockets.is_empty()).then(|| sockets.join("\n")).as_deref(),
+    );
+    put_opt(
+        out,
+        "fd_store",
+        s.fd_store.map(|n| n.to_string()).as_deref(),
+    );
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -226,6 +238,18 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         tree_cpu_ms: parse_opt(&mut f, "tree_cpu_ms", UINT)?,
         log_lines_dropped: parse_opt(&mut f, "log_lines_dropped", UINT)?,
         log_error: f.take("log_error"),
+        sockets: f
+            .take("sockets")
+            .map(|text| {
+                text.lines()
+                    .map(|l| match l.split_once(' ') {
+                        Some((n, a)) => (n.to_string(), a.to_string()),
+                        None => (l.to_string(), String::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        fd_store: parse_opt(&mut f, "fd_store", UINT)?,
     })
 }
 

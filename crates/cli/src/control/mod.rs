@@ -181,6 +181,11 @@ pub struct ServiceInfo {
     /// The last write error of a log file that dropped lines (`write /var/log/web.log: No
     /// space left on device (os error 28)`).
     pub log_error: Option<String>,
+    /// The sockets the supervisor holds for it (`--socket`): name and where it listens
+    /// (`tcp:127.0.0.1:8080`, `unix:/run/app.sock`).
+    pub sockets: Vec<(String, String)>,
+    /// How many descriptors its fd store holds (none: no store).
+    pub fd_store: Option<u64>,
 }
 
 /// What a supervisor answers.

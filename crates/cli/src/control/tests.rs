@@ -66,6 +66,11 @@ pub(super) fn full_service() -> ServiceInfo {
         tree_cpu_ms: Some(2500),
         log_lines_dropped: Some(2345),
         log_error: Some("write /var/log/web.log: No space left on device (os error 28)".into()),
+        sockets: vec![
+            ("web".into(), "tcp:127.0.0.1:8080".into()),
+            ("api".into(), "unix:/run/app/a b.sock".into()),
+        ],
+        fd_store: Some(2),
     }
 }
 

@@ -16,6 +16,7 @@ use super::options::{Blank, Opt, choice, push, put, switch};
 use super::privileges::PrivilegeArgs;
 use super::readiness::Readiness;
 use super::restart::{Restart, StartLimit};
+use super::sockets::SocketArgs;
 use super::systemd::UnitArgs;
 use super::{Kind, NotifyAccess};
 use crate::duration;
@@ -53,6 +54,7 @@ pub struct ServiceArgs {
     pub limits: LimitArgs,
     pub privileges: PrivilegeArgs,
     pub unit: UnitArgs,
+    pub sockets: SocketArgs,
     pub dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub env_file: Vec<PathBuf>,
@@ -92,6 +94,7 @@ impl Blank for ServiceArgs {
             limits: LimitArgs::blank(),
             privileges: PrivilegeArgs::blank(),
             unit: UnitArgs::blank(),
+            sockets: SocketArgs::blank(),
             dir: None,
             env: Vec::new(),
             env_file: Vec::new(),

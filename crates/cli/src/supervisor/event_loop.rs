@@ -345,6 +345,10 @@ impl Supervisor {
         }
         if let Some(init) = &self.init {
             init.reap_orphans();
+        } else if self.units.units().any(super::unit::Unit::subreaper)
+            && let Err(e) = daemonic::process::reap_orphans()
+        {
+            eprintln!("daemonic: reap orphans: {e}");
         }
         if let Some(w) = self.watchdog.as_mut().filter(|_| self.ready_told)
             && let Err(e) = w.kick()

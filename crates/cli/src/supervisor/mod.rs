@@ -65,6 +65,7 @@ pub mod policy;
 pub mod probe;
 mod requests;
 mod signals;
+mod sockets;
 pub mod status_file;
 pub mod unit;
 pub mod units;
@@ -76,7 +77,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result};
 use daemonic::process::Exit;
 use daemonic::sentinel::Sentinel;
-use daemonic::{Running, Signals};
+use daemonic::{Running, Signal, Signals};
 
 use crate::control::ControlServer;
 use crate::service::{Readiness, Service};
@@ -216,6 +217,13 @@ fn run(
     let mut signals = Signals::new().context("install signal handlers")?;
     if let Some(init) = &init {
         signals = init.catch(signals)?;
+    } else if containment::top().is_err() {
+        // A subreaper (containment without cgroups) is the parent of every orphan of its
+        // service: each exit wakes the loop, whose turn ends by reaping them
+        // (`Supervisor::tidy`), or their zombies would pile up while the service runs.
+        signals = signals
+            .also(Signal::SIGCHLD)
+            .context("install signal handlers")?;
     }
     // A second SIGTERM escalates the stop instead of abandoning the children.
     signals

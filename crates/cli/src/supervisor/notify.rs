@@ -76,7 +76,7 @@ impl Supervisor {
                 owner.is_some()
             });
             let now = Instant::now();
-            let datagram = match received {
+            let mut datagram = match received {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     self.notes.note(sender, now, || match sender {
@@ -105,6 +105,8 @@ impl Supervisor {
                 self.ignored(i, sender, &datagram.messages, access, cx);
                 continue;
             }
+            let fds = std::mem::take(&mut datagram.fds);
+            self.units[i].unit.store_fds(&datagram.messages, fds);
             self.take(i, datagram.messages, cx)?;
         }
         Ok(())

@@ -106,6 +106,10 @@ pub struct Unit {
     oom_kills: Option<u64>,
     /// The OOM killer killed in the group while the last child ran.
     oom: bool,
+    /// `--socket`: bound once, passed to every child (see `super::sockets`).
+    pub(super) sockets: Vec<std::sync::Arc<crate::sockets::Bound>>,
+    /// What the child stored with `FDSTORE=1`, given back at the next start.
+    pub(super) fd_store: crate::sockets::fdstore::FdStore,
     /// The exited child's cgroup being emptied, before its exit is reported.
     draining: Option<exit::Drain>,
     /// The on-give-up hook, while it runs.
@@ -128,6 +132,10 @@ impl Unit {
             (None, Some(c)) => Some((Sink::Console(c.clone()), Sink::Console(c.stderr()))),
             (None, None) => None,
         };
+        // Before any child runs (and as the supervisor: a --user service gets port 80).
+        let sockets =
+            crate::sockets::bind_all(&service.sockets).with_context(|| service.name.clone())?;
+        let fd_store = crate::sockets::fdstore::FdStore::new(service.fd_store_max);
         let (machine, first) = Machine::new(config, super::policy::Jitter::new(seed));
         let unit = Unit {
             service,
@@ -152,6 +160,8 @@ impl Unit {
             sentinel: None,
             oom_kills: None,
             oom: false,
+            sockets,
+            fd_store,
             draining: None,
             hook: None,
         };

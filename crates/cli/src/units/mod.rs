@@ -24,6 +24,8 @@
 //! | `env`, `env-file` | `Environment=`, `EnvironmentFile=` (a leading `-` kept) |
 //! | `dir` | `WorkingDirectory=` |
 //! | `depends-on` | `Requires=` and `After=` on the other services' units |
+//! | `socket` | a `.socket` unit per socket, with `FileDescriptorName=`; the service `Sockets=` them (see [`systemd::sockets`]) |
+//! | `fd-store-max` (when given) | `FileDescriptorStoreMax=` |
 //! | `unit-*` keys | the sandboxing: see [`args`] and [`systemd`] |
 //!
 //! **What systemd lacks makes the unit run `daemonic run`**: a readiness probe (`ready =

@@ -43,6 +43,7 @@
 
 mod harden;
 mod names;
+pub mod sockets;
 mod unit_file;
 pub mod visible;
 
@@ -99,6 +100,9 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
     if a.on_give_up.is_some() {
         why.push("on-give-up hook".into());
     }
+    if a.sockets.socket_activation == crate::service::sockets::Activation::Required {
+        why.push("socket-activation = \"required\" (a check of daemonic's)".into());
+    }
     if a.limits.restart_on_memory.is_some() {
         why.push("restart-on-memory".into());
     }
@@ -144,6 +148,10 @@ pub fn service_unit(def: &Def, cx: &Host<'_>) -> Result<String> {
     } else {
         wrapped(&mut u, def, a, cx)?;
     }
+    // `daemonic run` keeps a store of its own for its child; only a direct program
+    // stores in systemd's.
+    let store = a.sockets.fd_store_max.filter(|_| wrap.is_empty());
+    sockets::service_lines(&mut u, name, &a.sockets.sockets, store);
     if let Some(dir) = &a.dir {
         u.add(
             Section::Service,

@@ -62,6 +62,12 @@ fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
         ready: shown == "ready" && u.is_ready(),
         log_lines_dropped,
         log_error,
+        sockets: u
+            .sockets()
+            .iter()
+            .map(|b| (b.name().to_string(), b.local()))
+            .collect(),
+        fd_store: Some(u.fd_store().len() as u64).filter(|_| u.service.fd_store_max > 0),
         ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }

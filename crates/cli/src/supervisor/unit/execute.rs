@@ -107,7 +107,7 @@ impl Unit {
                     );
                     out.follow_ups.push(Event::MemoryMeasured(bytes));
                 }
-                Action::BecameReady => out.ready = true,
+                Action::BecameReady => out.ready |= self.took_its_sockets(cx)?,
                 Action::NotifyStopping => {
                     if cx.single {
                         let _ = cx

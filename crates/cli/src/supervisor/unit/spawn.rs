@@ -73,10 +73,12 @@ impl Unit {
                 return Err(Exit::Code(126));
             }
         }
-        let spawned = match &self.service.privileges {
-            Some(p) => process::spawn_as(&mut cmd, p),
-            None => process::spawn(&mut cmd),
-        };
+        let spawned = crate::sockets::spawn(
+            &mut cmd,
+            self.service.privileges.as_ref(),
+            &self.sockets,
+            &self.fd_store,
+        );
         // The parent's copies of the pipes' write ends go now, or end of file never comes.
         drop(cmd);
         match spawned {
