@@ -54,6 +54,7 @@ pub mod durable;
 mod error;
 pub mod journal;
 pub mod logging;
+pub mod memory;
 pub mod pidfile;
 pub mod privileges;
 pub mod process;

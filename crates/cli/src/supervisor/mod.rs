@@ -12,7 +12,9 @@
 //! any unit (readiness grace, stop timeout, restart delay, watchdog, health checks). It
 //! turns what it sees into machine events for the unit concerned. Nothing ticks while
 //! idle: with every child ready, no watchdog and no health check, `poll` sleeps until
-//! something happens.
+//! something happens. The first time it has had nothing to do for a second (`QUIET_MS`:
+//! its one wake-up without an event), it gives back the pages only its start-up used —
+//! the executable's code and the heap's free pages ([`daemonic::memory`]).
 //!
 //! States, as `daemonic status` shows them: `starting` → `ready` → `stopping`, and after an
 //! exit `backoff` → `starting` again, or one of the final `stopped`, `exited`, `gave-up`.
@@ -81,6 +83,9 @@ pub struct Entry {
     pub service: Service,
     pub status_file: Option<PathBuf>,
 }
+
+/// How long the loop has nothing to do before the start-up's pages go back (once).
+const QUIET_MS: u32 = 1000;
 
 /// What a descriptor in the poll set belongs to.
 #[derive(Debug, Clone, Copy)]
@@ -248,6 +253,7 @@ fn run(
             None
         }),
         notes: notify::Notes::new(Instant::now()),
+        pages: Pages::Startup,
     };
     match start {
         Start::Entries(entries) => {
@@ -347,6 +353,16 @@ struct Supervisor {
     watchdog: Option<Watchdog>,
     /// Rate-limited notes about dropped notify datagrams.
     notes: notify::Notes,
+    /// Whether the start-up's pages were given back (`daemonic::memory`).
+    pages: Pages,
+}
+
+/// The start-up's pages: kept, about to go (a QUIET without events passed), gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pages {
+    Startup,
+    Quiet,
+    Released,
 }
 
 impl Supervisor {
@@ -386,7 +402,24 @@ impl Supervisor {
                 }
             }
             let control_due = control.as_deref().and_then(ControlServer::next_deadline);
-            match poll(&mut fds, self.timeout(control_due)) {
+            let mut timeout = self.timeout(control_due);
+            // The start-up's pages (`daemonic::memory`) go back once the loop has had nothing
+            // to do for QUIET: a long sleep (no deadline within twice QUIET, so not just
+            // before a 1 s grace fires) is cut to QUIET once; if that passes without an
+            // event, they go right before the next sleep, so that only the code between
+            // the release and `poll` is faulted back in before it sleeps.
+            let quiet = self.pages == Pages::Startup
+                && (timeout.is_none() || timeout.as_millis().is_some_and(|ms| ms >= 2 * QUIET_MS));
+            if quiet {
+                timeout = PollTimeout::from(QUIET_MS as u16);
+            } else if self.pages == Pages::Quiet {
+                self.pages = Pages::Released;
+                if let Err(e) = daemonic::memory::release_startup_pages() {
+                    eprintln!("daemonic: {e}");
+                }
+            }
+            match poll(&mut fds, timeout) {
+                Ok(0) if quiet => self.pages = Pages::Quiet,
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll"),
             }
