@@ -18,7 +18,6 @@ mod duration;
 mod env_file;
 mod hints;
 mod human;
-pub mod privilege_args;
 mod progress;
 mod query;
 pub mod service;

@@ -148,7 +148,7 @@ impl StateDir {
 ///    that should survive a reboot (unlike `$XDG_RUNTIME_DIR`, a tmpfs), with the home
 ///    directory from the password database if `HOME` is unset.
 ///
-/// Nothing is created here; [`LogConfig::open`](crate::supervisor::capture::LogConfig::open)
+/// Nothing is created here; [`LogConfig::open`](crate::service::log::LogConfig::open)
 /// creates the directory.
 pub fn default_log_path(state_dir_explicit: Option<&Path>, name: &str) -> PathBuf {
     let dir = match state_dir_explicit {

@@ -336,3 +336,71 @@ fn a_unit_that_cannot_start_gives_up_at_systemds_start_limit() {
     );
     daemonic_ok(&sb, &["uninstall", "broken"]);
 }
+
+#[test]
+fn daemonic_run_keeps_its_programs_tree_inside_its_unit() {
+    // A liveness check makes the unit run daemonic (as a dynamic user); the program leaves
+    // a grandchild in a session of its own. systemd restarts nothing (Restart=no), so
+    // only the unit's cgroup can end what a killed daemonic leaves.
+    let config = "[services.tree]\ncommand = [\"/bin/sh\", \"-c\", \"setsid sleep 3601 & exec sleep 3600\"]\nready = \"grace\"\ngrace = \"200ms\"\nliveness = \"exec:true\"\nunit-set = [\"Restart=no\"]\n";
+    let Some((sb, _host)) = stage(config) else {
+        return;
+    };
+    let unit_text = daemonic_ok(&sb, &["unit", "tree"]);
+    assert!(unit_text.contains("\nDelegate=yes\n"), "{unit_text}");
+    assert!(
+        unit_text.contains("\nProtectControlGroups=no\n"),
+        "{unit_text}"
+    );
+    daemonic_ok(&sb, &["install", "tree", "--now"]);
+    kill_the_supervisor_and_see_the_tree_end(&sb, "tree.service");
+    daemonic_ok(&sb, &["uninstall", "tree"]);
+
+    // The config file's unit runs daemonic as root: the same holds.
+    daemonic_ok(&sb, &["install", "--up"]);
+    let unit = "daemonic-e2e.service";
+    let no_restart = format!(
+        "mkdir -p /run/systemd/system/{unit}.d && printf '[Service]\\nRestart=no\\n' \
+         > /run/systemd/system/{unit}.d/no-restart.conf && systemctl daemon-reload"
+    );
+    ok(&sb, &["sh", "-c", &no_restart]);
+    ok(&sb, &["systemctl", "start", unit]);
+    kill_the_supervisor_and_see_the_tree_end(&sb, unit);
+    daemonic_ok(&sb, &["uninstall", "--up"]);
+}
+
+/// With `unit` active and its program's setsid grandchild (`sleep 3601`) running: the
+/// grandchild's cgroup is below the unit's; SIGKILL to every process of the unit's own
+/// group (daemonic and its sentinel, as the OOM killer might) ends the unit and, with it,
+/// every process of the program.
+fn kill_the_supervisor_and_see_the_tree_end(sb: &Sandbox, unit: &str) {
+    let pid = wait_for("the setsid grandchild", LIMIT, || {
+        let out = sb.exec(&["pgrep", "-f", "^sleep 3601$"]);
+        let pids = text(&out.stdout);
+        (!pids.trim().is_empty()).then(|| pids.trim().to_string())
+    });
+    let group = sb.show(unit, "ControlGroup");
+    let cgroup = ok(sb, &["cat", &format!("/proc/{pid}/cgroup")]);
+    let own = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup2 line in {cgroup}"));
+    assert!(
+        own.starts_with(&format!("{group}/daemonic/")),
+        "grandchild {pid} in {own}, outside the unit's {group}"
+    );
+    let procs = ok(sb, &["cat", &format!("/sys/fs/cgroup{group}/cgroup.procs")]);
+    let pids: Vec<&str> = procs.split_whitespace().collect();
+    assert!(!pids.is_empty(), "no process in {group}");
+    let mut kill = vec!["kill", "-9"];
+    kill.extend(&pids);
+    ok(sb, &kill);
+    sb.wait_property(unit, "ActiveState", LIMIT, |s| {
+        s == "failed" || s == "inactive"
+    });
+    wait_for("no process of the program left", LIMIT, || {
+        let out = sb.exec(&["pgrep", "-f", "^sleep 360[01]$"]);
+        text(&out.stdout).trim().is_empty().then_some(())
+    });
+    let _ = sb.exec(&["systemctl", "reset-failed", unit]);
+}

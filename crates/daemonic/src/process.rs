@@ -381,6 +381,16 @@ fn restore_nofile_limit() -> nix::Result<()> {
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
 }
 
+/// Whether systemd (251 and later) delegated the cgroup v2 directory `dir` to its unit
+/// (`Delegate=yes`): it marks such a group with the extended attribute `user.delegate`
+/// (readable by anyone) and `trusted.delegate` (readable by root) set to `1`. A manager
+/// may build its own groups below a delegated group, and below no other of systemd's.
+pub fn cgroup_delegated(dir: &std::path::Path) -> bool {
+    ["user.delegate", "trusted.delegate"]
+        .iter()
+        .any(|name| crate::sys::getxattr(dir, name).is_ok_and(|v| v == b"1"))
+}
+
 /// Moves the child of `cmd` into the control group whose `cgroup.procs` is open as
 /// `procs`, between fork and exec: before it runs a line of the program, so nothing it
 /// starts is ever outside that group. The file is opened by the caller before the fork;

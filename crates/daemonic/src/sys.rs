@@ -76,10 +76,26 @@ pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)?;
     // SAFETY: as above, F_SETFD only sets flags.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } as libc::c_long)?;
-    // SAFETY: the descriptor is open and was handed over to this process by its launcher
-    // (named in the re-exec marker); `take_handover` reads the marker once, so nothing
-    // else in the process claims it.
+    // SAFETY: the descriptor is open and was handed over to this process by its re-exec
+    // launcher (the hand-over memfd, found by its name, or the pid file the hand-over
+    // names); the hand-over is read once and its memfd closed then, so nothing else in
+    // the process claims either.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The inherited memfd named `name` (`/memfd:NAME` in `/proc/self/fd`), if this process
+/// has one open, taken over with [`adopt_inherited_fd`]. `None` too when `/proc/self/fd`
+/// cannot be read (re-exec mode, the only user, needs `/proc/self/exe` anyway).
+pub(crate) fn take_inherited_memfd(name: &str) -> Option<OwnedFd> {
+    let want = std::path::PathBuf::from(format!("/memfd:{name} (deleted)"));
+    let fd = std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let fd: RawFd = e.file_name().to_str()?.parse().ok()?;
+            (std::fs::read_link(e.path()).ok()? == want).then_some(fd)
+        })?;
+    adopt_inherited_fd(fd).ok()
 }
 
 /// The parent's side of [`fork`].
@@ -186,23 +202,6 @@ pub(crate) fn reset_signals(ignore_sigpipe: bool) -> io::Result<()> {
     }
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     Ok(())
-}
-
-/// Removes a variable from this process's environment.
-///
-/// Used once, early in a re-executed daemon, to drop daemonic's hand-over marker so that
-/// the daemon's own children never see it.
-///
-/// # Safety
-///
-/// No other thread may read or write the environment through libc (`getenv`, `setenv`
-/// in C code, DNS resolution, time zones) while this runs; Rust's own `std::env`
-/// accessors take the same lock as `remove_var` and are fine. Prefer
-/// [`remove_env_if_single_threaded`], which checks.
-pub(crate) unsafe fn remove_env(key: &str) {
-    // SAFETY: the caller guarantees that no thread reads the environment through libc
-    // meanwhile (this function's contract), which is `remove_var`'s precondition.
-    unsafe { std::env::remove_var(key) }
 }
 
 /// Removes a variable from this process's environment, if the process runs one thread;
@@ -605,6 +604,28 @@ fn refuse_threads(what: &str) -> io::Result<()> {
             "{what}: refused: this process runs {n} threads"
         ))),
     }
+}
+
+/// `getxattr(2)` of an extended attribute of `path` (following symlinks), up to 256 bytes:
+/// its value, or the errno (`ENODATA` when it is not set).
+pub(crate) fn getxattr(path: &std::path::Path, name: &str) -> io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let name = std::ffi::CString::new(name)?;
+    let mut value = vec![0u8; 256];
+    // SAFETY: both names are NUL-terminated strings that outlive the call; the kernel
+    // writes at most `value.len()` bytes into `value`.
+    #[allow(unsafe_code)]
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    value.truncate(usize::try_from(check(n as libc::c_long)?).unwrap_or(0));
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -282,6 +282,37 @@ fn fork_after_threads_is_refused_and_reexec_works_there() {
     assert_eq!(stat_field(daemon.pid(), 4).unwrap(), "0");
 }
 
+/// Regression: the re-executed daemon found its hand-over in an environment variable and
+/// removed it with `remove_var` while its threads ran (it starts them again before
+/// `start`), racing their reads of the environment. The hand-over is a memfd now: the
+/// daemon's environment never held it (`/proc/PID/environ` is the one it was started
+/// with), and the daemon keeps no descriptor of it.
+#[test]
+fn a_reexecuted_daemon_with_threads_gets_its_hand_over_outside_its_environment() {
+    let dir = TempDir::new("handover");
+    let pid_file = dir.join("p.pid");
+    let (out, daemon) = start(
+        &dir,
+        &[
+            "--thread",
+            "--reexec",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = daemon.unwrap();
+    let report_path = dir.join("report");
+    await_key(&report_path, "ready");
+    let facts = report(&report_path);
+    assert_eq!(get(&facts, "threads").as_deref(), Some("2"), "{facts:?}");
+    let environ = std::fs::read(format!("/proc/{}/environ", daemon.pid())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(!environ.contains("DAEMONIC_REEXEC"), "{environ}");
+    let fds = get(&facts, "fds").unwrap();
+    assert!(!fds.contains("memfd:"), "{fds}");
+}
+
 #[test]
 fn sigterm_is_a_clean_shutdown_and_sighup_a_reload() {
     let dir = TempDir::new("signals");

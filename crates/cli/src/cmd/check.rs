@@ -63,10 +63,7 @@ pub fn run(a: Args) -> Result<u8> {
 fn limits_hold(file: &std::path::Path, c: &config::Config) -> bool {
     let mut ok = true;
     for def in &c.services {
-        let limits = match def.args() {
-            Ok(a) => a.limits.limits(),
-            Err(_) => continue,
-        };
+        let limits = def.args.limits.limits();
         if let Err(e) = crate::supervisor::limits::check(&limits) {
             eprintln!("{}: service `{}`: {e:#}", file.display(), def.name);
             ok = false;

@@ -24,8 +24,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 use daemonic::durable::sync_dir;
 
-use super::unit::{Generated, Target, What, generate, load, written_by_daemonic};
+use super::unit::{Generated, Target, What, generate, load};
 use crate::units::Scope;
+use crate::units::written_by_daemonic;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

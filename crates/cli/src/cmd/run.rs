@@ -74,6 +74,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&name)?;
     // In the foreground the output is inherited (a terminal, journald, `docker logs`)
     // unless --log-file asks for capture.
+    crate::supervisor::limits::check(&a.service.limits.limits())?;
     let service = Service::from_args(name.clone(), a.service, None)?;
     let mut daemon = Daemon::new().foreground(true);
     if explicit {

@@ -51,6 +51,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
     check_name(&a.name)?;
     dirs.ensure()?;
     let name = a.name;
+    crate::supervisor::limits::check(&a.service.limits.limits())?;
     let service = Service::from_args(name.clone(), a.service, Some(dirs.log_file(&name)))?;
     if let Some(log) = &service.log {
         // Here, so that an unwritable log directory is reported in the terminal.

@@ -14,7 +14,8 @@ use anyhow::{Context as _, Result, bail};
 use daemonic::durable::sync_dir;
 
 use super::install::systemctl;
-use super::unit::{Target, What, file_name, written_by_daemonic};
+use super::unit::{Target, What, file_name};
+use crate::units::written_by_daemonic;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -210,12 +210,6 @@ pub fn file_name(what: &What) -> Result<String> {
     }
 }
 
-/// Whether a unit file's text is one daemonic wrote (`install` and `uninstall` replace
-/// or remove only those).
-pub fn written_by_daemonic(text: &str) -> bool {
-    text.starts_with(units::MARKER)
-}
-
 /// The launchd job of the service `a` names.
 fn launchd_plist(config: &Config, a: &Args) -> Result<units::launchd::Plist> {
     use units::launchd::{self, Scope as Launchd};

@@ -8,6 +8,7 @@ use std::path::Path;
 use super::diagnostic::{Sink, did_you_mean};
 use super::node::Span;
 use super::{Condition, Config, Def};
+use crate::service::Kind;
 
 /// Where a service's parts were written, for the messages.
 pub struct Spans {
@@ -63,13 +64,12 @@ fn conditions(config: &Config, def: &Def, spans: &Spans, sink: &mut Sink<'_>) {
         .zip(&spans.depends_on)
     {
         let Some(d) = config.get(dep) else { continue };
-        let has = |prefix: &str| d.flags.iter().any(|f| f.starts_with(prefix));
         let why = match condition {
-            Condition::Healthy if !has("--readiness=") => format!(
+            Condition::Healthy if d.args.health.readiness.is_none() => format!(
                 "`{}` waits for `{dep}` to be healthy, but `{dep}` has no `readiness` check",
                 def.name
             ),
-            Condition::CompletedSuccessfully if !has("--type=oneshot") => format!(
+            Condition::CompletedSuccessfully if d.args.kind != Kind::Oneshot => format!(
                 "`{}` waits for `{dep}` to complete, but `{dep}` is not `type = \"oneshot\"` (it runs until stopped)",
                 def.name
             ),

@@ -1,21 +1,24 @@
-//! Reading the tables of a config file: a service's (or the defaults') keys into flags,
-//! its platform table over it, and the values the file adds (`command`, `depends-on`).
+//! Reading the tables of a config file: a service's (or the defaults') keys into the
+//! texts of its options, its platform table over it, and the values the file adds
+//! (`command`, `depends-on`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::{Sink, did_you_mean};
 use super::node::{Node, Span, Table, Value};
-use super::schema::{self, Key, Shape};
+use super::schema;
 use super::{PLATFORMS, words};
+use crate::service::ServiceArgs;
+use crate::service::options::{Opt, Shape};
 
 /// What one service table (or the defaults) says, with its platform table for this
 /// platform applied over it.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Layers {
-    /// Flags by key, in key order (a fixed order, so an unchanged file gives the same
-    /// flags).
-    pub(super) flags: BTreeMap<String, Vec<String>>,
+    /// Each option's texts (checked), by key, in key order (a fixed order, so an
+    /// unchanged file gives the same service).
+    pub(super) values: BTreeMap<String, Vec<String>>,
     pub(super) has_dir: bool,
     pub(super) command: Option<(Vec<String>, Span)>,
     /// A `command` key was written (even if its value was wrong).
@@ -28,15 +31,15 @@ impl Layers {
     /// `over` applied over `self`: `env` and `env-file` add up, the rest replaces.
     pub(super) fn merged_with(&self, over: &Layers) -> Layers {
         let mut merged = self.clone();
-        for (key, flags) in &over.flags {
+        for (key, texts) in &over.values {
             match key.as_str() {
                 "env" | "env-file" => merged
-                    .flags
+                    .values
                     .entry(key.clone())
                     .or_default()
-                    .extend(flags.iter().cloned()),
+                    .extend(texts.iter().cloned()),
                 _ => {
-                    merged.flags.insert(key.clone(), flags.clone());
+                    merged.values.insert(key.clone(), texts.clone());
                 }
             }
         }
@@ -55,7 +58,7 @@ impl Layers {
 /// Reads one service table (or the defaults, `is_defaults`), and its platform tables.
 pub(super) fn layers(
     t: &Table,
-    keys: &[Key],
+    keys: &[Opt<ServiceArgs>],
     base: &Path,
     is_defaults: bool,
     sink: &mut Sink<'_>,
@@ -76,7 +79,7 @@ pub(super) fn layers(
 /// Reads the keys of one table (without applying platform tables).
 pub(super) fn layer(
     t: &Table,
-    keys: &[Key],
+    keys: &[Opt<ServiceArgs>],
     base: &Path,
     is_defaults: bool,
     top: bool,
@@ -106,13 +109,13 @@ pub(super) fn layer(
                     if matches!(key, "user" | "group" | "supplementary-groups") {
                         account(key, &e.node, sink);
                     }
-                    let flags = schema::to_flags(k, &e.node, sink);
-                    let flags = relative_to(base, k, flags);
+                    let texts = schema::texts(k, &e.node, sink);
+                    let texts = relative_to(base, k, texts);
                     l.has_dir |= key == "dir";
-                    l.flags.insert(key.to_string(), flags);
+                    l.values.insert(key.to_string(), texts);
                 }
                 None => {
-                    let mut known: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+                    let mut known: Vec<&str> = keys.iter().map(|k| k.name).collect();
                     known.extend(["command", "depends-on"]);
                     if top {
                         known.extend(PLATFORMS);
@@ -181,35 +184,34 @@ pub(super) fn unknown<'k>(
 }
 
 /// Path values (`FILE`, `DIR`) relative to the config file's directory.
-pub(super) fn relative_to(base: &Path, key: &Key, mut flags: Vec<String>) -> Vec<String> {
-    if !matches!(key.value_name.as_str(), "FILE" | "DIR") || key.shape == Shape::Switch {
-        return flags;
+pub(super) fn relative_to(
+    base: &Path,
+    key: &Opt<ServiceArgs>,
+    mut texts: Vec<String>,
+) -> Vec<String> {
+    if !matches!(key.value_name, "FILE" | "DIR") || key.shape == Shape::Switch {
+        return texts;
     }
-    for word in flags.iter_mut() {
-        let Some((flag, value)) = word.split_once('=') else {
-            continue;
-        };
-        let (dash, path) = match value.strip_prefix('-') {
+    for text in texts.iter_mut() {
+        let (dash, path) = match text.strip_prefix('-') {
             Some(rest) if key.name == "env-file" => ("-", rest),
-            _ => ("", value),
+            _ => ("", text.as_str()),
         };
         if Path::new(path).is_relative() {
-            *word = format!("{flag}={dash}{}", clean(&base.join(path)).display());
+            *text = format!("{dash}{}", clean(&base.join(path)).display());
         }
     }
-    flags
+    texts
 }
 
-/// A relative program with a `/` (`./bin/web`) runs from the service's `dir`.
+/// A relative program with a `/` (`./bin/web`) runs from the service's `dir` (`None`:
+/// the file's directory).
 pub(super) fn absolute_program(
     mut command: Vec<String>,
-    flags: &[String],
+    dir: Option<&str>,
     base: &Path,
 ) -> Vec<String> {
-    let dir = flags
-        .iter()
-        .find_map(|f| f.strip_prefix("--dir="))
-        .map_or(base.to_path_buf(), PathBuf::from);
+    let dir = dir.map_or(base.to_path_buf(), PathBuf::from);
     if let Some(program) = command.first_mut()
         && program.contains('/')
         && Path::new(program.as_str()).is_relative()

@@ -33,11 +33,13 @@
 //! default `dir`.
 //!
 //! Loading checks everything it can — syntax, unknown keys (with a "did you mean"),
-//! types, each value with the flag's own parser, unknown dependencies and cycles, missing
+//! types, each value with the option's own parser (the service is built from the values
+//! themselves: [`ServiceArgs::from_values`]), unknown dependencies and cycles, missing
 //! programs, unknown users and groups — and reports *all* errors at once, each at its
 //! `file:line:column` ([`Report`]).
 
 mod check;
+mod def;
 pub mod diagnostic;
 mod interpolate;
 mod layers;
@@ -51,16 +53,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use clap::Parser;
 use toml::de::DeTable;
 
+use crate::service::Kind;
+pub use def::Def;
 pub use diagnostic::{Diagnostic, Report};
 use diagnostic::{Sink, did_you_mean};
 use layers::{Layers, absolute_program, layers, string, table, unknown};
 use node::{Span, Value};
-use schema::Flags;
-
-use crate::service::{Service, ServiceArgs};
 
 /// The file `up`, `down` and `check` use unless `-f` names another.
 pub const DEFAULT_FILE: &str = "daemonic.toml";
@@ -89,19 +89,6 @@ pub struct Config {
     index: HashMap<String, usize>,
     /// The instances of each replicated service (`instances = N`), by the name written.
     pub groups: HashMap<String, Vec<String>>,
-}
-
-/// One service as the file defines it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Def {
-    pub name: String,
-    /// Its keys as flags of `start`/`run`, in a fixed order.
-    pub flags: Vec<String>,
-    /// The program and its arguments.
-    pub command: Vec<String>,
-    pub depends_on: Vec<String>,
-    /// What it waits for of each of `depends_on` (same order).
-    pub conditions: Vec<Condition>,
 }
 
 /// What a service waits for of a dependency: `depends-on = ["db"]` means `ready`; the
@@ -247,7 +234,7 @@ impl Config {
                 let def = self.get(&n).ok_or_else(|| {
                     anyhow!("--rerun: no service named {n:?} in {}", self.file.display())
                 })?;
-                if !def.flags.iter().any(|f| f == "--type=oneshot") {
+                if def.args.kind != Kind::Oneshot {
                     return Err(anyhow!(
                         "--rerun {n}: not a one-shot (`type = \"oneshot\"`); `restart {n}` restarts a service"
                     ));
@@ -316,28 +303,6 @@ impl Config {
     }
 }
 
-impl Def {
-    /// The service's flags, parsed (they were checked when the file was loaded).
-    pub fn args(&self) -> Result<ServiceArgs> {
-        let argv = self
-            .flags
-            .iter()
-            .map(String::as_str)
-            .chain(["--"])
-            .chain(self.command.iter().map(String::as_str));
-        Flags::try_parse_from(argv)
-            .map(|f| f.service)
-            .map_err(|e| anyhow!("{}: {}", self.name, e.to_string().trim()))
-    }
-
-    /// The service to supervise; its output is captured to `default_log` unless its
-    /// `log-file` says where (see [`Service::from_args`]).
-    pub fn service(&self, default_log: Option<PathBuf>) -> Result<Service> {
-        Service::from_args(self.name.clone(), self.args()?, default_log)
-            .with_context(|| self.name.clone())
-    }
-}
-
 /// Reads and checks `file`; the error is the whole [`Report`] when the file is wrong.
 pub fn load(file: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
@@ -394,7 +359,7 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             "main" => main = string(&e.node, "main", sink).map(|s| (s, e.node.span.clone())),
             "defaults" => {
                 if let Some(t) = table(&e.node, "defaults", sink) {
-                    defaults = layers(t, &keys, &base, true, sink);
+                    defaults = layers(t, keys, &base, true, sink);
                 }
             }
             "services" => {
@@ -410,7 +375,7 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
                         services.push((
                             s.key.clone(),
                             s.key_span.clone(),
-                            layers(t, &keys, &base, false, sink),
+                            layers(t, keys, &base, false, sink),
                         ));
                     }
                 }
@@ -455,38 +420,36 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             }
             continue;
         };
-        let mut flags: Vec<String> = merged.flags.into_values().flatten().collect();
+        let mut values: Vec<(String, Vec<String>)> = merged.values.into_iter().collect();
         if !merged.has_dir {
-            flags.push(format!("--dir={}", base.display()));
+            values.push(("dir".into(), vec![base.display().to_string()]));
         }
         if let Some(i) = replicas.number.get(&name) {
-            flags.push(format!("--env={}={i}", replicas::VARIABLE));
+            values.push(("env".into(), vec![format!("{}={i}", replicas::VARIABLE)]));
         }
-        let command = absolute_program(command, &flags, &base);
-        let def = Def {
-            name: name.clone(),
-            flags,
-            command,
-            depends_on: merged
-                .depends_on
-                .iter()
-                .map(|(d, _, _)| d.clone())
-                .collect(),
-            conditions: merged.depends_on.iter().map(|(_, c, _)| *c).collect(),
-        };
-        match def.args() {
+        let dir = values
+            .iter()
+            .find(|(k, _)| k == "dir")
+            .and_then(|(_, texts)| texts.last())
+            .map(String::as_str);
+        let command = absolute_program(command, dir, &base);
+        let depends_on = merged
+            .depends_on
+            .iter()
+            .map(|(d, c, _)| (d.clone(), *c))
+            .collect();
+        let def = match Def::new(name.clone(), &values, command, depends_on) {
+            Ok(def) => def,
             Err(e) => {
-                sink.error(span.clone(), format!("{e:#}"));
+                sink.error(span.clone(), format!("{name}: {e}"));
                 continue;
             }
-            // Env files are read when the service is set up: one that cannot be read or
-            // parsed fails `up` then, so it fails the check now.
-            Ok(args) => {
-                for file in &args.env_file {
-                    if let Err(e) = crate::env_file::read(file) {
-                        sink.error(span.clone(), format!("service `{name}`: {e:#}"));
-                    }
-                }
+        };
+        // Env files are read when the service is set up: one that cannot be read or
+        // parsed fails `up` then, so it fails the check now.
+        for file in &def.args.env_file {
+            if let Err(e) = crate::env_file::read(file) {
+                sink.error(span.clone(), format!("service `{name}`: {e:#}"));
             }
         }
         spans.insert(

@@ -72,17 +72,19 @@ pub fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Config {
             continue;
         }
         let port = BASE_PORT + PORT_STEP * services.len() as u32;
-        services.push(Def {
-            name: name.to_string(),
-            flags: vec![
-                format!("--dir={}", base.display()),
-                format!("--env-file={dotenv}"),
-                format!("--env=PORT={port}"),
-            ],
-            command: vec!["/bin/sh".into(), "-c".into(), command.to_string()],
-            depends_on: Vec::new(),
-            conditions: Vec::new(),
-        });
+        let values = [
+            ("dir".to_string(), vec![base.display().to_string()]),
+            ("env-file".to_string(), vec![dotenv.clone()]),
+            ("env".to_string(), vec![format!("PORT={port}")]),
+        ];
+        let words = vec!["/bin/sh".into(), "-c".into(), command.to_string()];
+        match Def::new(name.to_string(), &values, words, Vec::new()) {
+            Ok(def) => services.push(def),
+            Err(e) => {
+                sink.error(at..at, format!("{name}: {e}"));
+                continue;
+            }
+        }
         spans.insert(
             name.to_string(),
             check::Spans {
@@ -94,11 +96,6 @@ pub fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Config {
     // Read when the services are set up: a malformed one fails the check now.
     if let Err(e) = crate::env_file::read(Path::new(&dotenv)) {
         sink.error(0..0, format!("{e:#}"));
-    }
-    for def in &services {
-        if let Err(e) = def.args() {
-            sink.error(0..0, format!("{e:#}"));
-        }
     }
     if services.is_empty() && sink.found.is_empty() {
         sink.error(0..0, "no services: add a line `name: command`");

@@ -51,7 +51,7 @@ stop-signal = "INT"
     )
     .unwrap();
     assert_eq!(c.project, "shop");
-    let web = c.get("web").unwrap().args().unwrap();
+    let web = c.get("web").unwrap().args.clone();
     assert_eq!(web.restart.as_str(), "always");
     assert!(web.backoff_jitter);
     assert_eq!(web.success_exit_codes, [0, 143]);
@@ -69,7 +69,7 @@ stop-signal = "INT"
             "macos table ignored"
         );
     }
-    let db = c.get("db").unwrap().args().unwrap();
+    let db = c.get("db").unwrap().args.clone();
     assert_eq!(db.restart.as_str(), "on-failure");
     assert_eq!(c.start_order(), ["db", "web"]);
     assert_eq!(c.with_dependencies(&["web".into()]).unwrap(), ["db", "web"]);

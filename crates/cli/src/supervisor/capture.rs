@@ -36,11 +36,10 @@
 //! (see `docs/logging.md`); the pipe keeps being drained, so the child never blocks on a
 //! full pipe because of the disk. A slow disk does slow the child down (backpressure).
 
-mod config;
 pub mod console;
 #[cfg(test)]
 mod tests;
-pub mod timestamp;
+pub use crate::service::timestamp;
 
 use std::cell::RefCell;
 use std::io;
@@ -51,7 +50,9 @@ use daemonic::logging::RotatingWriter;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-pub use config::{LOG_DIR_MODE, LOG_FILE_MODE, LogArgs, LogCompress, LogConfig, parse_size};
+pub use crate::service::log::{
+    LOG_DIR_MODE, LOG_FILE_MODE, LogArgs, LogCompress, LogConfig, parse_size,
+};
 pub use console::Console;
 
 /// Where a capture's lines go: a log file, or (`run -f`, in the foreground) the

@@ -15,8 +15,16 @@
 //!
 //! | the supervisor runs | groups under |
 //! |---|---|
-//! | as root | `<cgroup2 mount>/daemonic/<state dir>/<name>` |
-//! | in a cgroup delegated to its user (a systemd user unit, `Delegate=yes`) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//! | in a group systemd delegated to its unit (`Delegate=yes`, as the units of `daemonic run` and `up` ask; any user, root too) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//! | as root, elsewhere | `<cgroup2 mount>/daemonic/<state dir>/<name>` |
+//! | in a cgroup delegated to its user by ownership (a systemd user session) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//!
+//! systemd marks the groups it delegates (`user.delegate`, [`process::cgroup_delegated`]);
+//! inside one, the service's groups stay inside the unit, so `systemctl status` shows its
+//! processes and `systemctl stop` (or systemd's SIGKILL after the unit's stop timeout)
+//! ends them all, even a killed daemonic's. The supervisor itself stays in the unit's
+//! group; that is allowed while no controller is enabled below it, so limits
+//! (`--memory-max` …) inside a delegated unit are not supported yet.
 //!
 //! `<state dir>` is the state directory's path with `/` written `-` (and `-` written
 //! `\x2d`, as `systemd-escape` does): `/run/daemonic` → `run-daemonic`. The path of a
@@ -41,8 +49,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-#[cfg(doc)]
 use daemonic::process;
+
+use crate::service::limits::Limits;
 
 /// The variable that chooses the containment.
 pub const VAR: &str = "DAEMONIC_CONTAINMENT";
@@ -72,7 +81,7 @@ fn base() -> &'static Base {
 }
 
 /// The top of this supervisor's cgroup hierarchy, or why it has no cgroups (for
-/// [`super::limits::check`]).
+/// [`super::limits::check`] and [`apply_limits`]).
 pub fn top() -> std::result::Result<PathBuf, String> {
     match base() {
         Base::Cgroup { top, .. } => Ok(top.clone()),
@@ -101,7 +110,11 @@ fn find_base() -> std::result::Result<(PathBuf, PathBuf), String> {
         path => mount.join(path),
     };
     let root = nix::unistd::geteuid().is_root();
-    let under = if root {
+    // A group systemd delegated to our unit first, even as root: building groups
+    // elsewhere in systemd's tree would take the service out of its unit.
+    let under = if process::cgroup_delegated(&own) {
+        own
+    } else if root {
         mount.clone()
     } else if delegated(&own) {
         own
@@ -119,13 +132,26 @@ fn find_base() -> std::result::Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// The mount point of the first cgroup2 file system in `/proc/self/mountinfo`.
+/// The mount point of the cgroup2 file system in `/proc/self/mountinfo`: the first that
+/// shows the root of this process's cgroup namespace (root field `/`), to which the paths
+/// of `/proc/self/cgroup` are relative; else the first. A container may also see the
+/// hierarchy mounted from above its namespace's root (root `/../..`), where those paths
+/// would name other groups.
 fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mount = left.split(' ').nth(4)?;
-        (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount))
-    })
+    let mounts: Vec<(&str, &str)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = left.split(' ').skip(3);
+            let (root, mount) = (fields.next()?, fields.next()?);
+            (right.split(' ').next()? == "cgroup2").then_some((root, mount))
+        })
+        .collect();
+    let best = mounts
+        .iter()
+        .find(|(root, _)| *root == "/")
+        .or(mounts.first());
+    best.map(|(_, mount)| PathBuf::from(mount))
 }
 
 /// A group delegated to this user: the directory and its `cgroup.procs` are ours.
@@ -345,12 +371,12 @@ impl Cgroup {
     }
 
     /// Creates the group (and its parent) if need be, writes its `limits`
-    /// ([`super::limits::apply`]); opens its `cgroup.procs` for the child to write itself
+    /// ([`apply_limits`]); opens its `cgroup.procs` for the child to write itself
     /// into.
-    pub fn prepare(&self, limits: &super::limits::Limits) -> Result<OwnedFd> {
+    pub fn prepare(&self, limits: &Limits) -> Result<OwnedFd> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
-        super::limits::apply(limits, &self.top, &self.dir)?;
+        apply_limits(limits, &self.top, &self.dir)?;
         let procs = self.dir.join("cgroup.procs");
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -455,6 +481,58 @@ impl Cgroup {
     }
 }
 
+/// The files of the limits, each as it is when not limited.
+const UNLIMITED: [(&str, &str); 4] = [
+    ("memory.max", "max"),
+    ("memory.high", "max"),
+    ("cpu.max", "max"),
+    ("pids.max", "max"),
+];
+
+/// Enables the controllers of `limits` on every level from `top` down to `dir`'s parent,
+/// then writes the limits into `dir` (which exists).
+pub fn apply_limits(limits: &Limits, top: &Path, dir: &Path) -> Result<()> {
+    let files = limits.files();
+    // The group stays from one start to the next (and through a change of the service by
+    // `up`): a limit no longer asked for goes back to none, where its file is there.
+    for (file, none) in UNLIMITED {
+        let path = dir.join(file);
+        if !files.iter().any(|f| f.2 == file) && path.exists() {
+            std::fs::write(&path, none)
+                .with_context(|| format!("write {none:?} to {}", path.display()))?;
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut controllers: Vec<&str> = files.iter().map(|f| f.1).collect();
+    controllers.dedup();
+    let enable: String = controllers
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let parent = dir.parent().unwrap_or(dir);
+    let below = parent.strip_prefix(top).unwrap_or(Path::new(""));
+    let mut level = top.to_path_buf();
+    let mut levels = vec![level.clone()];
+    for part in below.components() {
+        level.push(part);
+        levels.push(level.clone());
+    }
+    for l in levels {
+        let path = l.join("cgroup.subtree_control");
+        std::fs::write(&path, &enable)
+            .with_context(|| format!("write {enable:?} to {}", path.display()))?;
+    }
+    for (_, _, file, value) in files {
+        let path = dir.join(file);
+        std::fs::write(&path, &value)
+            .with_context(|| format!("write {value:?} to {}", path.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +559,10 @@ mod tests {
             cgroup2_mount("25 30 0:22 / /x rw - ext4 /dev/sda rw\n"),
             None
         );
+        // In a systemd container (the sandbox of tests/systemd_units.rs): the namespace's
+        // own view wins over the host's hierarchy seen from above.
+        let info = "139 129 0:38 /../.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    140 129 0:38 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup")));
     }
 }

@@ -186,6 +186,7 @@ impl Supervisor {
         for name in config.start_order() {
             let def = config.get(&name).expect("in the start order");
             let log = detached.then(|| dirs.log_file(&name));
+            super::limits::check(&def.args.limits.limits()).with_context(|| name.clone())?;
             let mut service = def.service(log)?;
             if !detached && service.log.is_none() {
                 service.console = Some(super::capture::Console::new(&name, places[name.as_str()]));

@@ -31,6 +31,27 @@
 
 use std::time::Duration;
 
+pub use crate::service::health::Rule;
+use crate::service::health::{CheckSpec, Health as Checks};
+
+impl Checks {
+    pub fn check(&self, check: Check) -> Option<&CheckSpec> {
+        match check {
+            Check::Liveness => self.liveness.as_ref(),
+            Check::Readiness => self.readiness.as_ref(),
+        }
+    }
+
+    /// The state machine's part: intervals, thresholds, grace.
+    pub fn config(&self) -> Config {
+        Config {
+            liveness: self.liveness.as_ref().map(|c| c.rule),
+            readiness: self.readiness.as_ref().map(|c| c.rule),
+            grace: self.grace,
+        }
+    }
+}
+
 /// One of the two ongoing checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -49,18 +70,6 @@ impl Check {
             Check::Readiness => "readiness",
         }
     }
-}
-
-/// How often a check runs and how its results count. (Which probe it runs, and its
-/// timeout, are the executor's business.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    /// From the end of one attempt to the start of the next.
-    pub interval: Duration,
-    /// Failures in a row that make the check failing.
-    pub failures: u32,
-    /// Successes in a row that make the check passing (1 for liveness).
-    pub successes: u32,
 }
 
 /// The checks of one service.

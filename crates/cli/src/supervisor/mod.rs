@@ -43,7 +43,6 @@ pub mod capture;
 pub mod containment;
 pub mod group;
 pub mod health;
-pub mod health_args;
 pub mod init;
 pub mod limits;
 pub mod machine;

@@ -15,39 +15,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
 use daemonic::process::Exit;
 
-/// The whole restart policy of a service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    pub restart: Restart,
-    pub success_codes: Vec<i32>,
-    pub backoff: Backoff,
-    pub start_limit: Option<StartLimit>,
-}
-
-/// When an exited child is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Restart {
-    /// Never: the supervisor ends with the child.
-    Never,
-    /// When it exits with a status not in --success-exit-codes, or is killed by a signal.
-    OnFailure,
-    /// Whenever it exits, however it exits.
-    Always,
-}
-
-impl Restart {
-    /// As the flag is written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Restart::Never => "never",
-            Restart::OnFailure => "on-failure",
-            Restart::Always => "always",
-        }
-    }
-}
+pub use crate::service::restart::{Backoff, Policy, Restart, StartLimit};
 
 /// Whether `exit` counts as success: an exit status among `success_codes` (a signal never
 /// does).
@@ -63,17 +33,6 @@ pub fn restarts(restart: Restart, success_codes: &[i32], exit: Exit) -> bool {
         (Restart::OnFailure, Exit::Code(c)) => !success_codes.contains(&c),
         (Restart::OnFailure, Exit::Signal(..)) => true,
     }
-}
-
-/// How long to wait before a restart.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub multiplier: f64,
-    pub max: Duration,
-    pub jitter: bool,
-    /// A run at least this long resets the sequence to `initial`.
-    pub reset_after: Duration,
 }
 
 impl Backoff {
@@ -111,13 +70,6 @@ impl Backoff {
     }
 }
 
-/// At most `burst` starts within `window`; parsed from `N/WINDOW` (`6/10m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StartLimit {
-    pub burst: u32,
-    pub window: Duration,
-}
-
 impl StartLimit {
     /// Whether a start at `at` stays within the limit, given earlier start times.
     pub fn allows(&self, starts: &VecDeque<Instant>, at: Instant) -> bool {
@@ -144,24 +96,6 @@ impl StartLimit {
         {
             starts.pop_front();
         }
-    }
-
-    /// `N/WINDOW`, e.g. `5/10m`; the error names the value and the form.
-    pub fn parse(text: &str) -> Result<StartLimit, String> {
-        let bad = || format!("invalid start limit {text:?} (expected N/WINDOW, e.g. 6/10m)");
-        let (n, window) = text.split_once('/').ok_or_else(bad)?;
-        let burst: u32 = n.trim().parse().map_err(|_| bad())?;
-        let window = crate::duration::parse(window).map_err(|_| bad())?;
-        if burst == 0 || window.is_zero() {
-            return Err(bad());
-        }
-        Ok(StartLimit { burst, window })
-    }
-}
-
-impl std::fmt::Display for StartLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} starts within {:?}", self.burst, self.window)
     }
 }
 

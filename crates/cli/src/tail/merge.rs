@@ -26,7 +26,7 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use crate::supervisor::capture::timestamp;
+use crate::service::timestamp;
 
 /// The key of a line: an RFC 3339 UTC time with microseconds, as the capture writes it
 /// (fixed width, so byte order is time order).

@@ -81,9 +81,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 
 use crate::config::Def;
+use crate::service::log::LogCompress;
+use crate::service::restart::Restart;
 use crate::service::{Readiness, ServiceArgs};
-use crate::supervisor::capture::LogCompress;
-use crate::supervisor::policy::Restart;
 pub use install::{Change, Step, plan_install, plan_uninstall, remove_file, write_file};
 #[cfg(target_os = "macos")]
 pub use install::{Installed, Uninstalled, install, uninstall};
@@ -155,15 +155,15 @@ pub fn label(name: &str) -> String {
 
 /// The job for `def`; errors name the service and what launchd cannot do.
 pub fn plist(def: &Def, ctx: &Context) -> Result<Plist> {
-    let args = def.args()?;
+    let args = &def.args;
     let written = written_keys(def);
-    refuse(def, &args, ctx)?;
-    let reasons = needs_daemonic(&args, &written);
+    refuse(def, args, ctx)?;
+    let reasons = needs_daemonic(args, &written);
     let mut keys: Vec<(String, Value)> = vec![("Label".into(), string(label(&def.name)))];
     let log_files = if reasons.is_empty() {
-        direct(def, &args, ctx, &mut keys)?
+        direct(def, args, ctx, &mut keys)?
     } else {
-        supervised(def, &args, ctx, &mut keys)?
+        supervised(def, args, ctx, &mut keys)?
     };
     let comment = comment(def, &reasons);
     let text = xml::document(Some(&comment), &Value::Dict(keys))

@@ -30,6 +30,12 @@
 //!   `RestrictSUIDSGID=yes`, `LockPersonality=yes`; root unless `user` is given.
 //! * **off**: nothing.
 //!
+//! A unit that runs daemonic's supervisor (`daemonic run`, and the config file's unit)
+//! also gets `Delegate=yes` with `ProtectControlGroups=no`: its services' cgroups are made
+//! inside the unit's own, so none of their processes leaves the unit (see
+//! `supervisor::containment`). `systemd-analyze security` counts `Delegate=yes` against
+//! the exposure; a unit that systemd can run directly does not need it.
+//!
 //! User units get only what an unprivileged manager can always apply (the seccomp-based
 //! settings and `NoNewPrivileges=`); mount-namespace settings (`ProtectSystem=`,
 //! `PrivateTmp=`, …) need unprivileged user namespaces there, so they are written only
@@ -47,11 +53,13 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::args::{Hardening, Section};
 use super::{Context, MARKER, Scope};
 use crate::config::{Config, Def};
+use crate::service::options::Systemd;
+use crate::service::restart::Restart;
+use crate::service::systemd::{Hardening, Section};
+use crate::service::table;
 use crate::service::{Readiness, ServiceArgs};
-use crate::supervisor::policy::Restart;
 use harden::{harden, start_limit};
 use unit_file::{UnitFile, env_assignment, exec_line, plain, span};
 use visible::Needs;
@@ -59,26 +67,6 @@ use visible::Needs;
 /// How long `daemonic run` may take beyond the service's own stop timeout to stop it,
 /// SIGKILL what is left and exit, before systemd SIGKILLs the whole cgroup.
 const WRAPPER_STOP_MARGIN: Duration = Duration::from_secs(5);
-
-/// Keys of a service that the unit says in systemd's terms; the others are passed on to
-/// `daemonic run` when the unit runs it.
-const SAID_BY_SYSTEMD: &[&str] = &[
-    // Enforced by systemd on the unit's whole cgroup (see `limits`).
-    "memory-max",
-    "memory-high",
-    "cpu-max",
-    "tasks-max",
-    "env",
-    "env-file",
-    "dir",
-    "user",
-    "group",
-    "supplementary-groups",
-    "keep-caps",
-    "no-new-privs",
-    "chroot",
-    "umask",
-];
 
 /// The unit file name of service `name`.
 pub fn unit_name(name: &str) -> String {
@@ -119,9 +107,9 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
 
 /// The unit of service `def` (its command's program already resolved to a path).
 pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
-    let a = def.args()?;
+    let a = &def.args;
     let name = def.name.as_str();
-    let wrap = wrapper_reasons(&a);
+    let wrap = wrapper_reasons(a);
     let mut u = UnitFile::default();
     u.comment(format!(
         "{} from {} (service {name}); `daemonic unit {name}` prints it again.",
@@ -152,9 +140,9 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
     }
 
     if wrap.is_empty() {
-        direct(&mut u, def, &a);
+        direct(&mut u, def, a);
     } else {
-        wrapped(&mut u, def, &a, cx)?;
+        wrapped(&mut u, def, a, cx)?;
     }
     if let Some(dir) = &a.dir {
         u.add(
@@ -173,10 +161,10 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
     for (k, v) in &a.env {
         u.add(Section::Service, "Environment", env_assignment(k, v));
     }
-    privileges(&mut u, &a, cx.scope)?;
-    limits(&mut u, &a);
-    let mut needs = needs(def, &a, cx);
-    harden(&mut u, name, &a, cx.scope, &mut needs);
+    privileges(&mut u, a, cx.scope)?;
+    limits(&mut u, a);
+    let mut needs = needs(def, a, cx);
+    harden(&mut u, name, a, cx.scope, &mut needs);
     u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
     u.apply(&a.unit.unit_set);
     Ok(u.render())
@@ -209,14 +197,14 @@ fn needs(def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Needs {
 /// needs: a directory on the way that "others" may not enter, a file they may not read.
 /// Empty: nothing to say (or the service has a user of its own).
 pub fn unreadable(def: &Def, cx: &Context<'_>) -> Result<Vec<String>> {
-    let a = def.args()?;
+    let a = &def.args;
     let dynamic = cx.scope == Scope::System
         && a.privileges.user.is_none()
         && a.unit.unit_hardening == Hardening::Strict;
     if !dynamic {
         return Ok(Vec::new());
     }
-    Ok(needs(def, &a, cx).unreadable())
+    Ok(needs(def, a, cx).unreadable())
 }
 
 /// The program runs as the unit's main process; systemd supervises it.
@@ -307,6 +295,7 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Re
         );
     }
     u.add(Section::Service, "Type", "notify");
+    delegate(u);
     // daemonic reports READY=1 once its probe passed, which may take the service's
     // `timeout`; then daemonic itself gives up (and restarts by the policy).
     u.add(
@@ -315,12 +304,15 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Re
         span(a.timeout + WRAPPER_STOP_MARGIN),
     );
     let mut words = vec![cx.daemonic.display().to_string(), "run".to_string()];
+    // What the unit says in systemd's terms (limits, environment, the account) or what
+    // shapes the unit itself is not for `daemonic run` (see the option table).
     words.extend(
         def.flags
             .iter()
             .filter(|f| {
                 let key = f.trim_start_matches('-').split('=').next().unwrap_or("");
-                !key.starts_with("unit-") && !SAID_BY_SYSTEMD.contains(&key)
+                table::find(key)
+                    .is_none_or(|o| !matches!(o.systemd, Systemd::Said(_) | Systemd::Unit))
             })
             .cloned(),
     );
@@ -420,7 +412,8 @@ fn privileges(u: &mut UnitFile, a: &ServiceArgs, scope: Scope) -> Result<()> {
 /// The unit of `config`'s own supervisor: `daemonic run -f FILE`, every service of the
 /// file in one unit (what `daemonic up` runs, under systemd). Its services keep their
 /// own users, capabilities and log files, so daemonic runs as root with only the
-/// protections none of them can need (kernel, cgroups, realtime, set-uid files).
+/// protections none of them can need (kernel, realtime, set-uid files), in a delegated
+/// cgroup.
 pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
     let file = cx.config.display().to_string();
     let mut u = UnitFile::default();
@@ -459,10 +452,11 @@ pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
     }
     u.add(Section::Service, "Restart", "on-abnormal");
     u.add(Section::Service, "KillMode", "mixed");
+    delegate(&mut u);
     // Dependents stop first: in the worst case one after the other.
     let mut stop = WRAPPER_STOP_MARGIN;
     for def in &config.services {
-        stop += def.args()?.stop_timeout;
+        stop += def.args.stop_timeout;
     }
     u.add(Section::Service, "TimeoutStopSec", span(stop));
     if cx.scope == Scope::System {
@@ -470,7 +464,6 @@ pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
             "ProtectKernelTunables",
             "ProtectKernelModules",
             "ProtectKernelLogs",
-            "ProtectControlGroups",
         ] {
             u.add(Section::Service, key, "yes");
         }
@@ -480,6 +473,15 @@ pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
     }
     u.add(Section::Install, "WantedBy", wanted_by(cx.scope));
     Ok(u.render())
+}
+
+/// A unit whose main process is daemonic's supervisor gets its cgroup delegated, so each
+/// service's group is made inside the unit (`supervisor::containment`): systemd sees,
+/// accounts and, when it must, kills every process of it. `ProtectControlGroups=` would
+/// make the cgroup file system read-only and force the weaker subreaper containment.
+fn delegate(u: &mut UnitFile) {
+    u.add(Section::Service, "Delegate", "yes");
+    u.add(Section::Service, "ProtectControlGroups", "no");
 }
 
 /// The marker, as the text of the first comment line.
@@ -508,7 +510,7 @@ fn signal_name(s: daemonic::Signal) -> &'static str {
 }
 
 /// The kernel's limits, which systemd sets on the unit's cgroup itself (and daemonic,
-/// under it, then does not: they are in [`SAID_BY_SYSTEMD`]).
+/// under it, then does not: they are [`Systemd::Said`] in the option table).
 fn limits(u: &mut UnitFile, a: &ServiceArgs) {
     let l = &a.limits;
     if let Some(m) = l.memory_max {

@@ -54,15 +54,15 @@
 //! lock the others held frozen forever; so `start` refuses ([`ErrorKind::Threaded`]) when
 //! it finds more than one thread. [`Daemon::reexec`] serves programs that already run
 //! threads (an async runtime, a logger thread): the launcher spawns `/proc/self/exe` with
-//! the same arguments and a random marker variable; `start` in the new process recognises
-//! the marker, removes it from the environment, adopts the locked pid file and the notify
-//! address handed over, and continues as the daemon. Everything the program did before
-//! `start` runs again in the new process, so call `start` early.
+//! the same arguments and a hand-over (a memfd, not an environment variable); `start` in
+//! the new process finds it, closes it, adopts the locked pid file and the notify address
+//! handed over, and continues as the daemon. Everything the program did before `start`
+//! runs again in the new process, so call `start` early.
 //!
-//! Removing the marker changes the environment: sound in a single-threaded process
-//! (checked), and in a threaded one only while no other thread reads the environment
-//! through libc (`getenv` in C code, DNS resolution, time zones) — Rust's `std::env`
-//! takes the same lock and is fine. That is `start`'s precondition in re-exec mode.
+//! The hand-over changes nothing another thread may read: the new process usually runs
+//! threads again by the time it calls `start`, and removing an environment variable would
+//! race their reads of the environment through libc (`getenv` in C code, DNS resolution,
+//! time zones). Closing a descriptor does not, and the daemon's children inherit neither.
 //!
 //! ## Launcher exit codes
 //!
@@ -311,9 +311,6 @@ impl Daemon {
     /// Errors reach the caller only while still in the user's terminal: the pid file is
     /// held ([`ErrorKind::AlreadyRunning`]), the process runs threads
     /// ([`ErrorKind::Threaded`]), or a system call failed before the fork.
-    ///
-    /// In the re-executed process of [re-exec mode](self#threads-and-re-exec-mode), no
-    /// other thread may read the environment through libc while `start` runs.
     pub fn start(self) -> Result<Running> {
         if let Some(handover) = reexec::take_handover()? {
             return reexec::become_daemon(&self, handover);

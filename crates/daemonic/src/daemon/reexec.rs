@@ -5,10 +5,16 @@
 //! async-signal-safe calls only — the child calls `setsid`, forks once more (the
 //! intermediate writes the grandchild's pid to a pipe and `_exit`s), sets the umask and
 //! working directory, resets signals, closes inherited descriptors and clears
-//! close-on-exec on the locked pid file. The new program finds the hand-over in the
-//! environment variable [`MARKER`], `v1:<pid-file fd or ->:<notify address>`, whose notify
-//! address ends in 128 random bits; `Daemon::start` removes the variable at once, so the
-//! daemon's own children never see it.
+//! close-on-exec on the locked pid file and on the hand-over. The hand-over is a memfd
+//! named [`HANDOVER`] holding `v1:<pid-file fd or ->:<notify address>` (the address ends
+//! in 128 random bits); `Daemon::start` in the new program finds it by its name in
+//! `/proc/self/fd`, reads it and closes it, so the daemon's own children never see it.
+//!
+//! Not an environment variable: removing one from the environment races any thread that
+//! reads it through libc (`getenv` in C code, DNS resolution, time zones), and the
+//! re-executed program usually runs threads already — it starts them again before it
+//! calls `start`, as it did the first time. A descriptor is closed without touching
+//! anything another thread may read, and nothing in `/proc/PID/environ` shows it.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -28,8 +34,12 @@ use crate::privileges::apply::Step;
 use crate::systemd::notify::Notifier;
 use crate::{Error, ErrorKind, Result};
 
-/// The environment variable that carries the hand-over into the re-executed program.
-pub const MARKER: &str = "DAEMONIC_REEXEC";
+/// The name of the memfd that carries the hand-over into the re-executed program.
+pub const HANDOVER: &str = "daemonic-reexec";
+
+/// The longest hand-over: `v1:`, a descriptor number and a notify address (at most 108
+/// bytes), with room to spare.
+const HANDOVER_MAX: usize = 512;
 
 /// What the launcher handed over.
 pub(super) struct Handover {
@@ -37,31 +47,25 @@ pub(super) struct Handover {
     notify: String,
 }
 
-/// Reads and removes the marker, if this process was started by a re-exec launcher.
+/// Reads and closes the hand-over, if this process was started by a re-exec launcher.
 pub(super) fn take_handover() -> Result<Option<Handover>> {
-    let Some(value) = std::env::var_os(MARKER) else {
+    let Some(fd) = crate::sys::take_inherited_memfd(HANDOVER) else {
         return Ok(None);
     };
-    let removed = crate::sys::remove_env_if_single_threaded(MARKER)
-        .map_err(|e| Error::io("read /proc/self/task", e))?;
-    if !removed {
-        // SAFETY: `Daemon::start` documents, for re-exec mode, that no other thread may
-        // read the environment through libc while it runs (Rust's own `std::env` readers
-        // take the same lock as `remove_var`). Not checkable: re-exec mode exists for
-        // programs that already run threads.
-        #[allow(unsafe_code)]
-        unsafe {
-            crate::sys::remove_env(MARKER)
-        };
-    }
+    let file = File::from(fd);
+    let mut buf = [0u8; HANDOVER_MAX];
+    // At offset 0: the launcher's write left the shared offset at the end.
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf, 0)
+        .map_err(|e| Error::io("read the re-exec hand-over", e))?;
+    drop(file);
+    let value = String::from_utf8_lossy(&buf[..n]).into_owned();
     let bad = || {
         Error::new(
             ErrorKind::InvalidInput,
-            format!("{MARKER}={value:?}: not a daemonic hand-over"),
+            format!("re-exec hand-over {value:?}: not a daemonic hand-over"),
         )
     };
-    let text = value.to_str().ok_or_else(bad)?;
-    let mut parts = text.splitn(3, ':');
+    let mut parts = value.splitn(3, ':');
     let (Some("v1"), Some(fd), Some(notify)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
@@ -114,8 +118,10 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         pid_fd.map_or("-".to_string(), |fd| fd.to_string()),
         listener.env_value()
     );
+    let handover = handover(&marker)?;
     let mut keep = super::setup::kept_fds(d, pid_file.as_ref());
     keep.push(pid_w.as_raw_fd());
+    keep.push(handover.as_raw_fd());
     // Sorted now: the pre_exec hook must not allocate.
     keep.sort_unstable();
     let mut cmd = Command::new("/proc/self/exe");
@@ -124,7 +130,6 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
     }
     cmd.args(args.collect::<Vec<OsString>>())
-        .env(MARKER, marker)
         .current_dir(&d.working_dir)
         .stdin(Stdio::from(streams.stdin))
         .stdout(Stdio::from(streams.stdout))
@@ -145,6 +150,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         umask,
         keep,
         pid_fd,
+        handover: handover.as_raw_fd(),
     };
     steps.install(&mut cmd);
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
@@ -160,7 +166,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
             _ => Error::io("spawn /proc/self/exe (re-exec)", e),
         }
     })?;
-    drop((cmd, pid_w));
+    drop((cmd, pid_w, handover));
     launcher::wait(launcher::Wait {
         name: &d.name,
         shown: d.shown,
@@ -170,6 +176,17 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         pid_pipe: pid_r,
         pid_file,
     })
+}
+
+/// The hand-over memfd, holding `marker` (close-on-exec until the child's hook clears it).
+fn handover(marker: &str) -> Result<std::os::fd::OwnedFd> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fd =
+        memfd_create(HANDOVER, MFdFlags::MFD_CLOEXEC).map_err(|e| Error::sys("memfd_create", e))?;
+    let mut file = File::from(fd);
+    std::io::Write::write_all(&mut file, marker.as_bytes())
+        .map_err(|e| Error::io("write the re-exec hand-over", e))?;
+    Ok(file.into())
 }
 
 /// What the re-executed child does between fork and exec (see the module docs), prepared
@@ -184,6 +201,8 @@ struct ChildSteps {
     /// Descriptors to keep, sorted (the hook must not allocate).
     keep: Vec<RawFd>,
     pid_fd: Option<RawFd>,
+    /// The hand-over memfd (kept open across exec).
+    handover: RawFd,
 }
 
 impl ChildSteps {
@@ -203,6 +222,7 @@ impl ChildSteps {
             if let Some(fd) = self.pid_fd {
                 crate::sys::clear_cloexec(fd)?;
             }
+            crate::sys::clear_cloexec(self.handover)?;
             Ok(())
         };
         // SAFETY: the hook calls only async-signal-safe functions on data prepared before

@@ -21,11 +21,11 @@
 //!   A write error (the reader has gone: `EPIPE`) drops the lines, silently: the
 //!   services keep running.
 
-use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use crate::service::console::{Console, Stream};
 use crate::tail::merge;
 
 /// The width names are padded to: the longest name of the file(s) applied so far.
@@ -36,48 +36,7 @@ pub fn widen(width: usize) {
     WIDTH.fetch_max(width, Ordering::Relaxed);
 }
 
-/// Which of the supervisor's streams a line goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// One service's stream on the supervisor's console.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Console {
-    name: String,
-    /// The service's place in its file, for its colour.
-    place: usize,
-    stream: Stream,
-}
-
-impl fmt::Debug for Console {
-    // Neither the width nor the place is part of it: a new, longer name elsewhere in the
-    // file, or a service moved up, does not make this service "changed".
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Console({}, {:?})", self.name, self.stream)
-    }
-}
-
 impl Console {
-    /// The stdout of the service `name`, at `place` in its file (its stderr:
-    /// [`Console::stderr`]).
-    pub fn new(name: &str, place: usize) -> Console {
-        Console {
-            name: name.to_string(),
-            place,
-            stream: Stream::Stdout,
-        }
-    }
-
-    pub fn stderr(&self) -> Console {
-        Console {
-            stream: Stream::Stderr,
-            ..self.clone()
-        }
-    }
-
     fn prefix(&self) -> Vec<u8> {
         let width = WIDTH.load(Ordering::Relaxed);
         let padded = format!("{:width$}", self.name);

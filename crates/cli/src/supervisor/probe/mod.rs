@@ -55,44 +55,16 @@
 mod exec;
 pub mod listener;
 mod net;
-mod parse;
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFd;
 
+pub use crate::service::probe::{Probe, Schedule, Target};
 pub use exec::KILL_WAIT;
 pub use net::MAX_STATUS_LINE;
-
-/// What to check, as given to `--ready` (see [`Probe::parse`] for the syntax).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// A TCP connection can be established.
-    Tcp(Target),
-    /// `GET path` over HTTP/1.1 answers with a status in `expect`.
-    Http {
-        target: Target,
-        /// Starts with `/`; may carry a query (`/health?full=1`); sent as written.
-        path: String,
-        expect: RangeInclusive<u16>,
-    },
-    /// `/bin/sh -c command` exits with status 0.
-    Exec { command: String },
-}
-
-/// Where a network probe connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// As written: an IP address (without brackets) or a host name.
-    pub host: String,
-    pub port: u16,
-    /// What `host` resolved to when parsed, in the order they are tried; never empty.
-    pub addrs: Vec<SocketAddr>,
-}
 
 /// How a finished attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,16 +185,6 @@ impl Attempt {
     }
 }
 
-/// When probes run: an attempt gets `timeout`; the next starts `interval` after the
-/// previous one *finished* (Docker's rule), so attempts never overlap and a slow service
-/// is not probed harder than a fast one. The supervisor's state machine applies the rule
-/// (`Event::ProbeFailed` arms the probe timer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    pub interval: Duration,
-    pub timeout: Duration,
-}
-
 /// `1s`, `1500ms`, `100ms` — how the CLI's durations are written.
 fn human(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
@@ -231,17 +193,6 @@ fn human(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     } else {
         format!("{d:?}")
-    }
-}
-
-impl fmt::Display for Target {
-    /// `HOST:PORT`, an IPv6 address in brackets.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
     }
 }
 

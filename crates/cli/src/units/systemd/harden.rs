@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::unit_file::{UnitFile, list_path};
 use super::visible::{Hider, Needs};
 use crate::service::ServiceArgs;
+use crate::service::systemd::{Families, Hardening, ProtectHome, ProtectSystem, Section};
 use crate::units::Scope;
-use crate::units::args::{Families, Hardening, ProtectHome, ProtectSystem, Section};
 
 /// systemd's own start limit (`DefaultStartLimitBurst=`, `DefaultStartLimitIntervalSec=`),
 /// which a unit without `start-limit` gets: 5 starts within 10 s (longer with a long

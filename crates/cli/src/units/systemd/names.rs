@@ -70,7 +70,7 @@ pub fn clashes(file_name: &str, scope: Scope, state: &[String]) -> Vec<String> {
 
 /// A file daemonic wrote (its first line is the marker).
 fn ours(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| crate::cmd::unit::written_by_daemonic(&t))
+    std::fs::read_to_string(path).is_ok_and(|t| crate::units::written_by_daemonic(&t))
 }
 
 /// `/var/lib/NAME` as systemd makes it for `DynamicUser=`: a symlink into

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::super::args::{Directive, Section};
+use crate::service::systemd::{Directive, Section};
 
 /// The text of a service unit being built.
 #[derive(Debug, Default)]

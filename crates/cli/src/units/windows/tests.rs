@@ -2,14 +2,20 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// The service `web` with these flags (`--key=value` or `--switch`), as a file gives it.
 fn def(flags: &[&str], command: &[&str]) -> Def {
-    Def {
-        name: "web".into(),
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        command: command.iter().map(|c| c.to_string()).collect(),
-        depends_on: Vec::new(),
-        conditions: Vec::new(),
-    }
+    let values: Vec<(String, Vec<String>)> = flags
+        .iter()
+        .map(|f| {
+            let f = f.trim_start_matches('-');
+            match f.split_once('=') {
+                Some((k, v)) => (k.to_string(), vec![v.to_string()]),
+                None => (f.to_string(), vec!["true".to_string()]),
+            }
+        })
+        .collect();
+    let command = command.iter().map(|c| c.to_string()).collect();
+    Def::new("web".into(), &values, command, Vec::new()).unwrap()
 }
 
 const DEFAULT_LOG: &str = r"C:\ProgramData\daemonic\logs\web.log";

@@ -1,4 +1,4 @@
-//! The privilege flags of `run`/`start`: who the child runs as, and what it keeps.
+//! The privilege options of a service: who the child runs as, and what it keeps.
 //!
 //! They become a [`daemonic::privileges::Privileges`], looked up once when the service is
 //! built (so `unknown user "nobdoy"` reaches the terminal) and applied in every child
@@ -11,44 +11,101 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use daemonic::privileges::{Capability, Prepared, Privileges};
 
+use super::options::Systemd::Said;
+use super::options::{Blank, Opt, push, put, switch};
+
 /// Who the child runs as, and which privileges it keeps.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PrivilegeArgs {
-    /// Run CMD as USER (a name or a numeric uid), with the user's primary group and its
-    /// supplementary groups from the group database (never root's), and HOME, USER,
-    /// LOGNAME and SHELL set to the user's. daemonic checks that the child cannot become
-    /// root again before running it. Needs root.
-    #[arg(long, value_name = "USER", help_heading = "Privileges")]
     pub user: Option<String>,
-    /// Run CMD with GROUP (a name or a numeric gid) instead of the user's primary group.
-    #[arg(long, value_name = "GROUP", help_heading = "Privileges")]
     pub group: Option<String>,
-    /// Exactly these supplementary groups (names or gids, comma-separated; "" for none)
-    /// instead of the user's.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "GROUPS",
-        help_heading = "Privileges"
-    )]
+    /// `Some(empty)`: none (`--supplementary-groups ""`); `None`: the user's.
     pub supplementary_groups: Option<Vec<String>>,
-    /// Keep these capabilities as --user (comma-separated, e.g. net_bind_service or
-    /// CAP_NET_BIND_SERVICE to bind ports below 1024): they stay effective across exec as
-    /// ambient capabilities, no `setcap` on the binary needed. Every other capability is
-    /// dropped, from the bounding set too. cap_setuid and cap_setgid are refused.
-    #[arg(long, value_delimiter = ',', value_parser = parse_capability, value_name = "CAPS", help_heading = "Privileges")]
     pub keep_caps: Vec<Capability>,
-    /// Set no_new_privs on the child: nothing it runs can gain privileges (set-user-ID
-    /// bits and file capabilities are ignored).
-    #[arg(long, help_heading = "Privileges")]
     pub no_new_privs: bool,
-    /// Change the child's root directory to DIR (before switching user); --dir is then a
-    /// path inside DIR [default: /], and CMD is found inside DIR.
-    #[arg(long, value_name = "DIR", help_heading = "Privileges")]
     pub chroot: Option<PathBuf>,
-    /// The child's umask, in octal (e.g. 027) [default: the supervisor's].
-    #[arg(long, value_parser = parse_umask, value_name = "MODE", help_heading = "Privileges")]
     pub umask: Option<u32>,
+}
+
+impl Blank for PrivilegeArgs {
+    fn blank() -> PrivilegeArgs {
+        PrivilegeArgs::default()
+    }
+}
+
+/// The table's entries of the privileges.
+pub(super) fn options() -> Vec<Opt<PrivilegeArgs>> {
+    type O = Opt<PrivilegeArgs>;
+    vec![
+        O::one("user", "USER", |a, v| {
+            put(&mut a.user, Ok(Some(v.to_string())))
+        })
+        .systemd(Said("User="))
+        .heading("Privileges")
+        .help(
+            "Run CMD as USER (a name or a numeric uid), with the user's primary group \
+                 and its supplementary groups from the group database (never root's), and \
+                 HOME, USER, LOGNAME and SHELL set to the user's. daemonic checks that the \
+                 child cannot become root again before running it. Needs root",
+        ),
+        O::one("group", "GROUP", |a, v| {
+            put(&mut a.group, Ok(Some(v.to_string())))
+        })
+        .systemd(Said("Group="))
+        .heading("Privileges")
+        .help(
+            "Run CMD with GROUP (a name or a numeric gid) instead of the user's primary \
+                 group",
+        ),
+        O::many("supplementary-groups", "GROUPS", |a, v| {
+            push(
+                a.supplementary_groups.get_or_insert_default(),
+                Ok(v.to_string()),
+            )
+        })
+        .systemd(Said("SupplementaryGroups="))
+        .delimiter(',')
+        .heading("Privileges")
+        .help(
+            "Exactly these supplementary groups (names or gids, comma-separated; \"\" \
+                 for none) instead of the user's",
+        ),
+        O::many("keep-caps", "CAPS", |a, v| {
+            push(&mut a.keep_caps, parse_capability(v))
+        })
+        .systemd(Said("AmbientCapabilities="))
+        .delimiter(',')
+        .heading("Privileges")
+        .help(
+            "Keep these capabilities as --user (comma-separated, e.g. net_bind_service \
+                 or CAP_NET_BIND_SERVICE to bind ports below 1024): they stay effective \
+                 across exec as ambient capabilities, no `setcap` on the binary needed. \
+                 Every other capability is dropped, from the bounding set too. cap_setuid \
+                 and cap_setgid are refused",
+        ),
+        O::switch("no-new-privs", |a, v| put(&mut a.no_new_privs, switch(v)))
+            .systemd(Said("NoNewPrivileges="))
+            .heading("Privileges")
+            .help(
+                "Set no_new_privs on the child: nothing it runs can gain privileges \
+                 (set-user-ID bits and file capabilities are ignored)",
+            ),
+        O::one("chroot", "DIR", |a, v| {
+            put(&mut a.chroot, Ok(Some(PathBuf::from(v))))
+        })
+        .systemd(Said("RootDirectory="))
+        .heading("Privileges")
+        .help(
+            "Change the child's root directory to DIR (before switching user); --dir is \
+                 then a path inside DIR [default: /], and CMD is found inside DIR",
+        ),
+        O::one("umask", "MODE", |a, v| {
+            put(&mut a.umask, parse_umask(v).map(Some))
+        })
+        .systemd(Said("UMask="))
+        .heading("Privileges")
+        .help("The child's umask, in octal (e.g. 027) [default: the supervisor's]"),
+    ]
 }
 
 impl PrivilegeArgs {

@@ -1,4 +1,4 @@
-//! The per-line time prefix of captured output: `2025-03-09T14:07:02.123456Z ` (RFC 3339,
+//! The per-line time prefix of captured output (`--log-timestamps`): `2025-03-09T14:07:02.123456Z ` (RFC 3339,
 //! UTC, microseconds, then a space), formatted into a fixed array without allocating.
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,10 +1,58 @@
-//! The probe syntax: [`Probe::parse`] and its inverse, `Display`.
+//! What a probe checks ([`Probe`]), when it runs ([`Schedule`]), and its syntax:
+//! [`Probe::parse`] and its inverse, `Display`. Running one is the supervisor's
+//! (`supervisor::probe`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
-use super::{Probe, Target};
+/// What to check, as given to `--ready` (see [`Probe::parse`] for the syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP connection can be established.
+    Tcp(Target),
+    /// `GET path` over HTTP/1.1 answers with a status in `expect`.
+    Http {
+        target: Target,
+        /// Starts with `/`; may carry a query (`/health?full=1`); sent as written.
+        path: String,
+        expect: RangeInclusive<u16>,
+    },
+    /// `/bin/sh -c command` exits with status 0.
+    Exec { command: String },
+}
+
+/// Where a network probe connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// As written: an IP address (without brackets) or a host name.
+    pub host: String,
+    pub port: u16,
+    /// What `host` resolved to when parsed, in the order they are tried; never empty.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// When probes run: an attempt gets `timeout`; the next starts `interval` after the
+/// previous one *finished* (Docker's rule), so attempts never overlap and a slow service
+/// is not probed harder than a fast one. The supervisor's state machine applies the rule
+/// (`Event::ProbeFailed` arms the probe timer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl fmt::Display for Target {
+    /// `HOST:PORT`, an IPv6 address in brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
 
 /// The accepted forms, for error messages.
 const FORMS: &str = "tcp:PORT, tcp:HOST:PORT, tcp:[IPV6]:PORT, \

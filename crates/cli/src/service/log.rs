@@ -1,4 +1,4 @@
-//! The log flags of `run`/`start` and the configuration they resolve to.
+//! The log options of a service (`--log-file`, …) and the configuration they resolve to.
 //!
 //! Every captured file is a [`RotatingWriter`] configured for the supervisor's loop:
 //!
@@ -22,6 +22,9 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use daemonic::logging::{Compression, Flush, Fsync, RotatingWriter};
 
+use super::options::Systemd::Daemonic;
+use super::options::{Blank, Opt, choice, put, switch};
+
 /// Permission bits of log files daemonic creates: owner read-write, group read.
 pub const LOG_FILE_MODE: u32 = 0o640;
 /// Permission bits of log directories daemonic creates: the owner's only.
@@ -37,41 +40,96 @@ pub enum LogCompress {
 }
 
 /// Where a supervised child's stdout and stderr go, and how the file rotates.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct LogArgs {
-    /// Append the child's stdout and stderr, line by line, to FILE (rotated beside it:
-    /// FILE.20250309-140702, …) [default: LOG_DIR/NAME.log, where LOG_DIR is the state
-    /// directory if --state-dir/DAEMONIC_STATE_DIR is set, else /var/log/daemonic for root,
-    /// else $XDG_STATE_HOME/daemonic/log (~/.local/state/daemonic/log)]. Missing
-    /// directories are created (mode 0700); files are created with mode 0640. No symlink
-    /// in the path is followed. As root, a log directory not owned by root or writable by
-    /// group or others is refused: the service could plant, replace or delete its logs.
-    #[arg(long, value_name = "FILE", help_heading = "Logs")]
     pub log_file: Option<PathBuf>,
-    /// Write the child's stderr to its own FILE (same rotation settings) instead of
-    /// interleaving it, line by line, with stdout.
-    #[arg(long, value_name = "FILE", help_heading = "Logs")]
     pub log_stderr_file: Option<PathBuf>,
-    /// Rotate the log before it would grow past SIZE (bytes, or with K, M, G: 512K, 10M,
-    /// 1G; binary multiples). 0 never rotates (for an external logrotate).
-    #[arg(long, value_parser = parse_size, default_value = "10M", value_name = "SIZE", help_heading = "Logs")]
     pub log_max_size: u64,
-    /// How many rotated files to keep (the newest); older ones are deleted.
-    #[arg(long, default_value = "5", value_name = "N", help_heading = "Logs")]
     pub log_keep: usize,
-    /// Prefix every line with the time it was read, RFC 3339 UTC with microseconds and a
-    /// space: "2025-03-09T14:07:02.123456Z ".
-    #[arg(long, help_heading = "Logs")]
     pub log_timestamps: bool,
-    /// Compress rotated files, off the supervisor's loop.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "none",
-        value_name = "HOW",
-        help_heading = "Logs"
-    )]
     pub log_compress: LogCompress,
+}
+
+impl Blank for LogArgs {
+    fn blank() -> LogArgs {
+        LogArgs {
+            log_file: None,
+            log_stderr_file: None,
+            log_max_size: 0,
+            log_keep: 0,
+            log_timestamps: false,
+            log_compress: LogCompress::None,
+        }
+    }
+}
+
+/// The table's entries of the log options.
+pub(super) fn options() -> Vec<Opt<LogArgs>> {
+    type O = Opt<LogArgs>;
+    vec![
+        O::one("log-file", "FILE", |a, v| {
+            put(&mut a.log_file, Ok(Some(PathBuf::from(v))))
+        })
+        .systemd(Daemonic)
+        .heading("Logs")
+        .help(
+            "Append the child's stdout and stderr, line by line, to FILE (rotated \
+                 beside it: FILE.20250309-140702, …) [default: LOG_DIR/NAME.log, where \
+                 LOG_DIR is the state directory if --state-dir/DAEMONIC_STATE_DIR is set, \
+                 else /var/log/daemonic for root, else $XDG_STATE_HOME/daemonic/log \
+                 (~/.local/state/daemonic/log)]. Missing directories are created (mode \
+                 0700); files are created with mode 0640. No symlink in the path is \
+                 followed. As root, a log directory not owned by root or writable by group \
+                 or others is refused: the service could plant, replace or delete its logs",
+        ),
+        O::one("log-stderr-file", "FILE", |a, v| {
+            put(&mut a.log_stderr_file, Ok(Some(PathBuf::from(v))))
+        })
+        .systemd(Daemonic)
+        .heading("Logs")
+        .help(
+            "Write the child's stderr to its own FILE (same rotation settings) instead \
+                 of interleaving it, line by line, with stdout",
+        ),
+        O::one("log-max-size", "SIZE", |a, v| {
+            put(&mut a.log_max_size, parse_size(v))
+        })
+        .systemd(Daemonic)
+        .default("10M")
+        .heading("Logs")
+        .help(
+            "Rotate the log before it would grow past SIZE (bytes, or with K, M, G: \
+                 512K, 10M, 1G; binary multiples). 0 never rotates (for an external \
+                 logrotate)",
+        ),
+        O::one("log-keep", "N", |a, v| put(&mut a.log_keep, parse_keep(v)))
+            .systemd(Daemonic)
+            .default("5")
+            .heading("Logs")
+            .help("How many rotated files to keep (the newest); older ones are deleted"),
+        O::switch("log-timestamps", |a, v| {
+            put(&mut a.log_timestamps, switch(v))
+        })
+        .systemd(Daemonic)
+        .heading("Logs")
+        .help(
+            "Prefix every line with the time it was read, RFC 3339 UTC with \
+                 microseconds and a space: \"2025-03-09T14:07:02.123456Z \"",
+        ),
+        O::one("log-compress", "HOW", |a, v| {
+            put(&mut a.log_compress, choice(v))
+        })
+        .systemd(Daemonic)
+        .default("none")
+        .values::<LogCompress>()
+        .heading("Logs")
+        .help("Compress rotated files, off the supervisor's loop"),
+    ]
+}
+
+/// How many rotated files to keep: a whole number (the error as clap's for a number).
+fn parse_keep(text: &str) -> Result<usize, String> {
+    text.parse::<usize>().map_err(|e| e.to_string())
 }
 
 /// A resolved log configuration: [`LogArgs`] plus the default path.
@@ -208,39 +266,5 @@ mod tests {
             let e = parse_size(bad).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
-    }
-
-    #[test]
-    fn the_default_path_applies_only_without_log_file() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            log: LogArgs,
-        }
-        let a = Cli::parse_from(["x"]).log;
-        let c = LogConfig::new(&a, "/d/web.log".into());
-        assert_eq!(c.path, Path::new("/d/web.log"));
-        assert_eq!(c.max_size, Some(10 << 20));
-        assert_eq!(
-            (c.keep, c.timestamps, c.compress),
-            (5, false, LogCompress::None)
-        );
-        let a = Cli::parse_from([
-            "x",
-            "--log-file",
-            "/l/a.log",
-            "--log-max-size",
-            "0",
-            "--log-compress",
-            "gzip",
-            "--log-timestamps",
-        ])
-        .log;
-        let c = LogConfig::new(&a, "/d/web.log".into());
-        assert_eq!(c.path, Path::new("/l/a.log"));
-        assert_eq!(c.max_size, None);
-        assert!(c.timestamps);
-        assert_eq!(c.compress, LogCompress::Gzip);
     }
 }

@@ -1,13 +1,16 @@
-//! The flags that shape a generated systemd unit (`unit-*` keys in `daemonic.toml`).
+//! The options that shape a generated systemd unit (`unit-*` keys in `daemonic.toml`).
 //!
-//! They are part of [`ServiceArgs`](crate::service::ServiceArgs), so every one is also a
-//! config key with the same name and checks (`unit-hardening = "relaxed"`), but they only
-//! matter to `daemonic unit` and `daemonic install`: `run`, `start` and `up` ignore them.
-//! What each level turns on is in [`super::systemd`] and `docs/systemd.md`.
+//! They are part of [`ServiceArgs`](super::ServiceArgs), so every one is also a flag
+//! and a config key with the same name and checks (`unit-hardening = "relaxed"`), but
+//! they only matter to `daemonic unit` and `daemonic install`: `run`, `start` and `up`
+//! ignore them. What each level turns on is in `units::systemd` and `docs/systemd.md`.
 
 use std::path::PathBuf;
 
 use clap::ValueEnum;
+
+use super::options::Systemd::Unit;
+use super::options::{Blank, Opt, choice, push, put, switch};
 
 const HEADING: &str = "systemd unit";
 
@@ -55,58 +58,159 @@ pub enum ProtectHome {
 }
 
 /// How a generated systemd unit sandboxes the service (`daemonic unit`, `install`).
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct UnitArgs {
-    /// How much sandboxing the systemd unit asks for: strict, relaxed or off. Only for
-    /// `daemonic unit`/`install`; the other unit-* flags adjust one setting of it.
-    #[arg(long, value_enum, default_value = "strict", value_name = "LEVEL", help_heading = HEADING)]
     pub unit_hardening: Hardening,
-    /// The unit's ProtectSystem= (strict, full, yes, no) [default: strict with strict
-    /// hardening, full with relaxed].
-    #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
     pub unit_protect_system: Option<ProtectSystem>,
-    /// The unit's ProtectHome= (yes, read-only, tmpfs, no) [default: yes with strict
-    /// hardening (tmpfs when the service needs a path in a home, which is bound in),
-    /// read-only with relaxed].
-    #[arg(long, value_enum, value_name = "HOW", help_heading = HEADING)]
     pub unit_protect_home: Option<ProtectHome>,
-    /// The socket families the service may create, for RestrictAddressFamilies=
-    /// (space- or comma-separated, e.g. "AF_UNIX AF_INET AF_INET6 AF_NETLINK"; "none";
-    /// "any" lifts the restriction) [default: AF_UNIX AF_INET AF_INET6 with strict
-    /// hardening].
-    #[arg(long, value_parser = parse_families, value_name = "FAMILIES", help_heading = HEADING)]
     pub unit_address_families: Option<Families>,
-    /// A directory the service may write to despite ProtectSystem= (ReadWritePaths=, or
-    /// BindPaths= under /tmp or a home; repeatable). Its own state directory
-    /// (/var/lib/NAME, $STATE_DIRECTORY) always is.
-    #[arg(long, value_name = "DIR", help_heading = HEADING)]
     pub unit_writable: Vec<PathBuf>,
-    /// Forbid memory that is writable and executable (MemoryDenyWriteExecute=yes): breaks
-    /// every JIT — PostgreSQL's, node, java, .NET, PyPy, LuaJIT — so not part of any level.
-    #[arg(long, help_heading = HEADING)]
     pub unit_deny_write_execute: bool,
-    /// A directory below /var/lib the service owns and writes, for StateDirectory=
-    /// (repeatable; e.g. "redis-data" is /var/lib/redis-data, $STATE_DIRECTORY) [default:
-    /// the service's name, with ProtectSystem=strict].
-    #[arg(long, value_parser = parse_subdir, value_name = "NAME", help_heading = HEADING)]
     pub unit_state_directory: Vec<String>,
-    /// A directory below /run the service owns while it runs, for RuntimeDirectory=
-    /// (repeatable; lock and socket files, e.g. PostgreSQL's "postgresql").
-    #[arg(long, value_parser = parse_subdir, value_name = "NAME", help_heading = HEADING)]
     pub unit_runtime_directory: Vec<String>,
-    /// A directory below /var/log the service owns, for LogsDirectory= (repeatable;
-    /// the log files' own directories below /var/log are added by themselves).
-    #[arg(long, value_parser = parse_subdir, value_name = "NAME", help_heading = HEADING)]
     pub unit_logs_directory: Vec<String>,
-    /// The open-file limit of the service, for LimitNOFILE= (N, or SOFT:HARD, or
-    /// "infinity") [default: systemd's, 1024:524288].
-    #[arg(long, value_parser = parse_nofile, value_name = "N", help_heading = HEADING)]
     pub unit_limit_nofile: Option<String>,
-    /// Any directive, over the generated ones: [SECTION.]KEY=VALUE (section Unit,
-    /// Service or Install; default Service), e.g. MemoryDenyWriteExecute=no,
-    /// Unit.Documentation=https://…; KEY= (empty) removes the directive (repeatable).
-    #[arg(long, value_parser = parse_directive, value_name = "KEY=VALUE", help_heading = HEADING)]
     pub unit_set: Vec<Directive>,
+}
+
+impl Blank for UnitArgs {
+    fn blank() -> UnitArgs {
+        UnitArgs {
+            unit_hardening: Hardening::Strict,
+            unit_protect_system: None,
+            unit_protect_home: None,
+            unit_address_families: None,
+            unit_writable: Vec::new(),
+            unit_deny_write_execute: false,
+            unit_state_directory: Vec::new(),
+            unit_runtime_directory: Vec::new(),
+            unit_logs_directory: Vec::new(),
+            unit_limit_nofile: None,
+            unit_set: Vec::new(),
+        }
+    }
+}
+
+/// The table's entries of the unit options.
+pub(super) fn options() -> Vec<Opt<UnitArgs>> {
+    type O = Opt<UnitArgs>;
+    vec![
+        O::one("unit-hardening", "LEVEL", |a, v| {
+            put(&mut a.unit_hardening, choice(v))
+        })
+        .systemd(Unit)
+        .default("strict")
+        .values::<Hardening>()
+        .heading(HEADING)
+        .help(
+            "How much sandboxing the systemd unit asks for: strict, relaxed or off. \
+                 Only for `daemonic unit`/`install`; the other unit-* flags adjust one \
+                 setting of it",
+        ),
+        O::one("unit-protect-system", "HOW", |a, v| {
+            put(&mut a.unit_protect_system, choice(v).map(Some))
+        })
+        .systemd(Unit)
+        .values::<ProtectSystem>()
+        .heading(HEADING)
+        .help(
+            "The unit's ProtectSystem= (strict, full, yes, no) [default: strict with \
+                 strict hardening, full with relaxed]",
+        ),
+        O::one("unit-protect-home", "HOW", |a, v| {
+            put(&mut a.unit_protect_home, choice(v).map(Some))
+        })
+        .systemd(Unit)
+        .values::<ProtectHome>()
+        .heading(HEADING)
+        .help(
+            "The unit's ProtectHome= (yes, read-only, tmpfs, no) [default: yes with \
+                 strict hardening (tmpfs when the service needs a path in a home, which is \
+                 bound in), read-only with relaxed]",
+        ),
+        O::one("unit-address-families", "FAMILIES", |a, v| {
+            put(&mut a.unit_address_families, parse_families(v).map(Some))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "The socket families the service may create, for RestrictAddressFamilies= \
+                 (space- or comma-separated, e.g. \"AF_UNIX AF_INET AF_INET6 AF_NETLINK\"; \
+                 \"none\"; \"any\" lifts the restriction) [default: AF_UNIX AF_INET \
+                 AF_INET6 with strict hardening]",
+        ),
+        O::many("unit-writable", "DIR", |a, v| {
+            push(&mut a.unit_writable, Ok(PathBuf::from(v)))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "A directory the service may write to despite ProtectSystem= \
+                 (ReadWritePaths=, or BindPaths= under /tmp or a home; repeatable). Its own \
+                 state directory (/var/lib/NAME, $STATE_DIRECTORY) always is",
+        ),
+        O::switch("unit-deny-write-execute", |a, v| {
+            put(&mut a.unit_deny_write_execute, switch(v))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "Forbid memory that is writable and executable \
+                 (MemoryDenyWriteExecute=yes): breaks every JIT — PostgreSQL's, node, java, \
+                 .NET, PyPy, LuaJIT — so not part of any level",
+        ),
+        O::many("unit-state-directory", "NAME", |a, v| {
+            push(&mut a.unit_state_directory, parse_subdir(v))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "A directory below /var/lib the service owns and writes, for \
+                 StateDirectory= (repeatable; e.g. \"redis-data\" is /var/lib/redis-data, \
+                 $STATE_DIRECTORY) [default: the service's name, with \
+                 ProtectSystem=strict]",
+        ),
+        O::many("unit-runtime-directory", "NAME", |a, v| {
+            push(&mut a.unit_runtime_directory, parse_subdir(v))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "A directory below /run the service owns while it runs, for \
+                 RuntimeDirectory= (repeatable; lock and socket files, e.g. PostgreSQL's \
+                 \"postgresql\")",
+        ),
+        O::many("unit-logs-directory", "NAME", |a, v| {
+            push(&mut a.unit_logs_directory, parse_subdir(v))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "A directory below /var/log the service owns, for LogsDirectory= \
+                 (repeatable; the log files' own directories below /var/log are added by \
+                 themselves)",
+        ),
+        O::one("unit-limit-nofile", "N", |a, v| {
+            put(&mut a.unit_limit_nofile, parse_nofile(v).map(Some))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "The open-file limit of the service, for LimitNOFILE= (N, or SOFT:HARD, or \
+                 \"infinity\") [default: systemd's, 1024:524288]",
+        ),
+        O::many("unit-set", "KEY=VALUE", |a, v| {
+            push(&mut a.unit_set, parse_directive(v))
+        })
+        .systemd(Unit)
+        .heading(HEADING)
+        .help(
+            "Any directive, over the generated ones: [SECTION.]KEY=VALUE (section Unit, \
+                 Service or Install; default Service), e.g. MemoryDenyWriteExecute=no, \
+                 Unit.Documentation=https://…; KEY= (empty) removes the directive \
+                 (repeatable)",
+        ),
+    ]
 }
 
 /// The value of `--unit-address-families`.
