@@ -33,6 +33,7 @@
 //! | [`sentinel`] | [`sentinel::Sentinel`]: kills a supervisor's leftover descendants if it dies |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
 //! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |
+//! | [`memory`] | [`memory::release_startup_pages`]: an idle process gives back the code and heap only its start-up used |
 //!
 //! All `unsafe` code lives in one private module (`sys`), each block with the reason it is
 //! sound. Errors are one type, [`Error`], with a [`kind()`](Error::kind) to match on and a

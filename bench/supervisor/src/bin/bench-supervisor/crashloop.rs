@@ -96,6 +96,7 @@ fn one(cfg: &Config, tool: Tool, raw: &mut Raw) -> Res<(usize, f64, u64)> {
 pub fn crash_loop(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
     let tools: Vec<Tool> = [
         Tool::Daemonic,
+        Tool::DaemonicSubreaper,
         Tool::DaemonicMany,
         Tool::Daemon1,
         Tool::Runit,

@@ -65,6 +65,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 enum Tool {
     Daemonic,
+    /// `daemonic start` with `DAEMONIC_CONTAINMENT=subreaper` (no cgroup per service).
+    DaemonicSubreaper,
     DaemonicMany,
     Daemon1,
     Runit,
@@ -82,6 +84,7 @@ impl Tool {
     fn key(self) -> &'static str {
         match self {
             Tool::Daemonic => "daemonic",
+            Tool::DaemonicSubreaper => "daemonic-subreaper",
             Tool::DaemonicMany => "daemonic-many",
             Tool::Daemon1 => "daemon1",
             Tool::Runit => "runit",
@@ -96,6 +99,7 @@ impl Tool {
     fn label(self) -> &'static str {
         match self {
             Tool::Daemonic => "daemonic start (one per service)",
+            Tool::DaemonicSubreaper => "daemonic start, DAEMONIC_CONTAINMENT=subreaper",
             Tool::DaemonicMany => "daemonic run -f (one supervisor for N)",
             Tool::Daemon1 => "daemon(1)",
             Tool::Runit => "runit",
@@ -449,7 +453,12 @@ fn mkdir(path: &Path) -> Res<()> {
 fn own_copy(cfg: &Config, tool: Tool) -> Res<PathBuf> {
     let dir = cfg.dir.join(format!("bin-{}", tool.key()));
     let path = dir.join("daemonic");
-    if !path.exists() && matches!(tool, Tool::Daemonic | Tool::DaemonicMany) {
+    if !path.exists()
+        && matches!(
+            tool,
+            Tool::Daemonic | Tool::DaemonicSubreaper | Tool::DaemonicMany
+        )
+    {
         mkdir(&dir)?;
         fs::copy(&cfg.daemonic, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         // Written back before it runs: a page cache page not yet written counts as
@@ -605,7 +614,7 @@ impl Setup {
         let daemonic = own_copy(cfg, tool)?;
         let mut tops = Vec::new();
         match tool {
-            Tool::Daemonic => {
+            Tool::Daemonic | Tool::DaemonicSubreaper => {
                 // One `daemonic start` per service (each its own supervisor and sentinel),
                 // as with daemon(1) and runsv per service. `start` returns once the child
                 // is ready (10 ms grace here); the supervisor's pid is in its pid file.
@@ -619,6 +628,9 @@ impl Setup {
                     }
                     cmd.arg("--").arg(&stamp).arg(&stamps);
                     cmd.env("STAMP_EXIT", exit);
+                    if tool == Tool::DaemonicSubreaper {
+                        cmd.env("DAEMONIC_CONTAINMENT", "subreaper");
+                    }
                     let status = run_logged(&mut cmd, &log)?;
                     let pid_file = dir.join("state").join(format!("{name}.pid"));
                     let pid = fs::read_to_string(&pid_file)
@@ -687,9 +699,13 @@ impl Setup {
                     Tool::S6 => "s6-svscan",
                     _ => "svscan",
                 };
+                let mut cmd = Command::new(prog);
+                if tool == Tool::S6 {
+                    // s6-svscan supervises at most 500 services unless told (-c).
+                    cmd.arg(format!("-c{}", n.max(500) + 10));
+                }
                 tops.push(spawn(
-                    Command::new(prog)
-                        .arg(&scan)
+                    cmd.arg(&scan)
                         .env("STAMP_FILE", &stamps)
                         .env("STAMP_EXIT", exit),
                     &log,
@@ -769,7 +785,7 @@ impl Setup {
                 } else {
                     let parent = stat(pid).map(|s| s.1).unwrap_or(0);
                     match self.tool {
-                        Tool::Daemonic | Tool::DaemonicMany
+                        Tool::Daemonic | Tool::DaemonicSubreaper | Tool::DaemonicMany
                             if self.tops.contains(&parent) && e.is_some() && e == exe(parent) =>
                         {
                             Role::Sentinel
@@ -876,6 +892,7 @@ fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res<()>
     };
     let tools: Vec<Tool> = [
         Tool::Daemonic,
+        Tool::DaemonicSubreaper,
         Tool::Daemon1,
         Tool::Runit,
         Tool::S6,
