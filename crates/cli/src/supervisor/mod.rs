@@ -364,6 +364,34 @@ enum Pages {
     Released,
 }
 
+impl Pages {
+    /// The poll's timeout instead of `timeout`, and whether it is the one QUIET wait
+    /// after which the start-up's pages go (`daemonic::memory`): a long sleep (no
+    /// deadline within twice QUIET, so not just before a 1 s grace fires) is cut to QUIET
+    /// once; when that passes without an event, they go here, right before the next
+    /// sleep, so that only the code between the release and `poll` is faulted back in
+    /// before it sleeps.
+    fn poll_timeout(&mut self, timeout: PollTimeout) -> (PollTimeout, bool) {
+        match *self {
+            Pages::Startup
+                if timeout.is_none()
+                    // (nix's `as_millis` panics on NONE: `is_none` first.)
+                    || timeout.as_millis().is_some_and(|ms| ms >= 2 * QUIET_MS) =>
+            {
+                (PollTimeout::from(QUIET_MS as u16), true)
+            }
+            Pages::Quiet => {
+                *self = Pages::Released;
+                if let Err(e) = daemonic::memory::release_startup_pages() {
+                    eprintln!("daemonic: {e}");
+                }
+                (timeout, false)
+            }
+            _ => (timeout, false),
+        }
+    }
+}
+
 impl Supervisor {
     fn run(
         &mut self,
@@ -401,22 +429,7 @@ impl Supervisor {
                 }
             }
             let control_due = control.as_deref().and_then(ControlServer::next_deadline);
-            let mut timeout = self.timeout(control_due);
-            // The start-up's pages (`daemonic::memory`) go back once the loop has had nothing
-            // to do for QUIET: a long sleep (no deadline within twice QUIET, so not just
-            // before a 1 s grace fires) is cut to QUIET once; if that passes without an
-            // event, they go right before the next sleep, so that only the code between
-            // the release and `poll` is faulted back in before it sleeps.
-            let quiet = self.pages == Pages::Startup
-                && (timeout.is_none() || timeout.as_millis().is_some_and(|ms| ms >= 2 * QUIET_MS));
-            if quiet {
-                timeout = PollTimeout::from(QUIET_MS as u16);
-            } else if self.pages == Pages::Quiet {
-                self.pages = Pages::Released;
-                if let Err(e) = daemonic::memory::release_startup_pages() {
-                    eprintln!("daemonic: {e}");
-                }
-            }
+            let (timeout, quiet) = self.pages.poll_timeout(self.timeout(control_due));
             match poll(&mut fds, timeout) {
                 Ok(0) if quiet => self.pages = Pages::Quiet,
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
