@@ -54,8 +54,8 @@ say "daemonic status demo-sleep"
 say "daemonic stop demo-sleep"
 "$bin/daemonic" stop demo-sleep && "$bin/daemonic" status demo-sleep || true
 
-say "daemonic start --name demo-fail -- sh -c 'exit 3'   # a program that dies while starting"
-"$bin/daemonic" start --name demo-fail -- sh -c 'exit 3' || echo "exit status $?"
+say "daemonic start --name demo-fail --backoff 100ms -- sh -c 'exit 3'   # dies while starting: 4 attempts, then its error"
+"$bin/daemonic" start --name demo-fail --backoff 100ms -- sh -c 'exit 3' || echo "exit status $?"
 
 say "daemonic start --name demo-crash --restart on-failure --backoff 200ms --start-limit 3/1m --grace 100ms -- sh -c 'echo serving; sleep 0.3; exit 1'"
 "$bin/daemonic" start --name demo-crash --restart on-failure --backoff 200ms --start-limit 3/1m \

@@ -11,6 +11,24 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
+/// A duration as the supervisor's notes, probe failures, `status` and progress write it,
+/// in the units `--backoff` and `--timeout` accept: microseconds below a millisecond
+/// (`250us`), milliseconds below a second (`250ms`), seconds with up to three decimals
+/// below two minutes (`1s`, `1.5s`), then as [`duration`] (`3m`, `2h`).
+pub fn span(d: std::time::Duration) -> String {
+    if !d.is_zero() && d < std::time::Duration::from_millis(1) {
+        return format!("{}us", d.as_micros());
+    }
+    match d.as_millis() {
+        ms if ms < 1000 => format!("{ms}ms"),
+        ms if ms < 120_000 => {
+            let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+            format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => duration(d.as_secs()),
+    }
+}
+
 /// CPU time as seconds with two decimals.
 pub fn cpu(ms: u64) -> String {
     format!("{}.{:02}s", ms / 1000, ms % 1000 / 10)
@@ -55,6 +73,25 @@ mod tests {
         assert_eq!(duration(7199), "119m");
         assert_eq!(duration(7200), "2h");
         assert_eq!(duration(172_800), "2d");
+    }
+
+    #[test]
+    fn spans_read_back_as_the_durations_they_show() {
+        let ms = std::time::Duration::from_millis;
+        for (d, text) in [
+            (ms(0), "0ms"),
+            (ms(20), "20ms"),
+            (ms(999), "999ms"),
+            (ms(1000), "1s"),
+            (ms(1500), "1.5s"),
+            (ms(2250), "2.25s"),
+            (ms(60_001), "60.001s"),
+            (std::time::Duration::from_micros(250), "250us"),
+        ] {
+            assert_eq!(span(d), text);
+            assert_eq!(crate::duration::parse(text), Ok(d), "{text}");
+        }
+        assert_eq!(span(ms(150_000)), "2m");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod human;
 mod progress;
 mod query;
 pub mod service;
+pub mod sockets;
 mod state_dir;
 pub mod supervisor;
 mod tail;

@@ -184,7 +184,7 @@ pub fn follow(
                 eprintln!(
                     "daemonic: not {} within {}: {}",
                     if goal == Goal::Up { "ready" } else { "stopped" },
-                    short(timeout),
+                    crate::human::span(timeout),
                     late.join(", ")
                 );
                 return Ok(124);
@@ -272,7 +272,7 @@ fn shown(
             detail = format!(
                 "{detail}; restart {} in {}",
                 info.restarts + 1,
-                short(Duration::from_millis(ms))
+                crate::human::span(Duration::from_millis(ms))
             );
         }
     }
@@ -280,7 +280,7 @@ fn shown(
         Goal::Down if final_state => Outcome::Done,
         Goal::Down => Outcome::OnItsWay,
         // Ready, but its readiness check has not passed (yet): dependents wait for it too.
-        Goal::Up if info.is_ready() || state == "completed" => Outcome::Done,
+        Goal::Up if info.ready || state == "completed" => Outcome::Done,
         Goal::Up if state == "ready" => {
             detail = info.health.clone().unwrap_or_default();
             Outcome::OnItsWay
@@ -409,13 +409,4 @@ fn redraw(
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(names.len())
-}
-
-/// `250ms` below a second, else as `status` prints durations.
-fn short(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        crate::human::duration(d.as_secs())
-    }
 }

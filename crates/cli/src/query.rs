@@ -269,6 +269,7 @@ fn from_status_file(dirs: &StateDir, name: &str, supervisor: Option<Pid>) -> Ser
         log_file: None,
         group: None,
         health: None,
+        ready: get("ready") == Some("true"),
         ..get("cgroup")
             .map(|d| crate::supervisor::containment::describe_dir(std::path::Path::new(d)))
             .unwrap_or_default()

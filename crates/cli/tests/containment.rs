@@ -120,6 +120,13 @@ fn a_restart_waits_until_the_old_tree_is_gone(env: &Env, mode: Option<&str>, rea
     for (role, p) in &both[4..] {
         assert!(!gone(p), "the new {role} descendant");
     }
+    // Not only once `restart` answered: the new main process found none of the old tree
+    // alive when it started (the exit is reported once the old tree is gone).
+    let starts = std::fs::read_to_string(report.with_extension("starts")).unwrap();
+    assert_eq!(
+        starts, "old-alive=0\nold-alive=0\n",
+        "the new main started beside the old tree"
+    );
     let out = env.daemonic(&["stop", "e"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_none_alive(&both, "restart and stop");

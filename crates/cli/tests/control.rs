@@ -129,10 +129,32 @@ fn web() -> ServiceInfo {
         supervisor_pid: 4241,
         since_unix: now_unix() - 300,
         status: "serving \"all\"".into(),
+        ready: true,
         cpu_ms: Some(1234),
         rss_bytes: Some(12_900_000),
         ..ServiceInfo::default()
     }
+}
+
+/// Regression: `status --ready` read readiness back from the health text (anything but
+/// `checking…` and `unhealthy…` counted as ready); now it is the supervisor's typed
+/// verdict (`ready` in the record), whatever the text says.
+#[test]
+fn status_ready_is_the_supervisors_verdict_not_the_health_text() {
+    let mut fake = Fake::running("ready-typed");
+    let verdict = |ready| ServiceInfo {
+        health: Some("healthy".into()),
+        ready,
+        ..web()
+    };
+    let (out, _) = fake.serve(&mut fake.cmd(&["status", "web", "--ready"]), |_| {
+        Response::Services(vec![verdict(false)])
+    });
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let (out, _) = fake.serve(&mut fake.cmd(&["status", "web", "--ready"]), |_| {
+        Response::Services(vec![verdict(true)])
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]
@@ -168,7 +190,7 @@ fn status_json_is_an_array_of_objects() {
     );
     assert!(
         text.contains(
-            r#""status":"serving \"all\"","cpu_ms":1234,"rss_bytes":12900000,"log_file":null,"group":null,"health":null,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null}"#
+            r#""status":"serving \"all\"","cpu_ms":1234,"rss_bytes":12900000,"log_file":null,"group":null,"health":null,"ready":true,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null,"log_lines_dropped":null,"log_error":null,"sockets":[],"fd_store":null}"#
         ),
         "{text}"
     );

@@ -66,6 +66,38 @@ fn an_invalid_name_exits_2_and_a_long_one_is_cut_short() {
     }
 }
 
+/// `--timeout 0` (or `0ms`, or `timeout = "0s"` in a file) is refused with the value named,
+/// rather than accepted as "not ready within 0ns".
+#[test]
+fn a_zero_timeout_is_refused() {
+    let env = Env::new("zero-timeout");
+    for cmd in [
+        vec!["start", "--name", "z", "--timeout", "0", "--", "true"],
+        vec!["run", "--timeout", "0ms", "--", "true"],
+    ] {
+        let out = env.daemonic(&cmd);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("expected more than 0"),
+            "{}",
+            text(&out)
+        );
+    }
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        "[services.z]\ncommand = \"true\"\ntimeout = \"0s\"\n",
+    )
+    .unwrap();
+    let out = env.daemonic(&["check", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(":3:11: `timeout`: invalid duration \"0s\" (expected more than 0"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn the_usage_line_does_not_show_the_state_dir_as_required() {
     // `Env` sets DAEMONIC_STATE_DIR, as a user's shell may.
@@ -440,21 +472,14 @@ fn what_a_timed_out_start_leaves_is_cleaned_up_by_list() {
     assert!(!env.dir.join("state").join("slow.sock").exists());
 }
 
-/// A service that ran for a while and is killed comes back at once (runit's rule: a run of
-/// 1 s is stable); only a crash loop backs off.
+/// With the default `--restart on-failure`, a service that ran for a while and is killed
+/// with `kill -9` comes back at once (runit's rule: a run of 1 s is stable); only a crash
+/// loop backs off.
 #[test]
-fn a_stable_service_killed_comes_back_at_once_and_a_crash_loop_still_backs_off() {
+fn a_default_start_killed_comes_back_at_once_and_a_crash_loop_still_backs_off() {
     let env = Env::new("stable");
     let sleeper = env::fixture("sleeper");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "st",
-        "--restart",
-        "always",
-        "--",
-        &sleeper,
-    ]);
+    let out = env.daemonic(&["start", "--name", "st", "--", &sleeper]);
     assert!(out.status.success(), "{}", text(&out));
     let first = env.child_pid("st");
     // Until the child has run for more than a second (its age from /proc: starttime is
@@ -486,14 +511,20 @@ fn a_stable_service_killed_comes_back_at_once_and_a_crash_loop_still_backs_off()
             .map(str::to_string)
     });
     assert!(note.ends_with("; restart 1 in 0ms"), "{note}");
+    // A new child runs, and `status` counts the restart.
+    let second = wait_for("the second child", SOON, || {
+        let out = env.daemonic(&["status", "st"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.starts_with("st: ready") && text.contains("restarts 1")).then_some(())?;
+        Some(env.child_pid("st")).filter(|p| *p != first)
+    });
+    assert!(support::alive(second), "the restarted child runs");
 
     // A crash loop: each run shorter than a second waits longer than the one before.
     let out = env.daemonic(&[
         "start",
         "--name",
         "loop",
-        "--restart",
-        "always",
         "--backoff",
         "20ms",
         "--grace",
@@ -551,16 +582,13 @@ fn start_and_stop_say_what_happened_and_a_failed_start_shows_attempts_and_the_lo
 
     let script =
         "echo starting; echo 'python3: OSError: [Errno 98] Address already in use' >&2; exit 3";
+    // The defaults: restarted on failure, at most 3 times before it was first ready.
     let out = env.daemonic(&[
         "start",
         "--name",
         "bad",
-        "--restart",
-        "on-failure",
         "--backoff",
         "10ms",
-        "--start-limit",
-        "3/1m",
         "--",
         "sh",
         "-c",
@@ -568,15 +596,15 @@ fn start_and_stop_say_what_happened_and_a_failed_start_shows_attempts_and_the_lo
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad: sh exited with status 3; restart 1 in 10ms"),
-        "{err}"
-    );
-    assert!(
-        err.contains("bad: sh exited with status 3; restart 2 in 20ms"),
-        "{err}"
-    );
-    // The last 5 of the 6 lines three runs wrote (each run's two lines in either order).
+    for (n, delay) in [(1, "10ms"), (2, "20ms"), (3, "40ms")] {
+        let attempt = n + 1;
+        let note = format!(
+            "bad: sh exited with status 3; restart {n} (attempt {attempt} of 4) in {delay}"
+        );
+        assert!(err.contains(&note), "{note}: {err}");
+    }
+    assert!(!err.contains("restart 4"), "{err}");
+    // The last 5 of the 8 lines four runs wrote (each run's two lines in either order).
     let tail = err
         .matches("| python3: OSError: [Errno 98] Address already in use")
         .count()

@@ -11,13 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Cycles that remain (both sides named), each with why it is not broken yet.
-const KNOWN: &[(&str, &str, &str)] = &[
-    // The supervisor's internals are being restructured (issue 21, the supervisor part):
-    // the health tests drive the state machine, and an exec probe strips the variables
-    // `unit` sets.
-    ("daemonic-cli", "supervisor::health", "supervisor::machine"),
-    ("daemonic-cli", "supervisor::probe", "supervisor::unit"),
-];
+const KNOWN: &[(&str, &str, &str)] = &[];
 
 type Module = Vec<String>;
 

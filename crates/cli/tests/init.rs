@@ -279,6 +279,9 @@ fn orphans_never_steal_the_exit_status(namespace: bool) {
         "0",
         "--start-limit",
         &limit,
+        // Never ready (each run is short): more retries than the start limit allows.
+        "--start-retries",
+        "1000",
         "--",
         &orphaner,
         report.to_str().unwrap(),

@@ -13,7 +13,7 @@ use daemonic_test_support as support;
 use std::path::{Path, PathBuf};
 
 use daemonic_cli::config::{self, Config};
-use daemonic_cli::units::launchd::{self, Context, Scope};
+use daemonic_cli::units::launchd::{self, PlistHost, Scope};
 use plist::{Dictionary, Value};
 use support::TempDir;
 
@@ -24,8 +24,8 @@ fn load(dir: &TempDir, text: &str) -> Config {
     config::load(&file).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn context(scope: Scope, name: &str) -> Context {
-    Context {
+fn context(scope: Scope, name: &str) -> PlistHost {
+    PlistHost {
         daemonic: PathBuf::from("/usr/local/bin/daemonic"),
         scope,
         default_log: scope.default_log(Path::new("/Users/ada"), name),
@@ -166,6 +166,7 @@ env-file = "worker.env"
 [services.once]
 command = ["/bin/sh", "-c", "echo migrated"]
 dir = "/srv"
+restart = "never"
 
 [services.api]
 command = ["/usr/bin/env", "api", "--port", "9000"]

@@ -1,7 +1,8 @@
 //! `daemonic logs`, end to end: log files written by the library's `RotatingWriter` (the
 //! writer the supervisor's capture uses), read back by the real binary — the last lines
 //! across rotated files, and `-f` as a child process following appends, rotations, an
-//! external rename with a late reopen, and truncation.
+//! external rename with a late reopen, and truncation; and what `status` says when a
+//! service's log loses lines to a full disk.
 
 use daemonic_test_support as support;
 
@@ -256,4 +257,85 @@ fn follow_ends_quietly_when_its_reader_goes_away() {
     let mut err = String::new();
     std::io::Read::read_to_string(f.child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(err, "", "no error message");
+}
+
+/// A full disk (a 64 KiB tmpfs, mounted in a mount namespace of the supervisor's own):
+/// `status` shows how many lines the log dropped and the writer's last error, in the line
+/// and in `--json`. Needs root and unshare(1); skips otherwise.
+#[test]
+fn status_shows_the_lines_a_full_disk_dropped_and_the_last_error() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new("full-disk");
+    let small = env.dir.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let log = small.join("full.log");
+    let bin = env.cmd().get_program().to_owned();
+    // The supervisor detaches inside the namespace; the mount ends with its last process.
+    let script = r#"mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1" && shift && exec "$@""#;
+    let probe = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&small)
+        .arg("true")
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no tmpfs in a mount namespace here (unshare, mount): {probe:?}");
+        return;
+    }
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.env("DAEMONIC_STATE_DIR", env.dir.join("state"))
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&small)
+        .arg(&bin)
+        .args(["start", "--name", "full", "--grace", "100ms", "--log-file"])
+        .arg(&log)
+        .args(["--", &env::fixture("chatter"), "--bytes", "300000"])
+        .args(["--line-len", "100", "--then-sleep"]);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = wait_for("status with the dropped lines", SOON, || {
+        let out = env.daemonic(&["status", "full"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(", log dropped ").then_some(text)
+    });
+    let error = format!(
+        "(last error: write {}: No space left on device",
+        log.display()
+    );
+    assert!(line.contains(&error), "{line}");
+    let dropped: u64 = line
+        .split(", log dropped ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // 3,000 lines of 100 bytes into 64 KiB: about 650 fit, the rest is dropped.
+    assert!(dropped >= 2000, "{line}");
+    let json = env.daemonic(&["status", "full", "--json"]);
+    let json = String::from_utf8_lossy(&json.stdout);
+    assert!(json.contains("\"log_lines_dropped\":"), "{json}");
+    assert!(json.contains("No space left on device"), "{json}");
+    let _ = env.daemonic(&["stop", "full"]);
 }

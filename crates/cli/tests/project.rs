@@ -217,7 +217,7 @@ fn a_service_never_ready_under_up_is_killed_at_its_timeout() {
     std::fs::write(
         &file,
         format!(
-            "[services.stuck]\ncommand = [{sleeper:?}]\nready = \"notify\"\ntimeout = \"500ms\"\n"
+            "[services.stuck]\ncommand = [{sleeper:?}]\nready = \"notify\"\ntimeout = \"500ms\"\nrestart = \"never\"\n"
         ),
     )
     .unwrap();

@@ -54,6 +54,9 @@ fn restart_delays_follow_the_backoff_sequence_up_to_the_cap() {
         "400ms",
         "--start-limit",
         "6/1m",
+        // Never ready (it crashes at once): more retries than the start limit allows.
+        "--start-retries",
+        "10",
         "--",
         &crasher,
         "3",
@@ -79,6 +82,8 @@ fn a_stable_run_is_restarted_at_once_and_resets_the_backoff() {
         "500ms",
         "--start-limit",
         "6/1m",
+        "--start-retries",
+        "10",
         "--",
         &flaky,
         runs.to_str().unwrap(),
@@ -113,6 +118,8 @@ fn the_start_limit_gives_up_and_runs_the_hook_once() {
         "1",
         "--start-limit",
         "3/1m",
+        "--start-retries",
+        "10",
         "--on-give-up",
         &hook,
         "--",
@@ -199,7 +206,7 @@ fn stop_during_backoff_stops_at_once() {
         text.starts_with("b: backoff").then_some(text)
     });
     assert!(
-        status.contains("restarts 1, last exited with status 1, next start after 3600000ms"),
+        status.contains("restarts 1, last exited with status 1, next start after 60m"),
         "{status}"
     );
     let asked = Instant::now();
@@ -225,6 +232,8 @@ fn a_zero_backoff_restarts_at_once_and_still_gives_up() {
         "0ms",
         "--start-limit",
         "4/1m",
+        "--start-retries",
+        "10",
         "--",
         &fixture("crasher"),
         "2",
@@ -232,4 +241,71 @@ fn a_zero_backoff_restarts_at_once_and_still_gives_up() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(delays(&out), [0, 0, 0]);
     assert!(stderr(&out).contains("gave up: start limit reached (4 starts within 60s)"));
+}
+
+/// Regression: the give-up hook ran to its end inside the loop (up to `--stop-timeout`,
+/// then up to an hour), so in a config-file supervisor every other service stalled while
+/// it ran. Now it is an attempt in the poll set: with one service's hook blocked (on a
+/// fifo only the test opens), another service is restarted and answered for.
+#[test]
+fn a_slow_give_up_hook_does_not_stall_the_other_services() {
+    let env = Env::new("slow-hook");
+    let fifo = env.dir.join("release");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let hook_pid = env.dir.join("hook.pid");
+    // `$$$$`: the config file's `$$` is a `$`.
+    let hook = format!(
+        "echo $$$$ > {}; read line < {}",
+        hook_pid.display(),
+        fifo.display()
+    );
+    let file = env.dir.join("daemonic.toml");
+    let text = format!(
+        "[services.flaky]\ncommand = [{crasher:?}, \"5\"]\nrestart = \"always\"\n\
+         start-limit = \"1/1m\"\nstop-timeout = \"1m\"\non-give-up = {hook:?}\n\n\
+         [services.web]\ncommand = [{sleeper:?}]\n",
+        crasher = fixture("crasher"),
+        sleeper = fixture("sleeper"),
+    );
+    std::fs::write(&file, &text).unwrap();
+    let file = file.to_str().unwrap();
+    // flaky gives up at once: `up` may say so; what matters is what follows.
+    let out = env.daemonic(&["up", "-f", file]);
+    let pid = wait_for(
+        &format!("the hook to run (up: {})", stderr(&out)),
+        SOON,
+        || {
+            let text = std::fs::read_to_string(&hook_pid).ok()?;
+            text.trim().parse().ok().map(Pid::from_raw)
+        },
+    );
+    // Blocked inside the loop, the hook held `up` until its time limit killed it.
+    assert!(alive(pid), "the hook was killed before it was released");
+    let hook = KillOnDrop::new(pid);
+    let old = env.child_pid("web");
+    let restart = env.daemonic(&["restart", "web"]);
+    assert!(
+        restart.status.success(),
+        "restart while another service's hook runs: {}\n(up: {})",
+        stderr(&restart),
+        stderr(&out)
+    );
+    let new = env.child_pid("web");
+    assert_ne!(new, old, "web was restarted");
+    let flaky = env.daemonic(&["status", "flaky"]);
+    assert!(
+        String::from_utf8_lossy(&flaky.stdout).contains("gave-up"),
+        "{}",
+        String::from_utf8_lossy(&flaky.stdout)
+    );
+    assert!(alive(hook.pid()), "the hook still ran meanwhile");
+    // Released, the hook ends, and the supervisor goes down as usual.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"go\n"))
+        .unwrap();
+    assert!(hook.exited_within(SOON), "the hook ended once released");
+    let out = env.daemonic(&["down", "-f", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

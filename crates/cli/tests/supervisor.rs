@@ -467,8 +467,8 @@ fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
         assert!(size <= 1 << 20, "{} is {size} bytes", f.display());
         let text = std::fs::read_to_string(f).unwrap();
         for line in text.lines() {
-            if line.starts_with("daemonic: ") {
-                notes.push(line.to_string());
+            if let Some(note) = note_of(line) {
+                notes.push(note.to_string());
                 continue;
             }
             let (n, stream) = chatter_line(line, len);
@@ -497,7 +497,7 @@ fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
     );
     assert_eq!(
         notes[1],
-        "daemonic: c: chatter exited with status 0; not restarted (--restart never)"
+        "daemonic: c: chatter exited with status 0; not restarted (--restart on-failure)"
     );
 }
 
@@ -535,11 +535,33 @@ fn logs_shows_a_started_services_output_and_the_supervisors_notes() {
         json.contains(&format!("\"log_file\":\"{}\"", file.display())),
         "{json}"
     );
-    // The supervisor's own notes go into the log too.
+    // The supervisor's own notes go into the log too, each with the time it was written
+    // (the log has no --log-timestamps: the child's lines have none).
     assert!(env.daemonic(&["signal", "w", "KILL"]).status.success());
-    wait_for("the note about the exit", SOON, || {
-        last("1").starts_with("daemonic: w: ").then_some(())
+    let note = wait_for("the note about the exit", SOON, || {
+        let text = last("200");
+        let line = text.lines().find(|l| l.contains("w: chatter killed by"))?;
+        Some(line.to_string())
     });
+    assert!(
+        note_of(&note).is_some_and(|n| n.starts_with("daemonic: w: chatter killed by")),
+        "{note}"
+    );
+    let _ = env.daemonic(&["stop", "w"]);
+}
+
+/// The text of a supervisor's note in a captured log: after the time prefix every note
+/// has (`2025-03-09T14:07:02.123456Z `, RFC 3339 in UTC), `daemonic: NAME: …`.
+fn note_of(line: &str) -> Option<&str> {
+    let (stamp, text) = (line.get(..28)?, line.get(28..)?);
+    let b = stamp.as_bytes();
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
+    let shape = (b[4], b[7], b[10], b[13], b[16], b[19], b[26], b[27])
+        == (b'-', b'-', b'T', b':', b':', b'.', b'Z', b' ');
+    let numeric = digits
+        .into_iter()
+        .all(|r| b[r].iter().all(u8::is_ascii_digit));
+    (shape && numeric && text.starts_with("daemonic: ")).then_some(text)
 }
 
 #[test]

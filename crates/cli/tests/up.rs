@@ -209,7 +209,7 @@ fn a_service_that_fails_is_reported_with_why_and_its_dependents_as_blocked() {
     let file = config(
         &env,
         &format!(
-            "[services.db]\ncommand = [{:?}, \"5\"]\n\n{}",
+            "[services.db]\ncommand = [{:?}, \"5\"]\nrestart = \"never\"\n\n{}",
             fixture("crasher"),
             lifecycle("web", &log, 0, &["db"])
         ),
@@ -237,6 +237,42 @@ fn a_service_that_fails_is_reported_with_why_and_its_dependents_as_blocked() {
         "{shown}"
     );
     assert!(lines(&log).is_empty(), "web never started");
+    assert!(down(&env, &file, &[]).status.success());
+}
+
+/// With the default policy (`restart = "on-failure"`, `start-retries = 3`), a service
+/// that can never start is retried, then given up: `up` fails with its error rather than
+/// wait out its timeout, and `status` says why.
+#[test]
+fn a_service_that_never_starts_is_given_up_after_its_start_retries() {
+    let env = Env::new("up-retries");
+    let file = config(
+        &env,
+        &format!(
+            "[services.db]\ncommand = [{:?}, \"5\"]\nbackoff = \"10ms\"\n",
+            fixture("crasher")
+        ),
+    );
+    let out = up(&env, &file, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("crasher: crashing with status 5"),
+        "{}",
+        stderr(&out)
+    );
+    let log = std::fs::read_to_string(env.dir.join("state").join("db.log")).unwrap();
+    for (n, delay) in [(1, "10ms"), (2, "20ms"), (3, "40ms")] {
+        let note = format!("restart {n} (attempt {} of 4) in {delay}", n + 1);
+        assert!(log.contains(&note), "{note}: {log}");
+    }
+    assert!(
+        log.contains(
+            "gave up: not ready after 4 attempts (--start-retries 3); last: exited with status 5"
+        ),
+        "{log}"
+    );
+    let status = String::from_utf8(env.daemonic(&["status", "db"]).stdout).unwrap();
+    assert!(status.contains("gave-up"), "{status}");
     assert!(down(&env, &file, &[]).status.success());
 }
 

@@ -1,7 +1,9 @@
 //! The library's one error type: what went wrong (`kind()`), the operation and path it
 //! happened to (`context`), and the OS error underneath, if any.
 //!
-//! Display reads like `lock /run/web.pid: Resource temporarily unavailable`.
+//! Display reads like `lock /run/web.pid: Resource temporarily unavailable`, and so does
+//! Debug: `fn main() -> daemonic::Result<()>` prints `Error: ` and the message, not the
+//! struct (`{:#?}` still shows every field).
 
 use std::fmt;
 use std::io;
@@ -41,7 +43,6 @@ pub enum ErrorKind {
 }
 
 /// An error from daemonic: a kind, the operation it happened in, and its cause.
-#[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     context: String,
@@ -117,6 +118,23 @@ impl fmt::Display for Error {
     }
 }
 
+/// The message, as [`Display`](fmt::Display) writes it, so that an error returned from
+/// `main` reads as one (`Error: lock /run/web.pid: already running (pid 4242)`); the
+/// alternate form (`{:#?}`) shows the fields.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("context", &self.context)
+            .field("source", &self.source)
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
 /// `source()` is `None` on purpose: the cause is already part of the message, and error
 /// reporters that walk the chain (anyhow's `{:#}`) would print it twice. Use
 /// [`Error::io_error`] or [`Error::os_error`] to inspect it.
@@ -128,5 +146,22 @@ impl From<Error> for io::Error {
             Some(src) => io::Error::new(src.kind(), format!("{}: {src}", e.context)),
             None => io::Error::other(e.context),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_reads_as_the_message_for_an_error_returned_from_main() {
+        let e = Error::io(
+            "bind 127.0.0.1:7878",
+            io::Error::from_raw_os_error(libc::EADDRINUSE),
+        );
+        let text = "bind 127.0.0.1:7878: Address already in use (os error 98)";
+        assert_eq!(format!("{e:?}"), text);
+        assert_eq!(e.to_string(), text);
+        assert!(format!("{e:#?}").contains("kind: Io"));
     }
 }

@@ -6,19 +6,29 @@
 //! right in the foreground, self-daemonized, under the daemonic supervisor and under
 //! systemd, because readiness is always systemd's notify protocol.
 //!
-//! ```no_run
-//! use daemonic::{Daemon, Event, Signals};
+//! The quick start (`examples/quickstart.rs`; `cargo run --example quickstart` returns once
+//! it serves, `kill $(cat quickstart.pid)` stops it):
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let daemon = Daemon::new().pid_file("/tmp/myserver.pid").start()?;
-//! let listener = std::net::TcpListener::bind("127.0.0.1:7878")?; // fails → shown by the launcher
-//! let mut signals = Signals::new()?;
-//! daemon.ready()?; // the launcher (or systemd) now knows we serve
-//! # drop(listener);
-//! while !signals.wait().contains(&Event::Shutdown) {}
-//! # Ok(())
-//! # }
+//! ```no_run
+#![doc = include_str!("../examples/quickstart.rs")]
 //! ```
+//!
+//! How it keeps its promise:
+//!
+//! - **The real error in the terminal.** Until [`Running::ready`], the daemon's stderr is a
+//!   pipe to the waiting launcher, which prints it ([`Daemon::forward_stderr`], on by
+//!   default): an error returned from `main` — a failed `bind` with `?` — appears where
+//!   the command was typed, followed by `quickstart: not ready: daemon (pid N) exited with
+//!   status 1`, and the command exits 1. [`Error`] prints as its message from `main`
+//!   (`Error: bind 127.0.0.1:7878: Address already in use (os error 98)`), not as a
+//!   struct. To report a failure without printing, [`Running::fail`] sends the launcher
+//!   the message (and errno) it shows. (A `std::io::Error` returned from `main` as is
+//!   prints std's `Os { code: 98, … }` form: give it its operation with [`Error::io`].)
+//! - **A serving loop that also waits for signals.** [`Signals`] turns SIGTERM/SIGINT into
+//!   [`Event::Shutdown`]; the connections are served on a thread started after `ready()`
+//!   (fork-based detaching needs a single-threaded process until `start`).
+//! - **A relative pid file** is made absolute before the daemon changes to `/`, so it is
+//!   created, and removed at exit, where the command was started.
 //!
 //! ## Anatomy
 //!

@@ -256,7 +256,7 @@ impl Spawned {
 /// Spawns `cmd` as a supervised child: its own process group, SIGKILLed by the kernel if
 /// the spawning thread dies, all signals at their defaults and unblocked.
 pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
-    supervise(cmd);
+    prepare_supervised(cmd);
     start(cmd)
 }
 
@@ -270,6 +270,17 @@ pub fn spawn(cmd: &mut Command) -> Result<Spawned> {
 /// Operation not permitted`. The hook is added to `cmd`'s `pre_exec` hooks: call this once
 /// per `Command`.
 pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
+    spawn_as_then(cmd, privileges, |_| Ok(()))
+}
+
+/// [`spawn_as`], calling `last` on `cmd` just before it starts: after the user's
+/// variables are set and every other `pre_exec` hook is registered (socket activation's
+/// hook must be the last one, see [`crate::systemd::handoff`]).
+pub(crate) fn spawn_as_then(
+    cmd: &mut Command,
+    privileges: &Prepared,
+    last: impl FnOnce(&mut Command) -> Result<()>,
+) -> Result<Spawned> {
     // The user's HOME, USER, LOGNAME and SHELL, unless the caller set them on `cmd`.
     for (key, value) in privileges.env() {
         if !cmd
@@ -284,14 +295,15 @@ pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|e| Error::sys("pipe2", e))?;
     let p = privileges.clone();
-    // First, so that the parent-death signal of `supervise` is set after the switch.
+    // First, so that the parent-death signal of `prepare_supervised` is set after the switch.
     // SAFETY: `apply_in_child` makes only async-signal-safe calls (setgroups, setgid,
     // setuid, capset, prctl, write) on data prepared before the fork.
     #[allow(unsafe_code)]
     unsafe {
         crate::sys::pre_exec(cmd, move || p.apply_in_child(report_w.as_fd()))
     };
-    supervise(cmd);
+    prepare_supervised(cmd);
+    last(cmd)?;
     start(cmd).map_err(|e| {
         let mut step = [0u8];
         match nix::unistd::read(&report_r, &mut step) {
@@ -312,7 +324,7 @@ pub fn spawn_as(cmd: &mut Command, privileges: &Prepared) -> Result<Spawned> {
 
 /// Registers what [`spawn`] does to the child before `exec` (own process group, parent
 /// death signal, default signals); other `pre_exec` hooks may follow.
-pub(crate) fn supervise(cmd: &mut Command) {
+pub(crate) fn prepare_supervised(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     let parent = Pid::this();
@@ -333,7 +345,7 @@ pub(crate) fn supervise(cmd: &mut Command) {
     };
 }
 
-/// Spawns a command prepared by [`supervise`] and opens its pidfd.
+/// Spawns a command prepared by [`prepare_supervised`] and opens its pidfd.
 pub(crate) fn start(cmd: &mut Command) -> Result<Spawned> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let child = cmd

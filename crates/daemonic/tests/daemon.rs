@@ -432,3 +432,107 @@ fn a_second_sigterm_forces_exit_and_a_deadline_ends_a_hung_shutdown() {
     let out = child.wait().unwrap();
     assert_eq!(out.code(), Some(1), "the deadline ended the hung shutdown");
 }
+
+/// The quick start (`examples/quickstart.rs`, which the crate docs include as a doctest)
+/// keeps its promise: with `?` on `bind` and the port held, the terminal that started it
+/// shows the real bind error (its stderr is forwarded until ready) and the command exits
+/// 1; on a free port it serves, and its relative pid file is where it was started, and
+/// removed from there at SIGTERM.
+#[test]
+fn the_quick_start_shows_its_bind_error_where_it_was_started_and_keeps_its_pid_file_there() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("quickstart");
+    let pid_file = dir.join("quickstart.pid");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let quickstart = || {
+        let mut cmd = Command::new(example("quickstart"));
+        cmd.current_dir(dir.path());
+        cmd
+    };
+    let out = run(quickstart().arg(&addr));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("Error: bind {addr}: Address already in use (os error 98)"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("quickstart: not ready: daemon (pid ")
+            && lines[1].ends_with(" exited with status 1"),
+        "{err}"
+    );
+    assert!(!pid_file.exists(), "no pid file left behind");
+    drop(held);
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let out = run(quickstart().arg(&addr));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let daemon = KillOnDrop::new(Pid::from_raw(pid));
+    let conn = std::net::TcpStream::connect(&addr).unwrap();
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+    nix::sys::signal::kill(daemon.pid(), Signal::SIGTERM).unwrap();
+    assert!(daemon.exited_within(SOON), "SIGTERM ends it");
+    assert!(!pid_file.exists(), "removed where it was created");
+    assert!(!std::path::Path::new("/quickstart.pid").exists());
+}
+
+/// Until ready, the daemon's stderr (to `/dev/null` by default) reaches the launcher's,
+/// escaped; after `ready()` it is `/dev/null`, and no descriptor of the forwarding is left
+/// in the daemon — detached by fork and by re-exec alike. With a stderr file, the file has
+/// every line in order, and a failed start shows the lines it appended. With
+/// `forward_stderr(false)` the launcher shows nothing of it.
+#[test]
+fn stderr_is_forwarded_to_the_launcher_until_ready_in_both_modes() {
+    for mode in [&[][..], &["--thread", "--reexec"][..]] {
+        let dir = TempDir::new("forward");
+        let mut args = vec!["--say", "hi\x1b[2J"];
+        args.extend_from_slice(mode);
+        let (out, daemon) = start(&dir, &args);
+        assert!(out.status.success(), "{mode:?}: {}", stderr(&out));
+        let daemon = daemon.unwrap();
+        assert_eq!(stderr(&out), "before ready: hi\\x1b[2J\n", "{mode:?}");
+        await_key(&dir.join("report"), "ready");
+        let fds = fds_of(daemon.pid());
+        assert_eq!(fds[2].1, "/dev/null", "{mode:?}: {fds:?}");
+        assert!(
+            !fds.iter().any(|(_, t)| t.starts_with("pipe:")),
+            "{mode:?}: no pipe left: {fds:?}"
+        );
+
+        let log = dir.join("err.log");
+        std::fs::write(&log, "an earlier run\n").unwrap();
+        let mut args = vec!["--stderr", log.to_str().unwrap(), "--say", "no config"];
+        args.extend_from_slice(mode);
+        args.extend(["--exit", "4"]);
+        let (out, _) = start(&dir, &args);
+        assert_eq!(out.status.code(), Some(4), "{mode:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("before ready: no config\n"),
+            "{mode:?}: {err}"
+        );
+        assert!(!err.contains("an earlier run"), "{mode:?}: {err}");
+        let file = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            file, "an earlier run\nbefore ready: no config\n",
+            "{mode:?}"
+        );
+    }
+    let dir = TempDir::new("no-forward");
+    let (out, _daemon) = start(&dir, &["--say", "hidden", "--no-forward"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

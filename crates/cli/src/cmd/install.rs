@@ -97,8 +97,17 @@ pub fn run(a: Args) -> Result<u8> {
         systemctl(scope, &["daemon-reload"])?;
     }
     if a.enable {
-        systemctl(scope, &["enable", "--quiet", main])?;
-        println!("enabled: {main}");
+        // Its sockets too: a connection then starts the service (`units::systemd::sockets`).
+        let mut names: Vec<&str> = units
+            .iter()
+            .map(|u| u.file_name.as_str())
+            .filter(|n| n.ends_with(".socket"))
+            .collect();
+        names.push(main);
+        let mut args = vec!["enable", "--quiet"];
+        args.extend(&names);
+        systemctl(scope, &args)?;
+        println!("enabled: {}", names.join(" "));
     }
     if a.now {
         if !changed.is_empty() {

@@ -75,7 +75,7 @@ fn exit_code(exit: daemonic::process::Exit) -> u8 {
 /// (a named service), keeps its status file and serves its control socket there. With
 /// `init`, the supervisor is a container's init (`supervisor::init`). With `pid_file`,
 /// the supervisor also holds that pid file (`--pid-file`) for its life.
-fn supervise(
+fn run_service(
     service: &crate::service::Service,
     running: daemonic::Running,
     dirs: Option<&crate::state_dir::StateDir>,

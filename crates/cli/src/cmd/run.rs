@@ -82,7 +82,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         daemon = daemon.pid_file(dirs.pid_file(&name));
     }
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(
+    super::run_service(
         &service,
         running,
         explicit.then_some(dirs),

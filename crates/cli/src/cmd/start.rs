@@ -64,11 +64,13 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         // `web: ready (pid 4242)` on success; while waiting, each failed attempt and, when
         // the first start fails, the program's last lines from its log.
         .progress(!a.quiet)
-        .announce_ready(!a.quiet);
+        .announce_ready(!a.quiet)
+        // The supervisor's stderr is its notes, which the progress above already shows.
+        .forward_stderr(false);
     if let Some(log) = a.supervisor_log {
         daemon = daemon.stdout(Output::file(&log)).stderr(Output::file(&log));
     }
     // Returns only in the detached supervisor; the launcher exits inside.
     let running = daemon.start().with_context(|| name.clone())?;
-    super::supervise(&service, running, Some(dirs), None, a.pid_file.as_deref())
+    super::run_service(&service, running, Some(dirs), None, a.pid_file.as_deref())
 }

@@ -33,7 +33,8 @@ pub struct Args {
     /// not running). Fields: name, state, pid, supervisor_pid, since_unix, restarts,
     /// last_exit, next_delay_ms, delays_ms, status, cpu_ms, rss_bytes, log_file, health
     /// (healthy, checking or unhealthy: why, while ready with --liveness/--readiness),
-    /// group (the config file's project, for a service of `daemonic up`); null when
+    /// group (the config file's project, for a service of `daemonic up`), sockets (held
+    /// by the supervisor: [{name, listen}]), fd_store (descriptors kept); null when
     /// absent.
     #[arg(long)]
     json: bool,
@@ -69,7 +70,7 @@ pub fn run(a: Args, dirs: &StateDir) -> Result<u8> {
         }
     }
     let ok = if a.ready {
-        !services.is_empty() && services.iter().all(ServiceInfo::is_ready)
+        !services.is_empty() && services.iter().all(|s| s.ready)
     } else {
         !services.is_empty()
     };
@@ -102,7 +103,8 @@ fn ended(dirs: &StateDir, name: &str) -> String {
 }
 
 /// `NAME: STATE, pid N (supervisor M), STATE for Xs, restarts N, last …, next start after
-/// Nms, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, health: HEALTH;
+/// D, cpu Xs, mem Y, contained by C, tree N processes mem Z cpu Ws, log dropped N lines
+/// (last error: E), health: HEALTH;
 /// status: TEXT`, each part only when known (tests and scripts parse
 /// it: parts are only ever added before `; status:`).
 fn line(s: &ServiceInfo, now: u64) -> String {
@@ -124,13 +126,21 @@ fn line(s: &ServiceInfo, now: u64) -> String {
         line += &format!(", last {exit}");
     }
     if let Some(ms) = s.next_delay_ms {
-        line += &format!(", next start after {ms}ms");
+        let delay = human::span(std::time::Duration::from_millis(ms));
+        line += &format!(", next start after {delay}");
     }
     if let Some(ms) = s.cpu_ms {
         line += &format!(", cpu {}", human::cpu(ms));
     }
     if let Some(bytes) = s.rss_bytes {
         line += &format!(", mem {}", human::bytes(bytes));
+    }
+    if !s.sockets.is_empty() {
+        let list: Vec<String> = s.sockets.iter().map(|(n, a)| format!("{n}={a}")).collect();
+        line += &format!(", sockets {}", human::printable(&list.join(" ")));
+    }
+    if let Some(n) = s.fd_store.filter(|n| *n > 0) {
+        line += &format!(", fd store {n}");
     }
     // Before the health verdict, which may hold commas and runs to `; status:`.
     if let Some(c) = &s.containment {
@@ -143,6 +153,12 @@ fn line(s: &ServiceInfo, now: u64) -> String {
         }
         if let Some(ms) = s.tree_cpu_ms {
             line += &format!(" cpu {}", human::cpu(ms));
+        }
+    }
+    if let Some(n) = s.log_lines_dropped {
+        line += &format!(", log dropped {n} line{}", if n == 1 { "" } else { "s" });
+        if let Some(e) = &s.log_error {
+            line += &format!(" (last error: {})", human::printable(e));
         }
     }
     if let Some(health) = &s.health {
@@ -200,5 +216,18 @@ mod tests {
             ..ServiceInfo::default()
         };
         assert_eq!(line(&starting, 1000), "api: starting");
+        let full = ServiceInfo {
+            name: "w".into(),
+            state: "ready".into(),
+            log_lines_dropped: Some(12),
+            log_error: Some("write /l/w.log: No space left on device (os error 28)".into()),
+            health: Some("healthy".into()),
+            ..ServiceInfo::default()
+        };
+        assert_eq!(
+            line(&full, 1000),
+            "w: ready, log dropped 12 lines (last error: write /l/w.log: No space left on \
+             device (os error 28)), health: healthy"
+        );
     }
 }

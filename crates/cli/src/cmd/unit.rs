@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 
 use crate::config::{self, Config, Def};
-use crate::units::{self, Context, Scope, systemd};
+use crate::units::{self, Host, Scope, systemd};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,6 +24,10 @@ pub struct Args {
     /// an agent in ~/Library/LaunchAgents) instead of a systemd unit.
     #[arg(long, conflicts_with = "up")]
     pub launchd: bool,
+    /// Print the service's .socket units (one per `socket`; see docs/sockets.md) instead
+    /// of its .service unit.
+    #[arg(long, conflicts_with_all = ["up", "launchd"])]
+    pub sockets: bool,
 }
 
 /// Which unit: a service of a config file, or the file's supervisor.
@@ -105,10 +109,38 @@ pub fn run(a: Args) -> Result<u8> {
     let unit = units
         .last()
         .expect("generate returns the unit asked for last");
-    for why in &unit.problems {
-        eprintln!("warning: {why}; `daemonic install` refuses it (--force installs it anyway)");
+    let sockets: Vec<&Generated> = units
+        .iter()
+        .filter(|u| u.file_name.ends_with(".socket"))
+        .collect();
+    let shown = if a.sockets {
+        sockets.clone()
+    } else {
+        vec![unit]
+    };
+    for (i, u) in shown.iter().enumerate() {
+        for why in &u.problems {
+            eprintln!(
+                "warning: {}: {why}; `daemonic install` refuses it (--force installs it anyway)",
+                u.file_name
+            );
+        }
+        if i > 0 {
+            println!();
+        }
+        print!("{}", u.text);
     }
-    print!("{}", unit.text);
+    if !a.sockets && !sockets.is_empty() {
+        let names: Vec<&str> = sockets.iter().map(|u| u.file_name.as_str()).collect();
+        eprintln!(
+            "note: with its socket unit{} {} (`daemonic unit {} --sockets` prints {}; `install` writes {})",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            a.what.name.as_deref().unwrap_or_default(),
+            if names.len() == 1 { "it" } else { "them" },
+            if names.len() == 1 { "it" } else { "them" },
+        );
+    }
     Ok(0)
 }
 
@@ -131,7 +163,7 @@ pub fn generate(
         Some(p) => std::path::absolute(p).with_context(|| format!("{}", p.display()))?,
         None => std::env::current_exe().context("find the daemonic binary (current_exe)")?,
     };
-    let cx = Context {
+    let cx = Host {
         daemonic: &exe,
         config: &config.file,
         scope: target.scope(),
@@ -156,6 +188,14 @@ pub fn generate(
             bail!("no service named {n:?} in {}", config.file.display());
         };
         let def = with_program_path(def);
+        let specs = def.args.sockets.sockets.clone();
+        for spec in &specs {
+            out.push(Generated::new(
+                systemd::sockets::socket_unit_name(&n, spec, &specs),
+                systemd::sockets::socket_unit(&n, spec, &config.file),
+                cx.scope,
+            ));
+        }
         let mut unit = Generated::new(
             systemd::unit_name(&n),
             systemd::service_unit(&def, &cx).with_context(|| n.clone())?,
@@ -229,7 +269,7 @@ fn launchd_plist(config: &Config, a: &Args) -> Result<units::launchd::Plist> {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("find the daemonic binary")?,
     };
-    let ctx = launchd::Context {
+    let ctx = launchd::PlistHost {
         daemonic,
         scope,
         default_log: scope.default_log(&home, name),

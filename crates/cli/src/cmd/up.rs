@@ -170,7 +170,10 @@ fn launch(
     let mut daemon = Daemon::new()
         .name(format!("daemonic up {project}"))
         .pid_file(&pid_file)
-        .ready_timeout(Duration::from_secs(30));
+        .ready_timeout(Duration::from_secs(30))
+        // Its stderr is its notes (and the stderr services without a log inherit), which
+        // `up` follows through the control socket instead.
+        .forward_stderr(false);
     if let Some(log) = &a.supervisor_log {
         daemon = daemon.stdout(Output::file(log)).stderr(Output::file(log));
     }

@@ -7,7 +7,8 @@
 //! A value is read as the text the option's parser takes: strings as written, integers in
 //! decimal (an octal `0o027` stays octal, `027`, for a umask), floats as written,
 //! booleans for on/off options (`backoff-jitter = true`), arrays for repeatable ones
-//! (`success-exit-codes = [0, 143]`), and `env` also as a table (`env = { PORT = 8080 }`).
+//! (`success-exit-codes = [0, 143]`), and `env` and `socket` also as a table (`env = { PORT = 8080 }`,
+//! `socket = { web = "tcp:8080" }`).
 //! Each text is checked by the option's own parser here, where its `file:line:column` is
 //! known; the service is then built from the texts ([`ServiceArgs::from_values`]).
 //!
@@ -40,15 +41,21 @@ pub fn texts(key: &Opt<ServiceArgs>, node: &Node, sink: &mut Sink<'_>) -> Vec<St
         (Shape::Many, Value::Array(items)) => {
             items.iter().flat_map(|item| one(key, item, sink)).collect()
         }
-        (Shape::Many, Value::Table(t)) if key.name == "env" => {
+        // `env = { PORT = 8080 }`, `socket = { web = "tcp:8080" }`: NAME=VALUE each.
+        (Shape::Many, Value::Table(t)) if matches!(key.name, "env" | "socket") => {
             t.0.iter()
                 .flat_map(|e| match e.node.value.as_text() {
                     Some(text) => checked(key, format!("{}={text}", e.key), &e.node, sink),
                     None => {
+                        let what = if key.name == "env" {
+                            "variable"
+                        } else {
+                            "socket"
+                        };
                         sink.error(
                             e.node.span.clone(),
                             format!(
-                                "the value of variable `{}` must be a string or a number, not {}",
+                                "the value of {what} `{}` must be a string or a number, not {}",
                                 e.key,
                                 e.node.value.kind()
                             ),

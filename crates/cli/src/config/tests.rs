@@ -320,3 +320,39 @@ fn a_bad_instances_value_is_reported_at_its_place() {
         )]
     );
 }
+
+#[test]
+fn sockets_are_a_table_of_names_or_an_array_and_wrong_ones_point_at_their_value() {
+    let c = load_text(
+        r#"
+[services.web]
+command = "sleep 60"
+socket = { web = "tcp:127.0.0.1:8080,backlog=64", admin = "unix:/run/web/admin.sock" }
+
+[services.dns]
+command = "sleep 60"
+socket = ["dns=udp:53"]
+"#,
+    )
+    .unwrap();
+    let names = |s: &str| -> Vec<String> {
+        let args = &c.get(s).unwrap().args;
+        args.sockets
+            .sockets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    assert_eq!(names("web"), ["web", "admin"]);
+    assert_eq!(names("dns"), ["dns"]);
+    let e = errors(
+        r#"
+[services.web]
+command = "sleep 60"
+socket = { web = "tcp:http" }
+"#,
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains(":4:"), "{e:?}");
+    assert!(e[0].contains("port \"http\""), "{e:?}");
+}

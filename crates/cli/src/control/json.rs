@@ -17,6 +17,15 @@ pub fn services(services: &[ServiceInfo]) -> String {
     format!("[\n  {}\n]", objects.join(",\n  "))
 }
 
+/// `[{"name":"web","listen":"tcp:127.0.0.1:8080"}, …]`.
+fn sockets(list: &[(String, String)]) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|(n, a)| format!("{{\"name\":{},\"listen\":{}}}", string(n), string(a)))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
 /// One service as a JSON object, on one line.
 pub fn service(s: &ServiceInfo) -> String {
     let delays: Vec<String> = s.delays_ms.iter().map(u64::to_string).collect();
@@ -42,6 +51,7 @@ pub fn service(s: &ServiceInfo) -> String {
         ("log_file", s.log_file.as_deref().map_or_else(null, string)),
         ("group", s.group.as_deref().map_or_else(null, string)),
         ("health", s.health.as_deref().map_or_else(null, string)),
+        ("ready", s.ready.to_string()),
         (
             "containment",
             s.containment.as_deref().map_or_else(null, string),
@@ -49,6 +59,13 @@ pub fn service(s: &ServiceInfo) -> String {
         ("tree_processes", number(s.tree_processes)),
         ("tree_memory_bytes", number(s.tree_memory_bytes)),
         ("tree_cpu_ms", number(s.tree_cpu_ms)),
+        ("log_lines_dropped", number(s.log_lines_dropped)),
+        (
+            "log_error",
+            s.log_error.as_deref().map_or_else(null, string),
+        ),
+        ("sockets", sockets(&s.sockets)),
+        ("fd_store", number(s.fd_store)),
     ];
     let members: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     format!("{{{}}}", members.join(","))
@@ -99,7 +116,7 @@ mod tests {
         };
         assert_eq!(
             service(&s),
-            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null}"#
+            r#"{"name":"web","state":"backoff","pid":null,"supervisor_pid":41,"since_unix":1700000000,"restarts":2,"last_exit":"exited with status 3","next_delay_ms":200,"delays_ms":[50,100],"status":"warming \"up\"","cpu_ms":null,"rss_bytes":null,"log_file":null,"group":null,"health":null,"ready":false,"containment":null,"tree_processes":null,"tree_memory_bytes":null,"tree_cpu_ms":null,"log_lines_dropped":null,"log_error":null,"sockets":[],"fd_store":null}"#
         );
     }
 

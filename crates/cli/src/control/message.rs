@@ -181,14 +181,29 @@ fn encode_service(out: &mut String, s: &ServiceInfo) {
     put_opt(out, "log_file", s.log_file.as_deref());
     put_opt(out, "group", s.group.as_deref());
     put_opt(out, "health", s.health.as_deref());
+    put(out, "ready", if s.ready { "true" } else { "false" });
     put_opt(out, "containment", s.containment.as_deref());
     for (key, n) in [
         ("tree_processes", s.tree_processes),
         ("tree_memory_bytes", s.tree_memory_bytes),
         ("tree_cpu_ms", s.tree_cpu_ms),
+        ("log_lines_dropped", s.log_lines_dropped),
     ] {
         put_opt(out, key, n.map(|n| n.to_string()).as_deref());
     }
+    put_opt(out, "log_error", s.log_error.as_deref());
+    // One socket per line, `NAME WHERE` (a name holds no space).
+    let sockets: Vec<String> = s.sockets.iter().map(|(n, a)| format!("{n} {a}")).collect();
+    put_opt(
+        out,
+        "sockets",
+        (!sockets.is_empty()).then(|| sockets.join("\n")).as_deref(),
+    );
+    put_opt(
+        out,
+        "fd_store",
+        s.fd_store.map(|n| n.to_string()).as_deref(),
+    );
 }
 
 fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
@@ -209,10 +224,25 @@ fn decode_service(mut f: Fields) -> Result<ServiceInfo, WireError> {
         log_file: f.take("log_file"),
         group: f.take("group"),
         health: f.take("health"),
+        ready: parse_opt(&mut f, "ready", "true or false")?.unwrap_or(false),
         containment: f.take("containment"),
         tree_processes: parse_opt(&mut f, "tree_processes", UINT)?,
         tree_memory_bytes: parse_opt(&mut f, "tree_memory_bytes", UINT)?,
         tree_cpu_ms: parse_opt(&mut f, "tree_cpu_ms", UINT)?,
+        log_lines_dropped: parse_opt(&mut f, "log_lines_dropped", UINT)?,
+        log_error: f.take("log_error"),
+        sockets: f
+            .take("sockets")
+            .map(|text| {
+                text.lines()
+                    .map(|l| match l.split_once(' ') {
+                        Some((n, a)) => (n.to_string(), a.to_string()),
+                        None => (l.to_string(), String::new()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        fd_store: parse_opt(&mut f, "fd_store", UINT)?,
     })
 }
 

@@ -158,6 +158,12 @@ pub struct ServiceInfo {
     /// verdict yet) or `unhealthy: why`, with failures in a row after a `;` or `:`; none
     /// without checks or when not ready.
     pub health: Option<String>,
+    /// Ready, as dependents and `status --ready` mean it: in state `ready` with its
+    /// readiness check (if it has one) passing (not `checking` or `unhealthy`) — the
+    /// supervisor's own verdict, not read back from `state` and `health`. A completed
+    /// one-shot is not `ready` (its state says `completed`). Absent from an older
+    /// supervisor's answer: not ready.
+    pub ready: bool,
     /// What holds the service's processes together: `cgroup /sys/fs/cgroup/…`, or
     /// `process group` (see `supervisor::containment`); none when not known.
     pub containment: Option<String>,
@@ -168,18 +174,17 @@ pub struct ServiceInfo {
     pub tree_memory_bytes: Option<u64>,
     /// The whole tree's CPU time so far, in milliseconds (`cpu.stat`).
     pub tree_cpu_ms: Option<u64>,
-}
-
-impl ServiceInfo {
-    /// Ready, as dependents and `status --ready` mean it: in state `ready` and its
-    /// readiness check (if it has one) passing — not `checking` or `unhealthy`.
-    pub fn is_ready(&self) -> bool {
-        self.state == "ready"
-            && !self
-                .health
-                .as_deref()
-                .is_some_and(|h| h.starts_with("checking") || h.starts_with("unhealthy"))
-    }
+    /// Lines of the program's output its log files dropped because they could not be
+    /// written (a full disk); none when none were.
+    pub log_lines_dropped: Option<u64>,
+    /// The last write error of a log file that dropped lines (`write /var/log/web.log: No
+    /// space left on device (os error 28)`).
+    pub log_error: Option<String>,
+    /// The sockets the supervisor holds for it (`--socket`): name and where it listens
+    /// (`tcp:127.0.0.1:8080`, `unix:/run/app.sock`).
+    pub sockets: Vec<(String, String)>,
+    /// How many descriptors its fd store holds (none: no store).
+    pub fd_store: Option<u64>,
 }
 
 /// What a supervisor answers.

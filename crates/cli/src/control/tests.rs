@@ -59,10 +59,18 @@ pub(super) fn full_service() -> ServiceInfo {
         log_file: Some("/var/log/web.log".into()),
         group: Some("shop".into()),
         health: Some("unhealthy: readiness failed 3 times in a row: HTTP 503".into()),
+        ready: true,
         containment: Some("cgroup /sys/fs/cgroup/daemonic/run-daemonic/web".into()),
         tree_processes: Some(4),
         tree_memory_bytes: Some(40_000_000),
         tree_cpu_ms: Some(2500),
+        log_lines_dropped: Some(2345),
+        log_error: Some("write /var/log/web.log: No space left on device (os error 28)".into()),
+        sockets: vec![
+            ("web".into(), "tcp:127.0.0.1:8080".into()),
+            ("api".into(), "unix:/run/app/a b.sock".into()),
+        ],
+        fd_store: Some(2),
     }
 }
 

@@ -17,6 +17,7 @@ use super::options::{Blank, Opt, choice, push, put, switch};
 use super::privileges::PrivilegeArgs;
 use super::readiness::Readiness;
 use super::restart::{Restart, StartLimit};
+use super::sockets::SocketArgs;
 use super::systemd::UnitArgs;
 use crate::duration;
 
@@ -44,12 +45,15 @@ pub struct ServiceArgs {
     pub backoff_jitter: bool,
     pub backoff_reset_after: Duration,
     pub start_limit: Option<StartLimit>,
+    /// `--start-retries`: restarts allowed before the service was first ready.
+    pub start_retries: u32,
     pub on_give_up: Option<String>,
     pub health: HealthArgs,
     pub log: LogArgs,
     pub limits: LimitArgs,
     pub privileges: PrivilegeArgs,
     pub unit: UnitArgs,
+    pub sockets: SocketArgs,
     pub dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub env_file: Vec<PathBuf>,
@@ -81,12 +85,14 @@ impl Blank for ServiceArgs {
             backoff_jitter: false,
             backoff_reset_after: Duration::ZERO,
             start_limit: None,
+            start_retries: 0,
             on_give_up: None,
             health: HealthArgs::blank(),
             log: LogArgs::blank(),
             limits: LimitArgs::blank(),
             privileges: PrivilegeArgs::blank(),
             unit: UnitArgs::blank(),
+            sockets: SocketArgs::blank(),
             dir: None,
             env: Vec::new(),
             env_file: Vec::new(),
@@ -196,14 +202,28 @@ pub(super) fn restarts() -> Vec<Opt<ServiceArgs>> {
     vec![
         O::one("restart", "RESTART", |a, v| put(&mut a.restart, choice(v)))
             .systemd(Direct("Restart="))
-            .default("never")
+            .default("on-failure")
             .values::<Restart>()
             .heading("Restarts")
             .help(
                 "When to start the child again after it exits: never; on-failure (an exit \
-                 status not in --success-exit-codes, or a signal); always. A stop asked for \
-                 is never restarted",
+                 status not in --success-exit-codes, or a signal such as kill -9); always. \
+                 A stop asked for is never restarted. Before the service was first ready, \
+                 --start-retries bounds the restarts",
             ),
+        O::one("start-retries", "N", |a, v| {
+            put(&mut a.start_retries, parse_retries(v))
+        })
+        .systemd(Daemonic)
+        .default("3")
+        .heading("Restarts")
+        .help(
+            "How many times a child that exits (or times out) before the service was first \
+                 ready is started again; then the supervisor gives up (runs --on-give-up), \
+                 so `start` and `up` fail with the program's error rather than retry while \
+                 they wait (0: no retry). Once ready, restarts are bounded only by \
+                 --start-limit",
+        ),
         O::many("success-exit-codes", "CODES", |a, v| {
             push(&mut a.success_exit_codes, parse_exit_code(v))
         })
@@ -329,6 +349,13 @@ fn parse_multiplier(text: &str) -> Result<f64, String> {
             "invalid multiplier {text:?} (expected a number >= 1, e.g. 2 or 1.5)"
         )),
     }
+}
+
+/// `--start-retries`: a whole number, 0 included.
+fn parse_retries(text: &str) -> Result<u32, String> {
+    text.trim().parse::<u32>().map_err(|_| {
+        format!("invalid number of retries {text:?} (expected a whole number >= 0, e.g. 3)")
+    })
 }
 
 /// An exit status a process can have: 0 to 255 (`exit(256)` is status 0).

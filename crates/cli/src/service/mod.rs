@@ -13,6 +13,7 @@
 //! | [`log`] | `log-*` | [`log::LogConfig`] |
 //! | [`limits`] | `memory-*`, `cpu-max`, `tasks-max`, `restart-on-memory` | [`limits::Limits`] |
 //! | [`privileges`] | `user`, `group`, `keep-caps`, `chroot`, `umask`, … | [`daemonic::privileges::Prepared`] |
+//! | [`sockets`] | `socket`, `fd-store-max`, `socket-activation` | [`crate::sockets::SocketSpec`] |
 //! | [`systemd`] | `unit-*` (only `daemonic unit` and `install` read them) | — |
 //!
 //! ## Adding an option
@@ -43,6 +44,7 @@ pub mod privileges;
 pub mod probe;
 pub mod readiness;
 pub mod restart;
+pub mod sockets;
 pub mod systemd;
 pub mod table;
 pub mod timestamp;
@@ -109,6 +111,12 @@ pub struct Service {
     /// Without `log`: the child's output goes to the supervisor's stdout and stderr, each
     /// line after `name | ` (`run -f`); `None` with no `log`: inherited as it is.
     pub console: Option<Console>,
+    /// `--socket`: held by the supervisor, passed to every start (see `crate::sockets`).
+    pub sockets: Vec<crate::sockets::SocketSpec>,
+    /// `--fd-store-max`: the bound of the service's fd store.
+    pub fd_store_max: usize,
+    /// `--socket-activation`.
+    pub socket_activation: sockets::Activation,
 }
 
 impl Service {
@@ -143,6 +151,7 @@ impl Service {
             env.extend(crate::env_file::read(file)?);
         }
         env.extend(a.env);
+        let sockets = a.sockets.specs()?;
         Ok(Service {
             name,
             program,
@@ -172,6 +181,7 @@ impl Service {
                     reset_after: a.backoff_reset_after,
                 },
                 start_limit: a.start_limit,
+                start_retries: a.start_retries,
             },
             on_give_up: a.on_give_up,
             health: a.health.into(),
@@ -180,6 +190,12 @@ impl Service {
             limits,
             memory_restart: a.limits.memory_restart(),
             console: None,
+            sockets,
+            socket_activation: a.sockets.socket_activation,
+            fd_store_max: a
+                .sockets
+                .fd_store_max
+                .map_or(crate::sockets::fdstore::DEFAULT_MAX, |n| n as usize),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The restart settings of a service: when it is started again ([`Restart`]), how long
-//! it waits first ([`Backoff`]) and when the supervisor gives up ([`StartLimit`]). The
+//! it waits first ([`Backoff`]) and when the supervisor gives up ([`StartLimit`], and
+//! [`Policy::start_retries`] before the first ready). The
 //! decisions made with them are pure functions in `supervisor::policy`.
 
 use std::time::Duration;
@@ -13,6 +14,9 @@ pub struct Policy {
     pub success_codes: Vec<i32>,
     pub backoff: Backoff,
     pub start_limit: Option<StartLimit>,
+    /// How many times a child that exits before the service was first ready is started
+    /// again (`--start-retries`); then the supervisor gives up.
+    pub start_retries: u32,
 }
 
 /// When an exited child is started again.
@@ -71,6 +75,7 @@ impl StartLimit {
 
 impl std::fmt::Display for StartLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} starts within {:?}", self.burst, self.window)
+        let window = crate::human::span(self.window);
+        write!(f, "{} starts within {window}", self.burst)
     }
 }

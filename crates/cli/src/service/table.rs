@@ -10,7 +10,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::args::{self, ServiceArgs};
 use super::options::{Blank, Opt, Shape};
-use super::{health, limits, log, privileges, systemd};
+use super::{health, limits, log, privileges, sockets, systemd};
 
 /// Every option of a service, in `--help` order.
 pub fn all() -> &'static [Opt<ServiceArgs>] {
@@ -25,6 +25,8 @@ pub fn all() -> &'static [Opt<ServiceArgs>] {
         t.extend(limits.map(|o| o.within(|a: &mut ServiceArgs| &mut a.limits)));
         let privileges = privileges::options().into_iter();
         t.extend(privileges.map(|o| o.within(|a: &mut ServiceArgs| &mut a.privileges)));
+        let sockets = sockets::options().into_iter();
+        t.extend(sockets.map(|o| o.within(|a: &mut ServiceArgs| &mut a.sockets)));
         let unit = systemd::options().into_iter();
         t.extend(unit.map(|o| o.within(|a: &mut ServiceArgs| &mut a.unit)));
         t.extend(args::environment());

@@ -107,17 +107,34 @@ impl From<&Sink> for Sink {
     }
 }
 
-/// Writes one line of the supervisor's own (`daemonic: web: … restart 1 in 1s`) into a
-/// captured log, time-stamped like the child's lines when `timestamps` is set, so that
-/// `daemonic logs` shows what happened to the service among what it printed.
-pub fn note(writer: &Sink, timestamps: bool, line: &str) {
-    if timestamps {
-        let mut stamped = timestamp::prefix(SystemTime::now()).to_vec();
-        stamped.extend_from_slice(line.as_bytes());
-        writer.write_line(&stamped);
-    } else {
-        writer.write_line(line.as_bytes());
+/// What log files lost to write errors (a full disk, a file over its size limit): the
+/// lines dropped in all `sinks` and the most recent error of a writer that dropped some;
+/// `None` when nothing was lost (the console loses nothing it counts).
+pub fn losses<'a>(sinks: impl IntoIterator<Item = &'a Sink>) -> Option<(u64, Option<String>)> {
+    let mut dropped = 0;
+    let mut error = None;
+    for sink in sinks {
+        if let Sink::Log(w) = sink {
+            let s = w.stats();
+            if s.lines_dropped > 0 {
+                dropped += s.lines_dropped;
+                error = s.last_error.or(error);
+            }
+        }
     }
+    (dropped > 0).then_some((dropped, error))
+}
+
+/// Writes one line of the supervisor's own (`daemonic: web: … restart 1 in 1s`) into a
+/// captured log, so that `daemonic logs` shows what happened to the service among what it
+/// printed. A note always has the time prefix the child's lines get with
+/// `--log-timestamps` (RFC 3339, UTC, microseconds): when a restart or a give-up happened
+/// is what a reader of the log needs most, and the child's own lines may carry their own
+/// times in any format.
+pub fn note(writer: &Sink, line: &str) {
+    let mut stamped = timestamp::prefix(SystemTime::now()).to_vec();
+    stamped.extend_from_slice(line.as_bytes());
+    writer.write_line(&stamped);
 }
 
 /// Marks in a captured log where a child's run begins: `daemonic: web: started (pid
@@ -125,9 +142,9 @@ pub fn note(writer: &Sink, timestamps: bool, line: &str) {
 /// so every line of that run comes after it. `up` shows a failed service's tail from the
 /// last marker on (see [`run_starts_at`]); `daemonic logs` shows it as it is. Not written
 /// to the console (`run -f`), which has no tail to cut.
-pub fn mark_start(sink: &Sink, timestamps: bool, name: &str, pid: daemonic::Pid) {
+pub fn mark_start(sink: &Sink, name: &str, pid: daemonic::Pid) {
     if matches!(sink, Sink::Log(_)) {
-        note(sink, timestamps, &format!("{}{pid})", start_marker(name)));
+        note(sink, &format!("{}{pid})", start_marker(name)));
     }
 }
 

@@ -7,9 +7,10 @@
 //! the kernel can take it out (a process may move itself only where it may write, and
 //! the groups are the supervisor's). When the main process has exited, or the stop
 //! timeout has passed, `cgroup.kill` SIGKILLs the whole group at once, and the unit
-//! waits for `cgroup.events` to say `populated 0` (a `poll(2)` for `POLLPRI` on that
-//! file, no polling loop) before it reports the exit: a restart never runs beside the
-//! previous generation. The group is removed after.
+//! reports the exit only once `cgroup.events` says `populated 0`: that file is one more
+//! descriptor of the supervisor's poll set ([`Emptying`], `POLLPRI` on each change; no
+//! polling, and no other service waits meanwhile), so "exited" means the group is empty
+//! and a restart never runs beside the previous generation. The group is removed after.
 //!
 //! Where the groups are (the layout):
 //!
@@ -44,10 +45,9 @@ use std::io::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 
 use daemonic::process;
 
@@ -243,11 +243,12 @@ pub fn tree_memory(
 /// Subreaper containment (no cgroup, one service): SIGKILLs every descendant of this
 /// supervisor but those of `spare` (the sentinel) — the supervisor is a child subreaper, so
 /// a `setsid`'d or double-forked orphan of the service is its child, whatever its
-/// environment — and waits (up to `limit`) until they have died. The orphans among them
-/// are the caller's to reap (`process::reap_orphans`, once the main process is reaped: a
-/// claimed child ahead of them in the kernel's list holds them back). Each is opened as a pidfd before its parentage is read again, so a reused pid is
-/// never signalled. Returns how many were killed.
-pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
+/// environment. Each is opened as a pidfd before its parentage is read again, so a reused
+/// pid is never signalled. Returns the handles of those killed, readable once each has
+/// died: the caller waits for them in its poll set. The orphans among them are the
+/// caller's to reap then (`process::reap_orphans`, once the main process is reaped: a
+/// claimed child ahead of them in the kernel's list holds them back).
+pub fn kill_descendants(spare: &[i32]) -> Vec<daemonic::process::PidFd> {
     use daemonic::process::PidFd;
     let me = std::process::id() as i32;
     let mut killed: Vec<PidFd> = Vec::new();
@@ -272,11 +273,7 @@ pub fn kill_descendants(spare: &[i32], limit: Duration) -> usize {
             break;
         }
     }
-    let deadline = Instant::now() + limit;
-    for h in &killed {
-        let _ = h.wait_exit(deadline.saturating_duration_since(Instant::now()));
-    }
-    killed.len()
+    killed
 }
 
 /// The live (not zombie) descendants of `root` in `/proc`, but `spare` and theirs.
@@ -343,6 +340,35 @@ pub fn escape(dir: &Path) -> String {
     s.replace('-', "\\x2d").replace('/', "-")
 }
 
+/// A group being emptied after `cgroup.kill`, watched in the poll loop: its
+/// `cgroup.events`, which the kernel marks (`POLLPRI`) on each change.
+#[derive(Debug)]
+pub struct Emptying {
+    events: std::fs::File,
+    path: PathBuf,
+}
+
+impl Emptying {
+    /// For the poll set: ready when `cgroup.events` changed since it was last read.
+    pub fn poll_fd(&self) -> PollFd<'_> {
+        PollFd::new(self.events.as_fd(), PollFlags::POLLPRI)
+    }
+
+    /// Whether the group is empty now (`populated 0`). Read through the polled
+    /// descriptor, which clears its mark (another descriptor would leave it set, and
+    /// `poll` returning at once).
+    pub fn is_empty(&mut self) -> Result<bool> {
+        let populated =
+            populated(&mut self.events).with_context(|| format!("read {}", self.path.display()))?;
+        Ok(!populated)
+    }
+
+    /// The group's directory.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+}
+
 /// The group of one service.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -402,12 +428,6 @@ impl Cgroup {
             .unwrap_or_default()
     }
 
-    /// Whether any process is in the group (`populated 1` in `cgroup.events`).
-    pub fn populated(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("cgroup.events"))
-            .is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
-    }
-
     /// SIGKILLs every process in the group (`cgroup.kill`); nothing to do if the group
     /// does not exist.
     pub fn kill(&self) -> Result<()> {
@@ -421,53 +441,22 @@ impl Cgroup {
         }
     }
 
-    /// Waits up to `limit` for the group to be empty: `poll(2)` on `cgroup.events`, which
-    /// the kernel marks (`POLLPRI`) on each change. True once it is empty.
-    pub fn wait_empty(&self, limit: Duration) -> Result<bool> {
+    /// SIGKILLs every process in the group and, if any is left, watches it empty in the
+    /// poll loop: `None` when it is empty already (or does not exist).
+    pub fn start_emptying(&self) -> Result<Option<Emptying>> {
         let path = self.dir.join("cgroup.events");
+        // Opened before the kill and read after it: a change after that read marks this
+        // descriptor, so the last process leaving is never missed.
         let mut events = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
         };
-        let deadline = Instant::now() + limit;
-        // Read through the descriptor that is polled: the kernel marks it until it is read
-        // again (reading by another descriptor would leave `poll` returning at once).
-        while populated(&mut events).with_context(|| format!("read {}", path.display()))? {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).with_context(|| format!("poll {}", path.display())),
-            }
-        }
-        Ok(true)
-    }
-
-    /// Kills what is in the group and waits until it is empty (up to `limit`); how many
-    /// processes were there.
-    pub fn empty(&self, limit: Duration) -> Result<usize> {
-        let n = self.pids().len();
-        if n == 0 && !self.populated() {
-            return Ok(0);
-        }
         self.kill()?;
-        if !self.wait_empty(limit)? {
-            bail!(
-                "cgroup {} still has processes {:?} {}ms after cgroup.kill",
-                self.dir.display(),
-                self.pids(),
-                limit.as_millis()
-            );
+        if !populated(&mut events).with_context(|| format!("read {}", path.display()))? {
+            return Ok(None);
         }
-        Ok(n)
+        Ok(Some(Emptying { events, path }))
     }
 
     /// Removes the (empty) group, and its parent if no other service of the state

@@ -1,7 +1,7 @@
 //! A supervisor for a config file (`daemonic up`, `daemonic run -f`): services that come
 //! and go while it runs, started in dependency order and stopped in reverse.
 //!
-//! Each unit has a [`Slot`] beside it with what the file adds to a lone service:
+//! Each unit has a [`Standing`] beside it with what the file adds to a lone service:
 //! - **held**: a unit is created with its first actions held back; it is released (its
 //!   first child spawned) once every service it depends on is *ready* — its `--ready`
 //!   condition met and its readiness check, if it has one, passing — and any older
@@ -23,12 +23,12 @@
 
 use anyhow::{Context as _, Result};
 use daemonic::pidfile::PidFile;
-use daemonic::process::Exit;
 
 use std::collections::{HashMap, HashSet};
 
-use super::machine::{Action, Event};
-use super::unit::{Context, Unit};
+use super::machine::Event;
+use super::unit::{Shared, Unit};
+use super::units::{Standing, UnitId};
 use super::{State, Supervisor, machine_config, seed};
 use crate::config::{Condition, Config};
 use crate::control::ControlServer;
@@ -42,29 +42,6 @@ pub struct Group {
     /// `down` even when every service has ended. In the foreground (`run -f`): output goes
     /// to the supervisor's stdout and stderr, `name | ` before each line (`capture::console`), and the supervisor ends with the last service (or with `main`).
     pub detached: bool,
-}
-
-/// What the file adds to a unit (see the module docs).
-#[derive(Default)]
-pub struct Slot {
-    /// The last exit, once the unit has finished.
-    pub exit: Option<Exit>,
-    /// Final: stopped, exited, gave up — or held and then stopped, never started.
-    pub finished: bool,
-    pub been_ready: bool,
-    /// The first actions, held until the dependencies are ready.
-    pub held: Option<Vec<Action>>,
-    pub deps: Vec<String>,
-    /// What is waited for of each of `deps` (same order).
-    pub conditions: Vec<Condition>,
-    pub down: bool,
-    /// The stop was delivered (a second one would escalate to SIGKILL).
-    pub stop_sent: bool,
-    pub retired: bool,
-    /// The resolved service, to see whether an edit changed it.
-    pub fingerprint: String,
-    /// `<state-dir>/NAME.pid`, held while this unit runs the service.
-    pub lock: Option<PidFile>,
 }
 
 /// What applying a file did, for `up` to print.
@@ -98,43 +75,15 @@ impl Applied {
 }
 
 impl Supervisor {
-    /// The newest unit named `name`: the one requests and dependencies mean. A hash
-    /// lookup: `reconcile`, `status` and `take_down` ask it per unit and per dependency, so
-    /// a scan would make each of them quadratic in the number of services.
-    pub fn find(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).and_then(|v| v.last().copied())
-    }
-
-    /// Adds a unit (the newest of its name) and its slot.
-    pub(super) fn push(&mut self, unit: Unit, slot: Slot) {
-        self.by_name
-            .entry(unit.name().to_string())
-            .or_default()
-            .push(self.units.len());
-        self.units.push(unit);
-        self.slots.push(slot);
-    }
-
-    /// `by_name` anew, after units were removed (their successors moved down).
-    fn reindex(&mut self) {
-        self.by_name.clear();
-        for (i, u) in self.units.iter().enumerate() {
-            self.by_name
-                .entry(u.name().to_string())
-                .or_default()
-                .push(i);
-        }
-    }
-
     /// The units (not retired) that depend on each name: one pass over every unit's
     /// dependencies, so the questions asked per unit are lookups.
-    fn dependents(&self) -> HashMap<String, Vec<usize>> {
-        let mut map: HashMap<String, Vec<usize>> = HashMap::new();
-        for (j, s) in self.slots.iter().enumerate() {
-            if s.retired {
+    fn dependents(&self) -> HashMap<String, Vec<UnitId>> {
+        let mut map: HashMap<String, Vec<UnitId>> = HashMap::new();
+        for (j, m) in self.units.iter() {
+            if m.standing.retired {
                 continue;
             }
-            for d in &s.deps {
+            for d in &m.standing.deps {
                 map.entry(d.clone()).or_default().push(j);
             }
         }
@@ -156,12 +105,13 @@ impl Supervisor {
             None => config.with_dependencies(&[])?,
         };
         let mut applied = Applied::default();
-        for i in 0..self.units.len() {
-            if !self.slots[i].retired && config.get(self.units[i].name()).is_none() {
-                if !self.slots[i].finished {
-                    applied.removed.push(self.units[i].name().to_string());
+        for id in self.units.ids() {
+            let m = &self.units[id];
+            if !m.standing.retired && config.get(m.unit.name()).is_none() {
+                if !m.standing.finished {
+                    applied.removed.push(m.unit.name().to_string());
                 }
-                self.retire(i);
+                self.retire(id);
             }
         }
         let group = self
@@ -193,39 +143,7 @@ impl Supervisor {
             }
             let fingerprint = format!("{service:?}");
             let want = wanted.contains(&name);
-            let live = self.find(&name).filter(|&i| !self.slots[i].retired);
-            if let Some(i) = live {
-                self.slots[i].deps = def.depends_on.clone();
-                self.slots[i].conditions = def.conditions.clone();
-                let same = self.slots[i].fingerprint == fingerprint;
-                let running = !self.slots[i].finished && !self.slots[i].down;
-                // A one-shot that completed is done: an unchanged one is not run again
-                // (unless asked to be).
-                let completed = self.units[i].state() == State::Completed
-                    && !self.slots[i].down
-                    && !rerun.contains(&name);
-                match (same, want, running || completed) {
-                    (true, true, true) => {
-                        applied.unchanged.push(name);
-                        continue;
-                    }
-                    // Unchanged and not wanted: left as it is, running or not.
-                    (true, false, _) => continue,
-                    (false, false, false) => {
-                        self.retire(i);
-                        continue;
-                    }
-                    _ => {}
-                }
-                if same {
-                    applied.started.push(name.clone());
-                } else {
-                    applied.replaced.push(name.clone());
-                }
-                self.retire(i);
-            } else if want {
-                applied.started.push(name.clone());
-            } else {
+            if !self.needs_new_unit(&name, def, &fingerprint, (want, rerun), &mut applied) {
                 continue;
             }
             let lock = self.take_lock(&name);
@@ -243,6 +161,59 @@ impl Supervisor {
             g.config = config;
         }
         Ok(applied)
+    }
+
+    /// Compares the service `name` of the file (`def`, resolved to `fingerprint`) with
+    /// the unit running it, if any; notes in `applied` what applying does to it. `true`
+    /// when a new unit is to run it (the old one, if any, is retired).
+    fn needs_new_unit(
+        &mut self,
+        name: &str,
+        def: &crate::config::Def,
+        fingerprint: &str,
+        (want, rerun): (bool, &[String]),
+        applied: &mut Applied,
+    ) -> bool {
+        let live = self
+            .units
+            .newest(name)
+            .filter(|&i| !self.units[i].standing.retired);
+        let Some(i) = live else {
+            if want {
+                applied.started.push(name.to_string());
+            }
+            return want;
+        };
+        let m = &mut self.units[i];
+        m.standing.deps = def.depends_on.clone();
+        m.standing.conditions = def.conditions.clone();
+        let same = m.standing.fingerprint == fingerprint;
+        let running = !m.standing.finished && !m.standing.down;
+        // A one-shot that completed is done: an unchanged one is not run again (unless
+        // asked to be).
+        let completed = m.unit.state() == State::Completed
+            && !m.standing.down
+            && !rerun.iter().any(|r| r == name);
+        match (same, want, running || completed) {
+            (true, true, true) => {
+                applied.unchanged.push(name.to_string());
+                return false;
+            }
+            // Unchanged and not wanted: left as it is, running or not.
+            (true, false, _) => return false,
+            (false, false, false) => {
+                self.retire(i);
+                return false;
+            }
+            _ => {}
+        }
+        if same {
+            applied.started.push(name.to_string());
+        } else {
+            applied.replaced.push(name.to_string());
+        }
+        self.retire(i);
+        true
     }
 
     /// A new held unit for `service` (its pid file locked, its control socket bound).
@@ -264,16 +235,16 @@ impl Supervisor {
             server.listen_also(&dirs.control_socket(&name))?;
         }
         let config = machine_config(&service, false);
-        let (unit, first) = Unit::new(service, config, seed(self.units.len()))?;
-        self.push(
+        let (unit, first) = Unit::new(service, config, seed(self.units.next_id()))?;
+        self.units.add(
             unit.with_status_file(dirs.status_file(&name)),
-            Slot {
+            Standing {
                 held: Some(first),
                 deps,
                 conditions,
                 fingerprint,
                 lock: Some(lock),
-                ..Slot::default()
+                ..Standing::default()
             },
         );
         Ok(())
@@ -281,20 +252,21 @@ impl Supervisor {
 
     /// The pid-file lock of the unit now running `name`, for its replacement.
     fn take_lock(&mut self, name: &str) -> Option<PidFile> {
-        let i = self.find(name)?;
-        self.slots[i].lock.take()
+        let id = self.units.newest(name)?;
+        self.units[id].standing.lock.take()
     }
 
-    fn retire(&mut self, i: usize) {
-        self.slots[i].retired = true;
-        self.slots[i].down = true;
-        self.units[i].forget_status_file();
+    fn retire(&mut self, id: UnitId) {
+        let m = &mut self.units[id];
+        m.standing.retired = true;
+        m.standing.down = true;
+        m.unit.forget_status_file();
     }
 
     /// Marks `names` and everything that depends on them down (every unit when empty).
     pub fn take_down(&mut self, names: &[String]) -> Vec<String> {
         let mut down: Vec<String> = if names.is_empty() {
-            self.units.iter().map(|u| u.name().to_string()).collect()
+            self.units.units().map(|u| u.name().to_string()).collect()
         } else {
             names.to_vec()
         };
@@ -303,7 +275,7 @@ impl Supervisor {
         let mut k = 0;
         while k < down.len() {
             for &j in dependents.get(&down[k]).into_iter().flatten() {
-                let name = self.units[j].name();
+                let name = self.units[j].unit.name();
                 if seen.insert(name.to_string()) {
                     down.push(name.to_string());
                 }
@@ -311,22 +283,22 @@ impl Supervisor {
             k += 1;
         }
         for name in &down {
-            if let Some(i) = self.find(name) {
-                self.slots[i].down = true;
+            if let Some(id) = self.units.newest(name) {
+                self.units[id].standing.down = true;
             }
         }
         down
     }
 
     /// Acts on what each unit wants (see the module docs) until nothing changes.
-    pub fn reconcile(&mut self, cx: &Context<'_>) -> Result<()> {
+    pub fn reconcile(&mut self, cx: &Shared<'_>) -> Result<()> {
         // Which units depend on which does not change while reconciling (no unit is added
         // or removed, no dependency edited), so it is worked out once.
         let dependents = self.dependents();
         loop {
             let mut changed = false;
-            for i in 0..self.units.len() {
-                changed |= self.reconcile_one(i, &dependents, cx)?;
+            for id in self.units.ids() {
+                changed |= self.reconcile_one(id, &dependents, cx)?;
             }
             if !changed {
                 return Ok(());
@@ -336,61 +308,63 @@ impl Supervisor {
 
     fn reconcile_one(
         &mut self,
-        i: usize,
-        dependents: &HashMap<String, Vec<usize>>,
-        cx: &Context<'_>,
+        id: UnitId,
+        dependents: &HashMap<String, Vec<UnitId>>,
+        cx: &Shared<'_>,
     ) -> Result<bool> {
-        let s = &self.slots[i];
+        let m = &self.units[id];
+        let s = &m.standing;
         if s.finished {
             return Ok(false);
         }
         if s.down {
             if s.held.is_some() {
-                let s = &mut self.slots[i];
+                let s = &mut self.units[id].standing;
                 s.held = None;
                 s.finished = true;
                 return Ok(true);
             }
-            let name = self.units[i].name();
             let waiting_for_dependents = !s.retired
-                && dependents.get(name).into_iter().flatten().any(|&j| {
-                    let d = &self.slots[j];
-                    j != i && !d.finished && d.held.is_none()
-                });
+                && dependents
+                    .get(m.unit.name())
+                    .into_iter()
+                    .flatten()
+                    .any(|&j| {
+                        let d = &self.units[j].standing;
+                        j != id && !d.finished && d.held.is_none()
+                    });
             if s.stop_sent || waiting_for_dependents {
                 return Ok(false);
             }
-            self.slots[i].stop_sent = true;
-            if self.units[i].state() == State::Stopping {
-                return Ok(true);
+            let stopping = m.unit.state() == State::Stopping;
+            self.units[id].standing.stop_sent = true;
+            if !stopping {
+                self.deliver(id, Event::StopRequested, cx)?;
             }
-            self.deliver(i, Event::StopRequested, cx)?;
             return Ok(true);
         }
-        if s.held.is_none() || !self.may_start(i) {
+        if s.held.is_none() || !self.may_start(id) {
             return Ok(false);
         }
-        let first = self.slots[i].held.take().expect("held");
-        let out = self.units[i].execute(first, cx)?;
-        self.absorb(i, out, cx);
+        let first = self.units[id].standing.held.take().expect("held");
+        self.carry_out(id, first, cx)?;
         Ok(true)
     }
 
     /// A held unit may start once no older version of it runs and every service it
     /// depends on is ready.
-    fn may_start(&self, i: usize) -> bool {
-        let versions = self.by_name.get(self.units[i].name());
+    fn may_start(&self, id: UnitId) -> bool {
+        let versions = self.units.versions(self.units[id].unit.name());
         let older_runs = versions
-            .into_iter()
-            .flatten()
-            .any(|&j| j < i && !self.slots[j].finished);
-        !older_runs && self.waiting_for(i).is_empty()
+            .iter()
+            .any(|&j| j < id && !self.units[j].standing.finished);
+        !older_runs && self.waiting_for(id).is_empty()
     }
 
-    /// The dependencies of unit `i` whose condition is not met yet, each with what it
+    /// The dependencies of unit `id` whose condition is not met yet, each with what it
     /// waits for (`to be ready`, `to complete`, …).
-    pub fn waiting_for(&self, i: usize) -> Vec<(String, Condition)> {
-        let s = &self.slots[i];
+    pub fn waiting_for(&self, id: UnitId) -> Vec<(String, Condition)> {
+        let s = &self.units[id].standing;
         s.deps
             .iter()
             .zip(
@@ -400,9 +374,10 @@ impl Supervisor {
                     .chain(std::iter::repeat(Condition::Ready)),
             )
             .filter(|(d, condition)| {
-                !self.find(d).is_some_and(|j| {
-                    let u = &self.units[j];
-                    self.slots[j].held.is_none()
+                !self.units.newest(d).is_some_and(|j| {
+                    let m = &self.units[j];
+                    let u = &m.unit;
+                    m.standing.held.is_none()
                         && match condition {
                             Condition::Started => u.generation() > 0,
                             Condition::Ready | Condition::Healthy => u.is_ready(),
@@ -414,61 +389,48 @@ impl Supervisor {
             .collect()
     }
 
-    /// Forgets retired units that have finished (their replacements, if any, go on).
-    pub fn sweep(&mut self, server: Option<&mut ControlServer>) {
-        let before = self.units.len();
-        self.sweep_finished(server);
-        if self.units.len() != before {
-            self.reindex();
-        }
-    }
-
-    fn sweep_finished(&mut self, mut server: Option<&mut ControlServer>) {
-        let mut i = self.units.len();
-        while i > 0 {
-            i -= 1;
-            if !(self.slots[i].retired && self.slots[i].finished) {
+    /// Forgets retired units that have finished, and whose give-up hook (if any) has
+    /// ended (their replacements, if any, go on). Their ids go with them; nothing else
+    /// is renumbered.
+    pub fn sweep(&mut self, mut server: Option<&mut ControlServer>) {
+        let gone: Vec<UnitId> = self
+            .units
+            .iter()
+            .filter(|(_, m)| m.standing.retired && m.standing.finished && !m.unit.busy())
+            .map(|(id, _)| id)
+            .collect();
+        for id in gone {
+            let Some(member) = self.units.remove(id) else {
                 continue;
-            }
-            let name = self.units[i].name().to_string();
-            // Removed from `by_name` as it goes (units are removed from the last down, so
-            // the indices below `i` are still right); what is left of the name is the rest.
-            let versions = self.by_name.entry(name.clone()).or_default();
-            versions.retain(|&j| j != i);
-            let replaced = !versions.is_empty();
-            self.units.remove(i);
-            let slot = self.slots.remove(i);
+            };
+            let name = member.unit.name().to_string();
             // What still waits for this unit gets its answer now, not never.
-            for p in self.pending.iter().filter(|p| p.unit == i) {
+            let why = format!("{name}: replaced or removed by an edit of the config file");
+            for p in self.pending.iter().filter(|p| p.unit == id) {
                 if let Some(server) = server.as_deref_mut() {
-                    let why = format!("{name}: replaced or removed by an edit of the config file");
-                    server.reply(p.conn, &crate::control::Response::Error(why));
+                    server.reply(p.conn, &crate::control::Response::Error(why.clone()));
                 }
             }
-            self.pending.retain(|p| p.unit != i);
-            for p in &mut self.pending {
-                if p.unit > i {
-                    p.unit -= 1;
-                }
-            }
+            self.pending.retain(|p| p.unit != id);
+            let replaced = !self.units.versions(&name).is_empty();
             if !replaced && let Some(g) = &self.group {
                 let dirs = g.dirs.clone();
                 if let Some(server) = server.as_deref_mut() {
                     server.stop_listening(&dirs.control_socket(&name));
                 }
                 let _ = std::fs::remove_file(dirs.status_file(&name));
-                drop(slot.lock);
+                drop(member.standing.lock);
             }
         }
     }
 
-    /// What `status` shows for unit `i`: a held unit is `waiting` (or `stopped`, if it
+    /// What `status` shows for unit `id`: a held unit is `waiting` (or `stopped`, if it
     /// was taken down before it started).
-    pub fn shown_state(&self, i: usize) -> (&'static str, Option<String>) {
-        let s = &self.slots[i];
-        match (&s.held, s.finished) {
+    pub fn shown_state(&self, id: UnitId) -> (&'static str, Option<String>) {
+        let m = &self.units[id];
+        match (&m.standing.held, m.standing.finished) {
             (Some(_), _) => {
-                let deps = self.waiting_for(i);
+                let deps = self.waiting_for(id);
                 let why = if deps.is_empty() {
                     "waiting for its older version to stop".to_string()
                 } else {
@@ -480,24 +442,24 @@ impl Supervisor {
                 };
                 ("waiting", Some(why))
             }
-            (None, true) if self.units[i].generation() == 0 => ("stopped", None),
-            _ => (self.units[i].state().as_str(), None),
+            (None, true) if m.unit.generation() == 0 => ("stopped", None),
+            _ => (m.unit.state().as_str(), None),
         }
     }
 
     /// Whether the loop is over: every unit finished (or, in the foreground, held with
-    /// nothing left that could release it); a detached group waits for `down`.
+    /// nothing left that could release it) and none still busy (a give-up hook running);
+    /// a detached group waits for `down`.
     pub fn over(&self) -> bool {
-        let idle = |i: usize| {
-            self.slots[i].finished || (self.slots[i].held.is_some() && self.group.is_some())
-        };
-        let all_idle = (0..self.units.len()).all(idle);
+        if self.units.units().any(Unit::busy) {
+            return false;
+        }
+        let finished = |s: &Standing| s.finished;
+        let idle = |s: &Standing| s.finished || (s.held.is_some() && self.group.is_some());
+        let all = |f: &dyn Fn(&Standing) -> bool| self.units.iter().all(|(_, m)| f(&m.standing));
         match &self.group {
-            None => all_idle,
-            Some(g) if g.detached => {
-                self.ending && (0..self.units.len()).all(|i| self.slots[i].finished)
-            }
-            Some(_) => all_idle,
+            Some(g) if g.detached => self.ending && all(&finished),
+            _ => all(&idle),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! | liveness | `--liveness` | in `ready`, every interval, after the grace period | N in a row: the child is restarted |
 //! | readiness | `--readiness` | in `ready`, every interval, from the start | N in a row: shown unhealthy, never restarted |
 //!
-//! This module holds the last two (the startup probe is `machine::Readiness::Probe`). It
+//! This module holds the last two (the startup probe is `machine::ReadyWhen::Probe`). It
 //! only counts: the [`machine`](super::machine) asks it what a result means and turns the
 //! answer into actions (arm the next check, restart); the executor runs the probes.
 //!
@@ -272,4 +272,4 @@ pub fn in_a_row(n: u32) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

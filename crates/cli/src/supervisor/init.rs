@@ -125,18 +125,22 @@ impl Init {
     /// Carries out the init's part of the signal `events` (forwarding) and returns what
     /// is left for the supervisor: SIGPWR becomes [`Event::Shutdown`], SIGUSR1 is both
     /// forwarded and left as [`Event::ReopenLogs`].
-    pub fn on_signals(&self, events: Vec<Event>, units: &[Unit]) -> Vec<Event> {
+    pub fn on_signals<'a>(
+        &self,
+        events: Vec<Event>,
+        units: impl Iterator<Item = &'a Unit> + Clone,
+    ) -> Vec<Event> {
         let mut left = Vec::new();
         for event in events {
             let event = match event {
                 Event::ReopenLogs => {
-                    forward(Signal::SIGUSR1, units);
+                    forward(Signal::SIGUSR1, units.clone());
                     Event::ReopenLogs
                 }
                 Event::Signal(sig) => match meaning(sig) {
                     Some(Meaning::Stop) => Event::Shutdown,
                     Some(Meaning::Forward) => {
-                        forward(sig, units);
+                        forward(sig, units.clone());
                         continue;
                     }
                     Some(Meaning::Reap) | None => continue,
@@ -164,7 +168,7 @@ fn meaning(sig: Signal) -> Option<Meaning> {
 }
 
 /// Sends `sig` to each service's main process, through its pidfd.
-fn forward(sig: Signal, units: &[Unit]) {
+fn forward<'a>(sig: Signal, units: impl Iterator<Item = &'a Unit>) {
     for u in units {
         if let Some(c) = u.child() {
             // ESRCH: it has just exited; its exit is on its way to the loop.

@@ -2,12 +2,17 @@
 //! `(state, event, now) -> actions`.
 //!
 //! [`Machine::step`] holds every transition in one `match`; it touches no process, clock
-//! or file. The executor (`Unit::execute` in `supervisor/unit.rs`) turns real happenings
-//! into [`Event`]s and carries out the [`Action`]s. An event a state cannot receive is a
-//! bug in the executor and panics naming both.
+//! or file. The executor (`Unit::execute` in `supervisor/unit/execute.rs`) carries out
+//! the [`Action`]s and returns what it learned as follow-up [`Event`]s (`Spawned`,
+//! `MemoryMeasured`, …), which the supervisor's loop feeds back here; the loop turns
+//! every other real happening into events too. An event a state cannot receive is a bug
+//! in the executor and panics naming both. The vocabulary — states, events, actions,
+//! timers, configuration — is in `machine/vocabulary.rs`.
 //!
 //! Invariants:
-//! - A child exists exactly in `Starting`, `Ready` and `Stopping`.
+//! - A child exists exactly in `Starting`, `Ready` and `Stopping` (after its exit, while
+//!   its tree is torn down, the unit holds back the exit and every event but a stop or
+//!   restart request: the machine sees the exit only once the tree is gone).
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
 //!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in
@@ -24,6 +29,10 @@
 //!   ([`Event::MemoryMeasured`]); two reads in a row above the size restart the child as
 //!   a restart asked for does. An exit after an OOM kill ([`Event::OomKilled`]) counts as
 //!   a failure, as a missed watchdog does.
+//! - Until a child has been ready once (or a one-shot completed), the restart policy's
+//!   restarts are bounded by [`Policy::start_retries`]: one more exit goes to `GaveUp`
+//!   (`not ready after N attempts`), so a start that can never succeed ends. Afterwards
+//!   only the start limit ends a crash loop.
 //! - `Stopping` remembers what comes after the exit ([`After`]): the end (a stop asked
 //!   for), an immediate new start (a restart asked for), or the restart policy (the
 //!   child stopped on its own with `STOPPING=1`, missed its watchdog, or failed its
@@ -36,229 +45,10 @@ use daemonic::Signal;
 use daemonic::process::Exit;
 
 use super::health::{self, Check, Health};
-use super::policy::{self, Jitter, Policy, StartLimit};
+use super::policy::{self, Jitter, StartLimit};
 
-/// What a user sees in `daemonic status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// A child runs and is not ready yet.
-    Starting,
-    /// The child is ready.
-    Ready,
-    /// The child was asked to stop (or said it is stopping).
-    Stopping,
-    /// No child: waiting out the restart delay.
-    Backoff,
-    /// The start limit was reached.
-    GaveUp,
-    /// Stopped on request.
-    Stopped,
-    /// The child exited and the policy does not restart it.
-    Exited,
-    /// A one-shot service's child exited with a success status: done, not a failure.
-    Completed,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Starting => "starting",
-            State::Ready => "ready",
-            State::Stopping => "stopping",
-            State::Backoff => "backoff",
-            State::GaveUp => "gave-up",
-            State::Stopped => "stopped",
-            State::Exited => "exited",
-            State::Completed => "completed",
-        }
-    }
-
-    /// No child and nothing more will happen.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            State::GaveUp | State::Stopped | State::Exited | State::Completed
-        )
-    }
-}
-
-/// What follows the exit of a child in `Stopping`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
-    /// `Stopped`: the stop was asked for.
-    Finish,
-    /// A new child at once: a restart was asked for.
-    Restart,
-    /// The restart policy decides, as for any exit; `failed` makes the exit count as a
-    /// failure whatever its status (a missed watchdog).
-    Policy { failed: bool },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The child asked for by `Action::Spawn` runs.
-    Spawned,
-    /// `Action::Spawn` failed (program missing, not executable…): counts as a start that
-    /// exited at once with this status (127, 126).
-    SpawnFailed(Exit),
-    /// The child sent `READY=1` (the executor drops it when readiness is not by notify).
-    ReadyMessage,
-    GraceElapsed,
-    /// A readiness probe attempt is due.
-    ProbeDue,
-    ProbeSucceeded,
-    /// A readiness probe attempt failed, with why.
-    ProbeFailed(String),
-    /// A line of the child's output matched its `--ready log:REGEX` (the executor looks
-    /// only while it is `Starting`).
-    OutputMatched,
-    /// The child was not ready within the start timeout.
-    StartTimedOut,
-    /// The child sent `WATCHDOG=1`.
-    WatchdogPing,
-    /// The watchdog timer ran out, or the child sent `WATCHDOG=trigger`.
-    WatchdogExpired,
-    /// The child sent `STOPPING=1`.
-    StoppingMessage,
-    /// A health check attempt is due.
-    CheckDue(Check),
-    CheckPassed(Check),
-    /// A health check attempt failed, with why.
-    CheckFailed(Check, String),
-    /// The child exited and was reaped.
-    ChildExited(Exit),
-    /// The child exited and the OOM killer killed in its cgroup meanwhile: a failure for
-    /// the restart policy whatever the status.
-    OomKilled(Exit),
-    /// `--restart-on-memory`: the tree's memory is due to be read.
-    MemoryDue,
-    /// The tree's memory, read for `--restart-on-memory`.
-    MemoryMeasured(u64),
-    StopRequested,
-    RestartRequested,
-    StopTimeout,
-    BackoffElapsed,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
-    Grace,
-    Probe,
-    StartTimeout,
-    StopTimeout,
-    Backoff,
-    Watchdog,
-    Liveness,
-    Readiness,
-    Memory,
-}
-
-impl Timer {
-    pub const ALL: [Timer; 9] = [
-        Timer::Grace,
-        Timer::Probe,
-        Timer::StartTimeout,
-        Timer::StopTimeout,
-        Timer::Backoff,
-        Timer::Watchdog,
-        Timer::Liveness,
-        Timer::Readiness,
-        Timer::Memory,
-    ];
-
-    /// The event this timer delivers when it expires.
-    pub fn event(self) -> Event {
-        match self {
-            Timer::Grace => Event::GraceElapsed,
-            Timer::Probe => Event::ProbeDue,
-            Timer::StartTimeout => Event::StartTimedOut,
-            Timer::StopTimeout => Event::StopTimeout,
-            Timer::Backoff => Event::BackoffElapsed,
-            Timer::Watchdog => Event::WatchdogExpired,
-            Timer::Liveness => Event::CheckDue(Check::Liveness),
-            Timer::Readiness => Event::CheckDue(Check::Readiness),
-            Timer::Memory => Event::MemoryDue,
-        }
-    }
-
-    /// The timer of a health check.
-    pub fn of(check: Check) -> Timer {
-        match check {
-            Check::Liveness => Timer::Liveness,
-            Check::Readiness => Timer::Readiness,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Spawn,
-    /// Signal the main process only.
-    SignalMain(Signal),
-    /// Signal the child's whole process group.
-    SignalGroup(Signal),
-    KillGroup,
-    /// Arm a timer (replacing an armed one of the same kind).
-    ArmTimer(Timer, Instant),
-    /// Cancel every timer.
-    CancelTimers,
-    /// Start one readiness probe attempt (its own deadline is the executor's).
-    StartProbe,
-    /// Start one attempt of a health check (its own deadline is the executor's).
-    StartCheck(Check),
-    /// Read the tree's memory and feed it back as [`Event::MemoryMeasured`].
-    MeasureMemory,
-    /// The child became ready (first start or after a restart).
-    BecameReady,
-    NotifyStopping,
-    /// Tell the user why the child is being stopped or restarted.
-    Report(String),
-    RunGiveUpHook {
-        last_exit: Exit,
-        reason: String,
-    },
-    /// The service ends; `Exit` is the child's last.
-    Finish(Exit),
-}
-
-/// How readiness is decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    /// `READY=1`, or this long without an exit, whichever comes first.
-    NotifyOrGrace(Duration),
-    /// `READY=1` only.
-    Notify,
-    /// This long without an exit only.
-    Grace(Duration),
-    /// A probe succeeding; attempts this far apart.
-    Probe(Duration),
-    /// A one-shot service: its child exiting with a success status (`Completed`).
-    Exit,
-    /// A line of its output matching (`Event::OutputMatched`).
-    Output,
-}
-
-/// Everything the machine decides by.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub policy: Policy,
-    pub readiness: Readiness,
-    pub stop_signal: Signal,
-    pub stop_timeout: Duration,
-    /// The child must send `WATCHDOG=1` at least this often once ready.
-    pub watchdog: Option<Duration>,
-    /// A child not ready this long after it was spawned is stopped, and the exit counts
-    /// as a failure (`--timeout`).
-    pub start_timeout: Option<Duration>,
-    /// The first start's timeout is someone else's (`daemonic start`'s launcher waits for
-    /// it and kills everything when it runs out): not armed for the first spawn.
-    pub first_start_watched: bool,
-    /// Liveness and readiness checks once ready.
-    pub health: health::Config,
-    /// `--restart-on-memory`: restart when the tree's memory is above this many bytes at
-    /// two reads in a row, this far apart (reads only in `Ready`).
-    pub memory_restart: Option<(u64, Duration)>,
-}
+mod vocabulary;
+pub use vocabulary::{Action, After, Config, Event, ReadyWhen, State, Timer};
 
 /// How many restart delays are kept for `daemonic status` (the most recent).
 const DELAYS_KEPT: usize = 32;
@@ -281,6 +71,11 @@ pub struct Machine {
     health: Health,
     /// Reads in a row above `--restart-on-memory`.
     memory_over: u32,
+    /// Whether a child has been ready (or a one-shot completed) since the machine began:
+    /// until then, restarts are bounded by [`Policy::start_retries`].
+    ever_ready: bool,
+    /// Restarts of children that exited before the service was first ready.
+    early_retries: u32,
 }
 
 impl Machine {
@@ -299,6 +94,8 @@ impl Machine {
             delays: VecDeque::new(),
             health: Health::default(),
             memory_over: 0,
+            ever_ready: false,
+            early_retries: 0,
         };
         (m, vec![Action::Spawn])
     }
@@ -315,6 +112,13 @@ impl Machine {
 
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    /// Before the service was first ready: the attempt that comes next (2 for the first
+    /// restart) and how many `--start-retries` allow in all; `None` once it was ready.
+    pub fn attempt(&self) -> Option<(u32, u32)> {
+        let all = self.config.policy.start_retries.saturating_add(1);
+        (!self.ever_ready).then(|| (self.early_retries.saturating_add(1), all))
     }
 
     pub fn last_exit(&self) -> Option<Exit> {
@@ -346,14 +150,15 @@ impl Machine {
                 self.on_exit(exit, false, now)
             }
             // A one-shot is ready when it has completed, whatever it says before.
-            (S::Starting, E::ReadyMessage) if self.config.readiness == Readiness::Exit => {
+            (S::Starting, E::ReadyMessage) if self.config.readiness == ReadyWhen::Exit => {
                 (S::Starting, vec![])
             }
             (S::Starting, E::ChildExited(exit))
-                if self.config.readiness == Readiness::Exit
+                if self.config.readiness == ReadyWhen::Exit
                     && policy::is_success(&self.config.policy.success_codes, exit) =>
             {
                 self.last_exit = Some(exit);
+                self.ever_ready = true;
                 (
                     S::Completed,
                     vec![
@@ -374,8 +179,8 @@ impl Machine {
                     After::Policy { failed: true },
                     vec![
                         Action::Report(format!(
-                            "not ready within {}ms (--timeout); stopping it",
-                            limit.as_millis()
+                            "not ready within {} (--timeout); stopping it",
+                            crate::human::span(limit)
                         )),
                         Action::SignalGroup(self.config.stop_signal),
                     ],
@@ -385,7 +190,7 @@ impl Machine {
             // A timer of a start that was ready (or stopping) in the meantime.
             (S::Ready | S::Stopping, E::StartTimedOut) => (self.state, vec![]),
             (S::Starting, E::ProbeFailed(_)) => {
-                let Readiness::Probe(interval) = self.config.readiness else {
+                let ReadyWhen::Probe(interval) = self.config.readiness else {
                     unreachable!("supervisor bug: a probe result without probe readiness")
                 };
                 (
@@ -406,8 +211,8 @@ impl Machine {
                     vec![
                         Action::Report(match limit {
                             Some(l) => format!(
-                                "watchdog timeout (no WATCHDOG=1 within {}ms)",
-                                l.as_millis()
+                                "watchdog timeout (no WATCHDOG=1 within {})",
+                                crate::human::span(l)
                             ),
                             None => "watchdog triggered by the service".to_string(),
                         }),
@@ -520,11 +325,11 @@ impl Machine {
         self.starts.push_back(now);
         StartLimit::keep(self.config.policy.start_limit, &mut self.starts, now);
         let mut actions = match self.config.readiness {
-            Readiness::NotifyOrGrace(grace) | Readiness::Grace(grace) => {
+            ReadyWhen::NotifyOrGrace(grace) | ReadyWhen::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
-            Readiness::Notify | Readiness::Exit | Readiness::Output => vec![],
-            Readiness::Probe(_) => vec![Action::StartProbe],
+            ReadyWhen::Notify | ReadyWhen::Exit | ReadyWhen::Output => vec![],
+            ReadyWhen::Probe(_) => vec![Action::StartProbe],
         };
         if let Some(limit) = self.config.start_timeout
             && !(first && self.config.first_start_watched)
@@ -535,6 +340,7 @@ impl Machine {
     }
 
     fn on_ready(&mut self, now: Instant) -> Vec<Action> {
+        self.ever_ready = true;
         let mut actions = vec![Action::CancelTimers, Action::BecameReady];
         actions.extend(self.arm_watchdog(now));
         self.memory_over = 0;
@@ -625,10 +431,10 @@ impl Machine {
             );
         }
         let report = format!(
-            "memory {} above --restart-on-memory {} at 2 reads {}ms apart; restarting",
+            "memory {} above --restart-on-memory {} at 2 reads {} apart; restarting",
             super::limits::show_size(bytes),
             super::limits::show_size(limit),
-            interval.as_millis()
+            crate::human::span(interval)
         );
         self.stopping(
             After::Restart,
@@ -671,10 +477,18 @@ impl Machine {
         } else {
             p.backoff.delay(self.step, &mut self.jitter)
         };
-        if let Some(limit) = p.start_limit
-            && !limit.allows(&self.starts, now + delay)
-        {
-            let reason = format!("start limit reached ({limit}); last: {exit}");
+        let give_up = if !self.ever_ready && self.early_retries >= p.start_retries {
+            let attempts = p.start_retries.saturating_add(1);
+            Some(format!(
+                "not ready after {attempts} attempts (--start-retries {}); last: {exit}",
+                p.start_retries
+            ))
+        } else {
+            p.start_limit
+                .filter(|limit| !limit.allows(&self.starts, now + delay))
+                .map(|limit| format!("start limit reached ({limit}); last: {exit}"))
+        };
+        if let Some(reason) = give_up {
             return (
                 State::GaveUp,
                 vec![
@@ -686,6 +500,9 @@ impl Machine {
                     Action::Finish(exit),
                 ],
             );
+        }
+        if !self.ever_ready {
+            self.early_retries += 1;
         }
         if !stable {
             self.step = self.step.saturating_add(1);
@@ -705,5 +522,7 @@ impl Machine {
     }
 }
 
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 pub(super) mod tests;

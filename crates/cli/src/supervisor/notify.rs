@@ -22,7 +22,8 @@ use daemonic::systemd::listen::{Message, NotifyListener};
 
 use super::Supervisor;
 use super::machine::Event;
-use super::unit::Context;
+use super::unit::Shared;
+use super::units::UnitId;
 use crate::service::Readiness;
 
 impl Supervisor {
@@ -30,17 +31,17 @@ impl Supervisor {
     pub(super) fn on_datagrams(
         &mut self,
         listener: &NotifyListener,
-        cx: &Context<'_>,
+        cx: &Shared<'_>,
     ) -> Result<()> {
         for _ in 0..DATAGRAMS_PER_WAKEUP {
             let mut sender = None;
             let units = &self.units;
             let received = listener.recv_from(|s| {
                 sender = s.map(|s| s.pid);
-                sender.is_some_and(|pid| units.iter().any(|u| u.pid() == Some(pid)))
+                sender.is_some_and(|pid| units.units().any(|u| u.pid() == Some(pid)))
             });
             let now = Instant::now();
-            let datagram = match received {
+            let mut datagram = match received {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     self.notes.note(sender, now, || {
@@ -56,15 +57,18 @@ impl Supervisor {
                     continue;
                 }
             };
-            let Some(i) = self.units.iter().position(|u| u.pid() == sender) else {
+            let found = self.units.iter().find(|(_, m)| m.unit.pid() == sender);
+            let Some((i, _)) = found else {
                 continue;
             };
+            let fds = std::mem::take(&mut datagram.fds);
+            self.units[i].unit.store_fds(&datagram.messages, fds);
             for m in datagram.messages {
                 let event = match m {
                     // `--ready grace` or a probe: that only, by the user's choice.
                     Message::Ready
                         if matches!(
-                            self.units[i].service.ready,
+                            self.units[i].unit.service.ready,
                             Readiness::Auto | Readiness::Notify
                         ) =>
                     {
@@ -95,12 +99,13 @@ impl Supervisor {
         Ok(())
     }
 
-    pub(super) fn set_status(&mut self, i: usize, text: &str, cx: &Context<'_>) {
+    pub(super) fn set_status(&mut self, i: UnitId, text: &str, cx: &Shared<'_>) {
         if cx.single {
             let _ = cx.outer.status(text);
         }
-        self.units[i].status_text = text.to_string();
-        self.units[i].publish();
+        let unit = &mut self.units[i].unit;
+        unit.status_text = text.to_string();
+        unit.publish();
     }
 }
 

@@ -7,6 +7,10 @@
 //!   rule) was stable: it is restarted at once, and the sequence starts over (a stable run
 //!   forgives the crashes before it). Shorter runs are a crash loop: `initial ×
 //!   multiplier^step`, capped, optionally with full jitter (uniform in `[0, delay]`).
+//! - [`Policy::start_retries`] bounds the restarts of a service that has never been ready:
+//!   a program that cannot start at all ends its `start` (or `up`) with its error after a
+//!   few attempts instead of being retried while the launcher waits. Once ready, only the
+//!   backoff and the start limit apply.
 //! - [`StartLimit`] decides *when to stop trying*: at most `burst` starts within `window`.
 //!   The caller keeps only the start times a limit can still count ([`StartLimit::keep`]):
 //!   none without a limit, at most `burst` with one, so a crash loop uses no more memory

@@ -15,6 +15,8 @@ use super::State;
 
 pub struct Snapshot<'a> {
     pub state: State,
+    /// Ready with its readiness check passing (`Unit::is_ready`, in state `ready`).
+    pub ready: bool,
     /// The child's pid; none between runs.
     pub pid: Option<Pid>,
     pub supervisor: Pid,
@@ -52,7 +54,7 @@ impl StatusFile {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut text = format!("state={}\n", s.state.as_str());
+        let mut text = format!("state={}\nready={}\n", s.state.as_str(), s.ready);
         if let Some(pid) = s.pid {
             text += &format!("pid={pid}\n");
         }

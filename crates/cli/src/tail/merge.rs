@@ -9,7 +9,8 @@
 //! * its own time prefix, when it has one;
 //! * else the key of the line before it in the same log (a line without a time — a
 //!   service without `--log-timestamps`, or a line of a file written before it was
-//!   turned on — stays after the line it followed);
+//!   turned on — stays after the line it followed; the supervisor's notes, such as a
+//!   run's `started (pid N)` marker, always carry a time);
 //! * else (no timed line before it in what is shown) the caller's fallback: for the last
 //!   lines of a log, the log file's modification time (the latest time any of its lines
 //!   can have been written); while following, the time the follower read it.

@@ -4,7 +4,7 @@
 //! [`plist`] renders a [`Def`] of `daemonic.toml` as the XML plist launchd reads from
 //! `/Library/LaunchDaemons` (a system daemon, installed by root) or
 //! `~/Library/LaunchAgents` (a per-user agent). It is a pure function of the definition
-//! and a [`Context`] (where the `daemonic` binary is, which domain, the default log
+//! and a [`PlistHost`] (where the `daemonic` binary is, which domain, the default log
 //! file), so it is compiled and tested on every platform; only the `launchctl` calls in
 //! [`install`] are macOS-only.
 //!
@@ -23,7 +23,7 @@
 //!   `watchdog`: launchd has no readiness, health checks or watchdog;
 //! - `stop-signal` other than TERM: launchd always stops with SIGTERM;
 //! - with a `restart` policy: `backoff-multiplier` (other than 1), `backoff-max`,
-//!   `backoff-reset-after`, `backoff-jitter`, `start-limit`, `on-give-up`, or
+//!   `backoff-reset-after`, `backoff-jitter`, `start-limit`, `on-give-up`, `start-retries`, or
 //!   `success-exit-codes` other than `[0]` with `on-failure`: launchd knows one fixed
 //!   throttle and "exit status 0";
 //! - `log-max-size` (other than 0), `log-keep`, `log-timestamps`, `log-compress`:
@@ -126,7 +126,7 @@ impl Scope {
 
 /// What the rendering needs besides the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Context {
+pub struct PlistHost {
     /// The `daemonic` binary a supervised job runs (an absolute path: launchd has no
     /// `PATH` to search worth relying on).
     pub daemonic: PathBuf,
@@ -154,7 +154,7 @@ pub fn label(name: &str) -> String {
 }
 
 /// The job for `def`; errors name the service and what launchd cannot do.
-pub fn plist(def: &Def, ctx: &Context) -> Result<Plist> {
+pub fn plist(def: &Def, ctx: &PlistHost) -> Result<Plist> {
     let args = &def.args;
     let written = written_keys(def);
     refuse(def, args, ctx)?;
@@ -180,7 +180,7 @@ pub fn plist(def: &Def, ctx: &Context) -> Result<Plist> {
 fn direct(
     def: &Def,
     args: &ServiceArgs,
-    ctx: &Context,
+    ctx: &PlistHost,
     keys: &mut Vec<(String, Value)>,
 ) -> Result<Vec<PathBuf>> {
     keys.push(("ProgramArguments".into(), strings(&def.command)));
@@ -223,7 +223,7 @@ fn direct(
 fn supervised(
     def: &Def,
     args: &ServiceArgs,
-    ctx: &Context,
+    ctx: &PlistHost,
     keys: &mut Vec<(String, Value)>,
 ) -> Result<Vec<PathBuf>> {
     let daemonic = ctx.daemonic.to_str().with_context(|| {
@@ -255,7 +255,7 @@ fn supervised(
 }
 
 /// Options that launchd cannot honour in any shape.
-fn refuse(def: &Def, args: &ServiceArgs, ctx: &Context) -> Result<()> {
+fn refuse(def: &Def, args: &ServiceArgs, ctx: &PlistHost) -> Result<()> {
     let p = &args.privileges;
     if !p.keep_caps.is_empty() {
         bail!(
@@ -320,6 +320,9 @@ fn needs_daemonic(args: &ServiceArgs, written: &[String]) -> Vec<String> {
         }
         if args.start_limit.is_some() || args.on_give_up.is_some() {
             why.push("start-limit / on-give-up (launchd retries forever)".into());
+        }
+        if set("start-retries") {
+            why.push("start-retries (launchd retries forever)".into());
         }
         if args.restart == Restart::OnFailure && args.success_exit_codes != [0] {
             why.push("success-exit-codes other than 0 (launchd knows only 0)".into());

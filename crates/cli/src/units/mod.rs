@@ -24,6 +24,8 @@
 //! | `env`, `env-file` | `Environment=`, `EnvironmentFile=` (a leading `-` kept) |
 //! | `dir` | `WorkingDirectory=` |
 //! | `depends-on` | `Requires=` and `After=` on the other services' units |
+//! | `socket` | a `.socket` unit per socket, with `FileDescriptorName=`; the service `Sockets=` them (see [`systemd::sockets`]) |
+//! | `fd-store-max` (when given) | `FileDescriptorStoreMax=` |
 //! | `unit-*` keys | the sandboxing: see [`args`] and [`systemd`] |
 //!
 //! **What systemd lacks makes the unit run `daemonic run`**: a readiness probe (`ready =
@@ -91,7 +93,7 @@ impl Scope {
 
 /// What a unit is generated for, besides the service itself.
 #[derive(Debug, Clone)]
-pub struct Context<'a> {
+pub struct Host<'a> {
     /// The `daemonic` binary a unit runs when it needs `daemonic run`.
     pub daemonic: &'a Path,
     /// The config file the service comes from (named in the unit's header).

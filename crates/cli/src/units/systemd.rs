@@ -43,6 +43,7 @@
 
 mod harden;
 mod names;
+pub mod sockets;
 mod unit_file;
 pub mod visible;
 
@@ -53,7 +54,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::{Context, MARKER, Scope};
+use super::{Host, MARKER, Scope};
 use crate::config::{Config, Def};
 use crate::service::options::Systemd;
 use crate::service::restart::Restart;
@@ -99,6 +100,9 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
     if a.on_give_up.is_some() {
         why.push("on-give-up hook".into());
     }
+    if a.sockets.socket_activation == crate::service::sockets::Activation::Required {
+        why.push("socket-activation = \"required\" (a check of daemonic's)".into());
+    }
     if a.limits.restart_on_memory.is_some() {
         why.push("restart-on-memory".into());
     }
@@ -106,7 +110,7 @@ pub fn wrapper_reasons(a: &ServiceArgs) -> Vec<String> {
 }
 
 /// The unit of service `def` (its command's program already resolved to a path).
-pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
+pub fn service_unit(def: &Def, cx: &Host<'_>) -> Result<String> {
     let a = &def.args;
     let name = def.name.as_str();
     let wrap = wrapper_reasons(a);
@@ -144,6 +148,10 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
     } else {
         wrapped(&mut u, def, a, cx)?;
     }
+    // `daemonic run` keeps a store of its own for its child; only a direct program
+    // stores in systemd's.
+    let store = a.sockets.fd_store_max.filter(|_| wrap.is_empty());
+    sockets::service_lines(&mut u, name, &a.sockets.sockets, store);
     if let Some(dir) = &a.dir {
         u.add(
             Section::Service,
@@ -172,7 +180,7 @@ pub fn service_unit(def: &Def, cx: &Context<'_>) -> Result<String> {
 
 /// The paths service `def` reads (its program, `daemonic` for `daemonic run`, its working
 /// directory and env files); what it writes is added by the hardening.
-fn needs(def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Needs {
+fn needs(def: &Def, a: &ServiceArgs, cx: &Host<'_>) -> Needs {
     let mut needs = Needs::default();
     if let Some(program) = def.command.first() {
         needs.program(Path::new(program));
@@ -196,7 +204,7 @@ fn needs(def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Needs {
 /// Why the service's dynamic user (strict hardening, no `user`) could not read a path it
 /// needs: a directory on the way that "others" may not enter, a file they may not read.
 /// Empty: nothing to say (or the service has a user of its own).
-pub fn unreadable(def: &Def, cx: &Context<'_>) -> Result<Vec<String>> {
+pub fn unreadable(def: &Def, cx: &Host<'_>) -> Result<Vec<String>> {
     let a = &def.args;
     let dynamic = cx.scope == Scope::System
         && a.privileges.user.is_none()
@@ -285,7 +293,7 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
 }
 
 /// `daemonic run` is the main process and supervises the program as the service says.
-fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Context<'_>) -> Result<()> {
+fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Host<'_>) -> Result<()> {
     if a.privileges.chroot.is_some() {
         bail!(
             "{}: `chroot` cannot be combined with {} in a systemd unit: daemonic would have to \
@@ -414,7 +422,7 @@ fn privileges(u: &mut UnitFile, a: &ServiceArgs, scope: Scope) -> Result<()> {
 /// own users, capabilities and log files, so daemonic runs as root with only the
 /// protections none of them can need (kernel, realtime, set-uid files), in a delegated
 /// cgroup.
-pub fn file_unit(config: &Config, cx: &Context<'_>) -> Result<String> {
+pub fn file_unit(config: &Config, cx: &Host<'_>) -> Result<String> {
     let file = cx.config.display().to_string();
     let mut u = UnitFile::default();
     u.comment(format!(

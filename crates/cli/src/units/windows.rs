@@ -218,7 +218,7 @@ impl Spec {
             dir: None,
             env: Vec::new(),
             env_files: Vec::new(),
-            restart: Restart::Never,
+            restart: Restart::OnFailure,
             success_codes: vec![0],
             backoff: Duration::from_secs(1),
             backoff_multiplier: 2.0,

@@ -28,6 +28,7 @@ pub(super) fn fork_daemon(d: &Daemon, privileges: Option<Switch>) -> Result<Runn
         pid_file,
         listener,
         streams,
+        forward,
         pid_r,
         pid_w,
     } = Prepared::new(d)?;
@@ -43,10 +44,11 @@ pub(super) fn fork_daemon(d: &Daemon, privileges: Option<Switch>) -> Result<Runn
                 intermediate,
                 pid_pipe: pid_r,
                 pid_file,
+                forward,
             })
         }
         Forked::Child => {
-            drop(pid_r);
+            drop((pid_r, forward));
             intermediate(pid_w);
             let addr = listener.env_value().to_string();
             drop(listener);
@@ -95,14 +97,15 @@ fn become_daemon(
             sys::exit_immediately(SETUP_FAILED)
         }
     };
-    let setup = || -> Result<()> {
+    let setup = || -> Result<Option<OwnedFd>> {
         nix::unistd::chdir(&d.working_dir)
             .map_err(|e| Error::sys(format!("chdir {}", d.working_dir.display()), e))?;
         nix::sys::stat::umask(d.umask_mode());
         sys::reset_signals(true).map_err(|e| Error::io("reset signal dispositions", e))?;
-        streams.install()?;
+        let later = streams.install()?;
         let mut keep = setup::kept_fds(d, pid_file.as_ref());
         keep.push(notifier_fd(&notifier));
+        keep.extend(later.as_ref().map(AsRawFd::as_raw_fd));
         setup::close_inherited(&keep)?;
         if let Some(p) = &pid_file {
             p.write_pid(Pid::this())?;
@@ -111,16 +114,18 @@ fn become_daemon(
         if let Some(p) = privileges {
             p.apply()?;
         }
-        Ok(())
+        Ok(later)
     };
-    if let Err(e) = setup() {
-        let _ = notifier.notify(&[
-            State::Status(&e.to_string()),
-            State::Errno(e.os_error().unwrap_or(0)),
-        ]);
-        sys::exit_immediately(SETUP_FAILED);
+    match setup() {
+        Ok(later) => Ok(Running::new(pid_file, Some(notifier), true).with_stderr_later(later)),
+        Err(e) => {
+            let _ = notifier.notify(&[
+                State::Status(&e.to_string()),
+                State::Errno(e.os_error().unwrap_or(0)),
+            ]);
+            sys::exit_immediately(SETUP_FAILED)
+        }
     }
-    Ok(Running::new(pid_file, Some(notifier), true))
 }
 
 fn notifier_fd(n: &Notifier) -> std::os::fd::RawFd {

@@ -4,7 +4,9 @@
 //! The launcher is a child subreaper, so the daemon (its grandchild) is re-parented to it
 //! when the intermediate process exits; that makes the daemon's exit status available
 //! through `waitpid`, and its pid cannot be reused before the launcher reaps it. A pidfd
-//! makes the exit pollable together with the notify socket.
+//! makes the exit pollable together with the notify socket — and with the daemon's
+//! forwarded stderr ([`super::relay`]), whose lines are printed as they come, and all of
+//! them before the launcher exits.
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,6 +18,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::relay::Relay;
 use crate::pidfile::PidFile;
 use crate::systemd::listen::{Message, NotifyListener};
 
@@ -43,6 +46,8 @@ pub(super) struct Wait<'a> {
     pub pid_pipe: OwnedFd,
     /// Held (shared with the daemon) until the daemon is ready; removed if it never is.
     pub pid_file: Option<PidFile>,
+    /// The daemon's stderr until it is ready ([`super::Daemon::forward_stderr`]).
+    pub forward: Option<super::setup::Forward>,
 }
 
 /// What the daemon said before it became ready or died.
@@ -87,10 +92,14 @@ impl Said {
     }
 }
 
-pub(super) fn wait(w: Wait<'_>) -> ! {
+pub(super) fn wait(mut w: Wait<'_>) -> ! {
+    let mut relay = w.forward.take().map(Relay::new);
     let daemon = match read_daemon_pid(&w) {
         Ok(pid) => pid,
-        Err(why) => finish(&w, LAUNCHER_FAILED, &why),
+        Err(why) => {
+            relay.iter_mut().for_each(|r| r.finish(true));
+            finish(&w, LAUNCHER_FAILED, &why)
+        }
     };
     let pidfd = match crate::sys::pidfd_open(daemon) {
         Ok(fd) => fd,
@@ -102,6 +111,7 @@ pub(super) fn wait(w: Wait<'_>) -> ! {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             kill_and_reap(daemon);
+            relay.iter_mut().for_each(|r| r.finish(true));
             let what = said.describe();
             let what = if what.is_empty() {
                 String::new()
@@ -115,10 +125,13 @@ pub(super) fn wait(w: Wait<'_>) -> ! {
             finish(&w, TIMED_OUT, &why);
         }
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(w.listener.as_fd(), PollFlags::POLLIN),
             PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(fd) = relay.as_ref().and_then(Relay::fd) {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         match poll(
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
@@ -126,8 +139,13 @@ pub(super) fn wait(w: Wait<'_>) -> ! {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => finish(&w, LAUNCHER_FAILED, &format!("poll: {e}")),
         }
+        let exited = fds[1].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+        relay.iter_mut().for_each(Relay::pump);
         // Datagrams first: a daemon that said READY=1 and then exited was ready.
         if drain(&w, daemon, &mut said) {
+            // Everything it wrote before: it put its own stderr back before READY=1.
+            relay.iter_mut().for_each(|r| r.finish(false));
             if w.shown.announce_ready
                 && let Some(line) = &said.status
             {
@@ -135,9 +153,9 @@ pub(super) fn wait(w: Wait<'_>) -> ! {
             }
             std::process::exit(0);
         }
-        let exited = fds[1].revents().is_some_and(|r| !r.is_empty());
         if exited {
             let (code, how) = reap(daemon);
+            relay.iter_mut().for_each(|r| r.finish(true));
             let what = said.describe();
             let why = if what.is_empty() {
                 format!("not ready: daemon (pid {daemon}) {how}")

@@ -20,6 +20,8 @@
 //!    or the timeout, then exits: 0 when ready, otherwise non-zero after printing the
 //!    daemon's own message (its last `STATUS=`, `ERRNO=`, its exit status or signal). A
 //!    daemon that is not ready in time is killed (its whole process group) and reaped.
+//!    Meanwhile it shows what the daemon writes to stderr ([`Daemon::forward_stderr`]): an
+//!    error returned from `main` before `ready()` is printed where the command was typed.
 //!
 //! 7. **Drop privileges** ([`Daemon::privileges`]), last: see below.
 //!
@@ -78,9 +80,10 @@
 mod detach;
 mod launcher;
 mod reexec;
+mod relay;
 mod setup;
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -133,15 +136,17 @@ enum Mode_ {
 /// A builder for becoming a daemon. See the [module docs](self) for what `start` does.
 ///
 /// ```no_run
-/// use daemonic::{Daemon, Event, Signals};
+/// use daemonic::{Daemon, Error, Event, Signals};
 ///
-/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// fn main() -> daemonic::Result<()> {
 ///     let foreground = !std::env::args().any(|a| a == "-d");
 ///     let daemon = Daemon::new()
 ///         .pid_file("/tmp/myserver.pid")
 ///         .foreground(foreground)
 ///         .start()?; // the launcher exits inside; the daemon continues here
-///     let listener = std::net::TcpListener::bind("127.0.0.1:7878")?;
+///     // An error returned before `ready()` is printed in the launcher's terminal.
+///     let listener = std::net::TcpListener::bind("127.0.0.1:7878")
+///         .map_err(|e| Error::io("bind 127.0.0.1:7878", e))?;
 ///     let mut signals = Signals::new()?;
 ///     daemon.ready()?; // now the launcher returns 0
 ///     # drop(listener);
@@ -167,6 +172,8 @@ pub struct Daemon {
     privileges: Option<Privileges>,
     /// What the launcher shows of the daemon's `STATUS=` lines while it waits.
     shown: launcher::Shown,
+    /// The daemon's stderr goes to the launcher until it is ready.
+    forward_stderr: bool,
 }
 
 impl Default for Daemon {
@@ -201,10 +208,14 @@ impl Daemon {
             name,
             privileges: None,
             shown: launcher::Shown::default(),
+            forward_stderr: true,
         }
     }
 
-    /// Lock this pid file (created with mode `0o644`) for the daemon's life.
+    /// Lock this pid file (created with mode `0o644`) for the daemon's life. A relative
+    /// path is taken from the directory `start` is called in (before the daemon changes
+    /// to its [`working_dir`](Self::working_dir)), and the file is removed from there at a
+    /// clean exit.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self
@@ -237,6 +248,25 @@ impl Daemon {
     /// Where the daemon's stderr goes (default `/dev/null`).
     pub fn stderr(mut self, out: Output) -> Self {
         self.stderr = out;
+        self
+    }
+
+    /// Until the daemon is ready, show its stderr in the launcher's — the terminal the
+    /// command was typed in (on by default). So an error returned from `main` before
+    /// [`Running::ready`] (`Error: bind 127.0.0.1:7878: Address already in use (os error
+    /// 98)`), a panic, or any `eprintln!` of a failing start is seen where the user waits.
+    /// Control characters are shown as escapes.
+    ///
+    /// With stderr to `/dev/null` (the default), stderr is a pipe to the launcher until
+    /// `ready()` puts `/dev/null` in place; processes the daemon starts before `ready()`
+    /// inherit the pipe as their stderr: give them their own, or start them after
+    /// `ready()` (a write to the pipe after the launcher has exited fails with `EPIPE`).
+    /// With stderr to a regular file ([`stderr`](Self::stderr)), the file gets every line
+    /// itself, and a start that fails shows the lines it appended (the last 8 KiB at most).
+    /// Off: nothing of stderr is shown. Not used in the foreground or under systemd
+    /// (nothing forks, stderr is where it was).
+    pub fn forward_stderr(mut self, on: bool) -> Self {
+        self.forward_stderr = on;
         self
     }
 
@@ -311,9 +341,16 @@ impl Daemon {
     /// Errors reach the caller only while still in the user's terminal: the pid file is
     /// held ([`ErrorKind::AlreadyRunning`]), the process runs threads
     /// ([`ErrorKind::Threaded`]), or a system call failed before the fork.
-    pub fn start(self) -> Result<Running> {
+    pub fn start(mut self) -> Result<Running> {
         if let Some(handover) = reexec::take_handover()? {
             return reexec::become_daemon(&self, handover);
+        }
+        // Before the daemon's `chdir`: a relative pid file is where the command was typed,
+        // and removed from there at exit.
+        if let Some(p) = self.pid_file.take() {
+            let absolute = std::path::absolute(&p)
+                .map_err(|e| Error::io(format!("resolve {}", p.display()), e))?;
+            self.pid_file = Some(absolute);
         }
         let privileges = self.prepare_privileges()?;
         if self.mode == Mode_::Foreground || crate::systemd::under_systemd() {
@@ -371,6 +408,9 @@ pub struct Running {
     /// ask for.
     notifier: Mutex<Option<Notifier>>,
     detached: bool,
+    /// The configured stderr while descriptor 2 is the pipe to the launcher
+    /// ([`Daemon::forward_stderr`]); `ready()` puts it in place.
+    stderr_later: Mutex<Option<OwnedFd>>,
 }
 
 impl Running {
@@ -383,11 +423,22 @@ impl Running {
             pid_file,
             notifier: Mutex::new(notifier),
             detached,
+            stderr_later: Mutex::new(None),
         }
+    }
+
+    /// Descriptor 2 is the pipe to the launcher; `stderr` goes there at `ready()`.
+    pub(crate) fn with_stderr_later(self, stderr: Option<OwnedFd>) -> Running {
+        *self.stderr_later.lock().unwrap_or_else(|p| p.into_inner()) = stderr;
+        self
     }
 
     /// Tells the launcher, systemd or the supervisor that the daemon is ready.
     /// `Ok(false)` when nobody is listening (foreground, no manager).
+    ///
+    /// With a forwarded stderr ([`Daemon::forward_stderr`]), the configured stderr takes
+    /// descriptor 2 first, so nothing written after `ready()` goes to the launcher, which
+    /// exits once it has read `READY=1` (and printed what came before).
     pub fn ready(&self) -> Result<bool> {
         let sent = self.notify(&[State::Ready])?;
         if self.detached {
@@ -405,7 +456,10 @@ impl Running {
     }
 
     /// Reports a startup failure: the launcher prints `message` (and `errno`, if given) and
-    /// exits non-zero once this process exits.
+    /// exits non-zero once this process exits — the way to say why without printing
+    /// (`daemon.fail(&format!("bind {addr}: {e}"), e.raw_os_error())`, then exit). An
+    /// error returned from `main` before `ready()` reaches the launcher anyway, on the
+    /// forwarded stderr ([`Daemon::forward_stderr`]).
     pub fn fail(&self, message: &str, errno: Option<i32>) -> Result<bool> {
         match errno {
             Some(n) => self.notify(&[State::Status(message), State::Errno(n)]),
@@ -413,11 +467,30 @@ impl Running {
         }
     }
 
-    /// Sends any states to whoever waits (see [`State`]).
+    /// Sends any states to whoever waits (see [`State`]). With [`State::Ready`] among
+    /// them, a forwarded stderr is put back first, as [`ready`](Self::ready) does.
     pub fn notify(&self, states: &[State<'_>]) -> Result<bool> {
+        if states.iter().any(|s| matches!(s, State::Ready)) {
+            self.restore_stderr()?;
+        }
         match &*self.notifier.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(n) => n.notify(states).map(|()| true),
             None => Ok(false),
+        }
+    }
+
+    /// Puts the configured stderr on descriptor 2 if it is still the pipe to the launcher
+    /// (which exits at `READY=1`).
+    fn restore_stderr(&self) -> Result<()> {
+        let later = self
+            .stderr_later
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match later {
+            Some(fd) => crate::sys::dup_onto(fd.as_raw_fd(), 2)
+                .map_err(|e| Error::io("dup2 onto descriptor 2", e)),
+            None => Ok(()),
         }
     }
 

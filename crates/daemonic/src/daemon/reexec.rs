@@ -5,10 +5,14 @@
 //! async-signal-safe calls only — the child calls `setsid`, forks once more (the
 //! intermediate writes the grandchild's pid to a pipe and `_exit`s), sets the umask and
 //! working directory, resets signals, closes inherited descriptors and clears
-//! close-on-exec on the locked pid file and on the hand-over. The hand-over is a memfd
-//! named [`HANDOVER`] holding `v1:<pid-file fd or ->:<notify address>` (the address ends
-//! in 128 random bits); `Daemon::start` in the new program finds it by its name in
-//! `/proc/self/fd`, reads it and closes it, so the daemon's own children never see it.
+//! close-on-exec on the locked pid file, on the hand-over and (when stderr is forwarded to
+//! the launcher) on the configured stderr, kept for `ready()`. The hand-over is a memfd
+//! named [`HANDOVER`] holding `v2:<pid-file fd or ->:<stderr fd or ->:<notify address>`
+//! (the address ends in 128 random bits); `Daemon::start` in the new program finds it by
+//! its name in `/proc/self/fd`, reads it and closes it, so the daemon's own children never
+//! see it. A relative pid-file path is resolved through the handed-over descriptor
+//! (`/proc/self/fd/N`): the new program starts in the daemon's working directory, not the
+//! launcher's.
 //!
 //! Not an environment variable: removing one from the environment races any thread that
 //! reads it through libc (`getenv` in C code, DNS resolution, time zones), and the
@@ -37,13 +41,15 @@ use crate::{Error, ErrorKind, Result};
 /// The name of the memfd that carries the hand-over into the re-executed program.
 pub const HANDOVER: &str = "daemonic-reexec";
 
-/// The longest hand-over: `v1:`, a descriptor number and a notify address (at most 108
+/// The longest hand-over: `v2:`, two descriptor numbers and a notify address (at most 108
 /// bytes), with room to spare.
 const HANDOVER_MAX: usize = 512;
 
 /// What the launcher handed over.
 pub(super) struct Handover {
     pid_fd: Option<RawFd>,
+    /// The configured stderr, for `ready()` (stderr is the pipe to the launcher).
+    stderr_fd: Option<RawFd>,
     notify: String,
 }
 
@@ -65,16 +71,24 @@ pub(super) fn take_handover() -> Result<Option<Handover>> {
             format!("re-exec hand-over {value:?}: not a daemonic hand-over"),
         )
     };
-    let mut parts = value.splitn(3, ':');
-    let (Some("v1"), Some(fd), Some(notify)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = value.splitn(4, ':');
+    let (Some("v2"), Some(pid_fd), Some(stderr_fd), Some(notify)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
-    let pid_fd = match fd {
-        "-" => None,
-        n => Some(n.parse::<RawFd>().ok().filter(|&n| n > 2).ok_or_else(bad)?),
+    let fd = |text: &str| match text {
+        "-" => Ok(None),
+        n => n
+            .parse::<RawFd>()
+            .ok()
+            .filter(|&n| n > 2)
+            .map(Some)
+            .ok_or_else(bad),
     };
     Ok(Some(Handover {
-        pid_fd,
+        pid_fd: fd(pid_fd)?,
+        stderr_fd: fd(stderr_fd)?,
         notify: notify.to_string(),
     }))
 }
@@ -84,10 +98,16 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
     let notifier = Notifier::new(&h.notify)?;
     let pid_file = match (h.pid_fd, &d.pid_file) {
         (Some(fd), Some(path)) => {
+            // Relative to the launcher's directory: the descriptor knows which file it is.
+            let path = match path.is_relative() {
+                true => std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                    .map_err(|e| Error::io(format!("readlink /proc/self/fd/{fd}"), e))?,
+                false => path.clone(),
+            };
             let file: File = crate::sys::adopt_inherited_fd(fd)
                 .map_err(|e| Error::io(format!("adopt handed-over descriptor {fd}"), e))?
                 .into();
-            let p = PidFile::adopt(path, file)?;
+            let p = PidFile::adopt(&path, file)?;
             p.write_pid(Pid::this())?;
             Some(p)
         }
@@ -99,7 +119,14 @@ pub(super) fn become_daemon(d: &Daemon, h: Handover) -> Result<Running> {
             ));
         }
     };
-    Ok(Running::new(pid_file, Some(notifier), true))
+    let stderr_later = h
+        .stderr_fd
+        .map(|fd| {
+            crate::sys::adopt_inherited_fd(fd)
+                .map_err(|e| Error::io(format!("adopt handed-over descriptor {fd}"), e))
+        })
+        .transpose()?;
+    Ok(Running::new(pid_file, Some(notifier), true).with_stderr_later(stderr_later))
 }
 
 /// In the launcher: spawn the program again, detached, and wait for its readiness.
@@ -107,21 +134,27 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     let Prepared {
         pid_file,
         listener,
-        streams,
+        mut streams,
+        forward,
         pid_r,
         pid_w,
     } = Prepared::new(d)?;
 
     let pid_fd = pid_file.as_ref().map(AsRawFd::as_raw_fd);
+    let stderr_later = streams.stderr_later.take();
+    let stderr_fd = stderr_later.as_ref().map(AsRawFd::as_raw_fd);
+    let number = |fd: Option<RawFd>| fd.map_or("-".to_string(), |fd| fd.to_string());
     let marker = format!(
-        "v1:{}:{}",
-        pid_fd.map_or("-".to_string(), |fd| fd.to_string()),
+        "v2:{}:{}:{}",
+        number(pid_fd),
+        number(stderr_fd),
         listener.env_value()
     );
     let handover = handover(&marker)?;
     let mut keep = super::setup::kept_fds(d, pid_file.as_ref());
     keep.push(pid_w.as_raw_fd());
     keep.push(handover.as_raw_fd());
+    keep.extend(stderr_fd);
     // Sorted now: the pre_exec hook must not allocate.
     keep.sort_unstable();
     let mut cmd = Command::new("/proc/self/exe");
@@ -150,6 +183,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         umask,
         keep,
         pid_fd,
+        stderr_fd,
         handover: handover.as_raw_fd(),
     };
     steps.install(&mut cmd);
@@ -166,7 +200,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
             _ => Error::io("spawn /proc/self/exe (re-exec)", e),
         }
     })?;
-    drop((cmd, pid_w, handover));
+    drop((cmd, pid_w, handover, stderr_later));
     launcher::wait(launcher::Wait {
         name: &d.name,
         shown: d.shown,
@@ -175,6 +209,7 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
         intermediate: Pid::from_raw(intermediate.id() as i32),
         pid_pipe: pid_r,
         pid_file,
+        forward,
     })
 }
 
@@ -201,6 +236,8 @@ struct ChildSteps {
     /// Descriptors to keep, sorted (the hook must not allocate).
     keep: Vec<RawFd>,
     pid_fd: Option<RawFd>,
+    /// The configured stderr, kept across exec for `ready()`.
+    stderr_fd: Option<RawFd>,
     /// The hand-over memfd (kept open across exec).
     handover: RawFd,
 }
@@ -219,7 +256,7 @@ impl ChildSteps {
             nix::sys::stat::umask(self.umask);
             crate::sys::reset_signals(false)?;
             crate::sys::close_all_but(&self.keep)?;
-            if let Some(fd) = self.pid_fd {
+            for fd in self.pid_fd.into_iter().chain(self.stderr_fd) {
                 crate::sys::clear_cloexec(fd)?;
             }
             crate::sys::clear_cloexec(self.handover)?;

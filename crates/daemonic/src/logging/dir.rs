@@ -48,6 +48,31 @@ use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
 
 use crate::{Error, ErrorKind, Result};
 
+/// What a [`LogDir`] holds, for its error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    /// Log files: "open log directory …".
+    Logs,
+    /// Unix sockets: "open socket directory …".
+    Sockets,
+}
+
+impl Contents {
+    fn noun(self) -> &'static str {
+        match self {
+            Contents::Logs => "log directory",
+            Contents::Sockets => "socket directory",
+        }
+    }
+
+    fn files(self) -> &'static str {
+        match self {
+            Contents::Logs => "the log files",
+            Contents::Sockets => "the socket",
+        }
+    }
+}
+
 /// An open log directory; see the module docs.
 #[derive(Debug)]
 pub struct LogDir {
@@ -65,9 +90,15 @@ impl LogDir {
 
     /// Opens `dir`, following only trusted symlinks in it; see the module docs.
     pub fn open(dir: &Path, writing: bool) -> Result<LogDir> {
+        LogDir::open_for(dir, writing, Contents::Logs)
+    }
+
+    /// [`LogDir::open`] for a directory of other files the same rules protect (a unix
+    /// socket the supervisor binds as root): errors name them as `contents` says.
+    pub fn open_for(dir: &Path, writing: bool, contents: Contents) -> Result<LogDir> {
         let root = writing && geteuid().is_root();
-        let err =
-            |e: Errno, at: &Path| Error::sys(format!("open log directory {}", at.display()), e);
+        let noun = contents.noun();
+        let err = |e: Errno, at: &Path| Error::sys(format!("open {noun} {}", at.display()), e);
         let open = |at: &OwnedFd, name: &OsStr| openat(at, name, dir_flags(), Mode::empty());
         // The directories walked so far; `..` pops one (lexically, over verified fds).
         let cwd = openat(AT_FDCWD, ".", dir_flags(), Mode::empty()).map_err(|e| err(e, dir))?;
@@ -104,7 +135,7 @@ impl LogDir {
                 }
             };
             if root {
-                check_dir(&fd, &walked, false)?;
+                check_dir(&fd, &walked, false, contents)?;
             }
             if matches!(name.as_bytes(), b"/" | b"..") {
                 stack.clear();
@@ -113,7 +144,7 @@ impl LogDir {
         }
         let fd = stack.pop().expect("the walk ends in a directory");
         if root {
-            check_dir(&fd, dir, true)?;
+            check_dir(&fd, dir, true, contents)?;
         }
         Ok(LogDir {
             fd,
@@ -375,7 +406,7 @@ fn single(name: &OsStr, dir: &Path) -> Result<()> {
 }
 
 /// As root: refuses a directory someone else could change a name in (see the module docs).
-fn check_dir(fd: &OwnedFd, path: &Path, last: bool) -> Result<()> {
+fn check_dir(fd: &OwnedFd, path: &Path, last: bool, contents: Contents) -> Result<()> {
     let st = fstat(fd).map_err(|e| Error::sys(format!("stat {}", path.display()), e))?;
     let mode = st.st_mode & 0o7777;
     let sticky = mode & 0o1000 != 0;
@@ -391,9 +422,11 @@ fn check_dir(fd: &OwnedFd, path: &Path, last: bool) -> Result<()> {
     Err(Error::new(
         ErrorKind::InvalidInput,
         format!(
-            "open log directory {}: refused as root: it {why}, so another user could \
-             replace or remove the log files",
-            path.display()
+            "open {} {}: refused as root: it {why}, so another user could \
+             replace or remove {}",
+            contents.noun(),
+            path.display(),
+            contents.files()
         ),
     ))
 }

@@ -91,7 +91,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use compress::Compression;
-pub use dir::{LogDir, create_log_file, open_log_file};
+pub use dir::{Contents, LogDir, create_log_file, open_log_file};
 pub use format::{Format, escape_json};
 pub use journald::{JOURNAL_SOCKET, JournaldWriter, encode_field, field_name};
 pub use line_stream::LineStream;

@@ -151,9 +151,21 @@ impl ListenFds {
 /// [`process::spawn`] with `fds` passed by socket activation: the child leads its own
 /// process group, dies with its parent, and finds its sockets by name.
 pub fn spawn(cmd: &mut Command, fds: &ListenFds) -> Result<Spawned> {
-    process::supervise(cmd);
+    process::prepare_supervised(cmd);
     fds.install(cmd)?;
     process::start(cmd)
+}
+
+/// [`process::spawn_as`] with `fds` passed by socket activation: the child drops to
+/// `privileges` first, then finds its sockets by name. The sockets were opened by the
+/// caller (as root, say), so a service that runs as another user can still listen on a
+/// privileged port without any capability.
+pub fn spawn_as(
+    cmd: &mut Command,
+    privileges: &crate::privileges::Prepared,
+    fds: &ListenFds,
+) -> Result<Spawned> {
+    process::spawn_as_then(cmd, privileges, |cmd| fds.install(cmd))
 }
 
 /// The child's environment as `KEY=VALUE` strings, without `LISTEN_PID` (set in the child).
@@ -182,12 +194,15 @@ fn child_env(cmd: &Command, fds: &[(String, OwnedFd)]) -> Vec<OsString> {
 
 /// Finds `program` as `execvp` would, in the `PATH` of the child's environment.
 fn resolve(program: &OsStr, cwd: Option<&Path>, env: &[OsString]) -> Result<PathBuf> {
-    let not_found = |why: &str| {
+    // The errno `execvp` would fail with, so that callers map it as they map a failed
+    // exec (127 not found, 126 not executable).
+    let failed = |why: &str, errno: i32| {
         Error::io(
             format!("spawn {}{why}", program.to_string_lossy()),
-            std::io::Error::from(std::io::ErrorKind::NotFound),
+            std::io::Error::from_raw_os_error(errno),
         )
     };
+    let not_found = |why: &str| failed(why, libc::ENOENT);
     if program.as_bytes().contains(&b'/') {
         let full = match cwd {
             Some(dir) if !Path::new(program).is_absolute() => dir.join(program),
@@ -195,6 +210,8 @@ fn resolve(program: &OsStr, cwd: Option<&Path>, env: &[OsString]) -> Result<Path
         };
         return if executable(&full) {
             Ok(PathBuf::from(program))
+        } else if full.exists() {
+            Err(failed("", libc::EACCES))
         } else {
             Err(not_found(""))
         };

@@ -1,5 +1,5 @@
 use super::*;
-use crate::supervisor::policy::{Backoff, Restart, StartLimit};
+use crate::supervisor::policy::{Backoff, Policy, Restart, StartLimit};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -20,8 +20,9 @@ pub(in crate::supervisor) fn config(restart: Restart, start_limit: Option<&str>)
                 reset_after: ms(1000),
             },
             start_limit: start_limit.map(|s| StartLimit::parse(s).unwrap()),
+            start_retries: u32::MAX,
         },
-        readiness: Readiness::NotifyOrGrace(ms(100)),
+        readiness: ReadyWhen::NotifyOrGrace(ms(100)),
         stop_signal: Signal::SIGTERM,
         stop_timeout: ms(500),
         watchdog: None,
@@ -85,7 +86,7 @@ fn start_ready_stop() {
 #[test]
 fn ready_1_ends_starting_without_grace() {
     let mut m = machine(Config {
-        readiness: Readiness::Notify,
+        readiness: ReadyWhen::Notify,
         ..config(Restart::Never, None)
     });
     let t = Instant::now();
@@ -160,6 +161,42 @@ fn the_start_limit_gives_up_once_with_the_last_exit() {
         ]
     );
     assert_eq!(m.restarts(), 2);
+}
+
+/// `--start-retries`: a service never ready gives up after its retries (so `start` ends
+/// with its error); once it was ready, crashes before the next ready are not counted.
+#[test]
+fn start_retries_bound_only_the_restarts_before_the_first_ready() {
+    let mut c = config(Restart::OnFailure, None);
+    c.policy.start_retries = 2;
+    let mut m = machine(c.clone());
+    let mut t = Instant::now();
+    assert_eq!(m.attempt(), Some((1, 3)));
+    crash(&mut m, &mut t, ms(0), 1);
+    assert_eq!((m.state(), m.attempt()), (State::Backoff, Some((2, 3))));
+    crash(&mut m, &mut t, ms(0), 1);
+    assert_eq!((m.state(), m.attempt()), (State::Backoff, Some((3, 3))));
+    let end = crash(&mut m, &mut t, ms(0), 4);
+    assert_eq!(m.state(), State::GaveUp);
+    assert!(
+        end.contains(&Action::RunGiveUpHook {
+            last_exit: Exit::Code(4),
+            reason: "not ready after 3 attempts (--start-retries 2); last: exited with status 4"
+                .into(),
+        }),
+        "{end:?}"
+    );
+
+    let mut m = machine(c);
+    m.step(Event::Spawned, t);
+    m.step(Event::GraceElapsed, t + ms(100));
+    assert_eq!(m.attempt(), None);
+    m.step(Event::ChildExited(Exit::Code(1)), t + ms(200));
+    t += ms(200);
+    for _ in 0..10 {
+        crash(&mut m, &mut t, ms(0), 1);
+        assert_eq!(m.state(), State::Backoff);
+    }
 }
 
 #[test]
@@ -288,7 +325,7 @@ fn a_failed_spawn_counts_as_a_start_and_can_give_up() {
 #[test]
 fn probe_readiness_retries_until_success() {
     let mut m = machine(Config {
-        readiness: Readiness::Probe(ms(250)),
+        readiness: ReadyWhen::Probe(ms(250)),
         ..config(Restart::Never, None)
     });
     let t = Instant::now();
@@ -349,7 +386,7 @@ fn memory_stays_flat_over_20000_restarts() {
 #[test]
 fn a_start_not_ready_in_time_is_stopped_and_counts_as_a_failure() {
     let mut c = config(Restart::OnFailure, None);
-    c.readiness = Readiness::Notify;
+    c.readiness = ReadyWhen::Notify;
     c.start_timeout = Some(ms(300));
     let mut m = machine(c.clone());
     let t = Instant::now();
@@ -392,7 +429,7 @@ fn a_start_not_ready_in_time_is_stopped_and_counts_as_a_failure() {
 #[test]
 fn a_oneshot_that_exits_with_success_is_completed_not_failed() {
     let mut c = config(Restart::OnFailure, None);
-    c.readiness = Readiness::Exit;
+    c.readiness = ReadyWhen::Exit;
     let mut m = machine(c.clone());
     let t = Instant::now();
     assert_eq!(m.step(Event::Spawned, t), [], "no grace, no probe");

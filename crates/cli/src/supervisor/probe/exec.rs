@@ -76,7 +76,7 @@ impl Exec {
             .stdin(Stdio::null())
             .stdout(write)
             .stderr(write_err);
-        crate::supervisor::unit::strip_internal(&mut cmd);
+        crate::supervisor::child_env::strip_internal(&mut cmd);
         let spawned = match privileges {
             Some(p) => process::spawn_as(&mut cmd, p),
             None => process::spawn(&mut cmd),

@@ -185,15 +185,9 @@ impl Attempt {
     }
 }
 
-/// `1s`, `1500ms`, `100ms` — how the CLI's durations are written.
+/// `1s`, `1.5s`, `100ms` — how the CLI's durations are written ([`crate::human::span`]).
 fn human(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{d:?}")
-    }
+    crate::human::span(d)
 }
 
 #[cfg(test)]
@@ -203,9 +197,9 @@ mod tests {
     #[test]
     fn durations_read_as_written() {
         assert_eq!(human(Duration::from_secs(1)), "1s");
-        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
         assert_eq!(human(Duration::from_millis(100)), "100ms");
-        assert_eq!(human(Duration::from_micros(1)), "1µs");
+        assert_eq!(human(Duration::from_micros(1)), "1us");
     }
 
     #[test]

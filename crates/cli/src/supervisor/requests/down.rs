@@ -18,7 +18,7 @@ pub fn answer(sup: &mut Supervisor, names: &[String]) -> Answer {
         .flat_map(|n| group.config.instances(n))
         .collect();
     let names = names.as_slice();
-    if let Some(unknown) = names.iter().find(|n| sup.find(n).is_none()) {
+    if let Some(unknown) = names.iter().find(|n| sup.units.newest(n).is_none()) {
         return Answer::Now(Response::Error(format!(
             "no service named {unknown:?} here"
         )));

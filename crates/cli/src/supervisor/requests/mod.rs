@@ -16,15 +16,18 @@ mod status;
 mod stop;
 pub mod up;
 
-use crate::control::{ConnId, Request, Response};
+use std::time::Instant;
+
+use crate::control::{ConnId, ControlServer, Request, Response};
 
 use super::Supervisor;
-use super::unit::Context;
+use super::unit::Shared;
+use super::units::UnitId;
 
 /// A request answered later, when its unit reaches what it waits for.
 pub struct Pending {
     pub conn: ConnId,
-    pub unit: usize,
+    pub unit: UnitId,
     pub wait: Wait,
 }
 
@@ -42,8 +45,8 @@ pub enum Answer {
 }
 
 /// Carries out `request` (as far as it can at once).
-pub fn answer(sup: &mut Supervisor, request: Request, cx: &Context<'_>) -> (Option<usize>, Answer) {
-    let unit = |sup: &Supervisor, name: &str| sup.find(name);
+pub fn answer(sup: &mut Supervisor, request: Request, cx: &Shared<'_>) -> (Option<UnitId>, Answer) {
+    let unit = |sup: &Supervisor, name: &str| sup.units.newest(name);
     let unknown =
         |name: &str| Answer::Now(Response::Error(format!("no service named {name:?} here")));
     match request {
@@ -83,10 +86,11 @@ pub fn answer(sup: &mut Supervisor, request: Request, cx: &Context<'_>) -> (Opti
 
 /// The answer to a pending request, once its unit has got there.
 pub fn settle(sup: &Supervisor, pending: &Pending) -> Option<Response> {
-    let u = &sup.units[pending.unit];
+    let u = &sup.units[pending.unit].unit;
     let state = u.state();
     match pending.wait {
-        Wait::Final => sup.slots[pending.unit]
+        Wait::Final => sup.units[pending.unit]
+            .standing
             .finished
             .then(|| Response::Done(format!("{}: {}", u.name(), sup.shown_state(pending.unit).0))),
         Wait::ReadyAfter { generation } => {
@@ -113,6 +117,41 @@ pub fn settle(sup: &Supervisor, pending: &Pending) -> Option<Response> {
                         other.as_str()
                     )))
                 }
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// Reads the requests that have arrived; answers each now or when its unit gets there.
+    pub(super) fn answer_requests(&mut self, server: &mut ControlServer, cx: &Shared<'_>) {
+        for (conn, request) in server.poll_requests(Instant::now()) {
+            if let Request::Up { names, rerun } = &request {
+                let response = up::answer(self, names, rerun, server);
+                server.reply(conn, &response);
+                continue;
+            }
+            match answer(self, request, cx) {
+                (_, Answer::Now(response)) => server.reply(conn, &response),
+                (Some(unit), Answer::Later(wait)) => {
+                    self.pending.push(Pending { conn, unit, wait })
+                }
+                (None, Answer::Later(_)) => unreachable!("a pending answer names a unit"),
+            }
+        }
+    }
+
+    /// Answers the pending requests whose units got where they waited for; with `all`
+    /// (the supervisor is ending), every one left.
+    pub(super) fn settle(&mut self, server: &mut ControlServer, all: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            match settle(self, &p) {
+                Some(response) => server.reply(p.conn, &response),
+                None if all => {
+                    server.reply(p.conn, &Response::Error("the supervisor is ending".into()))
+                }
+                None => self.pending.push(p),
             }
         }
     }

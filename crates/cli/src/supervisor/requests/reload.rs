@@ -3,8 +3,9 @@
 
 use super::Answer;
 use crate::supervisor::Supervisor;
+use crate::supervisor::units::UnitId;
 
-pub fn answer(sup: &mut Supervisor, i: usize) -> Answer {
-    let sig = sup.units[i].service.reload_signal;
+pub fn answer(sup: &mut Supervisor, i: UnitId) -> Answer {
+    let sig = sup.units[i].unit.service.reload_signal;
     super::signal::answer(sup, i, sig)
 }

@@ -6,9 +6,10 @@
 use super::Answer;
 use crate::control::Response;
 use crate::supervisor::Supervisor;
+use crate::supervisor::units::UnitId;
 
-pub fn answer(sup: &mut Supervisor, i: usize) -> Answer {
-    let unit = &sup.units[i];
+pub fn answer(sup: &mut Supervisor, i: UnitId) -> Answer {
+    let unit = &sup.units[i].unit;
     Answer::Now(match unit.reopen_logs() {
         Ok(0) => Response::Error(format!(
             "{}: no log files to reopen (its output is not captured)",

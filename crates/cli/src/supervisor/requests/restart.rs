@@ -5,10 +5,11 @@ use super::{Answer, Wait};
 use crate::control::Response;
 use crate::supervisor::Supervisor;
 use crate::supervisor::machine::Event;
-use crate::supervisor::unit::Context;
+use crate::supervisor::unit::Shared;
+use crate::supervisor::units::UnitId;
 
-pub fn answer(sup: &mut Supervisor, i: usize, cx: &Context<'_>) -> Answer {
-    let u = &sup.units[i];
+pub fn answer(sup: &mut Supervisor, i: UnitId, cx: &Shared<'_>) -> Answer {
+    let u = &sup.units[i].unit;
     if u.state().is_final() {
         return Answer::Now(Response::Error(format!(
             "{}: {}; a finished service is started again with `daemonic {}`",

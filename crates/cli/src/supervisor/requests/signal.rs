@@ -5,9 +5,10 @@ use daemonic::Signal;
 use super::Answer;
 use crate::control::Response;
 use crate::supervisor::Supervisor;
+use crate::supervisor::units::UnitId;
 
-pub fn answer(sup: &mut Supervisor, i: usize, sig: Signal) -> Answer {
-    let u = &sup.units[i];
+pub fn answer(sup: &mut Supervisor, i: UnitId, sig: Signal) -> Answer {
+    let u = &sup.units[i].unit;
     let Some(child) = u.child() else {
         return Answer::Now(Response::Error(format!(
             "{}: no process to signal ({})",

@@ -4,20 +4,26 @@ use std::time::UNIX_EPOCH;
 
 use super::Answer;
 use crate::control::{Response, ServiceInfo};
+use crate::supervisor::units::UnitId;
 use crate::supervisor::{State, Supervisor};
 
 pub fn all(sup: &Supervisor) -> Answer {
     // An old version being replaced is not shown beside its replacement.
-    let shown = (0..sup.units.len()).filter(|&i| sup.find(sup.units[i].name()) == Some(i));
-    Answer::Now(Response::Services(shown.map(|i| info(sup, i)).collect()))
+    let shown = sup
+        .units
+        .iter()
+        .filter(|(id, m)| sup.units.newest(m.unit.name()) == Some(*id));
+    Answer::Now(Response::Services(
+        shown.map(|(id, _)| info(sup, id)).collect(),
+    ))
 }
 
-pub fn one(sup: &Supervisor, i: usize) -> Answer {
+pub fn one(sup: &Supervisor, i: UnitId) -> Answer {
     Answer::Now(Response::Services(vec![info(sup, i)]))
 }
 
-fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
-    let u = &sup.units[i];
+fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
+    let u = &sup.units[i].unit;
     let (shown, why) = sup.shown_state(i);
     let state = u.state();
     let delays: Vec<u64> = u.machine().delays().map(|d| d.as_millis() as u64).collect();
@@ -29,6 +35,10 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
     {
         status = format!("not ready: {why}");
     }
+    let (log_lines_dropped, log_error) = match u.log_losses() {
+        Some((n, error)) => (Some(n), error),
+        None => (None, None),
+    };
     ServiceInfo {
         name: u.name().to_string(),
         state: shown.to_string(),
@@ -48,6 +58,16 @@ fn info(sup: &Supervisor, i: usize) -> ServiceInfo {
         log_file: u.log_file().map(|p| p.display().to_string()),
         group: sup.group.as_ref().map(|g| g.config.project.clone()),
         health: u.health(),
+        // A held unit is waiting, whatever its machine says.
+        ready: shown == "ready" && u.is_ready(),
+        log_lines_dropped,
+        log_error,
+        sockets: u
+            .sockets()
+            .iter()
+            .map(|b| (b.name().to_string(), b.local()))
+            .collect(),
+        fd_store: Some(u.fd_store().len() as u64).filter(|_| u.service.fd_store_max > 0),
         ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
     }
 }

@@ -194,7 +194,7 @@ mod macos {
 
     use super::{Change, Step, plan_install, plan_uninstall, remove_file, write_file};
     use crate::config::Def;
-    use crate::units::launchd::{Context, Scope, label, plist};
+    use crate::units::launchd::{PlistHost, Scope, label, plist};
 
     /// What `install` did.
     #[derive(Debug)]
@@ -221,7 +221,7 @@ mod macos {
         let daemonic = std::env::current_exe()
             .and_then(std::fs::canonicalize)
             .context("find the daemonic binary (current_exe)")?;
-        let ctx = Context {
+        let ctx = PlistHost {
             daemonic,
             scope,
             default_log: scope.default_log(&home, &def.name),

@@ -1,5 +1,5 @@
 //! The Windows service itself (Windows only): `daemonic windows-service …` hands its
-//! process to the Service Control Manager (SCM), which calls back into [`supervise`] on a
+//! process to the Service Control Manager (SCM), which calls back into [`run_program`] on a
 //! thread of its own; that runs the program, restarts it, and stops it on *Stop*.
 //!
 //! Everything waits on one channel of [`Event`]s, never by polling: the SCM's control
@@ -66,7 +66,7 @@ mod dispatch {
         let Some(spec) = super::SPEC.get() else {
             return;
         };
-        if let Err(e) = super::supervise(spec) {
+        if let Err(e) = super::run_program(spec) {
             // No terminal here: daemonic's own messages go to the service's log.
             super::note(spec, &format!("{e:#}"));
         }
@@ -79,7 +79,7 @@ enum Event {
 }
 
 /// Runs the program until *Stop*, or until the restart policy ends it.
-fn supervise(spec: &Spec) -> Result<()> {
+fn run_program(spec: &Spec) -> Result<()> {
     let (tx, rx) = mpsc::channel::<Event>();
     let stop = tx.clone();
     let handle =

@@ -68,7 +68,7 @@ fn a_service_becomes_launch_arguments_that_read_back_the_same() {
 #[test]
 fn defaults_are_daemonics_own() {
     let spec = Spec::from_def(&def(&[], &["prog"]), Path::new("web.log")).unwrap();
-    assert_eq!(spec.restart, Restart::Never);
+    assert_eq!(spec.restart, Restart::OnFailure);
     assert_eq!(spec.success_codes, [0]);
     assert_eq!(spec.backoff, Duration::from_secs(1));
     assert_eq!(spec.backoff_multiplier, 2.0);

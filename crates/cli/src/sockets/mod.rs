@@ -1,0 +1,63 @@
+//! Sockets the supervisor holds for a service (`--socket NAME=SPEC`, config key `socket`;
+//! the options are `service::sockets`).
+//!
+//! The supervisor binds and listens on each socket once, as itself (root, say) and before
+//! any child runs, and passes them to *every* start of the service by systemd's socket
+//! activation protocol (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`; see
+//! [`daemonic::systemd::handoff`]). They stay open across restarts, so a client that
+//! connects while the program restarts waits in the listen backlog instead of being
+//! refused; and a service that runs as another user can listen on port 80 without any
+//! capability.
+//!
+//! The text of one socket (module [`spec`] parses it, [`bind`] opens it):
+//!
+//! ```text
+//! NAME=tcp:[HOST:]PORT[,backlog=N][,reuseport][,ipv6-only]
+//! NAME=udp:[HOST:]PORT[,reuseport][,ipv6-only]
+//! NAME=unix:/ABSOLUTE/PATH[,backlog=N][,mode=0660][,owner=USER[:GROUP]]
+//! ```
+//!
+//! Without a HOST, a TCP or UDP socket listens on every address, IPv6 and IPv4 alike
+//! (`[::]` dual-stack, or `0.0.0.0` where the kernel has no IPv6).
+//!
+//! [`fdstore`] keeps what a program stores with `FDSTORE=1` and gives it back, after the
+//! held sockets, at the next start.
+
+pub mod bind;
+pub mod fdstore;
+pub mod holder;
+pub mod spec;
+pub mod taken;
+
+pub use bind::{Bound, bind_all};
+pub use spec::{Address, SocketSpec};
+
+/// Spawns a service's child (as [`daemonic::process::spawn`] or `spawn_as` do) with the
+/// held sockets and then the stored descriptors passed by socket activation; without any,
+/// exactly as those do.
+pub fn spawn(
+    cmd: &mut std::process::Command,
+    privileges: Option<&daemonic::privileges::Prepared>,
+    held: &[std::sync::Arc<Bound>],
+    store: &fdstore::FdStore,
+) -> daemonic::Result<daemonic::process::Spawned> {
+    use daemonic::process;
+    use daemonic::systemd::handoff::{self, ListenFds};
+    if held.is_empty() && store.is_empty() {
+        return match privileges {
+            Some(p) => process::spawn_as(cmd, p),
+            None => process::spawn(cmd),
+        };
+    }
+    let mut fds = ListenFds::new();
+    for b in held {
+        fds.push(b.name(), &**b)?;
+    }
+    for (name, fd) in store.iter() {
+        fds.push(name, fd)?;
+    }
+    match privileges {
+        Some(p) => handoff::spawn_as(cmd, p, &fds),
+        None => handoff::spawn(cmd, &fds),
+    }
+}

@@ -1,0 +1,209 @@
+//! Starting a unit's child: its command, environment, output pipes and containment.
+
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use daemonic::Pid;
+use daemonic::process::{self, Exit};
+
+use super::exit::Drain;
+use super::{Shared, Unit};
+use crate::supervisor::capture::{self, Capture, Sink};
+use crate::supervisor::child_env::strip_internal;
+use crate::supervisor::containment::Cgroup;
+
+/// How a child is to be contained (see [`Unit::contain`]).
+pub(super) enum Containment {
+    /// In the service's cgroup: its `cgroup.procs`, for the child to write itself into.
+    Cgroup(OwnedFd),
+    /// By its process group (and in subreaper mode, the supervisor's parentage).
+    Process,
+    /// Not yet: an earlier run's leftovers in the group are being killed.
+    Wait,
+}
+
+impl Unit {
+    /// Starts a child (`true`), or not yet (`false`: an earlier run's leftovers in the
+    /// service's group are being killed, in the poll set; the spawn is made again once
+    /// they are gone). On failure reports why (stderr, and the launcher of a single
+    /// service's first start) and returns the status a shell would give (127, 126).
+    pub(super) fn spawn(&mut self, cx: &Shared<'_>) -> Result<bool, Exit> {
+        self.spawned += 1;
+        if self.log_start.is_none()
+            && let Some(l) = &self.service.log
+        {
+            self.log_start = Some(std::fs::metadata(&l.path).map_or(0, |m| m.len()));
+        }
+        let mut cmd = Command::new(&self.service.program);
+        strip_internal(&mut cmd);
+        // The configured variables first: what daemonic sets for the protocol wins.
+        cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
+        cmd.args(&self.service.args)
+            .current_dir(&self.service.dir)
+            .env("NOTIFY_SOCKET", cx.notify_socket);
+        if let Some(s) = cx.sentinel {
+            cmd.env(s.var(), s.value(self.spawned));
+        }
+        if let Some(w) = self.machine.config().watchdog {
+            cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
+        }
+        let mut pipes = self.capture(&mut cmd)?;
+        match self.contain(cx) {
+            Ok(Containment::Cgroup(procs)) => process::into_cgroup(&mut cmd, procs),
+            Ok(Containment::Process) => {}
+            // Not a start yet: it is made again once the group is empty.
+            Ok(Containment::Wait) => {
+                self.spawned -= 1;
+                return Ok(false);
+            }
+            Err(e) => {
+                self.note(&format!("{e:#}"));
+                if cx.single && self.spawned == 1 {
+                    let _ = cx.outer.fail(&format!("{e:#}"), None);
+                }
+                self.spawn_failed = true;
+                return Err(Exit::Code(126));
+            }
+        }
+        let spawned = crate::sockets::spawn(
+            &mut cmd,
+            self.service.privileges.as_ref(),
+            &self.sockets,
+            &self.fd_store,
+        );
+        // The parent's copies of the pipes' write ends go now, or end of file never comes.
+        drop(cmd);
+        match spawned {
+            Ok(c) => {
+                if let Some((out, _)) = &self.logs {
+                    capture::mark_start(out, &self.service.name, c.pidfd.pid());
+                }
+                self.watch_output(&mut pipes, cx);
+                self.captures.extend(pipes);
+                self.child = Some(c);
+                self.spawn_failed = false;
+                Ok(true)
+            }
+            Err(e) => {
+                self.note(&e.to_string());
+                if cx.single && self.spawned == 1 {
+                    let _ = cx.outer.fail(&e.to_string(), e.os_error());
+                }
+                self.spawn_failed = true;
+                Err(Exit::Code(spawn_failure_status(e.os_error())))
+            }
+        }
+    }
+
+    /// The child's output pipes, when its output is captured (`cmd`'s stdout and stderr
+    /// are their write ends); a failure is noted and is the spawn's (126).
+    fn capture(&mut self, cmd: &mut Command) -> Result<Vec<Capture>, Exit> {
+        let Some((out, err)) = &self.logs else {
+            return Ok(Vec::new());
+        };
+        let stamps = self.service.log.as_ref().is_some_and(|c| c.timestamps);
+        let made = Capture::pipe(out, stamps).and_then(|o| Ok((o, Capture::pipe(err, stamps)?)));
+        match made {
+            Ok(((c_out, w_out), (c_err, w_err))) => {
+                // On the console (run -f) the child keeps the terminal's stdin.
+                if matches!(out, Sink::Log(_)) {
+                    cmd.stdin(Stdio::null());
+                }
+                cmd.stdout(Stdio::from(w_out)).stderr(Stdio::from(w_err));
+                Ok(vec![c_out, c_err])
+            }
+            Err(e) => {
+                self.note(&format!("cannot capture output: {e}"));
+                self.spawn_failed = true;
+                Err(Exit::Code(126))
+            }
+        }
+    }
+
+    /// How the child is contained: the open `cgroup.procs` of the service's group for it
+    /// to enter (see [`containment`](crate::supervisor::containment)), or its process
+    /// group without a cgroup. The first call finds the group; one left populated by a
+    /// killed supervisor is emptied first — `cgroup.kill`, then `populated 0` watched in
+    /// the poll set, [`Containment::Wait`] until then — and said.
+    pub(super) fn contain(&mut self, cx: &Shared<'_>) -> Result<Containment> {
+        if self.cgroup.is_none() {
+            let state_dir = match &self.status_file {
+                Some(s) => s.path().parent().unwrap_or(s.path()).to_path_buf(),
+                // No state directory: a name of this supervisor's own. The pid alone is
+                // not unique (every container's init is pid 1); with its namespace it is.
+                None => {
+                    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+                    let ns = ns.to_string_lossy();
+                    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
+                    std::path::PathBuf::from(format!("supervisor-{ns}-{}", Pid::this()))
+                }
+            };
+            let found = Cgroup::for_service(&state_dir, &self.service.name)?;
+            if let Some(cg) = &found {
+                if let Some(s) = cx.sentinel {
+                    s.watch_cgroup(cg.dir())?;
+                }
+                let left = cg.pids().len();
+                match cg.start_emptying()? {
+                    Some(emptying) => {
+                        let deadline = Instant::now() + self.service.stop_timeout;
+                        self.draining = Some(Drain::leftovers(emptying, left, deadline));
+                    }
+                    None => self.note_leftovers(left, cg.dir()),
+                }
+            }
+            // In a supervisor of many services an orphan's service cannot be told (its
+            // group, session and environment may all be its own): the process group and
+            // the sentinel's marker are all that hold there.
+            if found.is_none() && cx.single {
+                process::become_subreaper().context("containment")?;
+                self.subreaper = true;
+                self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+            }
+            self.cgroup = Some(found);
+        }
+        if self.draining() {
+            return Ok(Containment::Wait);
+        }
+        match &self.cgroup {
+            Some(Some(cg)) => {
+                let procs = cg.prepare(&self.service.limits)?;
+                self.oom_kills = cg.oom_kills();
+                Ok(Containment::Cgroup(procs))
+            }
+            _ => Ok(Containment::Process),
+        }
+    }
+
+    /// Says how many processes an earlier run left in the group `dir` (none: nothing).
+    pub(super) fn note_leftovers(&self, left: usize, dir: &std::path::Path) {
+        if left > 0 {
+            self.note(&format!(
+                "killed {left} leftover process{} of an earlier run in cgroup {}",
+                if left == 1 { "" } else { "es" },
+                dir.display()
+            ));
+        }
+    }
+
+    /// Whether the supervisor holds this service's tree as a subreaper.
+    pub fn subreaper(&self) -> bool {
+        self.subreaper
+    }
+
+    /// The service's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref().and_then(Option::as_ref)
+    }
+}
+
+/// The shell's status for a command that could not be run: 127 not found, 126 found but
+/// not executable (or any other failure to execute).
+pub fn spawn_failure_status(errno: Option<i32>) -> i32 {
+    match errno {
+        Some(libc::ENOENT) => 127,
+        _ => 126,
+    }
+}

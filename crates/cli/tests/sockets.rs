@@ -1,0 +1,610 @@
+//! Sockets held by the supervisor (`--socket`), end to end: real supervisors, the
+//! `socket-http` fixture (the library's activation API), real loopback clients.
+//! Counts are asserted (connections refused, requests answered), never how long anything
+//! took.
+
+use daemonic_test_support as support;
+
+mod env;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use env::{Env, fixture};
+use support::*;
+
+const SOON: Duration = Duration::from_secs(20);
+
+/// A port nobody listens on right now (bound on :0 and let go).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP request on a new connection: the response's body, or the error as the client
+/// sees it.
+fn get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut c = TcpStream::connect(("127.0.0.1", port))?;
+    c.set_read_timeout(Some(SOON))?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
+    let mut got = String::new();
+    c.read_to_string(&mut got)?;
+    match got.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad response {got:?}"))),
+    }
+}
+
+fn field(body: &str, key: &str) -> String {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {body:?}"))
+        .to_string()
+}
+
+/// What the load saw.
+#[derive(Default)]
+struct Counts {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    refused: AtomicU64,
+    /// Any other failure (reset, timeout, a bad response); the first one kept.
+    failed: AtomicU64,
+    first_failure: std::sync::Mutex<Option<String>>,
+}
+
+/// `clients` threads sending requests one after another until `stop`.
+fn load(
+    port: u16,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Counts>, Vec<std::thread::JoinHandle<()>>) {
+    let counts = Arc::new(Counts::default());
+    let threads = (0..clients)
+        .map(|_| {
+            let (counts, stop) = (counts.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    counts.sent.fetch_add(1, Ordering::Relaxed);
+                    match get(port, "/") {
+                        Ok(_) => counts.answered.fetch_add(1, Ordering::Relaxed),
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            counts.refused.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(e) => {
+                            counts
+                                .first_failure
+                                .lock()
+                                .unwrap()
+                                .get_or_insert(e.to_string());
+                            counts.failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    (counts, threads)
+}
+
+#[test]
+fn fifty_restarts_and_crashes_behind_a_held_socket_refuse_no_connection() {
+    let env = Env::new("held-load");
+    let port = free_port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--socket",
+        &socket,
+        "--restart",
+        "always",
+        "--backoff",
+        "0s",
+        "--",
+        &fixture("socket-http"),
+        "--startup-ms",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, threads) = load(port, 2, stop.clone());
+    let mut pid = field(&get(port, "/").unwrap(), "pid");
+    for i in 0..50 {
+        let before = counts.answered.load(Ordering::Relaxed);
+        if i % 2 == 0 {
+            let out = env.daemonic(&["restart", "web"]);
+            assert!(out.status.success(), "restart {i}: {}", stderr(&out));
+        } else {
+            // Answered, then the program aborts: a crash between two requests.
+            get(port, "/crash").unwrap();
+        }
+        // A new program answers, and the load goes on through every restart.
+        pid = wait_for("a new program answering", SOON, || {
+            let now = field(&get(port, "/").ok()?, "pid");
+            (now != pid && counts.answered.load(Ordering::Relaxed) > before).then_some(now)
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let status = String::from_utf8_lossy(&env.daemonic(&["status", "web"]).stdout).into_owned();
+    let _ = env.daemonic(&["stop", "web"]);
+    let (sent, answered) = (
+        counts.sent.load(Ordering::Relaxed),
+        counts.answered.load(Ordering::Relaxed),
+    );
+    eprintln!("load: {sent} requests sent, {answered} answered across 50 restarts");
+    assert_eq!(
+        counts.refused.load(Ordering::Relaxed),
+        0,
+        "connections refused"
+    );
+    assert_eq!(
+        counts.failed.load(Ordering::Relaxed),
+        0,
+        "failed requests, first: {:?}",
+        counts.first_failure.lock().unwrap()
+    );
+    assert_eq!(answered, sent, "every request answered");
+    assert!(
+        answered >= 50,
+        "the load ran through the restarts: {answered}"
+    );
+    assert!(status.contains("restarts 50"), "{status}");
+    assert!(
+        status.contains(&format!("sockets web=tcp:127.0.0.1:{port}")),
+        "{status}"
+    );
+}
+
+#[test]
+fn the_fd_store_survives_a_restart_and_comes_back_by_name() {
+    let env = Env::new("fdstore");
+    let port = free_port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--socket",
+        &socket,
+        "--",
+        &fixture("socket-http"),
+        "--store",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = get(port, "/").unwrap();
+    assert_eq!(
+        (field(&first, "starts"), field(&first, "names")),
+        ("1".into(), "web".into())
+    );
+    let json =
+        String::from_utf8_lossy(&env.daemonic(&["status", "web", "--json"]).stdout).into_owned();
+    assert!(json.contains(r#""fd_store":1"#), "{json}");
+    let out = env.daemonic(&["restart", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = get(port, "/").unwrap();
+    let _ = env.daemonic(&["stop", "web"]);
+    // The memfd the first start stored, counted on by the second.
+    assert_eq!(field(&second, "starts"), "2", "{second}");
+    assert_eq!(field(&second, "names"), "web:counter");
+    assert_ne!(field(&first, "pid"), field(&second, "pid"));
+}
+
+#[test]
+fn libsystemd_reads_the_names_and_its_own_pid() {
+    // Debian's python3-systemd is for the system's Python (not a pyenv's first in PATH).
+    let python = "/usr/bin/python3";
+    let probe = std::process::Command::new(python)
+        .args(["-c", "import systemd.daemon"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3-systemd is not installed (.ci/run installs it)");
+        return;
+    }
+    let env = Env::new("libsystemd");
+    let api = env.dir.join("api.sock");
+    let out = env.daemonic(&[
+        "run", "--ready", "grace", "--grace", "0s",
+        "--socket", "web=tcp:127.0.0.1:0",
+        "--socket", &format!("api=unix:{}", api.display()),
+        "--", python, "-c",
+        "from systemd.daemon import listen_fds_with_names as l; import os; print(sorted(l().items()), os.environ.get('LISTEN_PID') == str(os.getpid()))",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // sd_listen_fds checks LISTEN_PID itself: names only if it is the program's own pid.
+    assert!(stdout.contains("[(3, 'web'), (4, 'api')] True"), "{stdout}");
+    assert!(
+        !api.exists(),
+        "the supervisor removes its unix socket when it ends"
+    );
+}
+
+#[test]
+fn a_user_service_listens_on_port_80_through_the_supervisor() {
+    if !root("a_user_service_listens_on_port_80_through_the_supervisor") {
+        return;
+    }
+    if let Err(e) = TcpListener::bind("127.0.0.1:80") {
+        eprintln!("skipped: port 80 on 127.0.0.1 is taken here ({e})");
+        return;
+    }
+    let env = Env::new("port80");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--user",
+        "65534",
+        "--socket",
+        "web=tcp:127.0.0.1:80",
+        "--",
+        &fixture("socket-http"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = get(80, "/");
+    let pid = env.child_pid("web");
+    let uid = proc_status(pid, "Uid:");
+    let caps = proc_status(pid, "CapEff:");
+    let _ = env.daemonic(&["stop", "web"]);
+    assert!(body.is_ok(), "{body:?}");
+    assert_eq!(uid, "65534 65534 65534 65534", "runs as nobody");
+    assert_eq!(caps, "0000000000000000", "without any capability");
+}
+
+#[test]
+fn a_port_in_use_is_an_error_naming_the_flag_and_the_holder() {
+    let env = Env::new("in-use");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--socket",
+        &socket,
+        "--",
+        &fixture("socket-http"),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("--socket {socket}: bind 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("held by pid {}", std::process::id())),
+        "{err}"
+    );
+}
+
+#[test]
+fn unix_socket_paths_refuse_symlinks_and_foreign_files_and_replace_a_stale_socket() {
+    let env = Env::new("unix");
+    let sleeper = fixture("sleeper");
+    let start = |path: &std::path::Path, extra: &str| {
+        env.daemonic(&[
+            "start",
+            "--name",
+            "u",
+            "--ready",
+            "grace",
+            "--grace",
+            "0s",
+            "--socket",
+            &format!("api=unix:{}{extra}", path.display()),
+            "--",
+            &sleeper,
+            "60",
+        ])
+    };
+    // A symlink planted at the name: never followed, never replaced.
+    let link = env.dir.join("link.sock");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    let out = start(&link, "");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("exists and is a symlink: refusing to replace it"),
+        "{}",
+        stderr(&out)
+    );
+    // A regular file is not a stale socket.
+    let file = env.dir.join("file.sock");
+    std::fs::write(&file, "data").unwrap();
+    let out = start(&file, "");
+    assert!(
+        stderr(&out).contains("is a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+    // A socket nobody listens on (an earlier run's) is replaced; the mode is applied.
+    let stale = env.dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let out = start(&stale, ",mode=0600");
+    assert!(out.status.success(), "{}", stderr(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&stale).unwrap().permissions().mode() & 0o777;
+    let connected = std::os::unix::net::UnixStream::connect(&stale);
+    let _ = env.daemonic(&["stop", "u"]);
+    assert_eq!(mode, 0o600);
+    assert!(connected.is_ok(), "{connected:?}");
+    assert!(!stale.exists(), "removed when the supervisor ends");
+}
+
+#[test]
+fn as_root_a_unix_socket_in_a_directory_others_can_write_is_refused() {
+    if !root("as_root_a_unix_socket_in_a_directory_others_can_write_is_refused") {
+        return;
+    }
+    let env = Env::new("unix-root");
+    let open = env.dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = open.join("api.sock");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "u",
+        "--socket",
+        &format!("api=unix:{}", path.display()),
+        "--",
+        &fixture("sleeper"),
+        "60",
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("open socket directory"), "{err}");
+    assert!(
+        err.contains("refused as root: it is writable by others"),
+        "{err}"
+    );
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_changed_service_of_a_file_takes_over_its_socket_and_refuses_nothing_meanwhile() {
+    let env = Env::new("held-up");
+    let port = free_port();
+    let file = env.dir.join("daemonic.toml");
+    let write = |version: &str| {
+        let text = format!(
+            "[services.web]\ncommand = [{:?}]\nenv = {{ VERSION = {version:?} }}\nsocket = {{ web = \"tcp:127.0.0.1:{port}\" }}\n",
+            fixture("socket-http")
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    let f = file.display().to_string();
+    write("1");
+    let out = env.daemonic(&["up", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, threads) = load(port, 2, stop.clone());
+    let first = field(&get(port, "/").unwrap(), "pid");
+    // An edit replaces the running service: the new one gets the same socket.
+    write("2");
+    let out = env.daemonic(&["up", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = wait_for("the edited service answering", SOON, || {
+        let pid = field(&get(port, "/").ok()?, "pid");
+        (pid != first).then_some(pid)
+    });
+    // Down and up again: the socket was closed with the last unit holding it, and is bound anew.
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let out = env.daemonic(&["down", "-f", &f, "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.daemonic(&["up", "-f", &f, "web"]);
+    let third = get(port, "/").map(|b| field(&b, "pid"));
+    let _ = env.daemonic(&["down", "-f", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(third.as_ref().is_ok_and(|p| *p != second), "{third:?}");
+    assert_eq!(
+        counts.refused.load(Ordering::Relaxed),
+        0,
+        "connections refused"
+    );
+    assert_eq!(
+        counts.failed.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        counts.first_failure.lock().unwrap()
+    );
+}
+
+#[test]
+fn socket_activation_required_fails_a_program_that_ignores_its_socket() {
+    let env = Env::new("required");
+    let port = free_port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let start = |name: &str, program: &[&str]| {
+        let mut args = vec![
+            "start",
+            "--name",
+            name,
+            "--socket",
+            &socket,
+            "--socket-activation",
+            "required",
+            "--ready",
+            "grace",
+            "--grace",
+            "200ms",
+            "--",
+        ];
+        args.extend(program);
+        env.daemonic(&args)
+    };
+    // The sleeper knows nothing of LISTEN_FDS: descriptor 3 stays as passed.
+    let sleeper = fixture("sleeper");
+    let out = start("ignores", &[&sleeper, "60"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("did not take its sockets by socket activation (LISTEN_FDS): socket web is still descriptor 3 as passed"),
+        "{err}"
+    );
+    // The library's Activation takes it (close-on-exec): ready as usual.
+    let http = fixture("socket-http");
+    let out = start("takes", &[&http]);
+    let body = get(port, "/");
+    let _ = env.daemonic(&["stop", "takes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(body.is_ok(), "{body:?}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "none",
+        "--socket-activation",
+        "required",
+        "--",
+        &sleeper,
+    ]);
+    assert!(
+        stderr(&out).contains("--socket-activation required: the service has no --socket"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn libsystemd_takes_its_sockets_as_socket_activation_required_checks() {
+    let python = "/usr/bin/python3";
+    let probe = std::process::Command::new(python)
+        .args(["-c", "import systemd.daemon"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3-systemd is not installed (.ci/run installs it)");
+        return;
+    }
+    let env = Env::new("libsystemd-required");
+    let seen = env.dir.join("seen");
+    let script = format!(
+        "import time, systemd.daemon as d\nopen({:?}, 'w').write(repr(sorted(d.listen_fds_with_names().items())))\nd.notify('READY=1')\ntime.sleep(60)\n",
+        seen.display().to_string()
+    );
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "py",
+        "--ready",
+        "notify",
+        "--socket-activation",
+        "required",
+        "--socket",
+        "web=tcp:127.0.0.1:0",
+        "--",
+        python,
+        "-c",
+        &script,
+    ]);
+    let _ = env.daemonic(&["stop", "py"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "[(3, 'web')]");
+}
+
+#[test]
+fn with_the_fd_store_off_nothing_is_kept_and_that_is_said_once() {
+    let env = Env::new("fdstore-off");
+    let port = free_port();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "web",
+        "--socket",
+        &socket,
+        "--fd-store-max",
+        "0",
+        "--",
+        &fixture("socket-http"),
+        "--store",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restarted = env.daemonic(&["restart", "web"]);
+    let second = get(port, "/");
+    let log = std::fs::read_to_string(env.dir.join("state").join("web.log")).unwrap_or_default();
+    let _ = env.daemonic(&["stop", "web"]);
+    assert!(restarted.status.success(), "{}", stderr(&restarted));
+    let second = second.unwrap();
+    assert_eq!(
+        (field(&second, "starts"), field(&second, "names")),
+        ("1".into(), "web".into())
+    );
+    let said = "closed 1 descriptor of a notify datagram: the fd store is off (--fd-store-max 0)";
+    assert_eq!(log.matches(said).count(), 2, "once per start: {log}");
+}
+
+#[test]
+fn a_missing_program_with_sockets_fails_as_without_them() {
+    let env = Env::new("missing");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "nf",
+        "--socket",
+        "web=tcp:127.0.0.1:0",
+        "--",
+        "/nonexistent/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("spawn /nonexistent/prog: No such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn udp_and_ipv6_sockets_arrive_as_what_they_are() {
+    let env = Env::new("udp");
+    // Where the kernel has IPv6 on loopback: an IPv6-only UDP socket beside a TCP one.
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    let mut args = vec![
+        "run",
+        "--ready",
+        "grace",
+        "--grace",
+        "0s",
+        "--socket",
+        "web=tcp:127.0.0.1:0",
+        "--socket",
+        "dns=udp:127.0.0.1:0",
+    ];
+    if v6 {
+        args.extend(["--socket", "dns6=udp:[::1]:0,ipv6-only"]);
+    }
+    let script = "import socket, os\n\
+        n = int(os.environ['LISTEN_FDS'])\n\
+        for fd in range(3, 3 + n):\n\
+        \x20   s = socket.socket(fileno=fd)\n\
+        \x20   print(s.type.name, s.family.name, s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))\n\
+        \x20   s.detach()\n\
+        print(os.environ['LISTEN_FDNAMES'])\n";
+    args.extend(["--", "/usr/bin/python3", "-c", script]);
+    let out = env.daemonic(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut want = vec!["SOCK_STREAM AF_INET 1", "SOCK_DGRAM AF_INET 0"];
+    if v6 {
+        want.push("SOCK_DGRAM AF_INET6 0");
+        want.push("web:dns:dns6");
+    } else {
+        want.push("web:dns");
+    }
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stdout}");
+}

@@ -1,0 +1,231 @@
+//! A service with `socket` keys as a `.service` + `.socket` pair: `systemd-analyze verify`
+//! accepts the pair without a word, and a real systemd (the sandbox of
+//! `support::sandbox`, skipped with a reason where it cannot boot) starts the service on
+//! the first connection, passes the socket by its `FileDescriptorName=`, and keeps it
+//! across a restart — for a program systemd runs itself and for one under `daemonic run`
+//! (which takes systemd's socket by name instead of binding it again).
+
+use daemonic_test_support as support;
+
+mod env;
+
+use std::process::Command;
+use std::time::Duration;
+
+use env::{Env, fixture};
+use support::sandbox::Sandbox;
+use support::{TempDir, example, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const STAGE: &str = "/run/e2e";
+const CONFIG: &str = "/run/e2e/daemonic.toml";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_pair_verifies_clean() {
+    let found = Command::new("systemd-analyze").arg("--version").output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: systemd-analyze not found (install the systemd package)");
+        return;
+    }
+    let env = Env::new("socket-verify");
+    let config = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[services.web]\ncommand = [\"{}\"]\nready = \"notify\"\nfd-store-max = 4\nsocket = {{ web = \"tcp:127.0.0.1:8080,backlog=64\" }}\n\n\
+             [services.api]\ncommand = [\"{}\"]\nlog-file = \"{}\"\nsocket = [\"http=tcp:8081,reuseport\", \"admin=unix:/run/api/admin.sock,mode=0660\"]\n",
+            fixture("socket-http"),
+            fixture("socket-http"),
+            env.dir.join("api.log").display()
+        ),
+    )
+    .unwrap();
+    let units = env.dir.join("units");
+    for name in ["web", "api"] {
+        let out = env.daemonic(&[
+            "install",
+            name,
+            "--system",
+            "-f",
+            &config.display().to_string(),
+            "--unit-dir",
+            &units.display().to_string(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "api-admin.socket",
+            "api-http.socket",
+            "api.service",
+            "web.service",
+            "web.socket"
+        ]
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(names.iter().map(|n| units.join(n)))
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    let web = std::fs::read_to_string(units.join("web.service")).unwrap();
+    assert!(web.contains("\nSockets=web.socket\n"), "{web}");
+    assert!(web.contains("\nFileDescriptorStoreMax=4\n"), "{web}");
+    // `required` is daemonic's check: the unit runs `daemonic run` for it.
+    let out = env.daemonic(&[
+        "unit",
+        "web",
+        "--system",
+        "-f",
+        &config.display().to_string(),
+    ]);
+    assert!(
+        !text(&out.stdout).contains("daemonic run"),
+        "{}",
+        text(&out.stdout)
+    );
+    let required = config.with_file_name("required.toml");
+    std::fs::write(
+        &required,
+        format!(
+            "[services.web]\ncommand = [\"{}\"]\nsocket-activation = \"required\"\nsocket = [\"web=tcp:8080\"]\n",
+            fixture("socket-http")
+        ),
+    )
+    .unwrap();
+    let out = env.daemonic(&[
+        "unit",
+        "web",
+        "--system",
+        "-f",
+        &required.display().to_string(),
+    ]);
+    let unit = text(&out.stdout);
+    assert!(
+        unit.contains(" run ") && unit.contains("--socket-activation=required"),
+        "{unit}"
+    );
+    let api = std::fs::read_to_string(units.join("api.service")).unwrap();
+    assert!(
+        api.contains("--socket=http=tcp:8081,reuseport"),
+        "daemonic run gets the names: {api}"
+    );
+}
+
+/// A booted sandbox with daemonic, socket-http and `config` staged in `/run/e2e`.
+fn stage(config: &str) -> Option<(Sandbox, TempDir)> {
+    let sb = Sandbox::boot()?;
+    let host = TempDir::new("e2e-sockets");
+    let file = host.join("daemonic.toml");
+    std::fs::write(&file, config).unwrap();
+    let copy = format!(
+        "mkdir -p {STAGE} && cp {} {} {STAGE}/ && cp {} {CONFIG}",
+        env!("CARGO_BIN_EXE_daemonic"),
+        example("socket-http").display(),
+        file.display()
+    );
+    ok(&sb, &["sh", "-c", &copy]);
+    Some((sb, host))
+}
+
+fn ok(sb: &Sandbox, args: &[&str]) -> String {
+    let out = sb.exec(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn is_active(sb: &Sandbox, unit: &str) -> String {
+    text(&sb.exec(&["systemctl", "is-active", unit]).stdout)
+        .trim()
+        .to_string()
+}
+
+/// The body `socket-http` answers on port 8080 inside the sandbox.
+fn get(sb: &Sandbox) -> String {
+    ok(
+        sb,
+        &["curl", "-sS", "--max-time", "10", "http://127.0.0.1:8080/"],
+    )
+}
+
+fn field(body: &str, key: &str) -> String {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {body:?}"))
+        .to_string()
+}
+
+/// Installs service `web` of `config`, starts only its socket, and checks that the first
+/// connection starts the service with the socket named, and that a restart keeps it.
+fn activated_by_a_connection(config: &str) {
+    let Some((sb, _host)) = stage(config) else {
+        return;
+    };
+    let installed = ok(
+        &sb,
+        &[
+            "/run/e2e/daemonic",
+            "install",
+            "web",
+            "--enable",
+            "-f",
+            CONFIG,
+        ],
+    );
+    assert!(
+        installed.contains("installed: /etc/systemd/system/web.socket"),
+        "{installed}"
+    );
+    assert!(
+        installed.contains("enabled: web.socket web.service"),
+        "{installed}"
+    );
+    ok(&sb, &["systemctl", "start", "web.socket"]);
+    assert_eq!(is_active(&sb, "web.socket"), "active");
+    assert_eq!(
+        is_active(&sb, "web.service"),
+        "inactive",
+        "not started before a connection"
+    );
+    let first = get(&sb);
+    assert_eq!(field(&first, "names"), "web", "{first}");
+    wait_for("web.service active", LIMIT, || {
+        (is_active(&sb, "web.service") == "active").then_some(())
+    });
+    ok(&sb, &["systemctl", "restart", "web.service"]);
+    let second = get(&sb);
+    assert_eq!(field(&second, "names"), "web", "{second}");
+    assert_ne!(field(&first, "pid"), field(&second, "pid"), "a new program");
+    assert_eq!(is_active(&sb, "web.socket"), "active");
+}
+
+#[test]
+fn under_systemd_the_socket_starts_the_program_on_the_first_connection() {
+    activated_by_a_connection(&format!(
+        "[services.web]\ncommand = [\"{STAGE}/socket-http\"]\nready = \"notify\"\nsocket = {{ web = \"tcp:127.0.0.1:8080\" }}\n"
+    ));
+}
+
+#[test]
+fn under_daemonic_run_the_socket_comes_from_systemd_by_name() {
+    // A give-up hook makes the unit run `daemonic run` (systemd has none).
+    activated_by_a_connection(&format!(
+        "[services.web]\ncommand = [\"{STAGE}/socket-http\"]\non-give-up = \"true\"\nsocket = {{ web = \"tcp:127.0.0.1:8080\" }}\n"
+    ));
+}
