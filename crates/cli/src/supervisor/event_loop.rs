@@ -283,8 +283,10 @@ impl Supervisor {
     pub(super) fn run(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
         while !self.over() {
             let control_due = io.control.as_deref().and_then(ControlServer::next_deadline);
+            let set = PollSet::build(&self.units, io);
+            // After the set is built: a release runs as little code as it can before the sleep.
             let (timeout, quiet) = self.pages.poll_timeout(self.timeout(control_due));
-            let ready = PollSet::build(&self.units, io).wait(timeout)?;
+            let ready = set.wait(timeout)?;
             if quiet && ready.is_empty() {
                 self.pages = Pages::Quiet;
             }
