@@ -12,7 +12,9 @@
 //! any unit (readiness grace, stop timeout, restart delay, watchdog, health checks). It
 //! turns what it sees into machine events for the unit concerned. Nothing ticks while
 //! idle: with every child ready, no watchdog and no health check, `poll` sleeps until
-//! something happens.
+//! something happens. The first time it has had nothing to do for a second,
+//! it gives back the pages only its start-up used — the executable's code and the heap's
+//! free pages ([`daemonic::memory`]; `event_loop`).
 //!
 //! Where things are: this file holds the entry points ([`supervise`],
 //! [`supervise_group`]); the `Supervisor` and its loop are `event_loop.rs` (one turn:
