@@ -4,12 +4,10 @@
 #   bench/up/run.sh [BIN] [N...]   (default: target/release/daemonic, 1000)
 # Prints one line per run: shape, N, the seconds from starting `up` until every service's
 # status file (<state-dir>/NAME.status) says `ready`, and the seconds from `down` until
-# every status file is gone.
+# every status file says `stopped`.
 #
-# Readiness is read from the status files, not from `up`'s own progress: `up` follows its
-# services with one `status` request for all of them, whose answer is over the control
-# protocol's 64 KiB frame beyond ~200 services (see docs/benchmarks.md), so `up` itself
-# reports an error there while the supervisor goes on starting them.
+# Readiness is read from the status files, not from `up`'s own progress, so the figure
+# is the supervisor's whatever `up` prints.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-target/release/daemonic}
@@ -45,9 +43,13 @@ for n in "${sizes[@]}"; do
         until [ "$(ready_count)" -ge "$n" ]; do sleep 0.05; done
         t1=$(date +%s.%N)
         "$bin" down -f "$f" >/dev/null 2>&1 || true
-        # Until every service has stopped and its status file is gone (`down` may have
-        # given up following, as `up` does).
-        while compgen -G "$DAEMONIC_STATE_DIR/*.status" >/dev/null; do sleep 0.05; done
+        # Until every service's status file says `stopped` (`down` may have given up
+        # following, as `up` does; the files stay, so that `status` can tell a stopped
+        # service from one never started).
+        until [ "$(grep -l '^state=stopped$' "$DAEMONIC_STATE_DIR"/*.status 2>/dev/null | wc -l)" -ge "$n" ]; do
+            sleep 0.05
+        done
+        rm -f "$DAEMONIC_STATE_DIR"/*.status "$DAEMONIC_STATE_DIR"/*.log
         t2=$(date +%s.%N)
         echo "$shape $n $(echo "$t1 - $t0" | bc) $(echo "$t2 - $t1" | bc)"
     done

@@ -301,7 +301,10 @@ fn restart_reload_and_signal_send_their_request_and_are_silent_on_success() {
         ),
         (
             &["reload", "web"][..],
-            Request::Reload { name: "web".into() },
+            Request::Reload {
+                name: "web".into(),
+                wait: false,
+            },
         ),
         (
             &["signal", "web", "usr1"][..],

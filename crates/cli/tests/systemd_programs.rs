@@ -126,7 +126,7 @@ fn cases(p: &Project, tag: &str, base: u16) -> Vec<Case> {
         table: format!(
             "command = [\"redis-server\", \"--port\", \"{port}\", \"--bind\", \"127.0.0.1\", \"--supervised\", \"systemd\", \
              \"--daemonize\", \"no\", \"--dir\", \"/var/lib/{redis}-data\", \"--logfile\", \"/var/log/{redis}/redis.log\"]\n\
-             ready = \"notify\"\nunit-state-directory = [\"{redis}-data\"]\nunit-logs-directory = [\"{redis}\"]\n\
+             ready = \"notify\"\nnotify-access = \"main\"\nunit-state-directory = [\"{redis}-data\"]\nunit-logs-directory = [\"{redis}\"]\n\
              unit-limit-nofile = \"10032\"\n"
         ),
         checks: vec![
@@ -198,7 +198,7 @@ fn cases(p: &Project, tag: &str, base: u16) -> Vec<Case> {
         .then(|| format!("PostgreSQL 15 is not installed ({POSTGRES}/postgres)")),
         table: format!(
             "command = [\"{POSTGRES}/postgres\", \"-D\", \"{dir}/pgdata\", \"-p\", \"{port}\", \"-k\", \"/run/{pg}\", \
-             \"-c\", \"listen_addresses=127.0.0.1\", \"-c\", \"jit=on\"]\nready = \"notify\"\nuser = \"postgres\"\n\
+             \"-c\", \"listen_addresses=127.0.0.1\", \"-c\", \"jit=on\"]\nready = \"notify\"\nnotify-access = \"main\"\nuser = \"postgres\"\n\
              unit-writable = [\"pgdata\"]\nunit-runtime-directory = [\"{pg}\"]\nstop-signal = \"INT\"\ntimeout = \"90s\"\n\
              stop-timeout = \"60s\"\n"
         ),

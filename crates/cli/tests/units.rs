@@ -398,8 +398,13 @@ fn what_systemd_lacks_runs_under_daemonic_run() {
 fn the_security_exposure_of_a_default_network_service_is_at_most_1_2() {
     let Some(()) = analyze() else { return };
     let env = Env::new("units-security");
-    // NotifyAccess=all (helpers may send READY=1) costs a notify service 0.2 more.
-    for (ready, limit) in [("auto", 1.2), ("notify", 1.3)] {
+    // NotifyAccess=all (helpers may send READY=1, the default) costs a notify service 0.2
+    // more; a program that notifies itself says `notify-access = "main"`.
+    for (ready, limit) in [
+        ("auto", 1.2),
+        ("notify", 1.3),
+        ("notify\"\nnotify-access = \"main", 1.2),
+    ] {
         let file = config(
             &env,
             &format!(
@@ -778,4 +783,23 @@ memory-check-interval = "10s"
         ],
         false,
     );
+}
+
+#[test]
+fn notify_access_becomes_systemds_notify_access() {
+    let env = Env::new("units-notify-access");
+    let sleeper = fixture("sleeper");
+    let file = config(
+        &env,
+        &format!(
+            "[services.strict]\ncommand = [{sleeper:?}, \"3600\"]\nready = \"notify\"\n\
+             notify-access = \"main\"\n\n\
+             [services.helpers]\ncommand = [{sleeper:?}, \"3600\"]\nready = \"notify\"\n"
+        ),
+    );
+    let strict = unit(&env, &file, &["strict", "--system"]);
+    assert_eq!(values(&strict, "NotifyAccess"), ["main"], "{strict}");
+    // The default lets a helper such as systemd-notify speak, as under daemonic.
+    let helpers = unit(&env, &file, &["helpers", "--system"]);
+    assert_eq!(values(&helpers, "NotifyAccess"), ["all"], "{helpers}");
 }

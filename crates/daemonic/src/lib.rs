@@ -43,6 +43,7 @@
 //! | [`sentinel`] | [`sentinel::Sentinel`]: kills a supervisor's leftover descendants if it dies |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
 //! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |
+//! | [`memory`] | [`memory::release_startup_pages`]: an idle process gives back the code and heap only its start-up used |
 //!
 //! All `unsafe` code lives in one private module (`sys`), each block with the reason it is
 //! sound. Errors are one type, [`Error`], with a [`kind()`](Error::kind) to match on and a
@@ -64,6 +65,7 @@ pub mod durable;
 mod error;
 pub mod journal;
 pub mod logging;
+pub mod memory;
 pub mod pidfile;
 pub mod privileges;
 pub mod process;

@@ -201,6 +201,9 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
         let _ = sys::dup_onto(null.as_raw_fd(), 0);
         let _ = sys::dup_onto(null.as_raw_fd(), 1);
     }
+    // It waits for days, touching nothing: the supervisor's code it ran since the fork
+    // and the heap the allocator holds free need not stay resident (re-read if it acts).
+    let _ = crate::memory::release_startup_pages();
     let mut pipe = std::fs::File::from(read);
     // What the supervisor said: `d` (disarm), or `k/path\n` (a cgroup to empty).
     let mut said: Vec<u8> = Vec::new();

@@ -524,6 +524,72 @@ pub(crate) fn register_exit_if(
     }
 }
 
+/// Drops this process's page-table entries for the executable's code (`MADV_DONTNEED` on
+/// each mapping of `/proc/self/exe` that is readable, executable, private and not
+/// writable); returns the bytes of address space advised. The pages stay in the page
+/// cache; the next instruction fetched from one faults it back in from there (or from the
+/// file). Mappings are found in `/proc/self/maps` by the device and inode of
+/// `/proc/self/exe`, so a binary replaced or deleted on disk is still matched.
+pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::fs::metadata("/proc/self/exe")?;
+    let (major, minor) = (libc::major(exe.dev()), libc::minor(exe.dev()));
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut advised = 0;
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(perms), Some(_), Some(dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let same_file = inode.parse::<u64>() == Ok(exe.ino())
+            && dev.split_once(':').is_some_and(|(a, b)| {
+                u32::from_str_radix(a, 16) == Ok(major) && u32::from_str_radix(b, 16) == Ok(minor)
+            });
+        if !same_file || perms != "r-xp" {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: [start, end) is a private mapping of the executable that is not
+        // writable, so it holds no page this process wrote (no copy-on-write copies: only
+        // a debugger's breakpoints could be, and they would be dropped); dropping its
+        // page-table entries loses nothing, since every page reads back identical from
+        // the file. The code running here faults its own pages back in.
+        let ret =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        advised += end - start;
+    }
+    Ok(advised)
+}
+
+/// Returns the allocator's free heap memory to the kernel (glibc's `malloc_trim(0)`: the
+/// top of the heap and whole free pages inside it); false where there is no such call.
+pub(crate) fn trim_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim has no preconditions; it takes the allocator's own locks.
+        unsafe { libc::malloc_trim(0) };
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// The number of threads this process runs, from `/proc/self/task`.
 pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())

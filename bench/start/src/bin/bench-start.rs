@@ -462,10 +462,19 @@ fn stop(cfg: &Config, s: &Started) -> Result<(), String> {
         }
         Variant::Floor | Variant::VersionDaemonic | Variant::VersionDaemon1 => return Ok(()),
     };
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| format!("stop {}: {e}", s.name))?;
+    // Under load daemon(1) may be asked to stop before its detached process has written
+    // the pid file it then signals ("No such process"): ask again for a while.
+    let asked = Instant::now();
+    let status = loop {
+        let status = cmd
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("stop {}: {e}", s.name))?;
+        if status.success() || s.variant != Variant::Daemon1 || asked.elapsed() > DEADLINE / 2 {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let t0 = Instant::now();
     while pids.iter().any(|&p| running(p)) {
         if t0.elapsed() > DEADLINE {

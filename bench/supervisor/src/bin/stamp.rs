@@ -3,7 +3,8 @@
 //! Its first act is to read `CLOCK_MONOTONIC`; it then appends `PID NANOS\n` to
 //! `$STAMP_FILE` if set (so that runit's and s6's `./run` can be a symlink to this binary
 //! and need no shell; s6-supervise passes the service name as the first argument), else
-//! to FILE, else to `./stamps`, and sleeps until a signal ends it. The harness SIGKILLs it and
+//! to FILE, else to `./stamps`, and sleeps until a signal ends it (or, with `STAMP_EXIT`
+//! set and not empty, exits 1 at once: the crash-loop child). The harness SIGKILLs it and
 //! takes the next line's NANOS minus the time of the kill as the restart latency; both
 //! clocks are the same system-wide `CLOCK_MONOTONIC`.
 
@@ -30,6 +31,9 @@ fn main() {
             }
         }
         Err(e) => eprintln!("stamp: {}: {e}", path.to_string_lossy()),
+    }
+    if std::env::var_os("STAMP_EXIT").is_some_and(|v| !v.is_empty()) {
+        std::process::exit(1);
     }
     loop {
         // SAFETY: pause has no preconditions; it returns after a caught signal (none are).

@@ -37,10 +37,16 @@ impl Request {
         match self {
             Request::Status { name } => put_opt(&mut out, "name", name.as_deref()),
             Request::List => {}
-            Request::Stop { name }
-            | Request::Restart { name }
-            | Request::Reload { name }
-            | Request::Reopen { name } => put(&mut out, "name", name),
+            Request::Stop { name } | Request::Restart { name } | Request::Reopen { name } => {
+                put(&mut out, "name", name)
+            }
+            Request::Reload { name, wait } => {
+                put(&mut out, "name", name);
+                // Only when asked: a supervisor older than `wait` still understands the rest.
+                if *wait {
+                    put(&mut out, "wait", "1");
+                }
+            }
             Request::Signal { name, signal } => {
                 put(&mut out, "name", name);
                 put(&mut out, "signal", signal.as_str());
@@ -76,6 +82,7 @@ impl Request {
             },
             "reload" => Request::Reload {
                 name: fields.require("name")?,
+                wait: fields.take("wait").is_some_and(|w| w == "1"),
             },
             "reopen" => Request::Reopen {
                 name: fields.require("name")?,

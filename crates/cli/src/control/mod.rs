@@ -99,8 +99,9 @@ pub enum Request {
     Stop { name: String },
     /// Stop the service's program and start it again.
     Restart { name: String },
-    /// Ask the service's program to reload (its reload signal).
-    Reload { name: String },
+    /// Ask the service's program to reload (its reload signal); with `wait`, answered
+    /// when it has (`RELOADING=1` stamped after the signal, then `READY=1`).
+    Reload { name: String, wait: bool },
     /// Reopen the service's log files (after logrotate renamed them: its `create` mode).
     Reopen { name: String },
     /// Send `signal` to the service's program.

@@ -85,7 +85,14 @@ fn every_request_survives_a_round_trip() {
         name: "a.b-c_d".into(),
     });
     request_round_trip(Request::Restart { name: "web".into() });
-    request_round_trip(Request::Reload { name: "web".into() });
+    request_round_trip(Request::Reload {
+        name: "web".into(),
+        wait: false,
+    });
+    request_round_trip(Request::Reload {
+        name: "web".into(),
+        wait: true,
+    });
     request_round_trip(Request::Reopen { name: "web".into() });
     request_round_trip(Request::Signal {
         name: "web".into(),

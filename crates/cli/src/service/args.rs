@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use daemonic::Signal;
 
-use super::Kind;
 use super::health::HealthArgs;
 use super::limits::LimitArgs;
 use super::log::LogArgs;
@@ -19,6 +18,7 @@ use super::readiness::Readiness;
 use super::restart::{Restart, StartLimit};
 use super::sockets::SocketArgs;
 use super::systemd::UnitArgs;
+use super::{Kind, NotifyAccess};
 use crate::duration;
 
 /// Every option of a service, as given: flags of `run` and `start` (clap's
@@ -37,6 +37,7 @@ pub struct ServiceArgs {
     pub stop_timeout: Duration,
     pub watchdog: Option<Duration>,
     pub reload_signal: Signal,
+    pub notify_access: NotifyAccess,
     pub restart: Restart,
     pub success_exit_codes: Vec<i32>,
     pub backoff: Duration,
@@ -77,6 +78,7 @@ impl Blank for ServiceArgs {
             stop_timeout: Duration::ZERO,
             watchdog: None,
             reload_signal: Signal::SIGHUP,
+            notify_access: NotifyAccess::All,
             restart: Restart::Never,
             success_exit_codes: Vec::new(),
             backoff: Duration::ZERO,
@@ -193,6 +195,20 @@ pub(super) fn general() -> Vec<Opt<ServiceArgs>> {
         .systemd(Direct("ExecReload="))
         .default("HUP")
         .help("Signal that asks the child to reload (sent when daemonic gets SIGHUP)"),
+        O::one("notify-access", "WHO", |a, v| {
+            put(&mut a.notify_access, choice(v))
+        })
+        .systemd(Direct("NotifyAccess="))
+        .default("all")
+        .values::<NotifyAccess>()
+        .help(
+            "Whose notify datagrams (READY=1, STATUS=, WATCHDOG=1, …) count: main = the \
+                 main process only; exec = the same (daemonic runs no ExecStartPre=-like \
+                 commands); all = any process of the service's tree (its cgroup, or its \
+                 descendants), so that a shell script's `systemd-notify --ready` works as \
+                 another user too. A process outside the tree never counts. Each ignored \
+                 sender is named once on stderr (and in start's timeout message)",
+        ),
     ]
 }
 

@@ -76,6 +76,29 @@ pub enum Kind {
     Oneshot,
 }
 
+/// Whose notify datagrams speak for a service (systemd's `NotifyAccess=`; see
+/// `supervisor::notify`). Never a process outside the service's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotifyAccess {
+    /// The main process only.
+    Main,
+    /// The main process and the commands run for it (systemd's control processes);
+    /// daemonic runs none that notify, so the main process only.
+    Exec,
+    /// Any process of the service's tree (its cgroup, or its descendants in /proc).
+    All,
+}
+
+impl NotifyAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyAccess::Main => "main",
+            NotifyAccess::Exec => "exec",
+            NotifyAccess::All => "all",
+        }
+    }
+}
+
 /// Everything the supervisor needs to run one service.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -94,6 +117,7 @@ pub struct Service {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub reload_signal: Signal,
+    pub notify_access: NotifyAccess,
     pub watchdog: Option<Duration>,
     pub policy: Policy,
     pub on_give_up: Option<String>,
@@ -169,6 +193,7 @@ impl Service {
             stop_signal: a.stop_signal,
             stop_timeout: a.stop_timeout,
             reload_signal: a.reload_signal,
+            notify_access: a.notify_access,
             watchdog: a.watchdog.filter(|w| !w.is_zero()),
             policy: Policy {
                 restart: a.restart,

@@ -132,6 +132,18 @@ fn find_base() -> std::result::Result<(PathBuf, PathBuf), String> {
     }
 }
 
+/// The mount point of the cgroup2 hierarchy that the paths of `/proc/PID/cgroup` are
+/// relative to ([`cgroup2_mount`] of this process's mounts), read once.
+pub(crate) fn hierarchy() -> Option<&'static Path> {
+    static MOUNT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    MOUNT
+        .get_or_init(|| {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            cgroup2_mount(&info)
+        })
+        .as_deref()
+}
+
 /// The mount point of the cgroup2 file system in `/proc/self/mountinfo`: the first that
 /// shows the root of this process's cgroup namespace (root field `/`), to which the paths
 /// of `/proc/self/cgroup` are relative; else the first. A container may also see the

@@ -6,7 +6,9 @@
 //!    socket and its connections, and per unit its child's pidfd, its output pipes, its
 //!    probe attempts, its emptying cgroup's `cgroup.events` and its give-up hook's pidfd;
 //!    the timeout is the earliest deadline of any of them ([`Supervisor::timeout`]).
-//! 2. **Wait** in `poll(2)`.
+//! 2. **Wait** in `poll(2)`. The first time the loop has had nothing to do for a second
+//!    (its one shortened sleep), it gives back the pages only its start-up used, the
+//!    executable's code and the heap's free pages ([`daemonic::memory`]; `Pages`).
 //! 3. **Dispatch**: each descriptor that is ready is turned into events for the unit it
 //!    belongs to (the other sources have handlers of their own: [`super::notify`] for
 //!    datagrams, [`super::signals`] for signals, [`super::requests`] for control
@@ -23,7 +25,6 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use daemonic::systemd::listen::NotifyListener;
 use daemonic::systemd::watchdog::Watchdog;
 use daemonic::{Running, Signals};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -58,12 +59,53 @@ pub struct Supervisor {
     pub(super) watchdog: Option<Watchdog>,
     /// Rate-limited notes about dropped notify datagrams.
     pub(super) notes: Notes,
+    /// Whether the start-up's pages were given back (`daemonic::memory`).
+    pages: Pages,
+}
+
+/// How long the loop has nothing to do before the start-up's pages go back (once).
+const QUIET_MS: u32 = 1000;
+
+/// The start-up's pages: kept, about to go (a QUIET without events passed), gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pages {
+    Startup,
+    Quiet,
+    Released,
+}
+
+impl Pages {
+    /// The poll's timeout instead of `timeout`, and whether it is the one QUIET wait
+    /// after which the start-up's pages go (`daemonic::memory`): a long sleep (no
+    /// deadline within twice QUIET, so not just before a 1 s grace fires) is cut to QUIET
+    /// once; when that passes without an event, they go here, right before the next
+    /// sleep, so that only the code between the release and `poll` is faulted back in
+    /// before it sleeps.
+    fn poll_timeout(&mut self, timeout: PollTimeout) -> (PollTimeout, bool) {
+        match *self {
+            Pages::Startup
+                if timeout.is_none()
+                    // (nix's `as_millis` panics on NONE: `is_none` first.)
+                    || timeout.as_millis().is_some_and(|ms| ms >= 2 * QUIET_MS) =>
+            {
+                (PollTimeout::from(QUIET_MS as u16), true)
+            }
+            Pages::Quiet => {
+                *self = Pages::Released;
+                if let Err(e) = daemonic::memory::release_startup_pages() {
+                    eprintln!("daemonic: {e}");
+                }
+                (timeout, false)
+            }
+            _ => (timeout, false),
+        }
+    }
 }
 
 /// What the loop waits on besides the units.
 pub(super) struct Io<'a> {
     pub signals: &'a mut Signals,
-    pub listener: &'a NotifyListener,
+    pub notify: &'a super::notify_socket::NotifySockets,
     pub control: Option<&'a mut ControlServer>,
 }
 
@@ -71,7 +113,8 @@ pub(super) struct Io<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Signals,
-    Notify,
+    /// Notify socket K (`NotifySockets::listeners`).
+    Notify(usize),
     /// The control socket or one of its connections.
     Control,
     /// The pidfd of the unit's child.
@@ -108,10 +151,9 @@ impl<'a> PollSet<'a> {
             Source::Signals,
             PollFd::new(io.signals.as_fd(), PollFlags::POLLIN),
         );
-        set.add(
-            Source::Notify,
-            PollFd::new(io.listener.as_fd(), PollFlags::POLLIN),
-        );
+        for (k, l) in io.notify.listeners().enumerate() {
+            set.add(Source::Notify(k), PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
         for fd in io.control.as_deref().into_iter().flat_map(|s| s.fds()) {
             set.add(Source::Control, PollFd::new(fd, PollFlags::POLLIN));
         }
@@ -190,6 +232,7 @@ impl Supervisor {
                 None
             }),
             notes: Notes::new(Instant::now()),
+            pages: Pages::Startup,
         }
     }
 
@@ -239,8 +282,13 @@ impl Supervisor {
     pub(super) fn run(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
         while !self.over() {
             let control_due = io.control.as_deref().and_then(ControlServer::next_deadline);
-            let timeout = self.timeout(control_due);
-            let ready = PollSet::build(&self.units, io).wait(timeout)?;
+            let set = PollSet::build(&self.units, io);
+            // After the set is built: a release runs as little code as it can before the sleep.
+            let (timeout, quiet) = self.pages.poll_timeout(self.timeout(control_due));
+            let ready = set.wait(timeout)?;
+            if quiet && ready.is_empty() {
+                self.pages = Pages::Quiet;
+            }
             let mut woken = std::collections::HashMap::<UnitId, Woken>::new();
             let mut requests = control_due.is_some_and(|at| at <= Instant::now());
             for source in ready {
@@ -250,7 +298,11 @@ impl Supervisor {
                     Source::Hook(id) => woken.entry(id).or_default().hook = true,
                     Source::Control => requests = true,
                     Source::Signals => self.on_signals(io, cx)?,
-                    Source::Notify => self.on_datagrams(io.listener, cx)?,
+                    Source::Notify(k) => {
+                        if let Some(l) = io.notify.listeners().nth(k) {
+                            self.on_datagrams(l, cx)?;
+                        }
+                    }
                     Source::Output(id, k) => self.on_output(id, k, cx)?,
                     Source::Exit(id) => self.on_exit(id, cx)?,
                 }

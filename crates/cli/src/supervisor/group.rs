@@ -443,7 +443,7 @@ impl Supervisor {
                 ("waiting", Some(why))
             }
             (None, true) if m.unit.generation() == 0 => ("stopped", None),
-            _ => (m.unit.state().as_str(), None),
+            _ => (m.unit.shown_str(), None),
         }
     }
 

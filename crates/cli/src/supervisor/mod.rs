@@ -12,7 +12,9 @@
 //! any unit (readiness grace, stop timeout, restart delay, watchdog, health checks). It
 //! turns what it sees into machine events for the unit concerned. Nothing ticks while
 //! idle: with every child ready, no watchdog and no health check, `poll` sleeps until
-//! something happens.
+//! something happens. The first time it has had nothing to do for a second,
+//! it gives back the pages only its start-up used — the executable's code and the heap's
+//! free pages ([`daemonic::memory`]; `event_loop`).
 //!
 //! Where things are: this file holds the entry points ([`supervise`],
 //! [`supervise_group`]); the `Supervisor` and its loop are `event_loop.rs` (one turn:
@@ -25,12 +27,15 @@
 //!
 //! States, as `daemonic status` shows them: `starting` → `ready` → `stopping`, and after an
 //! exit `backoff` → `starting` again, or one of the final `stopped`, `exited`, `gave-up`.
+//! A ready child between `RELOADING=1` and `READY=1` is shown `reloading` (not a machine
+//! state: see `notify`).
 //! The supervisor ends when every unit is final. Readiness is forwarded to whoever waits
 //! for the supervisor itself (the `daemonic start` launcher, systemd, an outer
 //! supervisor) once every unit has been ready.
 //!
-//! Notify messages: one socket for the supervisor; a datagram speaks for the unit whose
-//! *main* process sent it (the kernel-verified sender pid; systemd's `NotifyAccess=main`).
+//! Notify messages: one filesystem socket for the supervisor ([`notify_socket`]); a
+//! datagram speaks for the unit whose tree its sender is in (the kernel-verified sender
+//! pid), as that unit's `notify-access` allows (see `notify`).
 //!
 //! When a child exits, whatever is left of its process group is killed before the child
 //! is reaped (while its pid still pins the group id), so no grandchild outlives it. If the
@@ -57,6 +62,7 @@ pub mod init;
 pub mod limits;
 pub mod machine;
 mod notify;
+pub mod notify_socket;
 pub mod policy;
 pub mod probe;
 mod requests;
@@ -73,7 +79,6 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result};
 use daemonic::process::Exit;
 use daemonic::sentinel::Sentinel;
-use daemonic::systemd::listen::NotifyListener;
 use daemonic::{Running, Signal, Signals};
 
 use crate::control::ControlServer;
@@ -83,6 +88,7 @@ pub(crate) use event_loop::Supervisor;
 pub use group::Group;
 use init::Init;
 pub use machine::State;
+use notify_socket::NotifySockets;
 pub use status_file::StatusFile;
 use unit::Shared;
 pub use unit::Unit;
@@ -229,12 +235,14 @@ fn run(
     if let Err(e) = daemonic::process::raise_nofile_limit() {
         eprintln!("daemonic: {e}");
     }
-    let listener = NotifyListener::bind_private().context("bind notify socket")?;
-    listener.set_nonblocking(true)?;
-    let socket = listener.env_value();
+    let users = match &start {
+        Start::Entries(e) => notify_socket::users(e.iter().map(|e| &e.service)),
+        Start::Group(..) => notify_socket::Users::Several,
+    };
+    let sockets = NotifySockets::bind(control.as_deref().map(ControlServer::path), users)?;
     let cx = Shared {
         outer,
-        notify_socket: socket.as_ref(),
+        notify: &sockets,
         sentinel,
         single: matches!(&start, Start::Entries(e) if e.len() == 1),
     };
@@ -242,7 +250,7 @@ fn run(
     sup.begin(start, outer, control.as_deref_mut(), &cx)?;
     let mut io = Io {
         signals: &mut signals,
-        listener: &listener,
+        notify: &sockets,
         control,
     };
     let result = sup.run(&mut io, &cx);

@@ -15,6 +15,8 @@ use super::State;
 
 pub struct Snapshot<'a> {
     pub state: State,
+    /// Ready, between `RELOADING=1` and `READY=1`: shown as `reloading`.
+    pub reloading: bool,
     /// Ready with its readiness check passing (`Unit::is_ready`, in state `ready`).
     pub ready: bool,
     /// The child's pid; none between runs.
@@ -54,7 +56,11 @@ impl StatusFile {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut text = format!("state={}\nready={}\n", s.state.as_str(), s.ready);
+        let state = match s.state {
+            State::Ready if s.reloading => "reloading",
+            other => other.as_str(),
+        };
+        let mut text = format!("state={state}\nready={}\n", s.ready);
         if let Some(pid) = s.pid {
             text += &format!("pid={pid}\n");
         }

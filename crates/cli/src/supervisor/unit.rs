@@ -22,7 +22,6 @@ pub use exit::Resume;
 pub use probes::ProbeRole;
 pub use spawn::spawn_failure_status;
 
-use std::ffi::OsStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
@@ -41,12 +40,24 @@ use crate::service::Service;
 /// Shared by every unit: how children reach the supervisor and who waits for it.
 pub struct Shared<'a> {
     pub outer: &'a daemonic::Running,
-    /// `NOTIFY_SOCKET` for children.
-    pub notify_socket: &'a OsStr,
+    /// Where children's `NOTIFY_SOCKET` points.
+    pub notify: &'a super::notify_socket::NotifySockets,
     pub sentinel: Option<&'a Sentinel>,
     /// The supervisor runs this one service only: its readiness, status and failures are
     /// the supervisor's own, forwarded to whoever waits for it.
     pub single: bool,
+}
+
+/// What the notify protocol has told about a unit's current child (reset at each spawn).
+#[derive(Debug, Default)]
+pub struct Told {
+    /// `RELOADING=1` without `READY=1` since: the reload's `MONOTONIC_USEC`.
+    pub reloading: Option<u64>,
+    /// The `MONOTONIC_USEC` of the last reload that ended with `READY=1`.
+    pub reloaded: Option<u64>,
+    /// `MAINPID=`, checked to be in the tree (a pidfd: signals reach that process or
+    /// none, even after its pid is reused).
+    pub main_pid: Option<daemonic::process::PidFd>,
 }
 
 pub struct Unit {
@@ -57,6 +68,8 @@ pub struct Unit {
     timers: [Option<Instant>; Timer::ALL.len()],
     /// The child's last `STATUS=`.
     pub status_text: String,
+    /// What the notify protocol told about the current child (reloading, `MAINPID=`).
+    pub told: Told,
     /// The state last published, and since when.
     shown: State,
     since: SystemTime,
@@ -130,6 +143,7 @@ impl Unit {
             child: None,
             timers: [None; Timer::ALL.len()],
             status_text: String::new(),
+            told: Default::default(),
             shown: State::Starting,
             since: SystemTime::now(),
             status_file: None,
@@ -245,6 +259,34 @@ impl Unit {
         self.child.as_ref().map(|c| c.pidfd.pid())
     }
 
+    /// The main process: the one `MAINPID=` named, else the child.
+    pub fn main_pid(&self) -> Option<Pid> {
+        self.child.as_ref()?;
+        (self.told.main_pid.as_ref().map(|p| p.pid())).or_else(|| self.pid())
+    }
+
+    /// The state as `status` shows it: `reloading` is a ready child between
+    /// `RELOADING=1` and `READY=1`.
+    pub fn shown_str(&self) -> &'static str {
+        match self.state() {
+            State::Ready if self.told.reloading.is_some() => "reloading",
+            s => s.as_str(),
+        }
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=`: the armed start timeout (while starting) or stop timeout
+    /// (while stopping) runs until at least `now + more`.
+    pub fn extend_timeout(&mut self, more: Duration, now: Instant) {
+        let timer = match self.machine.state() {
+            State::Starting => Timer::StartTimeout,
+            State::Stopping => Timer::StopTimeout,
+            _ => return,
+        };
+        if let Some(at) = &mut self.timers[timer as usize] {
+            *at = (*at).max(now + more);
+        }
+    }
+
     /// The child is ready and, if it has a readiness check, that check passes — or a
     /// one-shot service has completed: what a dependent waits for. (`State::Ready` alone
     /// says the startup is over.)
@@ -291,6 +333,7 @@ impl Unit {
         s.write(&status_file::Snapshot {
             state,
             ready: state == State::Ready && self.is_ready(),
+            reloading: self.told.reloading.is_some(),
             pid: self.pid(),
             supervisor: Pid::this(),
             since: self.since,

@@ -30,11 +30,13 @@
 //!   `RestrictSUIDSGID=yes`, `LockPersonality=yes`; root unless `user` is given.
 //! * **off**: nothing.
 //!
-//! A unit that runs daemonic's supervisor (`daemonic run`, and the config file's unit)
-//! also gets `Delegate=yes` with `ProtectControlGroups=no`: its services' cgroups are made
-//! inside the unit's own, so none of their processes leaves the unit (see
-//! `supervisor::containment`). `systemd-analyze security` counts `Delegate=yes` against
-//! the exposure; a unit that systemd can run directly does not need it.
+//! A unit that runs daemonic's supervisor as root (the config file's unit; `daemonic run`
+//! with `user = "root"` or without strict hardening) also gets `Delegate=yes` with
+//! `ProtectControlGroups=no`: its services' cgroups are made inside the unit's own, so
+//! none of their processes leaves the unit (see `supervisor::containment`).
+//! `systemd-analyze security` counts `Delegate=yes` against the exposure (0.2); a
+//! supervisor running as another user (`DynamicUser=`, `User=`) keeps every process in
+//! the unit's group without it.
 //!
 //! User units get only what an unprivileged manager can always apply (the seccomp-based
 //! settings and `NoNewPrivileges=`); mount-namespace settings (`ProtectSystem=`,
@@ -170,6 +172,9 @@ pub fn service_unit(def: &Def, cx: &Host<'_>) -> Result<String> {
         u.add(Section::Service, "Environment", env_assignment(k, v));
     }
     privileges(&mut u, a, cx.scope)?;
+    if !wrap.is_empty() && runs_as_root(&u, cx.scope) {
+        delegate(&mut u);
+    }
     limits(&mut u, a);
     let mut needs = needs(def, a, cx);
     harden(&mut u, name, a, cx.scope, &mut needs);
@@ -235,10 +240,11 @@ fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
         _ => {}
     }
     if notify || a.watchdog.is_some() {
-        // `all`: READY=1 and WATCHDOG=1 count from any process of the unit, not only the
-        // main one — a shell that runs `systemd-notify --ready` is the usual case (systemd's
-        // default `main` drops it: "reception only permitted for main PID").
-        u.add(Section::Service, "NotifyAccess", "all");
+        // The service's `notify-access`, whose default `all` lets READY=1 and WATCHDOG=1
+        // count from any process of the unit, not only the main one — a shell that runs
+        // `systemd-notify --ready` is the usual case (systemd's default `main` drops it:
+        // "reception only permitted for main PID"). The values mean what systemd's do.
+        u.add(Section::Service, "NotifyAccess", a.notify_access.as_str());
     }
     u.add(Section::Service, "ExecStart", exec_line(&def.command));
     u.add(
@@ -303,7 +309,6 @@ fn wrapped(u: &mut UnitFile, def: &Def, a: &ServiceArgs, cx: &Host<'_>) -> Resul
         );
     }
     u.add(Section::Service, "Type", "notify");
-    delegate(u);
     // daemonic reports READY=1 once its probe passed, which may take the service's
     // `timeout`; then daemonic itself gives up (and restarts by the policy).
     u.add(
@@ -483,10 +488,23 @@ pub fn file_unit(config: &Config, cx: &Host<'_>) -> Result<String> {
     Ok(u.render())
 }
 
-/// A unit whose main process is daemonic's supervisor gets its cgroup delegated, so each
-/// service's group is made inside the unit (`supervisor::containment`): systemd sees,
-/// accounts and, when it must, kills every process of it. `ProtectControlGroups=` would
-/// make the cgroup file system read-only and force the weaker subreaper containment.
+/// Whether the unit's processes run as root: a system unit with neither `DynamicUser=`
+/// nor a `User=` other than root.
+fn runs_as_root(u: &UnitFile, scope: Scope) -> bool {
+    scope == Scope::System
+        && u.get(Section::Service, "DynamicUser").is_empty()
+        && u.get(Section::Service, "User")
+            .iter()
+            .all(|user| *user == "root")
+}
+
+/// A unit whose main process is daemonic's supervisor *as root* gets its cgroup
+/// delegated: a root supervisor not in a delegated group makes its services' groups at
+/// the top of the hierarchy, outside the unit (`supervisor::containment`); inside a
+/// delegated one they stay in the unit, where systemd sees, accounts and, when it must,
+/// kills every process. `ProtectControlGroups=` would make the cgroup file system
+/// read-only. A supervisor that runs as another user needs neither: it cannot make
+/// groups there, is a subreaper instead, and every process stays in the unit's own group.
 fn delegate(u: &mut UnitFile) {
     u.add(Section::Service, "Delegate", "yes");
     u.add(Section::Service, "ProtectControlGroups", "no");

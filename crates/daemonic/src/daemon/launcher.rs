@@ -55,6 +55,8 @@ pub(super) struct Wait<'a> {
 struct Said {
     status: Option<String>,
     errno: Option<i32>,
+    /// `EXTEND_TIMEOUT_USEC=` moved the deadline.
+    extended: bool,
 }
 
 impl Said {
@@ -105,7 +107,7 @@ pub(super) fn wait(mut w: Wait<'_>) -> ! {
         Ok(fd) => fd,
         Err(e) => finish(&w, LAUNCHER_FAILED, &format!("pidfd_open {daemon}: {e}")),
     };
-    let deadline = Instant::now() + w.timeout;
+    let mut deadline = Instant::now() + w.timeout;
     let mut said = Said::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -118,8 +120,13 @@ pub(super) fn wait(mut w: Wait<'_>) -> ! {
             } else {
                 format!(" (last status: {what})")
             };
+            let extended = if said.extended {
+                " (and the time EXTEND_TIMEOUT_USEC= asked for)"
+            } else {
+                ""
+            };
             let why = format!(
-                "not ready within {:?}{what}; daemon (pid {daemon}) killed",
+                "not ready within {:?}{extended}{what}; daemon (pid {daemon}) killed",
                 w.timeout
             );
             finish(&w, TIMED_OUT, &why);
@@ -143,7 +150,7 @@ pub(super) fn wait(mut w: Wait<'_>) -> ! {
         drop(fds);
         relay.iter_mut().for_each(Relay::pump);
         // Datagrams first: a daemon that said READY=1 and then exited was ready.
-        if drain(&w, daemon, &mut said) {
+        if drain(&w, daemon, &mut said, &mut deadline) {
             // Everything it wrote before: it put its own stderr back before READY=1.
             relay.iter_mut().for_each(|r| r.finish(false));
             if w.shown.announce_ready
@@ -189,8 +196,9 @@ fn read_daemon_pid(w: &Wait<'_>) -> Result<Pid, String> {
     }
 }
 
-/// Processes queued datagrams; true once the daemon said `READY=1`.
-fn drain(w: &Wait<'_>, daemon: Pid, said: &mut Said) -> bool {
+/// Processes queued datagrams; true once the daemon said `READY=1`. `EXTEND_TIMEOUT_USEC=`
+/// moves `deadline` to at least that long from now (as systemd does for a start).
+fn drain(w: &Wait<'_>, daemon: Pid, said: &mut Said, deadline: &mut Instant) -> bool {
     let listener = &w.listener;
     loop {
         // Only the daemon itself speaks for the daemon (systemd's NotifyAccess=main):
@@ -207,6 +215,13 @@ fn drain(w: &Wait<'_>, daemon: Pid, said: &mut Said) -> bool {
                 Message::Ready => return true,
                 Message::Status(s) => said.status(s, w),
                 Message::Errno(n) => said.errno = Some(n),
+                Message::ExtendTimeoutUsec(usec) => {
+                    let until = Instant::now() + Duration::from_micros(usec);
+                    if until > *deadline {
+                        *deadline = until;
+                        said.extended = true;
+                    }
+                }
                 _ => {}
             }
         }
@@ -261,6 +276,7 @@ mod tests {
         let said = Said {
             status: Some("\x1b[2J\x1b]0;owned\x07bind failed".into()),
             errno: Some(libc::EADDRINUSE),
+            extended: false,
         };
         assert_eq!(
             said.describe(),

@@ -303,6 +303,14 @@ impl Prepared {
         self.uid
     }
 
+    /// The directory the switch `chroot`s into, if any.
+    pub fn chroot_dir(&self) -> Option<&Path> {
+        use std::os::unix::ffi::OsStrExt;
+        self.chroot
+            .as_deref()
+            .map(|c| Path::new(std::ffi::OsStr::from_bytes(c.to_bytes())))
+    }
+
     /// The gid the switch sets, if it sets one.
     pub fn gid(&self) -> Option<Gid> {
         self.gid

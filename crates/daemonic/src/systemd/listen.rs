@@ -120,6 +120,42 @@ impl NotifyListener {
         Self::finish(socket, env_value, Some(path.to_path_buf()))
     }
 
+    /// Binds a socket at `path` (which must not exist) whose file has exactly `mode`,
+    /// and is never wider: the unbound socket is `fchmod`ed first, since `bind` gives the
+    /// file the socket inode's mode minus the umask; then the file is `chmod`ed to `mode`
+    /// (what the umask took away). The process-wide umask is left alone. Removed on drop
+    /// like [`bind`](Self::bind).
+    pub fn bind_with_mode(path: impl AsRef<Path>, mode: u32) -> Result<NotifyListener> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
+        let path = path.as_ref();
+        let ctx = || format!("bind notify socket {}", path.display());
+        let env_value = path.to_str().map(str::to_string).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{}: path is not UTF-8", path.display()),
+            )
+        })?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::sys(ctx(), e))?;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(mode);
+        nix::sys::stat::fchmod(&fd, mode)
+            .map_err(|e| Error::sys(format!("fchmod socket for {}", path.display()), e))?;
+        let addr = UnixAddr::new(path).map_err(|e| Error::sys(ctx(), e))?;
+        bind(fd.as_raw_fd(), &addr).map_err(|e| Error::sys(ctx(), e))?;
+        // Owned from here: removed on drop, also if what follows fails.
+        let listener = Self::finish(UnixDatagram::from(fd), env_value, Some(path.to_path_buf()))?;
+        // The umask took bits away, never added any: widen to `mode` now.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode.bits()))
+            .map_err(|e| Error::io(format!("chmod {:o} {}", mode.bits(), path.display()), e))?;
+        Ok(listener)
+    }
+
     /// Binds an abstract socket `@name` (nothing to clean up in the filesystem; reachable
     /// from the same network namespace).
     pub fn bind_abstract(name: &str) -> Result<NotifyListener> {

@@ -36,6 +36,9 @@ pub enum Wait {
     Final,
     /// `ready` with a child started after `generation`; a crash before that is an error.
     ReadyAfter { generation: u64 },
+    /// A reload of child `generation` that began (`MONOTONIC_USEC`) at or after `sent`
+    /// has ended with `READY=1`; the child leaving `ready` first is an error.
+    Reloaded { generation: u64, sent: u64 },
 }
 
 /// Either the answer now, or the request is pending.
@@ -63,8 +66,8 @@ pub fn answer(sup: &mut Supervisor, request: Request, cx: &Shared<'_>) -> (Optio
             Some(i) => (Some(i), restart::answer(sup, i, cx)),
             None => (None, unknown(&name)),
         },
-        Request::Reload { name } => match unit(sup, &name) {
-            Some(i) => (Some(i), reload::answer(sup, i)),
+        Request::Reload { name, wait } => match unit(sup, &name) {
+            Some(i) => (Some(i), reload::answer(sup, i, wait)),
             None => (None, unknown(&name)),
         },
         Request::Reopen { name } => match unit(sup, &name) {
@@ -93,6 +96,7 @@ pub fn settle(sup: &Supervisor, pending: &Pending) -> Option<Response> {
             .standing
             .finished
             .then(|| Response::Done(format!("{}: {}", u.name(), sup.shown_state(pending.unit).0))),
+        Wait::Reloaded { generation, sent } => reload::settle(u, generation, sent),
         Wait::ReadyAfter { generation } => {
             if u.generation() <= generation {
                 return state.is_final().then(|| {

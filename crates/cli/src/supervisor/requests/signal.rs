@@ -1,4 +1,5 @@
-//! `signal NAME SIG`: a signal to the service's main process, through its pidfd.
+//! `signal NAME SIG`: a signal to the service's main process (the child, or the process
+//! its `MAINPID=` named), through its pidfd.
 
 use daemonic::Signal;
 
@@ -16,8 +17,9 @@ pub fn answer(sup: &mut Supervisor, i: UnitId, sig: Signal) -> Answer {
             u.state().as_str()
         )));
     };
-    let pid = child.pidfd.pid();
-    Answer::Now(match child.pidfd.signal(sig) {
+    let main = u.told.main_pid.as_ref().unwrap_or(&child.pidfd);
+    let pid = main.pid();
+    Answer::Now(match main.signal(sig) {
         Ok(()) => Response::Done(format!("{}: sent {sig} to pid {pid}", u.name())),
         Err(e) => Response::Error(format!("{}: {e}", u.name())),
     })

@@ -76,7 +76,9 @@ impl Unit {
                     }
                 },
                 Action::SignalMain(sig) => {
-                    if let Some(c) = &self.child {
+                    if let Some(m) = &self.told.main_pid {
+                        let _ = m.signal(sig);
+                    } else if let Some(c) = &self.child {
                         let _ = c.pidfd.signal(sig);
                     }
                 }

@@ -36,13 +36,19 @@ impl Unit {
         {
             self.log_start = Some(std::fs::metadata(&l.path).map_or(0, |m| m.len()));
         }
+        self.told = Default::default();
         let mut cmd = Command::new(&self.service.program);
         strip_internal(&mut cmd);
         // The configured variables first: what daemonic sets for the protocol wins.
         cmd.envs(self.service.env.iter().map(|(k, v)| (k, v)));
-        cmd.args(&self.service.args)
-            .current_dir(&self.service.dir)
-            .env("NOTIFY_SOCKET", cx.notify_socket);
+        cmd.args(&self.service.args).current_dir(&self.service.dir);
+        let chrooted = (self.service.privileges.as_ref()).is_some_and(|p| p.chroot_dir().is_some());
+        match cx.notify.for_child(chrooted) {
+            Ok(socket) => {
+                cmd.env("NOTIFY_SOCKET", socket);
+            }
+            Err(e) => self.note(&format!("no notify socket for this child: {e:#}")),
+        }
         if let Some(s) = cx.sentinel {
             cmd.env(s.var(), s.value(self.spawned));
         }

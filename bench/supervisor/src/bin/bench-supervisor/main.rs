@@ -1,29 +1,37 @@
-//! `bench-supervisor`: daemonic's supervisor next to daemon(1), runit, s6 and supervisord.
+//! `bench-supervisor`: daemonic's supervisor next to daemon(1), runit, s6, daemontools and
+//! supervisord.
 //!
-//! Run it through `bench/supervisor/run.sh`, which builds everything, finds the peers and
-//! makes the temp dir. Four measurements, each with the same child program for every tool:
+//! Run it through `bench/supervisor/run.sh`, which installs the peers (`bench/peers.sh`),
+//! builds everything and makes the temp dir. Five measurements, each with the same child
+//! program for every tool; daemonic runs from a copy of its binary of its own per setup
+//! (`own_copy`), so that its two setups never share code pages:
 //!
-//! 1. **Restart latency** (`latency`): every tool supervises one `stamp` child at the same
-//!    time. `stamp` reads `CLOCK_MONOTONIC` as its first act and appends `PID NANOS` to a
-//!    file. Per iteration, in an order rotated per iteration, the harness takes each tool's
-//!    current child (up for at least `--min-up`, so that runit's and s6's "restarted within
-//!    a second" throttles never apply), reads `CLOCK_MONOTONIC`, sends SIGKILL, and waits
+//! 1. **Restart latency** (`latency`, and `defaults` with each tool's default settings):
+//!    every tool supervises one `stamp` child at the same time. `stamp` reads
+//!    `CLOCK_MONOTONIC` as its first act and appends `PID NANOS` to a file. Per iteration,
+//!    in an order rotated per iteration, the harness takes each tool's current child (up
+//!    for at least `--min-up`, so that runit's, s6's and daemontools' "restarted within a
+//!    second" throttles never apply), reads `CLOCK_MONOTONIC`, sends SIGKILL, and waits
 //!    (inotify) for the next line. Latency = the new child's stamp − the kill time: it
 //!    holds the supervisor noticing the death, reaping, its restart logic, and the fork +
 //!    exec + start-up of the child. The *floor* row is the harness spawning `stamp` itself.
-//! 2. **Memory** (`memory`): each tool runs 1 and then 100 services (daemonic: `run -f` of a
-//!    config file of N services, one supervisor, and N `daemonic run`; daemon(1): N processes; runit:
-//!    runsvdir + N runsv; s6: s6-svscan + N s6-supervise; supervisord: one process, N
-//!    programs). After every child
-//!    has stamped and a settling pause, for every process of the tool (children excluded):
-//!    `Private_Clean + Private_Dirty` from `/proc/PID/smaps_rollup`, summed; and the memory
-//!    *unique to the group* — pages (from `/proc/PID/pagemap`) whose `/proc/kpagecount`
-//!    equals the number of times the group maps them, which counts pages a group's
-//!    processes share among themselves (a forked sentinel, 100 runsv's text) once.
-//! 3. **Idle wake-ups** (`idle`): in the same setups, `voluntary_ctxt_switches +
-//!    nonvoluntary_ctxt_switches` of every thread of every process of the tool, at t and at
+//!    A tool that does not restart within `DEADLINE` with its defaults is reported so.
+//! 2. **Memory** (`memory`): each tool runs 1 and then each `--services` count (daemonic:
+//!    `run -f` of a config file of N services, one supervisor, and N `daemonic start`;
+//!    daemon(1): N processes; runit: runsvdir + N runsv; s6: s6-svscan + N s6-supervise;
+//!    daemontools: svscan + N supervise; supervisord: one process, N programs). After every
+//!    child has stamped and a settling pause, for every process of the tool (children
+//!    excluded): `Private_Clean + Private_Dirty` from `/proc/PID/smaps_rollup`, summed; and
+//!    the memory *unique to the group* — pages (from `/proc/PID/pagemap`) whose
+//!    `/proc/kpagecount` equals the number of times the group maps them, which counts pages
+//!    a group's processes share among themselves (a forked sentinel, 100 runsv's text)
+//!    once. Also the time from the first spawn until all N children had stamped.
+//! 3. **Idle wake-ups** (`idle`, with `memory`): in the same setups, `voluntary_ctxt_switches
+//!    + nonvoluntary_ctxt_switches` of every thread of every process of the tool, at t and at
 //!    t + `--idle-secs`; nothing is killed or started in between.
-//! 4. **Log capture** (`log`): `spew` stamps its start and writes `--log-mb` MB of numbered
+//! 4. **Crash loop** (`crash`, in `crashloop.rs`): CPU per restart of a child that exits
+//!    at once.
+//! 5. **Log capture** (`log`): `spew` stamps its start and writes `--log-mb` MB of numbered
 //!    64-byte lines to stdout, then exits. The time until the tool's log file holds all of
 //!    it (size reached and the last line at its end, polled every 1 ms) next to `spew |
 //!    cat > file`.
@@ -42,6 +50,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod crashloop;
+
 type Res<T> = Result<T, String>;
 
 /// Restart iterations run first and thrown away.
@@ -55,10 +65,14 @@ const SETTLE: Duration = Duration::from_secs(2);
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 enum Tool {
     Daemonic,
+    /// `daemonic start` with `DAEMONIC_CONTAINMENT=subreaper` (no cgroup per service).
+    DaemonicSubreaper,
     DaemonicMany,
     Daemon1,
     Runit,
     S6,
+    /// svscan + one `supervise` per service directory.
+    Daemontools,
     Supervisord,
     /// No supervisor: the harness spawns `stamp` itself (restart floor).
     Floor,
@@ -70,10 +84,12 @@ impl Tool {
     fn key(self) -> &'static str {
         match self {
             Tool::Daemonic => "daemonic",
+            Tool::DaemonicSubreaper => "daemonic-subreaper",
             Tool::DaemonicMany => "daemonic-many",
             Tool::Daemon1 => "daemon1",
             Tool::Runit => "runit",
             Tool::S6 => "s6",
+            Tool::Daemontools => "daemontools",
             Tool::Supervisord => "supervisord",
             Tool::Floor => "floor",
             Tool::Cat => "cat",
@@ -82,11 +98,13 @@ impl Tool {
 
     fn label(self) -> &'static str {
         match self {
-            Tool::Daemonic => "daemonic run (one per service)",
+            Tool::Daemonic => "daemonic start (one per service)",
+            Tool::DaemonicSubreaper => "daemonic start, DAEMONIC_CONTAINMENT=subreaper",
             Tool::DaemonicMany => "daemonic run -f (one supervisor for N)",
             Tool::Daemon1 => "daemon(1)",
             Tool::Runit => "runit",
             Tool::S6 => "s6",
+            Tool::Daemontools => "daemontools",
             Tool::Supervisord => "supervisord",
             Tool::Floor => "floor: harness spawns the child (no tool)",
             Tool::Cat => "spew \\| cat > file (no tool)",
@@ -96,7 +114,7 @@ impl Tool {
     fn is_peer(self) -> bool {
         matches!(
             self,
-            Tool::Daemon1 | Tool::Runit | Tool::S6 | Tool::Supervisord
+            Tool::Daemon1 | Tool::Runit | Tool::S6 | Tool::Daemontools | Tool::Supervisord
         )
     }
 }
@@ -104,7 +122,11 @@ impl Tool {
 struct Config {
     iterations: usize,
     min_up: Duration,
-    services: usize,
+    /// Service counts of the memory phase besides 1 (`--services 100,1000`).
+    services: Vec<usize>,
+    /// Crash loop: restarts to count per tool, and the time limit per tool.
+    crashes: usize,
+    crash_secs: u64,
     idle: Duration,
     log_mb: u64,
     log_reps: usize,
@@ -343,7 +365,9 @@ fn group_unique(pids: &[i32]) -> Res<(u64, u64)> {
         }
     }
     if seen.is_empty() {
-        return Err("no page frames visible in pagemap (not root?)".into());
+        return Err(format!(
+            "no page frames of {pids:?} visible in pagemap (not root?)"
+        ));
     }
     let kpc = File::open("/proc/kpagecount").map_err(|e| format!("/proc/kpagecount: {e}"))?;
     let (mut unique, mut file) = (0, 0);
@@ -422,6 +446,45 @@ fn mkdir(path: &Path) -> Res<()> {
     fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The daemonic binary for `tool`: a copy of `--daemonic` of its own (made once), so that
+/// the two daemonic setups, running at the same time, never share the executable's page
+/// cache pages (which would make each one's code look shared, not private), as a peer's
+/// processes share only with their own kind.
+fn own_copy(cfg: &Config, tool: Tool) -> Res<PathBuf> {
+    let dir = cfg.dir.join(format!("bin-{}", tool.key()));
+    let path = dir.join("daemonic");
+    if !path.exists()
+        && matches!(
+            tool,
+            Tool::Daemonic | Tool::DaemonicSubreaper | Tool::DaemonicMany
+        )
+    {
+        mkdir(&dir)?;
+        fs::copy(&cfg.daemonic, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Written back before it runs: a page cache page not yet written counts as
+        // Private_Dirty in every process that maps it.
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// Runs `cmd` to its end with stdin from /dev/null and stdout+stderr appended to `log`.
+fn run_logged(cmd: &mut Command, log: &Path) -> Res<std::process::ExitStatus> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| format!("run {:?}: {e}", cmd.get_program()))
+}
+
 /// Spawns `cmd` with stdin from /dev/null and stdout+stderr appended to `log`; its pid.
 fn spawn(cmd: &mut Command, log: &Path) -> Res<i32> {
     let out = OpenOptions::new()
@@ -491,6 +554,18 @@ impl Raw {
 // ---------------------------------------------------------------------------------------
 // Setups: a tool running N services, each a `stamp` child.
 
+/// How the tools are set up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Each tool's fastest restart settings (no delay); the child parks.
+    Fast,
+    /// Each tool's default settings (daemon(1) needs `--respawn` to restart at all); the
+    /// child parks.
+    Defaults,
+    /// Fastest settings, and the child exits 1 right after its stamp (a crash loop).
+    Crash,
+}
+
 struct Setup {
     tool: Tool,
     n: usize,
@@ -527,33 +602,46 @@ impl Role {
 }
 
 impl Setup {
-    fn start(cfg: &Config, tool: Tool, n: usize, dir: PathBuf) -> Res<Setup> {
+    fn start(cfg: &Config, tool: Tool, n: usize, dir: PathBuf, mode: Mode) -> Res<Setup> {
         mkdir(&dir)?;
         let stamps = dir.join("stamps");
         fs::write(&stamps, "").map_err(|e| e.to_string())?;
         let log = dir.join("out.log");
         let stamp = cfg.stamp();
+        // The child reads it (inherited through every tool) and exits 1 after its stamp.
+        let exit = if mode == Mode::Crash { "1" } else { "" };
+        let fast = mode != Mode::Defaults;
+        let daemonic = own_copy(cfg, tool)?;
         let mut tops = Vec::new();
         match tool {
-            Tool::Daemonic => {
-                // One `daemonic run` per service, as with daemon(1) (and runsv per service).
+            Tool::Daemonic | Tool::DaemonicSubreaper => {
+                // One `daemonic start` per service (each its own supervisor and sentinel),
+                // as with daemon(1) and runsv per service. `start` returns once the child
+                // is ready (10 ms grace here); the supervisor's pid is in its pid file.
                 for i in 0..n {
-                    tops.push(spawn(
-                        Command::new(&cfg.daemonic)
-                            .arg("--state-dir")
-                            .arg(dir.join("state"))
-                            .args([
-                                "run",
-                                "--name",
-                                &format!("bench-{i}"),
-                                "--restart",
-                                "always",
-                            ])
-                            .args(["--backoff", "0ms", "--grace", "10ms", "--"])
-                            .arg(&stamp)
-                            .arg(&stamps),
-                        &log,
-                    )?);
+                    let name = format!("bench-{i}");
+                    let mut cmd = Command::new(&daemonic);
+                    cmd.arg("--state-dir").arg(dir.join("state"));
+                    cmd.args(["start", "--name", &name, "--grace", "10ms"]);
+                    if fast {
+                        cmd.args(["--restart", "always", "--backoff", "0ms"]);
+                    }
+                    cmd.arg("--").arg(&stamp).arg(&stamps);
+                    cmd.env("STAMP_EXIT", exit);
+                    if tool == Tool::DaemonicSubreaper {
+                        cmd.env("DAEMONIC_CONTAINMENT", "subreaper");
+                    }
+                    let status = run_logged(&mut cmd, &log)?;
+                    let pid_file = dir.join("state").join(format!("{name}.pid"));
+                    let pid = fs::read_to_string(&pid_file)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<i32>().ok())
+                        .ok_or(format!(
+                            "daemonic start {name} ({status}): no pid in {} (see {})",
+                            pid_file.display(),
+                            log.display()
+                        ))?;
+                    tops.push(pid);
                 }
             }
             Tool::DaemonicMany => {
@@ -561,9 +649,14 @@ impl Setup {
                 // foreground (`run -f`), with each service's pid file, control socket and
                 // status file.
                 let mut toml = String::new();
+                let settings = if fast {
+                    "restart = \"always\"\nbackoff = \"0ms\"\n"
+                } else {
+                    ""
+                };
                 for i in 0..n {
                     toml += &format!(
-                        "[services.bench-{i}]\ncommand = [{:?}, {:?}]\nrestart = \"always\"\nbackoff = \"0ms\"\ngrace = \"10ms\"\n\n",
+                        "[services.bench-{i}]\ncommand = [{:?}, {:?}]\n{settings}grace = \"10ms\"\n\n",
                         stamp.display().to_string(),
                         stamps.display().to_string()
                     );
@@ -571,57 +664,72 @@ impl Setup {
                 let file = dir.join("daemonic.toml");
                 std::fs::write(&file, toml).map_err(|e| format!("{}: {e}", file.display()))?;
                 tops.push(spawn(
-                    Command::new(&cfg.daemonic)
+                    Command::new(&daemonic)
                         .arg("--state-dir")
                         .arg(dir.join("state"))
                         .args(["run", "-f"])
-                        .arg(&file),
+                        .arg(&file)
+                        .env("STAMP_EXIT", exit),
                     &log,
                 )?);
             }
             Tool::Daemon1 => {
                 for i in 0..n {
-                    tops.push(spawn(
-                        Command::new("daemon")
-                            .args(["--noconfig", "--foreground"])
-                            .arg(format!("--name=bench-{i}"))
-                            .arg(format!("--pidfiles={}", dir.display()))
-                            .args(["--respawn", "--idiot", "--acceptable=0", "--"])
-                            .arg(&stamp)
-                            .arg(&stamps),
-                        &log,
-                    )?);
+                    let mut cmd = Command::new("daemon");
+                    cmd.args(["--noconfig", "--foreground"])
+                        .arg(format!("--name=bench-{i}"))
+                        .arg(format!("--pidfiles={}", dir.display()))
+                        .arg("--respawn");
+                    if fast {
+                        cmd.args(["--idiot", "--acceptable=0"]);
+                    }
+                    cmd.arg("--").arg(&stamp).arg(&stamps);
+                    tops.push(spawn(cmd.env("STAMP_EXIT", exit), &log)?);
                 }
             }
-            Tool::Runit | Tool::S6 => {
+            Tool::Runit | Tool::S6 | Tool::Daemontools => {
                 let scan = dir.join("scan");
                 for i in 0..n {
                     let sv = scan.join(format!("bench-{i}"));
                     mkdir(&sv)?;
                     symlink(&stamp, sv.join("run")).map_err(|e| e.to_string())?;
                 }
-                let prog = if tool == Tool::Runit {
-                    "runsvdir"
-                } else {
-                    "s6-svscan"
+                let prog = match tool {
+                    Tool::Runit => "runsvdir",
+                    Tool::S6 => "s6-svscan",
+                    _ => "svscan",
                 };
+                let mut cmd = Command::new(prog);
+                if tool == Tool::S6 {
+                    // s6-svscan supervises at most 500 services unless told (-c).
+                    cmd.arg(format!("-c{}", n.max(500) + 10));
+                }
                 tops.push(spawn(
-                    Command::new(prog).arg(&scan).env("STAMP_FILE", &stamps),
+                    cmd.arg(&scan)
+                        .env("STAMP_FILE", &stamps)
+                        .env("STAMP_EXIT", exit),
                     &log,
                 )?);
             }
             Tool::Supervisord => {
                 let mut conf = supervisord_header(&dir);
+                // Defaults: startsecs=1, autorestart=unexpected (a SIGKILL is unexpected),
+                // output to files in childlogdir.
+                let settings = if fast {
+                    "startsecs=0\nautorestart=true\nstartretries=1000000\n\
+                     stdout_logfile=NONE\nstderr_logfile=NONE\n"
+                } else {
+                    ""
+                };
                 for i in 0..n {
                     let _ = write!(
                         conf,
-                        "\n[program:bench-{i}]\ncommand={} {}\nstartsecs=0\nautorestart=true\n\
-                         startretries=1000000\nstdout_logfile=NONE\nstderr_logfile=NONE\n",
+                        "\n[program:bench-{i}]\ncommand={} {}\n{settings}",
                         stamp.display(),
                         stamps.display()
                     );
                 }
-                tops.push(start_supervisord(cfg, &dir, &conf, &log)?);
+                tops.push(start_supervisord(cfg, &dir, &conf, &log, exit)?);
             }
             Tool::Floor | Tool::Cat => unreachable!(),
         }
@@ -644,7 +752,9 @@ impl Setup {
             if pids.len() >= self.n {
                 return Ok(());
             }
-            if t0.elapsed() > DEADLINE || !self.tops.iter().any(|&p| alive(p)) {
+            // 20 ms more per service: 1,000 services take a while to start everywhere.
+            let deadline = DEADLINE + Duration::from_millis(20 * self.n as u64);
+            if t0.elapsed() > deadline || !self.tops.iter().any(|&p| alive(p)) {
                 return Err(format!(
                     "{}: {} of {} children started (see {})",
                     self.tool.label(),
@@ -669,19 +779,20 @@ impl Setup {
                     Role::Child
                 } else if self.tops.contains(&pid) {
                     match self.tool {
-                        Tool::Runit | Tool::S6 => Role::Scanner,
+                        Tool::Runit | Tool::S6 | Tool::Daemontools => Role::Scanner,
                         _ => Role::Supervisor,
                     }
                 } else {
                     let parent = stat(pid).map(|s| s.1).unwrap_or(0);
                     match self.tool {
-                        Tool::Daemonic | Tool::DaemonicMany
+                        Tool::Daemonic | Tool::DaemonicSubreaper | Tool::DaemonicMany
                             if self.tops.contains(&parent) && e.is_some() && e == exe(parent) =>
                         {
                             Role::Sentinel
                         }
                         Tool::Runit if comm(pid) == "runsv" => Role::Supervisor,
                         Tool::S6 if comm(pid) == "s6-supervise" => Role::Supervisor,
+                        Tool::Daemontools if comm(pid) == "supervise" => Role::Supervisor,
                         _ => Role::Other,
                     }
                 };
@@ -691,6 +802,21 @@ impl Setup {
     }
 
     fn stop(self) -> Res<()> {
+        if self.tool == Tool::Daemontools {
+            // svscan leaves its supervise processes running on SIGTERM: first tell each
+            // to stop its service and exit (svc -dx), then end svscan.
+            let dirs: Vec<PathBuf> = fs::read_dir(self.dir.join("scan"))
+                .map_err(|e| e.to_string())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            for chunk in dirs.chunks(200) {
+                let _ = Command::new("svc")
+                    .arg("-dx")
+                    .args(chunk)
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         stop_tree(self.tool, &self.tops)
     }
 }
@@ -703,11 +829,18 @@ fn supervisord_header(dir: &Path) -> String {
     )
 }
 
-fn start_supervisord(cfg: &Config, dir: &Path, conf: &str, log: &Path) -> Res<i32> {
+fn start_supervisord(cfg: &Config, dir: &Path, conf: &str, log: &Path, exit: &str) -> Res<i32> {
     let path = dir.join("supervisord.conf");
     write_file(&path, conf, 0o644)?;
     let exe = cfg.supervisord.as_ref().ok_or("supervisord not found")?;
-    spawn(Command::new(exe).arg("-n").arg("-c").arg(&path), log)
+    spawn(
+        Command::new(exe)
+            .arg("-n")
+            .arg("-c")
+            .arg(&path)
+            .env("STAMP_EXIT", exit),
+        log,
+    )
 }
 
 /// Stops a tool with its own shutdown signal, waits for every process of its tree to be
@@ -751,25 +884,34 @@ fn stop_tree(tool: Tool, tops: &[i32]) -> Res<()> {
 // ---------------------------------------------------------------------------------------
 // 1. Restart latency.
 
-fn latency(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
+fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res<()> {
+    let phase = if mode == Mode::Defaults {
+        "latency-defaults"
+    } else {
+        "latency"
+    };
     let tools: Vec<Tool> = [
         Tool::Daemonic,
+        Tool::DaemonicSubreaper,
         Tool::Daemon1,
         Tool::Runit,
         Tool::S6,
+        Tool::Daemontools,
         Tool::Supervisord,
     ]
     .into_iter()
     .filter(|&t| cfg.has(t))
     .collect();
     let mut setups = Vec::new();
+    let mut gone = BTreeMap::new();
     let result = (|| -> Res<BTreeMap<Tool, Vec<f64>>> {
         for &t in &tools {
             setups.push(Setup::start(
                 cfg,
                 t,
                 1,
-                cfg.dir.join("latency").join(t.key()),
+                cfg.dir.join(phase).join(t.key()),
+                mode,
             )?);
         }
         for s in &setups {
@@ -779,7 +921,7 @@ fn latency(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
             .iter()
             .map(|s| Watch::new(&s.stamps))
             .collect::<Res<Vec<_>>>()?;
-        let floor_dir = cfg.dir.join("latency").join("floor");
+        let floor_dir = cfg.dir.join(phase).join("floor");
         mkdir(&floor_dir)?;
         let floor_stamps = floor_dir.join("stamps");
         fs::write(&floor_stamps, "").map_err(|e| e.to_string())?;
@@ -789,20 +931,32 @@ fn latency(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
         for it in 0..WARMUP + cfg.iterations {
             for j in 0..k {
                 let idx = (it + j) % k;
+                if idx < setups.len() && gone.contains_key(&setups[idx].tool) {
+                    continue;
+                }
                 let (tool, lat) = if idx == setups.len() {
                     (
                         Tool::Floor,
                         floor_once(cfg, &floor_stamps, &floor_watch, &floor_dir)?,
                     )
                 } else {
-                    (
-                        setups[idx].tool,
-                        kill_once(cfg, &setups[idx], &watches[idx])?,
-                    )
+                    let s = &setups[idx];
+                    match kill_once(cfg, s, &watches[idx]) {
+                        Ok(lat) => (s.tool, lat),
+                        // With its default settings a tool may not restart at all (daemonic
+                        // before on-failure became its default): a finding, not a failure.
+                        Err(e) if mode == Mode::Defaults && e.contains("no restart") => {
+                            eprintln!("bench-supervisor: {e}");
+                            raw.row(phase, s.tool, 1, it, "sample", 0, "no_restart", 1);
+                            gone.insert(s.tool, it + 1);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 };
                 let ms = lat as f64 / 1e6;
                 raw.row(
-                    "latency",
+                    phase,
                     tool,
                     1,
                     it,
@@ -824,9 +978,14 @@ fn latency(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
         }
     }
     let samples = result?;
+    let settings = if mode == Mode::Defaults {
+        "each tool's default settings (daemon(1): --respawn)"
+    } else {
+        "each tool's fastest settings (daemonic: --restart always --backoff 0ms)"
+    };
     let _ = writeln!(
         out,
-        "\n### Restart latency after SIGKILL (ms; {} kills per tool, child up ≥ {:?} before each)\n",
+        "\n### Restart latency after SIGKILL, {settings} (ms; {} kills per tool, child up ≥ {:?} before each)\n",
         cfg.iterations, cfg.min_up
     );
     let _ = writeln!(
@@ -851,6 +1010,13 @@ fn latency(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
             pct(&s, 90.0),
             s[0],
             s[s.len() - 1]
+        );
+    }
+    for (tool, kill) in &gone {
+        let _ = writeln!(
+            out,
+            "| {} | no restart within {DEADLINE:?} of kill {kill} ({WARMUP} warm-ups included); no later samples | | | | |",
+            tool.label()
         );
     }
     Ok(())
@@ -942,6 +1108,8 @@ struct Footprint {
     all_unique_file: u64,
     /// Context switches over the idle window, by role: (role, processes, switches).
     idle: Vec<(Role, usize, u64)>,
+    /// From the first spawn until all N children had stamped, ms.
+    running_ms: f64,
 }
 
 fn footprints(cfg: &Config, n: usize, raw: &mut Raw) -> Res<Vec<Footprint>> {
@@ -951,26 +1119,42 @@ fn footprints(cfg: &Config, n: usize, raw: &mut Raw) -> Res<Vec<Footprint>> {
         Tool::Daemon1,
         Tool::Runit,
         Tool::S6,
+        Tool::Daemontools,
         Tool::Supervisord,
     ];
     tools.retain(|&t| cfg.has(t));
     let mut setups = Vec::new();
+    let mut running = Vec::new();
     let result = (|| -> Res<Vec<Footprint>> {
         for &t in &tools {
-            setups.push(Setup::start(
+            let t0 = Instant::now();
+            let s = Setup::start(
                 cfg,
                 t,
                 n,
                 cfg.dir.join(format!("mem-{n}")).join(t.key()),
-            )?);
-        }
-        for s in &setups {
+                Mode::Fast,
+            )?;
             s.wait_started()?;
+            // From the first spawn until every child has stamped: all N running.
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            raw.row(
+                "memory",
+                t,
+                n,
+                0,
+                "all",
+                0,
+                "all_running_ms",
+                format!("{ms:.1}"),
+            );
+            setups.push(s);
+            running.push(ms);
         }
         std::thread::sleep(SETTLE);
         let mut fps = Vec::new();
         let mut procs = Vec::new();
-        for s in &setups {
+        for (si, s) in setups.iter().enumerate() {
             let roles: Vec<(i32, Role)> = s
                 .roles(cfg)
                 .into_iter()
@@ -987,6 +1171,7 @@ fn footprints(cfg: &Config, n: usize, raw: &mut Raw) -> Res<Vec<Footprint>> {
                 all_unique: 0,
                 all_unique_file: 0,
                 idle: vec![],
+                running_ms: running[si],
             };
             let mut sup_pids = vec![];
             for &(pid, role) in &roles {
@@ -1112,7 +1297,7 @@ fn kib(v: u64) -> String {
     format!("{v}")
 }
 
-fn memory_tables(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut String) {
+fn memory_tables(cfg: &Config, n: usize, one: &[Footprint], many: &[Footprint], out: &mut String) {
     let _ = writeln!(
         out,
         "\n### Memory (KiB): Private_Clean + Private_Dirty from smaps_rollup, summed; \
@@ -1120,13 +1305,16 @@ fn memory_tables(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut 
     );
     let _ = writeln!(
         out,
-        "| tool | services | supervisor procs | supervisors: private (clean + dirty) | supervisors: unique | all procs | all: private | all: unique (of it in files) | all: Pss | all: VmPTE |"
+        "| tool | services | supervisor procs | supervisors: private (clean + dirty) | supervisors: unique | all procs | all: private | all: unique (of it in files) | all: Pss | all: VmPTE | all running after, ms |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for fp in one.iter().chain(many) {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} ({} + {}) | {} | {} | {} | {} ({}) | {} | {} |",
+            "| {} | {} | {} | {} ({} + {}) | {} | {} | {} | {} ({}) | {} | {} | {:.0} |",
             fp.tool.label(),
             fp.n,
             fp.sup_procs,
@@ -1139,11 +1327,11 @@ fn memory_tables(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut 
             kib(fp.all_unique),
             fp.all_unique_file,
             kib(fp.all.pss),
-            kib(fp.all.pte)
+            kib(fp.all.pte),
+            fp.running_ms
         );
     }
     // Per extra service.
-    let n = cfg.services;
     if n > 1 {
         let _ = writeln!(
             out,
@@ -1177,7 +1365,7 @@ fn memory_tables(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut 
         );
         let _ = writeln!(
             out,
-            "| tool | daemonic run -f ÷ tool | daemonic run ×N ÷ tool |"
+            "| tool | daemonic run -f ÷ tool | daemonic start ×N ÷ tool |"
         );
         let _ = writeln!(out, "|---|---:|---:|");
         for (t, (_, u, _)) in pers.iter().filter(|p| p.0.is_peer()) {
@@ -1195,7 +1383,7 @@ fn memory_tables(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut 
     if let Some(d) = one.iter().find(|f| f.tool == Tool::Daemonic) {
         let _ = writeln!(
             out,
-            "\n### Memory for one service, ratios (`daemonic run` ÷ tool)\n"
+            "\n### Memory for one service, ratios (`daemonic start` ÷ tool)\n"
         );
         let _ = writeln!(
             out,
@@ -1368,7 +1556,7 @@ fn start_log(cfg: &Config, tool: Tool, dir: &Path, bytes: u64) -> Res<(Vec<i32>,
                 target.display(),
                 dir.display()
             );
-            tops.push(start_supervisord(cfg, dir, &conf, &log)?);
+            tops.push(start_supervisord(cfg, dir, &conf, &log, "")?);
             target
         }
         _ => unreachable!(),
@@ -1498,7 +1686,9 @@ fn parse_args() -> Res<Config> {
     let mut cfg = Config {
         iterations: 20,
         min_up: Duration::from_millis(1500),
-        services: 100,
+        services: vec![100],
+        crashes: 10_000,
+        crash_secs: 60,
         idle: Duration::from_secs(10),
         log_mb: 200,
         log_reps: 3,
@@ -1520,7 +1710,14 @@ fn parse_args() -> Res<Config> {
         match a.as_str() {
             "--iterations" => cfg.iterations = num(v()?)? as usize,
             "--min-up-ms" => cfg.min_up = Duration::from_millis(num(v()?)?),
-            "--services" => cfg.services = num(v()?)? as usize,
+            "--services" => {
+                cfg.services = v()?
+                    .split(',')
+                    .map(|n| num(n.to_string()).map(|n| n as usize))
+                    .collect::<Res<Vec<_>>>()?
+            }
+            "--crashes" => cfg.crashes = num(v()?)? as usize,
+            "--crash-secs" => cfg.crash_secs = num(v()?)?,
             "--idle-secs" => cfg.idle = Duration::from_secs(num(v()?)?),
             "--log-mb" => cfg.log_mb = num(v()?)?,
             "--log-reps" => cfg.log_reps = num(v()?)? as usize,
@@ -1536,6 +1733,7 @@ fn parse_args() -> Res<Config> {
                         "daemon1" => Tool::Daemon1,
                         "runit" => Tool::Runit,
                         "s6" => Tool::S6,
+                        "daemontools" => Tool::Daemontools,
                         "supervisord" => Tool::Supervisord,
                         _ => return Err(format!("unknown peer {p}")),
                     });
@@ -1569,21 +1767,33 @@ fn run(cfg: &Config, out: &mut String) -> Res<()> {
             "bench-supervisor: restart latency ({} kills per tool)…",
             cfg.iterations
         );
-        latency(cfg, &mut raw, out)?;
+        latency(cfg, &mut raw, out, Mode::Fast)?;
+    }
+    if cfg.runs("defaults") {
+        eprintln!(
+            "bench-supervisor: restart latency, default settings ({} kills per tool)…",
+            cfg.iterations
+        );
+        latency(cfg, &mut raw, out, Mode::Defaults)?;
     }
     if cfg.runs("memory") {
         eprintln!("bench-supervisor: memory and idle, 1 service…");
         let one = footprints(cfg, 1, &mut raw)?;
-        let many = if cfg.services > 1 {
-            eprintln!(
-                "bench-supervisor: memory and idle, {} services…",
-                cfg.services
-            );
-            footprints(cfg, cfg.services, &mut raw)?
-        } else {
-            vec![]
-        };
-        memory_tables(cfg, &one, &many, out);
+        if cfg.services.iter().all(|&n| n <= 1) {
+            memory_tables(cfg, 1, &one, &[], out);
+        }
+        for &n in cfg.services.iter().filter(|&&n| n > 1) {
+            eprintln!("bench-supervisor: memory and idle, {n} services…");
+            let many = footprints(cfg, n, &mut raw)?;
+            memory_tables(cfg, n, &one, &many, out);
+        }
+    }
+    if cfg.runs("crash") {
+        eprintln!(
+            "bench-supervisor: crash loop (up to {} restarts or {} s per tool)…",
+            cfg.crashes, cfg.crash_secs
+        );
+        crashloop::crash_loop(cfg, &mut raw, out)?;
     }
     if cfg.runs("log") {
         eprintln!(
@@ -1603,7 +1813,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: bench-supervisor --dir TMP --bin DIR --daemonic PATH --raw FILE [--peers daemon1,runit,s6,supervisord] \
                  [--supervisord PATH] [--iterations N] [--min-up-ms MS] [--services N] [--idle-secs S] [--log-mb MB] \
-                 [--log-reps N] [--only latency,memory,log]"
+                 [--log-reps N] [--crashes N] [--crash-secs S] [--only latency,defaults,memory,crash,log]"
             );
             return ExitCode::from(2);
         }
