@@ -16,7 +16,7 @@
 //!
 //! | the supervisor runs | groups under |
 //! |---|---|
-//! | in a group systemd delegated to its unit (`Delegate=yes`, as the units of `daemonic run` and `up` ask; any user, root too) | `<own cgroup>/daemonic/<state dir>/<name>` |
+//! | in a group systemd delegated to its unit (`Delegate=yes`, as the generated units ask where daemonic runs as root; any user, root too) | `<own cgroup>/daemonic/<state dir>/<name>` |
 //! | as root, elsewhere | `<cgroup2 mount>/daemonic/<state dir>/<name>` |
 //! | in a cgroup delegated to its user by ownership (a systemd user session) | `<own cgroup>/daemonic/<state dir>/<name>` |
 //!
