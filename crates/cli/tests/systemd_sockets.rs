@@ -9,12 +9,13 @@ use daemonic_test_support as support;
 
 mod env;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use env::{Env, fixture};
 use support::sandbox::Sandbox;
-use support::{TempDir, example, wait_for};
+use support::{example, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const STAGE: &str = "/run/e2e";
@@ -124,44 +125,22 @@ fn the_pair_verifies_clean() {
 }
 
 /// A booted sandbox with daemonic, socket-http and `config` staged in `/run/e2e`.
-fn stage(config: &str) -> Option<(Sandbox, TempDir)> {
+fn stage(config: &str) -> Option<Sandbox> {
     let sb = Sandbox::boot()?;
-    let host = TempDir::new("e2e-sockets");
-    let file = host.join("daemonic.toml");
-    std::fs::write(&file, config).unwrap();
-    let copy = format!(
-        "mkdir -p {STAGE} && cp {} {} {STAGE}/ && cp {} {CONFIG}",
-        env!("CARGO_BIN_EXE_daemonic"),
-        example("socket-http").display(),
-        file.display()
+    sb.stage(
+        STAGE,
+        &[
+            Path::new(env!("CARGO_BIN_EXE_daemonic")),
+            &example("socket-http"),
+        ],
+        config,
     );
-    ok(&sb, &["sh", "-c", &copy]);
-    Some((sb, host))
-}
-
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb.exec(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-fn is_active(sb: &Sandbox, unit: &str) -> String {
-    text(&sb.exec(&["systemctl", "is-active", unit]).stdout)
-        .trim()
-        .to_string()
+    Some(sb)
 }
 
 /// The body `socket-http` answers on port 8080 inside the sandbox.
 fn get(sb: &Sandbox) -> String {
-    ok(
-        sb,
-        &["curl", "-sS", "--max-time", "10", "http://127.0.0.1:8080/"],
-    )
+    sb.ok(&["curl", "-sS", "--max-time", "10", "http://127.0.0.1:8080/"])
 }
 
 fn field(body: &str, key: &str) -> String {
@@ -174,20 +153,17 @@ fn field(body: &str, key: &str) -> String {
 /// Installs service `web` of `config`, starts only its socket, and checks that the first
 /// connection starts the service with the socket named, and that a restart keeps it.
 fn activated_by_a_connection(config: &str) {
-    let Some((sb, _host)) = stage(config) else {
+    let Some(sb) = stage(config) else {
         return;
     };
-    let installed = ok(
-        &sb,
-        &[
-            "/run/e2e/daemonic",
-            "install",
-            "web",
-            "--enable",
-            "-f",
-            CONFIG,
-        ],
-    );
+    let installed = sb.ok(&[
+        "/run/e2e/daemonic",
+        "install",
+        "web",
+        "--enable",
+        "-f",
+        CONFIG,
+    ]);
     assert!(
         installed.contains("installed: /etc/systemd/system/web.socket"),
         "{installed}"
@@ -196,23 +172,23 @@ fn activated_by_a_connection(config: &str) {
         installed.contains("enabled: web.socket web.service"),
         "{installed}"
     );
-    ok(&sb, &["systemctl", "start", "web.socket"]);
-    assert_eq!(is_active(&sb, "web.socket"), "active");
+    sb.ok(&["systemctl", "start", "web.socket"]);
+    assert_eq!(sb.is_active("web.socket"), "active");
     assert_eq!(
-        is_active(&sb, "web.service"),
+        sb.is_active("web.service"),
         "inactive",
         "not started before a connection"
     );
     let first = get(&sb);
     assert_eq!(field(&first, "names"), "web", "{first}");
     wait_for("web.service active", LIMIT, || {
-        (is_active(&sb, "web.service") == "active").then_some(())
+        (sb.is_active("web.service") == "active").then_some(())
     });
-    ok(&sb, &["systemctl", "restart", "web.service"]);
+    sb.ok(&["systemctl", "restart", "web.service"]);
     let second = get(&sb);
     assert_eq!(field(&second, "names"), "web", "{second}");
     assert_ne!(field(&first, "pid"), field(&second, "pid"), "a new program");
-    assert_eq!(is_active(&sb, "web.socket"), "active");
+    assert_eq!(sb.is_active("web.socket"), "active");
 }
 
 #[test]

@@ -13,11 +13,12 @@
 
 use daemonic_test_support as support;
 
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use support::sandbox::Sandbox;
-use support::{TempDir, example, wait_for};
+use support::{example, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);
 /// Inside the sandbox: the binaries, the config file and the fixtures' go files.
@@ -29,32 +30,18 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A booted sandbox with daemonic, the fixtures and `config` staged in `/run/e2e`.
-fn stage(config: &str) -> Option<(Sandbox, TempDir)> {
+fn stage(config: &str) -> Option<Sandbox> {
     let sb = Sandbox::boot()?;
-    let host = TempDir::new("e2e-units");
-    let file = host.join("daemonic.toml");
-    std::fs::write(&file, config).unwrap();
-    let copy = format!(
-        "mkdir -p {STAGE} && cp {} {} {} {STAGE}/ && cp {} {CONFIG}",
-        env!("CARGO_BIN_EXE_daemonic"),
-        example("unit-demo").display(),
-        example("watchdog-pinger").display(),
-        file.display()
+    sb.stage(
+        STAGE,
+        &[
+            Path::new(env!("CARGO_BIN_EXE_daemonic")),
+            &example("unit-demo"),
+            &example("watchdog-pinger"),
+        ],
+        config,
     );
-    ok(&sb, &["sh", "-c", &copy]);
-    Some((sb, host))
-}
-
-/// Runs `args` inside; panics unless it succeeds; returns stdout.
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let out = sb.exec(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    Some(sb)
 }
 
 /// `daemonic ARGS -f CONFIG` inside the sandbox.
@@ -76,15 +63,9 @@ fn daemonic_ok(sb: &Sandbox, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-fn is_active(sb: &Sandbox, unit: &str) -> String {
-    text(&sb.exec(&["systemctl", "is-active", unit]).stdout)
-        .trim()
-        .to_string()
-}
-
 /// A line of `/proc/PID/status` inside the sandbox (`Uid`, `Name`…).
 fn proc_status(sb: &Sandbox, pid: &str, field: &str) -> String {
-    let status = ok(sb, &["cat", &format!("/proc/{pid}/status")]);
+    let status = sb.ok(&["cat", &format!("/proc/{pid}/status")]);
     status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
@@ -98,7 +79,7 @@ fn a_notify_service_installs_starts_when_ready_reloads_stops_and_uninstalls() {
     let config = format!(
         "[services.demo]\ncommand = [\"{STAGE}/unit-demo\", \"notify\", \"{STAGE}/go\"]\nready = \"notify\"\nrestart = \"on-failure\"\n"
     );
-    let Some((sb, _host)) = stage(&config) else {
+    let Some(sb) = stage(&config) else {
         return;
     };
     let unit = "demo.service";
@@ -113,15 +94,15 @@ fn a_notify_service_installs_starts_when_ready_reloads_stops_and_uninstalls() {
     );
 
     // Type=notify: activating until the program says READY=1.
-    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    sb.ok(&["systemctl", "start", "--no-block", unit]);
     let waiting = format!("waiting for {STAGE}/go");
     sb.wait_property(unit, "StatusText", LIMIT, |s| s == waiting);
     assert_eq!(
-        is_active(&sb, unit),
+        sb.is_active(unit),
         "activating",
         "not active before READY=1"
     );
-    ok(&sb, &["touch", &format!("{STAGE}/go")]);
+    sb.ok(&["touch", &format!("{STAGE}/go")]);
     sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "active");
     assert_eq!(sb.show(unit, "StatusText"), "ready (reloads: 0)");
     // The default sandboxing is in force: a dynamic user, not root.
@@ -130,12 +111,12 @@ fn a_notify_service_installs_starts_when_ready_reloads_stops_and_uninstalls() {
     assert!(!uid.starts_with("0\t"), "runs as root: Uid {uid}");
 
     // Reload: ExecReload sends SIGHUP; the program reloads in place.
-    ok(&sb, &["systemctl", "reload", unit]);
+    sb.ok(&["systemctl", "reload", unit]);
     sb.wait_property(unit, "StatusText", LIMIT, |s| s == "ready (reloads: 1)");
     assert_eq!(sb.show(unit, "ActiveState"), "active");
     assert_eq!(sb.show(unit, "MainPID"), pid, "reloaded, not restarted");
 
-    ok(&sb, &["systemctl", "stop", unit]);
+    sb.ok(&["systemctl", "stop", unit]);
     assert_eq!(sb.show(unit, "ActiveState"), "inactive");
     assert_eq!(sb.show(unit, "Result"), "success");
 
@@ -156,7 +137,7 @@ fn a_service_that_stops_pinging_its_watchdog_is_restarted_by_systemd() {
     let config = format!(
         "[services.dog]\ncommand = [\"{STAGE}/watchdog-pinger\", \"4\"]\nready = \"notify\"\nwatchdog = \"1s\"\nrestart = \"on-failure\"\nbackoff = \"100ms\"\n"
     );
-    let Some((sb, _host)) = stage(&config) else {
+    let Some(sb) = stage(&config) else {
         return;
     };
     let unit = "dog.service";
@@ -196,27 +177,27 @@ restart = "always"
 backoff = "100ms"
 "#
     );
-    let Some((sb, _host)) = stage(&config) else {
+    let Some(sb) = stage(&config) else {
         return;
     };
     let unit = "web.service";
     daemonic_ok(&sb, &["install", "web"]);
-    let unit_text = ok(&sb, &["systemctl", "cat", unit]);
+    let unit_text = sb.ok(&["systemctl", "cat", unit]);
     assert!(
         unit_text.contains("ExecStart=/run/e2e/daemonic run "),
         "{unit_text}"
     );
 
-    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    sb.ok(&["systemctl", "start", "--no-block", unit]);
     // Why it is not ready yet reaches systemd through daemonic.
     let status = sb.wait_property(unit, "StatusText", LIMIT, |s| s.starts_with("not ready: "));
     assert!(status.contains("127.0.0.1:8080"), "{status}");
     assert_eq!(
-        is_active(&sb, unit),
+        sb.is_active(unit),
         "activating",
         "not active before the probe passes"
     );
-    ok(&sb, &["touch", &format!("{STAGE}/go-web")]);
+    sb.ok(&["touch", &format!("{STAGE}/go-web")]);
     sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "active");
     let main = sb.show(unit, "MainPID");
     assert_eq!(proc_status(&sb, &main, "Name"), "daemonic");
@@ -243,7 +224,7 @@ backoff = "100ms"
     assert_eq!(sb.show(unit, "MainPID"), main);
 
     // A stop through daemonic (the program ended by its stop signal) is clean.
-    ok(&sb, &["systemctl", "stop", unit]);
+    sb.ok(&["systemctl", "stop", unit]);
     assert_eq!(sb.show(unit, "Result"), "success");
     daemonic_ok(&sb, &["uninstall", "web"]);
 }
@@ -255,7 +236,7 @@ fn daemonic_run_pings_the_watchdog_of_its_unit_and_handles_the_programs_own() {
     let config = format!(
         "[services.wdog]\ncommand = [\"{STAGE}/watchdog-pinger\", \"8\"]\nready = \"notify\"\nwatchdog = \"1s\"\nliveness = \"exec:true\"\nrestart = \"on-failure\"\nbackoff = \"100ms\"\n"
     );
-    let Some((sb, _host)) = stage(&config) else {
+    let Some(sb) = stage(&config) else {
         return;
     };
     let unit = "wdog.service";
@@ -287,7 +268,7 @@ fn the_config_files_supervisor_installs_as_one_unit_ready_when_its_services_are(
         "project = \"shop\"\n\n[services.a]\ncommand = [\"{STAGE}/unit-demo\", \"notify\", \"{STAGE}/go-a\"]\nready = \"notify\"\n\n\
          [services.b]\ncommand = [\"{STAGE}/unit-demo\", \"notify\", \"{STAGE}/go-b\"]\nready = \"notify\"\ndepends-on = [\"a\"]\n"
     );
-    let Some((sb, _host)) = stage(&config) else {
+    let Some(sb) = stage(&config) else {
         return;
     };
     let unit = "daemonic-shop.service";
@@ -295,18 +276,18 @@ fn the_config_files_supervisor_installs_as_one_unit_ready_when_its_services_are(
         daemonic_ok(&sb, &["install", "--up"]),
         "installed: /etc/systemd/system/daemonic-shop.service\n"
     );
-    ok(&sb, &["systemctl", "start", "--no-block", unit]);
-    ok(&sb, &["touch", &format!("{STAGE}/go-a")]);
+    sb.ok(&["systemctl", "start", "--no-block", unit]);
+    sb.ok(&["touch", &format!("{STAGE}/go-a")]);
     // b waits for its go file: the file's supervisor is not ready until b is. Its
     // services answer `daemonic status` as under `up`.
     wait_for("b to start", LIMIT, || {
         let out = sb.exec(&["/run/e2e/daemonic", "status", "b"]);
         text(&out.stdout).starts_with("b: starting").then_some(())
     });
-    assert_eq!(is_active(&sb, unit), "activating");
-    ok(&sb, &["touch", &format!("{STAGE}/go-b")]);
+    assert_eq!(sb.is_active(unit), "activating");
+    sb.ok(&["touch", &format!("{STAGE}/go-b")]);
     sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "active");
-    ok(&sb, &["systemctl", "stop", unit]);
+    sb.ok(&["systemctl", "stop", unit]);
     assert_eq!(sb.show(unit, "Result"), "success");
     let out = daemonic_ok(&sb, &["uninstall", "--up"]);
     assert!(
@@ -321,12 +302,12 @@ fn a_unit_that_cannot_start_gives_up_at_systemds_start_limit() {
     let config = format!(
         "[services.broken]\ncommand = [\"{STAGE}/unit-demo\", \"no-such-mode\"]\nrestart = \"always\"\nbackoff = \"100ms\"\n"
     );
-    let Some((sb, _host)) = stage(&config) else {
+    let Some(sb) = stage(&config) else {
         return;
     };
     let unit = "broken.service";
     daemonic_ok(&sb, &["install", "broken"]);
-    ok(&sb, &["systemctl", "start", "--no-block", unit]);
+    sb.ok(&["systemctl", "start", "--no-block", unit]);
     sb.wait_property(unit, "ActiveState", LIMIT, |s| s == "failed");
     // systemd 252 keeps Result=exit-code for a restart refused by the limit; it says so.
     let journal = sb.journal(unit);
@@ -343,7 +324,7 @@ fn daemonic_run_keeps_its_programs_tree_inside_its_unit() {
     // a grandchild in a session of its own. systemd restarts nothing (Restart=no), so
     // only the unit's cgroup can end what a killed daemonic leaves.
     let config = "[services.tree]\ncommand = [\"/bin/sh\", \"-c\", \"setsid sleep 3601 & exec sleep 3600\"]\nready = \"grace\"\ngrace = \"200ms\"\nliveness = \"exec:true\"\nunit-set = [\"Restart=no\"]\n";
-    let Some((sb, _host)) = stage(config) else {
+    let Some(sb) = stage(config) else {
         return;
     };
     // As a dynamic user daemonic cannot make groups: it is a subreaper in the unit's own
@@ -369,8 +350,8 @@ fn daemonic_run_keeps_its_programs_tree_inside_its_unit() {
         "mkdir -p /run/systemd/system/{unit}.d && printf '[Service]\\nRestart=no\\n' \
          > /run/systemd/system/{unit}.d/no-restart.conf && systemctl daemon-reload"
     );
-    ok(&sb, &["sh", "-c", &no_restart]);
-    ok(&sb, &["systemctl", "start", unit]);
+    sb.ok(&["sh", "-c", &no_restart]);
+    sb.ok(&["systemctl", "start", unit]);
     kill_the_supervisor_and_see_the_tree_end(&sb, unit, "/daemonic/");
     daemonic_ok(&sb, &["uninstall", "--up"]);
 }
@@ -386,7 +367,7 @@ fn kill_the_supervisor_and_see_the_tree_end(sb: &Sandbox, unit: &str, below: &st
         (!pids.trim().is_empty()).then(|| pids.trim().to_string())
     });
     let group = sb.show(unit, "ControlGroup");
-    let cgroup = ok(sb, &["cat", &format!("/proc/{pid}/cgroup")]);
+    let cgroup = sb.ok(&["cat", &format!("/proc/{pid}/cgroup")]);
     let own = cgroup
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
@@ -398,7 +379,7 @@ fn kill_the_supervisor_and_see_the_tree_end(sb: &Sandbox, unit: &str, below: &st
     };
     assert!(inside, "grandchild {pid} in {own}, not {group}{below}");
     let main = sb.show(unit, "MainPID");
-    let procs = ok(sb, &["cat", &format!("/sys/fs/cgroup{group}/cgroup.procs")]);
+    let procs = sb.ok(&["cat", &format!("/sys/fs/cgroup{group}/cgroup.procs")]);
     assert!(
         procs.split_whitespace().any(|p| p == main),
         "daemonic ({main}) not in {group}: {procs}"

@@ -64,18 +64,45 @@ impl Sandbox {
             .expect("run systemd-sandbox.sh exec")
     }
 
-    /// `systemctl ARGS` inside; panics unless it succeeds. Returns stdout.
-    pub fn systemctl(&self, args: &[&str]) -> String {
-        let mut full = vec!["systemctl"];
-        full.extend_from_slice(args);
-        let out = self.exec(&full);
+    /// Runs `args` inside; panics unless it succeeds. Returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
         assert!(
             out.status.success(),
-            "systemctl {args:?} failed: {}{}",
+            "{args:?} failed: {}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
         text(&out.stdout)
+    }
+
+    /// `systemctl ARGS` inside; panics unless it succeeds. Returns stdout.
+    pub fn systemctl(&self, args: &[&str]) -> String {
+        let mut full = vec!["systemctl"];
+        full.extend_from_slice(args);
+        self.ok(&full)
+    }
+
+    /// What `systemctl is-active UNIT` says (`active`, `activating`, `failed`, …).
+    pub fn is_active(&self, unit: &str) -> String {
+        text(&self.exec(&["systemctl", "is-active", unit]).stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// Copies `files` (paths on the host) into the directory `dir` inside, which it makes,
+    /// and writes `config` as `dir/daemonic.toml`.
+    pub fn stage(&self, dir: &str, files: &[&Path], config: &str) {
+        let host = TempDir::new("sandbox-stage");
+        let file = host.join("daemonic.toml");
+        std::fs::write(&file, config).unwrap();
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let copy = format!(
+            "mkdir -p {dir} && cp {} {dir}/ && cp {} {dir}/daemonic.toml",
+            files.join(" "),
+            file.display()
+        );
+        self.ok(&["sh", "-c", &copy]);
     }
 
     /// One property of a unit, as `systemctl show -p NAME --value` prints it.
