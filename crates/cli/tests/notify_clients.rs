@@ -164,17 +164,9 @@ while True:
 
 #[test]
 fn libsystemd_through_python3_systemd() {
-    let python = "/usr/bin/python3";
-    let ok = Command::new(python)
-        .args(["-c", "import systemd.daemon"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "skipped: python3-systemd is not installed ({python} -c 'import systemd.daemon')"
-        );
+    let Some(python) = env::python3_systemd("libsystemd_through_python3_systemd") else {
         return;
-    }
+    };
     let env = Env::new("nc-libsystemd");
     let body = python_service("from systemd import daemon", "daemon.notify(text)");
     let s = script(&env, "svc.py", &body);

@@ -15,15 +15,9 @@ use support::*;
 
 #[test]
 fn libsystemd_reads_the_names_and_its_own_pid() {
-    // Debian's python3-systemd is for the system's Python (not a pyenv's first in PATH).
-    let python = "/usr/bin/python3";
-    let probe = std::process::Command::new(python)
-        .args(["-c", "import systemd.daemon"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: python3-systemd is not installed (.ci/run installs it)");
+    let Some(python) = env::python3_systemd("libsystemd_reads_the_names_and_its_own_pid") else {
         return;
-    }
+    };
     let env = Env::new("libsystemd");
     let api = env.dir.join("api.sock");
     let out = env.daemonic(&[
@@ -157,14 +151,11 @@ fn as_root_a_unix_socket_in_a_directory_others_can_write_is_refused() {
 
 #[test]
 fn libsystemd_takes_its_sockets_as_socket_activation_required_checks() {
-    let python = "/usr/bin/python3";
-    let probe = std::process::Command::new(python)
-        .args(["-c", "import systemd.daemon"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: python3-systemd is not installed (.ci/run installs it)");
+    let Some(python) =
+        env::python3_systemd("libsystemd_takes_its_sockets_as_socket_activation_required_checks")
+    else {
         return;
-    }
+    };
     let env = Env::new("libsystemd-required");
     let seen = env.dir.join("seen");
     let script = format!(

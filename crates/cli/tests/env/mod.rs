@@ -82,3 +82,20 @@ pub fn fixture(name: &str) -> String {
 pub fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
+
+/// Debian's python3-systemd (libsystemd's `sd_*` calls) is for the system's Python, not a
+/// pyenv's first in PATH: that interpreter, or `None` after printing why `test` is
+/// skipped (`.ci/run` installs the package).
+pub fn python3_systemd(test: &str) -> Option<&'static str> {
+    let python = "/usr/bin/python3";
+    let found = Command::new(python)
+        .args(["-c", "import systemd.daemon"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!(
+            "skipped {test}: python3-systemd is not installed ({python} -c 'import systemd.daemon')"
+        );
+    }
+    found.then_some(python)
+}
