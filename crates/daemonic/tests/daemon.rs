@@ -242,6 +242,24 @@ fn launcher_times_out_kills_and_reaps_the_daemon() {
     assert!(!pid_file.exists());
 }
 
+/// The probe with a thread running, in re-exec mode with a pid file, once ready: its
+/// handle and its pid file.
+fn start_threaded_reexec(dir: &TempDir) -> (KillOnDrop, std::path::PathBuf) {
+    let pid_file = dir.join("p.pid");
+    let (out, daemon) = start(
+        dir,
+        &[
+            "--thread",
+            "--reexec",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    await_key(&dir.join("report"), "ready");
+    (daemon.unwrap(), pid_file)
+}
+
 #[test]
 fn fork_after_threads_is_refused_and_reexec_works_there() {
     let dir = TempDir::new("threads");
@@ -254,20 +272,8 @@ fn fork_after_threads_is_refused_and_reexec_works_there() {
     );
     assert!(stderr(&out).contains("Daemon::reexec"), "{}", stderr(&out));
 
-    let pid_file = dir.join("p.pid");
-    let (out, daemon) = start(
-        &dir,
-        &[
-            "--thread",
-            "--reexec",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let daemon = daemon.unwrap();
+    let (daemon, pid_file) = start_threaded_reexec(&dir);
     let report_path = dir.join("report");
-    await_key(&report_path, "ready");
     assert_eq!(
         get(&report(&report_path), "marker").as_deref(),
         Some("false"),
@@ -290,20 +296,8 @@ fn fork_after_threads_is_refused_and_reexec_works_there() {
 #[test]
 fn a_reexecuted_daemon_with_threads_gets_its_hand_over_outside_its_environment() {
     let dir = TempDir::new("handover");
-    let pid_file = dir.join("p.pid");
-    let (out, daemon) = start(
-        &dir,
-        &[
-            "--thread",
-            "--reexec",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let daemon = daemon.unwrap();
+    let (daemon, _) = start_threaded_reexec(&dir);
     let report_path = dir.join("report");
-    await_key(&report_path, "ready");
     let facts = report(&report_path);
     assert_eq!(get(&facts, "threads").as_deref(), Some("2"), "{facts:?}");
     let environ = std::fs::read(format!("/proc/{}/environ", daemon.pid())).unwrap();
