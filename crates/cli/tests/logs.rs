@@ -274,9 +274,12 @@ fn status_shows_the_lines_a_full_disk_dropped_and_the_last_error() {
     let log = small.join("full.log");
     let bin = env.cmd().get_program().to_owned();
     // The supervisor detaches inside the namespace; the mount ends with its last process.
-    let script = r#"mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1" && shift && exec "$@""#;
-    let probe = std::process::Command::new("unshare")
-        .args([
+    // `unshare … sh -c SCRIPT sh DIR PROGRAM ARGS…`: PROGRAM in a mount namespace of its
+    // own, with a 64 KiB tmpfs on DIR.
+    let in_small_tmpfs = || {
+        let script = r#"mount -t tmpfs -o size=64k,mode=0700 tmpfs "$1" && shift && exec "$@""#;
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args([
             "--mount",
             "--propagation",
             "private",
@@ -285,25 +288,16 @@ fn status_shows_the_lines_a_full_disk_dropped_and_the_last_error() {
             script,
             "sh",
         ])
-        .arg(&small)
-        .arg("true")
-        .output();
+        .arg(&small);
+        cmd
+    };
+    let probe = in_small_tmpfs().arg("true").output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         eprintln!("skipped: no tmpfs in a mount namespace here (unshare, mount): {probe:?}");
         return;
     }
-    let mut cmd = std::process::Command::new("unshare");
+    let mut cmd = in_small_tmpfs();
     cmd.env("DAEMONIC_STATE_DIR", env.dir.join("state"))
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
-        .arg(&small)
         .arg(&bin)
         .args(["start", "--name", "full", "--grace", "100ms", "--log-file"])
         .arg(&log)
