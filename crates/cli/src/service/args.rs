@@ -14,6 +14,10 @@ use super::log::LogArgs;
 use super::options::Systemd::{Daemonic, Direct, Said};
 use super::options::{Blank, Opt, choice, push, put, switch};
 use super::privileges::PrivilegeArgs;
+
+/// `--backoff-reset-after`'s default: a run this long was stable. The Windows service
+/// units (`units/windows.rs`) read it too, so both platforms restart alike.
+pub const BACKOFF_RESET_AFTER: &str = "1s";
 use super::readiness::Readiness;
 use super::restart::{Restart, StartLimit};
 use super::sockets::SocketArgs;
@@ -282,7 +286,7 @@ pub(super) fn restarts() -> Vec<Opt<ServiceArgs>> {
             put(&mut a.backoff_reset_after, duration::parse(v))
         })
         .systemd(Daemonic)
-        .default("1s")
+        .default(BACKOFF_RESET_AFTER)
         .heading("Restarts")
         .help(
             "A run that lasts this long was stable: it is restarted at once (no delay) \

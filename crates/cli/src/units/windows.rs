@@ -61,6 +61,7 @@ use anyhow::{Result, anyhow, bail};
 use daemonic::process::Exit;
 
 use crate::config::Def;
+use crate::service::args::BACKOFF_RESET_AFTER;
 use crate::supervisor::policy::{Backoff, Jitter, StartLimit, restarts};
 #[cfg(windows)]
 pub use register::{register, unregister};
@@ -223,7 +224,8 @@ impl Spec {
             backoff: Duration::from_secs(1),
             backoff_multiplier: 2.0,
             backoff_max: Duration::from_secs(60),
-            backoff_reset_after: Duration::from_secs(10),
+            backoff_reset_after: crate::duration::parse(BACKOFF_RESET_AFTER)
+                .expect("the default of --backoff-reset-after is a duration"),
             start_limit: None,
             grace: Duration::from_secs(1),
             stop_timeout: Duration::from_secs(10),

@@ -73,7 +73,8 @@ fn defaults_are_daemonics_own() {
     assert_eq!(spec.backoff, Duration::from_secs(1));
     assert_eq!(spec.backoff_multiplier, 2.0);
     assert_eq!(spec.backoff_max, Duration::from_secs(60));
-    assert_eq!(spec.backoff_reset_after, Duration::from_secs(10));
+    // The same default as everywhere else (`--backoff-reset-after`, 1 s).
+    assert_eq!(spec.backoff_reset_after, Duration::from_secs(1));
     assert_eq!(spec.grace, Duration::from_secs(1));
     assert_eq!(spec.stop_timeout, Duration::from_secs(10));
     assert_eq!(Spec::from_args(&spec.to_args()).unwrap(), spec);
