@@ -14,16 +14,16 @@ use super::log::LogArgs;
 use super::options::Systemd::{Daemonic, Direct, Said};
 use super::options::{Blank, Opt, choice, push, put, switch};
 use super::privileges::PrivilegeArgs;
-
-/// `--backoff-reset-after`'s default: a run this long was stable. The Windows service
-/// units (`units/windows.rs`) read it too, so both platforms restart alike.
-pub const BACKOFF_RESET_AFTER: &str = "1s";
 use super::readiness::Readiness;
 use super::restart::{Restart, StartLimit};
 use super::sockets::SocketArgs;
 use super::systemd::UnitArgs;
 use super::{Kind, NotifyAccess};
 use crate::duration;
+
+/// `--backoff-reset-after`'s default: a run this long was stable. The Windows service
+/// units (`units/windows.rs`) read it too, so both platforms restart alike.
+pub const BACKOFF_RESET_AFTER: &str = "1s";
 
 /// Every option of a service, as given: flags of `run` and `start` (clap's
 /// [`Args`](clap::Args), implemented from the table in [`super::table`]) or keys of
