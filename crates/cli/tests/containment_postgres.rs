@@ -97,18 +97,17 @@ fn pg_start(env: &Env, data: &Path, port: u16, stop_signal: &str) {
     assert!(out.status.success(), "start postgres: {}", stderr(&out));
 }
 
+/// `psql` as user postgres to the test's server on 127.0.0.1:`port`.
+fn psql(port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new("psql");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"]);
+    cmd
+}
+
 /// An idle client: `psql` connected, waiting on its (open) stdin.
 fn idle_psql(port: u16) -> (std::process::Child, KillOnDrop) {
-    let child = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-q",
-        ])
+    let child = psql(port)
+        .arg("-q")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -122,13 +121,7 @@ fn idle_psql(port: u16) -> (std::process::Child, KillOnDrop) {
 fn pg_tree(env: &Env, port: u16) -> Vec<(String, KillOnDrop)> {
     let cgroup = service_cgroup(env, "pg");
     wait_for("a client backend for the idle psql", SOON, || {
-        let out = run(std::process::Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
+        let out = run(psql(port).args([
             "-tAc",
             "select count(*) from pg_stat_activity where backend_type = 'client backend'",
         ]));
