@@ -71,6 +71,45 @@ fn a_missed_watchdog_ping_restarts_the_child() {
     assert!(env.daemonic(&["stop", "w"]).status.success());
 }
 
+/// `WATCHDOG_PID` names the child itself, as systemd sets it (libsystemd's
+/// `sd_watchdog_enabled` ignores `WATCHDOG_USEC` without it) — alone, beside `LISTEN_PID`
+/// when the service has a socket, and for a child that drops privileges.
+#[test]
+fn a_watchdog_child_gets_its_own_pid_as_watchdog_pid() {
+    let env = Env::new("watchdog-pid");
+    let script = "echo \"pid=$$ watchdog=$WATCHDOG_PID listen=$LISTEN_PID\"; exec sleep 3600";
+    let port = free_port().to_string();
+    let socket = format!("web=tcp:127.0.0.1:{port}");
+    let mut cases = vec![("wp", vec![]), ("wps", vec!["--socket", socket.as_str()])];
+    if root("a_watchdog_child_gets_its_own_pid_as_watchdog_pid (as nobody)") {
+        cases.push(("wpn", vec!["--user", "nobody"]));
+    }
+    for (name, extra) in cases {
+        let log = env.dir.join(&format!("{name}.log"));
+        let mut args = vec!["start", "--name", name, "--watchdog", "1h", "--log-file"];
+        args.push(log.to_str().unwrap());
+        args.extend(extra.iter().copied());
+        args.extend(["--", "sh", "-c", script]);
+        let out = env.daemonic(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let line = wait_for(&format!("{name}'s line"), SOON, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.lines().find(|l| l.contains("pid=")).map(str::to_owned)
+        });
+        let pid = env.child_pid(name).as_raw();
+        let listen = if extra.first() == Some(&"--socket") {
+            pid.to_string()
+        } else {
+            String::new()
+        };
+        assert!(
+            line.ends_with(&format!("pid={pid} watchdog={pid} listen={listen}")),
+            "{name}: {line}"
+        );
+        assert!(env.daemonic(&["stop", name]).status.success());
+    }
+}
+
 #[test]
 fn a_killed_supervisor_leaves_no_orphans_and_a_new_one_starts_once() {
     let env = Env::new("sigkill");

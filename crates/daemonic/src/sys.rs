@@ -305,19 +305,21 @@ pub(crate) fn adopt_listen_fd(fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// An `execve` prepared before the fork for a child that receives descriptors by socket
-/// activation: in the child, the descriptors are moved to 3, 4, … with close-on-exec
-/// cleared, and `LISTEN_PID=` is set to the child's own pid, which exists only after the
-/// fork. Every allocation happens in [`ListenExec::new`]; [`ListenExec::exec`] only calls
-/// `fcntl`, `dup2`, `getpid`, `execve` and `_exit`, all async-signal-safe.
+/// activation, or variables that must name its own pid: in the child, the descriptors are
+/// moved to 3, 4, … with close-on-exec cleared, and each of `pid_vars` (`LISTEN_PID`,
+/// `WATCHDOG_PID`) is set to the child's own pid, which exists only after the fork. Every
+/// allocation happens in [`ListenExec::new`]; [`ListenExec::exec`] only calls `fcntl`,
+/// `dup2`, `getpid`, `execve` and `_exit`, all async-signal-safe.
 pub(crate) struct ListenExec {
     program: std::ffi::CString,
     _argv: Vec<std::ffi::CString>,
     _env: Vec<std::ffi::CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
-    /// Index in `envp` of the `LISTEN_PID=` entry, written in the child.
+    /// Index in `envp` of the first `KEY=<pid>` entry, written in the child.
     pid_slot: usize,
-    listen_pid: [u8; 32],
+    /// One `KEY=<pid>\0` buffer per pid variable, each holding its key already.
+    pid_vars: Vec<([u8; 48], usize)>,
     fds: Vec<OwnedFd>,
     scratch: Vec<RawFd>,
 }
@@ -338,13 +340,25 @@ impl ListenExec {
         program: std::ffi::CString,
         argv: Vec<std::ffi::CString>,
         env: Vec<std::ffi::CString>,
+        pid_vars: &[&str],
         fds: Vec<OwnedFd>,
     ) -> ListenExec {
         let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let mut envp: Vec<_> = env.iter().map(|e| e.as_ptr()).collect();
         let pid_slot = envp.len();
-        envp.push(std::ptr::null()); // LISTEN_PID=, filled in the child
+        let pid_vars: Vec<_> = pid_vars
+            .iter()
+            .map(|key| {
+                // Keys are the protocol's own names, never input: a longer one is a bug.
+                assert!(key.len() <= 32, "pid variable {key:?}: name too long");
+                let mut buf = [0u8; 48];
+                buf[..key.len()].copy_from_slice(key.as_bytes());
+                buf[key.len()] = b'=';
+                envp.push(std::ptr::null()); // KEY=<pid>, filled in the child
+                (buf, key.len() + 1)
+            })
+            .collect();
         envp.push(std::ptr::null());
         let scratch = vec![-1; fds.len()];
         ListenExec {
@@ -354,13 +368,13 @@ impl ListenExec {
             argv_ptrs,
             envp,
             pid_slot,
-            listen_pid: [0; 32],
+            pid_vars,
             fds,
             scratch,
         }
     }
 
-    /// In the forked child: moves the descriptors into place, sets `LISTEN_PID` and
+    /// In the forked child: moves the descriptors into place, sets the pid variables and
     /// `execve`s. Returns only if moving a descriptor failed before anything was changed
     /// irreversibly; once descriptors 3… have been replaced, a failure `_exit`s with
     /// [`LISTEN_EXEC_FAILED`], because std's own exec-error pipe may have been among them.
@@ -384,9 +398,7 @@ impl ListenExec {
                 exit_immediately(LISTEN_EXEC_FAILED);
             }
         }
-        // "LISTEN_PID=<pid>\0", formatted without allocating.
-        const KEY: &[u8] = b"LISTEN_PID=";
-        self.listen_pid[..KEY.len()].copy_from_slice(KEY);
+        // "KEY=<pid>\0" for each pid variable, formatted without allocating.
         let mut digits = [0u8; 12];
         let mut len = 0;
         // SAFETY: getpid has no preconditions.
@@ -399,11 +411,13 @@ impl ListenExec {
                 break;
             }
         }
-        for j in 0..len {
-            self.listen_pid[KEY.len() + j] = digits[len - 1 - j];
+        for (i, (buf, key_len)) in self.pid_vars.iter_mut().enumerate() {
+            for j in 0..len {
+                buf[*key_len + j] = digits[len - 1 - j];
+            }
+            buf[*key_len + len] = 0;
+            self.envp[self.pid_slot + i] = buf.as_ptr().cast();
         }
-        self.listen_pid[KEY.len() + len] = 0;
-        self.envp[self.pid_slot] = self.listen_pid.as_ptr().cast();
         // SAFETY: program, argv and envp are NUL-terminated strings in buffers owned by
         // `self`, and both pointer arrays end with a null pointer.
         unsafe {

@@ -33,23 +33,28 @@ pub use bind::{Bound, bind_all};
 pub use spec::{Address, SocketSpec};
 
 /// Spawns a service's child (as [`daemonic::process::spawn`] or `spawn_as` do) with the
-/// held sockets and then the stored descriptors passed by socket activation; without any,
+/// held sockets and then the stored descriptors passed by socket activation, and with
+/// `WATCHDOG_PID` set to the child's pid when `watchdog_pid`; without any of these,
 /// exactly as those do.
 pub fn spawn(
     cmd: &mut std::process::Command,
     privileges: Option<&daemonic::privileges::Prepared>,
     held: &[std::sync::Arc<Bound>],
     store: &fdstore::FdStore,
+    watchdog_pid: bool,
 ) -> daemonic::Result<daemonic::process::Spawned> {
     use daemonic::process;
     use daemonic::systemd::handoff::{self, ListenFds};
-    if held.is_empty() && store.is_empty() {
+    if held.is_empty() && store.is_empty() && !watchdog_pid {
         return match privileges {
             Some(p) => process::spawn_as(cmd, p),
             None => process::spawn(cmd),
         };
     }
     let mut fds = ListenFds::new();
+    if watchdog_pid {
+        fds.set_watchdog_pid();
+    }
     for b in held {
         fds.push(b.name(), &**b)?;
     }

@@ -8,7 +8,7 @@ use std::process::Command;
 /// Variables that describe daemonic's own environment, never a child's. With every
 /// `DAEMONIC_*` variable of daemonic's environment (`DAEMONIC_STATE_DIR`, …), they are
 /// removed by [`strip_internal`]; the child then gets what it is given anew
-/// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `INVOCATION_ID`, and with `--user` the user's
+/// (`NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, `INVOCATION_ID`, and with `--user` the user's
 /// `HOME`, `USER`, `LOGNAME`, `SHELL`). Everything else is inherited.
 pub const NOT_FOR_CHILD: &[&str] = &[
     "NOTIFY_SOCKET",

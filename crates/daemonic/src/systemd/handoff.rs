@@ -24,6 +24,9 @@
 //!   [`install`](ListenFds::install). If `execve` still fails in the child, the child
 //!   exits with status 127 (descriptors 3… are already replaced by then, which may
 //!   include std's private error pipe).
+//! - [`ListenFds::set_watchdog_pid`] has the same hook set `WATCHDOG_PID` to the child's
+//!   own pid too, as systemd does for a service with a watchdog — also with no descriptors
+//!   (then no `LISTEN_*` variable is set).
 //!
 //! ```
 //! use std::net::TcpListener;
@@ -38,6 +41,13 @@
 //! cmd.args(["-c", r#"test "$LISTEN_PID" = "$$" && test "$LISTEN_FDNAMES" = http && test -S /proc/self/fd/3"#]);
 //! let mut child = handoff::spawn(&mut cmd, &fds)?;
 //! assert!(child.child.wait()?.success());
+//!
+//! let mut watched = ListenFds::new();
+//! watched.set_watchdog_pid();
+//! let mut cmd = Command::new("sh");
+//! cmd.env("WATCHDOG_USEC", "30000000")
+//!     .args(["-c", r#"test "$WATCHDOG_PID" = "$$" && test -z "$LISTEN_PID$LISTEN_FDS""#]);
+//! assert!(handoff::spawn(&mut cmd, &watched)?.child.wait()?.success());
 //! # Ok(())
 //! # }
 //! ```
@@ -58,6 +68,7 @@ use crate::{Error, ErrorKind, Result};
 #[derive(Debug, Default)]
 pub struct ListenFds {
     fds: Vec<(String, OwnedFd)>,
+    watchdog_pid: bool,
 }
 
 impl ListenFds {
@@ -95,6 +106,14 @@ impl ListenFds {
         self.fds.is_empty()
     }
 
+    /// Also sets `WATCHDOG_PID` to the child's own pid, as systemd does for a service with
+    /// `WatchdogSec=`: clients such as libsystemd's `sd_watchdog_enabled` only accept
+    /// `WATCHDOG_USEC` (which the caller sets) when `WATCHDOG_PID` names them. Like
+    /// `LISTEN_PID`, it is written between fork and exec; it works with no descriptors too.
+    pub fn set_watchdog_pid(&mut self) {
+        self.watchdog_pid = true;
+    }
+
     /// Prepares `cmd` so that its child receives these descriptors (see the
     /// [module docs](self)): registers a `pre_exec` hook that must stay the last one.
     /// The hook holds its own duplicates of the descriptors until `cmd` is dropped, so a
@@ -105,10 +124,19 @@ impl ListenFds {
             for k in VARIABLES {
                 cmd.env_remove(k);
             }
-            return Ok(());
+            if !self.watchdog_pid {
+                return Ok(());
+            }
+        }
+        let mut pid_vars = Vec::with_capacity(2);
+        if !self.fds.is_empty() {
+            pid_vars.push("LISTEN_PID");
+        }
+        if self.watchdog_pid {
+            pid_vars.push("WATCHDOG_PID");
         }
         let program = cmd.get_program().to_owned();
-        let env = child_env(cmd, &self.fds);
+        let env = child_env(cmd, &self.fds, &pid_vars);
         let path = resolve(&program, cmd.get_current_dir(), &env)?;
         let cstr = |s: &[u8], what: &str| {
             CString::new(s).map_err(|_| {
@@ -141,6 +169,7 @@ impl ListenFds {
             cstr(path.as_os_str().as_bytes(), "program path")?,
             argv,
             env,
+            &pid_vars,
             fds,
         );
         crate::sys::pre_exec_listen(cmd, exec);
@@ -168,8 +197,9 @@ pub fn spawn_as(
     process::spawn_as_then(cmd, privileges, |cmd| fds.install(cmd))
 }
 
-/// The child's environment as `KEY=VALUE` strings, without `LISTEN_PID` (set in the child).
-fn child_env(cmd: &Command, fds: &[(String, OwnedFd)]) -> Vec<OsString> {
+/// The child's environment as `KEY=VALUE` strings, without `pid_vars` (set in the child);
+/// `LISTEN_FDS` and `LISTEN_FDNAMES` only when there are descriptors.
+fn child_env(cmd: &Command, fds: &[(String, OwnedFd)], pid_vars: &[&str]) -> Vec<OsString> {
     let mut vars: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     for (k, v) in cmd.get_envs() {
         match v {
@@ -177,12 +207,14 @@ fn child_env(cmd: &Command, fds: &[(String, OwnedFd)]) -> Vec<OsString> {
             None => vars.remove(k),
         };
     }
-    for k in VARIABLES {
+    for k in VARIABLES.iter().chain(pid_vars) {
         vars.remove(OsStr::new(k));
     }
-    let names: Vec<&str> = fds.iter().map(|(n, _)| n.as_str()).collect();
-    vars.insert("LISTEN_FDS".into(), fds.len().to_string().into());
-    vars.insert("LISTEN_FDNAMES".into(), names.join(":").into());
+    if !fds.is_empty() {
+        let names: Vec<&str> = fds.iter().map(|(n, _)| n.as_str()).collect();
+        vars.insert("LISTEN_FDS".into(), fds.len().to_string().into());
+        vars.insert("LISTEN_FDNAMES".into(), names.join(":").into());
+    }
     vars.into_iter()
         .map(|(mut k, v)| {
             k.push("=");

@@ -52,7 +52,9 @@ impl Unit {
         if let Some(s) = cx.sentinel {
             cmd.env(s.var(), s.value(self.spawned));
         }
-        if let Some(w) = self.machine.config().watchdog {
+        // WATCHDOG_PID, the child's own pid, is written between fork and exec (see spawn).
+        let watchdog = self.machine.config().watchdog;
+        if let Some(w) = watchdog {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
         let mut pipes = self.capture(&mut cmd)?;
@@ -78,6 +80,7 @@ impl Unit {
             self.service.privileges.as_ref(),
             &self.sockets,
             &self.fd_store,
+            watchdog.is_some(),
         );
         // The parent's copies of the pipes' write ends go now, or end of file never comes.
         drop(cmd);
