@@ -216,14 +216,7 @@ fn cgroup_a_killed_supervisor_leaves_no_descendant() {
     if !cgroups("cgroup_a_killed_supervisor_leaves_no_descendant") {
         return;
     }
-    let env = Env::new("cg-kill9");
-    let report = env.dir.join("report");
-    let out = start(&env, "e", &[], &report);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let tree = tree(&report, 4);
-    let supervisor = PidFd::open(supervisor_pid(&env, "e")).unwrap();
-    supervisor.signal(Signal::SIGKILL).unwrap();
-    assert_all_gone(&tree, "kill -9 of the supervisor");
+    a_killed_supervisor_leaves_no_descendant(&Env::new("cg-kill9"), None);
 }
 
 #[test]
@@ -232,11 +225,28 @@ fn cgroup_a_new_start_kills_what_a_killed_supervisor_and_sentinel_left() {
         return;
     }
     let env = Env::new("cg-kill9-both");
+    a_new_start_kills_what_a_killed_supervisor_and_sentinel_left(&env, None);
+}
+
+/// `kill -9` of the supervisor: its sentinel kills the whole tree.
+fn a_killed_supervisor_leaves_no_descendant(env: &Env, mode: Option<&str>) {
     let report = env.dir.join("report");
-    let out = start(&env, "e", &[], &report);
+    let out = start_in(env, mode, "e", &[], &report);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tree = tree(&report, 4);
+    let supervisor = PidFd::open(supervisor_pid(env, "e")).unwrap();
+    supervisor.signal(Signal::SIGKILL).unwrap();
+    assert_all_gone(&tree, "kill -9 of the supervisor");
+}
+
+/// `kill -9` of sentinel and supervisor leaves the tree running; a new start of the
+/// service kills it first and says so.
+fn a_new_start_kills_what_a_killed_supervisor_and_sentinel_left(env: &Env, mode: Option<&str>) {
+    let report = env.dir.join("report");
+    let out = start_in(env, mode, "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let old = tree(&report, 4);
-    let supervisor = supervisor_pid(&env, "e");
+    let supervisor = supervisor_pid(env, "e");
     let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
     let supervisor = KillOnDrop::new(supervisor);
     // The sentinel first, so that it cannot clean up after the supervisor.
@@ -254,7 +264,7 @@ fn cgroup_a_new_start_kills_what_a_killed_supervisor_and_sentinel_left() {
         )
         .then_some(())
     });
-    let out = start(&env, "e", &[], &report);
+    let out = start_in(env, mode, "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     // Held before anything is asserted, so that the test kills them however it ends.
     let new = tree(&report, 8);
@@ -265,7 +275,7 @@ fn cgroup_a_new_start_kills_what_a_killed_supervisor_and_sentinel_left() {
         "the new start says nothing of what it killed: {log} {}",
         stderr(&out)
     );
-    assert!(env.daemonic(&["stop", "e"]).status.success());
+    assert!(daemonic_in(env, mode, &["stop", "e"]).status.success());
     assert_all_gone(&new, "stop");
 }
 
@@ -318,6 +328,17 @@ fn subreaper_stop_leaves_no_descendant() {
     let out = env.daemonic(&["stop", "e"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_none_alive(&tree, "stop");
+}
+
+#[test]
+fn subreaper_a_killed_supervisor_leaves_no_descendant() {
+    a_killed_supervisor_leaves_no_descendant(&Env::new("sr-kill9"), Some("subreaper"));
+}
+
+#[test]
+fn subreaper_a_new_start_kills_what_a_killed_supervisor_and_sentinel_left() {
+    let env = Env::new("sr-kill9-both");
+    a_new_start_kills_what_a_killed_supervisor_and_sentinel_left(&env, Some("subreaper"));
 }
 
 #[test]

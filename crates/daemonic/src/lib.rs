@@ -41,6 +41,7 @@
 //! | [`privileges`] | [`privileges::Privileges`]: run as a user and group, keep chosen capabilities, `no_new_privs`, chroot |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
 //! | [`sentinel`] | [`sentinel::Sentinel`]: kills a supervisor's leftover descendants if it dies |
+//! | [`tree_mark`] | [`tree_mark::TreeMark`]: a mark the kernel keeps for a whole process tree, found without cgroups |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
 //! | [`logging`] | one-call `tracing` setup; [`logging::RotatingWriter`] that never loses or tears a line |
 //! | [`memory`] | [`memory::release_startup_pages`]: an idle process gives back the code and heap only its start-up used |
@@ -75,6 +76,7 @@ pub mod signals;
 #[allow(unsafe_code)]
 mod sys;
 pub mod systemd;
+pub mod tree_mark;
 
 pub use daemon::{Daemon, Output, Running};
 pub use error::{Error, ErrorKind, Result};

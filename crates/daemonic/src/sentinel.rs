@@ -24,11 +24,16 @@
 //! Cgroups: a supervisor that keeps each service in a cgroup v2 hands their paths over
 //! ([`Sentinel::watch_cgroup`]); the sentinel empties each with `cgroup.kill` (and removes
 //! it) before the marker sweep, which then finds only what runs outside every group.
+//! Without cgroups, a supervisor that marks its children with a [`TreeMark`] hands the
+//! mark over ([`Sentinel::watch_mark`]): the sweep then also kills every process that
+//! carries it, including those that cleared their environment.
 //!
 //! Limitations: a descendant that removes the marker from its environment (a program that
-//! `exec`s with a clean environment) is not found by the sweep; neither is one the sentinel may not
-//! inspect (`/proc/PID/environ` of another user, or of a non-dumpable setuid program). The
-//! sentinel runs in its own process group, so a terminal's Ctrl-C does not end it.
+//! `exec`s with a clean environment) is not found by the environment sweep (a tree mark
+//! finds it); neither is one the sentinel may not inspect (`/proc/PID/environ` of another
+//! user, or of a non-dumpable setuid program; `/proc/PID/limits`, which carries a tree
+//! mark, is readable by all). The sentinel runs in its own process group, so a
+//! terminal's Ctrl-C does not end it.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -41,11 +46,8 @@ use nix::unistd::Pid;
 use crate::process;
 use crate::process::PidFd;
 use crate::sys::{self, Forked};
+use crate::tree_mark::{self, TreeMark};
 use crate::{Error, ErrorKind, Result};
-
-/// The most scans a sentinel makes: each one kills what it finds, and descendants that fork
-/// while being killed are found by the next.
-const MAX_SCANS: usize = 64;
 
 /// The handle on a running sentinel (see the [module docs](self)).
 #[derive(Debug)]
@@ -151,6 +153,15 @@ impl Sentinel {
             .map_err(|e| Error::io(format!("hand cgroup {} to the sentinel", dir.display()), e))
     }
 
+    /// Adds a [`TreeMark`] to what the sentinel looks for when the supervisor dies: every
+    /// process that carries it is killed too (sent through the pipe as `m<value>\n`).
+    pub fn watch_mark(&self, mark: TreeMark) -> Result<()> {
+        let line = format!("m{}\n", mark.value());
+        (&self.pipe)
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io("hand a tree mark to the sentinel", e))
+    }
+
     /// Tells the sentinel to exit without killing anything, waits for it (so the pid-file
     /// lock it shares is released when this returns) and reaps it (unless someone did).
     pub fn disarm(mut self) -> Result<()> {
@@ -205,7 +216,8 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
     // and the heap the allocator holds free need not stay resident (re-read if it acts).
     let _ = crate::memory::release_startup_pages();
     let mut pipe = std::fs::File::from(read);
-    // What the supervisor said: `d` (disarm), or `k/path\n` (a cgroup to empty).
+    // What the supervisor said: `d` (disarm), `k/path\n` (a cgroup to empty) or
+    // `m<value>\n` (a tree mark).
     let mut said: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
@@ -222,13 +234,17 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
         }
     }
     let mut killed = 0;
+    let mut marks = Vec::new();
     for line in said.split(|b| *b == b'\n') {
         if let Some(dir) = line.strip_prefix(b"k") {
             use std::os::unix::ffi::OsStrExt;
             killed += kill_cgroup(std::path::Path::new(std::ffi::OsStr::from_bytes(dir)));
+        } else if let Some(value) = line.strip_prefix(b"m") {
+            let value = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            marks.extend(value.and_then(TreeMark::from_value));
         }
     }
-    killed += kill_marked(marker);
+    killed += kill_marked(marker, &marks);
     if killed > 0 {
         eprintln!(
             "daemonic: supervisor (pid {}) died; killed {killed} leftover process{} of its services",
@@ -239,48 +255,13 @@ fn watch(read: OwnedFd, keep: &[i32], marker: &str) -> i32 {
     0
 }
 
-/// Kills every process whose environment holds an entry starting with `marker`; repeats
-/// until a scan finds none. Returns how many were killed.
-pub(crate) fn kill_marked(marker: &str) -> usize {
-    let me = std::process::id() as i32;
-    // What this call has SIGKILLed: a process still dying when the next scan comes (its
-    // environment is readable until it has exited) is that same process, not a new one.
-    let mut signalled: Vec<PidFd> = Vec::new();
-    for _ in 0..MAX_SCANS {
-        let mut found = 0;
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return signalled.len();
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let dying =
-                |h: &PidFd| h.pid().as_raw() == pid && !h.wait_exit(Duration::ZERO).unwrap_or(true);
-            if signalled.iter().any(dying) {
-                continue;
-            }
-            // Open first, then look: see the module docs.
-            let Ok(handle) = PidFd::open(Pid::from_raw(pid)) else {
-                continue;
-            };
-            if carries(pid, marker) && handle.signal(Signal::SIGKILL).is_ok() {
-                signalled.push(handle);
-                found += 1;
-            }
-        }
-        if found == 0 {
-            break;
-        }
-    }
-    signalled.len()
+/// Kills every process whose environment holds an entry starting with `marker`, or that
+/// carries one of `marks`; repeats until a scan finds none. Returns how many were killed.
+pub(crate) fn kill_marked(marker: &str, marks: &[TreeMark]) -> usize {
+    tree_mark::kill_where(&[], |pid| {
+        marks.iter().any(|m| m.carried_by(pid)) || carries(pid.as_raw(), marker)
+    })
+    .len()
 }
 
 /// Empties a cgroup v2 with `cgroup.kill` and waits (up to ten seconds) until the kernel
@@ -379,7 +360,7 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let killed = kill_marked(&marker);
+        let killed = kill_marked(&marker, &[]);
         let status = marked.wait().unwrap();
         let spared = other.try_wait().unwrap();
         let _ = other.kill();

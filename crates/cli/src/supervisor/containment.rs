@@ -34,7 +34,10 @@
 //!
 //! **Otherwise, a subreaper**, in a supervisor of one service ([`kill_descendants`]): every
 //! orphan of the service is re-parented to the supervisor, so all its descendants but the
-//! sentinel are the service's. In a supervisor of many services an orphan's service
+//! sentinel are the service's. Each child also carries the service's tree mark
+//! (`daemonic::tree_mark`, a hard `RLIMIT_RTTIME` no child can raise), by which the
+//! sentinel and a later supervisor find what outlived a killed supervisor, however it
+//! left the tree (`Unit::mark_tree`). In a supervisor of many services an orphan's service
 //! cannot be told, and the process group (with the sentinel's marker) is all there is.
 //! `DAEMONIC_CONTAINMENT=subreaper` forces this mode; see `docs/supervisor.md`.
 //!

@@ -102,6 +102,9 @@ pub struct Unit {
     subreaper: bool,
     /// The sentinel's pid, spared by the subreaper's sweep.
     sentinel: Option<i32>,
+    /// Subreaper mode: the tree mark every child carries (see `daemonic::tree_mark`),
+    /// by which the sentinel and a later supervisor of the service find its processes.
+    mark: Option<daemonic::tree_mark::TreeMark>,
     /// The group's OOM kills when the child was spawned (with the memory controller).
     oom_kills: Option<u64>,
     /// The OOM killer killed in the group while the last child ran.
@@ -158,6 +161,7 @@ impl Unit {
             cgroup: None,
             subreaper: false,
             sentinel: None,
+            mark: None,
             oom_kills: None,
             oom: false,
             sockets,

@@ -61,6 +61,20 @@ impl Drain {
             deferred: Vec::new(),
         }
     }
+
+    /// The first start waits for the processes of an earlier run it found by their tree
+    /// mark and SIGKILLed (`killed`) to die.
+    pub(super) fn marked_leftovers(killed: Vec<PidFd>, deadline: Instant) -> Drain {
+        Drain {
+            then: Then::Spawn {
+                leftovers: killed.len(),
+            },
+            emptying: None,
+            killed,
+            deadline,
+            deferred: Vec::new(),
+        }
+    }
 }
 
 impl Unit {
@@ -204,9 +218,7 @@ impl Unit {
                 Resume::Event(Event::SpawnFailed(Exit::Code(126)))
             }
             Then::Spawn { leftovers } => {
-                if let Some(cg) = self.cgroup() {
-                    self.note_leftovers(leftovers, cg.dir());
-                }
+                self.note_leftovers(leftovers, &self.leftovers_found());
                 Resume::Spawn
             }
         };

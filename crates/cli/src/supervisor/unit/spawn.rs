@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use daemonic::Pid;
 use daemonic::process::{self, Exit};
+use daemonic::tree_mark::TreeMark;
 
 use super::exit::Drain;
 use super::{Shared, Unit};
@@ -60,7 +61,11 @@ impl Unit {
         let mut pipes = self.capture(&mut cmd)?;
         match self.contain(cx) {
             Ok(Containment::Cgroup(procs)) => process::into_cgroup(&mut cmd, procs),
-            Ok(Containment::Process) => {}
+            Ok(Containment::Process) => {
+                if let Some(mark) = self.mark {
+                    mark.apply(&mut cmd);
+                }
+            }
             // Not a start yet: it is made again once the group is empty.
             Ok(Containment::Wait) => {
                 self.spawned -= 1;
@@ -160,7 +165,7 @@ impl Unit {
                         let deadline = Instant::now() + self.service.stop_timeout;
                         self.draining = Some(Drain::leftovers(emptying, left, deadline));
                     }
-                    None => self.note_leftovers(left, cg.dir()),
+                    None => self.note_leftovers(left, &format!("in cgroup {}", cg.dir().display())),
                 }
             }
             // In a supervisor of many services an orphan's service cannot be told (its
@@ -170,6 +175,7 @@ impl Unit {
                 process::become_subreaper().context("containment")?;
                 self.subreaper = true;
                 self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+                self.mark_tree(&state_dir, cx);
             }
             self.cgroup = Some(found);
         }
@@ -186,15 +192,48 @@ impl Unit {
         }
     }
 
-    /// Says how many processes an earlier run left in the group `dir` (none: nothing).
-    pub(super) fn note_leftovers(&self, left: usize, dir: &std::path::Path) {
-        if left > 0 {
-            self.note(&format!(
-                "killed {left} leftover process{} of an earlier run in cgroup {}",
-                if left == 1 { "" } else { "es" },
-                dir.display()
-            ));
+    /// Subreaper mode: the service's tree mark, for every child and the sentinel; what an
+    /// earlier supervisor of the service left (killed with its sentinel: nothing cleaned
+    /// up) is found by it and SIGKILLed, and the first start waits, in the poll set, until
+    /// those have died.
+    fn mark_tree(&mut self, state_dir: &std::path::Path, cx: &Shared<'_>) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut identity = state_dir.as_os_str().as_bytes().to_vec();
+        identity.push(0);
+        identity.extend_from_slice(self.service.name.as_bytes());
+        let mark = TreeMark::of(&identity);
+        self.mark = Some(mark);
+        if let Some(s) = cx.sentinel
+            && let Err(e) = s.watch_mark(mark)
+        {
+            self.note(&format!("{e}"));
         }
+        let killed = mark.kill(&[]);
+        if !killed.is_empty() {
+            let deadline = Instant::now() + self.service.stop_timeout;
+            self.draining = Some(Drain::marked_leftovers(killed, deadline));
+        }
+    }
+
+    /// Where the leftovers of an earlier run were found: in the service's group, or by its
+    /// tree mark.
+    pub(super) fn leftovers_found(&self) -> String {
+        match (self.cgroup(), self.mark) {
+            (Some(cg), _) => format!("in cgroup {}", cg.dir().display()),
+            (None, Some(mark)) => format!("(found by its tree mark {})", mark.value()),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Says how many processes an earlier run left, `found` where (none: nothing).
+    pub(super) fn note_leftovers(&self, left: usize, found: &str) {
+        if left == 0 {
+            return;
+        }
+        self.note(&format!(
+            "killed {left} leftover process{} of an earlier run {found}",
+            if left == 1 { "" } else { "es" },
+        ));
     }
 
     /// Whether the supervisor holds this service's tree as a subreaper.
