@@ -324,7 +324,14 @@ fn subreaper_stop_leaves_no_descendant() {
     assert!(out.status.success(), "{}", stderr(&out));
     let tree = tree(&report, 4);
     let line = String::from_utf8_lossy(&env.daemonic(&["status", "e"]).stdout).into_owned();
-    assert!(line.contains(", contained by subreaper"), "{line}");
+    // The main process and the four; the sentinel is not counted.
+    assert!(
+        line.contains(", contained by subreaper, tree 5 processes mem "),
+        "{line}"
+    );
+    let out = env.daemonic(&["status", "e", "--json"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains(r#""tree_processes":5,"#), "{json}");
     let out = env.daemonic(&["stop", "e"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_none_alive(&tree, "stop");
@@ -358,7 +365,21 @@ fn cgroup_each_service_of_a_config_file_keeps_its_own_tree() {
     if !cgroups("cgroup_each_service_of_a_config_file_keeps_its_own_tree") {
         return;
     }
-    let env = Env::new("cg-up");
+    each_service_of_a_config_file_keeps_its_own_tree(&Env::new("cg-up"), None);
+}
+
+/// Without cgroups a config-file supervisor is no subreaper (an orphan's parentage cannot
+/// tell its service): each service's tree is told by its tree mark.
+#[test]
+fn subreaper_each_service_of_a_config_file_keeps_its_own_tree() {
+    let env = Env::new("sr-up");
+    each_service_of_a_config_file_keeps_its_own_tree(&env, Some("subreaper"));
+}
+
+/// Two services of one file: `down` of one leaves no process of it and every process of
+/// the other; `status` counts each tree; then `kill -9` of supervisor and sentinel, and a
+/// new `up` kills what they left before starting.
+fn each_service_of_a_config_file_keeps_its_own_tree(env: &Env, mode: Option<&str>) {
     let prog = fixture("escaper");
     let (ra, rb) = (env.dir.join("a.report"), env.dir.join("b.report"));
     let file = env.dir.join("daemonic.toml");
@@ -373,16 +394,41 @@ fn cgroup_each_service_of_a_config_file_keeps_its_own_tree() {
     )
     .unwrap();
     let f = file.to_str().unwrap();
-    let out = env.daemonic(&["up", "-f", f]);
+    let out = daemonic_in(env, mode, &["up", "-f", f]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (a, b) = (tree(&ra, 4), tree(&rb, 4));
-    let out = env.daemonic(&["down", "-f", f, "a"]);
+    // The main process and the four (the double fork's intermediate has exited).
+    let out = env.daemonic(&["status", "b"]);
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains(", tree 5 processes mem "), "{line}");
+    let out = daemonic_in(env, mode, &["down", "-f", f, "a"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_none_alive(&a, "down a");
     for (role, p) in &b {
         assert!(!gone(p), "b's {role} descendant died with a");
     }
-    let out = env.daemonic(&["down", "-f", f]);
+    let supervisor = supervisor_pid(env, "b");
+    let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
+    let supervisor = KillOnDrop::new(supervisor);
+    drop(sentinel);
+    drop(supervisor);
+    assert!(
+        b.iter().any(|(_, p)| !gone(p)),
+        "nothing left to find: the test proves nothing"
+    );
+    wait_for("the pid file unlocked", SOON, || {
+        matches!(
+            daemonic::PidFile::holder(env.pid_file("b")),
+            Ok(daemonic::pidfile::Holder::None)
+        )
+        .then_some(())
+    });
+    let out = daemonic_in(env, mode, &["up", "-f", f]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_none_alive(&b, "down");
+    let new = (tree(&ra, 8), tree(&rb, 8));
+    assert_all_gone(&b, "a new up after kill -9 of supervisor and sentinel");
+    let out = daemonic_in(env, mode, &["down", "-f", f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_none_alive(&new.0, "down");
+    assert_none_alive(&new.1, "down");
 }

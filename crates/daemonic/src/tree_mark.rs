@@ -107,6 +107,18 @@ impl TreeMark {
         hard_rttime(pid) == Some(self.0)
     }
 
+    /// The live processes that carry this mark (zombies not counted), in `/proc` order.
+    pub fn processes(&self) -> Vec<Pid> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .map(Pid::from_raw)
+            .filter(|&pid| self.carried_by(pid) && !zombie(pid))
+            .collect()
+    }
+
     /// SIGKILLs every process that carries this mark but this one and `spare`, scanning
     /// again until a scan finds none new. Returns the handles of those killed, readable
     /// once each has died (they are not this process's children, unless it is their

@@ -37,8 +37,9 @@
 //! sentinel are the service's. Each child also carries the service's tree mark
 //! (`daemonic::tree_mark`, a hard `RLIMIT_RTTIME` no child can raise), by which the
 //! sentinel and a later supervisor find what outlived a killed supervisor, however it
-//! left the tree (`Unit::mark_tree`). In a supervisor of many services an orphan's service
-//! cannot be told, and the process group (with the sentinel's marker) is all there is.
+//! left the tree (`Unit::mark_tree`). In a supervisor of many services parentage cannot
+//! tell an orphan's service (it goes to init): there the process group and the tree mark
+//! (one per service) hold each tree — killed by mark when the main process exits.
 //! `DAEMONIC_CONTAINMENT=subreaper` forces this mode; see `docs/supervisor.md`.
 //!
 //! `DAEMONIC_CONTAINMENT` is read once: `auto` (the default), `cgroup` (fail to start
@@ -179,21 +180,34 @@ fn delegated(dir: &Path) -> bool {
 }
 
 /// What `status` says of a service's containment and tree (the `ServiceInfo` fields
-/// `containment` and `tree_*`; the others default).
-pub fn describe(cgroup: Option<&Cgroup>, subreaper: bool) -> crate::control::ServiceInfo {
-    match cgroup {
-        Some(cg) => describe_dir(cg.dir()),
-        None => crate::control::ServiceInfo {
-            containment: Some(
-                if subreaper {
-                    "subreaper"
-                } else {
-                    "process group"
-                }
-                .into(),
-            ),
-            ..Default::default()
-        },
+/// `containment` and `tree_*`; the others default): its group's, or without one the
+/// processes of `tree` (see `Unit::tree`), their memory and CPU summed from `/proc`
+/// (the CPU of those still running, and of the children they have waited for).
+pub fn describe(
+    cgroup: Option<&Cgroup>,
+    subreaper: bool,
+    tree: &[i32],
+) -> crate::control::ServiceInfo {
+    if let Some(cg) = cgroup {
+        return describe_dir(cg.dir());
+    }
+    let usages: Vec<crate::usage::Usage> = tree
+        .iter()
+        .filter_map(|p| crate::usage::of(daemonic::Pid::from_raw(*p)))
+        .collect();
+    crate::control::ServiceInfo {
+        containment: Some(
+            if subreaper {
+                "subreaper"
+            } else {
+                "process group and tree mark"
+            }
+            .into(),
+        ),
+        tree_processes: Some(usages.len() as u64),
+        tree_memory_bytes: Some(usages.iter().map(|u| u.rss_bytes).sum()),
+        tree_cpu_ms: Some(usages.iter().map(|u| u.cpu_ms).sum()),
+        ..Default::default()
     }
 }
 
@@ -229,27 +243,13 @@ pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
 }
 
 /// The memory of a service's whole tree, as `status` shows it: `memory.current` of its
-/// group (or the sum of its processes' resident memory where that file is missing); in
-/// subreaper mode (`spare`: the sentinel) every descendant of this supervisor but the
-/// spared; otherwise the main process and its descendants.
-pub fn tree_memory(
-    cgroup: Option<&Cgroup>,
-    spare: Option<&[i32]>,
-    main: Option<daemonic::Pid>,
-) -> u64 {
+/// group (or the sum of its processes' resident memory where that file is missing);
+/// without a group, the resident memory of the processes of `tree` (see `Unit::tree`).
+pub fn tree_memory(cgroup: Option<&Cgroup>, tree: &[i32]) -> u64 {
     if let Some(cg) = cgroup {
         return describe_dir(cg.dir()).tree_memory_bytes.unwrap_or(0);
     }
-    let pids = match (spare, main) {
-        (Some(spare), _) => descendants(std::process::id() as i32, spare),
-        (None, Some(main)) => {
-            let mut tree = descendants(main.as_raw(), &[]);
-            tree.push(main.as_raw());
-            tree
-        }
-        (None, None) => Vec::new(),
-    };
-    pids.iter()
+    tree.iter()
         .filter_map(|p| crate::usage::of(daemonic::Pid::from_raw(*p)))
         .map(|u| u.rss_bytes)
         .sum()

@@ -102,7 +102,7 @@ pub struct Unit {
     subreaper: bool,
     /// The sentinel's pid, spared by the subreaper's sweep.
     sentinel: Option<i32>,
-    /// Subreaper mode: the tree mark every child carries (see `daemonic::tree_mark`),
+    /// No cgroup: the tree mark every child carries (see `daemonic::tree_mark`),
     /// by which the sentinel and a later supervisor of the service find its processes.
     mark: Option<daemonic::tree_mark::TreeMark>,
     /// The group's OOM kills when the child was spawned (with the memory controller).

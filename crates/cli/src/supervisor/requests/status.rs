@@ -68,6 +68,6 @@ fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
             .map(|b| (b.name().to_string(), b.local()))
             .collect(),
         fd_store: Some(u.fd_store().len() as u64).filter(|_| u.service.fd_store_max > 0),
-        ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper())
+        ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper(), &u.tree())
     }
 }

@@ -99,12 +99,12 @@ impl Unit {
                 Action::StartProbe => self.start_probe(),
                 Action::StartCheck(check) => self.start_check(check),
                 Action::MeasureMemory => {
-                    let spare: Vec<i32> = self.sentinel.into_iter().collect();
-                    let bytes = containment::tree_memory(
-                        self.cgroup(),
-                        self.subreaper.then_some(spare.as_slice()),
-                        self.pid(),
-                    );
+                    let tree = if self.cgroup().is_some() {
+                        Vec::new()
+                    } else {
+                        self.tree()
+                    };
+                    let bytes = containment::tree_memory(self.cgroup(), &tree);
                     out.follow_ups.push(Event::MemoryMeasured(bytes));
                 }
                 Action::BecameReady => out.ready |= self.took_its_sockets(cx)?,

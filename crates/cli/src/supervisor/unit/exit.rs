@@ -112,11 +112,15 @@ impl Unit {
                 None
             }
         };
-        let killed = if self.subreaper {
-            let spare: Vec<i32> = self.sentinel.into_iter().collect();
-            containment::kill_descendants(&spare)
-        } else {
-            Vec::new()
+        let killed = match (self.subreaper, self.mark) {
+            (true, _) => {
+                let spare: Vec<i32> = self.sentinel.into_iter().collect();
+                containment::kill_descendants(&spare)
+            }
+            // Not a subreaper (one of many services): its orphans went to init, where
+            // only the tree mark finds them.
+            (false, Some(mark)) => mark.kill(&[]),
+            (false, None) => Vec::new(),
         };
         if emptying.is_none() && killed.is_empty() {
             return Ok(Some(event));

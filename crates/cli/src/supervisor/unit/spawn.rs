@@ -13,7 +13,7 @@ use super::exit::Drain;
 use super::{Shared, Unit};
 use crate::supervisor::capture::{self, Capture, Sink};
 use crate::supervisor::child_env::strip_internal;
-use crate::supervisor::containment::Cgroup;
+use crate::supervisor::containment::{self, Cgroup};
 
 /// How a child is to be contained (see [`Unit::contain`]).
 pub(super) enum Containment {
@@ -168,13 +168,14 @@ impl Unit {
                     None => self.note_leftovers(left, &format!("in cgroup {}", cg.dir().display())),
                 }
             }
-            // In a supervisor of many services an orphan's service cannot be told (its
-            // group, session and environment may all be its own): the process group and
-            // the sentinel's marker are all that hold there.
+            // In a supervisor of many services an orphan's parentage cannot tell its
+            // service (it went to init): the tree mark does, there and here.
             if found.is_none() && cx.single {
                 process::become_subreaper().context("containment")?;
                 self.subreaper = true;
                 self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+            }
+            if found.is_none() {
                 self.mark_tree(&state_dir, cx);
             }
             self.cgroup = Some(found);
@@ -192,7 +193,7 @@ impl Unit {
         }
     }
 
-    /// Subreaper mode: the service's tree mark, for every child and the sentinel; what an
+    /// Without a cgroup: the service's tree mark, for every child and the sentinel; what an
     /// earlier supervisor of the service left (killed with its sentinel: nothing cleaned
     /// up) is found by it and SIGKILLed, and the first start waits, in the poll set, until
     /// those have died.
@@ -234,6 +235,34 @@ impl Unit {
             "killed {left} leftover process{} of an earlier run {found}",
             if left == 1 { "" } else { "es" },
         ));
+    }
+
+    /// The processes of this service's tree without a cgroup: in subreaper mode every
+    /// descendant of this supervisor but the sentinel, otherwise the main process and its
+    /// descendants; with those elsewhere that carry the service's tree mark. Empty with
+    /// a cgroup (its `cgroup.procs` says).
+    pub fn tree(&self) -> Vec<i32> {
+        if self.cgroup().is_some() {
+            return Vec::new();
+        }
+        let mut tree = match (self.subreaper, self.pid()) {
+            (true, _) => {
+                let spare: Vec<i32> = self.sentinel.into_iter().collect();
+                containment::descendants(std::process::id() as i32, &spare)
+            }
+            (false, Some(main)) => {
+                let mut tree = containment::descendants(main.as_raw(), &[]);
+                tree.push(main.as_raw());
+                tree
+            }
+            (false, None) => Vec::new(),
+        };
+        for pid in self.mark.iter().flat_map(TreeMark::processes) {
+            if !tree.contains(&pid.as_raw()) {
+                tree.push(pid.as_raw());
+            }
+        }
+        tree
     }
 
     /// Whether the supervisor holds this service's tree as a subreaper.
