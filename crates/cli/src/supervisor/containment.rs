@@ -1,9 +1,10 @@
 //! Containment: what keeps every process of a service inside the service, so that none
 //! outlives a stop, a restart, a crash or the supervisor itself.
 //!
-//! **A cgroup v2 per service**, where one can be made. The child is moved into its group
-//! between fork and exec ([`process::into_cgroup`]), so whatever it starts — forked,
-//! double-forked, `setsid`, with a cleared environment — is in the group too, and only
+//! **A cgroup v2 per service**, where one can be made. The child is born in its group
+//! (`clone3(CLONE_INTO_CGROUP)` before exec, [`process::into_cgroup`]), so whatever it
+//! starts — forked, double-forked, `setsid`, with a cleared environment — is in the group
+//! too, and only
 //! the kernel can take it out (a process may move itself only where it may write, and
 //! the groups are the supervisor's). When the main process has exited, or the stop
 //! timeout has passed, `cgroup.kill` SIGKILLs the whole group at once, and the unit
@@ -412,17 +413,20 @@ impl Cgroup {
     }
 
     /// Creates the group (and its parent) if need be, writes its `limits`
-    /// ([`apply_limits`]); opens its `cgroup.procs` for the child to write itself
-    /// into.
+    /// ([`apply_limits`]); opens its directory, for the child to be born in
+    /// ([`process::into_cgroup`]).
     pub fn prepare(&self, limits: &Limits) -> Result<OwnedFd> {
+        // Each child gets a group made anew (it is empty by now: an exit is reported, and
+        // a start made, only once it is). Linux kills a child cloned into a group that
+        // `cgroup.kill` has emptied before (CLONE_INTO_CGROUP compares the kill counts of
+        // the spawner's group and the target's: seen on 6.18); a new group has none. A
+        // group that cannot be removed (still populated) is used as it is.
+        let _ = std::fs::remove_dir(&self.dir);
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
         apply_limits(limits, &self.top, &self.dir)?;
-        let procs = self.dir.join("cgroup.procs");
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&procs)
-            .with_context(|| format!("open {}", procs.display()))?;
+        let f = std::fs::File::open(&self.dir)
+            .with_context(|| format!("open {}", self.dir.display()))?;
         Ok(f.into())
     }
 

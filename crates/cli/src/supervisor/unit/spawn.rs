@@ -17,7 +17,7 @@ use crate::supervisor::containment::{self, Cgroup};
 
 /// How a child is to be contained (see [`Unit::contain`]).
 pub(super) enum Containment {
-    /// In the service's cgroup: its `cgroup.procs`, for the child to write itself into.
+    /// In the service's cgroup: its directory, for the child to be born in.
     Cgroup(OwnedFd),
     /// By its process group (and in subreaper mode, the supervisor's parentage).
     Process,
@@ -59,18 +59,20 @@ impl Unit {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
         let mut pipes = self.capture(&mut cmd)?;
-        match self.contain(cx) {
-            Ok(Containment::Cgroup(procs)) => process::into_cgroup(&mut cmd, procs),
-            Ok(Containment::Process) => {
+        let contained = self.contain(cx).and_then(|c| match c {
+            // The first pre_exec hook: see `process::into_cgroup`.
+            Containment::Cgroup(dir) => Ok(Some(process::into_cgroup(&mut cmd, dir)?)),
+            Containment::Process => {
                 if let Some(mark) = self.mark {
                     mark.apply(&mut cmd);
                 }
+                Ok(None)
             }
             // Not a start yet: it is made again once the group is empty.
-            Ok(Containment::Wait) => {
-                self.spawned -= 1;
-                return Ok(false);
-            }
+            Containment::Wait => Ok(None),
+        });
+        let entry = match contained {
+            Ok(entry) => entry,
             Err(e) => {
                 self.note(&format!("{e:#}"));
                 if cx.single && self.spawned == 1 {
@@ -79,6 +81,10 @@ impl Unit {
                 self.spawn_failed = true;
                 return Err(Exit::Code(126));
             }
+        };
+        if self.draining() {
+            self.spawned -= 1;
+            return Ok(false);
         }
         let spawned = crate::sockets::spawn(
             &mut cmd,
@@ -87,6 +93,11 @@ impl Unit {
             &self.fd_store,
             watchdog.is_some(),
         );
+        // The process in the group, when the first child cloned it there.
+        let spawned = match entry {
+            Some(entry) => spawned.and_then(|s| entry.settle(s)),
+            None => spawned,
+        };
         // The parent's copies of the pipes' write ends go now, or end of file never comes.
         drop(cmd);
         match spawned {
