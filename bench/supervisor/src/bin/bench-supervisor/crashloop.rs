@@ -1,4 +1,4 @@
-//! 5. **Crash loop** (`crash`): supervisor CPU per restart.
+//! 4. **Crash loop** (`crash`): supervisor CPU per restart.
 //!
 //! Each tool in turn supervises one `stamp` child that exits 1 right after its stamp
 //! (`STAMP_EXIT=1`), with its fastest restart settings. Once the first child has stamped,
@@ -16,7 +16,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use super::{Config, Mode, Raw, Res, Role, Setup, Tool, ratio, stamps};
+use crate::procfs::stamps;
+use crate::report::{Raw, ratio};
+use crate::setup::{Mode, Role, Setup};
+use crate::{Config, Res, Tool};
 
 /// Nanoseconds on CPU of every thread of `pid` so far, or `None` once it is gone.
 fn cpu_ns(pid: i32) -> Option<u64> {
