@@ -97,7 +97,7 @@ fn one(cfg: &Config, tool: Tool, raw: &mut Raw) -> Res<(usize, f64, u64)> {
 }
 
 pub fn crash_loop(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
-    let tools: Vec<Tool> = [
+    let tools = cfg.available(&[
         Tool::Daemonic,
         Tool::DaemonicSubreaper,
         Tool::DaemonicMany,
@@ -106,10 +106,7 @@ pub fn crash_loop(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
         Tool::S6,
         Tool::Daemontools,
         Tool::Supervisord,
-    ]
-    .into_iter()
-    .filter(|&t| cfg.has(t))
-    .collect();
+    ]);
     let mut rows = Vec::new();
     for t in tools {
         eprintln!("bench-supervisor: crash loop: {}…", t.label());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::procfs::{alive, stamps};
 use crate::report::{Raw, median, pct, ratio};
-use crate::setup::{Mode, Setup};
+use crate::setup::{Mode, Setup, stop_all};
 use crate::sys::{Watch, kill, mkdir, mono_ns, reap, spawn};
 use crate::{Config, DEADLINE, Res, Tool, WARMUP};
 
@@ -19,7 +19,7 @@ pub fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res
     } else {
         "latency"
     };
-    let tools: Vec<Tool> = [
+    let tools = cfg.available(&[
         Tool::Daemonic,
         Tool::DaemonicSubreaper,
         Tool::Daemon1,
@@ -27,10 +27,7 @@ pub fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res
         Tool::S6,
         Tool::Daemontools,
         Tool::Supervisord,
-    ]
-    .into_iter()
-    .filter(|&t| cfg.has(t))
-    .collect();
+    ]);
     let mut setups = Vec::new();
     let mut gone = BTreeMap::new();
     let result = (|| -> Res<BTreeMap<Tool, Vec<f64>>> {
@@ -46,67 +43,88 @@ pub fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res
         for s in &setups {
             s.wait_started()?;
         }
-        let watches = setups
-            .iter()
-            .map(|s| Watch::new(&s.stamps))
-            .collect::<Res<Vec<_>>>()?;
-        let floor_dir = cfg.dir.join(phase).join("floor");
-        mkdir(&floor_dir)?;
-        let floor_stamps = floor_dir.join("stamps");
-        fs::write(&floor_stamps, "").map_err(|e| e.to_string())?;
-        let floor_watch = Watch::new(&floor_stamps)?;
-        let mut samples: BTreeMap<Tool, Vec<f64>> = BTreeMap::new();
-        let k = setups.len() + 1;
-        for it in 0..WARMUP + cfg.iterations {
-            for j in 0..k {
-                let idx = (it + j) % k;
-                if idx < setups.len() && gone.contains_key(&setups[idx].tool) {
-                    continue;
-                }
-                let (tool, lat) = if idx == setups.len() {
-                    (
-                        Tool::Floor,
-                        floor_once(cfg, &floor_stamps, &floor_watch, &floor_dir)?,
-                    )
-                } else {
-                    let s = &setups[idx];
-                    match kill_once(cfg, s, &watches[idx]) {
-                        Ok(lat) => (s.tool, lat),
-                        // With its default settings a tool may not restart at all (daemonic
-                        // before on-failure became its default): a finding, not a failure.
-                        Err(e) if mode == Mode::Defaults && e.contains("no restart") => {
-                            eprintln!("bench-supervisor: {e}");
-                            raw.row(phase, s.tool, 1, it, "sample", 0, "no_restart", 1);
-                            gone.insert(s.tool, it + 1);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
+        kill_rounds(cfg, raw, &setups, phase, mode, &mut gone)
+    })();
+    stop_all(setups);
+    table(cfg, out, mode, &result?, &gone);
+    Ok(())
+}
+
+/// `WARMUP` + `--iterations` rounds; each kills every tool's child once (and spawns the
+/// floor's) in an order rotated per round. The samples in ms by tool; a tool that did not
+/// restart with its defaults goes into `gone`, with the kill it did not restart after.
+fn kill_rounds(
+    cfg: &Config,
+    raw: &mut Raw,
+    setups: &[Setup],
+    phase: &str,
+    mode: Mode,
+    gone: &mut BTreeMap<Tool, usize>,
+) -> Res<BTreeMap<Tool, Vec<f64>>> {
+    let watches = setups
+        .iter()
+        .map(|s| Watch::new(&s.stamps))
+        .collect::<Res<Vec<_>>>()?;
+    let floor_dir = cfg.dir.join(phase).join("floor");
+    mkdir(&floor_dir)?;
+    let floor_stamps = floor_dir.join("stamps");
+    fs::write(&floor_stamps, "").map_err(|e| e.to_string())?;
+    let floor_watch = Watch::new(&floor_stamps)?;
+    let mut samples: BTreeMap<Tool, Vec<f64>> = BTreeMap::new();
+    let k = setups.len() + 1;
+    for it in 0..WARMUP + cfg.iterations {
+        for j in 0..k {
+            let idx = (it + j) % k;
+            if idx < setups.len() && gone.contains_key(&setups[idx].tool) {
+                continue;
+            }
+            let (tool, lat) = if idx == setups.len() {
+                (
+                    Tool::Floor,
+                    floor_once(cfg, &floor_stamps, &floor_watch, &floor_dir)?,
+                )
+            } else {
+                let s = &setups[idx];
+                match kill_once(cfg, s, &watches[idx]) {
+                    Ok(lat) => (s.tool, lat),
+                    // With its default settings a tool may not restart at all (daemonic
+                    // before on-failure became its default): a finding, not a failure.
+                    Err(e) if mode == Mode::Defaults && e.contains("no restart") => {
+                        eprintln!("bench-supervisor: {e}");
+                        raw.row(phase, s.tool, 1, it, "sample", 0, "no_restart", 1);
+                        gone.insert(s.tool, it + 1);
+                        continue;
                     }
-                };
-                let ms = lat as f64 / 1e6;
-                raw.row(
-                    phase,
-                    tool,
-                    1,
-                    it,
-                    if it < WARMUP { "warmup" } else { "sample" },
-                    0,
-                    "restart_ns",
-                    lat,
-                );
-                if it >= WARMUP {
-                    samples.entry(tool).or_default().push(ms);
+                    Err(e) => return Err(e),
                 }
+            };
+            let ms = lat as f64 / 1e6;
+            raw.row(
+                phase,
+                tool,
+                1,
+                it,
+                if it < WARMUP { "warmup" } else { "sample" },
+                0,
+                "restart_ns",
+                lat,
+            );
+            if it >= WARMUP {
+                samples.entry(tool).or_default().push(ms);
             }
         }
-        Ok(samples)
-    })();
-    for s in setups {
-        if let Err(e) = s.stop() {
-            eprintln!("bench-supervisor: {e}");
-        }
     }
-    let samples = result?;
+    Ok(samples)
+}
+
+/// The summary table of one latency phase.
+fn table(
+    cfg: &Config,
+    out: &mut String,
+    mode: Mode,
+    samples: &BTreeMap<Tool, Vec<f64>>,
+    gone: &BTreeMap<Tool, usize>,
+) {
     let settings = if mode == Mode::Defaults {
         "each tool's default settings (daemon(1): --respawn)"
     } else {
@@ -123,7 +141,7 @@ pub fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
     let d = samples.get(&Tool::Daemonic).map(|v| median(v));
-    for (tool, v) in &samples {
+    for (tool, v) in samples {
         let mut s = v.clone();
         s.sort_by(f64::total_cmp);
         let m = median(&s);
@@ -141,14 +159,13 @@ pub fn latency(cfg: &Config, raw: &mut Raw, out: &mut String, mode: Mode) -> Res
             s[s.len() - 1]
         );
     }
-    for (tool, kill) in &gone {
+    for (tool, kill) in gone {
         let _ = writeln!(
             out,
             "| {} | no restart within {DEADLINE:?} of kill {kill} ({WARMUP} warm-ups included); no later samples | | | | |",
             tool.label()
         );
     }
-    Ok(())
 }
 
 /// Kills the tool's current child, returns ns from the kill to the new child's stamp.

@@ -14,6 +14,7 @@ use crate::setup::{start_supervisord, stop_tree, supervisord_header};
 use crate::sys::{mkdir, mono_ns, spawn, write_file};
 use crate::{Config, Res, Tool};
 
+/// How daemonic captures a child's output, if this build can (`--log-file` on `run`).
 pub fn daemonic_log_flag(cfg: &Config) -> bool {
     Command::new(&cfg.daemonic)
         .args(["run", "--help"])
@@ -38,22 +39,7 @@ pub fn start_log(cfg: &Config, tool: Tool, dir: &Path, bytes: u64) -> Res<(Vec<i
     let mut tops = vec![];
     let target = match tool {
         Tool::Cat => {
-            // cat first, so that spew's stamp does not include cat's start.
-            let file = File::create(&target).map_err(|e| e.to_string())?;
-            let mut cat = Command::new("cat")
-                .stdin(Stdio::piped())
-                .stdout(file)
-                .spawn()
-                .map_err(|e| format!("cat: {e}"))?;
-            tops.push(cat.id() as i32);
-            let pipe = cat.stdin.take().ok_or("cat stdin")?;
-            let s = Command::new(&spew)
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(pipe)
-                .spawn();
-            let s = s.map_err(|e| format!("spew: {e}"))?;
-            tops.push(s.id() as i32);
+            tops = start_cat(&spew, &args, &target)?;
             target
         }
         Tool::Daemonic => {
@@ -93,39 +79,9 @@ pub fn start_log(cfg: &Config, tool: Tool, dir: &Path, bytes: u64) -> Res<(Vec<i
             target
         }
         Tool::Runit | Tool::S6 => {
-            let sv = dir.join("scan").join("spew");
-            let logdir = dir.join("logs");
-            mkdir(&sv.join("log"))?;
-            mkdir(&logdir)?;
-            write_file(
-                &sv.join("run"),
-                &format!(
-                    "#!/bin/sh\nexec {} {} 2>&1\n",
-                    spew.display(),
-                    args.join(" ")
-                ),
-                0o755,
-            )?;
-            let logger = if tool == Tool::Runit {
-                // s0: never rotate (svlogd's default rotates at 1 MB).
-                write_file(&logdir.join("config"), "s0\n", 0o644)?;
-                format!("exec svlogd {}", logdir.display())
-            } else {
-                // s6-log's largest file size, so that it does not rotate either.
-                format!("exec s6-log s268435455 {}", logdir.display())
-            };
-            write_file(
-                &sv.join("log").join("run"),
-                &format!("#!/bin/sh\n{logger}\n"),
-                0o755,
-            )?;
-            let prog = if tool == Tool::Runit {
-                "runsvdir"
-            } else {
-                "s6-svscan"
-            };
-            tops.push(spawn(Command::new(prog).arg(dir.join("scan")), &log)?);
-            logdir.join("current")
+            let (top, current) = start_scan(tool, dir, &spew, &args, &log)?;
+            tops.push(top);
+            current
         }
         Tool::Supervisord => {
             let conf = format!(
@@ -144,6 +100,72 @@ pub fn start_log(cfg: &Config, tool: Tool, dir: &Path, bytes: u64) -> Res<(Vec<i
         _ => unreachable!(),
     };
     Ok((tops, target))
+}
+
+/// `spew | cat > target`; (cat, spew).
+fn start_cat(spew: &Path, args: &[String], target: &Path) -> Res<Vec<i32>> {
+    let mut tops = vec![];
+    // cat first, so that spew's stamp does not include cat's start.
+    let file = File::create(target).map_err(|e| e.to_string())?;
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(file)
+        .spawn()
+        .map_err(|e| format!("cat: {e}"))?;
+    tops.push(cat.id() as i32);
+    let pipe = cat.stdin.take().ok_or("cat stdin")?;
+    let s = Command::new(spew)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(pipe)
+        .spawn();
+    let s = s.map_err(|e| format!("spew: {e}"))?;
+    tops.push(s.id() as i32);
+    Ok(tops)
+}
+
+/// runsvdir or s6-svscan over one service, `spew`, its output piped into svlogd or
+/// s6-log; (the scanner, the log file to watch).
+fn start_scan(
+    tool: Tool,
+    dir: &Path,
+    spew: &Path,
+    args: &[String],
+    log: &Path,
+) -> Res<(i32, PathBuf)> {
+    let sv = dir.join("scan").join("spew");
+    let logdir = dir.join("logs");
+    mkdir(&sv.join("log"))?;
+    mkdir(&logdir)?;
+    write_file(
+        &sv.join("run"),
+        &format!(
+            "#!/bin/sh\nexec {} {} 2>&1\n",
+            spew.display(),
+            args.join(" ")
+        ),
+        0o755,
+    )?;
+    let logger = if tool == Tool::Runit {
+        // s0: never rotate (svlogd's default rotates at 1 MB).
+        write_file(&logdir.join("config"), "s0\n", 0o644)?;
+        format!("exec svlogd {}", logdir.display())
+    } else {
+        // s6-log's largest file size, so that it does not rotate either.
+        format!("exec s6-log s268435455 {}", logdir.display())
+    };
+    write_file(
+        &sv.join("log").join("run"),
+        &format!("#!/bin/sh\n{logger}\n"),
+        0o755,
+    )?;
+    let prog = if tool == Tool::Runit {
+        "runsvdir"
+    } else {
+        "s6-svscan"
+    };
+    let top = spawn(Command::new(prog).arg(dir.join("scan")), log)?;
+    Ok((top, logdir.join("current")))
 }
 
 /// Whether `path` holds all of spew's output: at least `bytes` bytes, and its last line in
@@ -181,32 +203,7 @@ pub fn logs(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
             let tool = tools[(rep + j) % tools.len()];
             let dir = cfg.dir.join("log").join(format!("{}-{rep}", tool.key()));
             let (tops, target) = start_log(cfg, tool, &dir, bytes)?;
-            let t0 = Instant::now();
-            let mut checked = Instant::now();
-            let r = loop {
-                if log_complete(&target, bytes, &last) {
-                    break Ok(mono_ns());
-                }
-                if t0.elapsed() > Duration::from_secs(300) {
-                    break Err(format!(
-                        "{}: log incomplete after 300 s ({})",
-                        tool.label(),
-                        target.display()
-                    ));
-                }
-                // Everything gone and the log still incomplete: it never will be.
-                if checked.elapsed() > Duration::from_secs(2) {
-                    checked = Instant::now();
-                    if tree(&tops).is_empty() && !log_complete(&target, bytes, &last) {
-                        break Err(format!(
-                            "{}: exited with the log incomplete ({})",
-                            tool.label(),
-                            target.display()
-                        ));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            };
+            let r = wait_complete(tool, &tops, &target, bytes, &last);
             let stop = stop_tree(tool, &tops);
             let done = r?;
             stop?;
@@ -224,6 +221,42 @@ pub fn logs(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
             fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
+    table(cfg, out, &rates, daemonic);
+    Ok(())
+}
+
+/// Polls (every 1 ms) until `target` holds all of spew's output; `CLOCK_MONOTONIC` then.
+fn wait_complete(tool: Tool, tops: &[i32], target: &Path, bytes: u64, last: &[u8]) -> Res<u64> {
+    let t0 = Instant::now();
+    let mut checked = Instant::now();
+    loop {
+        if log_complete(target, bytes, last) {
+            return Ok(mono_ns());
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            return Err(format!(
+                "{}: log incomplete after 300 s ({})",
+                tool.label(),
+                target.display()
+            ));
+        }
+        // Everything gone and the log still incomplete: it never will be.
+        if checked.elapsed() > Duration::from_secs(2) {
+            checked = Instant::now();
+            if tree(tops).is_empty() && !log_complete(target, bytes, last) {
+                return Err(format!(
+                    "{}: exited with the log incomplete ({})",
+                    tool.label(),
+                    target.display()
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The summary table: MB/s by variant, and ÷ cat.
+fn table(cfg: &Config, out: &mut String, rates: &BTreeMap<Tool, Vec<f64>>, daemonic: bool) {
     let _ = writeln!(
         out,
         "\n### Log capture: {} MB of 64-byte lines, MB/s (spew's start → the log file complete; {} runs each)\n",
@@ -235,7 +268,7 @@ pub fn logs(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     let cat = rates.get(&Tool::Cat).map(|v| median(v)).unwrap_or(f64::NAN);
-    for (tool, v) in &rates {
+    for (tool, v) in rates {
         let m = median(v);
         let mn = v.iter().copied().fold(f64::INFINITY, f64::min);
         let mx = v.iter().copied().fold(0.0, f64::max);
@@ -259,5 +292,4 @@ pub fn logs(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
             "\ndaemonic: skipped — this build's `daemonic run` has no `--log-file` (log capture not merged yet)."
         );
     }
-    Ok(())
 }

@@ -157,6 +157,10 @@ impl Config {
     fn has(&self, t: Tool) -> bool {
         !t.is_peer() || self.peers.contains(&t)
     }
+    /// Those of `tools` this run has (every peer not installed is left out).
+    fn available(&self, tools: &[Tool]) -> Vec<Tool> {
+        tools.iter().copied().filter(|&t| self.has(t)).collect()
+    }
     fn runs(&self, phase: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|p| p == phase)
     }

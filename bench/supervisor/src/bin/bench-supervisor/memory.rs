@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::procfs::{Mem, ctxt, group_unique, mem};
 use crate::report::{Raw, kib, ratio};
-use crate::setup::{Mode, Role, Setup};
+use crate::setup::{Mode, Role, Setup, stop_all};
 use crate::{Config, Res, SETTLE, Tool};
 
 pub struct Footprint {
@@ -29,7 +29,7 @@ pub struct Footprint {
 }
 
 pub fn footprints(cfg: &Config, n: usize, raw: &mut Raw) -> Res<Vec<Footprint>> {
-    let mut tools = vec![
+    let tools = cfg.available(&[
         Tool::Daemonic,
         Tool::DaemonicMany,
         Tool::Daemon1,
@@ -37,11 +37,10 @@ pub fn footprints(cfg: &Config, n: usize, raw: &mut Raw) -> Res<Vec<Footprint>> 
         Tool::S6,
         Tool::Daemontools,
         Tool::Supervisord,
-    ];
-    tools.retain(|&t| cfg.has(t));
+    ]);
     let mut setups = Vec::new();
-    let mut running = Vec::new();
     let result = (|| -> Res<Vec<Footprint>> {
+        let mut running = Vec::new();
         for &t in &tools {
             let t0 = Instant::now();
             let s = Setup::start(
@@ -70,134 +69,105 @@ pub fn footprints(cfg: &Config, n: usize, raw: &mut Raw) -> Res<Vec<Footprint>> 
         std::thread::sleep(SETTLE);
         let mut fps = Vec::new();
         let mut procs = Vec::new();
-        for (si, s) in setups.iter().enumerate() {
+        for (s, &running_ms) in setups.iter().zip(&running) {
             let roles: Vec<(i32, Role)> = s
                 .roles(cfg)
                 .into_iter()
                 .filter(|r| r.1 != Role::Child)
                 .collect();
-            let mut fp = Footprint {
-                tool: s.tool,
-                n,
-                sup: Mem::default(),
-                sup_procs: 0,
-                sup_unique: 0,
-                all: Mem::default(),
-                all_procs: 0,
-                all_unique: 0,
-                all_unique_file: 0,
-                idle: vec![],
-                running_ms: running[si],
-            };
-            let mut sup_pids = vec![];
-            for &(pid, role) in &roles {
-                let m = mem(pid)?;
-                raw.row(
-                    "memory",
-                    s.tool,
-                    n,
-                    0,
-                    role.key(),
-                    pid,
-                    "private_clean_kib",
-                    m.private_clean,
-                );
-                raw.row(
-                    "memory",
-                    s.tool,
-                    n,
-                    0,
-                    role.key(),
-                    pid,
-                    "private_dirty_kib",
-                    m.private_dirty,
-                );
-                raw.row("memory", s.tool, n, 0, role.key(), pid, "pss_kib", m.pss);
-                raw.row("memory", s.tool, n, 0, role.key(), pid, "rss_kib", m.rss);
-                raw.row("memory", s.tool, n, 0, role.key(), pid, "vmpte_kib", m.pte);
-                fp.all.add(&m);
-                fp.all_procs += 1;
-                if role == Role::Supervisor {
-                    fp.sup.add(&m);
-                    fp.sup_procs += 1;
-                    sup_pids.push(pid);
-                }
-            }
-            let all_pids: Vec<i32> = roles.iter().map(|r| r.0).collect();
-            fp.sup_unique = group_unique(&sup_pids)?.0;
-            (fp.all_unique, fp.all_unique_file) = group_unique(&all_pids)?;
-            raw.row(
-                "memory",
-                s.tool,
-                n,
-                0,
-                "supervisors",
-                0,
-                "group_unique_kib",
-                fp.sup_unique,
-            );
-            raw.row(
-                "memory",
-                s.tool,
-                n,
-                0,
-                "all",
-                0,
-                "group_unique_kib",
-                fp.all_unique,
-            );
-            raw.row(
-                "memory",
-                s.tool,
-                n,
-                0,
-                "all",
-                0,
-                "group_unique_file_kib",
-                fp.all_unique_file,
-            );
-            fps.push(fp);
+            fps.push(footprint(s, &roles, running_ms, raw)?);
             procs.push(roles);
         }
-        // Idle: every process at t, then at t + idle.
-        let before: Vec<Vec<Option<u64>>> = procs
-            .iter()
-            .map(|rs| rs.iter().map(|&(p, _)| ctxt(p)).collect())
-            .collect();
-        std::thread::sleep(cfg.idle);
-        for (i, rs) in procs.iter().enumerate() {
-            let mut by: BTreeMap<Role, (usize, u64)> = BTreeMap::new();
-            for (j, &(pid, role)) in rs.iter().enumerate() {
-                let (Some(a), Some(b)) = (before[i][j], ctxt(pid)) else {
-                    return Err(format!(
-                        "{}: process {pid} ended during the idle window",
-                        fps[i].tool.label()
-                    ));
-                };
-                raw.row(
-                    "idle",
-                    fps[i].tool,
-                    n,
-                    0,
-                    role.key(),
-                    pid,
-                    "ctxt_switches",
-                    b - a,
-                );
-                let e = by.entry(role).or_default();
-                e.0 += 1;
-                e.1 += b - a;
-            }
-            fps[i].idle = by.into_iter().map(|(r, (c, s))| (r, c, s)).collect();
-        }
+        idle(cfg, &procs, &mut fps, raw)?;
         Ok(fps)
     })();
-    for s in setups {
-        if let Err(e) = s.stop() {
-            eprintln!("bench-supervisor: {e}");
+    stop_all(setups);
+    result
+}
+
+/// The memory of one running setup's processes (`roles`, children left out).
+fn footprint(s: &Setup, roles: &[(i32, Role)], running_ms: f64, raw: &mut Raw) -> Res<Footprint> {
+    let n = s.n;
+    let mut fp = Footprint {
+        tool: s.tool,
+        n,
+        sup: Mem::default(),
+        sup_procs: 0,
+        sup_unique: 0,
+        all: Mem::default(),
+        all_procs: 0,
+        all_unique: 0,
+        all_unique_file: 0,
+        idle: vec![],
+        running_ms,
+    };
+    let mut sup_pids = vec![];
+    for &(pid, role) in roles {
+        let m = mem(pid)?;
+        for (metric, v) in [
+            ("private_clean_kib", m.private_clean),
+            ("private_dirty_kib", m.private_dirty),
+            ("pss_kib", m.pss),
+            ("rss_kib", m.rss),
+            ("vmpte_kib", m.pte),
+        ] {
+            raw.row("memory", s.tool, n, 0, role.key(), pid, metric, v);
+        }
+        fp.all.add(&m);
+        fp.all_procs += 1;
+        if role == Role::Supervisor {
+            fp.sup.add(&m);
+            fp.sup_procs += 1;
+            sup_pids.push(pid);
         }
     }
-    result
+    let all_pids: Vec<i32> = roles.iter().map(|r| r.0).collect();
+    fp.sup_unique = group_unique(&sup_pids)?.0;
+    (fp.all_unique, fp.all_unique_file) = group_unique(&all_pids)?;
+    for (role, metric, v) in [
+        ("supervisors", "group_unique_kib", fp.sup_unique),
+        ("all", "group_unique_kib", fp.all_unique),
+        ("all", "group_unique_file_kib", fp.all_unique_file),
+    ] {
+        raw.row("memory", s.tool, n, 0, role, 0, metric, v);
+    }
+    Ok(fp)
+}
+
+/// Idle: the context switches of every process at t, then at t + `--idle-secs`, into
+/// each footprint's `idle`.
+fn idle(cfg: &Config, procs: &[Vec<(i32, Role)>], fps: &mut [Footprint], raw: &mut Raw) -> Res<()> {
+    let before: Vec<Vec<Option<u64>>> = procs
+        .iter()
+        .map(|rs| rs.iter().map(|&(p, _)| ctxt(p)).collect())
+        .collect();
+    std::thread::sleep(cfg.idle);
+    for (i, rs) in procs.iter().enumerate() {
+        let mut by: BTreeMap<Role, (usize, u64)> = BTreeMap::new();
+        for (j, &(pid, role)) in rs.iter().enumerate() {
+            let (Some(a), Some(b)) = (before[i][j], ctxt(pid)) else {
+                return Err(format!(
+                    "{}: process {pid} ended during the idle window",
+                    fps[i].tool.label()
+                ));
+            };
+            raw.row(
+                "idle",
+                fps[i].tool,
+                fps[i].n,
+                0,
+                role.key(),
+                pid,
+                "ctxt_switches",
+                b - a,
+            );
+            let e = by.entry(role).or_default();
+            e.0 += 1;
+            e.1 += b - a;
+        }
+        fps[i].idle = by.into_iter().map(|(r, (c, s))| (r, c, s)).collect();
+    }
+    Ok(())
 }
 
 pub fn memory_tables(
@@ -207,6 +177,16 @@ pub fn memory_tables(
     many: &[Footprint],
     out: &mut String,
 ) {
+    totals_table(one, many, out);
+    if n > 1 {
+        per_service_tables(n, one, many, out);
+    }
+    one_service_ratios(one, out);
+    idle_table(cfg, one, many, out);
+}
+
+/// Every footprint, N=1 and N=`n`.
+fn totals_table(one: &[Footprint], many: &[Footprint], out: &mut String) {
     let _ = writeln!(
         out,
         "\n### Memory (KiB): Private_Clean + Private_Dirty from smaps_rollup, summed; \
@@ -240,55 +220,59 @@ pub fn memory_tables(
             fp.running_ms
         );
     }
-    // Per extra service.
-    if n > 1 {
-        let _ = writeln!(
-            out,
-            "\n### Memory per extra service (KiB): (N={n} − N=1) ÷ {}\n",
-            n - 1
-        );
-        let _ = writeln!(out, "| tool | all: private | all: unique | all: Pss |");
-        let _ = writeln!(out, "|---|---:|---:|---:|");
-        let per = |fp1: &Footprint, fpn: &Footprint| {
-            let d = (n - 1) as f64;
-            (
-                (fpn.all.private() as f64 - fp1.all.private() as f64) / d,
-                (fpn.all_unique as f64 - fp1.all_unique as f64) / d,
-                (fpn.all.pss as f64 - fp1.all.pss as f64) / d,
-            )
+}
+
+/// What each extra service costs: (N=`n` − N=1) ÷ (`n` − 1), and daemonic's ratios.
+fn per_service_tables(n: usize, one: &[Footprint], many: &[Footprint], out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\n### Memory per extra service (KiB): (N={n} − N=1) ÷ {}\n",
+        n - 1
+    );
+    let _ = writeln!(out, "| tool | all: private | all: unique | all: Pss |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let per = |fp1: &Footprint, fpn: &Footprint| {
+        let d = (n - 1) as f64;
+        (
+            (fpn.all.private() as f64 - fp1.all.private() as f64) / d,
+            (fpn.all_unique as f64 - fp1.all_unique as f64) / d,
+            (fpn.all.pss as f64 - fp1.all.pss as f64) / d,
+        )
+    };
+    let find = |v: &[Footprint], t: Tool| v.iter().position(|f| f.tool == t);
+    let mut pers: Vec<(Tool, (f64, f64, f64))> = vec![];
+    for fpn in many {
+        let Some(a) = find(one, fpn.tool) else {
+            continue;
         };
-        let find = |v: &[Footprint], t: Tool| v.iter().position(|f| f.tool == t);
-        let mut pers: Vec<(Tool, (f64, f64, f64))> = vec![];
-        for fpn in many {
-            let Some(a) = find(one, fpn.tool) else {
-                continue;
-            };
-            let (p, u, s) = per(&one[a], fpn);
-            pers.push((fpn.tool, (p, u, s)));
-            let _ = writeln!(out, "| {} | {p:.1} | {u:.1} | {s:.1} |", fpn.tool.label());
-        }
-        let get = |t: Tool| pers.iter().find(|p| p.0 == t).map(|p| p.1);
-        let _ = writeln!(
-            out,
-            "\n### Memory per extra service, ratios (daemonic ÷ tool, *unique* column)\n"
-        );
-        let _ = writeln!(
-            out,
-            "| tool | daemonic run -f ÷ tool | daemonic start ×N ÷ tool |"
-        );
-        let _ = writeln!(out, "|---|---:|---:|");
-        for (t, (_, u, _)) in pers.iter().filter(|p| p.0.is_peer()) {
-            let r = |d: Option<(f64, f64, f64)>| d.map_or("–".into(), |d| ratio(d.1 / u));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                t.label(),
-                r(get(Tool::DaemonicMany)),
-                r(get(Tool::Daemonic))
-            );
-        }
+        let (p, u, s) = per(&one[a], fpn);
+        pers.push((fpn.tool, (p, u, s)));
+        let _ = writeln!(out, "| {} | {p:.1} | {u:.1} | {s:.1} |", fpn.tool.label());
     }
-    // Ratios for one service: daemonic run against each peer.
+    let get = |t: Tool| pers.iter().find(|p| p.0 == t).map(|p| p.1);
+    let _ = writeln!(
+        out,
+        "\n### Memory per extra service, ratios (daemonic ÷ tool, *unique* column)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| tool | daemonic run -f ÷ tool | daemonic start ×N ÷ tool |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|");
+    for (t, (_, u, _)) in pers.iter().filter(|p| p.0.is_peer()) {
+        let r = |d: Option<(f64, f64, f64)>| d.map_or("–".into(), |d| ratio(d.1 / u));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            t.label(),
+            r(get(Tool::DaemonicMany)),
+            r(get(Tool::Daemonic))
+        );
+    }
+}
+
+/// Ratios for one service: `daemonic start` against each peer.
+fn one_service_ratios(one: &[Footprint], out: &mut String) {
     if let Some(d) = one.iter().find(|f| f.tool == Tool::Daemonic) {
         let _ = writeln!(
             out,
@@ -310,6 +294,10 @@ pub fn memory_tables(
             );
         }
     }
+}
+
+/// The context switches over the idle window, by role.
+fn idle_table(cfg: &Config, one: &[Footprint], many: &[Footprint], out: &mut String) {
     let _ = writeln!(
         out,
         "\n### Idle: context switches in {:?} (voluntary + involuntary, all threads)\n",

@@ -58,138 +58,50 @@ impl Role {
     }
 }
 
+/// What every tool's start needs: the paths of one setup and the settings of its mode.
+struct Plan<'a> {
+    cfg: &'a Config,
+    tool: Tool,
+    n: usize,
+    dir: &'a Path,
+    stamps: &'a Path,
+    /// The tools' own output (and daemonic start's).
+    log: PathBuf,
+    stamp: PathBuf,
+    /// `STAMP_EXIT` for the child: "1" makes it exit right after its stamp.
+    exit: &'static str,
+    /// The tool's fastest restart settings, not its defaults.
+    fast: bool,
+    /// This setup's own copy of daemonic (`own_copy`).
+    daemonic: PathBuf,
+}
+
 impl Setup {
     pub fn start(cfg: &Config, tool: Tool, n: usize, dir: PathBuf, mode: Mode) -> Res<Setup> {
         mkdir(&dir)?;
         let stamps = dir.join("stamps");
         fs::write(&stamps, "").map_err(|e| e.to_string())?;
-        let log = dir.join("out.log");
-        let stamp = cfg.stamp();
-        // The child reads it (inherited through every tool) and exits 1 after its stamp.
-        let exit = if mode == Mode::Crash { "1" } else { "" };
-        let fast = mode != Mode::Defaults;
-        let daemonic = own_copy(cfg, tool)?;
-        let mut tops = Vec::new();
-        match tool {
-            Tool::Daemonic | Tool::DaemonicSubreaper => {
-                // One `daemonic start` per service (each its own supervisor and sentinel),
-                // as with daemon(1) and runsv per service. `start` returns once the child
-                // is ready (10 ms grace here); the supervisor's pid is in its pid file.
-                for i in 0..n {
-                    let name = format!("bench-{i}");
-                    let mut cmd = Command::new(&daemonic);
-                    cmd.arg("--state-dir").arg(dir.join("state"));
-                    cmd.args(["start", "--name", &name, "--grace", "10ms"]);
-                    if fast {
-                        cmd.args(["--restart", "always", "--backoff", "0ms"]);
-                    }
-                    cmd.arg("--").arg(&stamp).arg(&stamps);
-                    cmd.env("STAMP_EXIT", exit);
-                    if tool == Tool::DaemonicSubreaper {
-                        cmd.env("DAEMONIC_CONTAINMENT", "subreaper");
-                    }
-                    let status = run_logged(&mut cmd, &log)?;
-                    let pid_file = dir.join("state").join(format!("{name}.pid"));
-                    let pid = fs::read_to_string(&pid_file)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<i32>().ok())
-                        .ok_or(format!(
-                            "daemonic start {name} ({status}): no pid in {} (see {})",
-                            pid_file.display(),
-                            log.display()
-                        ))?;
-                    tops.push(pid);
-                }
-            }
-            Tool::DaemonicMany => {
-                // One supervisor for a config file of N services: what `up` runs, in the
-                // foreground (`run -f`), with each service's pid file, control socket and
-                // status file.
-                let mut toml = String::new();
-                let settings = if fast {
-                    "restart = \"always\"\nbackoff = \"0ms\"\n"
-                } else {
-                    ""
-                };
-                for i in 0..n {
-                    toml += &format!(
-                        "[services.bench-{i}]\ncommand = [{:?}, {:?}]\n{settings}grace = \"10ms\"\n\n",
-                        stamp.display().to_string(),
-                        stamps.display().to_string()
-                    );
-                }
-                let file = dir.join("daemonic.toml");
-                std::fs::write(&file, toml).map_err(|e| format!("{}: {e}", file.display()))?;
-                tops.push(spawn(
-                    Command::new(&daemonic)
-                        .arg("--state-dir")
-                        .arg(dir.join("state"))
-                        .args(["run", "-f"])
-                        .arg(&file)
-                        .env("STAMP_EXIT", exit),
-                    &log,
-                )?);
-            }
-            Tool::Daemon1 => {
-                for i in 0..n {
-                    let mut cmd = Command::new("daemon");
-                    cmd.args(["--noconfig", "--foreground"])
-                        .arg(format!("--name=bench-{i}"))
-                        .arg(format!("--pidfiles={}", dir.display()))
-                        .arg("--respawn");
-                    if fast {
-                        cmd.args(["--idiot", "--acceptable=0"]);
-                    }
-                    cmd.arg("--").arg(&stamp).arg(&stamps);
-                    tops.push(spawn(cmd.env("STAMP_EXIT", exit), &log)?);
-                }
-            }
-            Tool::Runit | Tool::S6 | Tool::Daemontools => {
-                let scan = dir.join("scan");
-                for i in 0..n {
-                    let sv = scan.join(format!("bench-{i}"));
-                    mkdir(&sv)?;
-                    symlink(&stamp, sv.join("run")).map_err(|e| e.to_string())?;
-                }
-                let prog = match tool {
-                    Tool::Runit => "runsvdir",
-                    Tool::S6 => "s6-svscan",
-                    _ => "svscan",
-                };
-                let mut cmd = Command::new(prog);
-                if tool == Tool::S6 {
-                    // s6-svscan supervises at most 500 services unless told (-c).
-                    cmd.arg(format!("-c{}", n.max(500) + 10));
-                }
-                tops.push(spawn(
-                    cmd.arg(&scan)
-                        .env("STAMP_FILE", &stamps)
-                        .env("STAMP_EXIT", exit),
-                    &log,
-                )?);
-            }
-            Tool::Supervisord => {
-                let mut conf = supervisord_header(&dir);
-                // Defaults: startsecs=1, autorestart=unexpected (a SIGKILL is unexpected),
-                // output to files in childlogdir.
-                let settings = if fast {
-                    "startsecs=0\nautorestart=true\nstartretries=1000000\n\
-                     stdout_logfile=NONE\nstderr_logfile=NONE\n"
-                } else {
-                    ""
-                };
-                for i in 0..n {
-                    let _ = write!(
-                        conf,
-                        "\n[program:bench-{i}]\ncommand={} {}\n{settings}",
-                        stamp.display(),
-                        stamps.display()
-                    );
-                }
-                tops.push(start_supervisord(cfg, &dir, &conf, &log, exit)?);
-            }
+        let plan = Plan {
+            cfg,
+            tool,
+            n,
+            dir: &dir,
+            stamps: &stamps,
+            log: dir.join("out.log"),
+            stamp: cfg.stamp(),
+            // The child reads it (inherited through every tool) and exits 1 after its stamp.
+            exit: if mode == Mode::Crash { "1" } else { "" },
+            fast: mode != Mode::Defaults,
+            daemonic: own_copy(cfg, tool)?,
+        };
+        let tops = match tool {
+            Tool::Daemonic | Tool::DaemonicSubreaper => plan.daemonic_start()?,
+            Tool::DaemonicMany => vec![plan.daemonic_run_f()?],
+            Tool::Daemon1 => plan.daemon1()?,
+            Tool::Runit | Tool::S6 | Tool::Daemontools => vec![plan.scanner()?],
+            Tool::Supervisord => vec![plan.supervisord()?],
             Tool::Floor | Tool::Cat => unreachable!(),
-        }
+        };
         Ok(Setup {
             tool,
             n,
@@ -275,6 +187,146 @@ impl Setup {
             }
         }
         stop_tree(self.tool, &self.tops)
+    }
+}
+
+impl Plan<'_> {
+    /// One `daemonic start` per service (each its own supervisor and sentinel), as with
+    /// daemon(1) and runsv per service. `start` returns once the child is ready (10 ms
+    /// grace here); the supervisor's pid is in its pid file.
+    fn daemonic_start(&self) -> Res<Vec<i32>> {
+        let mut tops = Vec::new();
+        for i in 0..self.n {
+            let name = format!("bench-{i}");
+            let mut cmd = Command::new(&self.daemonic);
+            cmd.arg("--state-dir").arg(self.dir.join("state"));
+            cmd.args(["start", "--name", &name, "--grace", "10ms"]);
+            if self.fast {
+                cmd.args(["--restart", "always", "--backoff", "0ms"]);
+            }
+            cmd.arg("--").arg(&self.stamp).arg(self.stamps);
+            cmd.env("STAMP_EXIT", self.exit);
+            if self.tool == Tool::DaemonicSubreaper {
+                cmd.env("DAEMONIC_CONTAINMENT", "subreaper");
+            }
+            let status = run_logged(&mut cmd, &self.log)?;
+            let pid_file = self.dir.join("state").join(format!("{name}.pid"));
+            let pid = fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .ok_or(format!(
+                    "daemonic start {name} ({status}): no pid in {} (see {})",
+                    pid_file.display(),
+                    self.log.display()
+                ))?;
+            tops.push(pid);
+        }
+        Ok(tops)
+    }
+
+    /// One supervisor for a config file of N services: what `up` runs, in the foreground
+    /// (`run -f`), with each service's pid file, control socket and status file.
+    fn daemonic_run_f(&self) -> Res<i32> {
+        let mut toml = String::new();
+        let settings = if self.fast {
+            "restart = \"always\"\nbackoff = \"0ms\"\n"
+        } else {
+            ""
+        };
+        for i in 0..self.n {
+            toml += &format!(
+                "[services.bench-{i}]\ncommand = [{:?}, {:?}]\n{settings}grace = \"10ms\"\n\n",
+                self.stamp.display().to_string(),
+                self.stamps.display().to_string()
+            );
+        }
+        let file = self.dir.join("daemonic.toml");
+        std::fs::write(&file, toml).map_err(|e| format!("{}: {e}", file.display()))?;
+        spawn(
+            Command::new(&self.daemonic)
+                .arg("--state-dir")
+                .arg(self.dir.join("state"))
+                .args(["run", "-f"])
+                .arg(&file)
+                .env("STAMP_EXIT", self.exit),
+            &self.log,
+        )
+    }
+
+    /// One daemon(1) per service.
+    fn daemon1(&self) -> Res<Vec<i32>> {
+        let mut tops = Vec::new();
+        for i in 0..self.n {
+            let mut cmd = Command::new("daemon");
+            cmd.args(["--noconfig", "--foreground"])
+                .arg(format!("--name=bench-{i}"))
+                .arg(format!("--pidfiles={}", self.dir.display()))
+                .arg("--respawn");
+            if self.fast {
+                cmd.args(["--idiot", "--acceptable=0"]);
+            }
+            cmd.arg("--").arg(&self.stamp).arg(self.stamps);
+            tops.push(spawn(cmd.env("STAMP_EXIT", self.exit), &self.log)?);
+        }
+        Ok(tops)
+    }
+
+    /// runsvdir, s6-svscan or svscan over a directory of N services, each `run` a link to
+    /// `stamp` (which takes its file from `STAMP_FILE`).
+    fn scanner(&self) -> Res<i32> {
+        let scan = self.dir.join("scan");
+        for i in 0..self.n {
+            let sv = scan.join(format!("bench-{i}"));
+            mkdir(&sv)?;
+            symlink(&self.stamp, sv.join("run")).map_err(|e| e.to_string())?;
+        }
+        let prog = match self.tool {
+            Tool::Runit => "runsvdir",
+            Tool::S6 => "s6-svscan",
+            _ => "svscan",
+        };
+        let mut cmd = Command::new(prog);
+        if self.tool == Tool::S6 {
+            // s6-svscan supervises at most 500 services unless told (-c).
+            cmd.arg(format!("-c{}", self.n.max(500) + 10));
+        }
+        spawn(
+            cmd.arg(&scan)
+                .env("STAMP_FILE", self.stamps)
+                .env("STAMP_EXIT", self.exit),
+            &self.log,
+        )
+    }
+
+    /// One supervisord with N programs.
+    fn supervisord(&self) -> Res<i32> {
+        let mut conf = supervisord_header(self.dir);
+        // Defaults: startsecs=1, autorestart=unexpected (a SIGKILL is unexpected), output
+        // to files in childlogdir.
+        let settings = if self.fast {
+            "startsecs=0\nautorestart=true\nstartretries=1000000\n\
+             stdout_logfile=NONE\nstderr_logfile=NONE\n"
+        } else {
+            ""
+        };
+        for i in 0..self.n {
+            let _ = write!(
+                conf,
+                "\n[program:bench-{i}]\ncommand={} {}\n{settings}",
+                self.stamp.display(),
+                self.stamps.display()
+            );
+        }
+        start_supervisord(self.cfg, self.dir, &conf, &self.log, self.exit)
+    }
+}
+
+/// Stops every setup; a stop that fails is reported and the others still stopped.
+pub fn stop_all(setups: Vec<Setup>) {
+    for s in setups {
+        if let Err(e) = s.stop() {
+            eprintln!("bench-supervisor: {e}");
+        }
     }
 }
 

@@ -90,33 +90,27 @@ pub fn mkdir(path: &Path) -> Res<()> {
     fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Runs `cmd` to its end with stdin from /dev/null and stdout+stderr appended to `log`.
-pub fn run_logged(cmd: &mut Command, log: &Path) -> Res<std::process::ExitStatus> {
+/// `cmd` with stdin from /dev/null and stdout+stderr appended to `log`.
+fn logged<'c>(cmd: &'c mut Command, log: &Path) -> Res<&'c mut Command> {
     let out = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
+    Ok(cmd.stdin(Stdio::null()).stdout(out).stderr(err))
+}
+
+/// Runs `cmd` to its end with stdin from /dev/null and stdout+stderr appended to `log`.
+pub fn run_logged(cmd: &mut Command, log: &Path) -> Res<std::process::ExitStatus> {
+    logged(cmd, log)?
         .status()
         .map_err(|e| format!("run {:?}: {e}", cmd.get_program()))
 }
 
 /// Spawns `cmd` with stdin from /dev/null and stdout+stderr appended to `log`; its pid.
 pub fn spawn(cmd: &mut Command, log: &Path) -> Res<i32> {
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
+    let child = logged(cmd, log)?
         .spawn()
         .map_err(|e| format!("spawn {:?}: {e}", cmd.get_program()))?;
     // Reaped by `reap`, never by the Child handle (dropping it neither waits nor kills).
