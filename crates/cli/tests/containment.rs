@@ -126,11 +126,6 @@ fn a_crash_of_the_main_process_leaves_no_descendant(env: &Env, mode: Option<&str
     assert_all_gone(&tree, "a crash of the main process");
 }
 
-fn supervisor_pid(env: &Env, name: &str) -> Pid {
-    let text = std::fs::read_to_string(env.pid_file(name)).unwrap();
-    Pid::from_raw(text.trim().parse().unwrap())
-}
-
 /// The sentinel of `supervisor`: its child named `daemonic-sentinel`.
 fn sentinel_pid(supervisor: Pid) -> Pid {
     let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
@@ -221,7 +216,7 @@ fn cgroup_a_killed_supervisor_leaves_no_descendant() {
     let out = start(&env, "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let tree = tree(&report, 4);
-    let supervisor = PidFd::open(supervisor_pid(&env, "e")).unwrap();
+    let supervisor = PidFd::open(env.supervisor_pid("e")).unwrap();
     supervisor.signal(Signal::SIGKILL).unwrap();
     assert_all_gone(&tree, "kill -9 of the supervisor");
 }
@@ -236,7 +231,7 @@ fn cgroup_a_new_start_kills_what_a_killed_supervisor_and_sentinel_left() {
     let out = start(&env, "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let old = tree(&report, 4);
-    let supervisor = supervisor_pid(&env, "e");
+    let supervisor = env.supervisor_pid("e");
     let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
     let supervisor = KillOnDrop::new(supervisor);
     // The sentinel first, so that it cannot clean up after the supervisor.
@@ -313,7 +308,7 @@ fn subreaper_stop_leaves_no_descendant() {
     let out = start_in(&env, Some("subreaper"), "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let tree = tree(&report, 4);
-    let line = String::from_utf8_lossy(&env.daemonic(&["status", "e"]).stdout).into_owned();
+    let line = env.status_line("e");
     assert!(line.contains(", contained by subreaper"), "{line}");
     let out = env.daemonic(&["stop", "e"]);
     assert!(out.status.success(), "{}", stderr(&out));

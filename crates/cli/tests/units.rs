@@ -12,7 +12,8 @@ mod env;
 use std::process::Command;
 
 use env::units::*;
-use env::{Env, fixture};
+use env::{Env, config, fixture};
+use support::{stderr, stdout};
 
 #[test]
 fn every_unit_of_a_spread_of_services_passes_systemd_analyze_verify() {
@@ -187,9 +188,9 @@ fn options_map_to_systemd_directives() {
     let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "binder", "--user"]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("binder: `user`, `group` and `keep-caps` need a system unit"),
+        stderr(&out).contains("binder: `user`, `group` and `keep-caps` need a system unit"),
         "{}",
-        text(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -268,9 +269,9 @@ fn the_security_exposure_of_a_default_network_service_is_at_most_1_2() {
             .arg(&path)
             .output()
             .expect("run systemd-analyze security");
-        let report = text(&out.stdout);
+        let report = stdout(&out);
         let exposure = exposure(&report)
-            .unwrap_or_else(|| panic!("no overall exposure in:\n{report}{}", text(&out.stderr)));
+            .unwrap_or_else(|| panic!("no overall exposure in:\n{report}{}", stderr(&out)));
         eprintln!(
             "systemd-analyze security --offline=true web.service (ready = {ready}): exposure {exposure}"
         );
