@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use env::{Env, fixture};
+use env::{Env, config, fixture};
 use support::sandbox::Sandbox;
 use support::{example, stderr, stdout, wait_for, word_value};
 
@@ -29,18 +29,16 @@ fn the_pair_verifies_clean() {
         return;
     }
     let env = Env::new("socket-verify");
-    let config = env.dir.join("daemonic.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let file = config(
+        &env,
+        &format!(
             "[services.web]\ncommand = [\"{}\"]\nready = \"notify\"\nfd-store-max = 4\nsocket = {{ web = \"tcp:127.0.0.1:8080,backlog=64\" }}\n\n\
              [services.api]\ncommand = [\"{}\"]\nlog-file = \"{}\"\nsocket = [\"http=tcp:8081,reuseport\", \"admin=unix:/run/api/admin.sock,mode=0660\"]\n",
             fixture("socket-http"),
             fixture("socket-http"),
             env.dir.join("api.log").display()
         ),
-    )
-    .unwrap();
+    );
     let units = env.dir.join("units");
     for name in ["web", "api"] {
         let out = env.daemonic(&[
@@ -48,7 +46,7 @@ fn the_pair_verifies_clean() {
             name,
             "--system",
             "-f",
-            &config.display().to_string(),
+            &file.display().to_string(),
             "--unit-dir",
             &units.display().to_string(),
         ]);
@@ -79,16 +77,20 @@ fn the_pair_verifies_clean() {
     let web = std::fs::read_to_string(units.join("web.service")).unwrap();
     assert!(web.contains("\nSockets=web.socket\n"), "{web}");
     assert!(web.contains("\nFileDescriptorStoreMax=4\n"), "{web}");
-    // `required` is daemonic's check: the unit runs `daemonic run` for it.
-    let out = env.daemonic(&[
-        "unit",
-        "web",
-        "--system",
-        "-f",
-        &config.display().to_string(),
-    ]);
+    let api = std::fs::read_to_string(units.join("api.service")).unwrap();
+    assert!(
+        api.contains("--socket=http=tcp:8081,reuseport"),
+        "daemonic run gets the names: {api}"
+    );
+    required_activation_runs_daemonic_run(&env, &file);
+}
+
+/// `socket-activation = "required"` is daemonic's check, not systemd's: only then does the
+/// unit run `daemonic run`.
+fn required_activation_runs_daemonic_run(env: &Env, file: &Path) {
+    let out = env.daemonic(&["unit", "web", "--system", "-f", &file.display().to_string()]);
     assert!(!stdout(&out).contains("daemonic run"), "{}", stdout(&out));
-    let required = config.with_file_name("required.toml");
+    let required = file.with_file_name("required.toml");
     std::fs::write(
         &required,
         format!(
@@ -108,11 +110,6 @@ fn the_pair_verifies_clean() {
     assert!(
         unit.contains(" run ") && unit.contains("--socket-activation=required"),
         "{unit}"
-    );
-    let api = std::fs::read_to_string(units.join("api.service")).unwrap();
-    assert!(
-        api.contains("--socket=http=tcp:8081,reuseport"),
-        "daemonic run gets the names: {api}"
     );
 }
 

@@ -189,8 +189,28 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
             fixture("notify-ready")
         ),
     );
+    tmp_unit(&env, &file);
+    if root {
+        home_unit(&env, &file, &home);
+    }
+    let bad = config(
+        &env,
+        "[services.x]\ncommand = \"true\"\nunit-state-directory = [\"../etc\"]\n",
+    );
+    let out = env.daemonic(&["unit", "-f", bad.to_str().unwrap(), "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid directory \"../etc\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A service under the private /tmp: its directories, limits and timeouts as keys, and
+/// what of /tmp is bound in.
+fn tmp_unit(env: &Env, file: &Path) {
     let dir = env.dir.path().display().to_string();
-    let t = unit(&env, &file, &["tmp", "--system"]);
+    let t = unit(env, file, &["tmp", "--system"]);
     for (key, value) in [
         ("BindPaths", format!("{dir}/data")),
         ("PrivateTmp", "yes".into()),
@@ -219,35 +239,26 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
         .flat_map(|v| v.split(' ').map(str::to_string))
         .collect();
     assert_eq!(bound, want, "BindReadOnlyPaths in\n{t}");
-    if root {
-        let h = unit(&env, &file, &["home", "--system"]);
-        // Under /root: empty homes, and the program's installation (which holds the
-        // working directory too) bound in.
-        let bound = home.display().to_string();
-        for (key, value) in [
-            ("ProtectHome", "tmpfs"),
-            ("BindReadOnlyPaths", bound.as_str()),
-            ("StateDirectory", "home"),
-        ] {
-            assert_eq!(values(&h, key), [value], "{key} in\n{h}");
-        }
-        assert!(
-            values(&h, "MemoryDenyWriteExecute").is_empty(),
-            "JITs work:\n{h}"
-        );
-        assert!(values(&h, "NotifyAccess").is_empty(), "{h}");
+}
+
+/// A service installed under /root (`home`): empty homes, its installation bound in.
+fn home_unit(env: &Env, file: &Path, home: &Path) {
+    let h = unit(env, file, &["home", "--system"]);
+    // Under /root: empty homes, and the program's installation (which holds the
+    // working directory too) bound in.
+    let bound = home.display().to_string();
+    for (key, value) in [
+        ("ProtectHome", "tmpfs"),
+        ("BindReadOnlyPaths", bound.as_str()),
+        ("StateDirectory", "home"),
+    ] {
+        assert_eq!(values(&h, key), [value], "{key} in\n{h}");
     }
-    let bad = config(
-        &env,
-        "[services.x]\ncommand = \"true\"\nunit-state-directory = [\"../etc\"]\n",
-    );
-    let out = env.daemonic(&["unit", "-f", bad.to_str().unwrap(), "x"]);
-    assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("invalid directory \"../etc\""),
-        "{}",
-        stderr(&out)
+        values(&h, "MemoryDenyWriteExecute").is_empty(),
+        "JITs work:\n{h}"
     );
+    assert!(values(&h, "NotifyAccess").is_empty(), "{h}");
 }
 
 #[test]
