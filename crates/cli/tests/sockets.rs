@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use env::{Env, fixture};
+use env::{Env, fixture, start_web};
 use support::*;
 
 const SOON: Duration = Duration::from_secs(20);
@@ -82,21 +82,12 @@ fn fifty_restarts_and_crashes_behind_a_held_socket_refuse_no_connection() {
     let env = Env::new("held-load");
     let port = free_port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
+    let out = start_web(
+        &env,
         &socket,
-        "--restart",
-        "always",
-        "--backoff",
-        "0s",
-        "--",
-        &fixture("socket-http"),
-        "--startup-ms",
-        "20",
-    ]);
+        &["--restart", "always", "--backoff", "0s"],
+        &["--startup-ms", "20"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let stop = Arc::new(AtomicBool::new(false));
     let (counts, threads) = load(port, 2, stop.clone());
@@ -155,16 +146,7 @@ fn the_fd_store_survives_a_restart_and_comes_back_by_name() {
     let env = Env::new("fdstore");
     let port = free_port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
-        &socket,
-        "--",
-        &fixture("socket-http"),
-        "--store",
-    ]);
+    let out = start_web(&env, &socket, &[], &["--store"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let first = get(port, "/").unwrap();
     assert_eq!(
@@ -194,17 +176,7 @@ fn a_user_service_listens_on_port_80_through_the_supervisor() {
         return;
     }
     let env = Env::new("port80");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--user",
-        "65534",
-        "--socket",
-        "web=tcp:127.0.0.1:80",
-        "--",
-        &fixture("socket-http"),
-    ]);
+    let out = start_web(&env, "web=tcp:127.0.0.1:80", &["--user", "65534"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let body = get(80, "/");
     let pid = env.child_pid("web");
@@ -328,18 +300,7 @@ fn with_the_fd_store_off_nothing_is_kept_and_that_is_said_once() {
     let env = Env::new("fdstore-off");
     let port = free_port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
-        &socket,
-        "--fd-store-max",
-        "0",
-        "--",
-        &fixture("socket-http"),
-        "--store",
-    ]);
+    let out = start_web(&env, &socket, &["--fd-store-max", "0"], &["--store"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let restarted = env.daemonic(&["restart", "web"]);
     let second = get(port, "/");

@@ -113,6 +113,17 @@ pub fn start_notify_ready(env: &Env, name: &str) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// `daemonic start --name web --socket SOCKET OPTS… -- socket-http ARGS…`: the
+/// socket-activated HTTP fixture behind one socket.
+pub fn start_web(env: &Env, socket: &str, opts: &[&str], args: &[&str]) -> Output {
+    let program = fixture("socket-http");
+    let mut all = vec!["start", "--name", "web", "--socket", socket];
+    all.extend(opts);
+    all.extend(["--", program.as_str()]);
+    all.extend(args);
+    env.daemonic(&all)
+}
+
 pub fn fixture(name: &str) -> String {
     example(name).display().to_string()
 }
