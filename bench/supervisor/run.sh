@@ -15,7 +15,7 @@
 # in a temp dir. The summary (Markdown tables with ratios) goes to stdout, the raw samples
 # to bench/supervisor/results/<UTC timestamp>.tsv. docs/benchmarks.md explains the results.
 #
-# What is measured (src/bin/bench-supervisor.rs has the details):
+# What is measured (src/bin/bench-supervisor/, one module per measurement, has the details):
 #
 # - Restart latency after kill -9. Every tool supervises one `stamp` child at once;
 #   `stamp` reads CLOCK_MONOTONIC as its first act and appends "PID NANOS" to a file.

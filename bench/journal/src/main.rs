@@ -272,7 +272,12 @@ fn main() {
             sums[i] += case(&slice) / ROUNDS as f64;
         }
     }
-    let args = slice;
+    append_table(&slice, sums);
+    recovery_table(&slice);
+}
+
+/// The appends/s of every case (each the mean over its slices), next to SQLite's.
+fn append_table(args: &Args, sums: [f64; 6]) {
     let [every, full, group1, group, interval, normal] = sums;
     println!();
     println!("| case | appends/s | vs SQLite |");
@@ -296,8 +301,12 @@ fn main() {
         interval / normal
     );
     println!("| SQLite WAL synchronous=NORMAL, 1 thread | {normal:.0} | 1.00x |");
-    let jr = journal_recovery(&args);
-    let sr = sqlite_recovery(&args);
+}
+
+/// The time to recover `--events` events, the journal next to SQLite.
+fn recovery_table(args: &Args) {
+    let jr = journal_recovery(args);
+    let sr = sqlite_recovery(args);
     println!();
     println!(
         "| recovery of {} events | seconds | vs SQLite |",

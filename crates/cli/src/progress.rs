@@ -100,31 +100,9 @@ pub fn follow(
     let mut last: BTreeMap<String, Shown> = BTreeMap::new();
     let mut drawn = 0;
     loop {
-        let infos = match control::call(
-            socket,
-            &Request::Status { name: None },
-            crate::query::TIMEOUT,
-        ) {
-            Ok(Response::Services(list)) => list,
-            Ok(Response::Error(why)) => anyhow::bail!("{}: {why}", socket.display()),
-            Ok(Response::Done(_)) => {
-                anyhow::bail!("{}: unexpected answer to status", socket.display())
-            }
-            // The supervisor has ended (or is ending): after `down` of everything, that is
-            // the goal.
-            Err(_) if goal == Goal::Down && !locked(pid_file) => Vec::new(),
-            // It runs (its pid file is locked) but did not answer: busy starting hundreds
-            // of services (no answer within a request's 5 s), or, for `down`, ending after
-            // it removed its socket. Ask again, up to the overall timeout.
-            Err(e)
-                if locked(pid_file)
-                    && started.elapsed() < timeout
-                    && (goal == Goal::Down || !e.is::<NotListening>()) =>
-            {
-                std::thread::sleep(TICK);
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(infos) = ask(socket, pid_file, goal, started.elapsed() < timeout)? else {
+            std::thread::sleep(TICK);
+            continue;
         };
         let by_name: BTreeMap<&str, &ServiceInfo> =
             infos.iter().map(|i| (i.name.as_str(), i)).collect();
@@ -161,38 +139,91 @@ pub fn follow(
         }
         last = now;
         if all_settled || timed_out {
-            let failed: Vec<&String> = names
-                .iter()
-                .filter(|n| last[*n].outcome == Outcome::Failed)
-                .collect();
-            if style != Style::Json {
-                for name in &failed {
-                    let log = by_name
-                        .get(name.as_str())
-                        .and_then(|i| i.log_file.as_deref());
-                    if let Some(log) = log {
-                        show_log_tail(name, Path::new(log));
-                    }
-                }
-            }
-            if timed_out {
-                let late: Vec<&str> = names
-                    .iter()
-                    .filter(|n| last[*n].outcome == Outcome::OnItsWay)
-                    .map(String::as_str)
-                    .collect();
-                eprintln!(
-                    "daemonic: not {} within {}: {}",
-                    if goal == Goal::Up { "ready" } else { "stopped" },
-                    crate::human::span(timeout),
-                    late.join(", ")
-                );
-                return Ok(124);
-            }
-            return Ok(if failed.is_empty() { 0 } else { 1 });
+            return Ok(settled(
+                names,
+                &last,
+                &by_name,
+                goal,
+                style,
+                timed_out.then_some(timeout),
+            ));
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Every service's state from the supervisor at `socket`; `None`: ask again after a tick
+/// (it runs but did not answer, and `in_time` says there is time left to wait).
+fn ask(
+    socket: &Path,
+    pid_file: &Path,
+    goal: Goal,
+    in_time: bool,
+) -> Result<Option<Vec<ServiceInfo>>> {
+    match control::call(
+        socket,
+        &Request::Status { name: None },
+        crate::query::TIMEOUT,
+    ) {
+        Ok(Response::Services(list)) => Ok(Some(list)),
+        Ok(Response::Error(why)) => anyhow::bail!("{}: {why}", socket.display()),
+        Ok(Response::Done(_)) => {
+            anyhow::bail!("{}: unexpected answer to status", socket.display())
+        }
+        // The supervisor has ended (or is ending): after `down` of everything, that is
+        // the goal.
+        Err(_) if goal == Goal::Down && !locked(pid_file) => Ok(Some(Vec::new())),
+        // It runs (its pid file is locked) but did not answer: busy starting hundreds
+        // of services (no answer within a request's 5 s), or, for `down`, ending after
+        // it removed its socket. Ask again, up to the overall timeout.
+        Err(e)
+            if locked(pid_file) && in_time && (goal == Goal::Down || !e.is::<NotListening>()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Every service settled, or `timed_out` after that long: shows the log tails of those
+/// that failed (and who is late); the exit status.
+fn settled(
+    names: &[String],
+    last: &BTreeMap<String, Shown>,
+    by_name: &BTreeMap<&str, &ServiceInfo>,
+    goal: Goal,
+    style: Style,
+    timed_out: Option<Duration>,
+) -> u8 {
+    let failed: Vec<&String> = names
+        .iter()
+        .filter(|n| last[*n].outcome == Outcome::Failed)
+        .collect();
+    if style != Style::Json {
+        for name in &failed {
+            let log = by_name
+                .get(name.as_str())
+                .and_then(|i| i.log_file.as_deref());
+            if let Some(log) = log {
+                show_log_tail(name, Path::new(log));
+            }
+        }
+    }
+    if let Some(timeout) = timed_out {
+        let late: Vec<&str> = names
+            .iter()
+            .filter(|n| last[*n].outcome == Outcome::OnItsWay)
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "daemonic: not {} within {}: {}",
+            if goal == Goal::Up { "ready" } else { "stopped" },
+            crate::human::span(timeout),
+            late.join(", ")
+        );
+        return 124;
+    }
+    if failed.is_empty() { 0 } else { 1 }
 }
 
 /// The last lines a failed service wrote in its last run (its own account of why), on

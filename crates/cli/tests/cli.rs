@@ -10,7 +10,7 @@ use std::process::Command;
 use daemonic::process::PidFd;
 use daemonic::systemd::listen::{Message, NotifyListener};
 use daemonic::{Pid, Signal};
-use env::{Env, fixture};
+use env::{Env, fixture, start_notify};
 use support::*;
 
 #[test]
@@ -21,7 +21,7 @@ fn start_returns_when_ready_then_status_and_stop() {
     assert!(out.status.success(), "{}", stderr(&out));
     let child = env.child_pid("web");
     assert!(alive(child));
-    let status = String::from_utf8(env.daemonic(&["status", "web"]).stdout).unwrap();
+    let status = env.status_line("web");
     assert!(
         status.starts_with(&format!("web: ready, pid {child} (supervisor ")),
         "{status}"
@@ -41,20 +41,10 @@ fn start_returns_when_ready_then_status_and_stop() {
 fn start_waits_for_ready_1_from_a_notify_program() {
     let env = Env::new("notify");
     let prog = fixture("notify-ready");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "api",
-        "--ready",
-        "notify",
-        "--",
-        &prog,
-        "300",
-        "warmed up",
-    ]);
+    let out = start_notify(&env, "api", &[&prog, "300", "warmed up"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Had `start` returned before READY=1, the supervisor would still say "starting".
-    let status = String::from_utf8(env.daemonic(&["status", "api"]).stdout).unwrap();
+    let status = env.status_line("api");
     assert!(status.starts_with("api: ready, pid "), "{status}");
     assert!(status.ends_with("; status: warmed up\n"), "{status}");
 }

@@ -126,11 +126,6 @@ fn a_crash_of_the_main_process_leaves_no_descendant(env: &Env, mode: Option<&str
     assert_all_gone(&tree, "a crash of the main process");
 }
 
-fn supervisor_pid(env: &Env, name: &str) -> Pid {
-    let text = std::fs::read_to_string(env.pid_file(name)).unwrap();
-    Pid::from_raw(text.trim().parse().unwrap())
-}
-
 /// The sentinel of `supervisor`: its child named `daemonic-sentinel`.
 fn sentinel_pid(supervisor: Pid) -> Pid {
     let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
@@ -234,7 +229,7 @@ fn a_killed_supervisor_leaves_no_descendant(env: &Env, mode: Option<&str>) {
     let out = start_in(env, mode, "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let tree = tree(&report, 4);
-    let supervisor = PidFd::open(supervisor_pid(env, "e")).unwrap();
+    let supervisor = PidFd::open(env.supervisor_pid("e")).unwrap();
     supervisor.signal(Signal::SIGKILL).unwrap();
     assert_all_gone(&tree, "kill -9 of the supervisor");
 }
@@ -246,7 +241,7 @@ fn a_new_start_kills_what_a_killed_supervisor_and_sentinel_left(env: &Env, mode:
     let out = start_in(env, mode, "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let old = tree(&report, 4);
-    let supervisor = supervisor_pid(env, "e");
+    let supervisor = env.supervisor_pid("e");
     let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
     let supervisor = KillOnDrop::new(supervisor);
     // The sentinel first, so that it cannot clean up after the supervisor.
@@ -323,7 +318,7 @@ fn subreaper_stop_leaves_no_descendant() {
     let out = start_in(&env, Some("subreaper"), "e", &[], &report);
     assert!(out.status.success(), "{}", stderr(&out));
     let tree = tree(&report, 4);
-    let line = String::from_utf8_lossy(&env.daemonic(&["status", "e"]).stdout).into_owned();
+    let line = env.status_line("e");
     // The main process and the four; the sentinel is not counted.
     assert!(
         line.contains(", contained by subreaper, tree 5 processes mem "),
@@ -407,7 +402,7 @@ fn each_service_of_a_config_file_keeps_its_own_tree(env: &Env, mode: Option<&str
     for (role, p) in &b {
         assert!(!gone(p), "b's {role} descendant died with a");
     }
-    let supervisor = supervisor_pid(env, "b");
+    let supervisor = env.supervisor_pid("b");
     let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
     let supervisor = KillOnDrop::new(supervisor);
     drop(sentinel);

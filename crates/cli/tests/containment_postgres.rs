@@ -106,13 +106,12 @@ fn psql(port: u16) -> std::process::Command {
 
 /// An idle client: `psql` connected, waiting on its (open) stdin.
 fn idle_psql(port: u16) -> (std::process::Child, KillOnDrop) {
-    let child = psql(port)
-        .arg("-q")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let (child, guard) = spawn_guarded(
+        psql(port)
+            .arg("-q")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null()),
+    );
     (child, guard)
 }
 

@@ -13,10 +13,10 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
-use daemonic::{Pid, PidFile, Signal};
+use daemonic::{PidFile, Signal};
 use daemonic_cli::control::{ControlServer, Request, Response, ServiceInfo};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use support::*;
@@ -73,12 +73,7 @@ impl Fake {
         mut answer: impl FnMut(&Request) -> Response,
     ) -> (Output, Vec<Request>) {
         let server = self.server.as_mut().expect("a listening fake");
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+        let (child, guard) = spawn_piped(cmd);
         let pidfd = guard.0.as_ref().expect("the client's pidfd");
         let deadline = Instant::now() + SOON;
         let mut seen = Vec::new();
@@ -108,10 +103,6 @@ impl Fake {
         }
         (child.wait_with_output().unwrap(), seen)
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn now_unix() -> u64 {

@@ -152,7 +152,7 @@ fn pid_file_names_the_locked_supervisor_and_goes_away_on_stop() {
         .trim()
         .parse()
         .unwrap();
-    let status = String::from_utf8(env.daemonic(&["status", "pf"]).stdout).unwrap();
+    let status = env.status_line("pf");
     assert!(
         status.contains(&format!("(supervisor {written})")),
         "{status}"

@@ -15,10 +15,6 @@ use daemonic::Pid;
 use env::{Env, fixture};
 use support::*;
 
-fn status_line(env: &Env, name: &str) -> String {
-    String::from_utf8(env.daemonic(&["status", name]).stdout).unwrap()
-}
-
 /// What `status` says after `health: ` (up to `; status:`), if anything.
 fn health(line: &str) -> Option<String> {
     let rest = line.split(", health: ").nth(1)?;
@@ -44,15 +40,6 @@ fn ready_pid(line: &str, name: &str) -> Option<Pid> {
     let rest = line.strip_prefix(&format!("{name}: ready, pid "))?;
     let pid = rest.split(' ').next()?.parse().ok()?;
     Some(Pid::from_raw(pid))
-}
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn read_log(path: &Path) -> String {
@@ -91,13 +78,13 @@ fn a_failing_liveness_check_restarts_the_child() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let first = env.child_pid("l");
-    let line = status_line(&env, "l");
+    let line = env.status_line("l");
     assert_eq!(health(&line).as_deref(), Some("healthy"), "{line}");
 
     std::fs::remove_file(&alive_flag).unwrap();
     // Read from the one line: the new child fails its checks too, and may be gone again.
     let (second, line) = wait_for("a restart after failed liveness checks", SOON, || {
-        let line = status_line(&env, "l");
+        let line = env.status_line("l");
         let pid = ready_pid(&line, "l")?;
         (restarts(&line) >= 1).then_some((pid, line))
     });
@@ -119,7 +106,7 @@ fn a_failing_liveness_check_restarts_the_child() {
     // Alive again: the new child stays.
     std::fs::write(&alive_flag, "").unwrap();
     let last = wait_for("a new child, healthy", SOON, || {
-        let line = status_line(&env, "l");
+        let line = env.status_line("l");
         let pid = ready_pid(&line, "l")?;
         (health(&line).as_deref() == Some("healthy")).then_some(pid)
     });
@@ -159,7 +146,7 @@ fn a_failing_readiness_check_shows_unhealthy_and_never_restarts() {
     // again and again while the child stayed.
     let why = format!("exec `test -e {}` exited with status 1", serving.display());
     let line = wait_for("five failed readiness checks", SOON, || {
-        let line = status_line(&env, "r");
+        let line = env.status_line("r");
         let n: u32 = health(&line)?
             .strip_prefix("unhealthy: readiness failed ")?
             .split(' ')
@@ -187,7 +174,7 @@ fn a_failing_readiness_check_shows_unhealthy_and_never_restarts() {
     // Serving again: healthy, said once in the log, same child.
     std::fs::write(&serving, "").unwrap();
     wait_for("healthy again", SOON, || {
-        (health(&status_line(&env, "r")).as_deref() == Some("healthy")).then_some(())
+        (health(&env.status_line("r")).as_deref() == Some("healthy")).then_some(())
     });
     assert_eq!(env.child_pid("r"), pid);
     let text = read_log(&log);
@@ -269,18 +256,18 @@ fn redis_killed_with_sigkill_comes_back_healthy() {
     assert!(redis_pings(port), "redis answers once start returns");
     let first = env.child_pid("redis");
     wait_for("redis healthy", SOON, || {
-        (health(&status_line(&env, "redis")).as_deref() == Some("healthy")).then_some(())
+        (health(&env.status_line("redis")).as_deref() == Some("healthy")).then_some(())
     });
 
     nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL).unwrap();
     let second = wait_for("a new redis, ready and healthy", SOON, || {
-        let line = status_line(&env, "redis");
+        let line = env.status_line("redis");
         let pid = ready_pid(&line, "redis")?;
         (pid != first && health(&line).as_deref() == Some("healthy")).then_some(pid)
     });
     assert!(!alive(first));
     assert!(redis_pings(port), "the new redis answers PING");
-    assert!(restarts(&status_line(&env, "redis")) >= 1);
+    assert!(restarts(&env.status_line("redis")) >= 1);
     let out = env.daemonic(&["stop", "redis"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!alive(second), "stop ends redis");

@@ -76,10 +76,6 @@ fn missing(test: &str, controller: &str) -> bool {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn check_names_the_missing_memory_controller() {
     if !missing("check_names_the_missing_memory_controller", "memory") {
@@ -225,7 +221,7 @@ fn restarts_on_memory(env: &Env, containment: &str) {
         let t = std::fs::read_to_string(&report).ok()?;
         (t.lines().count() >= 2).then_some(())
     });
-    let status = text(&env.daemonic(&["status", "hog"]).stdout);
+    let status = stdout(&env.daemonic(&["status", "hog"]));
     assert!(!status.contains("restarts 0"), "{status}");
     let out = env.daemonic(&["stop", "hog"]);
     assert!(out.status.success(), "{}", stderr(&out));

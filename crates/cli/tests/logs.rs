@@ -9,8 +9,7 @@ use daemonic_test_support as support;
 mod env;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Instant;
 
@@ -25,13 +24,6 @@ fn line(n: usize) -> String {
 
 fn lines(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(line).collect()
-}
-
-fn writer(path: &Path) -> RotatingWriter {
-    RotatingWriter::builder(path)
-        .flush(Flush::EachWrite)
-        .open()
-        .unwrap()
 }
 
 fn write(log: &RotatingWriter, range: std::ops::Range<usize>) {
@@ -52,7 +44,7 @@ fn last_lines_reach_back_through_rotated_files() {
     let env = Env::new("logs-n");
     let path = env.dir.join("state/web.log"); // the default log with an explicit state dir
     std::fs::create_dir_all(env.dir.join("state")).unwrap();
-    let log = writer(&path);
+    let log = rotating_writer(&path);
     write(&log, 0..40);
     log.rotate(); // web.log.STAMP
     write(&log, 40..70);
@@ -123,14 +115,7 @@ impl Following {
 
     /// Like `start`, but the reader closes the pipe after `limit` lines (as `head` does).
     fn start_reading(env: &Env, args: &[&str], limit: usize) -> Following {
-        let mut child = env
-            .cmd()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+        let (mut child, guard) = spawn_piped(env.cmd().args(args));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -181,7 +166,7 @@ impl Following {
 fn follow_prints_every_line_once_across_rotations_renames_and_truncation() {
     let env = Env::new("logs-f");
     let path = env.dir.join("web.log");
-    let log = writer(&path);
+    let log = rotating_writer(&path);
     write(&log, 0..10);
     let f = Following::start(
         &env,
@@ -245,7 +230,7 @@ fn follow_prints_every_line_once_across_rotations_renames_and_truncation() {
 fn follow_ends_quietly_when_its_reader_goes_away() {
     let env = Env::new("logs-head");
     let path = env.dir.join("web.log");
-    let log = writer(&path);
+    let log = rotating_writer(&path);
     write(&log, 0..10);
     let file = path.to_str().unwrap();
     // `daemonic logs -f web | head -3`, with a log that stays idle afterwards.

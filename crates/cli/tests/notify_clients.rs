@@ -202,15 +202,6 @@ fn pypi_sdnotify() {
     contract(&env, "sdnotify", &[], &[python.to_str().unwrap(), &s]);
 }
 
-/// A free port on 127.0.0.1 (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET /` on 127.0.0.1:`port`: the answer's text.
 fn http_get(port: u16) -> String {
     use std::io::{Read, Write};

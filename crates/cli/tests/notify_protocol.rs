@@ -13,7 +13,7 @@ mod notify_support;
 use std::path::Path;
 use std::process::Command;
 
-use env::{Env, fixture};
+use env::{Env, fixture, start_notify};
 use notify_support::*;
 use support::*;
 
@@ -206,21 +206,12 @@ fn a_ready_from_outside_the_services_tree_never_counts() {
 fn a_killed_supervisors_notify_socket_is_swept_or_replaced_by_the_next() {
     let env = Env::new("nc-sweep");
     let start = |name: &str| {
-        let out = env.daemonic(&[
-            "start",
-            "--name",
-            name,
-            "--ready",
-            "notify",
-            "--",
-            &fixture("sd-notify-client"),
-        ]);
+        let out = start_notify(&env, name, &[&fixture("sd-notify-client")]);
         assert!(out.status.success(), "{}", stderr(&out));
         notify_socket_of(env.child_pid(name))
     };
     let first = start("a");
-    let supervisor = std::fs::read_to_string(env.pid_file("a")).unwrap();
-    let supervisor = daemonic::Pid::from_raw(supervisor.trim().parse().unwrap());
+    let supervisor = env.supervisor_pid("a");
     // SIGKILL: nothing of the supervisor's runs to remove its socket.
     let guard = KillOnDrop::new(supervisor);
     nix::sys::signal::kill(supervisor, daemonic::Signal::SIGKILL).unwrap();

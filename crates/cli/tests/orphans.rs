@@ -39,8 +39,7 @@ fn a_subreapers_orphans_are_reaped_as_they_exit() {
         "start", "--name", "o", "--grace", "100ms", "--", "sh", "-c", &script,
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(env.pid_file("o")).unwrap();
-    let supervisor = Pid::from_raw(text.trim().parse().unwrap());
+    let supervisor = env.supervisor_pid("o");
     wait_for("the service to have forked its orphans", SOON, || {
         done.exists().then_some(())
     });

@@ -12,20 +12,8 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use daemonic::logging::{Flush, RotatingWriter};
 use env::Env;
 use support::*;
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn writer(path: &Path) -> RotatingWriter {
-    RotatingWriter::builder(path)
-        .flush(Flush::EachWrite)
-        .open()
-        .unwrap()
-}
 
 /// A `daemonic` child whose stdout lines arrive on a channel; killed on drop.
 struct Reading {
@@ -89,7 +77,10 @@ fn logs_of_several_services_merge_by_their_timestamps_with_a_prefix_each() {
     let env = Env::new("out-merge");
     let state = env.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let (a, web) = (writer(&state.join("a.log")), writer(&state.join("web.log")));
+    let (a, web) = (
+        rotating_writer(&state.join("a.log")),
+        rotating_writer(&state.join("web.log")),
+    );
     a.write_line(format!("{T1} a first").as_bytes());
     a.write_line(format!("{T3} a third").as_bytes());
     a.write_line(b"a's line without a time");
@@ -126,7 +117,10 @@ fn logs_follow_of_several_services_prints_new_lines_with_their_prefix() {
     let env = Env::new("out-follow");
     let state = env.dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let (a, b) = (writer(&state.join("a.log")), writer(&state.join("bb.log")));
+    let (a, b) = (
+        rotating_writer(&state.join("a.log")),
+        rotating_writer(&state.join("bb.log")),
+    );
     a.write_line(b"a old");
     b.write_line(b"bb old");
     let mut reading = Reading::start(&env, &["logs", "-f", "a", "bb"], &env.dir.join("."));
@@ -138,7 +132,7 @@ fn logs_follow_of_several_services_prints_new_lines_with_their_prefix() {
     let seen = reading.wait_for("a  | a new");
     assert!(seen.contains(&"a  | a old".to_string()), "{seen:#?}");
     // A service whose log appears only later is picked up.
-    let c = writer(&state.join("c.log"));
+    let c = rotating_writer(&state.join("c.log"));
     drop(reading);
     let mut reading = Reading::start(
         &env,
@@ -146,7 +140,7 @@ fn logs_follow_of_several_services_prints_new_lines_with_their_prefix() {
         &env.dir.join("."),
     );
     reading.wait_for("a     | a new");
-    let late = writer(&state.join("nolog.log"));
+    let late = rotating_writer(&state.join("nolog.log"));
     late.write_line(b"at last");
     reading.wait_for("nolog | at last");
     drop(c);

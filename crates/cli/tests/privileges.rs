@@ -366,7 +366,7 @@ fn exec_probes_and_checks_run_as_the_service_user_not_as_root() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let healthy = wait_for("the readiness check passing", SOON, || {
-        let s = String::from_utf8_lossy(&env.daemonic(&["status", "p"]).stdout).into_owned();
+        let s = env.status_line("p");
         s.contains("health: healthy").then_some(s)
     });
     assert!(healthy.contains("ready"), "{healthy}");

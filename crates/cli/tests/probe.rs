@@ -359,10 +359,6 @@ fn pid_in(path: &Path) -> Pid {
     Pid::from_raw(text.trim().parse().unwrap())
 }
 
-fn gone(pid: Pid) -> bool {
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
 #[test]
 fn exec_timeout_kills_the_whole_group() {
     let dir = tmp();
@@ -378,7 +374,7 @@ fn exec_timeout_kills_the_whole_group() {
     );
     // The shell was our child and is reaped; the background sleep was SIGKILLed with the
     // group (reaped by whoever inherited it).
-    assert!(gone(shell), "shell {shell} still there");
+    assert!(reaped(shell), "shell {shell} still there");
     wait_for("the background sleep to die", SOON, || {
         (!alive(background)).then_some(())
     });
@@ -406,7 +402,7 @@ fn dropping_an_exec_attempt_kills_and_reaps_it() {
     assert!(alive(shell));
     drop(attempt);
     // Reaped by the drop itself: no zombie left, nothing to wait for.
-    assert!(gone(shell), "pid {shell} still there after the drop");
+    assert!(reaped(shell), "pid {shell} still there after the drop");
 }
 
 /// Run in a child process (the environment is process-wide): daemonic's own variables

@@ -231,7 +231,7 @@ fn a_service_never_ready_under_up_is_killed_at_its_timeout() {
         log.contains("not ready within 500ms (--timeout); stopping it"),
         "{log}"
     );
-    let status = String::from_utf8(env.daemonic(&["status", "stuck"]).stdout).unwrap();
+    let status = env.status_line("stuck");
     assert!(status.contains("exited"), "{status}");
     let _ = env.daemonic(&["down", "-f", f]);
 }
@@ -256,7 +256,7 @@ fn a_oneshot_completes_its_dependents_start_after_it_and_up_does_not_rerun_it() 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("migrate: completed"), "{}", text(&out));
     assert!(text(&out).contains("web: ready"), "{}", text(&out));
-    let status = String::from_utf8(env.daemonic(&["status", "migrate"]).stdout).unwrap();
+    let status = env.status_line("migrate");
     assert!(status.starts_with("migrate: completed"), "{status}");
     let out = env.daemonic(&["up", "-f", f]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

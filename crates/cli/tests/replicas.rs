@@ -6,26 +6,10 @@ use daemonic_test_support as support;
 
 mod env;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use env::{Env, fixture};
+use env::{Env, config, fixture, up};
 use support::*;
-
-fn config(env: &Env, text: &str) -> PathBuf {
-    let path = env.dir.join("daemonic.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn up(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["up", "-f", file.to_str().unwrap()];
-    args.extend(extra);
-    env.daemonic(&args)
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A project of one `worker` with `n` instances, each saying its number (from the
 /// command and from its environment) and then sleeping.

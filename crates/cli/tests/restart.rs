@@ -6,7 +6,7 @@ use daemonic_test_support as support;
 
 mod env;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use daemonic::Pid;
@@ -16,12 +16,7 @@ use support::*;
 /// Runs a foreground `daemonic run` to its end (failing the test if that takes longer
 /// than `SOON`; the supervisor, and with it its child, is killed either way).
 fn run_to_end(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let (child, guard) = spawn_piped(cmd);
     assert!(guard.exited_within(SOON), "daemonic run did not end");
     child.wait_with_output().unwrap()
 }

@@ -13,19 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use env::{Env, fixture};
+use env::{Env, fixture, start_web};
 use support::*;
 
 const SOON: Duration = Duration::from_secs(20);
-
-/// A port nobody listens on right now (bound on :0 and let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One HTTP request on a new connection: the response's body, or the error as the client
 /// sees it.
@@ -39,13 +30,6 @@ fn get(port: u16, path: &str) -> std::io::Result<String> {
         Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => Ok(body.to_string()),
         _ => Err(std::io::Error::other(format!("bad response {got:?}"))),
     }
-}
-
-fn field(body: &str, key: &str) -> String {
-    body.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {body:?}"))
-        .to_string()
 }
 
 /// What the load saw.
@@ -98,25 +82,16 @@ fn fifty_restarts_and_crashes_behind_a_held_socket_refuse_no_connection() {
     let env = Env::new("held-load");
     let port = free_port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
+    let out = start_web(
+        &env,
         &socket,
-        "--restart",
-        "always",
-        "--backoff",
-        "0s",
-        "--",
-        &fixture("socket-http"),
-        "--startup-ms",
-        "20",
-    ]);
+        &["--restart", "always", "--backoff", "0s"],
+        &["--startup-ms", "20"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let stop = Arc::new(AtomicBool::new(false));
     let (counts, threads) = load(port, 2, stop.clone());
-    let mut pid = field(&get(port, "/").unwrap(), "pid");
+    let mut pid = word_value(&get(port, "/").unwrap(), "pid");
     for i in 0..50 {
         let before = counts.answered.load(Ordering::Relaxed);
         if i % 2 == 0 {
@@ -128,7 +103,7 @@ fn fifty_restarts_and_crashes_behind_a_held_socket_refuse_no_connection() {
         }
         // A new program answers, and the load goes on through every restart.
         pid = wait_for("a new program answering", SOON, || {
-            let now = field(&get(port, "/").ok()?, "pid");
+            let now = word_value(&get(port, "/").ok()?, "pid");
             (now != pid && counts.answered.load(Ordering::Relaxed) > before).then_some(now)
         });
     }
@@ -136,7 +111,7 @@ fn fifty_restarts_and_crashes_behind_a_held_socket_refuse_no_connection() {
     for t in threads {
         t.join().unwrap();
     }
-    let status = String::from_utf8_lossy(&env.daemonic(&["status", "web"]).stdout).into_owned();
+    let status = env.status_line("web");
     let _ = env.daemonic(&["stop", "web"]);
     let (sent, answered) = (
         counts.sent.load(Ordering::Relaxed),
@@ -171,20 +146,11 @@ fn the_fd_store_survives_a_restart_and_comes_back_by_name() {
     let env = Env::new("fdstore");
     let port = free_port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
-        &socket,
-        "--",
-        &fixture("socket-http"),
-        "--store",
-    ]);
+    let out = start_web(&env, &socket, &[], &["--store"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let first = get(port, "/").unwrap();
     assert_eq!(
-        (field(&first, "starts"), field(&first, "names")),
+        (word_value(&first, "starts"), word_value(&first, "names")),
         ("1".into(), "web".into())
     );
     let json =
@@ -195,9 +161,9 @@ fn the_fd_store_survives_a_restart_and_comes_back_by_name() {
     let second = get(port, "/").unwrap();
     let _ = env.daemonic(&["stop", "web"]);
     // The memfd the first start stored, counted on by the second.
-    assert_eq!(field(&second, "starts"), "2", "{second}");
-    assert_eq!(field(&second, "names"), "web:counter");
-    assert_ne!(field(&first, "pid"), field(&second, "pid"));
+    assert_eq!(word_value(&second, "starts"), "2", "{second}");
+    assert_eq!(word_value(&second, "names"), "web:counter");
+    assert_ne!(word_value(&first, "pid"), word_value(&second, "pid"));
 }
 
 #[test]
@@ -210,17 +176,7 @@ fn a_user_service_listens_on_port_80_through_the_supervisor() {
         return;
     }
     let env = Env::new("port80");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--user",
-        "65534",
-        "--socket",
-        "web=tcp:127.0.0.1:80",
-        "--",
-        &fixture("socket-http"),
-    ]);
+    let out = start_web(&env, "web=tcp:127.0.0.1:80", &["--user", "65534"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let body = get(80, "/");
     let pid = env.child_pid("web");
@@ -250,13 +206,13 @@ fn a_changed_service_of_a_file_takes_over_its_socket_and_refuses_nothing_meanwhi
     assert!(out.status.success(), "{}", stderr(&out));
     let stop = Arc::new(AtomicBool::new(false));
     let (counts, threads) = load(port, 2, stop.clone());
-    let first = field(&get(port, "/").unwrap(), "pid");
+    let first = word_value(&get(port, "/").unwrap(), "pid");
     // An edit replaces the running service: the new one gets the same socket.
     write("2");
     let out = env.daemonic(&["up", "-f", &f]);
     assert!(out.status.success(), "{}", stderr(&out));
     let second = wait_for("the edited service answering", SOON, || {
-        let pid = field(&get(port, "/").ok()?, "pid");
+        let pid = word_value(&get(port, "/").ok()?, "pid");
         (pid != first).then_some(pid)
     });
     // Down and up again: the socket was closed with the last unit holding it, and is bound anew.
@@ -267,7 +223,7 @@ fn a_changed_service_of_a_file_takes_over_its_socket_and_refuses_nothing_meanwhi
     let out = env.daemonic(&["down", "-f", &f, "web"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = env.daemonic(&["up", "-f", &f, "web"]);
-    let third = get(port, "/").map(|b| field(&b, "pid"));
+    let third = get(port, "/").map(|b| word_value(&b, "pid"));
     let _ = env.daemonic(&["down", "-f", &f]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(third.as_ref().is_ok_and(|p| *p != second), "{third:?}");
@@ -344,18 +300,7 @@ fn with_the_fd_store_off_nothing_is_kept_and_that_is_said_once() {
     let env = Env::new("fdstore-off");
     let port = free_port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
-        &socket,
-        "--fd-store-max",
-        "0",
-        "--",
-        &fixture("socket-http"),
-        "--store",
-    ]);
+    let out = start_web(&env, &socket, &["--fd-store-max", "0"], &["--store"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let restarted = env.daemonic(&["restart", "web"]);
     let second = get(port, "/");
@@ -364,7 +309,7 @@ fn with_the_fd_store_off_nothing_is_kept_and_that_is_said_once() {
     assert!(restarted.status.success(), "{}", stderr(&restarted));
     let second = second.unwrap();
     assert_eq!(
-        (field(&second, "starts"), field(&second, "names")),
+        (word_value(&second, "starts"), word_value(&second, "names")),
         ("1".into(), "web".into())
     );
     let said = "closed 1 descriptor of a notify datagram: the fd store is off (--fd-store-max 0)";

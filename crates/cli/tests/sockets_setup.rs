@@ -10,7 +10,7 @@ mod env;
 
 use std::net::TcpListener;
 
-use env::{Env, fixture};
+use env::{Env, fixture, start_web};
 use support::*;
 
 #[test]
@@ -43,15 +43,7 @@ fn a_port_in_use_is_an_error_naming_the_flag_and_the_holder() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let socket = format!("web=tcp:127.0.0.1:{port}");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "web",
-        "--socket",
-        &socket,
-        "--",
-        &fixture("socket-http"),
-    ]);
+    let out = start_web(&env, &socket, &[], &[]);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(

@@ -81,10 +81,6 @@ fn daemonic(state: &Path, args: &[&str]) -> Output {
         .current_dir(state.parent().unwrap()))
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn a_state_dir_symlink_planted_by_another_user_is_refused_by_every_command() {
     if !root("a_state_dir_symlink_planted_by_another_user_is_refused_by_every_command") {

@@ -21,11 +21,6 @@ fn pids_in(path: &std::path::Path) -> Vec<Pid> {
         .collect()
 }
 
-fn supervisor_pid(env: &Env, name: &str) -> Pid {
-    let text = std::fs::read_to_string(env.pid_file(name)).unwrap();
-    Pid::from_raw(text.trim().parse().unwrap())
-}
-
 #[test]
 fn a_missed_watchdog_ping_restarts_the_child() {
     let env = Env::new("watchdog");
@@ -134,7 +129,7 @@ fn a_killed_supervisor_leaves_no_orphans_and_a_new_one_starts_once() {
     let mut tree: Vec<KillOnDrop> = pids_in(&first).into_iter().map(KillOnDrop::new).collect();
     tree.push(KillOnDrop::new(child));
 
-    let supervisor = PidFd::open(supervisor_pid(&env, "k")).unwrap();
+    let supervisor = PidFd::open(env.supervisor_pid("k")).unwrap();
     supervisor.signal(Signal::SIGKILL).unwrap();
     for p in &tree {
         let pid = p.pid();
@@ -174,15 +169,6 @@ fn a_killed_supervisor_leaves_no_orphans_and_a_new_one_starts_once() {
     }
 }
 
-/// A port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn start_waits_for_a_tcp_port_to_accept() {
     let env = Env::new("ready-tcp");
@@ -203,7 +189,7 @@ fn start_waits_for_a_tcp_port_to_accept() {
     assert!(out.status.success(), "{}", stderr(&out));
     // Had `start` returned before the port accepted, this would be refused.
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("port accepts once start returns");
-    let status = String::from_utf8(env.daemonic(&["status", "t"]).stdout).unwrap();
+    let status = env.status_line("t");
     assert!(status.starts_with("t: ready, pid "), "{status}");
     assert!(env.daemonic(&["stop", "t"]).status.success());
 }
@@ -365,7 +351,7 @@ fn out_of_descriptors_the_supervisor_pauses_accepting_instead_of_spinning() {
     let env = Env::new("emfile");
     let out = env.daemonic(&["start", "--name", "x", "--", &fixture("sleeper"), "600"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let sup = supervisor_pid(&env, "x");
+    let sup = env.supervisor_pid("x");
     let open = std::fs::read_dir(format!("/proc/{sup}/fd"))
         .unwrap()
         .count();

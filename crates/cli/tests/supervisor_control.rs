@@ -8,27 +8,8 @@ use daemonic_test_support as support;
 
 mod env;
 
-use env::{Env, fixture};
+use env::{Env, fixture, start_notify_ready};
 use support::*;
-
-fn status_line(env: &Env, name: &str) -> String {
-    String::from_utf8(env.daemonic(&["status", name]).stdout).unwrap()
-}
-
-fn start_notify_ready(env: &Env, name: &str) {
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        name,
-        "--ready",
-        "notify",
-        "--",
-        &fixture("notify-ready"),
-        "100",
-        "warm",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 #[test]
 fn restart_returns_once_the_new_child_is_ready() {
@@ -41,7 +22,7 @@ fn restart_returns_once_the_new_child_is_ready() {
     assert_ne!(before, after);
     assert!(!alive(before), "the old child was stopped");
     // Ready at once: `restart` waited for READY=1 of the new child.
-    let line = status_line(&env, "api");
+    let line = env.status_line("api");
     assert!(
         line.starts_with(&format!("api: ready, pid {after} ")),
         "{line}"
@@ -59,7 +40,7 @@ fn reload_and_signal_reach_the_main_process() {
     assert!(out.status.success(), "{}", stderr(&out));
     // notify-ready answers SIGHUP with RELOADING=1, then STATUS=reloaded and READY=1.
     wait_for("status: reloaded", SOON, || {
-        status_line(&env, "api")
+        env.status_line("api")
             .ends_with("; status: reloaded\n")
             .then_some(())
     });
@@ -124,7 +105,7 @@ fn a_malformed_control_message_is_refused_and_changes_nothing() {
         assert!(text.contains("response=error"), "{garbage:?} -> {text}");
     }
     assert_eq!(env.child_pid("api"), pid);
-    assert!(status_line(&env, "api").starts_with("api: ready"));
+    assert!(env.status_line("api").starts_with("api: ready"));
     assert!(env.daemonic(&["stop", "api"]).status.success());
 }
 
@@ -193,7 +174,7 @@ fn malformed_notify_messages_are_dropped_and_the_service_goes_on() {
         &fixture("notify-garbage"),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let line = status_line(&env, "g");
+    let line = env.status_line("g");
     assert!(line.starts_with("g: ready"), "{line}");
     assert!(line.ends_with("; status: survived\n"), "{line}");
     assert!(env.daemonic(&["stop", "g"]).status.success());

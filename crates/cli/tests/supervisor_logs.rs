@@ -6,7 +6,6 @@ use daemonic_test_support as support;
 
 mod env;
 
-use daemonic::Pid;
 use env::{Env, fixture};
 use support::*;
 
@@ -48,8 +47,7 @@ fn a_hundred_megabytes_captured_while_rotating_lose_no_line() {
         "--stderr-every",
         "7",
     ]);
-    let mut child = cmd.spawn().unwrap();
-    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let (mut child, guard) = spawn_guarded(&mut cmd);
     assert!(guard.exited_within(std::time::Duration::from_secs(120)));
     assert!(child.wait().unwrap().success());
     let mut files = daemonic::logging::rotated_files(&log).unwrap();

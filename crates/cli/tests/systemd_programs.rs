@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::sandbox::Sandbox;
+use support::{stderr, stdout};
 
 /// Java compiles its source at start and PostgreSQL initializes: generous, not fixed.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -25,10 +26,6 @@ const POSTGRES: &str = "/usr/lib/postgresql/15/bin";
 /// A system user made inside the sandbox (its /etc is an overlay): systemd calls
 /// `User=nobody` unsafe, rightly.
 const USER: &str = "daemonic-e2e";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A project directory below `base` (`/tmp`, `/root`), removed when dropped.
 struct Project(PathBuf);
@@ -74,7 +71,7 @@ fn found(program: &str) -> Option<String> {
         .args(["-c", &format!("command -v {program}")])
         .output()
         .ok()?;
-    let path = text(&out.stdout).trim().to_string();
+    let path = stdout(&out).trim().to_string();
     (out.status.success() && !path.is_empty()).then_some(path)
 }
 
@@ -241,8 +238,8 @@ fn init_postgres(project: &Project) -> bool {
     assert!(
         out.status.success(),
         "initdb: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        stdout(&out),
+        stderr(&out)
     );
     let out = Command::new("cp")
         .arg("-a")
@@ -250,7 +247,7 @@ fn init_postgres(project: &Project) -> bool {
         .arg(project.0.join("pgdata"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "cp pgdata: {}", text(&out.stderr));
+    assert!(out.status.success(), "cp pgdata: {}", stderr(&out));
     true
 }
 
@@ -269,13 +266,10 @@ fn run_case(sb: &Sandbox, project: &Project, config: &Path, case: &Case) {
         out.status.success(),
         "install {}: {}{}",
         case.name,
-        text(&out.stdout),
-        text(&out.stderr)
+        stdout(&out),
+        stderr(&out)
     );
-    let body = text(
-        &sb.exec(&["cat", &format!("/etc/systemd/system/{unit}")])
-            .stdout,
-    );
+    let body = stdout(&sb.exec(&["cat", &format!("/etc/systemd/system/{unit}")]));
     verify_and_rate(project, &unit, &body);
 
     sb.systemctl(&["start", "--no-block", &unit]);
@@ -288,8 +282,8 @@ fn run_case(sb: &Sandbox, project: &Project, config: &Path, case: &Case) {
         assert!(
             out.status.success(),
             "{unit}: {check:?} failed: {}{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr),
+            stdout(&out),
+            stderr(&out),
             sb.journal(&unit)
         );
     }
@@ -309,11 +303,7 @@ fn run_case(sb: &Sandbox, project: &Project, config: &Path, case: &Case) {
     sb.systemctl(&["stop", &unit]);
     assert_eq!(sb.show(&unit, "Result"), "success", "{}", sb.journal(&unit));
     let out = sb.exec(&[&daemonic, "uninstall", &case.name, "-f", &file]);
-    assert!(
-        out.status.success(),
-        "uninstall {unit}: {}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "uninstall {unit}: {}", stderr(&out));
     eprintln!("{unit}: active, reloaded, stopped cleanly");
 }
 
@@ -328,7 +318,7 @@ fn verify_and_rate(project: &Project, unit: &str, body: &str) {
         .arg(&path)
         .output()
         .unwrap();
-    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
         out.status.success() && said.trim().is_empty(),
         "verify {unit}: {said}\n{body}"
@@ -338,7 +328,7 @@ fn verify_and_rate(project: &Project, unit: &str, body: &str) {
         .arg(&path)
         .output()
         .unwrap();
-    let report = text(&out.stdout);
+    let report = stdout(&out);
     let overall = report
         .lines()
         .find(|l| l.contains("Overall exposure level"))
@@ -388,7 +378,7 @@ fn programs_in(base: &str, tag: &str, port: u16) {
         "/usr/sbin/nologin",
         USER,
     ]);
-    assert!(out.status.success(), "useradd: {}", text(&out.stderr));
+    assert!(out.status.success(), "useradd: {}", stderr(&out));
     for case in &run {
         run_case(&sb, &project, &file, case);
     }

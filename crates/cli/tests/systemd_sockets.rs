@@ -13,17 +13,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use env::{Env, fixture};
+use env::{Env, config, fixture};
 use support::sandbox::Sandbox;
-use support::{example, wait_for};
+use support::{example, stderr, stdout, wait_for, word_value};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const STAGE: &str = "/run/e2e";
 const CONFIG: &str = "/run/e2e/daemonic.toml";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn the_pair_verifies_clean() {
@@ -33,18 +29,16 @@ fn the_pair_verifies_clean() {
         return;
     }
     let env = Env::new("socket-verify");
-    let config = env.dir.join("daemonic.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let file = config(
+        &env,
+        &format!(
             "[services.web]\ncommand = [\"{}\"]\nready = \"notify\"\nfd-store-max = 4\nsocket = {{ web = \"tcp:127.0.0.1:8080,backlog=64\" }}\n\n\
              [services.api]\ncommand = [\"{}\"]\nlog-file = \"{}\"\nsocket = [\"http=tcp:8081,reuseport\", \"admin=unix:/run/api/admin.sock,mode=0660\"]\n",
             fixture("socket-http"),
             fixture("socket-http"),
             env.dir.join("api.log").display()
         ),
-    )
-    .unwrap();
+    );
     let units = env.dir.join("units");
     for name in ["web", "api"] {
         let out = env.daemonic(&[
@@ -52,11 +46,11 @@ fn the_pair_verifies_clean() {
             name,
             "--system",
             "-f",
-            &config.display().to_string(),
+            &file.display().to_string(),
             "--unit-dir",
             &units.display().to_string(),
         ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.status.success(), "{}", stderr(&out));
     }
     let mut names: Vec<String> = std::fs::read_dir(&units)
         .unwrap()
@@ -78,25 +72,25 @@ fn the_pair_verifies_clean() {
         .args(names.iter().map(|n| units.join(n)))
         .output()
         .unwrap();
-    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
     let web = std::fs::read_to_string(units.join("web.service")).unwrap();
     assert!(web.contains("\nSockets=web.socket\n"), "{web}");
     assert!(web.contains("\nFileDescriptorStoreMax=4\n"), "{web}");
-    // `required` is daemonic's check: the unit runs `daemonic run` for it.
-    let out = env.daemonic(&[
-        "unit",
-        "web",
-        "--system",
-        "-f",
-        &config.display().to_string(),
-    ]);
+    let api = std::fs::read_to_string(units.join("api.service")).unwrap();
     assert!(
-        !text(&out.stdout).contains("daemonic run"),
-        "{}",
-        text(&out.stdout)
+        api.contains("--socket=http=tcp:8081,reuseport"),
+        "daemonic run gets the names: {api}"
     );
-    let required = config.with_file_name("required.toml");
+    required_activation_runs_daemonic_run(&env, &file);
+}
+
+/// `socket-activation = "required"` is daemonic's check, not systemd's: only then does the
+/// unit run `daemonic run`.
+fn required_activation_runs_daemonic_run(env: &Env, file: &Path) {
+    let out = env.daemonic(&["unit", "web", "--system", "-f", &file.display().to_string()]);
+    assert!(!stdout(&out).contains("daemonic run"), "{}", stdout(&out));
+    let required = file.with_file_name("required.toml");
     std::fs::write(
         &required,
         format!(
@@ -112,15 +106,10 @@ fn the_pair_verifies_clean() {
         "-f",
         &required.display().to_string(),
     ]);
-    let unit = text(&out.stdout);
+    let unit = stdout(&out);
     assert!(
         unit.contains(" run ") && unit.contains("--socket-activation=required"),
         "{unit}"
-    );
-    let api = std::fs::read_to_string(units.join("api.service")).unwrap();
-    assert!(
-        api.contains("--socket=http=tcp:8081,reuseport"),
-        "daemonic run gets the names: {api}"
     );
 }
 
@@ -141,13 +130,6 @@ fn stage(config: &str) -> Option<Sandbox> {
 /// The body `socket-http` answers on port 8080 inside the sandbox.
 fn get(sb: &Sandbox) -> String {
     sb.ok(&["curl", "-sS", "--max-time", "10", "http://127.0.0.1:8080/"])
-}
-
-fn field(body: &str, key: &str) -> String {
-    body.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {body:?}"))
-        .to_string()
 }
 
 /// Installs service `web` of `config`, starts only its socket, and checks that the first
@@ -180,14 +162,18 @@ fn activated_by_a_connection(config: &str) {
         "not started before a connection"
     );
     let first = get(&sb);
-    assert_eq!(field(&first, "names"), "web", "{first}");
+    assert_eq!(word_value(&first, "names"), "web", "{first}");
     wait_for("web.service active", LIMIT, || {
         (sb.is_active("web.service") == "active").then_some(())
     });
     sb.ok(&["systemctl", "restart", "web.service"]);
     let second = get(&sb);
-    assert_eq!(field(&second, "names"), "web", "{second}");
-    assert_ne!(field(&first, "pid"), field(&second, "pid"), "a new program");
+    assert_eq!(word_value(&second, "names"), "web", "{second}");
+    assert_ne!(
+        word_value(&first, "pid"),
+        word_value(&second, "pid"),
+        "a new program"
+    );
     assert_eq!(sb.is_active("web.socket"), "active");
 }
 

@@ -18,16 +18,12 @@ use std::process::Output;
 use std::time::Duration;
 
 use support::sandbox::Sandbox;
-use support::{example, wait_for};
+use support::{example, stderr, stdout, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(20);
 /// Inside the sandbox: the binaries, the config file and the fixtures' go files.
 const STAGE: &str = "/run/e2e";
 const CONFIG: &str = "/run/e2e/daemonic.toml";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A booted sandbox with daemonic, the fixtures and `config` staged in `/run/e2e`.
 fn stage(config: &str) -> Option<Sandbox> {
@@ -57,10 +53,10 @@ fn daemonic_ok(sb: &Sandbox, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "daemonic {args:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        stdout(&out),
+        stderr(&out)
     );
-    text(&out.stdout)
+    stdout(&out)
 }
 
 /// A line of `/proc/PID/status` inside the sandbox (`Uid`, `Name`…).
@@ -147,7 +143,7 @@ fn a_service_that_stops_pinging_its_watchdog_is_restarted_by_systemd() {
         "{out}"
     );
     assert_eq!(
-        text(&sb.exec(&["systemctl", "is-enabled", unit]).stdout).trim(),
+        stdout(&sb.exec(&["systemctl", "is-enabled", unit])).trim(),
         "enabled"
     );
     let first = sb.show(unit, "MainPID");
@@ -282,7 +278,7 @@ fn the_config_files_supervisor_installs_as_one_unit_ready_when_its_services_are(
     // services answer `daemonic status` as under `up`.
     wait_for("b to start", LIMIT, || {
         let out = sb.exec(&["/run/e2e/daemonic", "status", "b"]);
-        text(&out.stdout).starts_with("b: starting").then_some(())
+        stdout(&out).starts_with("b: starting").then_some(())
     });
     assert_eq!(sb.is_active(unit), "activating");
     sb.ok(&["touch", &format!("{STAGE}/go-b")]);
@@ -363,7 +359,7 @@ fn daemonic_run_keeps_its_programs_tree_inside_its_unit() {
 fn kill_the_supervisor_and_see_the_tree_end(sb: &Sandbox, unit: &str, below: &str) {
     let pid = wait_for("the setsid grandchild", LIMIT, || {
         let out = sb.exec(&["pgrep", "-f", "^sleep 3601$"]);
-        let pids = text(&out.stdout);
+        let pids = stdout(&out);
         (!pids.trim().is_empty()).then(|| pids.trim().to_string())
     });
     let group = sb.show(unit, "ControlGroup");
@@ -393,7 +389,7 @@ fn kill_the_supervisor_and_see_the_tree_end(sb: &Sandbox, unit: &str, below: &st
     });
     wait_for("no process of the program left", LIMIT, || {
         let out = sb.exec(&["pgrep", "-f", "^sleep 360[01]$"]);
-        text(&out.stdout).trim().is_empty().then_some(())
+        stdout(&out).trim().is_empty().then_some(())
     });
     let _ = sb.exec(&["systemctl", "reset-failed", unit]);
 }

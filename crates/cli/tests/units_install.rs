@@ -11,7 +11,8 @@ mod env;
 use std::path::{Path, PathBuf};
 
 use env::units::*;
-use env::{Env, fixture};
+use env::{Env, config, fixture};
+use support::{stderr, stdout};
 
 #[test]
 fn install_is_idempotent_and_replaces_only_its_own_files() {
@@ -20,9 +21,9 @@ fn install_is_idempotent_and_replaces_only_its_own_files() {
     let dir = env.dir.join("units");
     // `always` depends on `notifier`: both are installed, the dependency first.
     let out = install(&env, &file, &dir, &["always", "--system"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        text(&out.stdout),
+        stdout(&out),
         format!(
             "installed: {0}/notifier.service\ninstalled: {0}/always.service\nnot told to systemd (--unit-dir)\n",
             dir.display()
@@ -31,15 +32,15 @@ fn install_is_idempotent_and_replaces_only_its_own_files() {
     let written = std::fs::read_to_string(dir.join("always.service")).unwrap();
     assert_eq!(written, unit(&env, &file, &["always", "--system"]));
     let out = install(&env, &file, &dir, &["always", "--system"]);
-    assert!(text(&out.stdout).contains(&format!("unchanged: {}/always.service", dir.display())));
+    assert!(stdout(&out).contains(&format!("unchanged: {}/always.service", dir.display())));
     // A changed service updates its file.
     let edited = spread().replace("umask = \"027\"", "umask = \"077\"");
     std::fs::write(&file, edited).unwrap();
     let out = install(&env, &file, &dir, &["always", "--system"]);
     assert!(
-        text(&out.stdout).contains(&format!("updated: {}/always.service", dir.display())),
+        stdout(&out).contains(&format!("updated: {}/always.service", dir.display())),
         "{}",
-        text(&out.stdout)
+        stdout(&out)
     );
     // A file daemonic did not write is left alone.
     std::fs::write(
@@ -50,9 +51,9 @@ fn install_is_idempotent_and_replaces_only_its_own_files() {
     let out = install(&env, &file, &dir, &["plain", "--system"]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("plain.service: exists and was not written by daemonic"),
+        stderr(&out).contains("plain.service: exists and was not written by daemonic"),
         "{}",
-        text(&out.stderr)
+        stderr(&out)
     );
     let uninstall =
         |name: &str| env.daemonic(&["uninstall", name, "--unit-dir", dir.to_str().unwrap()]);
@@ -60,16 +61,12 @@ fn install_is_idempotent_and_replaces_only_its_own_files() {
     assert!(!out.status.success(), "not ours, not removed");
     assert!(dir.join("plain.service").exists());
     let out = uninstall("always");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(!dir.join("always.service").exists());
     assert!(dir.join("notifier.service").exists(), "dependencies stay");
     let out = uninstall("always");
     assert!(out.status.success(), "uninstalling twice is not an error");
-    assert!(
-        text(&out.stdout).contains("not installed:"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert!(stdout(&out).contains("not installed:"), "{}", stdout(&out));
 }
 
 #[test]
@@ -132,24 +129,24 @@ fn names_of_packaged_units_aliases_and_existing_state_directories_warn_and_refus
     }
     for (name, clash) in cases {
         let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), name, "--system"]);
-        assert!(out.status.success(), "unit {name}: {}", text(&out.stderr));
-        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "unit {name}: {}", stderr(&out));
+        let warned = stderr(&out);
         let out = install(&env, &file, &dir, &[name, "--system"]);
         match clash {
             None => {
-                assert_eq!(stderr, "", "{name}");
-                assert!(out.status.success(), "{}", text(&out.stderr));
+                assert_eq!(warned, "", "{name}");
+                assert!(out.status.success(), "{}", stderr(&out));
             }
             Some(why) => {
                 assert!(
-                    stderr.starts_with("warning: ") && stderr.contains(why),
-                    "{name}: {stderr}"
+                    warned.starts_with("warning: ") && warned.contains(why),
+                    "{name}: {warned}"
                 );
                 assert!(!out.status.success(), "install {name} was not refused");
-                let err = text(&out.stderr);
+                let err = stderr(&out);
                 assert!(err.contains(why) && err.contains("--force"), "{err}");
                 let forced = install(&env, &file, &dir, &[name, "--system", "--force"]);
-                assert!(forced.status.success(), "{}", text(&forced.stderr));
+                assert!(forced.status.success(), "{}", stderr(&forced));
             }
         }
     }
@@ -192,8 +189,28 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
             fixture("notify-ready")
         ),
     );
+    tmp_unit(&env, &file);
+    if root {
+        home_unit(&env, &file, &home);
+    }
+    let bad = config(
+        &env,
+        "[services.x]\ncommand = \"true\"\nunit-state-directory = [\"../etc\"]\n",
+    );
+    let out = env.daemonic(&["unit", "-f", bad.to_str().unwrap(), "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid directory \"../etc\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A service under the private /tmp: its directories, limits and timeouts as keys, and
+/// what of /tmp is bound in.
+fn tmp_unit(env: &Env, file: &Path) {
     let dir = env.dir.path().display().to_string();
-    let t = unit(&env, &file, &["tmp", "--system"]);
+    let t = unit(env, file, &["tmp", "--system"]);
     for (key, value) in [
         ("BindPaths", format!("{dir}/data")),
         ("PrivateTmp", "yes".into()),
@@ -222,35 +239,26 @@ fn paths_the_sandbox_hides_are_bound_in_and_directories_limits_and_timeouts_are_
         .flat_map(|v| v.split(' ').map(str::to_string))
         .collect();
     assert_eq!(bound, want, "BindReadOnlyPaths in\n{t}");
-    if root {
-        let h = unit(&env, &file, &["home", "--system"]);
-        // Under /root: empty homes, and the program's installation (which holds the
-        // working directory too) bound in.
-        let bound = home.display().to_string();
-        for (key, value) in [
-            ("ProtectHome", "tmpfs"),
-            ("BindReadOnlyPaths", bound.as_str()),
-            ("StateDirectory", "home"),
-        ] {
-            assert_eq!(values(&h, key), [value], "{key} in\n{h}");
-        }
-        assert!(
-            values(&h, "MemoryDenyWriteExecute").is_empty(),
-            "JITs work:\n{h}"
-        );
-        assert!(values(&h, "NotifyAccess").is_empty(), "{h}");
+}
+
+/// A service installed under /root (`home`): empty homes, its installation bound in.
+fn home_unit(env: &Env, file: &Path, home: &Path) {
+    let h = unit(env, file, &["home", "--system"]);
+    // Under /root: empty homes, and the program's installation (which holds the
+    // working directory too) bound in.
+    let bound = home.display().to_string();
+    for (key, value) in [
+        ("ProtectHome", "tmpfs"),
+        ("BindReadOnlyPaths", bound.as_str()),
+        ("StateDirectory", "home"),
+    ] {
+        assert_eq!(values(&h, key), [value], "{key} in\n{h}");
     }
-    let bad = config(
-        &env,
-        "[services.x]\ncommand = \"true\"\nunit-state-directory = [\"../etc\"]\n",
-    );
-    let out = env.daemonic(&["unit", "-f", bad.to_str().unwrap(), "x"]);
-    assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("invalid directory \"../etc\""),
-        "{}",
-        text(&out.stderr)
+        values(&h, "MemoryDenyWriteExecute").is_empty(),
+        "JITs work:\n{h}"
     );
+    assert!(values(&h, "NotifyAccess").is_empty(), "{h}");
 }
 
 #[test]
@@ -275,13 +283,13 @@ fn a_path_the_dynamic_user_cannot_read_is_warned_about_and_refused() {
         "{0} is not readable by the service's dynamic user: {0} is closed to others (chmod o+rx it, or give the service a `user`)",
         closed.display()
     );
-    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
     let dir = env.dir.join("units");
     let out = install(&env, &file, &dir, &["closed", "--system"]);
     assert!(!out.status.success(), "installed");
-    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
     // With a user of its own the permissions are that user's business.
     let out = env.daemonic(&["unit", "-f", file.to_str().unwrap(), "owned", "--system"]);
     assert!(out.status.success());
-    assert_eq!(text(&out.stderr), "");
+    assert_eq!(stderr(&out), "");
 }

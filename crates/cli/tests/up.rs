@@ -5,33 +5,15 @@ use daemonic_test_support as support;
 
 mod env;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use daemonic::Pid;
-use env::{Env, fixture};
+use env::{Env, config, fixture, up};
 use support::*;
-
-/// Writes `text` as `daemonic.toml` in the test's directory; returns its path.
-fn config(env: &Env, text: &str) -> PathBuf {
-    let path = env.dir.join("daemonic.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn up(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["up", "-f", file.to_str().unwrap()];
-    args.extend(extra);
-    env.daemonic(&args)
-}
 
 fn down(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["down", "-f", file.to_str().unwrap()];
     args.extend(extra);
     env.daemonic(&args)
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A `lifecycle` service that writes to `log` and is ready after `delay_ms`.
@@ -161,18 +143,13 @@ fn up_after_an_edit_restarts_what_changed_and_leaves_the_rest_alone() {
         &env,
         &format!("{head}[services.edit]\ncommand = \"{sleeper} 2000\"\n"),
     );
-    let supervisor = supervisor_of(&env, "keep");
+    let supervisor = env.supervisor_pid("keep");
     nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP).unwrap();
     wait_for("new removed", SOON, || {
         (env.daemonic(&["status", "new"]).status.code() == Some(3)).then_some(())
     });
     assert_eq!(env.child_pid("keep"), keep);
     assert!(down(&env, &file, &[]).status.success());
-}
-
-fn supervisor_of(env: &Env, name: &str) -> Pid {
-    let text = std::fs::read_to_string(env.pid_file(name)).unwrap();
-    Pid::from_raw(text.trim().parse().unwrap())
 }
 
 #[test]
@@ -271,7 +248,7 @@ fn a_service_that_never_starts_is_given_up_after_its_start_retries() {
         ),
         "{log}"
     );
-    let status = String::from_utf8(env.daemonic(&["status", "db"]).stdout).unwrap();
+    let status = env.status_line("db");
     assert!(status.contains("gave-up"), "{status}");
     assert!(down(&env, &file, &[]).status.success());
 }
@@ -443,7 +420,7 @@ fn a_broken_edit_changes_nothing_by_up_or_by_sighup() {
         stderr(&out)
     );
 
-    let supervisor = supervisor_of(&env, "a");
+    let supervisor = env.supervisor_pid("a");
     nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGHUP).unwrap();
     let said = wait_for("the supervisor's answer to SIGHUP", SOON, || {
         let text = std::fs::read_to_string(&sup_log).unwrap_or_default();

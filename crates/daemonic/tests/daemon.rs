@@ -332,11 +332,7 @@ fn sigterm_is_a_clean_shutdown_and_sighup_a_reload() {
 #[test]
 fn under_systemd_nothing_forks() {
     let dir = TempDir::new("systemd");
-    let mut child = probe(&dir)
-        .env("INVOCATION_ID", "0123456789abcdef")
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let (mut child, guard) = spawn_guarded(probe(&dir).env("INVOCATION_ID", "0123456789abcdef"));
     let pid: u32 = await_key(&dir.join("report"), "pid").parse().unwrap();
     assert_eq!(pid, child.id(), "the process itself is the daemon");
     await_key(&dir.join("report"), "signals");
@@ -398,11 +394,8 @@ fn echod_example_is_ready_only_once_its_port_is_bound() {
 #[test]
 fn a_second_sigterm_forces_exit_and_a_deadline_ends_a_hung_shutdown() {
     let dir = TempDir::new("force");
-    let mut child = probe(&dir)
-        .args(["--foreground", "--hang-on-shutdown"])
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let (mut child, guard) =
+        spawn_guarded(probe(&dir).args(["--foreground", "--hang-on-shutdown"]));
     await_key(&dir.join("report"), "signals");
     let h = guard.0.as_ref().unwrap();
     h.signal(Signal::SIGTERM).unwrap();
@@ -416,11 +409,12 @@ fn a_second_sigterm_forces_exit_and_a_deadline_ends_a_hung_shutdown() {
     drop(guard);
 
     let dir = TempDir::new("deadline");
-    let mut child = probe(&dir)
-        .args(["--foreground", "--hang-on-shutdown", "--deadline-ms", "200"])
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    let (mut child, guard) = spawn_guarded(probe(&dir).args([
+        "--foreground",
+        "--hang-on-shutdown",
+        "--deadline-ms",
+        "200",
+    ]));
     await_key(&dir.join("report"), "signals");
     guard.0.as_ref().unwrap().signal(Signal::SIGINT).unwrap();
     let out = child.wait().unwrap();

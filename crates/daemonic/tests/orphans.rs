@@ -36,10 +36,6 @@ fn wait_zombie(pid: Pid) {
     });
 }
 
-fn gone(pid: Pid) -> bool {
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
 #[test]
 fn orphans_are_reaped_and_claimed_children_keep_their_status() {
     // Unclaimed first in the kernel's list: reaped; the claimed one behind it is left.
@@ -48,7 +44,7 @@ fn orphans_are_reaped_and_claimed_children_keep_their_status() {
     wait_zombie(orphan);
     wait_zombie(mine.pidfd.pid());
     assert_eq!(process::reap_orphans().unwrap(), 1);
-    assert!(gone(orphan), "the unclaimed zombie was not reaped");
+    assert!(reaped(orphan), "the unclaimed zombie was not reaped");
     assert_eq!(mine.pidfd.reap().unwrap(), Some(Exit::Code(7)));
 
     // Claimed first: the round stops there (the orphan behind waits), and goes on once
@@ -61,7 +57,7 @@ fn orphans_are_reaped_and_claimed_children_keep_their_status() {
     assert!(zombie(orphan));
     assert_eq!(mine.pidfd.reap().unwrap(), Some(Exit::Code(9)));
     assert_eq!(process::reap_orphans().unwrap(), 1);
-    assert!(gone(orphan));
+    assert!(reaped(orphan));
 
     // A handle dropped before its child exited: the child is reaped as an orphan.
     let abandoned = claimed("exec sleep 3600");
@@ -71,7 +67,7 @@ fn orphans_are_reaped_and_claimed_children_keep_their_status() {
     kill.0.as_ref().unwrap().signal(Signal::SIGKILL).unwrap();
     wait_zombie(pid);
     assert_eq!(process::reap_orphans().unwrap(), 1);
-    assert!(gone(pid));
+    assert!(reaped(pid));
 
     // As a subreaper this process adopts a grandchild whose parent exits.
     process::become_subreaper().unwrap();
@@ -97,6 +93,6 @@ fn orphans_are_reaped_and_claimed_children_keep_their_status() {
     handle.0.as_ref().unwrap().signal(Signal::SIGKILL).unwrap();
     wait_zombie(grandchild);
     assert_eq!(process::reap_orphans().unwrap(), 1);
-    assert!(gone(grandchild));
+    assert!(reaped(grandchild));
     assert_eq!(process::reap_orphans().unwrap(), 0);
 }

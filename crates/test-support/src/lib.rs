@@ -1,6 +1,8 @@
 //! Shared by the integration tests of both crates: fixture paths, temp dirs, polling with a
-//! deadline, and guards that kill what a test started even when it fails; [`sandbox`] boots
-//! a real systemd for the end-to-end tests.
+//! deadline, guards that kill what a test started even when it fails, a free port, a
+//! command's output as text, `/proc` reads; [`sandbox`] boots a real systemd for the
+//! end-to-end tests. A helper that two test files need lives here (or, when it needs the
+//! CLI's `Env`, in the CLI's `tests/env`), not in both.
 //!
 //! Each test crate names it `support` at its root (`use daemonic_test_support as support;`),
 //! so its files say `support::TempDir` or `crate::support::wait_for`.
@@ -8,9 +10,10 @@
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use daemonic::logging::{Flush, RotatingWriter};
 use daemonic::process::PidFd;
 use daemonic::{Pid, Signal};
 
@@ -139,8 +142,51 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
 }
 
+/// Spawns `cmd`; the guard kills it (by pidfd) when the test ends, however it ends.
+pub fn spawn_guarded(cmd: &mut Command) -> (Child, KillOnDrop) {
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let guard = KillOnDrop::new(Pid::from_raw(child.id() as i32));
+    (child, guard)
+}
+
+/// [`spawn_guarded`] with the standard output and error piped.
+pub fn spawn_piped(cmd: &mut Command) -> (Child, KillOnDrop) {
+    spawn_guarded(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The value of the word `key=value` in `text` (words split at white space); panics
+/// naming the key and the text when there is none.
+pub fn word_value(text: &str, key: &str) -> String {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {text:?}"))
+        .to_string()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A rotating writer on `path` that flushes every write (so that a test reads what it
+/// wrote at once).
+pub fn rotating_writer(path: &Path) -> RotatingWriter {
+    RotatingWriter::builder(path)
+        .flush(Flush::EachWrite)
+        .open()
+        .unwrap()
 }
 
 /// Field `n` (0-based, after the command name) of /proc/PID/stat.
@@ -153,6 +199,11 @@ pub fn stat_field(pid: Pid, n: usize) -> Option<String> {
 /// True while the process exists and is not a zombie.
 pub fn alive(pid: Pid) -> bool {
     matches!(stat_field(pid, 0).as_deref(), Some(s) if s != "Z")
+}
+
+/// No `/proc/PID` at all: the process exited and was reaped (a zombie is not gone).
+pub fn reaped(pid: Pid) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The umask of this process (which the processes a test starts inherit).

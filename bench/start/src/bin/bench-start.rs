@@ -232,44 +232,7 @@ fn start_one(
     live: &mut Vec<Started>,
 ) -> Result<Sample, String> {
     let name = format!("{}-{iteration}", variant.key());
-    let child = cfg.child.as_os_str();
-    let mut cmd = match variant {
-        Variant::DaemonicNotify | Variant::DaemonicGrace0 => {
-            let mut c = Command::new(&cfg.daemonic);
-            c.arg("--state-dir")
-                .arg(cfg.dir.join("state"))
-                .args(["start", "--name", &name]);
-            if variant == Variant::DaemonicNotify {
-                c.args(["--ready", "notify", "--"]).arg(child);
-            } else {
-                c.args(["--ready", "grace", "--grace", "0s", "--"])
-                    .arg(child)
-                    .arg("--silent");
-            }
-            c
-        }
-        Variant::Daemon1 => {
-            let mut c = Command::new("daemon");
-            c.args(["--name", &name])
-                .arg(format!("--pidfiles={}", cfg.dir.join("daemon").display()));
-            c.arg("--").arg(child);
-            c
-        }
-        Variant::SsdBackground | Variant::SsdNotifyAwait => {
-            let mut c = Command::new("start-stop-daemon");
-            c.args(["--start", "--quiet", "--background"]);
-            if variant == Variant::SsdNotifyAwait {
-                c.args(["--notify-await", "--notify-timeout", "10"]);
-            }
-            c.args(["--make-pidfile", "--pidfile"])
-                .arg(ssd_pid_file(cfg, &name));
-            c.arg("--exec").arg(child);
-            c
-        }
-        Variant::Floor | Variant::VersionDaemonic | Variant::VersionDaemon1 => {
-            return Err(format!("{} has no start command", variant.label()));
-        }
-    };
+    let mut cmd = start_command(cfg, variant, &name)?;
     let err_path = cfg.dir.join("stderr");
     let err =
         fs::File::create(&err_path).map_err(|e| format!("create {}: {e}", err_path.display()))?;
@@ -317,6 +280,48 @@ fn start_one(
         variant,
         returned,
         exec_seen,
+    })
+}
+
+/// The command that starts `variant` as `name`.
+fn start_command(cfg: &Config, variant: Variant, name: &str) -> Result<Command, String> {
+    let child = cfg.child.as_os_str();
+    Ok(match variant {
+        Variant::DaemonicNotify | Variant::DaemonicGrace0 => {
+            let mut c = Command::new(&cfg.daemonic);
+            c.arg("--state-dir")
+                .arg(cfg.dir.join("state"))
+                .args(["start", "--name", name]);
+            if variant == Variant::DaemonicNotify {
+                c.args(["--ready", "notify", "--"]).arg(child);
+            } else {
+                c.args(["--ready", "grace", "--grace", "0s", "--"])
+                    .arg(child)
+                    .arg("--silent");
+            }
+            c
+        }
+        Variant::Daemon1 => {
+            let mut c = Command::new("daemon");
+            c.args(["--name", name])
+                .arg(format!("--pidfiles={}", cfg.dir.join("daemon").display()));
+            c.arg("--").arg(child);
+            c
+        }
+        Variant::SsdBackground | Variant::SsdNotifyAwait => {
+            let mut c = Command::new("start-stop-daemon");
+            c.args(["--start", "--quiet", "--background"]);
+            if variant == Variant::SsdNotifyAwait {
+                c.args(["--notify-await", "--notify-timeout", "10"]);
+            }
+            c.args(["--make-pidfile", "--pidfile"])
+                .arg(ssd_pid_file(cfg, name));
+            c.arg("--exec").arg(child);
+            c
+        }
+        Variant::Floor | Variant::VersionDaemonic | Variant::VersionDaemon1 => {
+            return Err(format!("{} has no start command", variant.label()));
+        }
     })
 }
 

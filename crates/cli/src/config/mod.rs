@@ -331,7 +331,54 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
     }
     let mut root = node::table(root.get_ref());
     let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let mut vars = interpolate::Vars::new(dotenv(&base, sink));
+    let replicas = interpolate_all(&mut root, &base, text, sink);
+    let top = top_level(&root, &base, sink);
+    if top.services.is_empty() && sink.found.is_empty() {
+        sink.error(
+            0..0,
+            "no services: add a [services.NAME] table with a `command`",
+        );
+    }
+    // Every name the file gives, even of a service with errors of its own.
+    let names: Vec<String> = top.services.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut defs = Vec::new();
+    let mut spans = BTreeMap::new();
+    for (name, span, own) in top.services {
+        let merged = top.defaults.merged_with(&own);
+        if let Some((def, def_spans)) = service(&name, &span, merged, &replicas, &base, sink) {
+            spans.insert(name, def_spans);
+            defs.push(def);
+        }
+    }
+    let project = top.project.map(|(p, span)| {
+        if let Err(why) = crate::state_dir::check_name(&p) {
+            sink.error(span, format!("`project`: {why:#}"));
+        }
+        p
+    });
+    let main_name = top.main.as_ref().map(|(m, _)| m.clone());
+    let mut config = Config::new(file.to_path_buf(), project, main_name, defs);
+    config.groups = replicas.groups;
+    check::all(
+        &config,
+        &names,
+        &spans,
+        top.main.as_ref().map(|(_, s)| s.clone()),
+        sink,
+    );
+    sink.found.sort_by_key(|d| (d.line, d.column));
+    Some(config)
+}
+
+/// Expands `replicas` and `${VAR}` (the `.env` beside the file, each instance's number)
+/// in the whole file, in place; the replica groups.
+fn interpolate_all(
+    root: &mut node::Table,
+    base: &Path,
+    text: &str,
+    sink: &mut Sink<'_>,
+) -> replicas::Replicas {
+    let mut vars = interpolate::Vars::new(dotenv(base, sink));
     let mut replicas = replicas::Replicas::default();
     for e in &mut root.0 {
         match &mut e.node.value {
@@ -346,20 +393,37 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             _ => interpolate::node(&mut e.node, &vars, text, sink),
         }
     }
+    replicas
+}
+
+/// The top level of a config file, each value with where it stands.
+struct TopLevel {
+    project: Option<(String, Span)>,
+    main: Option<(String, Span)>,
+    defaults: Layers,
+    /// Each `[services.NAME]`: its name, the name's span, its own settings.
+    services: Vec<(String, Span, Layers)>,
+}
+
+/// Reads the top-level keys; an unknown one, or a service name that cannot be one, goes
+/// to `sink`.
+fn top_level(root: &node::Table, base: &Path, sink: &mut Sink<'_>) -> TopLevel {
     let keys = schema::keys();
-    let mut project = None;
-    let mut main = None;
-    let mut defaults = Layers::default();
-    let mut services: Vec<(String, Span, Layers)> = Vec::new();
+    let mut top = TopLevel {
+        project: None,
+        main: None,
+        defaults: Layers::default(),
+        services: Vec::new(),
+    };
     for e in &root.0 {
         match e.key.as_str() {
             "project" => {
-                project = string(&e.node, "project", sink).map(|s| (s, e.node.span.clone()))
+                top.project = string(&e.node, "project", sink).map(|s| (s, e.node.span.clone()))
             }
-            "main" => main = string(&e.node, "main", sink).map(|s| (s, e.node.span.clone())),
+            "main" => top.main = string(&e.node, "main", sink).map(|s| (s, e.node.span.clone())),
             "defaults" => {
                 if let Some(t) = table(&e.node, "defaults", sink) {
-                    defaults = layers(t, keys, &base, true, sink);
+                    top.defaults = layers(t, keys, base, true, sink);
                 }
             }
             "services" => {
@@ -372,10 +436,10 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
                     }
                     let what = format!("service `{}`", s.key);
                     if let Some(t) = table(&s.node, &what, sink) {
-                        services.push((
+                        top.services.push((
                             s.key.clone(),
                             s.key_span.clone(),
-                            layers(t, keys, &base, false, sink),
+                            layers(t, keys, base, false, sink),
                         ));
                     }
                 }
@@ -389,100 +453,79 @@ fn parse(file: &Path, text: &str, sink: &mut Sink<'_>) -> Option<Config> {
             ),
         }
     }
-    if services.is_empty() && sink.found.is_empty() {
-        sink.error(
-            0..0,
-            "no services: add a [services.NAME] table with a `command`",
-        );
+    top
+}
+
+/// One service's definition from its settings over the defaults (`merged`), with the
+/// spans the cross-service checks point at; `None` after reporting why to `sink`.
+fn service(
+    name: &str,
+    span: &Span,
+    mut merged: Layers,
+    replicas: &replicas::Replicas,
+    base: &Path,
+    sink: &mut Sink<'_>,
+) -> Option<(Def, check::Spans)> {
+    // `depends-on = ["web"]` of a replicated `web`: each of its instances.
+    merged.depends_on = merged
+        .depends_on
+        .into_iter()
+        .flat_map(|(d, c, at)| match replicas.groups.get(&d) {
+            Some(instances) => instances
+                .iter()
+                .map(|i| (i.clone(), c, at.clone()))
+                .collect(),
+            None => vec![(d, c, at)],
+        })
+        .collect();
+    let Some((command, command_span)) = merged.command.clone() else {
+        // A `command` that was there but wrong has been reported already.
+        if !merged.command_given {
+            sink.error(span.clone(), format!("service `{name}` has no `command`"));
+        }
+        return None;
+    };
+    let mut values: Vec<(String, Vec<String>)> = merged.values.into_iter().collect();
+    if !merged.has_dir {
+        values.push(("dir".into(), vec![base.display().to_string()]));
     }
-    // Every name the file gives, even of a service with errors of its own.
-    let names: Vec<String> = services.iter().map(|(n, _, _)| n.clone()).collect();
-    let mut defs = Vec::new();
-    let mut spans = BTreeMap::new();
-    for (name, span, own) in services {
-        let mut merged = defaults.merged_with(&own);
-        // `depends-on = ["web"]` of a replicated `web`: each of its instances.
-        merged.depends_on = merged
+    if let Some(i) = replicas.number.get(name) {
+        values.push(("env".into(), vec![format!("{}={i}", replicas::VARIABLE)]));
+    }
+    let dir = values
+        .iter()
+        .find(|(k, _)| k == "dir")
+        .and_then(|(_, texts)| texts.last())
+        .map(String::as_str);
+    let command = absolute_program(command, dir, base);
+    let depends_on = merged
+        .depends_on
+        .iter()
+        .map(|(d, c, _)| (d.clone(), *c))
+        .collect();
+    let def = match Def::new(name.to_string(), &values, command, depends_on) {
+        Ok(def) => def,
+        Err(e) => {
+            sink.error(span.clone(), format!("{name}: {e}"));
+            return None;
+        }
+    };
+    // Env files are read when the service is set up: one that cannot be read or
+    // parsed fails `up` then, so it fails the check now.
+    for file in &def.args.env_file {
+        if let Err(e) = crate::env_file::read(file) {
+            sink.error(span.clone(), format!("service `{name}`: {e:#}"));
+        }
+    }
+    let spans = check::Spans {
+        command: command_span,
+        depends_on: merged
             .depends_on
             .into_iter()
-            .flat_map(|(d, c, at)| match replicas.groups.get(&d) {
-                Some(instances) => instances
-                    .iter()
-                    .map(|i| (i.clone(), c, at.clone()))
-                    .collect(),
-                None => vec![(d, c, at)],
-            })
-            .collect();
-        let Some((command, command_span)) = merged.command.clone() else {
-            // A `command` that was there but wrong has been reported already.
-            if !merged.command_given {
-                sink.error(span.clone(), format!("service `{name}` has no `command`"));
-            }
-            continue;
-        };
-        let mut values: Vec<(String, Vec<String>)> = merged.values.into_iter().collect();
-        if !merged.has_dir {
-            values.push(("dir".into(), vec![base.display().to_string()]));
-        }
-        if let Some(i) = replicas.number.get(&name) {
-            values.push(("env".into(), vec![format!("{}={i}", replicas::VARIABLE)]));
-        }
-        let dir = values
-            .iter()
-            .find(|(k, _)| k == "dir")
-            .and_then(|(_, texts)| texts.last())
-            .map(String::as_str);
-        let command = absolute_program(command, dir, &base);
-        let depends_on = merged
-            .depends_on
-            .iter()
-            .map(|(d, c, _)| (d.clone(), *c))
-            .collect();
-        let def = match Def::new(name.clone(), &values, command, depends_on) {
-            Ok(def) => def,
-            Err(e) => {
-                sink.error(span.clone(), format!("{name}: {e}"));
-                continue;
-            }
-        };
-        // Env files are read when the service is set up: one that cannot be read or
-        // parsed fails `up` then, so it fails the check now.
-        for file in &def.args.env_file {
-            if let Err(e) = crate::env_file::read(file) {
-                sink.error(span.clone(), format!("service `{name}`: {e:#}"));
-            }
-        }
-        spans.insert(
-            name,
-            check::Spans {
-                command: command_span,
-                depends_on: merged
-                    .depends_on
-                    .into_iter()
-                    .map(|(d, _, span)| (d, span))
-                    .collect(),
-            },
-        );
-        defs.push(def);
-    }
-    let project = project.map(|(p, span)| {
-        if let Err(why) = crate::state_dir::check_name(&p) {
-            sink.error(span, format!("`project`: {why:#}"));
-        }
-        p
-    });
-    let main_name = main.as_ref().map(|(m, _)| m.clone());
-    let mut config = Config::new(file.to_path_buf(), project, main_name, defs);
-    config.groups = replicas.groups;
-    check::all(
-        &config,
-        &names,
-        &spans,
-        main.as_ref().map(|(_, s)| s.clone()),
-        sink,
-    );
-    sink.found.sort_by_key(|d| (d.line, d.column));
-    Some(config)
+            .map(|(d, _, span)| (d, span))
+            .collect(),
+    };
+    Some((def, spans))
 }
 
 /// The variables of the project's `.env` (beside the file), for `${VAR}`; none if there is

@@ -5,7 +5,7 @@
 pub mod containment;
 pub mod units;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use daemonic::Pid;
@@ -40,6 +40,17 @@ impl Env {
         self.dir.join("state").join(format!("{name}.pid"))
     }
 
+    /// The supervisor's pid, from its pid file.
+    pub fn supervisor_pid(&self, name: &str) -> Pid {
+        let text = std::fs::read_to_string(self.pid_file(name)).unwrap();
+        Pid::from_raw(text.trim().parse().unwrap())
+    }
+
+    /// What `daemonic status NAME` prints.
+    pub fn status_line(&self, name: &str) -> String {
+        String::from_utf8(self.daemonic(&["status", name]).stdout).unwrap()
+    }
+
     /// The child's pid, as `daemonic status` prints it.
     pub fn child_pid(&self, name: &str) -> Pid {
         let out = self.daemonic(&["status", name]);
@@ -72,6 +83,45 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// Writes `text` as `daemonic.toml` in the test's directory; returns its path.
+pub fn config(env: &Env, text: &str) -> PathBuf {
+    let path = env.dir.join("daemonic.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `daemonic up -f FILE EXTRA…`.
+pub fn up(env: &Env, file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["up", "-f", file.to_str().unwrap()];
+    args.extend(extra);
+    env.daemonic(&args)
+}
+
+/// `daemonic start --name NAME --ready notify -- COMMAND…`.
+pub fn start_notify(env: &Env, name: &str, command: &[&str]) -> Output {
+    let mut args = vec!["start", "--name", name, "--ready", "notify", "--"];
+    args.extend(command);
+    env.daemonic(&args)
+}
+
+/// [`start_notify`] of `notify-ready 100 warm`: a service that is ready 100 ms after its
+/// start; panics unless the start succeeds.
+pub fn start_notify_ready(env: &Env, name: &str) {
+    let out = start_notify(env, name, &[&fixture("notify-ready"), "100", "warm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `daemonic start --name web --socket SOCKET OPTS… -- socket-http ARGS…`: the
+/// socket-activated HTTP fixture behind one socket.
+pub fn start_web(env: &Env, socket: &str, opts: &[&str], args: &[&str]) -> Output {
+    let program = fixture("socket-http");
+    let mut all = vec!["start", "--name", "web", "--socket", socket];
+    all.extend(opts);
+    all.extend(["--", program.as_str()]);
+    all.extend(args);
+    env.daemonic(&all)
 }
 
 pub fn fixture(name: &str) -> String {

@@ -2,33 +2,19 @@
 //! unit` and `install` of it, the directives of a unit's text, and a spread of services
 //! for systemd's own tools.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use super::{Env, fixture};
-
-/// Writes `text` as `daemonic.toml` in the test's directory; returns its path.
-pub fn config(env: &Env, text: &str) -> PathBuf {
-    let path = env.dir.join("daemonic.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::support::{stderr, stdout};
 
 /// `daemonic unit ARGS -f FILE`; panics unless it succeeds; returns the unit.
 pub fn unit(env: &Env, file: &Path, args: &[&str]) -> String {
     let mut all = vec!["unit", "-f", file.to_str().unwrap()];
     all.extend(args);
     let out = env.daemonic(&all);
-    assert!(
-        out.status.success(),
-        "daemonic {all:?}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    assert!(out.status.success(), "daemonic {all:?}: {}", stderr(&out));
+    stdout(&out)
 }
 
 /// The values of `key` in a unit's text.
@@ -68,7 +54,7 @@ pub fn verify(env: &Env, units: &[(String, String)], user: bool) {
         cmd.arg(&path);
     }
     let out = cmd.output().expect("run systemd-analyze verify");
-    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
     let listed: Vec<&str> = units.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
         out.status.success() && said.trim().is_empty(),

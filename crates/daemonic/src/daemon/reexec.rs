@@ -22,7 +22,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -188,18 +188,9 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     };
     steps.install(&mut cmd);
     // The intermediate is reaped by `launcher::wait` (std's `Child` does not wait on drop).
-    let intermediate = cmd.spawn().map_err(|e| {
-        let mut step = [0u8];
-        let failed = nix::unistd::read(&report_r, &mut step)
-            .ok()
-            .filter(|&n| n == 1);
-        match (&privileges, failed.and_then(|_| Step::from_u8(step[0]))) {
-            (Some(p), Some(s)) => p
-                .error((s, e.raw_os_error().map(Errno::from_raw)))
-                .prefixed("spawn /proc/self/exe (re-exec)"),
-            _ => Error::io("spawn /proc/self/exe (re-exec)", e),
-        }
-    })?;
+    let intermediate = cmd
+        .spawn()
+        .map_err(|e| spawn_error(privileges.as_ref(), &report_r, e))?;
     drop((cmd, pid_w, handover, stderr_later));
     launcher::wait(launcher::Wait {
         name: &d.name,
@@ -213,8 +204,23 @@ pub(super) fn launch(d: &Daemon, privileges: Option<Switch>) -> Result<Running> 
     })
 }
 
+/// Why the re-exec's spawn failed: the privilege step the child reported on `report_r`
+/// before it died, if it got that far, else the spawn's own error.
+fn spawn_error(privileges: Option<&Switch>, report_r: &OwnedFd, e: std::io::Error) -> Error {
+    let mut step = [0u8];
+    let failed = nix::unistd::read(report_r, &mut step)
+        .ok()
+        .filter(|&n| n == 1);
+    match (privileges, failed.and_then(|_| Step::from_u8(step[0]))) {
+        (Some(p), Some(s)) => p
+            .error((s, e.raw_os_error().map(Errno::from_raw)))
+            .prefixed("spawn /proc/self/exe (re-exec)"),
+        _ => Error::io("spawn /proc/self/exe (re-exec)", e),
+    }
+}
+
 /// The hand-over memfd, holding `marker` (close-on-exec until the child's hook clears it).
-fn handover(marker: &str) -> Result<std::os::fd::OwnedFd> {
+fn handover(marker: &str) -> Result<OwnedFd> {
     use nix::sys::memfd::{MFdFlags, memfd_create};
     let fd =
         memfd_create(HANDOVER, MFdFlags::MFD_CLOEXEC).map_err(|e| Error::sys("memfd_create", e))?;
@@ -229,7 +235,7 @@ fn handover(marker: &str) -> Result<std::os::fd::OwnedFd> {
 struct ChildSteps {
     switch: Option<Switch>,
     /// Where the child writes the number of a failed privilege step.
-    report_w: std::os::fd::OwnedFd,
+    report_w: OwnedFd,
     /// Where the intermediate writes the grandchild's pid.
     pid_w: RawFd,
     umask: nix::sys::stat::Mode,

@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 
 use super::fs::{remove_file, sync_dir};
-use super::scan::{Damage, scan_file};
+use super::scan::{Damage, Scan, scan_file};
 use super::wal::{self, LogFile};
 use super::{State, snapshot};
 use crate::error::{Error, ErrorKind, Result};
@@ -97,24 +97,7 @@ pub(crate) fn recover<S: State>(dir: &Path, repair: bool) -> Result<Recovered<S>
             remove_from(&chain[i..], &mut report)?;
             break;
         }
-        let mut replayed = 0;
-        let scan = scan_file(path, *start, |seq, payload| {
-            if seq > last_seq {
-                let event = S::decode_event(payload).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Corrupt,
-                        format!(
-                            "recover {}: record seq {seq} has a good checksum but \
-                             State::decode_event failed: {e}",
-                            path.display()
-                        ),
-                    )
-                })?;
-                state.apply(event);
-                replayed += 1;
-            }
-            Ok(())
-        })?;
+        let (scan, replayed) = replay(&mut state, path, *start, last_seq)?;
         report.replayed += replayed;
         last_seq = last_seq.max(scan.last_seq);
         let mut this = Tail {
@@ -151,16 +134,7 @@ pub(crate) fn recover<S: State>(dir: &Path, repair: bool) -> Result<Recovered<S>
         break;
     }
 
-    let live = match tail {
-        // The usual case: the last generation holds the last record; append after it.
-        Some(t) if t.valid_len > 0 && t.last_seq == last_seq => {
-            LogFile::reopen(&t.path, t.start, t.valid_len, t.damaged)?
-        }
-        // Its header was torn while it was being created: create it again.
-        Some(t) if t.start == last_seq + 1 => LogFile::recreate(dir, t.start)?,
-        // It ends before the snapshot does (or there is none): a new generation.
-        _ => LogFile::create(dir, last_seq + 1)?,
-    };
+    let live = live_log(dir, tail, last_seq)?;
     remove_covered(dir, snap, &mut report)?;
     report.last_seq = last_seq;
     Ok(Recovered {
@@ -168,6 +142,45 @@ pub(crate) fn recover<S: State>(dir: &Path, repair: bool) -> Result<Recovered<S>
         live,
         report,
     })
+}
+
+/// Scans the generation at `path` (starting at `start`) and applies to `state` every
+/// record after `applied` (the last one in it already); the scan, and how many it applied.
+fn replay<S: State>(state: &mut S, path: &Path, start: u64, applied: u64) -> Result<(Scan, u64)> {
+    let mut replayed = 0;
+    let scan = scan_file(path, start, |seq, payload| {
+        if seq > applied {
+            let event = S::decode_event(payload).map_err(|e| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "recover {}: record seq {seq} has a good checksum but \
+                         State::decode_event failed: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+            state.apply(event);
+            replayed += 1;
+        }
+        Ok(())
+    })?;
+    Ok((scan, replayed))
+}
+
+/// The generation appends go to, given the last one scanned (`tail`) and the last
+/// recovered record.
+fn live_log(dir: &Path, tail: Option<Tail>, last_seq: u64) -> Result<LogFile> {
+    match tail {
+        // The usual case: the last generation holds the last record; append after it.
+        Some(t) if t.valid_len > 0 && t.last_seq == last_seq => {
+            LogFile::reopen(&t.path, t.start, t.valid_len, t.damaged)
+        }
+        // Its header was torn while it was being created: create it again.
+        Some(t) if t.start == last_seq + 1 => LogFile::recreate(dir, t.start),
+        // It ends before the snapshot does (or there is none): a new generation.
+        _ => LogFile::create(dir, last_seq + 1),
+    }
 }
 
 /// The last generation scanned: where appends may continue.

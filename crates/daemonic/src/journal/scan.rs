@@ -76,25 +76,11 @@ pub(crate) fn scan_file(
     start_seq: u64,
     mut on_record: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<Scan> {
-    let io_err = |op: &str, e| Error::io(format!("{op} {}", path.display()), e);
-    let file = File::open(path).map_err(|e| io_err("open", e))?;
-    let file_len = file.metadata().map_err(|e| io_err("stat", e))?.len();
+    let file = File::open(path).map_err(|e| io_err("open", path, e))?;
+    let file_len = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
 
-    let mut header = [0u8; LOG_HEADER_LEN];
-    let n = read_full(&mut reader, &mut header).map_err(|e| io_err("read", e))?;
-    let header_problem = match decode_log_header(&header[..n]) {
-        Ok(start) if start == start_seq => None,
-        Ok(start) => Some(format!("header says the file starts at seq {start}")),
-        Err(HeaderError::Version(v)) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("recover {}: {}", path.display(), HeaderError::Version(v)),
-            ));
-        }
-        Err(e) => Some(e.to_string()),
-    };
-    if let Some(reason) = header_problem {
+    if let Some(reason) = header_problem(&mut reader, path, start_seq)? {
         let mut file = reader.into_inner();
         let later = find_valid_frame(&mut file, path, 1, file_len, start_seq)?;
         return Ok(Scan {
@@ -109,12 +95,71 @@ pub(crate) fn scan_file(
         });
     }
 
+    let (offset, expected, reason) =
+        scan_frames(&mut reader, path, start_seq, file_len, &mut on_record)?;
+    let damage = match reason {
+        None => None,
+        Some(reason) => {
+            let mut file = reader.into_inner();
+            let later = find_valid_frame(&mut file, path, offset + 1, file_len, expected)?;
+            Some(Damage {
+                offset,
+                file_len,
+                reason,
+                later,
+            })
+        }
+    };
+    Ok(Scan {
+        valid_len: offset,
+        last_seq: expected - 1,
+        damage,
+    })
+}
+
+fn io_err(op: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{op} {}", path.display()), e)
+}
+
+/// What is wrong with the file header, if anything (`None`: it is whole and names
+/// `start_seq`). A format version this build does not know is an error, not damage.
+fn header_problem(
+    reader: &mut BufReader<File>,
+    path: &Path,
+    start_seq: u64,
+) -> Result<Option<String>> {
+    let mut header = [0u8; LOG_HEADER_LEN];
+    let n = read_full(reader, &mut header).map_err(|e| io_err("read", path, e))?;
+    Ok(match decode_log_header(&header[..n]) {
+        Ok(start) if start == start_seq => None,
+        Ok(start) => Some(format!("header says the file starts at seq {start}")),
+        Err(HeaderError::Version(v)) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("recover {}: {}", path.display(), HeaderError::Version(v)),
+            ));
+        }
+        Err(e) => Some(e.to_string()),
+    })
+}
+
+/// Reads the frames after the header in order, calling `on_record` for each good one, up
+/// to the clean end or the bad frame: (the offset just past the last good frame, the
+/// sequence number expected next, what is wrong with the bad frame if there is one).
+fn scan_frames(
+    reader: &mut BufReader<File>,
+    path: &Path,
+    start_seq: u64,
+    file_len: u64,
+    on_record: &mut impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<(u64, u64, Option<String>)> {
+    let io_err = |op: &str, e| io_err(op, path, e);
     let mut offset = LOG_HEADER_LEN as u64;
     let mut expected = start_seq;
     let mut frame_header = [0u8; FRAME_HEADER_LEN];
     let mut payload = Vec::new();
     let reason = loop {
-        let n = read_full(&mut reader, &mut frame_header).map_err(|e| io_err("read", e))?;
+        let n = read_full(reader, &mut frame_header).map_err(|e| io_err("read", e))?;
         if n == 0 {
             break None;
         }
@@ -162,24 +207,7 @@ pub(crate) fn scan_file(
         offset = end;
         expected += 1;
     };
-    let damage = match reason {
-        None => None,
-        Some(reason) => {
-            let mut file = reader.into_inner();
-            let later = find_valid_frame(&mut file, path, offset + 1, file_len, expected)?;
-            Some(Damage {
-                offset,
-                file_len,
-                reason,
-                later,
-            })
-        }
-    };
-    Ok(Scan {
-        valid_len: offset,
-        last_seq: expected - 1,
-        damage,
-    })
+    Ok((offset, expected, reason))
 }
 
 /// Reads until `buf` is full or the end of input; returns how many bytes were read.

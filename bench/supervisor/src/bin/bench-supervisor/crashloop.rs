@@ -1,4 +1,4 @@
-//! 5. **Crash loop** (`crash`): supervisor CPU per restart.
+//! 4. **Crash loop** (`crash`): supervisor CPU per restart.
 //!
 //! Each tool in turn supervises one `stamp` child that exits 1 right after its stamp
 //! (`STAMP_EXIT=1`), with its fastest restart settings. Once the first child has stamped,
@@ -16,7 +16,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use super::{Config, Mode, Raw, Res, Role, Setup, Tool, ratio, stamps};
+use crate::procfs::stamps;
+use crate::report::{Raw, ratio};
+use crate::setup::{Mode, Role, Setup};
+use crate::{Config, Res, Tool};
 
 /// Nanoseconds on CPU of every thread of `pid` so far, or `None` once it is gone.
 fn cpu_ns(pid: i32) -> Option<u64> {
@@ -94,7 +97,7 @@ fn one(cfg: &Config, tool: Tool, raw: &mut Raw) -> Res<(usize, f64, u64)> {
 }
 
 pub fn crash_loop(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
-    let tools: Vec<Tool> = [
+    let tools = cfg.available(&[
         Tool::Daemonic,
         Tool::DaemonicSubreaper,
         Tool::DaemonicMany,
@@ -103,10 +106,7 @@ pub fn crash_loop(cfg: &Config, raw: &mut Raw, out: &mut String) -> Res<()> {
         Tool::S6,
         Tool::Daemontools,
         Tool::Supervisord,
-    ]
-    .into_iter()
-    .filter(|&t| cfg.has(t))
-    .collect();
+    ]);
     let mut rows = Vec::new();
     for t in tools {
         eprintln!("bench-supervisor: crash loop: {}…", t.label());
