@@ -332,8 +332,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Moves on what is due by time or was woken: emptying cgroups, give-up hooks, probe
-    /// attempts, then timers.
+    /// Moves on what is due by time or was woken: emptying cgroups, give-up hooks, the
+    /// look for a forking service's daemon, probe attempts, then timers.
     fn advance(
         &mut self,
         woken: &std::collections::HashMap<UnitId, Woken>,
@@ -354,6 +354,9 @@ impl Supervisor {
                         self.deliver(id, event, cx)?;
                     }
                 }
+            }
+            if let Some(event) = self.units[id].unit.advance_fork(now)? {
+                self.deliver(id, event, cx)?;
             }
             for event in self.units[id].unit.advance_probes(w.probes, now) {
                 self.tell_probe_failure(id, &event, cx);
@@ -394,7 +397,7 @@ impl Supervisor {
         }
         if let Some(init) = &self.init {
             init.reap_orphans();
-        } else if self.units.units().any(super::unit::Unit::subreaper)
+        } else if self.units.units().any(super::unit::Unit::adopts_orphans)
             && let Err(e) = daemonic::process::reap_orphans()
         {
             eprintln!("daemonic: reap orphans: {e}");

@@ -172,6 +172,10 @@ impl Machine {
                 S::Starting,
                 E::ReadyMessage | E::GraceElapsed | E::ProbeSucceeded | E::OutputMatched,
             ) => (S::Ready, self.on_ready(now)),
+            (S::Starting, E::Forked) if self.config.readiness == ReadyWhen::Forked => {
+                (S::Ready, self.on_ready(now))
+            }
+            (S::Starting, E::ForkFailed(exit)) => self.on_exit(exit, true, now),
             (S::Starting, E::ProbeDue) => (S::Starting, vec![Action::StartProbe]),
             (S::Starting, E::StartTimedOut) => {
                 let limit = self.config.start_timeout.unwrap_or_default();
@@ -328,7 +332,9 @@ impl Machine {
             ReadyWhen::NotifyOrGrace(grace) | ReadyWhen::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
-            ReadyWhen::Notify | ReadyWhen::Exit | ReadyWhen::Output => vec![],
+            ReadyWhen::Notify | ReadyWhen::Exit | ReadyWhen::Output | ReadyWhen::Forked => {
+                vec![]
+            }
             ReadyWhen::Probe(_) => vec![Action::StartProbe],
         };
         if let Some(limit) = self.config.start_timeout

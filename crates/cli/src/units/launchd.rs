@@ -293,6 +293,8 @@ fn needs_daemonic(args: &ServiceArgs, written: &[String]) -> Vec<String> {
         Readiness::Log(_) => {
             why.push("ready is a line of output (launchd has no readiness)".into())
         }
+        Readiness::Forking(_) => why
+            .push("ready = forking (launchd must not run a program that daemonizes itself)".into()),
     }
     if args.health.liveness.is_some() {
         why.push("liveness check (launchd has no health checks)".into());
