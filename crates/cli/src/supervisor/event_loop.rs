@@ -355,8 +355,9 @@ impl Supervisor {
                     }
                 }
             }
-            if let Some(event) = self.units[id].unit.advance_fork(now)? {
-                self.deliver(id, event, cx)?;
+            match self.units[id].unit.advance_fork(now)? {
+                Some(event) => self.deliver(id, event, cx)?,
+                None => self.tell_fork_wait(id, cx),
             }
             for event in self.units[id].unit.advance_probes(w.probes, now) {
                 self.tell_probe_failure(id, &event, cx);
@@ -378,6 +379,19 @@ impl Supervisor {
     fn tell_probe_failure(&mut self, id: UnitId, event: &Event, cx: &Shared<'_>) {
         if let (Event::ProbeFailed(why), true) = (event, cx.single)
             && (self.units[id].unit.probe_failure_changed(why) || !cx.outer.detached())
+        {
+            let _ = cx.outer.status(&format!("not ready: {why}"));
+        }
+    }
+
+    /// Why a forking service's daemon cannot be taken over yet, told as a probe's
+    /// failure is (when it changes).
+    fn tell_fork_wait(&mut self, id: UnitId, cx: &Shared<'_>) {
+        let u = &mut self.units[id].unit;
+        if cx.single
+            && u.awaiting_daemon()
+            && let Some(why) = u.probe_failure.clone()
+            && u.probe_failure_changed(&why)
         {
             let _ = cx.outer.status(&format!("not ready: {why}"));
         }

@@ -103,6 +103,7 @@ impl Unit {
         match self.find_daemon() {
             Ok(pidfd) => {
                 self.awaiting = None;
+                self.probe_failure = None;
                 let pid = pidfd.pid();
                 let group = nix::unistd::getpgid(Some(pid)).unwrap_or(pid);
                 self.child = Some(Child { pidfd, group });
@@ -112,14 +113,17 @@ impl Unit {
                 self.note(&format!("{program} forked: main process pid {pid}"));
                 Ok(Some(Event::Forked))
             }
-            Err(_) if now < deadline => {
+            Err(why) if now < deadline => {
                 if let Some(a) = &mut self.awaiting {
                     a.next = (now + LOOK_INTERVAL).min(deadline);
                 }
+                // What `status` shows while starting, and a waiting launcher last.
+                self.probe_failure = Some(why);
                 Ok(None)
             }
             Err(why) => {
                 self.awaiting = None;
+                self.probe_failure = None;
                 let why = format!(
                     "{why} within {} (--timeout)",
                     crate::human::span(self.service.start_timeout)
@@ -133,10 +137,15 @@ impl Unit {
     /// A stop (or a start timeout) while the daemon is looked for: the look ends, and
     /// what the started process left is torn down; its exit once it is gone.
     pub(super) fn abandon_fork(&mut self, now: Instant) -> Result<Option<Event>> {
-        match self.awaiting.take() {
-            Some(a) => self.tear_down(Event::ChildExited(a.exit), now),
-            None => Ok(None),
+        let Some(a) = self.awaiting.take() else {
+            return Ok(None);
+        };
+        // Why the daemon was not found by then: said with the exit.
+        if let Some(why) = self.probe_failure.take() {
+            self.note(&why);
+            self.fork_failure = Some(why);
         }
+        self.tear_down(Event::ChildExited(a.exit), now)
     }
 
     /// The daemon, adopted: or why it cannot be taken over (yet).
@@ -223,11 +232,11 @@ pub(super) fn read_pid_file(path: &Path) -> Result<Pid, String> {
     }
     parse_pid(&text).ok_or_else(|| {
         let value = daemonic::systemd::listen::printable(text.trim());
-        format!("pid file {shown} holds {value:?}, not a pid")
+        format!("pid file {shown} holds \"{value}\", not a pid")
     })
 }
 
-/// A pid as a pid file holds it: decimal digits, optional blanks around, above 1.
+/// A pid as a pid file holds it: decimal digits, optional blanks around, above 0.
 fn parse_pid(text: &str) -> Option<Pid> {
     let digits = text.trim();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -236,7 +245,7 @@ fn parse_pid(text: &str) -> Option<Pid> {
     digits
         .parse::<i32>()
         .ok()
-        .filter(|&n| n > 1)
+        .filter(|&n| n > 0)
         .map(Pid::from_raw)
 }
 
@@ -264,13 +273,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pid_file_holds_one_pid_above_1() {
+    fn a_pid_file_holds_one_pid() {
         assert_eq!(parse_pid("4242\n"), Some(Pid::from_raw(4242)));
         assert_eq!(parse_pid("  17 "), Some(Pid::from_raw(17)));
+        // A pid, which the tree check refuses.
+        assert_eq!(parse_pid("1"), Some(Pid::from_raw(1)));
         for bad in [
             "",
             "\n",
-            "1",
             "0",
             "-5",
             "+5",
@@ -306,7 +316,7 @@ mod tests {
         assert!(missing.unwrap_err().ends_with("none.pid did not appear"));
         let garbage = garbage.unwrap_err();
         assert!(
-            garbage.contains("holds \"12 lines\\\\u{1b}[2J\", not a pid"),
+            garbage.ends_with(r#"holds "12 lines\x1b[2J", not a pid"#),
             "{garbage}"
         );
     }
