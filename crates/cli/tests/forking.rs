@@ -62,13 +62,27 @@ fn pid_in(path: &Path) -> Option<Pid> {
 
 /// `daemonic start` of the launcher in `mode`, ready by `ready`.
 fn start(env: &Env, mode: &str, ready: &str, extra: &[&str]) -> std::process::Output {
+    start_in(env, "auto", mode, ready, extra)
+}
+
+/// [`start`] with `DAEMONIC_CONTAINMENT` set to `containment`.
+fn start_in(
+    env: &Env,
+    containment: &str,
+    mode: &str,
+    ready: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let (script, pidfile) = ctl(env);
     let pidfile = pidfile.display().to_string();
     let (mode, foreign) = mode.split_once(' ').unwrap_or((mode, ""));
     let mut args = vec!["start", "--name", "db", "--ready", ready];
     args.extend_from_slice(extra);
     args.extend(["--", "sh", &script, mode, &pidfile, foreign]);
-    env.daemonic(&args)
+    run(env
+        .cmd()
+        .env("DAEMONIC_CONTAINMENT", containment)
+        .args(&args))
 }
 
 /// `daemonic logs db` once it shows `line`.
@@ -81,10 +95,21 @@ fn logs_with(env: &Env, line: &str) -> String {
 
 #[test]
 fn a_pg_ctl_style_daemon_is_ready_reloaded_restarted_after_kill_9_and_stopped() {
-    let env = Env::new("forking-ctl");
+    a_pg_ctl_style_daemon_in("subreaper");
+}
+
+#[test]
+fn a_pg_ctl_style_daemon_in_a_cgroup_is_ready_reloaded_restarted_and_stopped() {
+    if env::containment::cgroups("a_pg_ctl_style_daemon_in_a_cgroup…") {
+        a_pg_ctl_style_daemon_in("cgroup");
+    }
+}
+
+fn a_pg_ctl_style_daemon_in(containment: &str) {
+    let env = Env::new(&format!("forking-ctl-{containment}"));
     let pidfile = env.dir.join("server.pid");
     let ready = format!("forking:{}", pidfile.display());
-    let out = start(&env, "wait", &ready, &[]);
+    let out = start_in(&env, containment, "wait", &ready, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let daemon = pid_in(&pidfile).expect("the pid file");
     let _guard = KillOnDrop::new(daemon);
@@ -95,6 +120,10 @@ fn a_pg_ctl_style_daemon_is_ready_reloaded_restarted_after_kill_9_and_stopped() 
         text(&out)
     );
     assert_eq!(env.child_pid("db"), daemon);
+    if containment == "cgroup" {
+        let json = text(&env.daemonic(&["status", "db", "--json"]));
+        assert!(json.contains("\"containment\":\"cgroup /"), "{json}");
+    }
     let logs = logs_with(&env, &format!("daemon: serving as pid {daemon}"));
     assert!(logs.contains("ctl: server starting"), "{logs}");
     assert!(
@@ -156,6 +185,49 @@ fn without_a_pid_file_the_only_process_left_is_the_daemon() {
     let out = env.daemonic(&["stop", "db"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!alive(daemon));
+}
+
+#[test]
+fn a_forking_service_of_a_config_file_is_taken_over_beside_another() {
+    let env = Env::new("forking-up");
+    let (script, pidfile) = ctl(&env);
+    let sleeper = env::fixture("sleeper");
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.db]\ncommand = [\"sh\", {script:?}, \"late\", {pid:?}]\n\
+             ready = \"forking:{pid}\"\n\n\
+             [services.other]\ncommand = [{sleeper:?}, \"3600\"]\ngrace = \"100ms\"\n",
+            pid = pidfile.display().to_string()
+        ),
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let out = env.daemonic(&["up", "-f", &f]);
+    assert!(out.status.success(), "{}", text(&out));
+    let daemon = pid_in(&pidfile).expect("the pid file");
+    let _guard = KillOnDrop::new(daemon);
+    let status = text(&env.daemonic(&["status", "db"]));
+    assert!(status.contains(&format!("pid {daemon}")), "{status}");
+    // kill -9: the supervisor of both restarts it (it reaps the daemon it adopted).
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let again = wait_for("a new daemon", SOON, || {
+        pid_in(&pidfile).filter(|&p| p != daemon && alive(p))
+    });
+    let _guard2 = KillOnDrop::new(again);
+    wait_for("the new daemon to be supervised", SOON, || {
+        let status = text(&env.daemonic(&["status", "db"]));
+        status.contains(&format!("pid {again}")).then_some(())
+    });
+    let out = env.daemonic(&["down", "-f", &f]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(again_gone(again), "the daemon outlived `down`");
+}
+
+/// Whether `pid` has exited (a zombie counts) within `SOON`.
+fn again_gone(pid: Pid) -> bool {
+    KillOnDrop::new(pid).exited_within(SOON)
 }
 
 /// The daemons a failed start left: the `sh` processes whose arguments are the test's
