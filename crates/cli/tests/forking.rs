@@ -152,9 +152,7 @@ fn a_pg_ctl_style_daemon_in(containment: &str) {
     assert!(!alive(daemon));
 
     // stop: the daemon is stopped by its stop signal and nothing is left.
-    let out = env.daemonic(&["stop", "db"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!alive(again), "the daemon outlived its stop");
+    stop(&env, again);
     logs_with(&env, "daemon: stopping");
 }
 
@@ -168,9 +166,14 @@ fn a_daemon_that_writes_its_pid_file_after_its_parent_exited_is_waited_for() {
     let daemon = pid_in(&pidfile).expect("the pid file");
     let _guard = KillOnDrop::new(daemon);
     assert_eq!(env.child_pid("db"), daemon);
+    stop(&env, daemon);
+}
+
+/// `daemonic stop db`, after which `daemon` must be gone.
+fn stop(env: &Env, daemon: Pid) {
     let out = env.daemonic(&["stop", "db"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(!alive(daemon));
+    assert!(!alive(daemon), "the daemon outlived its stop");
 }
 
 #[test]
@@ -182,9 +185,7 @@ fn without_a_pid_file_the_only_process_left_is_the_daemon() {
     let _guard = KillOnDrop::new(daemon);
     let logs = logs_with(&env, &format!("daemon: serving as pid {daemon}"));
     assert!(logs.contains("forked: main process pid"), "{logs}");
-    let out = env.daemonic(&["stop", "db"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!alive(daemon));
+    stop(&env, daemon);
 }
 
 #[test]
@@ -228,6 +229,75 @@ fn a_forking_service_of_a_config_file_is_taken_over_beside_another() {
 /// Whether `pid` has exited (a zombie counts) within `SOON`.
 fn again_gone(pid: Pid) -> bool {
     KillOnDrop::new(pid).exited_within(SOON)
+}
+
+/// A launcher that leaves two processes: a helper, and a daemon that names itself with
+/// `MAINPID=` (python3's socket module, so the sender lives on) after its parent exited.
+const MAINPID: &str = r#"#!/bin/sh
+setsid sleep 3600 &
+setsid /usr/bin/python3 -c '
+import os, socket, sys, time
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+time.sleep(0.2)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"MAINPID=%d" % os.getpid(), addr)
+print("daemon: named itself", flush=True)
+time.sleep(3600)
+' &
+exit 0
+"#;
+
+#[test]
+fn mainpid_names_the_daemon_among_the_processes_left() {
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped mainpid_names_the_daemon…: /usr/bin/python3 is not installed");
+        return;
+    }
+    // Placed in the tree by its cgroup (where one can be had), or as the supervisor's
+    // orphan while the daemon is looked for.
+    for containment in ["auto", "subreaper"] {
+        let env = Env::new(&format!("forking-mainpid-{containment}"));
+        let script = env.dir.join("mainpid.sh");
+        std::fs::write(&script, MAINPID).unwrap();
+        let script = script.display().to_string();
+        let out = run(env.cmd().env("DAEMONIC_CONTAINMENT", containment).args([
+            "start", "--name", "db", "--ready", "forking", "--", "sh", &script,
+        ]));
+        assert!(out.status.success(), "{containment}: {}", text(&out));
+        let daemon = env.child_pid("db");
+        let _guard = KillOnDrop::new(daemon);
+        let comm = std::fs::read_to_string(format!("/proc/{daemon}/comm")).unwrap();
+        assert!(comm.starts_with("python3"), "the main process is {comm}");
+        logs_with(&env, "daemon: named itself");
+        stop(&env, daemon);
+    }
+}
+
+#[test]
+fn two_processes_left_and_no_pid_file_fail_the_start_naming_them() {
+    let env = Env::new("forking-two");
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "db",
+        "--ready",
+        "forking",
+        "--timeout",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 3600 & setsid sleep 3601 & exit 0",
+    ]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("2 processes were left ("), "{said}");
+    assert!(
+        said.contains("ready = \"forking:PATH\", or send MAINPID="),
+        "{said}"
+    );
 }
 
 /// The daemons a failed start left: the `sh` processes whose arguments are the test's
