@@ -275,22 +275,22 @@ fn mainpid_names_the_daemon_among_the_processes_left() {
     }
 }
 
+/// `daemonic start` of `sh -c script`, ready by `forking`.
+fn start_sh(env: &Env, extra: &[&str], script: &str) -> std::process::Output {
+    let mut args = vec!["start", "--name", "db", "--ready", "forking"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "sh", "-c", script]);
+    env.daemonic(&args)
+}
+
 #[test]
 fn two_processes_left_and_no_pid_file_fail_the_start_naming_them() {
     let env = Env::new("forking-two");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "db",
-        "--ready",
-        "forking",
-        "--timeout",
-        "1s",
-        "--",
-        "sh",
-        "-c",
+    let out = start_sh(
+        &env,
+        &["--timeout", "1s"],
         "setsid sleep 3600 & setsid sleep 3601 & exit 0",
-    ]);
+    );
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("2 processes were left ("), "{said}");
@@ -374,17 +374,7 @@ fn a_pid_file_naming_a_process_outside_the_service_is_refused() {
 #[test]
 fn a_launcher_that_fails_is_a_failed_start_with_its_status() {
     let env = Env::new("forking-fail");
-    let out = env.daemonic(&[
-        "start",
-        "--name",
-        "db",
-        "--ready",
-        "forking",
-        "--",
-        "sh",
-        "-c",
-        "echo no config >&2; exit 3",
-    ]);
+    let out = start_sh(&env, &[], "echo no config >&2; exit 3");
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
@@ -430,12 +420,24 @@ fn nginx_of(conf: &Path) -> Vec<Pid> {
 
 #[test]
 fn nginx_in_its_daemonizing_mode_is_ready_reloaded_restarted_and_stopped() {
+    nginx_in("subreaper");
+}
+
+#[test]
+fn nginx_in_its_daemonizing_mode_in_a_cgroup() {
+    if env::containment::cgroups("nginx_in_its_daemonizing_mode_in_a_cgroup") {
+        nginx_in("cgroup");
+    }
+}
+
+/// nginx with `daemon on`, its own pid file, supervised in `containment`.
+fn nginx_in(containment: &str) {
     let nginx = "/usr/sbin/nginx";
     if !Path::new(nginx).exists() {
         eprintln!("skipped nginx_in_its_daemonizing_mode…: {nginx} is not installed");
         return;
     }
-    let env = Env::new("forking-nginx");
+    let env = Env::new(&format!("forking-nginx-{containment}"));
     let prefix = env.dir.join("nginx");
     std::fs::create_dir_all(prefix.join("html")).unwrap();
     std::fs::write(prefix.join("html/index.html"), "hello from nginx\n").unwrap();
@@ -464,9 +466,9 @@ fn nginx_in_its_daemonizing_mode_is_ready_reloaded_restarted_and_stopped() {
     .unwrap();
     let ready = format!("forking:{}", pidfile.display());
     let (conf_s, prefix_s) = (conf.display().to_string(), prefix.display().to_string());
-    let out = env.daemonic(&[
+    let out = run(env.cmd().env("DAEMONIC_CONTAINMENT", containment).args([
         "start", "--name", "web", "--ready", &ready, "--", nginx, "-c", &conf_s, "-p", &prefix_s,
-    ]);
+    ]));
     let said = text(&out);
     let cleanup: Vec<KillOnDrop> = nginx_of(&conf).into_iter().map(KillOnDrop::new).collect();
     assert!(out.status.success(), "{said}");
