@@ -12,7 +12,11 @@
 //! Invariants:
 //! - A child exists exactly in `Starting`, `Ready` and `Stopping` (after its exit, while
 //!   its tree is torn down, the unit holds back the exit and every event but a stop or
-//!   restart request: the machine sees the exit only once the tree is gone).
+//!   restart request: the machine sees the exit only once the tree is gone). A forking
+//!   service (`ReadyWhen::Forked`) is the one exception: in `Starting`, after its started
+//!   process has exited with a success status, the unit looks for the daemon it left
+//!   (`unit/forking.rs`) and says `Forked` (its child now) or `ForkFailed`; a stop or
+//!   start timeout meanwhile tears down what it left, and that is the exit.
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
 //!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in

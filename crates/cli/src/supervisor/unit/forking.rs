@@ -151,6 +151,10 @@ impl Unit {
     /// The daemon, adopted: or why it cannot be taken over (yet).
     fn find_daemon(&self) -> Result<PidFd, String> {
         let pid = match (&self.told.main_pid, self.pid_file()) {
+            // Its handle says whether it is still that process.
+            (Some(m), _) if m.wait_exit(Duration::ZERO).unwrap_or(true) => {
+                return Err(format!("pid {} (MAINPID=) has exited", m.pid()));
+            }
             (Some(m), _) => m.pid(),
             (None, Some(path)) => read_pid_file(&path)?,
             (None, None) => self.only_child()?,
@@ -161,17 +165,25 @@ impl Unit {
             }
             _ => format!("pid {pid}"),
         };
-        if !self.may_adopt(pid) {
-            return Err(format!("{what}, which is not a process of its tree"));
+        let foreign = || format!("{what}, which is not a process of its tree");
+        // Checked with the handle open (and claimed): the pid cannot be another's since.
+        let handle = PidFd::adopt(pid).map_err(|e| format!("{} ({e})", foreign()))?;
+        if !self.in_tree(pid) {
+            return Err(foreign());
         }
-        PidFd::adopt(pid).map_err(|e| format!("{what}, which is not a process of its tree ({e})"))
+        Ok(handle)
     }
 
-    /// Whether `pid` may be this service's daemon: not the sentinel, not claimed, and in
-    /// its cgroup when it has one (that it is the supervisor's child is
-    /// [`PidFd::adopt`]'s check).
+    /// Whether `pid` may be this service's daemon: a child of the supervisor that nothing
+    /// claims (what [`PidFd::adopt`] checks too) and [in its tree](Self::in_tree).
     fn may_adopt(&self, pid: Pid) -> bool {
-        if self.sentinel == Some(pid.as_raw()) || daemonic::process::is_claimed(pid) {
+        !daemonic::process::is_claimed(pid) && self.in_tree(pid)
+    }
+
+    /// Whether `pid`, a child of the supervisor, is of this service's tree: not the
+    /// sentinel, and in its cgroup when it has one.
+    fn in_tree(&self, pid: Pid) -> bool {
+        if self.sentinel == Some(pid.as_raw()) {
             return false;
         }
         match self.cgroup() {
