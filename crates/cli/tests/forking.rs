@@ -4,20 +4,18 @@
 //! restarted after `kill -9`, reloaded, stopped, its output in `logs`. A pid file that
 //! never appears, or names a process outside the service, fails the start and says so.
 //!
-//! Shown with a `pg_ctl start`-style launcher (a shell script: the daemon in a session of
-//! its own, the launcher waits for its pid file) and with nginx in its default
-//! daemonizing mode (skipped where `/usr/sbin/nginx` is missing).
+//! Shown here with a `pg_ctl start`-style launcher (a shell script: the daemon in a session
+//! of its own, the launcher waits for its pid file) and variations of it; nginx in its
+//! default daemonizing mode is `forking_nginx.rs`.
 
 use daemonic_test_support as support;
 
 mod env;
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use daemonic::Pid;
+use env::daemons::{self, pid_in};
 use env::{Env, text};
 use support::*;
 
@@ -52,12 +50,6 @@ fn ctl(env: &Env) -> (String, PathBuf) {
     let script = env.dir.join("ctl.sh");
     std::fs::write(&script, CTL).unwrap();
     (script.display().to_string(), env.dir.join("server.pid"))
-}
-
-/// The pid a pid file holds, once it holds one.
-fn pid_in(path: &Path) -> Option<Pid> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.trim().parse().ok().map(Pid::from_raw)
 }
 
 /// `daemonic start` of the launcher in `mode`, ready by `ready`.
@@ -154,6 +146,37 @@ fn a_pg_ctl_style_daemon_in(containment: &str) {
     // stop: the daemon is stopped by its stop signal and nothing is left.
     stop(&env, again);
     logs_with(&env, "daemon: stopping");
+}
+
+#[test]
+fn run_in_the_foreground_takes_the_daemon_over_and_ends_it_on_sigterm() {
+    let env = Env::new("forking-run");
+    let (script, pidfile) = ctl(&env);
+    let pid = pidfile.display().to_string();
+    let ready = format!("forking:{pid}");
+    let mut run = env
+        .cmd()
+        .args([
+            "run", "--name", "db", "--ready", &ready, "--", "sh", &script, "wait", &pid,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let supervisor = KillOnDrop::new(Pid::from_raw(run.id() as i32));
+    let daemon = wait_for("the daemon's pid file", SOON, || pid_in(&pidfile));
+    let _guard = KillOnDrop::new(daemon);
+    wait_for("the daemon to be supervised", SOON, || {
+        let status = text(&env.daemonic(&["status", "db"]));
+        (status.contains("ready") && status.contains(&format!("pid {daemon}"))).then_some(())
+    });
+    nix::sys::signal::kill(supervisor.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let ended = run.wait().unwrap();
+    assert!(ended.code().is_some(), "run ended by a signal: {ended:?}");
+    assert!(
+        !alive(daemon),
+        "the daemon outlived its supervisor's SIGTERM"
+    );
 }
 
 #[test]
@@ -300,23 +323,6 @@ fn two_processes_left_and_no_pid_file_fail_the_start_naming_them() {
     );
 }
 
-/// The daemons a failed start left: the `sh` processes whose arguments are the test's
-/// pid file (none must be left).
-fn daemons_of(pidfile: &Path) -> Vec<Pid> {
-    let wanted = pidfile.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .map(Pid::from_raw)
-        .filter(|&p| alive(p))
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
-        })
-        .collect()
-}
-
 #[test]
 fn a_pid_file_that_never_appears_fails_the_start_naming_it() {
     let env = Env::new("forking-never");
@@ -330,7 +336,7 @@ fn a_pid_file_that_never_appears_fails_the_start_naming_it() {
         "{said}"
     );
     wait_for("the daemon of the failed start to be gone", SOON, || {
-        daemons_of(&pidfile).is_empty().then_some(())
+        daemons::naming(&pidfile).is_empty().then_some(())
     });
 }
 
@@ -367,7 +373,7 @@ fn a_pid_file_naming_a_process_outside_the_service_is_refused() {
     let _ = other.kill();
     let _ = other.wait();
     wait_for("the daemon of the refused start to be gone", SOON, || {
-        daemons_of(&pidfile).is_empty().then_some(())
+        daemons::naming(&pidfile).is_empty().then_some(())
     });
 }
 
@@ -381,154 +387,4 @@ fn a_launcher_that_fails_is_a_failed_start_with_its_status() {
         said.contains("exited with status 3 before it was ready"),
         "{said}"
     );
-}
-
-/// A port nobody listens on right now (bound on :0 and let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The body of `GET /` on 127.0.0.1:`port`, or the error a client sees.
-fn get(port: u16) -> std::io::Result<String> {
-    let mut c = TcpStream::connect(("127.0.0.1", port))?;
-    c.set_read_timeout(Some(SOON))?;
-    write!(c, "GET / HTTP/1.0\r\nHost: test\r\n\r\n")?;
-    let mut body = String::new();
-    c.read_to_string(&mut body)?;
-    Ok(body)
-}
-
-/// nginx's worker processes: the children of `master`.
-fn workers(master: Pid) -> Vec<Pid> {
-    let path = format!("/proc/{master}/task/{master}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .map(Pid::from_raw)
-        .collect()
-}
-
-/// Every nginx process whose command line names `conf` (none must outlive a stop).
-fn nginx_of(conf: &Path) -> Vec<Pid> {
-    daemons_of(conf)
-}
-
-#[test]
-fn nginx_in_its_daemonizing_mode_is_ready_reloaded_restarted_and_stopped() {
-    nginx_in("subreaper");
-}
-
-#[test]
-fn nginx_in_its_daemonizing_mode_in_a_cgroup() {
-    if env::containment::cgroups("nginx_in_its_daemonizing_mode_in_a_cgroup") {
-        nginx_in("cgroup");
-    }
-}
-
-/// nginx with `daemon on`, its own pid file, supervised in `containment`.
-fn nginx_in(containment: &str) {
-    let nginx = "/usr/sbin/nginx";
-    if !Path::new(nginx).exists() {
-        eprintln!("skipped nginx_in_its_daemonizing_mode…: {nginx} is not installed");
-        return;
-    }
-    let env = Env::new(&format!("forking-nginx-{containment}"));
-    let prefix = env.dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("html")).unwrap();
-    std::fs::write(prefix.join("html/index.html"), "hello from nginx\n").unwrap();
-    let port = free_port();
-    let pidfile = prefix.join("nginx.pid");
-    // `daemon on` is nginx's default: the master forks, the parent exits 0.
-    let user = if nix::unistd::geteuid().is_root() {
-        "user root;\n"
-    } else {
-        ""
-    };
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{user}worker_processes 2;\npid {pid};\nerror_log {p}/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {p}/access.log;\n  client_body_temp_path {p}/tmp;\n\
-             proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n\
-             scgi_temp_path {p}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {p}/html; }}\n}}\n",
-            pid = pidfile.display(),
-            p = prefix.display()
-        ),
-    )
-    .unwrap();
-    let ready = format!("forking:{}", pidfile.display());
-    let (conf_s, prefix_s) = (conf.display().to_string(), prefix.display().to_string());
-    let out = run(env.cmd().env("DAEMONIC_CONTAINMENT", containment).args([
-        "start", "--name", "web", "--ready", &ready, "--", nginx, "-c", &conf_s, "-p", &prefix_s,
-    ]));
-    let said = text(&out);
-    let cleanup: Vec<KillOnDrop> = nginx_of(&conf).into_iter().map(KillOnDrop::new).collect();
-    assert!(out.status.success(), "{said}");
-    let master = pid_in(&pidfile).expect("nginx's pid file");
-    assert!(
-        said.contains(&format!("web: ready (pid {master})")),
-        "{said}"
-    );
-    assert_eq!(env.child_pid("web"), master);
-    let body = wait_for("nginx to serve", SOON, || get(port).ok());
-    assert!(body.contains("hello from nginx"), "{body}");
-
-    // reload (SIGHUP): new workers, the same master, still serving.
-    let before = wait_for("nginx's workers", SOON, || {
-        Some(workers(master)).filter(|w| w.len() == 2)
-    });
-    let out = env.daemonic(&["reload", "web"]);
-    assert!(out.status.success(), "{}", text(&out));
-    wait_for("new workers", SOON, || {
-        let now = workers(master);
-        (now.len() == 2 && now.iter().all(|w| !before.contains(w))).then_some(())
-    });
-    assert_eq!(env.child_pid("web"), master);
-    assert!(get(port).unwrap().contains("hello from nginx"));
-    let error_log = std::fs::read_to_string(prefix.join("error.log")).unwrap();
-    assert!(error_log.contains("reconfiguring"), "{error_log}");
-
-    // kill -9 of the master: restarted with a new master, serving again.
-    nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let again = wait_for("a new nginx master", SOON, || {
-        pid_in(&pidfile)
-            .filter(|&p| p != master && alive(p))
-            .filter(|&p| env.child_pid("web") == p)
-    });
-    let _cleanup2: Vec<KillOnDrop> = nginx_of(&conf).into_iter().map(KillOnDrop::new).collect();
-    wait_for("the new nginx to serve", SOON, || get(port).ok());
-    // The old master's workers did not survive it.
-    for w in &before {
-        assert!(!alive(*w), "worker {w} of the killed master is still there");
-    }
-
-    // logs: the supervisor's own lines about the daemon it took over.
-    let logs = text(&env.daemonic(&["logs", "web", "-n", "100"]));
-    assert!(
-        logs.contains(&format!("forked: main process pid {master}")),
-        "{logs}"
-    );
-    assert!(
-        logs.contains(&format!("forked: main process pid {again}")),
-        "{logs}"
-    );
-
-    // stop: no nginx process is left.
-    let out = env.daemonic(&["stop", "web"]);
-    assert!(out.status.success(), "{}", text(&out));
-    wait_for(
-        "every nginx process to be gone",
-        Duration::from_secs(5),
-        || nginx_of(&conf).is_empty().then_some(()),
-    );
-    assert!(get(port).is_err(), "nginx still serves after its stop");
-    drop(cleanup);
 }
