@@ -388,3 +388,11 @@ fn a_launcher_that_fails_is_a_failed_start_with_its_status() {
         "{said}"
     );
 }
+
+#[test]
+fn a_one_shot_with_ready_forking_completes_as_a_one_shot() {
+    let env = Env::new("forking-oneshot");
+    let out = start_sh(&env, &["--type", "oneshot"], "setsid sleep 3600 & exit 0");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("db: completed"), "{}", text(&out));
+}

@@ -29,7 +29,7 @@ use daemonic::process::{Exit, PidFd};
 
 use super::{Child, Unit};
 use crate::service::Readiness;
-use crate::supervisor::machine::Event;
+use crate::supervisor::machine::{Event, ReadyWhen};
 use crate::supervisor::notify::{cgroup_of, in_cgroup};
 
 /// How often the daemon is looked for while it cannot be found yet.
@@ -49,9 +49,10 @@ pub(super) struct Awaiting {
 }
 
 impl Unit {
-    /// Whether this service's program daemonizes itself (`ready = "forking"`).
+    /// Whether this service's program daemonizes itself (`ready = "forking"`; not for a
+    /// one-shot, whose readiness is its exit whatever `ready` says).
     pub fn forking(&self) -> bool {
-        matches!(self.service.ready, Readiness::Forking(_))
+        self.machine.config().readiness == ReadyWhen::Forked
     }
 
     /// Whether the supervisor must reap orphans for this unit: it holds its tree as a
