@@ -396,3 +396,51 @@ fn a_one_shot_with_ready_forking_completes_as_a_one_shot() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("db: completed"), "{}", text(&out));
 }
+
+#[test]
+fn a_pid_file_naming_another_services_orphan_is_refused() {
+    if !root("a_pid_file_naming_another_services_orphan_is_refused") {
+        return;
+    }
+    // One supervisor, no cgroups: root's `other` leaves an orphan (the supervisor's child
+    // once its parent has gone), whose pid the hostile `db` (uid 65534) names.
+    let env = Env::new("forking-steal");
+    let shared = env.dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let orphan_file = shared.join("orphan");
+    let pidfile = shared.join("db.pid");
+    let file = env.dir.join("daemonic.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.other]\ncommand = [\"sh\", \"-c\", \"umask 022; sh -c 'setsid sleep 3600 & echo $$! > {o}'; \
+             exec sleep 3600\"]\ngrace = \"100ms\"\n\n\
+             [services.db]\ncommand = [\"sh\", \"-c\", \"while [ ! -s {o} ]; do sleep 0.01; done; \
+             cat {o} > {p}; exit 0\"]\nready = \"forking:{p}\"\nuser = \"65534\"\ntimeout = \"1s\"\n\
+             start-retries = 0\n",
+            o = orphan_file.display(),
+            p = pidfile.display()
+        ),
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let out = run(env
+        .cmd()
+        .env("DAEMONIC_CONTAINMENT", "subreaper")
+        .args(["up", "-f", &f]));
+    let said = text(&out);
+    let orphan = pid_in(&orphan_file).expect("other's orphan");
+    let _guard = KillOnDrop::new(orphan);
+    assert!(
+        said.contains(&format!(
+            "names pid {orphan}, which is not a process of its tree"
+        )),
+        "{said}"
+    );
+    assert!(alive(orphan), "the other service's orphan was signalled");
+    let status = text(&env.daemonic(&["status", "db"]));
+    assert!(status.starts_with("db: gave-up"), "{status}");
+    let out = env.daemonic(&["down", "-f", &f]);
+    assert!(out.status.success(), "{}", text(&out));
+}

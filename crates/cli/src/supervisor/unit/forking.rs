@@ -9,23 +9,28 @@
 //! The supervisor is a child subreaper whenever a service forks (see
 //! [`Unit::contain`]), so the daemon is re-parented to it and its exit is reaped here.
 //!
-//! A pid file is hostile input (the service's user may write it): its last component
-//! is opened without following a symbolic link, at most [`PID_FILE_MAX`] bytes are read,
+//! A pid file is hostile input (the service's user may write it): the directories to it
+//! are walked following only symlinks nobody but root could have made, the file itself is
+//! opened without following one, at most [`PID_FILE_MAX`] bytes are read,
 //! and the pid it names is taken only if that process is in the service's tree — in its
-//! cgroup if it has one, and an orphan the supervisor adopted (the kernel's list of its
-//! children says so, and no other handle claims it), never the sentinel. Until the pid
+//! cgroup if it has one, running as its user if it has one, and an orphan the supervisor
+//! adopted (the kernel's list of its children says so, and no other handle claims it),
+//! never the sentinel. Until the pid
 //! file names such a process (a daemon may write it after its parent has exited), it is
 //! read again every [`LOOK_INTERVAL`]; when the start timeout has passed since the exit,
 //! the start fails, and the message names the file and what it held.
 
 use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use daemonic::Pid;
+use daemonic::logging::{Contents, LogDir};
 use daemonic::process::{Exit, PidFd};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 
 use super::{Child, Unit};
 use crate::service::Readiness;
@@ -182,9 +187,15 @@ impl Unit {
     }
 
     /// Whether `pid`, a child of the supervisor, is of this service's tree: not the
-    /// sentinel, and in its cgroup when it has one.
+    /// sentinel, running as the service's user when it has one (another service's orphan,
+    /// or root's, is not its daemon), and in its cgroup when it has one.
     fn in_tree(&self, pid: Pid) -> bool {
         if self.sentinel == Some(pid.as_raw()) {
+            return false;
+        }
+        if let Some(uid) = self.service.privileges.as_ref().and_then(|p| p.uid())
+            && real_uid(pid) != Some(uid.as_raw())
+        {
             return false;
         }
         match self.cgroup() {
@@ -215,24 +226,36 @@ impl Unit {
     }
 }
 
-/// The pid in a program's pid file; why not, naming the file and what it holds.
+/// The pid in a program's pid file; why not, naming the file and what it holds. The
+/// directories to it are walked as a log's are ([`LogDir`]: a symlink on the way is
+/// followed only if nobody but root could have made it, so `/var/run -> /run` works and a
+/// link the service planted does not), the file itself is never a symlink.
 pub(super) fn read_pid_file(path: &Path) -> Result<Pid, String> {
     let shown = path.display();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path);
-    let file = match file {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("pid file {shown} did not appear"));
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+    let missing = || format!("pid file {shown} did not appear");
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("pid file {shown}: not a file name"))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = match LogDir::open_for(parent, false, Contents::PidFiles) {
+        Ok(d) => d,
+        // Its directory may be made by the program too.
+        Err(e) if e.os_error() == Some(libc::ENOENT) => return Err(missing()),
+        Err(e) => return Err(format!("pid file {shown}: {e}")),
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let file = match openat(&dir, name, flags | OFlag::O_NOCTTY, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(Errno::ENOENT) => return Err(missing()),
+        Err(Errno::ELOOP) => {
             return Err(format!(
                 "pid file {shown} is a symbolic link (not followed)"
             ));
         }
-        Err(e) => return Err(format!("pid file {shown}: {e}")),
+        Err(e) => return Err(format!("pid file {shown}: {}", e.desc())),
     };
     match file.metadata() {
         Ok(m) if m.is_file() => {}
@@ -260,6 +283,13 @@ fn parse_pid(text: &str) -> Option<Pid> {
         .ok()
         .filter(|&n| n > 0)
         .map(Pid::from_raw)
+}
+
+/// `pid`'s real uid, from `/proc/PID/status`.
+fn real_uid(pid: Pid) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// The supervisor's live children, from `/proc/self/task/*/children` (each thread's).
@@ -307,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_file_that_is_a_symlink_is_not_followed() {
+    fn a_pid_file_or_a_directory_to_it_that_the_service_could_plant_is_not_followed() {
         let dir = std::env::temp_dir().join(format!("daemonic-pidfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let real = dir.join("real.pid");
@@ -315,11 +345,28 @@ mod tests {
         let link = dir.join("link.pid");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&real, &link).unwrap();
+        // A directory on the way that is a symlink: followed only if root (or we) made it.
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        std::fs::write(dir.join("run/web.pid"), "4321\n").unwrap();
+        let var_run = dir.join("var-run");
+        let _ = std::fs::remove_file(&var_run);
+        std::os::unix::fs::symlink(dir.join("run"), &var_run).unwrap();
+        let trusted = read_pid_file(&var_run.join("web.pid"));
+        let planted = nix::unistd::geteuid().is_root().then(|| {
+            let nobody = Some(nix::unistd::Uid::from_raw(65534));
+            std::os::unix::fs::lchown(&var_run, nobody.map(|u| u.as_raw()), None).unwrap();
+            read_pid_file(&var_run.join("web.pid"))
+        });
         let read = (read_pid_file(&real), read_pid_file(&link));
         let missing = read_pid_file(&dir.join("none.pid"));
         std::fs::write(&real, "12 lines\u{1b}[2J").unwrap();
         let garbage = read_pid_file(&real);
         std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(trusted, Ok(Pid::from_raw(4321)));
+        if let Some(planted) = planted {
+            let why = planted.unwrap_err();
+            assert!(why.contains("open pid file directory"), "{why}");
+        }
         assert_eq!(read.0, Ok(Pid::from_raw(1234)));
         assert!(
             read.1
