@@ -86,7 +86,7 @@ fn logs_with(env: &Env, line: &str) -> String {
 }
 
 #[test]
-fn a_pg_ctl_style_daemon_is_ready_reloaded_restarted_after_kill_9_and_stopped() {
+fn a_pg_ctl_style_daemon_is_ready_reloaded_restarted_killed_and_stopped() {
     a_pg_ctl_style_daemon_in("subreaper");
 }
 
@@ -127,6 +127,16 @@ fn a_pg_ctl_style_daemon_in(containment: &str) {
     let out = env.daemonic(&["reload", "db"]);
     assert!(out.status.success(), "{}", text(&out));
     logs_with(&env, "daemon: reloaded");
+
+    // restart: the daemon stopped, a new launcher run, its daemon taken over.
+    let out = env.daemonic(&["restart", "db"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!alive(daemon), "the daemon outlived its restart");
+    let daemon = wait_for("the restarted daemon", SOON, || {
+        pid_in(&pidfile).filter(|&p| p != daemon && alive(p))
+    });
+    let _guard1 = KillOnDrop::new(daemon);
+    assert_eq!(env.child_pid("db"), daemon);
 
     // kill -9 of the real daemon: a failure, restarted; the new daemon taken over.
     nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGKILL).unwrap();
