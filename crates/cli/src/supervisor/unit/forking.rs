@@ -131,7 +131,7 @@ impl Unit {
                 self.awaiting = None;
                 self.probe_failure = None;
                 let why = format!(
-                    "{why} within {} (--timeout)",
+                    "still after {} (--timeout): {why}",
                     crate::human::span(self.service.start_timeout)
                 );
                 self.fork_failure = Some(why);
@@ -258,7 +258,12 @@ pub(super) fn read_pid_file(path: &Path) -> Result<Pid, String> {
         Err(e) => return Err(format!("pid file {shown}: {}", e.desc())),
     };
     match file.metadata() {
-        Ok(m) if m.is_file() => {}
+        // One link: not a hard link the service made to a file it may not read.
+        Ok(m) if m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1 => {}
+        Ok(m) if m.is_file() => {
+            let links = std::os::unix::fs::MetadataExt::nlink(&m);
+            return Err(format!("pid file {shown} has {links} links (refused)"));
+        }
         Ok(_) => return Err(format!("pid file {shown} is not a regular file")),
         Err(e) => return Err(format!("pid file {shown}: {e}")),
     }
@@ -361,6 +366,8 @@ mod tests {
         let missing = read_pid_file(&dir.join("none.pid"));
         std::fs::write(&real, "12 lines\u{1b}[2J").unwrap();
         let garbage = read_pid_file(&real);
+        std::fs::hard_link(&real, dir.join("hard.pid")).unwrap();
+        let hard = read_pid_file(&dir.join("hard.pid"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(trusted, Ok(Pid::from_raw(4321)));
         if let Some(planted) = planted {
@@ -374,6 +381,10 @@ mod tests {
                 .contains("is a symbolic link (not followed)")
         );
         assert!(missing.unwrap_err().ends_with("none.pid did not appear"));
+        assert!(
+            hard.unwrap_err()
+                .ends_with("hard.pid has 2 links (refused)")
+        );
         let garbage = garbage.unwrap_err();
         assert!(
             garbage.ends_with(r#"holds "12 lines\x1b[2J", not a pid"#),
