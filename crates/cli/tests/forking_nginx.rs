@@ -53,152 +53,190 @@ fn nginx_in_its_daemonizing_mode_in_a_cgroup() {
     }
 }
 
+/// An nginx.conf: `workers` worker processes listening on 127.0.0.1:`port` serving
+/// `root`; its pid file, logs and temporary files in `dir`; `extra` first (`user root;`).
+/// `daemon on`, nginx's default: the master forks, the parent exits 0.
+fn nginx_conf(extra: &str, workers: u32, dir: &str, root: &str, port: u16) -> String {
+    format!(
+        "{extra}worker_processes {workers};\npid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {dir}/access.log;\n  client_body_temp_path {dir};\n\
+         proxy_temp_path {dir};\n  fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n\
+         scgi_temp_path {dir};\n\
+         server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n"
+    )
+}
+
+/// nginx under `daemonic start` in a test's directory.
+struct Nginx {
+    env: Env,
+    prefix: std::path::PathBuf,
+    conf: std::path::PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    /// Its prefix, config and page; not started.
+    fn new(containment: &str) -> Nginx {
+        let env = Env::new(&format!("forking-nginx-{containment}"));
+        let prefix = env.dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("html")).unwrap();
+        std::fs::write(prefix.join("html/index.html"), "hello from nginx\n").unwrap();
+        let port = free_port();
+        let root = nix::unistd::geteuid().is_root();
+        let p = prefix.display().to_string();
+        let conf = prefix.join("nginx.conf");
+        let user = if root { "user root;\n" } else { "" };
+        std::fs::write(&conf, nginx_conf(user, 2, &p, &format!("{p}/html"), port)).unwrap();
+        Nginx {
+            env,
+            prefix,
+            conf,
+            port,
+        }
+    }
+
+    fn pid_file(&self) -> std::path::PathBuf {
+        self.prefix.join("nginx.pid")
+    }
+
+    /// `daemonic start --ready forking:PIDFILE -- nginx …` in `containment`.
+    fn start(&self, containment: &str) -> std::process::Output {
+        let ready = format!("forking:{}", self.pid_file().display());
+        let conf = self.conf.display().to_string();
+        let prefix = self.prefix.display().to_string();
+        run(self
+            .env
+            .cmd()
+            .env("DAEMONIC_CONTAINMENT", containment)
+            .args([
+                "start", "--name", "web", "--ready", &ready, "--", NGINX, "-c", &conf, "-p",
+                &prefix,
+            ]))
+    }
+
+    /// Guards on every nginx process of this config now.
+    fn guards(&self) -> Vec<KillOnDrop> {
+        daemons::naming(&self.conf)
+            .into_iter()
+            .map(KillOnDrop::new)
+            .collect()
+    }
+
+    /// `daemonic reload web`: new workers, the same master, still serving.
+    fn check_reload(&self, master: Pid) {
+        let before = wait_for("nginx's workers", SOON, || {
+            Some(workers(master)).filter(|w| w.len() == 2)
+        });
+        let out = self.env.daemonic(&["reload", "web"]);
+        assert!(out.status.success(), "{}", text(&out));
+        wait_for("new workers", SOON, || {
+            let now = workers(master);
+            (now.len() == 2 && now.iter().all(|w| !before.contains(w))).then_some(())
+        });
+        assert_eq!(self.env.child_pid("web"), master);
+        assert!(get(self.port).unwrap().contains("hello from nginx"));
+        let error_log = std::fs::read_to_string(self.prefix.join("error.log")).unwrap();
+        assert!(error_log.contains("reconfiguring"), "{error_log}");
+    }
+
+    /// `kill -9` of the master: a new master, supervised and serving, its old workers
+    /// gone; the new master's pid.
+    fn check_kill_9(&self, master: Pid) -> Pid {
+        let before = workers(master);
+        nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let again = wait_for("a new nginx master", SOON, || {
+            pid_in(&self.pid_file())
+                .filter(|&p| p != master && alive(p))
+                .filter(|&p| self.env.child_pid("web") == p)
+        });
+        wait_for("the new nginx to serve", SOON, || get(self.port).ok());
+        for w in &before {
+            assert!(!alive(*w), "worker {w} of the killed master is still there");
+        }
+        again
+    }
+}
+
+/// Where nginx is installed (Debian's package).
+const NGINX: &str = "/usr/sbin/nginx";
+
 /// nginx with `daemon on`, its own pid file, supervised in `containment`.
 fn nginx_in(containment: &str) {
-    let nginx = "/usr/sbin/nginx";
-    if !Path::new(nginx).exists() {
-        eprintln!("skipped nginx_in_its_daemonizing_mode…: {nginx} is not installed");
+    if !Path::new(NGINX).exists() {
+        eprintln!("skipped nginx_in_its_daemonizing_mode…: {NGINX} is not installed");
         return;
     }
-    let env = Env::new(&format!("forking-nginx-{containment}"));
-    let prefix = env.dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("html")).unwrap();
-    std::fs::write(prefix.join("html/index.html"), "hello from nginx\n").unwrap();
-    let port = free_port();
-    let pidfile = prefix.join("nginx.pid");
-    // `daemon on` is nginx's default: the master forks, the parent exits 0.
-    let user = if nix::unistd::geteuid().is_root() {
-        "user root;\n"
-    } else {
-        ""
-    };
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{user}worker_processes 2;\npid {pid};\nerror_log {p}/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {p}/access.log;\n  client_body_temp_path {p}/tmp;\n\
-             proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n\
-             scgi_temp_path {p}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {p}/html; }}\n}}\n",
-            pid = pidfile.display(),
-            p = prefix.display()
-        ),
-    )
-    .unwrap();
-    let ready = format!("forking:{}", pidfile.display());
-    let (conf_s, prefix_s) = (conf.display().to_string(), prefix.display().to_string());
-    let out = run(env.cmd().env("DAEMONIC_CONTAINMENT", containment).args([
-        "start", "--name", "web", "--ready", &ready, "--", nginx, "-c", &conf_s, "-p", &prefix_s,
-    ]));
+    let nginx = Nginx::new(containment);
+    let out = nginx.start(containment);
     let said = text(&out);
-    let cleanup: Vec<KillOnDrop> = daemons::naming(&conf)
-        .into_iter()
-        .map(KillOnDrop::new)
-        .collect();
+    let cleanup = nginx.guards();
     assert!(out.status.success(), "{said}");
-    let master = pid_in(&pidfile).expect("nginx's pid file");
+    let master = pid_in(&nginx.pid_file()).expect("nginx's pid file");
     assert!(
         said.contains(&format!("web: ready (pid {master})")),
         "{said}"
     );
-    assert_eq!(env.child_pid("web"), master);
-    let body = wait_for("nginx to serve", SOON, || get(port).ok());
+    assert_eq!(nginx.env.child_pid("web"), master);
+    let body = wait_for("nginx to serve", SOON, || get(nginx.port).ok());
     assert!(body.contains("hello from nginx"), "{body}");
 
-    // reload (SIGHUP): new workers, the same master, still serving.
-    let before = wait_for("nginx's workers", SOON, || {
-        Some(workers(master)).filter(|w| w.len() == 2)
-    });
-    let out = env.daemonic(&["reload", "web"]);
-    assert!(out.status.success(), "{}", text(&out));
-    wait_for("new workers", SOON, || {
-        let now = workers(master);
-        (now.len() == 2 && now.iter().all(|w| !before.contains(w))).then_some(())
-    });
-    assert_eq!(env.child_pid("web"), master);
-    assert!(get(port).unwrap().contains("hello from nginx"));
-    let error_log = std::fs::read_to_string(prefix.join("error.log")).unwrap();
-    assert!(error_log.contains("reconfiguring"), "{error_log}");
-
-    // kill -9 of the master: restarted with a new master, serving again.
-    nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let again = wait_for("a new nginx master", SOON, || {
-        pid_in(&pidfile)
-            .filter(|&p| p != master && alive(p))
-            .filter(|&p| env.child_pid("web") == p)
-    });
-    let _cleanup2: Vec<KillOnDrop> = daemons::naming(&conf)
-        .into_iter()
-        .map(KillOnDrop::new)
-        .collect();
-    wait_for("the new nginx to serve", SOON, || get(port).ok());
-    // The old master's workers did not survive it.
-    for w in &before {
-        assert!(!alive(*w), "worker {w} of the killed master is still there");
-    }
+    nginx.check_reload(master);
+    let again = nginx.check_kill_9(master);
+    let _cleanup2 = nginx.guards();
 
     // logs: the supervisor's own lines about the daemon it took over.
-    let logs = text(&env.daemonic(&["logs", "web", "-n", "100"]));
-    assert!(
-        logs.contains(&format!("forked: main process pid {master}")),
-        "{logs}"
-    );
-    assert!(
-        logs.contains(&format!("forked: main process pid {again}")),
-        "{logs}"
-    );
+    let logs = text(&nginx.env.daemonic(&["logs", "web", "-n", "100"]));
+    for pid in [master, again] {
+        let line = format!("forked: main process pid {pid}");
+        assert!(logs.contains(&line), "{logs}");
+    }
 
     // stop: no nginx process is left.
-    let out = env.daemonic(&["stop", "web"]);
+    let out = nginx.env.daemonic(&["stop", "web"]);
     assert!(out.status.success(), "{}", text(&out));
     wait_for(
         "every nginx process to be gone",
         Duration::from_secs(5),
-        || daemons::naming(&conf).is_empty().then_some(()),
+        || daemons::naming(&nginx.conf).is_empty().then_some(()),
     );
-    assert!(get(port).is_err(), "nginx still serves after its stop");
+    assert!(
+        get(nginx.port).is_err(),
+        "nginx still serves after its stop"
+    );
     drop(cleanup);
 }
 
 /// Inside the systemd sandbox: the staged binaries, nginx's config and its page.
 const STAGE: &str = "/run/e2e";
 
-#[test]
-fn a_generated_type_forking_unit_runs_nginx_under_a_real_systemd() {
-    use support::sandbox::Sandbox;
-    let nginx = "/usr/sbin/nginx";
-    if !Path::new(nginx).exists() {
-        eprintln!("skipped a_generated_type_forking_unit…: {nginx} is not installed");
-        return;
-    }
-    let Some(sb) = Sandbox::boot() else { return };
+/// Stages daemonic, nginx's config and page and a config file for `web` (nginx as the
+/// unit's dynamic user: everything it writes is below its RuntimeDirectory) into `sb`.
+fn stage_nginx(sb: &support::sandbox::Sandbox, port: u16) {
     let host = support::TempDir::new("forking-e2e");
-    let port = free_port();
-    // Run as the unit's dynamic user: everything it writes is below its RuntimeDirectory.
     let conf = host.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1;\npid /run/web/nginx.pid;\nerror_log /run/web/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log /run/web/access.log;\n  client_body_temp_path /run/web;\n\
-             proxy_temp_path /run/web;\n  fastcgi_temp_path /run/web;\n  uwsgi_temp_path /run/web;\n\
-             scgi_temp_path /run/web;\n\
-             server {{ listen 127.0.0.1:{port}; root {STAGE}; }}\n}}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, nginx_conf("", 1, "/run/web", STAGE, port)).unwrap();
     let page = host.join("index.html");
     std::fs::write(&page, "hello from nginx under systemd\n").unwrap();
     let config = format!(
-        "[services.web]\ncommand = [{nginx:?}, \"-c\", \"{STAGE}/nginx.conf\", \"-p\", \"/run/web\", \
+        "[services.web]\ncommand = [{NGINX:?}, \"-c\", \"{STAGE}/nginx.conf\", \"-p\", \"/run/web\", \
          \"-e\", \"/run/web/error.log\"]\nready = \"forking:/run/web/nginx.pid\"\n\
          unit-runtime-directory = [\"web\"]\n"
     );
     let daemonic = Path::new(env!("CARGO_BIN_EXE_daemonic"));
     sb.stage(STAGE, &[daemonic, &conf, &page], &config);
+}
+
+#[test]
+fn a_generated_type_forking_unit_runs_nginx_under_a_real_systemd() {
+    use support::sandbox::Sandbox;
+    if !Path::new(NGINX).exists() {
+        eprintln!("skipped a_generated_type_forking_unit…: {NGINX} is not installed");
+        return;
+    }
+    let Some(sb) = Sandbox::boot() else { return };
+    let port = free_port();
+    stage_nginx(&sb, port);
     let cfg = format!("{STAGE}/daemonic.toml");
     let d = format!("{STAGE}/daemonic");
     sb.ok(&[&d, "install", "web", "-f", &cfg]);
