@@ -308,9 +308,9 @@ fn mainpid_names_the_daemon_among_the_processes_left() {
     }
 }
 
-/// `daemonic start` of `sh -c script`, ready by `forking`.
-fn start_sh(env: &Env, extra: &[&str], script: &str) -> std::process::Output {
-    let mut args = vec!["start", "--name", "db", "--ready", "forking"];
+/// `daemonic start` of `sh -c script`, ready by `ready` (`forking`, `forking:PATH`).
+fn start_sh(env: &Env, ready: &str, extra: &[&str], script: &str) -> std::process::Output {
+    let mut args = vec!["start", "--name", "db", "--ready", ready];
     args.extend_from_slice(extra);
     args.extend(["--", "sh", "-c", script]);
     env.daemonic(&args)
@@ -321,6 +321,7 @@ fn two_processes_left_and_no_pid_file_fail_the_start_naming_them() {
     let env = Env::new("forking-two");
     let out = start_sh(
         &env,
+        "forking",
         &["--timeout", "1s"],
         "setsid sleep 3600 & setsid sleep 3601 & exit 0",
     );
@@ -390,7 +391,7 @@ fn a_pid_file_naming_a_process_outside_the_service_is_refused() {
 #[test]
 fn a_launcher_that_fails_is_a_failed_start_with_its_status() {
     let env = Env::new("forking-fail");
-    let out = start_sh(&env, &[], "echo no config >&2; exit 3");
+    let out = start_sh(&env, "forking", &[], "echo no config >&2; exit 3");
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
@@ -402,7 +403,12 @@ fn a_launcher_that_fails_is_a_failed_start_with_its_status() {
 #[test]
 fn a_one_shot_with_ready_forking_completes_as_a_one_shot() {
     let env = Env::new("forking-oneshot");
-    let out = start_sh(&env, &["--type", "oneshot"], "setsid sleep 3600 & exit 0");
+    let out = start_sh(
+        &env,
+        "forking",
+        &["--type", "oneshot"],
+        "setsid sleep 3600 & exit 0",
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("db: completed"), "{}", text(&out));
 }
@@ -453,4 +459,20 @@ fn a_pid_file_naming_another_services_orphan_is_refused() {
     assert!(status.starts_with("db: gave-up"), "{status}");
     let out = env.daemonic(&["down", "-f", &f]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_daemon_left_in_its_parents_process_group_is_not_killed_with_it() {
+    // No setsid: the daemon stays in the group the started process led.
+    let env = Env::new("forking-group");
+    let pidfile = env.dir.join("server.pid");
+    let ready = format!("forking:{}", pidfile.display());
+    let script = format!("sleep 3600 & echo $! > {}; exit 0", pidfile.display());
+    let out = start_sh(&env, &ready, &[], &script);
+    assert!(out.status.success(), "{}", text(&out));
+    let daemon = pid_in(&pidfile).expect("the pid file");
+    let _guard = KillOnDrop::new(daemon);
+    assert_eq!(env.child_pid("db"), daemon);
+    assert!(alive(daemon));
+    stop(&env, daemon);
 }

@@ -18,6 +18,9 @@
 //! - [`reap_orphans`] is for an init (PID 1 of a container, or a
 //!   [subreaper](become_subreaper)): it reaps the orphans the kernel hands over, and never
 //!   a child [`spawn`] started, whose exit status belongs to [`PidFd::reap`].
+//! - [`PidFd::adopt`] claims such an orphan as if [`spawn`] had started it (the daemon a
+//!   self-daemonizing program leaves); [`PidFd::peek_exit`] reads a child's exit status
+//!   without reaping it, while its pid and process group are still pinned.
 //!
 //! **Claimed children.** A child started by [`spawn`] is *claimed* from the moment it is
 //! started until its [`PidFd`] has reaped it or is dropped. The claim is process-wide (the
@@ -182,6 +185,24 @@ impl PidFd {
                 Ok(_) => return Ok(None),
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys(format!("waitpid {}", self.pid), e)),
+            }
+        }
+    }
+
+    /// How the process (our child) ended, if it has, *without* reaping it: its pid, and
+    /// the process group it led, stay pinned until [`reap`](Self::reap). For a caller that
+    /// decides by the status what to do before the reap (signal what is left of the
+    /// group, or leave it alone).
+    pub fn peek_exit(&self) -> Result<Option<Exit>> {
+        use nix::sys::wait::{Id, waitid};
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        loop {
+            match waitid(Id::Pid(self.pid), flags) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Exit::Code(code))),
+                Ok(WaitStatus::Signaled(_, sig, core)) => return Ok(Some(Exit::Signal(sig, core))),
+                Ok(_) => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys(format!("waitid {} (WNOWAIT)", self.pid), e)),
             }
         }
     }

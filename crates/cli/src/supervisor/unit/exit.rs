@@ -76,11 +76,14 @@ impl Unit {
             .child
             .take()
             .context("supervisor bug: no child to reap")?;
-        let forks = self.forking() && self.machine.state() == State::Starting;
+        // A forking program that exits 0 while starting leaves its daemon, which may be in
+        // its process group: that group is left alone (its status is read unreaped first).
+        let forked = self.forking()
+            && self.machine.state() == State::Starting
+            && child.pidfd.peek_exit()?.is_some_and(Exit::success);
         // The child is a zombie now: its pid still pins its process group id, so this
-        // reaches only what is left of that group. (A forking program's daemon may be in
-        // that group: killed only once the exit says the start failed.)
-        if !forks {
+        // reaches only what is left of that group.
+        if !forked {
             child.signal_group(Signal::SIGKILL)?;
         }
         let Some(exit) = child.pidfd.reap()? else {
@@ -89,11 +92,8 @@ impl Unit {
             self.child = Some(child);
             return Ok(None);
         };
-        if forks && exit.success() {
+        if forked {
             return self.look_for_daemon(exit, now);
-        }
-        if forks {
-            child.signal_group(Signal::SIGKILL)?;
         }
         let kills = self.cgroup().and_then(Cgroup::oom_kills);
         self.oom = matches!((self.oom_kills, kills), (Some(before), Some(now)) if now > before);
