@@ -368,3 +368,23 @@ fn daemonic_unit_launchd_prints_the_same_plist_as_the_renderer() {
     assert_eq!(string(&job, "Label"), "dev.daemonic.web");
     assert_eq!(strings(&job, "ProgramArguments"), ["/bin/sleep", "100"]);
 }
+
+#[test]
+fn a_program_that_daemonizes_itself_runs_under_daemonic_run() {
+    let dir = TempDir::new("launchd-forking");
+    let config = load(
+        &dir,
+        "[services.web]\ncommand = [\"/usr/bin/env\", \"nginx\"]\n\
+         ready = \"forking:/usr/local/var/run/nginx.pid\"\n",
+    );
+    let job = render(&config, "web", Scope::System);
+    let why = job.supervised_because.join("; ");
+    assert!(why.contains("ready = forking"), "{why}");
+    let argv = strings(&parse(&job.text), "ProgramArguments");
+    assert_eq!(argv[..2], ["/usr/local/bin/daemonic", "run"]);
+    assert!(
+        argv.iter()
+            .any(|a| a == "--ready=forking:/usr/local/var/run/nginx.pid"),
+        "{argv:?}"
+    );
+}

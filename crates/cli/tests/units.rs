@@ -395,3 +395,40 @@ fn notify_access_becomes_systemds_notify_access() {
     let helpers = unit(&env, &file, &["helpers", "--system"]);
     assert_eq!(values(&helpers, "NotifyAccess"), ["all"], "{helpers}");
 }
+
+#[test]
+fn ready_forking_becomes_type_forking_with_its_pid_file() {
+    let env = Env::new("units-forking");
+    let daemon = fixture("sleeper");
+    let dir = env.dir.path().display().to_string();
+    let file = config(
+        &env,
+        &format!(
+            "[services.web]\ncommand = [{daemon:?}]\nready = \"forking:/run/nginx.pid\"\n\n\
+             [services.db]\ncommand = [{daemon:?}, \"start\"]\ndir = {dir:?}\n\
+             ready = \"forking:db.pid\"\n\n\
+             [services.old]\ncommand = [{daemon:?}]\nready = \"forking\"\n"
+        ),
+    );
+    let web = unit(&env, &file, &["web", "--system"]);
+    assert_eq!(values(&web, "Type"), ["forking"], "{web}");
+    assert_eq!(values(&web, "PIDFile"), ["/run/nginx.pid"], "{web}");
+    assert_eq!(values(&web, "ExecStart"), [daemon.as_str()], "{web}");
+    assert_eq!(values(&web, "ExecReload"), ["/bin/kill -s HUP $MAINPID"]);
+    // Relative to the working directory, as under daemonic.
+    let db = unit(&env, &file, &["db", "--system"]);
+    let pid_file = env.dir.join("db.pid").display().to_string();
+    assert_eq!(values(&db, "PIDFile"), [pid_file.as_str()], "{db}");
+    // Without a pid file systemd guesses the main process, as daemonic does.
+    let old = unit(&env, &file, &["old", "--system"]);
+    assert_eq!(values(&old, "Type"), ["forking"], "{old}");
+    assert!(values(&old, "PIDFile").is_empty(), "{old}");
+    assert!(old.contains("GuessMainPID"), "{old}");
+    let Some(()) = analyze() else { return };
+    let units = [("web", web), ("db", db), ("old", old)];
+    let units: Vec<(String, String)> = units
+        .into_iter()
+        .map(|(n, u)| (format!("{n}.service"), u))
+        .collect();
+    verify(&env, &units, false);
+}

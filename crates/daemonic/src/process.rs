@@ -18,6 +18,9 @@
 //! - [`reap_orphans`] is for an init (PID 1 of a container, or a
 //!   [subreaper](become_subreaper)): it reaps the orphans the kernel hands over, and never
 //!   a child [`spawn`] started, whose exit status belongs to [`PidFd::reap`].
+//! - [`PidFd::adopt`] claims such an orphan as if [`spawn`] had started it (the daemon a
+//!   self-daemonizing program leaves); [`PidFd::peek_exit`] reads a child's exit status
+//!   without reaping it, while its pid and process group are still pinned.
 //!
 //! **Claimed children.** A child started by [`spawn`] is *claimed* from the moment it is
 //! started until its [`PidFd`] has reaped it or is dropped. The claim is process-wide (the
@@ -103,6 +106,36 @@ impl PidFd {
         })
     }
 
+    /// Opens a handle on `pid`, a child of this process that [`spawn`] did not start — an
+    /// orphan it adopted as a [subreaper](become_subreaper) or init, such as the daemon a
+    /// self-daemonizing program leaves behind — and claims it (see "Claimed children" in
+    /// the module docs): its exit status is [`reap`](Self::reap)'s from now on, not
+    /// [`reap_orphans`]'s. Fails with `ECHILD` if `pid` is not a child of this process once
+    /// the handle is open (the kernel's list of children decides, not `/proc`), and with
+    /// `EBUSY` if it is claimed already.
+    pub fn adopt(pid: Pid) -> Result<PidFd> {
+        use nix::sys::wait::{Id, waitid};
+        let handle = PidFd::open(pid)?;
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        loop {
+            match waitid(Id::Pid(pid), flags) {
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys(format!("adopt pid {pid}: waitid"), e)),
+            }
+        }
+        let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.contains(&pid) {
+            return Err(Error::sys(
+                format!("adopt pid {pid}: claimed already"),
+                Errno::EBUSY,
+            ));
+        }
+        claimed.push(pid);
+        handle.claimed.store(true, Ordering::SeqCst);
+        Ok(handle)
+    }
+
     /// The pid the process had when the handle was opened.
     pub fn pid(&self) -> Pid {
         self.pid
@@ -156,6 +189,24 @@ impl PidFd {
         }
     }
 
+    /// How the process (our child) ended, if it has, *without* reaping it: its pid, and
+    /// the process group it led, stay pinned until [`reap`](Self::reap). For a caller that
+    /// decides by the status what to do before the reap (signal what is left of the
+    /// group, or leave it alone).
+    pub fn peek_exit(&self) -> Result<Option<Exit>> {
+        use nix::sys::wait::{Id, waitid};
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        loop {
+            match waitid(Id::Pid(self.pid), flags) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Exit::Code(code))),
+                Ok(WaitStatus::Signaled(_, sig, core)) => return Ok(Some(Exit::Signal(sig, core))),
+                Ok(_) => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys(format!("waitid {} (WNOWAIT)", self.pid), e)),
+            }
+        }
+    }
+
     /// Releases the claim (once): the pid is no longer ours to reap.
     fn unclaim(&self) {
         if self.claimed.swap(false, Ordering::SeqCst) {
@@ -175,8 +226,18 @@ impl Drop for PidFd {
     }
 }
 
-/// The children started by [`spawn`] whose [`PidFd`] has not reaped them yet.
+/// The children started by [`spawn`] (or [adopted](PidFd::adopt)) whose [`PidFd`] has
+/// not reaped them yet.
 static CLAIMED: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+
+/// Whether `pid` is a child claimed by a [`PidFd`] of this process (started by [`spawn`]
+/// or [adopted](PidFd::adopt), not reaped yet): not an orphan.
+pub fn is_claimed(pid: Pid) -> bool {
+    CLAIMED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&pid)
+}
 
 /// Makes this process a *child subreaper* (`PR_SET_CHILD_SUBREAPER`): a descendant
 /// whose parent dies is reparented to it, not to PID 1, so it must reap them (see

@@ -122,8 +122,11 @@ pub(super) fn general() -> Vec<Opt<ServiceArgs>> {
                  tcp:[HOST:]PORT = the port accepts a connection; \
                  http://HOST[:PORT][/PATH][#200-399] = a GET answers with a status in the \
                  range (default 200-399); exec:COMMAND = the shell command exits 0 (run in \
-                 --dir); log:REGEX = a line of its captured output matches REGEX. Probes \
-                 repeat every --probe-interval until one succeeds",
+                 --dir); log:REGEX = a line of its captured output matches REGEX; \
+                 forking[:PIDFILE] = a program that daemonizes itself: its process exits \
+                 0 and the daemon it left (the pid in its own PIDFILE, or MAINPID=, or the \
+                 only process left) is supervised from then on (systemd's Type=forking). \
+                 Probes repeat every --probe-interval until one succeeds",
         ),
         O::one("type", "KIND", |a, v| put(&mut a.kind, choice(v)))
             .systemd(Direct("Type="))

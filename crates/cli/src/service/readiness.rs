@@ -16,6 +16,12 @@ pub enum Readiness {
     /// A line of its captured output (stdout or stderr) matching a pattern
     /// (`log:REGEX`, process-compose's `ready_log_line`).
     Log(LogLine),
+    /// The program daemonizes itself (systemd's `Type=forking`): ready when the process
+    /// daemonic started exits with a success status and the daemon it left is known — the
+    /// pid in this file (the program's own pid file, `forking:PATH`; relative to the
+    /// working directory), or the one `MAINPID=` named, or the only child left — which
+    /// is supervised from then on.
+    Forking(Option<std::path::PathBuf>),
 }
 
 /// The pattern of `--ready log:REGEX`: regex-lite's syntax (that of the `regex` crate,
@@ -71,12 +77,20 @@ impl PartialEq for LogLine {
 impl Eq for LogLine {}
 
 impl Readiness {
-    /// `auto`, `notify`, `grace`, or a probe (`tcp:…`, `http://…`, `exec:…`).
+    /// `auto`, `notify`, `grace`, `forking[:PATH]`, a probe (`tcp:…`, `http://…`,
+    /// `exec:…`) or `log:REGEX`.
     pub fn parse(text: &str) -> Result<Readiness, String> {
         match text.trim() {
             "auto" => Ok(Readiness::Auto),
             "notify" => Ok(Readiness::Notify),
             "grace" => Ok(Readiness::Grace),
+            "forking" => Ok(Readiness::Forking(None)),
+            t if t.starts_with("forking:") => match &t["forking:".len()..] {
+                "" => Err(
+                    "`forking:` needs the program's pid file (e.g. forking:/run/nginx.pid)".into(),
+                ),
+                path => Ok(Readiness::Forking(Some(path.into()))),
+            },
             t if t.starts_with("tcp:") || t.starts_with("http") || t.starts_with("exec:") => {
                 Probe::parse(t).map(Readiness::Probe)
             }
@@ -86,7 +100,8 @@ impl Readiness {
             }
             _ => Err(format!(
                 "invalid readiness {text:?} (expected auto, notify, grace, tcp:[HOST:]PORT, \
-                 http://HOST[:PORT][/PATH][#200-399], exec:COMMAND or log:REGEX)"
+                 http://HOST[:PORT][/PATH][#200-399], exec:COMMAND, log:REGEX, forking or \
+                 forking:PIDFILE)"
             )),
         }
     }

@@ -332,8 +332,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Moves on what is due by time or was woken: emptying cgroups, give-up hooks, probe
-    /// attempts, then timers.
+    /// Moves on what is due by time or was woken: emptying cgroups, give-up hooks, the
+    /// look for a forking service's daemon, probe attempts, then timers.
     fn advance(
         &mut self,
         woken: &std::collections::HashMap<UnitId, Woken>,
@@ -354,6 +354,10 @@ impl Supervisor {
                         self.deliver(id, event, cx)?;
                     }
                 }
+            }
+            match self.units[id].unit.advance_fork(now)? {
+                Some(event) => self.deliver(id, event, cx)?,
+                None => self.tell_fork_wait(id, cx),
             }
             for event in self.units[id].unit.advance_probes(w.probes, now) {
                 self.tell_probe_failure(id, &event, cx);
@@ -380,6 +384,19 @@ impl Supervisor {
         }
     }
 
+    /// Why a forking service's daemon cannot be taken over yet, told as a probe's
+    /// failure is (when it changes).
+    fn tell_fork_wait(&mut self, id: UnitId, cx: &Shared<'_>) {
+        let u = &mut self.units[id].unit;
+        if cx.single
+            && u.awaiting_daemon()
+            && let Some(why) = u.probe_failure.clone()
+            && u.probe_failure_changed(&why)
+        {
+            let _ = cx.outer.status(&format!("not ready: {why}"));
+        }
+    }
+
     /// The end of a turn: a config file's rules, pending answers, retired units, orphans,
     /// systemd's watchdog.
     fn tidy(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
@@ -394,7 +411,7 @@ impl Supervisor {
         }
         if let Some(init) = &self.init {
             init.reap_orphans();
-        } else if self.units.units().any(super::unit::Unit::subreaper)
+        } else if self.units.units().any(super::unit::Unit::adopts_orphans)
             && let Err(e) = daemonic::process::reap_orphans()
         {
             eprintln!("daemonic: reap orphans: {e}");

@@ -12,7 +12,11 @@
 //! Invariants:
 //! - A child exists exactly in `Starting`, `Ready` and `Stopping` (after its exit, while
 //!   its tree is torn down, the unit holds back the exit and every event but a stop or
-//!   restart request: the machine sees the exit only once the tree is gone).
+//!   restart request: the machine sees the exit only once the tree is gone). A forking
+//!   service (`ReadyWhen::Forked`) is the one exception: in `Starting`, after its started
+//!   process has exited with a success status, the unit looks for the daemon it left
+//!   (`unit/forking.rs`) and says `Forked` (its child now) or `ForkFailed`; a stop or
+//!   start timeout meanwhile tears down what it left, and that is the exit.
 //! - Timers are per kind ([`Timer`]); arming one replaces the armed one of the same kind.
 //!   Of the lifecycle timers at most one is armed — grace or probe in `Starting`, the stop
 //!   timeout in `Stopping`, the restart delay in `Backoff` — besides the start timeout in
@@ -172,6 +176,10 @@ impl Machine {
                 S::Starting,
                 E::ReadyMessage | E::GraceElapsed | E::ProbeSucceeded | E::OutputMatched,
             ) => (S::Ready, self.on_ready(now)),
+            (S::Starting, E::Forked) if self.config.readiness == ReadyWhen::Forked => {
+                (S::Ready, self.on_ready(now))
+            }
+            (S::Starting, E::ForkFailed(exit)) => self.on_exit(exit, true, now),
             (S::Starting, E::ProbeDue) => (S::Starting, vec![Action::StartProbe]),
             (S::Starting, E::StartTimedOut) => {
                 let limit = self.config.start_timeout.unwrap_or_default();
@@ -328,7 +336,9 @@ impl Machine {
             ReadyWhen::NotifyOrGrace(grace) | ReadyWhen::Grace(grace) => {
                 vec![Action::ArmTimer(Timer::Grace, now + grace)]
             }
-            ReadyWhen::Notify | ReadyWhen::Exit | ReadyWhen::Output => vec![],
+            ReadyWhen::Notify | ReadyWhen::Exit | ReadyWhen::Output | ReadyWhen::Forked => {
+                vec![]
+            }
             ReadyWhen::Probe(_) => vec![Action::StartProbe],
         };
         if let Some(limit) = self.config.start_timeout

@@ -278,6 +278,7 @@ fn machine_config(s: &Service, first_start_watched: bool) -> machine::Config {
             Readiness::Grace => machine::ReadyWhen::Grace(s.grace),
             Readiness::Probe(_) => machine::ReadyWhen::Probe(s.probe.interval),
             Readiness::Log(_) => machine::ReadyWhen::Output,
+            Readiness::Forking(_) => machine::ReadyWhen::Forked,
         },
         stop_signal: s.stop_signal,
         stop_timeout: s.stop_timeout,

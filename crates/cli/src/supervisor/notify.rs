@@ -232,7 +232,7 @@ impl Supervisor {
     /// The unit whose tree `pid` is in, and how: its main process, or in its cgroup, or a
     /// descendant (or process group member) of its main process.
     fn owner_of(&self, pid: Pid) -> Option<(UnitId, Role)> {
-        let live = |u: &super::Unit| u.child().is_some();
+        let live = |u: &super::Unit| u.child().is_some() || u.awaiting_daemon();
         let units = || self.units.iter().map(|(id, m)| (id, &m.unit));
         if let Some((i, _)) = units().find(|(_, u)| live(u) && u.main_pid() == Some(pid)) {
             return Some((i, Role::Main));
@@ -253,12 +253,32 @@ impl Supervisor {
             if let Some(&(i, _)) = roots.iter().find(|(_, r)| *r == at || *r == pgrp) {
                 return Some((i, Role::Tree));
             }
+            if ppid == Pid::this().as_raw() {
+                return self.adopter_of(Pid::from_raw(at));
+            }
             if ppid <= 1 {
                 return None;
             }
             at = ppid;
         }
         None
+    }
+
+    /// The forking service whose daemon is being looked for, if `orphan` (an unclaimed
+    /// child of the supervisor) can only be of that one: the only
+    /// service looking, without a cgroup (one with a cgroup places it by its group).
+    fn adopter_of(&self, orphan: Pid) -> Option<(UnitId, Role)> {
+        if daemonic::process::is_claimed(orphan) {
+            return None;
+        }
+        let mut looking = self
+            .units
+            .iter()
+            .filter(|(_, m)| m.unit.awaiting_daemon() && m.unit.cgroup().is_none());
+        match (looking.next(), looking.next()) {
+            (Some((i, _)), None) => Some((i, Role::Tree)),
+            _ => None,
+        }
     }
 
     pub(super) fn set_status(&mut self, i: UnitId, text: &str, cx: &Shared<'_>) {
@@ -278,7 +298,7 @@ pub fn monotonic_usec() -> u64 {
 }
 
 /// `pid`'s cgroup (v2) as a path below the hierarchy's root (`/daemonic/tmp-s/web`).
-fn cgroup_of(pid: Pid) -> Option<PathBuf> {
+pub(super) fn cgroup_of(pid: Pid) -> Option<PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
     Some(PathBuf::from(path.trim()))
@@ -286,7 +306,7 @@ fn cgroup_of(pid: Pid) -> Option<PathBuf> {
 
 /// Whether the cgroup `of` (as [`cgroup_of`] says) is the group at directory `dir` or
 /// below it.
-fn in_cgroup(of: &Path, dir: &Path) -> bool {
+pub(super) fn in_cgroup(of: &Path, dir: &Path) -> bool {
     in_cgroup_at(super::containment::hierarchy(), of, dir)
 }
 

@@ -10,10 +10,12 @@
 //! - [`exit`]: its end (reaping, emptying its cgroup in the poll set, what is said about
 //!   the exit, the give-up hook);
 //! - [`probes`]: readiness probes, health checks and the output watched for readiness;
+//! - [`forking`]: taking over the daemon of a program that daemonizes itself;
 //! - [`execute`]: the executor.
 
 mod execute;
 mod exit;
+mod forking;
 mod probes;
 mod spawn;
 
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
 use daemonic::Pid;
-use daemonic::process::Spawned;
+use daemonic::Signal;
+use daemonic::process::{PidFd, Spawned};
 use daemonic::sentinel::Sentinel;
 
 use super::capture::{self, Capture, Sink};
@@ -60,11 +63,45 @@ pub struct Told {
     pub main_pid: Option<daemonic::process::PidFd>,
 }
 
+/// The process a unit supervises: the one it started, or the daemon a forking one left.
+#[derive(Debug)]
+pub struct Child {
+    pub pidfd: PidFd,
+    /// Its process group (the child leads its own; a daemon's is read when it is taken
+    /// over), pinned while the child is unreaped.
+    group: daemonic::Pid,
+}
+
+impl Child {
+    /// Sends `sig` to the child's whole process group.
+    pub fn signal_group(&self, sig: Signal) -> Result<()> {
+        match nix::sys::signal::killpg(self.group, sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("send {sig} to process group {}", self.group)),
+        }
+    }
+}
+
+impl From<Spawned> for Child {
+    fn from(s: Spawned) -> Child {
+        let group = s.pidfd.pid();
+        Child {
+            pidfd: s.pidfd,
+            group,
+        }
+    }
+}
+
 pub struct Unit {
     pub service: Service,
     machine: Machine,
-    /// Present exactly while the machine is in `Starting`, `Ready` or `Stopping`.
-    child: Option<Spawned>,
+    /// Present exactly while the machine is in `Starting`, `Ready` or `Stopping` (but
+    /// while a forking service's daemon is looked for: [`forking`]).
+    child: Option<Child>,
+    /// `ready = "forking"`: the started process has exited, its daemon is looked for.
+    awaiting: Option<forking::Awaiting>,
+    /// Why the last forking start left no daemon to take over (said with its exit).
+    fork_failure: Option<String>,
     timers: [Option<Instant>; Timer::ALL.len()],
     /// The child's last `STATUS=`.
     pub status_text: String,
@@ -144,6 +181,8 @@ impl Unit {
             service,
             machine,
             child: None,
+            awaiting: None,
+            fork_failure: None,
             timers: [None; Timer::ALL.len()],
             status_text: String::new(),
             told: Default::default(),
@@ -198,7 +237,7 @@ impl Unit {
         self.since
     }
 
-    pub fn child(&self) -> Option<&Spawned> {
+    pub fn child(&self) -> Option<&Child> {
         self.child.as_ref()
     }
 
@@ -312,7 +351,8 @@ impl Unit {
         self.machine.health().summary(&self.machine.config().health)
     }
 
-    /// The earliest armed timer, probe or hook deadline; while the exited child's tree
+    /// The earliest armed timer, probe, hook or next look for a forking service's daemon;
+    /// while the exited child's tree
     /// is torn down, when that is given up on.
     pub fn next_deadline(&self) -> Option<Instant> {
         let hook = self.hook.as_ref().and_then(Hook::deadline);
@@ -326,6 +366,7 @@ impl Unit {
             .copied()
             .chain(probes)
             .chain(hook)
+            .chain(self.fork_deadline())
             .min()
     }
 

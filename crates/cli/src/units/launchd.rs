@@ -19,8 +19,9 @@
 //!
 //! A service needs daemonic when the file *asks* for something launchd lacks:
 //!
-//! - `ready` other than `auto`/`grace` (a probe, or `notify`), `liveness`, `readiness`,
-//!   `watchdog`: launchd has no readiness, health checks or watchdog;
+//! - `ready` other than `auto`/`grace` (a probe, `notify`, `log:`, or `forking`: a launchd
+//!   job must not daemonize itself), `liveness`, `readiness`, `watchdog`: launchd has no
+//!   readiness, health checks or watchdog;
 //! - `stop-signal` other than TERM: launchd always stops with SIGTERM;
 //! - with a `restart` policy: `backoff-multiplier` (other than 1), `backoff-max`,
 //!   `backoff-reset-after`, `backoff-jitter`, `start-limit`, `on-give-up`, `start-retries`, or
@@ -293,6 +294,8 @@ fn needs_daemonic(args: &ServiceArgs, written: &[String]) -> Vec<String> {
         Readiness::Log(_) => {
             why.push("ready is a line of output (launchd has no readiness)".into())
         }
+        Readiness::Forking(_) => why
+            .push("ready = forking (launchd must not run a program that daemonizes itself)".into()),
     }
     if args.health.liveness.is_some() {
         why.push("liveness check (launchd has no health checks)".into());

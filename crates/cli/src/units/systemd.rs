@@ -223,12 +223,24 @@ pub fn unreadable(def: &Def, cx: &Host<'_>) -> Result<Vec<String>> {
 /// The program runs as the unit's main process; systemd supervises it.
 fn direct(u: &mut UnitFile, def: &Def, a: &ServiceArgs) {
     let notify = a.ready == Readiness::Notify;
-    u.add(
-        Section::Service,
-        "Type",
-        if notify { "notify" } else { "exec" },
-    );
-    match a.ready {
+    let kind = match a.ready {
+        Readiness::Notify => "notify",
+        Readiness::Forking(_) => "forking",
+        _ => "exec",
+    };
+    u.add(Section::Service, "Type", kind);
+    match &a.ready {
+        // Relative to the working directory, as under daemonic (systemd's own relative
+        // PIDFile= would be below /run).
+        Readiness::Forking(Some(path)) => u.add(
+            Section::Service,
+            "PIDFile",
+            plain(&a.dir.as_deref().map_or(path.clone(), |d| d.join(path)).display().to_string()),
+        ),
+        Readiness::Forking(None) => u.comment(
+            "ready = forking without a pid file: systemd guesses the main process \
+             (GuessMainPID=yes), as daemonic takes the only process left.",
+        ),
         Readiness::Auto => u.comment(
             "ready = auto: systemd counts the service started once it runs (Type=exec); \
              set ready = \"notify\" if the program sends READY=1.",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod containment;
+pub mod daemons;
 pub mod units;
 
 use std::path::{Path, PathBuf};

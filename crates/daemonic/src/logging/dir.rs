@@ -55,6 +55,8 @@ pub enum Contents {
     Logs,
     /// Unix sockets: "open socket directory …".
     Sockets,
+    /// A program's own pid file, read as root: "open pid file directory …".
+    PidFiles,
 }
 
 impl Contents {
@@ -62,6 +64,7 @@ impl Contents {
         match self {
             Contents::Logs => "log directory",
             Contents::Sockets => "socket directory",
+            Contents::PidFiles => "pid file directory",
         }
     }
 
@@ -69,6 +72,7 @@ impl Contents {
         match self {
             Contents::Logs => "the log files",
             Contents::Sockets => "the socket",
+            Contents::PidFiles => "the pid file",
         }
     }
 }

@@ -517,3 +517,37 @@ fn an_oom_kill_is_a_failure_even_with_a_success_status() {
     m.step(Event::OomKilled(killed), t);
     assert_eq!(m.state(), State::Stopped);
 }
+
+#[test]
+fn a_forking_service_is_ready_when_its_daemon_is_taken_over() {
+    let mut c = config(Restart::OnFailure, None);
+    c.readiness = ReadyWhen::Forked;
+    let mut m = machine(c);
+    let t = Instant::now();
+    assert_eq!(m.step(Event::Spawned, t), [], "no grace: the fork decides");
+    let ready = m.step(Event::Forked, t + ms(10));
+    assert_eq!(m.state(), State::Ready);
+    assert_eq!(ready[..2], [Action::CancelTimers, Action::BecameReady]);
+    // The daemon crashing is an exit like any other: restarted.
+    let killed = Exit::Signal(Signal::SIGKILL, false);
+    m.step(Event::ChildExited(killed), t + ms(2000));
+    assert_eq!(m.state(), State::Backoff);
+}
+
+#[test]
+fn a_fork_that_leaves_no_daemon_is_a_failed_start_even_with_status_0() {
+    let mut c = config(Restart::OnFailure, None);
+    c.readiness = ReadyWhen::Forked;
+    let mut m = machine(c);
+    let t = Instant::now();
+    m.step(Event::Spawned, t);
+    m.step(Event::ForkFailed(Exit::Code(0)), t);
+    assert_eq!(m.state(), State::Backoff, "on-failure restarts it");
+    let mut c = config(Restart::Never, None);
+    c.readiness = ReadyWhen::Forked;
+    let mut m = machine(c);
+    m.step(Event::Spawned, t);
+    m.step(Event::ForkFailed(Exit::Code(0)), t);
+    assert_eq!(m.state(), State::Exited);
+    assert_eq!(m.last_exit(), Some(Exit::Code(0)));
+}

@@ -96,6 +96,13 @@ pub enum Event {
     CheckPassed(Check),
     /// A health check attempt failed, with why.
     CheckFailed(Check, String),
+    /// `ReadyWhen::Forked`: the process daemonic started exited with a success status and
+    /// the daemon it left is known; that daemon is the child from now on.
+    Forked,
+    /// `ReadyWhen::Forked`: the process daemonic started exited (with this status) but no
+    /// daemon could be taken over (no pid file, a foreign pid, none left): a failed start
+    /// whatever the status (the executor says why).
+    ForkFailed(Exit),
     /// The child exited and was reaped.
     ChildExited(Exit),
     /// The child exited and the OOM killer killed in its cgroup meanwhile: a failure for
@@ -207,6 +214,8 @@ pub enum ReadyWhen {
     Exit,
     /// A line of its output matching (`Event::OutputMatched`).
     Output,
+    /// A program that daemonizes itself: its daemon taken over (`Event::Forked`).
+    Forked,
 }
 
 /// Everything the machine decides by.

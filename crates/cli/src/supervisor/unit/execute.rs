@@ -9,9 +9,9 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
 use daemonic::Signal;
-use daemonic::process::{Exit, Spawned};
+use daemonic::process::Exit;
 
-use super::{ProbeRole, Shared, Unit};
+use super::{Child, ProbeRole, Shared, Unit};
 use crate::service::Readiness;
 use crate::supervisor::containment;
 use crate::supervisor::health::Check;
@@ -50,7 +50,10 @@ impl Unit {
     pub fn step(&mut self, event: Event, cx: &Shared<'_>) -> Vec<Action> {
         let before = self.machine.state();
         let exit = match &event {
-            Event::ChildExited(e) | Event::SpawnFailed(e) | Event::OomKilled(e) => Some(*e),
+            Event::ChildExited(e)
+            | Event::SpawnFailed(e)
+            | Event::OomKilled(e)
+            | Event::ForkFailed(e) => Some(*e),
             _ => None,
         };
         let actions = self.machine.step(event, Instant::now());
@@ -81,6 +84,11 @@ impl Unit {
                     } else if let Some(c) = &self.child {
                         let _ = c.pidfd.signal(sig);
                     }
+                }
+                // While a forking service's daemon is looked for, no process is signalled:
+                // what the started process left is torn down, and that is its exit.
+                Action::SignalGroup(_) | Action::KillGroup if self.awaiting_daemon() => {
+                    out.follow_ups.extend(self.abandon_fork(Instant::now())?)
                 }
                 Action::SignalGroup(sig) => self.live_child()?.signal_group(sig)?,
                 Action::KillGroup => {
@@ -173,7 +181,7 @@ impl Unit {
         }
     }
 
-    pub(super) fn live_child(&self) -> Result<&Spawned> {
+    pub(super) fn live_child(&self) -> Result<&Child> {
         self.child
             .as_ref()
             .context("supervisor bug: no child to signal")

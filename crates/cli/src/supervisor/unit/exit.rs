@@ -82,20 +82,33 @@ impl Unit {
     /// and kills what is left of its tree. Its exit (as [`Event::OomKilled`] if the OOM
     /// killer killed in the group meanwhile) — or `None` while its cgroup empties, watched
     /// in the poll set ([`Self::advance_drain`]).
+    ///
+    /// A forking service's started process that exits with a success status while
+    /// starting leaves its daemon, which is looked for instead ([`super::forking`]).
     pub fn on_exited(&mut self, now: Instant) -> Result<Option<Event>> {
         let child = self
             .child
             .take()
             .context("supervisor bug: no child to reap")?;
+        // A forking program that exits 0 while starting leaves its daemon, which may be in
+        // its process group: that group is left alone (its status is read unreaped first).
+        let forked = self.forking()
+            && self.machine.state() == State::Starting
+            && child.pidfd.peek_exit()?.is_some_and(Exit::success);
         // The child is a zombie now: its pid still pins its process group id, so this
         // reaches only what is left of that group.
-        child.signal_group(Signal::SIGKILL)?;
+        if !forked {
+            child.signal_group(Signal::SIGKILL)?;
+        }
         let Some(exit) = child.pidfd.reap()? else {
             // A readable pidfd is an exited child: this is not expected. Kept, and looked
             // at again when the loop wakes next.
             self.child = Some(child);
             return Ok(None);
         };
+        if forked {
+            return self.look_for_daemon(exit, now);
+        }
         let kills = self.cgroup().and_then(Cgroup::oom_kills);
         self.oom = matches!((self.oom_kills, kills), (Some(before), Some(now)) if now > before);
         let event = if self.oom {
@@ -103,6 +116,13 @@ impl Unit {
         } else {
             Event::ChildExited(exit)
         };
+        self.tear_down(event, now)
+    }
+
+    /// Kills what is left of the service's tree after its child has gone: `event` (its
+    /// exit) at once when nothing is left, or `None` while its cgroup empties and the
+    /// descendants killed die, watched in the poll set ([`Self::advance_drain`]).
+    pub(super) fn tear_down(&mut self, event: Event, now: Instant) -> Result<Option<Event>> {
         // SIGKILL cannot be held off: what is waited for is the kernel tearing the
         // processes down, not them finishing anything.
         let emptying = match self.cgroup().map(Cgroup::start_emptying).transpose() {
@@ -249,6 +269,9 @@ impl Unit {
     }
 
     pub(super) fn exit_text(&self, exit: Exit) -> String {
+        if let Some(why) = &self.fork_failure {
+            return format!("{exit}, {why}");
+        }
         if !self.oom {
             return exit.to_string();
         }

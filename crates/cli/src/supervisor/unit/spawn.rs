@@ -38,6 +38,7 @@ impl Unit {
             self.log_start = Some(std::fs::metadata(&l.path).map_or(0, |m| m.len()));
         }
         self.told = Default::default();
+        self.fork_failure = None;
         let mut cmd = Command::new(&self.service.program);
         strip_internal(&mut cmd);
         // The configured variables first: what daemonic sets for the protocol wins.
@@ -107,7 +108,7 @@ impl Unit {
                 }
                 self.watch_output(&mut pipes, cx);
                 self.captures.extend(pipes);
-                self.child = Some(c);
+                self.child = Some(c.into());
                 self.spawn_failed = false;
                 Ok(true)
             }
@@ -184,8 +185,12 @@ impl Unit {
             if found.is_none() && cx.single {
                 process::become_subreaper().context("containment")?;
                 self.subreaper = true;
-                self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
+            } else if self.forking() {
+                // The daemon a forking program leaves is re-parented to the supervisor,
+                // which takes it over and reaps it (see `forking`).
+                process::become_subreaper().context("ready = \"forking\"")?;
             }
+            self.sentinel = cx.sentinel.map(|s| s.pid().as_raw());
             if found.is_none() {
                 self.mark_tree(&state_dir, cx);
             }
