@@ -58,6 +58,7 @@ mod event_loop;
 pub mod group;
 pub mod health;
 pub mod hook;
+mod in_group;
 pub mod init;
 pub mod limits;
 pub mod machine;

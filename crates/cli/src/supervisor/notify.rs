@@ -38,7 +38,6 @@
 //! start timeout to at least that long from now (the launcher of `start` is told too);
 //! while stopping, the stop timeout (the SIGKILL waits).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -47,6 +46,7 @@ use daemonic::systemd::listen::{Message, NotifyListener};
 use daemonic::systemd::notify::State as Say;
 
 use super::Supervisor;
+use super::in_group::{cgroup_of, in_cgroup};
 use super::machine::Event;
 use super::unit::Shared;
 use super::units::UnitId;
@@ -297,30 +297,6 @@ pub fn monotonic_usec() -> u64 {
         .unwrap_or(0)
 }
 
-/// `pid`'s cgroup (v2) as a path below the hierarchy's root (`/daemonic/tmp-s/web`).
-pub(super) fn cgroup_of(pid: Pid) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    Some(PathBuf::from(path.trim()))
-}
-
-/// Whether the cgroup `of` (as [`cgroup_of`] says) is the group at directory `dir` or
-/// below it.
-pub(super) fn in_cgroup(of: &Path, dir: &Path) -> bool {
-    in_cgroup_at(super::containment::hierarchy(), of, dir)
-}
-
-/// [`in_cgroup`] with the hierarchy mounted at `mount`.
-fn in_cgroup_at(mount: Option<&Path>, of: &Path, dir: &Path) -> bool {
-    let Some(rel) = mount.and_then(|m| dir.strip_prefix(m).ok()) else {
-        return false;
-    };
-    let Ok(below) = of.strip_prefix("/") else {
-        return false;
-    };
-    !rel.as_os_str().is_empty() && below.starts_with(rel)
-}
-
 /// `pid`'s parent and process group, from `/proc/PID/stat`.
 fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -411,27 +387,6 @@ fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cgroup_is_in_a_services_tree_at_or_below_its_group_only() {
-        let mount = Some(Path::new("/sys/fs/cgroup"));
-        let web = Path::new("/sys/fs/cgroup/daemonic/run-daemonic/web");
-        let at = |of: &str| in_cgroup_at(mount, Path::new(of), web);
-        assert!(at("/daemonic/run-daemonic/web"));
-        assert!(at("/daemonic/run-daemonic/web/workers"));
-        assert!(!at("/daemonic/run-daemonic/web2"));
-        assert!(!at("/daemonic/run-daemonic"));
-        assert!(!at("/user.slice/web"));
-        assert!(!at("/"));
-        // No hierarchy known, or a group elsewhere: nothing is placed by its cgroup.
-        assert!(!in_cgroup_at(
-            None,
-            Path::new("/daemonic/run-daemonic/web"),
-            web
-        ));
-        let elsewhere = Path::new("/elsewhere/web");
-        assert!(!in_cgroup_at(mount, Path::new("/web"), elsewhere));
-    }
 
     #[test]
     fn one_note_per_sender_and_a_cap_per_interval_then_a_summary() {

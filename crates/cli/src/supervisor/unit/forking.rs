@@ -34,8 +34,8 @@ use nix::sys::stat::Mode;
 
 use super::{Child, Unit};
 use crate::service::Readiness;
+use crate::supervisor::in_group::{cgroup_of, in_cgroup};
 use crate::supervisor::machine::{Event, ReadyWhen};
-use crate::supervisor::notify::{cgroup_of, in_cgroup};
 
 /// How often the daemon is looked for while it cannot be found yet.
 pub(super) const LOOK_INTERVAL: Duration = Duration::from_millis(20);
