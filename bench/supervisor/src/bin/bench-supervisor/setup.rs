@@ -191,6 +191,12 @@ impl Setup {
 }
 
 impl Plan<'_> {
+    /// The grace that makes a child ready: 10 ms, or none in a crash loop, whose child
+    /// never lives that long (`start` would give up after `--start-retries`).
+    fn grace(&self) -> &'static str {
+        if self.exit == "1" { "0s" } else { "10ms" }
+    }
+
     /// One `daemonic start` per service (each its own supervisor and sentinel), as with
     /// daemon(1) and runsv per service. `start` returns once the child is ready (10 ms
     /// grace here); the supervisor's pid is in its pid file.
@@ -200,7 +206,7 @@ impl Plan<'_> {
             let name = format!("bench-{i}");
             let mut cmd = Command::new(&self.daemonic);
             cmd.arg("--state-dir").arg(self.dir.join("state"));
-            cmd.args(["start", "--name", &name, "--grace", "10ms"]);
+            cmd.args(["start", "--name", &name, "--grace", self.grace()]);
             if self.fast {
                 cmd.args(["--restart", "always", "--backoff", "0ms"]);
             }
@@ -235,9 +241,10 @@ impl Plan<'_> {
         };
         for i in 0..self.n {
             toml += &format!(
-                "[services.bench-{i}]\ncommand = [{:?}, {:?}]\n{settings}grace = \"10ms\"\n\n",
+                "[services.bench-{i}]\ncommand = [{:?}, {:?}]\n{settings}grace = {:?}\n\n",
                 self.stamp.display().to_string(),
-                self.stamps.display().to_string()
+                self.stamps.display().to_string(),
+                self.grace()
             );
         }
         let file = self.dir.join("daemonic.toml");
