@@ -295,6 +295,8 @@ pub struct Spawned {
     /// The handle to signal and reap it with.
     pub pidfd: PidFd,
     /// std's handle, for its pipes (`stdout`, `stderr`, `stdin`) if any were requested.
+    /// After [`CgroupEntry::settle`] it is the first child's, which has exited and been
+    /// reaped: use [`pidfd`](Self::pidfd) for the process itself.
     pub child: Child,
 }
 
