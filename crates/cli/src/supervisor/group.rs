@@ -141,9 +141,9 @@ impl Supervisor {
             if !detached && service.log.is_none() {
                 service.console = Some(super::capture::Console::new(&name, places[name.as_str()]));
             }
-            let fingerprint = format!("{service:?}");
+            let fingerprint = fingerprint(&service);
             let want = wanted.contains(&name);
-            if !self.needs_new_unit(&name, def, &fingerprint, (want, rerun), &mut applied) {
+            if !self.needs_new_unit(&name, def, fingerprint, (want, rerun), &mut applied) {
                 continue;
             }
             let lock = self.take_lock(&name);
@@ -170,7 +170,7 @@ impl Supervisor {
         &mut self,
         name: &str,
         def: &crate::config::Def,
-        fingerprint: &str,
+        fingerprint: u128,
         (want, rerun): (bool, &[String]),
         applied: &mut Applied,
     ) -> bool {
@@ -220,7 +220,7 @@ impl Supervisor {
     fn add(
         &mut self,
         service: crate::service::Service,
-        fingerprint: String,
+        fingerprint: u128,
         (deps, conditions): (Vec<String>, Vec<Condition>),
         lock: Option<PidFile>,
         dirs: &StateDir,
@@ -462,4 +462,18 @@ impl Supervisor {
             _ => all(&idle),
         }
     }
+}
+
+/// What tells an edit of a service: 128 bits of digest of the resolved service (its
+/// `Debug` text, every field), kept per unit instead of the text (about 1 KiB a service).
+fn fingerprint(service: &crate::service::Service) -> u128 {
+    use std::hash::{Hash as _, Hasher as _};
+    let text = format!("{service:?}");
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        text.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }

@@ -55,8 +55,8 @@ pub struct Standing {
     /// The stop was delivered (a second one would escalate to SIGKILL).
     pub stop_sent: bool,
     pub retired: bool,
-    /// The resolved service, to see whether an edit changed it.
-    pub fingerprint: String,
+    /// The resolved service's digest, to see whether an edit changed it.
+    pub fingerprint: u128,
     /// `<state-dir>/NAME.pid`, held while this unit runs the service.
     pub lock: Option<PidFile>,
 }
