@@ -58,7 +58,7 @@ use crate::process::PidFd;
 const MAX_SCANS: usize = 64;
 
 /// A service's mark (see the [module docs](self)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TreeMark(u64);
 
 impl TreeMark {
@@ -100,6 +100,11 @@ impl TreeMark {
                 Ok(())
             })
         };
+    }
+
+    /// The tree mark process `pid` carries now, if any.
+    pub fn carried(pid: Pid) -> Option<TreeMark> {
+        hard_rttime(pid).and_then(TreeMark::from_value)
     }
 
     /// Whether process `pid` carries this mark now.
@@ -226,7 +231,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(mark.carried_by(pid));
-        assert!(!mark.carried_by(Pid::from_raw(other.id() as i32)));
+        assert_eq!(TreeMark::carried(pid), Some(mark));
+        assert_eq!(mark.processes(), [pid]);
+        let other_pid = Pid::from_raw(other.id() as i32);
+        assert!(!mark.carried_by(other_pid));
+        assert_eq!(TreeMark::carried(other_pid), None);
         let killed = mark.kill(&[]);
         assert_eq!(killed.len(), 1);
         assert_eq!(killed[0].pid(), pid);

@@ -294,47 +294,7 @@ pub fn kill_descendants(spare: &[i32]) -> Vec<daemonic::process::PidFd> {
 
 /// The live (not zombie) descendants of `root` in `/proc`, but `spare` and theirs.
 pub(crate) fn descendants(root: i32, spare: &[i32]) -> Vec<i32> {
-    let mut parent = std::collections::HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                continue;
-            };
-            let mut f = rest.split(' ');
-            let (Some(state), Some(ppid)) = (f.next(), f.next().and_then(|p| p.parse().ok()))
-            else {
-                continue;
-            };
-            if state != "Z" {
-                parent.insert(pid, ppid);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for &pid in parent.keys() {
-        let mut at = pid;
-        // Bounded: a pid chain is at most as long as the table.
-        for _ in 0..parent.len() {
-            if spare.contains(&at) {
-                break;
-            }
-            match parent.get(&at) {
-                Some(&p) if p == root => {
-                    out.push(pid);
-                    break;
-                }
-                Some(&p) => at = p,
-                None => break,
-            }
-        }
-    }
-    out
+    super::proc_table::ProcTable::parents().descendants(root, spare)
 }
 
 /// Whether `cgroup.events`, open as `events`, says `populated 1`; reads it from the start.

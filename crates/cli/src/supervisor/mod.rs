@@ -66,6 +66,7 @@ mod notify;
 pub mod notify_socket;
 pub mod policy;
 pub mod probe;
+pub mod proc_table;
 mod requests;
 mod signals;
 mod sockets;

@@ -4,6 +4,7 @@ use std::time::UNIX_EPOCH;
 
 use super::Answer;
 use crate::control::{Response, ServiceInfo};
+use crate::supervisor::proc_table::ProcTable;
 use crate::supervisor::units::UnitId;
 use crate::supervisor::{State, Supervisor};
 
@@ -13,16 +14,27 @@ pub fn all(sup: &Supervisor) -> Answer {
         .units
         .iter()
         .filter(|(id, m)| sup.units.newest(m.unit.name()) == Some(*id));
+    let ids: Vec<UnitId> = shown.map(|(id, _)| id).collect();
+    let procs = proc_table(sup, &ids);
     Answer::Now(Response::Services(
-        shown.map(|(id, _)| info(sup, id)).collect(),
+        ids.into_iter().map(|id| info(sup, id, &procs)).collect(),
     ))
 }
 
 pub fn one(sup: &Supervisor, i: UnitId) -> Answer {
-    Answer::Now(Response::Services(vec![info(sup, i)]))
+    let procs = proc_table(sup, &[i]);
+    Answer::Now(Response::Services(vec![info(sup, i, &procs)]))
 }
 
-fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
+/// `/proc` read once for the units of `ids` that have no cgroup (none: not read).
+fn proc_table(sup: &Supervisor, ids: &[UnitId]) -> ProcTable {
+    if ids.iter().all(|&i| sup.units[i].unit.cgroup().is_some()) {
+        return ProcTable::default();
+    }
+    ProcTable::read()
+}
+
+fn info(sup: &Supervisor, i: UnitId, procs: &ProcTable) -> ServiceInfo {
     let u = &sup.units[i].unit;
     let (shown, why) = sup.shown_state(i);
     let state = u.state();
@@ -68,6 +80,6 @@ fn info(sup: &Supervisor, i: UnitId) -> ServiceInfo {
             .map(|b| (b.name().to_string(), b.local()))
             .collect(),
         fd_store: Some(u.fd_store().len() as u64).filter(|_| u.service.fd_store_max > 0),
-        ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper(), &u.tree())
+        ..crate::supervisor::containment::describe(u.cgroup(), u.subreaper(), &u.tree(procs))
     }
 }

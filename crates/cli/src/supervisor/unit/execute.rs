@@ -16,6 +16,7 @@ use crate::service::Readiness;
 use crate::supervisor::containment;
 use crate::supervisor::health::Check;
 use crate::supervisor::machine::{Action, Event, State, Timer};
+use crate::supervisor::proc_table::ProcTable;
 
 /// What a unit's actions bring about, for the supervisor.
 #[derive(Debug, Default)]
@@ -110,7 +111,7 @@ impl Unit {
                     let tree = if self.cgroup().is_some() {
                         Vec::new()
                     } else {
-                        self.tree()
+                        self.tree(&ProcTable::read())
                     };
                     let bytes = containment::tree_memory(self.cgroup(), &tree);
                     out.follow_ups.push(Event::MemoryMeasured(bytes));

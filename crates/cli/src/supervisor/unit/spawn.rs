@@ -13,7 +13,8 @@ use super::exit::Drain;
 use super::{Shared, Unit};
 use crate::supervisor::capture::{self, Capture, Sink};
 use crate::supervisor::child_env::strip_internal;
-use crate::supervisor::containment::{self, Cgroup};
+use crate::supervisor::containment::Cgroup;
+use crate::supervisor::proc_table::ProcTable;
 
 /// How a child is to be contained (see [`Unit::contain`]).
 pub(super) enum Containment {
@@ -253,29 +254,29 @@ impl Unit {
         ));
     }
 
-    /// The processes of this service's tree without a cgroup: in subreaper mode every
-    /// descendant of this supervisor but the sentinel, otherwise the main process and its
-    /// descendants; with those elsewhere that carry the service's tree mark. Empty with
-    /// a cgroup (its `cgroup.procs` says).
-    pub fn tree(&self) -> Vec<i32> {
+    /// The processes of this service's tree without a cgroup, as `procs` shows them: in
+    /// subreaper mode every descendant of this supervisor but the sentinel, otherwise the
+    /// main process and its descendants; with those elsewhere that carry the service's
+    /// tree mark. Empty with a cgroup (its `cgroup.procs` says).
+    pub fn tree(&self, procs: &ProcTable) -> Vec<i32> {
         if self.cgroup().is_some() {
             return Vec::new();
         }
         let mut tree = match (self.subreaper, self.pid()) {
             (true, _) => {
                 let spare: Vec<i32> = self.sentinel.into_iter().collect();
-                containment::descendants(std::process::id() as i32, &spare)
+                procs.descendants(std::process::id() as i32, &spare)
             }
             (false, Some(main)) => {
-                let mut tree = containment::descendants(main.as_raw(), &[]);
+                let mut tree = procs.descendants(main.as_raw(), &[]);
                 tree.push(main.as_raw());
                 tree
             }
             (false, None) => Vec::new(),
         };
-        for pid in self.mark.iter().flat_map(TreeMark::processes) {
-            if !tree.contains(&pid.as_raw()) {
-                tree.push(pid.as_raw());
+        for &pid in self.mark.map_or(&[][..], |m| procs.marked(m)) {
+            if !tree.contains(&pid) {
+                tree.push(pid);
             }
         }
         tree
