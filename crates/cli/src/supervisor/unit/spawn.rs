@@ -226,6 +226,20 @@ impl Unit {
         {
             self.note(&format!("{e}"));
         }
+        // Whether anything carries the mark is read from one reading of `/proc` that every
+        // unit's first start shares (a scan per unit would make an `up` of a thousand
+        // services read `/proc` a thousand times): what a supervisor killed before this one
+        // started left is in it, and what that forks later descends from it. (Leftovers of
+        // one that held a service's lock while this one ran, and died after it started,
+        // are not looked for.)
+        static AT_START: std::sync::OnceLock<ProcTable> = std::sync::OnceLock::new();
+        if AT_START
+            .get_or_init(ProcTable::read)
+            .marked(mark)
+            .is_empty()
+        {
+            return;
+        }
         let killed = mark.kill(&[]);
         if !killed.is_empty() {
             let deadline = Instant::now() + self.service.stop_timeout;
