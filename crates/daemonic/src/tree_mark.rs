@@ -85,8 +85,9 @@ impl TreeMark {
     }
 
     /// Marks `cmd`'s child between fork and exec, unless its hard `RLIMIT_RTTIME` is
-    /// already limited (someone else's mark, or a limit of its own: left alone). A failure
-    /// leaves the child unmarked rather than failing its start.
+    /// already limited (someone else's mark, or a limit of its own: left alone); a soft
+    /// limit it had stays. A failure leaves the child unmarked rather than failing its
+    /// start.
     pub fn apply(&self, cmd: &mut Command) {
         let mark = self.0;
         // SAFETY: the hook calls getrlimit and setrlimit, async-signal-safe system calls,
@@ -94,8 +95,8 @@ impl TreeMark {
         #[allow(unsafe_code)]
         unsafe {
             crate::sys::pre_exec(cmd, move || {
-                if let Ok((_, RLIM_INFINITY)) = getrlimit(Resource::RLIMIT_RTTIME) {
-                    let _ = setrlimit(Resource::RLIMIT_RTTIME, mark, mark);
+                if let Ok((soft, RLIM_INFINITY)) = getrlimit(Resource::RLIMIT_RTTIME) {
+                    let _ = setrlimit(Resource::RLIMIT_RTTIME, soft.min(mark), mark);
                 }
                 Ok(())
             })
@@ -247,6 +248,32 @@ mod tests {
         );
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    #[test]
+    fn a_soft_limit_stays() {
+        let mark = TreeMark::of(b"soft");
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: the hook calls setrlimit only, async-signal-safe, on constants.
+        #[allow(unsafe_code)]
+        unsafe {
+            crate::sys::pre_exec(&mut cmd, || {
+                Ok(setrlimit(Resource::RLIMIT_RTTIME, 5000, RLIM_INFINITY)?)
+            })
+        };
+        mark.apply(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max realtime timeout"))
+            .unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[3..5], ["5000", &mark.value().to_string()], "{line}");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
