@@ -99,8 +99,7 @@ fn a_pg_ctl_style_daemon_in_a_cgroup_is_ready_reloaded_restarted_and_stopped() {
 
 fn a_pg_ctl_style_daemon_in(containment: &str) {
     let env = Env::new(&format!("forking-ctl-{containment}"));
-    let pidfile = env.dir.join("server.pid");
-    let ready = format!("forking:{}", pidfile.display());
+    let (pidfile, ready) = pid_file_ready(&env);
     let out = start_in(&env, containment, "wait", &ready, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let daemon = pid_in(&pidfile).expect("the pid file");
@@ -192,8 +191,7 @@ fn run_in_the_foreground_takes_the_daemon_over_and_ends_it_on_sigterm() {
 #[test]
 fn a_daemon_that_writes_its_pid_file_after_its_parent_exited_is_waited_for() {
     let env = Env::new("forking-late");
-    let pidfile = env.dir.join("server.pid");
-    let ready = format!("forking:{}", pidfile.display());
+    let (pidfile, ready) = pid_file_ready(&env);
     let out = start(&env, "late", &ready, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let daemon = pid_in(&pidfile).expect("the pid file");
@@ -308,6 +306,23 @@ fn mainpid_names_the_daemon_among_the_processes_left() {
     }
 }
 
+/// The daemon's own pid file in the test's directory, and `ready = "forking:"` it.
+fn pid_file_ready(env: &Env) -> (PathBuf, String) {
+    let pidfile = env.dir.join("server.pid");
+    let ready = format!("forking:{}", pidfile.display());
+    (pidfile, ready)
+}
+
+/// Guards on the pids a test's script appended to `path`, one a line (what it left
+/// behind, killed however the test ends).
+fn guards_from(path: &Path) -> Vec<KillOnDrop> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .map(|p| KillOnDrop::new(Pid::from_raw(p)))
+        .collect()
+}
+
 /// `daemonic start` of `sh -c script`, ready by `ready` (`forking`, `forking:PATH`).
 fn start_sh(env: &Env, ready: &str, extra: &[&str], script: &str) -> std::process::Output {
     let mut args = vec!["start", "--name", "db", "--ready", ready];
@@ -319,12 +334,13 @@ fn start_sh(env: &Env, ready: &str, extra: &[&str], script: &str) -> std::proces
 #[test]
 fn two_processes_left_and_no_pid_file_fail_the_start_naming_them() {
     let env = Env::new("forking-two");
-    let out = start_sh(
-        &env,
-        "forking",
-        &["--timeout", "1s"],
-        "setsid sleep 3600 & setsid sleep 3601 & exit 0",
+    let left = env.dir.join("left");
+    let script = format!(
+        "setsid sleep 3600 & echo $! >> {l}; setsid sleep 3601 & echo $! >> {l}; exit 0",
+        l = left.display()
     );
+    let out = start_sh(&env, "forking", &["--timeout", "1s"], &script);
+    let _guards = guards_from(&left);
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("2 processes were left ("), "{said}");
@@ -337,8 +353,7 @@ fn two_processes_left_and_no_pid_file_fail_the_start_naming_them() {
 #[test]
 fn a_pid_file_that_never_appears_fails_the_start_naming_it() {
     let env = Env::new("forking-never");
-    let pidfile = env.dir.join("server.pid");
-    let ready = format!("forking:{}", pidfile.display());
+    let (pidfile, ready) = pid_file_ready(&env);
     let out = start(&env, "never", &ready, &["--timeout", "1s"]);
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
@@ -354,8 +369,7 @@ fn a_pid_file_that_never_appears_fails_the_start_naming_it() {
 #[test]
 fn a_pid_file_naming_a_process_outside_the_service_is_refused() {
     let env = Env::new("forking-foreign");
-    let pidfile = env.dir.join("server.pid");
-    let ready = format!("forking:{}", pidfile.display());
+    let (pidfile, ready) = pid_file_ready(&env);
     // A process of the same user, but not of the service: never taken, never signalled.
     let mut other = std::process::Command::new("sleep")
         .arg("60")
@@ -403,12 +417,10 @@ fn a_launcher_that_fails_is_a_failed_start_with_its_status() {
 #[test]
 fn a_one_shot_with_ready_forking_completes_as_a_one_shot() {
     let env = Env::new("forking-oneshot");
-    let out = start_sh(
-        &env,
-        "forking",
-        &["--type", "oneshot"],
-        "setsid sleep 3600 & exit 0",
-    );
+    let left = env.dir.join("left");
+    let script = format!("setsid sleep 3600 & echo $! >> {}; exit 0", left.display());
+    let out = start_sh(&env, "forking", &["--type", "oneshot"], &script);
+    let _guards = guards_from(&left);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("db: completed"), "{}", text(&out));
 }
@@ -465,8 +477,7 @@ fn a_pid_file_naming_another_services_orphan_is_refused() {
 fn a_daemon_left_in_its_parents_process_group_is_not_killed_with_it() {
     // No setsid: the daemon stays in the group the started process led.
     let env = Env::new("forking-group");
-    let pidfile = env.dir.join("server.pid");
-    let ready = format!("forking:{}", pidfile.display());
+    let (pidfile, ready) = pid_file_ready(&env);
     let script = format!("sleep 3600 & echo $! > {}; exit 0", pidfile.display());
     let out = start_sh(&env, &ready, &[], &script);
     assert!(out.status.success(), "{}", text(&out));

@@ -247,13 +247,7 @@ pub fn describe_dir(dir: &Path) -> crate::control::ServiceInfo {
 /// group (or the sum of its processes' resident memory where that file is missing);
 /// without a group, the resident memory of the processes of `tree` (see `Unit::tree`).
 pub fn tree_memory(cgroup: Option<&Cgroup>, tree: &[i32]) -> u64 {
-    if let Some(cg) = cgroup {
-        return describe_dir(cg.dir()).tree_memory_bytes.unwrap_or(0);
-    }
-    tree.iter()
-        .filter_map(|p| crate::usage::of(daemonic::Pid::from_raw(*p)))
-        .map(|u| u.rss_bytes)
-        .sum()
+    describe(cgroup, false, tree).tree_memory_bytes.unwrap_or(0)
 }
 
 /// Subreaper containment (no cgroup, one service): SIGKILLs every descendant of this
