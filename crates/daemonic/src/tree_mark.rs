@@ -36,7 +36,11 @@
 //! cmd.args(["-c", "env -i sleep 30 & exec sleep 30"]);
 //! mark.apply(&mut cmd);
 //! let mut child = cmd.spawn()?;
-//! std::thread::sleep(std::time::Duration::from_millis(200));
+//! // Until the shell has started its background child (and exec'd itself).
+//! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+//! while mark.processes().len() < 2 && std::time::Instant::now() < deadline {
+//!     std::thread::sleep(std::time::Duration::from_millis(5));
+//! }
 //! let killed = mark.kill(&[]);
 //! assert_eq!(killed.len(), 2, "the shell (now sleep) and its env -i child");
 //! child.wait()?;
