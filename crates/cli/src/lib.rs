@@ -156,6 +156,10 @@ enum Command {
 
 /// The `daemonic` command line.
 pub fn main() -> ExitCode {
+    // The supervisor's sentinel is this binary again (`Sentinel::start_exec`).
+    daemonic::sentinel::serve_if_asked();
+    // A supervisor's threads (the log archiver) allocate rarely: one heap is enough.
+    daemonic::memory::use_one_heap();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let argv = std::iter::once("daemonic".into()).chain(args.iter().cloned());
     let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| hints::improve(e, &args).exit());

@@ -126,18 +126,6 @@ fn a_crash_of_the_main_process_leaves_no_descendant(env: &Env, mode: Option<&str
     assert_all_gone(&tree, "a crash of the main process");
 }
 
-/// The sentinel of `supervisor`: its child named `daemonic-sentinel`.
-fn sentinel_pid(supervisor: Pid) -> Pid {
-    let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-        let pid = Pid::from_raw(e.file_name().to_str()?.parse().ok()?);
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        // The kernel keeps 15 bytes of the name.
-        (comm.trim() == "daemonic-sentin" && stat_field(pid, 1) == Some(supervisor.to_string()))
-            .then_some(pid)
-    });
-    found.expect("the supervisor's sentinel")
-}
-
 #[test]
 fn cgroup_stop_leaves_no_descendant() {
     if !cgroups("cgroup_stop_leaves_no_descendant") {
@@ -242,7 +230,7 @@ fn a_new_start_kills_what_a_killed_supervisor_and_sentinel_left(env: &Env, mode:
     assert!(out.status.success(), "{}", stderr(&out));
     let old = tree(&report, 4);
     let supervisor = env.supervisor_pid("e");
-    let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
+    let sentinel = KillOnDrop::new(sentinel_of(supervisor));
     let supervisor = KillOnDrop::new(supervisor);
     // The sentinel first, so that it cannot clean up after the supervisor.
     drop(sentinel);
@@ -403,7 +391,7 @@ fn each_service_of_a_config_file_keeps_its_own_tree(env: &Env, mode: Option<&str
         assert!(!gone(p), "b's {role} descendant died with a");
     }
     let supervisor = env.supervisor_pid("b");
-    let sentinel = KillOnDrop::new(sentinel_pid(supervisor));
+    let sentinel = KillOnDrop::new(sentinel_of(supervisor));
     let supervisor = KillOnDrop::new(supervisor);
     drop(sentinel);
     drop(supervisor);

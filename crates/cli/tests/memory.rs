@@ -97,3 +97,141 @@ fn an_idle_supervisor_gives_back_the_code_pages_of_its_start_up() {
         (!alive(pid)).then_some(())
     });
 }
+
+/// KiB of `pid`'s `[heap]` mapping resident.
+fn heap_kib(pid: Pid) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_ascii_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            inside = line.ends_with("[heap]");
+        } else if inside && let Some(kib) = line.strip_prefix("Rss:") {
+            return kib.trim().trim_end_matches("kB").trim().parse().unwrap();
+        }
+    }
+    0
+}
+
+/// The sentinel is the binary started afresh, not a forked copy of the supervisor: it
+/// holds none of the supervisor's heap (a copy held 130–160 KiB of it, its own once the
+/// supervisor wrote to its pages), and `ps` shows whose sentinel it is.
+#[test]
+fn the_sentinel_is_a_fresh_process_not_a_copy_of_the_supervisor() {
+    let env = Env::new("memory-sentinel");
+    let out = env.daemonic(&["start", "--name", "watched", "--", "sleep", "1000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let supervisor = KillOnDrop::new(env.supervisor_pid("watched"));
+    let child = KillOnDrop::new(env.child_pid("watched"));
+    let sentinel = KillOnDrop::new(sentinel_of(supervisor.pid()));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", sentinel.pid())).unwrap();
+    let words: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    assert_eq!(words[1], "--daemonic-sentinel", "{words:?}");
+    let whose = words
+        .iter()
+        .position(|w| w == "for")
+        .expect("`for` SUPERVISOR…");
+    assert!(
+        words[whose + 1..].iter().any(|w| w == "watched"),
+        "the sentinel's command line does not name its supervisor's: {words:?}"
+    );
+    let heap = wait_for("the sentinel to settle", Duration::from_secs(5), || {
+        (std::fs::read_to_string(format!("/proc/{}/comm", sentinel.pid()))
+            .ok()?
+            .trim()
+            == "daemonic-sentin")
+            .then(|| heap_kib(sentinel.pid()))
+    });
+    assert!(heap < 96, "the sentinel holds {heap} KiB of heap");
+    // And it does its job: the supervisor SIGKILLed, the sentinel ends the service.
+    nix::sys::signal::kill(supervisor.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the child to be killed", Duration::from_secs(10), || {
+        (!alive(child.pid())).then_some(())
+    });
+    wait_for("the sentinel to end", Duration::from_secs(10), || {
+        (!alive(sentinel.pid())).then_some(())
+    });
+}
+
+/// Threads of `pid`.
+fn threads(pid: Pid) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The log archiver (compression, retention) runs only while it has work: an idle
+/// supervisor is one thread, and a rotation brings the archiver back until its file is
+/// compressed.
+#[test]
+fn the_log_archiver_runs_only_while_it_has_work() {
+    let env = Env::new("memory-archiver");
+    let go = env.dir.join("go");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.05; done; i=0; \
+         while [ $i -lt 300 ]; do echo \"line $i of the burst that rotates the log\"; i=$((i+1)); done; \
+         exec sleep 1000",
+        go = go.display()
+    );
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "rotates",
+        "--log-max-size",
+        "4K",
+        "--log-keep",
+        "3",
+        "--log-compress",
+        "gzip",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let supervisor = KillOnDrop::new(env.supervisor_pid("rotates"));
+    let _child = KillOnDrop::new(env.child_pid("rotates"));
+    wait_for(
+        "the archiver's start-up pass to end",
+        Duration::from_secs(10),
+        || (threads(supervisor.pid()) == 1).then_some(()),
+    );
+    std::fs::write(&go, "").unwrap();
+    let gz = wait_for("a compressed rotated log", Duration::from_secs(10), || {
+        std::fs::read_dir(env.dir.join("state"))
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("rotates.log.") && n.ends_with(".gz"))
+    });
+    wait_for("the archiver to end again", Duration::from_secs(10), || {
+        (threads(supervisor.pid()) == 1).then_some(())
+    });
+    eprintln!("compressed: {gz}");
+    let out = env.daemonic(&["stop", "rotates"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `daemonic --daemonic-sentinel` with what no supervisor would give is refused (status
+/// 2, the reason), and kills nothing.
+#[test]
+fn a_sentinel_started_by_hand_with_bad_arguments_is_refused() {
+    let env = Env::new("memory-sentinel-args");
+    for args in [
+        vec!["--daemonic-sentinel"],
+        vec!["--daemonic-sentinel", "1", "1", "X=0123456789abcdef"],
+        vec!["--daemonic-sentinel", "7", "7", "X=0123456789abcdef"],
+        vec!["--daemonic-sentinel", "0", "0,3", "no marker"],
+    ] {
+        let out = env.cmd().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("daemonic-sentinel: "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -13,12 +13,29 @@
 //!   relocations or the heap — is dropped, so nothing is lost.
 //! - the heap's **free pages** go back to the kernel (glibc's `malloc_trim(0)`; nothing
 //!   elsewhere).
+//! - the main thread's **stack pages below the frames live now** (with a 16 KiB margin),
+//!   which the start-up's deepest calls dirtied once: memory below the stack pointer
+//!   holds nothing live, and a page touched again is a fresh zero page. Called on another
+//!   thread, the stack is left alone.
 //!
 //! Cost: the first run of any code path after the call takes a few page faults. Call it
 //! once, when the process goes idle after starting (daemonic's supervisor does so the
 //! first time its poll loop would sleep a second or more), not in a hot loop.
 
 use crate::{Error, Result, sys};
+
+/// Makes every thread of the process allocate from the main heap (glibc: `M_ARENA_MAX`
+/// = 1); returns whether the allocator has such a setting. Call it first in `main`, before
+/// any thread starts.
+///
+/// glibc gives each thread that allocates an arena of its own, a mapping whose first
+/// pages stay resident after the thread goes quiet (16 KiB of a 132 KiB arena for
+/// daemonic's log archiver, which waits for rotations most of its life). A process whose
+/// threads rarely allocate at once — a supervisor with a log thread — loses nothing to
+/// lock contention by sharing one heap.
+pub fn use_one_heap() -> bool {
+    sys::one_heap()
+}
 
 /// What [`release_startup_pages`] gave back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +45,25 @@ pub struct Released {
     pub code_bytes: usize,
     /// Whether the allocator was asked to return its free pages (glibc only).
     pub heap_trimmed: bool,
+    /// Bytes of the main thread's stack below the live frames whose pages were dropped
+    /// (0 when called on another thread).
+    pub stack_bytes: usize,
 }
 
-/// Drops the executable's code pages from this process and returns the heap's free pages
-/// to the kernel (see the [module docs](self)). Safe to call at any time, from any thread.
+/// Drops the executable's code pages and the unused part of the main thread's stack from
+/// this process and returns the heap's free pages to the kernel (see the
+/// [module docs](self)). Safe to call at any time, from any thread.
 pub fn release_startup_pages() -> Result<Released> {
-    let heap_trimmed = sys::trim_heap();
     let code_bytes = sys::drop_executable_code_pages()
-        .map_err(|e| Error::io("drop the executable's code pages (/proc/self/maps)", e))?;
+        .map_err(|e| Error::io("drop the executable's code pages (/proc/self/smaps)", e));
+    let stack_bytes = sys::drop_unused_stack()
+        .map_err(|e| Error::io("drop the unused stack pages (/proc/self/maps)", e));
+    // Last: what the two above read (`/proc/self/smaps` is tens of KiB) is freed by now.
+    let heap_trimmed = sys::trim_heap();
+    let (code_bytes, stack_bytes) = (code_bytes?, stack_bytes?);
     Ok(Released {
         code_bytes,
         heap_trimmed,
+        stack_bytes,
     })
 }

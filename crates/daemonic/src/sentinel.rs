@@ -12,6 +12,12 @@
 //! that descendants inherit — and exits. A supervisor that ends normally calls
 //! [`Sentinel::disarm`], and the sentinel exits without looking.
 //!
+//! [`Sentinel::start_exec`] does the same, but the forked copy `exec`s the program again
+//! as a bare sentinel (its `main` calls [`serve_if_asked`] first): a forked copy would
+//! keep its own copy of every heap, stack and data page the supervisor writes after the
+//! fork — about 130 KiB of heap alone for daemonic's supervisor — while the exec'd one
+//! holds only what a fresh process needs (12 KiB of heap). daemonic's supervisor uses it.
+//!
 //! Ordering rules, and why:
 //! - Fork the sentinel before any thread exists (it is a plain `fork`).
 //! - Hand it the pid-file descriptor in `keep`: it then holds the pid-file lock until its
@@ -69,6 +75,25 @@ impl Sentinel {
     /// Fails with [`ErrorKind::Threaded`] if the process runs more than one thread and
     /// with [`ErrorKind::InvalidInput`] for a variable name that is empty or has `=`.
     pub fn start(var: &str, keep: &[BorrowedFd<'_>]) -> Result<Sentinel> {
+        Self::launch(var, keep, false)
+    }
+
+    /// Like [`start`](Self::start), but the forked copy `exec`s `/proc/self/exe` as a
+    /// fresh sentinel instead of running on in the copy: it then holds no copy-on-write
+    /// pages of the caller's heap, stack and data (which the caller goes on writing, so
+    /// a forked sentinel ends up owning its own copy of most of them), only what a new
+    /// process of the program needs.
+    ///
+    /// **The program's `main` must call [`serve_if_asked`] first**, before it parses its
+    /// arguments: the exec'd sentinel is the same executable, started with the arguments
+    /// `--daemonic-sentinel FD KEEP MARKER for ARGS…` (the last are the caller's own
+    /// command line, so that `ps` shows whose sentinel it is). If the `exec` fails (no
+    /// `/proc`, say), the copy runs the sentinel itself, as `start` would.
+    pub fn start_exec(var: &str, keep: &[BorrowedFd<'_>]) -> Result<Sentinel> {
+        Self::launch(var, keep, true)
+    }
+
+    fn launch(var: &str, keep: &[BorrowedFd<'_>], exec: bool) -> Result<Sentinel> {
         if var.is_empty() || var.contains(['=', '\0']) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -93,6 +118,9 @@ impl Sentinel {
         match sys::fork_single_threaded().map_err(|e| Error::io("fork sentinel", e))? {
             Forked::Child => {
                 drop(write);
+                if exec {
+                    exec_self(read.as_raw_fd(), &keep_raw, &marker);
+                }
                 let code = watch(read, &keep_raw, &marker);
                 sys::exit_immediately(code)
             }
@@ -183,6 +211,122 @@ impl Sentinel {
             }
         }
     }
+}
+
+/// The first argument of an exec'd sentinel ([`Sentinel::start_exec`]).
+const EXEC_ARG: &str = "--daemonic-sentinel";
+
+/// In the forked copy: `exec`s `/proc/self/exe` as a sentinel that waits on `read`, keeps
+/// `keep` (which holds `read`) and kills what carries `marker`. Returns only if that
+/// failed, with whatever it closed closed (`watch` closes the same).
+fn exec_self(read: i32, keep: &[i32], marker: &str) {
+    use std::ffi::CString;
+    if sys::close_all_but(keep).is_err() || keep.iter().any(|&fd| sys::clear_cloexec(fd).is_err()) {
+        return;
+    }
+    let keep_list = keep
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut argv = vec![
+        "daemonic-sentinel".to_string(),
+        EXEC_ARG.to_string(),
+        read.to_string(),
+        keep_list,
+        marker.to_string(),
+        "for".to_string(),
+    ]
+    .into_iter()
+    .filter_map(|a| CString::new(a).ok())
+    .collect::<Vec<_>>();
+    // The supervisor's own command line, for `ps` (and for whoever looks for its
+    // processes by what they were started with).
+    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    argv.extend(
+        cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .filter_map(|a| CString::new(a).ok()),
+    );
+    let _ = nix::unistd::execv(c"/proc/self/exe", &argv);
+}
+
+/// Runs the sentinel and exits if this process is one that [`Sentinel::start_exec`]
+/// started; returns at once otherwise. A program that uses `start_exec` calls it first
+/// thing in `main`.
+///
+/// What it is given is checked (a pipe to wait on, open descriptors to keep, a marker of
+/// the shape `start` makes); anything else ends the process with status 2 and a message,
+/// and nothing is killed.
+pub fn serve_if_asked() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(EXEC_ARG)) {
+        return;
+    }
+    let words: Vec<String> = args
+        .take(3)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let code = match exec_args(&words) {
+        Ok((read, keep, marker)) => watch(read, &keep, &marker),
+        Err(e) => {
+            eprintln!("daemonic-sentinel: {e}");
+            2
+        }
+    };
+    sys::exit_immediately(code)
+}
+
+/// `FD KEEP MARKER` of an exec'd sentinel: the pipe (adopted), every descriptor to keep
+/// (the pipe among them) and the marker.
+fn exec_args(words: &[String]) -> std::result::Result<(OwnedFd, Vec<i32>, String), String> {
+    let [read, keep, marker] = words else {
+        return Err(format!("{EXEC_ARG} wants FD KEEP MARKER, not {words:?}"));
+    };
+    let number = |w: &str| {
+        w.parse::<i32>()
+            .ok()
+            .filter(|fd| *fd > 2)
+            .ok_or_else(|| format!("{w:?} is not a descriptor above 2"))
+    };
+    let read = number(read)?;
+    let mut keep_raw = keep
+        .split(',')
+        .map(number)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    keep_raw.sort_unstable();
+    if !keep_raw.contains(&read) {
+        return Err(format!(
+            "the pipe {read} is not among the descriptors kept ({keep})"
+        ));
+    }
+    match marker.split_once('=') {
+        Some((var, token))
+            if !var.is_empty()
+                && !var.contains('\0')
+                && token.len() == 16
+                && token.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+        _ => {
+            return Err(format!(
+                "{marker:?} is not a sentinel's marker (VAR=16 hex digits)"
+            ));
+        }
+    }
+    for &fd in &keep_raw {
+        if !sys::fd_is_open(fd) {
+            return Err(format!("descriptor {fd} is not open"));
+        }
+    }
+    let pipe = sys::adopt_inherited_fd(read).map_err(|e| format!("descriptor {read}: {e}"))?;
+    let is_fifo =
+        nix::sys::stat::fstat(&pipe).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    if !is_fifo {
+        // Not ours to close: it is not the pipe it should be.
+        std::mem::forget(pipe);
+        return Err(format!("descriptor {read} is not a pipe"));
+    }
+    Ok((pipe, keep_raw, marker.clone()))
 }
 
 /// The sentinel's life: wait, then (unless disarmed) kill what carries `marker`. Returns

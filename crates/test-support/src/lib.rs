@@ -196,6 +196,21 @@ pub fn stat_field(pid: Pid, n: usize) -> Option<String> {
     rest.split(' ').nth(n).map(str::to_string)
 }
 
+/// The sentinel of a `daemonic` supervisor: its child started as `daemonic-sentinel` (by
+/// its command line, which it has from its first instruction; its name follows a moment
+/// later). Waits up to ten seconds for it.
+pub fn sentinel_of(supervisor: Pid) -> Pid {
+    wait_for("the supervisor's sentinel", Duration::from_secs(10), || {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid = Pid::from_raw(e.file_name().to_str()?.parse().ok()?);
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            (cmdline.starts_with(b"daemonic-sentinel\0")
+                && stat_field(pid, 1) == Some(supervisor.to_string()))
+            .then_some(pid)
+        })
+    })
+}
+
 /// True while the process exists and is not a zombie.
 pub fn alive(pid: Pid) -> bool {
     matches!(stat_field(pid, 0).as_deref(), Some(s) if s != "Z")

@@ -142,6 +142,7 @@ impl<'a> PollSet<'a> {
     }
 
     /// Every source to watch this turn.
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     fn build(units: &'a Units, io: &'a Io<'_>) -> PollSet<'a> {
         let mut set = PollSet {
             fds: Vec::new(),
@@ -238,6 +239,7 @@ impl Supervisor {
 
     /// Creates the first units: each entry's, started at once, or a config file's, started
     /// as their dependencies allow.
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     pub(super) fn begin(
         &mut self,
         start: Start<'_>,
@@ -279,6 +281,11 @@ impl Supervisor {
     }
 
     /// Runs the loop until every unit is done (see the module docs).
+    ///
+    /// What it calls per event is kept out of line (`#[inline(never)]`): inlined, their
+    /// locals made this one frame 25 KiB, stack that stays resident for as long as the
+    /// supervisor sleeps in `poll` below it. Out of line, their frames live only while
+    /// they run, and the idle release (`daemonic::memory`) drops their pages.
     pub(super) fn run(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
         while !self.over() {
             let control_due = io.control.as_deref().and_then(ControlServer::next_deadline);
@@ -316,6 +323,7 @@ impl Supervisor {
         Ok(())
     }
 
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     fn on_output(&mut self, id: UnitId, k: usize, cx: &Shared<'_>) -> Result<()> {
         if self.units[id].unit.on_output(k) {
             self.deliver(id, Event::OutputMatched, cx)?;
@@ -323,6 +331,7 @@ impl Supervisor {
         Ok(())
     }
 
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     fn on_exit(&mut self, id: UnitId, cx: &Shared<'_>) -> Result<()> {
         let unit = &mut self.units[id].unit;
         unit.drain_output();
@@ -334,6 +343,7 @@ impl Supervisor {
 
     /// Moves on what is due by time or was woken: emptying cgroups, give-up hooks, the
     /// look for a forking service's daemon, probe attempts, then timers.
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     fn advance(
         &mut self,
         woken: &std::collections::HashMap<UnitId, Woken>,
@@ -399,6 +409,7 @@ impl Supervisor {
 
     /// The end of a turn: a config file's rules, pending answers, retired units, orphans,
     /// systemd's watchdog.
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     fn tidy(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
         if self.group.is_some() {
             self.reconcile(cx)?;

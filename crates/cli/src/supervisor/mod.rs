@@ -183,7 +183,7 @@ fn with_sentinel<T>(
     // until it has cleaned up after a killed supervisor. Not as PID 1, whose death kills
     // every process of its pid namespace.
     let keep: Vec<_> = outer.pid_file().map(|p| p.as_fd()).into_iter().collect();
-    let sentinel = (!pid1).then(|| Sentinel::start("INVOCATION_ID", &keep));
+    let sentinel = (!pid1).then(|| Sentinel::start_exec("INVOCATION_ID", &keep));
     let sentinel = match sentinel.transpose() {
         Ok(s) => s,
         Err(e) => {

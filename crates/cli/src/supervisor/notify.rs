@@ -62,6 +62,7 @@ enum Role {
 
 impl Supervisor {
     /// Drains the notify socket into events of the units whose tree spoke.
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     pub(super) fn on_datagrams(
         &mut self,
         listener: &NotifyListener,

@@ -10,6 +10,7 @@ use super::requests;
 use super::unit::Shared;
 
 impl Supervisor {
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     pub(super) fn on_signals(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
         let mut events = io.signals.pending();
         if let Some(init) = &self.init {

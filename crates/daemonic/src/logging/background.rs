@@ -5,11 +5,13 @@
 //!   reference, so it never keeps a writer alive, and stops when told or when the writer is
 //!   gone.
 //! * The **archiver** compresses rotated files and enforces retention, so neither ever runs
-//!   on a thread that writes log lines. It receives rotated paths over a channel; closing
-//!   the channel (the writer's `close`) makes it finish the queue and exit. At start it
-//!   first repairs what a crash may have left: removes `.tmp` files, removes the
-//!   uncompressed copy of a file whose compressed form is complete, and compresses rotated
-//!   files still uncompressed.
+//!   on a thread that writes log lines. Its thread runs only while there is work: it takes
+//!   rotated paths from a queue and ends when it finds the queue empty; the next rotation
+//!   starts it again (rotations are rare; an idle thread per log would cost a stack and a
+//!   kernel task each — 100 of them in a config file of 100 services). The writer's
+//!   `close` waits for it. At start it first repairs what a crash may have left: removes
+//!   `.tmp` files, removes the uncompressed copy of a file whose compressed form is
+//!   complete, and compresses rotated files still uncompressed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,42 +46,89 @@ impl ArchiveStatus {
     }
 }
 
-/// The archiver thread and the sending end of its queue.
+/// The archiver: a thread that runs only while it has work (see [`Archiver::submit`]).
 #[derive(Debug)]
 pub(crate) struct Archiver {
+    job: Arc<ArchiveJob>,
+    /// Whether the thread is still taking jobs from `tx`'s queue. The thread sets it to
+    /// false, holding this lock, just after finding the queue empty, and then ends; a job
+    /// is sent only while this lock is held and the flag is true, so none is left behind
+    /// in a queue nobody reads.
+    running: Arc<Mutex<bool>>,
     tx: Sender<PathBuf>,
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl Archiver {
+    /// Starts the thread with the start-up pass (repairs, then retention); it ends when
+    /// that is done and nothing was submitted meanwhile.
     pub fn spawn(cfg: &Config, dir: Arc<LogDir>, status: Arc<ArchiveStatus>) -> Result<Archiver> {
-        let (tx, rx) = mpsc::channel();
-        let job = ArchiveJob {
+        let job = Arc::new(ArchiveJob {
             dir,
             active: cfg.path.clone(),
             compression: cfg.compression,
             retention: cfg.retention,
             durable: cfg.fsync != Fsync::Never,
             status,
-        };
-        let handle = thread::Builder::new()
-            .name("log-archiver".into())
-            .spawn(move || job.run(rx))
-            .map_err(|e| Error::io("spawn log archiver thread", e))?;
-        Ok(Archiver { tx, handle })
+        });
+        let running = Arc::new(Mutex::new(true));
+        let (tx, handle) = start(&job, &running, true)?;
+        Ok(Archiver {
+            job,
+            running,
+            tx,
+            handle: Some(handle),
+        })
     }
 
-    pub fn sender(&self) -> Sender<PathBuf> {
-        self.tx.clone()
+    /// Queues a rotated file (compression, then retention); starts the thread again if it
+    /// ended. A thread that cannot be started is an archiver error (in the writer's
+    /// stats); the file stays as it is, and the next pass (or start) takes it.
+    pub fn submit(&mut self, rotated: PathBuf) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if *running && self.tx.send(rotated.clone()).is_ok() {
+            return;
+        }
+        // Ended (or ending: it set the flag and returns without touching anything more).
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        match start(&self.job, &self.running, false) {
+            Ok((tx, handle)) => {
+                let _ = tx.send(rotated);
+                *running = true;
+                self.tx = tx;
+                self.handle = Some(handle);
+            }
+            Err(e) => self.job.status.record(&e),
+        }
     }
 
-    /// Closes the queue and waits until everything queued is done.
-    pub fn join(self) {
-        drop(self.tx);
-        let _ = self.handle.join();
+    /// Waits until everything queued is done.
+    pub fn join(mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
+/// Starts a thread that takes jobs from a new queue (after the start-up pass, with
+/// `first`) until it finds the queue empty.
+fn start(
+    job: &Arc<ArchiveJob>,
+    running: &Arc<Mutex<bool>>,
+    first: bool,
+) -> Result<(Sender<PathBuf>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let (job, running) = (Arc::clone(job), Arc::clone(running));
+    let handle = thread::Builder::new()
+        .name("log-archiver".into())
+        .spawn(move || job.run(&rx, &running, first))
+        .map_err(|e| Error::io("spawn log archiver thread", e))?;
+    Ok((tx, handle))
+}
+
+#[derive(Debug)]
 struct ArchiveJob {
     /// The log's directory: every file is reached through it (see [`LogDir`]).
     dir: Arc<LogDir>,
@@ -91,20 +140,37 @@ struct ArchiveJob {
 }
 
 impl ArchiveJob {
-    fn run(self, rx: Receiver<PathBuf>) {
-        self.recover();
-        self.enforce_retention();
-        // Ends when every sender is gone (the writer closed or dropped).
-        while let Ok(rotated) = rx.recv() {
-            let name = rotated.file_name().unwrap_or_default();
-            if self.compression != Compression::None
-                && self.dir.stat(name).is_ok()
-                && let Err(e) = self.compress(name)
-            {
-                self.status.record(&e);
-            }
+    /// The thread's life: the start-up pass with `first`, then every queued job, then
+    /// the end (no thread waits between rotations, which are rare).
+    fn run(&self, rx: &Receiver<PathBuf>, running: &Mutex<bool>, first: bool) {
+        if first {
+            self.recover();
             self.enforce_retention();
         }
+        loop {
+            let next = {
+                let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+                match rx.try_recv() {
+                    Ok(rotated) => rotated,
+                    Err(_) => {
+                        *running = false;
+                        return;
+                    }
+                }
+            };
+            self.archive(&next);
+        }
+    }
+
+    fn archive(&self, rotated: &std::path::Path) {
+        let name = rotated.file_name().unwrap_or_default();
+        if self.compression != Compression::None
+            && self.dir.stat(name).is_ok()
+            && let Err(e) = self.compress(name)
+        {
+            self.status.record(&e);
+        }
+        self.enforce_retention();
     }
 
     fn compress(&self, name: &std::ffi::OsStr) -> Result<()> {

@@ -26,7 +26,6 @@
 use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -72,7 +71,6 @@ pub(crate) struct Shared {
     pub cfg: Config,
     state: Mutex<State>,
     status: Arc<ArchiveStatus>,
-    archiver: Mutex<Option<Archiver>>,
     ticker: Mutex<Option<Ticker>>,
 }
 
@@ -90,7 +88,8 @@ pub(crate) struct State {
     rotate_at: Option<u64>,
     stats: Stats,
     loss: Option<Loss>,
-    jobs: Option<Sender<PathBuf>>,
+    /// Where rotated files go to be compressed and pruned.
+    archiver: Option<Archiver>,
     /// After `close`: no buffering.
     closed: bool,
     /// `(stamp, seq)` of the last rotated name, so the next one sorts after it.
@@ -255,21 +254,16 @@ impl Shared {
     }
 
     fn shutdown(&self) {
-        {
+        let archiver = {
             let mut st = self.lock();
             st.flush_buf(&self.cfg);
-            st.jobs = None;
             st.closed = true;
-        }
+            st.archiver.take()
+        };
         if let Some(t) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             t.stop();
         }
-        if let Some(a) = self
-            .archiver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(a) = archiver {
             a.join();
         }
         self.lock().buf.shrink_to_fit();
@@ -443,8 +437,8 @@ impl State {
         self.rotate_at = cfg.max_size;
         self.stats.rotations += 1;
         self.last_rotated = Some(name);
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(target);
+        if let Some(archiver) = &mut self.archiver {
+            archiver.submit(target);
         }
     }
 

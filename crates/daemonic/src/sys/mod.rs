@@ -367,6 +367,12 @@ pub(crate) fn dup_onto(fd: RawFd, target: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the descriptor number `fd` is open in this process.
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD reads the flags of a descriptor number; no memory is touched.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// Takes ownership of a descriptor passed by a service manager (`LISTEN_FDS`), after
 /// checking that it is open, and sets close-on-exec on it.
 pub(crate) fn adopt_listen_fd(fd: RawFd) -> io::Result<OwnedFd> {
@@ -403,21 +409,25 @@ pub(crate) fn register_exit_if(
     }
 }
 
-/// Drops this process's page-table entries for the executable's code (`MADV_DONTNEED` on
-/// each mapping of `/proc/self/exe` that is readable, executable, private and not
-/// writable); returns the bytes of address space advised. The pages stay in the page
-/// cache; the next instruction fetched from one faults it back in from there (or from the
-/// file). Mappings are found in `/proc/self/maps` by the device and inode of
-/// `/proc/self/exe`, so a binary replaced or deleted on disk is still matched.
+/// Drops this process's page-table entries for the executable's code and read-only data
+/// (`MADV_DONTNEED` on each mapping of `/proc/self/exe` that is private, not writable, and
+/// holds no page of its own: `r-xp` code, and `r--p` data with `Anonymous: 0`, which
+/// leaves out the relocated data that the loader wrote and then made read-only); returns
+/// the bytes of address space advised. The pages stay in the page cache; the next access
+/// to one faults it back in from there (or from the file). Each mapping is first advised
+/// `MADV_RANDOM`, so such a fault maps that one page, not the 64 KiB around it
+/// (`fault_around_bytes`): an idle process keeps only the pages it runs. Mappings are found
+/// in `/proc/self/smaps` by the device and inode of `/proc/self/exe`, so a binary replaced
+/// or deleted on disk is still matched.
 pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
     use std::os::unix::fs::MetadataExt;
     let exe = std::fs::metadata("/proc/self/exe")?;
     let (major, minor) = (libc::major(exe.dev()), libc::minor(exe.dev()));
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut advised = 0;
-    for line in maps.lines() {
+    for (header, fields) in smaps_entries(&smaps) {
         // start-end perms offset dev inode path
-        let mut f = line.split_ascii_whitespace();
+        let mut f = header.split_ascii_whitespace();
         let (Some(range), Some(perms), Some(_), Some(dev), Some(inode)) =
             (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
@@ -427,7 +437,11 @@ pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
             && dev.split_once(':').is_some_and(|(a, b)| {
                 u32::from_str_radix(a, 16) == Ok(major) && u32::from_str_radix(b, 16) == Ok(minor)
             });
-        if !same_file || perms != "r-xp" {
+        let own_pages = fields
+            .iter()
+            .find_map(|l| l.strip_prefix("Anonymous:"))
+            .is_none_or(|kb| kb.trim() != "0 kB");
+        if !same_file || !(perms == "r-xp" || (perms == "r--p" && !own_pages)) {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else {
@@ -439,19 +453,109 @@ pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
         ) else {
             continue;
         };
+        let addr = start as *mut libc::c_void;
+        // SAFETY: MADV_RANDOM only changes how the kernel reads ahead and maps around a
+        // fault in [start, end), a mapping of this process; no content changes.
+        unsafe { libc::madvise(addr, end - start, libc::MADV_RANDOM) };
         // SAFETY: [start, end) is a private mapping of the executable that is not
-        // writable, so it holds no page this process wrote (no copy-on-write copies: only
-        // a debugger's breakpoints could be, and they would be dropped); dropping its
-        // page-table entries loses nothing, since every page reads back identical from
-        // the file. The code running here faults its own pages back in.
-        let ret =
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        // writable and holds no anonymous page (code: no copy-on-write copies, as it was
+        // never writable — only a debugger's breakpoints could be, and they would be
+        // dropped; data: `Anonymous: 0` above, and a read-only mapping gets no new one),
+        // so dropping its page-table entries loses nothing: every page reads back
+        // identical from the file. The code running here faults its own pages back in.
+        let ret = unsafe { libc::madvise(addr, end - start, libc::MADV_DONTNEED) };
         if ret != 0 {
             return Err(io::Error::last_os_error());
         }
         advised += end - start;
     }
     Ok(advised)
+}
+
+/// The mappings of `/proc/PID/smaps` text: each header line and the field lines after it.
+fn smaps_entries(smaps: &str) -> Vec<(&str, Vec<&str>)> {
+    let mut entries: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in smaps.lines() {
+        let first = line.split_ascii_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            entries.push((line, Vec::new()));
+        } else if let Some((_, fields)) = entries.last_mut() {
+            fields.push(line);
+        }
+    }
+    entries
+}
+
+/// Drops the pages of the main thread's stack below the frames live now, less a margin:
+/// a start-up's deep calls (argument parsing, a config file) dirtied them once and
+/// nothing reads them again. Memory below the stack pointer holds nothing live (the
+/// x86-64 ABI's 128-byte red zone, and the frames of the `madvise` call itself, are
+/// inside the margin); a page touched again later is a fresh zero page, as it was before
+/// the start-up. Returns the bytes advised: 0 on any thread but the main one (whose
+/// stack is the `[stack]` of `/proc/self/maps`).
+#[inline(never)]
+pub(crate) fn drop_unused_stack() -> io::Result<usize> {
+    /// What stays below the frame of this function: far more than the calls below it.
+    const MARGIN: usize = 16 * 1024;
+    if nix::unistd::gettid() != nix::unistd::getpid() {
+        return Ok(0);
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize);
+    let stack = maps
+        .lines()
+        .filter(|l| l.ends_with("[stack]"))
+        .find_map(|line| {
+            let (start, end) = line.split_ascii_whitespace().next()?.split_once('-')?;
+            let (start, end) = (
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            );
+            (start <= sp && sp < end).then_some(start)
+        });
+    let Some(start) = stack else {
+        return Ok(0);
+    };
+    let below = (sp & !(page - 1)).saturating_sub(MARGIN);
+    if below <= start {
+        return Ok(0);
+    }
+    // SAFETY: [start, below) is the part of this thread's own stack mapping at least
+    // MARGIN bytes below the frame running now (and below every frame of the calls still
+    // to come in this function, which are far smaller): the stack grows down, so no live
+    // frame and no red zone is there, and nothing holds a reference into it. Dropping
+    // the pages of a private anonymous mapping makes them read as zeros next time, which
+    // is what an untouched stack page reads as.
+    let ret = unsafe {
+        libc::madvise(
+            start as *mut libc::c_void,
+            below - start,
+            libc::MADV_DONTNEED,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(below - start)
+}
+
+/// Makes every thread allocate from the one main heap (glibc's `M_ARENA_MAX` = 1) instead
+/// of an arena of its own per thread; false where there is no such setting.
+pub(crate) fn one_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt has no preconditions; it takes the allocator's own lock.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 /// Returns the allocator's free heap memory to the kernel (glibc's `malloc_trim(0)`: the

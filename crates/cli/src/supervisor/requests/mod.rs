@@ -128,6 +128,7 @@ pub fn settle(sup: &Supervisor, pending: &Pending) -> Option<Response> {
 
 impl Supervisor {
     /// Reads the requests that have arrived; answers each now or when its unit gets there.
+    #[inline(never)] // see `Supervisor::run`: off the idle stack
     pub(super) fn answer_requests(&mut self, server: &mut ControlServer, cx: &Shared<'_>) {
         for (conn, request) in server.poll_requests(Instant::now()) {
             if let Request::Up { names, rerun } = &request {

@@ -127,7 +127,7 @@ impl RotatingWriterBuilder {
             rotate_at: cfg.max_size,
             stats: Stats::default(),
             loss: None,
-            jobs: archiver.as_ref().map(Archiver::sender),
+            archiver,
             closed: false,
             last_rotated: None,
         };
@@ -135,7 +135,6 @@ impl RotatingWriterBuilder {
             cfg,
             state: Mutex::new(state),
             status,
-            archiver: Mutex::new(archiver),
             ticker: Mutex::new(None),
         });
         if let Some(p) = shared.cfg.period {
