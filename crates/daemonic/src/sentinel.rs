@@ -12,14 +12,15 @@
 //! that descendants inherit — and exits. A supervisor that ends normally calls
 //! [`Sentinel::disarm`], and the sentinel exits without looking.
 //!
-//! [`Sentinel::start_exec`] does the same, but the forked copy `exec`s the program again
-//! as a bare sentinel (its `main` calls [`serve_if_asked`] first): a forked copy would
+//! [`Sentinel::start_exec`] does the same, but starts the program again as a bare
+//! sentinel (`posix_spawn`; its `main` calls [`serve_if_asked`] first): a forked copy would
 //! keep its own copy of every heap, stack and data page the supervisor writes after the
 //! fork — about 130 KiB of heap alone for daemonic's supervisor — while the exec'd one
 //! holds only what a fresh process needs (12 KiB of heap). daemonic's supervisor uses it.
 //!
 //! Ordering rules, and why:
-//! - Fork the sentinel before any thread exists (it is a plain `fork`).
+//! - Start the sentinel before any thread exists (it may be a plain `fork`; the spawn of
+//!   `start_exec` lifts close-on-exec from `keep` for a moment).
 //! - Hand it the pid-file descriptor in `keep`: it then holds the pid-file lock until its
 //!   cleanup is over, so a new supervisor for the same name cannot start while the old
 //!   tree is still being killed — no duplicates.
@@ -78,17 +79,17 @@ impl Sentinel {
         Self::launch(var, keep, false)
     }
 
-    /// Like [`start`](Self::start), but the forked copy `exec`s `/proc/self/exe` as a
-    /// fresh sentinel instead of running on in the copy: it then holds no copy-on-write
-    /// pages of the caller's heap, stack and data (which the caller goes on writing, so
-    /// a forked sentinel ends up owning its own copy of most of them), only what a new
-    /// process of the program needs.
+    /// Like [`start`](Self::start), but the sentinel is `/proc/self/exe` started afresh
+    /// (`posix_spawn`, no copy of the caller) instead of a forked copy: it then holds no
+    /// copy of the caller's heap, stack and data (which the caller goes on writing, so a
+    /// forked sentinel ends up owning its own copy of most of them), only what a new
+    /// process of the program needs, and the caller's pages are not made copy-on-write.
     ///
     /// **The program's `main` must call [`serve_if_asked`] first**, before it parses its
-    /// arguments: the exec'd sentinel is the same executable, started with the arguments
+    /// arguments: the sentinel is the same executable, started with the arguments
     /// `--daemonic-sentinel FD KEEP MARKER for ARGS…` (the last are the caller's own
-    /// command line, so that `ps` shows whose sentinel it is). If the `exec` fails (no
-    /// `/proc`, say), the copy runs the sentinel itself, as `start` would.
+    /// command line, so that `ps` shows whose sentinel it is). If the spawn fails (no
+    /// `/proc`, say), a forked copy runs the sentinel, as with `start`.
     pub fn start_exec(var: &str, keep: &[BorrowedFd<'_>]) -> Result<Sentinel> {
         Self::launch(var, keep, true)
     }
@@ -115,26 +116,28 @@ impl Sentinel {
         let mut keep_raw: Vec<i32> = keep.iter().map(|fd| fd.as_raw_fd()).collect();
         keep_raw.push(read.as_raw_fd());
         keep_raw.sort_unstable();
-        match sys::fork_single_threaded().map_err(|e| Error::io("fork sentinel", e))? {
-            Forked::Child => {
-                drop(write);
-                if exec {
-                    exec_self(read.as_raw_fd(), &keep_raw, &marker);
+        // Spawned: no copy of this process at all. Where that fails (no `/proc`, say),
+        // a forked copy runs the sentinel itself.
+        let spawned = exec.then(|| spawn_exec(read.as_raw_fd(), &keep_raw, &marker));
+        let pid = match spawned {
+            Some(Ok(pid)) => pid,
+            _ => match sys::fork_single_threaded().map_err(|e| Error::io("fork sentinel", e))? {
+                Forked::Child => {
+                    drop(write);
+                    let code = watch(read, &keep_raw, &marker);
+                    sys::exit_immediately(code)
                 }
-                let code = watch(read, &keep_raw, &marker);
-                sys::exit_immediately(code)
-            }
-            Forked::Parent(pid) => {
-                drop(read);
-                let pidfd = PidFd::open(pid)?;
-                Ok(Sentinel {
-                    pidfd,
-                    pipe: std::fs::File::from(write),
-                    marker,
-                    var: var.to_string(),
-                })
-            }
-        }
+                Forked::Parent(pid) => pid,
+            },
+        };
+        drop(read);
+        let pidfd = PidFd::open(pid)?;
+        Ok(Sentinel {
+            pidfd,
+            pipe: std::fs::File::from(write),
+            marker,
+            var: var.to_string(),
+        })
     }
 
     /// The sentinel's pid.
@@ -216,40 +219,42 @@ impl Sentinel {
 /// The first argument of an exec'd sentinel ([`Sentinel::start_exec`]).
 const EXEC_ARG: &str = "--daemonic-sentinel";
 
-/// In the forked copy: `exec`s `/proc/self/exe` as a sentinel that waits on `read`, keeps
-/// `keep` (which holds `read`) and kills what carries `marker`. Returns only if that
-/// failed, with whatever it closed closed (`watch` closes the same).
-fn exec_self(read: i32, keep: &[i32], marker: &str) {
-    use std::ffi::CString;
-    if sys::close_all_but(keep).is_err() || keep.iter().any(|&fd| sys::clear_cloexec(fd).is_err()) {
-        return;
+/// Starts `/proc/self/exe` as a sentinel that waits on `read`, keeps `keep` (which holds
+/// `read`) and kills what carries `marker`; its pid. Spawned without a copy of this
+/// process: std's `Command` without hooks is `posix_spawn` (a `vfork`-like clone and an
+/// `exec`), so this process's pages are neither copied nor made copy-on-write.
+///
+/// `keep` lose close-on-exec for the spawn and get it back after: the caller runs one
+/// thread (checked), so nothing else is spawned meanwhile to inherit them. The pipe's
+/// write end keeps it, so the sentinel never holds what it waits on.
+fn spawn_exec(read: i32, keep: &[i32], marker: &str) -> std::io::Result<Pid> {
+    use std::os::unix::process::CommandExt as _;
+    let mut closing = Vec::new();
+    for &fd in keep {
+        if sys::is_cloexec(fd)? {
+            closing.push(fd);
+        }
     }
     let keep_list = keep
         .iter()
         .map(i32::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let mut argv = vec![
-        "daemonic-sentinel".to_string(),
-        EXEC_ARG.to_string(),
-        read.to_string(),
-        keep_list,
-        marker.to_string(),
-        "for".to_string(),
-    ]
-    .into_iter()
-    .filter_map(|a| CString::new(a).ok())
-    .collect::<Vec<_>>();
-    // The supervisor's own command line, for `ps` (and for whoever looks for its
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    // The supervisor's own command line last, for `ps` (and for whoever looks for its
     // processes by what they were started with).
-    let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    argv.extend(
-        cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .filter_map(|a| CString::new(a).ok()),
-    );
-    let _ = nix::unistd::execv(c"/proc/self/exe", &argv);
+    cmd.arg0("daemonic-sentinel")
+        .args([EXEC_ARG, &read.to_string(), &keep_list, marker, "for"])
+        .args(std::env::args_os());
+    let spawned = closing
+        .iter()
+        .try_for_each(|&fd| sys::clear_cloexec(fd))
+        .and_then(|()| cmd.spawn());
+    for &fd in &closing {
+        sys::set_cloexec(fd)?;
+    }
+    // Not waited for through std: the pidfd of `Sentinel` reaps it.
+    Ok(Pid::from_raw(spawned?.id() as i32))
 }
 
 /// Runs the sentinel and exits if this process is one that [`Sentinel::start_exec`]

@@ -237,6 +237,20 @@ pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `FD_CLOEXEC` is set on a descriptor.
+pub(crate) fn is_cloexec(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: F_GETFD reads the flags of a descriptor number; no memory is touched.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) } as libc::c_long)?;
+    Ok(flags & libc::FD_CLOEXEC as libc::c_long != 0)
+}
+
+/// Sets `FD_CLOEXEC` on a descriptor.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_SETFD only changes the flags of a descriptor number; no memory.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } as libc::c_long)?;
+    Ok(())
+}
+
 /// Runs `hook` in the child between `fork` and `exec` of `cmd`.
 ///
 /// # Safety
