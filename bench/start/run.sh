@@ -17,9 +17,13 @@ for tool in daemon start-stop-daemon; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install daemon dpkg)" >&2; exit 1; }
 done
 
-cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p daemonic-cli
+# DAEMONIC_BIN: measure that binary instead of building target/release/daemonic (the
+# static build of docs/benchmarks.md, an older commit's binary for a before/after).
+if [ -z "${DAEMONIC_BIN:-}" ]; then
+    cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p daemonic-cli
+fi
 cargo build --quiet --release --manifest-path "$here/Cargo.toml" --target-dir "$repo/bench/target"
-daemonic="$repo/target/release/daemonic"
+daemonic="${DAEMONIC_BIN:-$repo/target/release/daemonic}"
 bin="$repo/bench/target/release"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/daemonic-bench-start.XXXXXX")"
@@ -41,7 +45,7 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$here/results"
 raw="$here/results/$(date -u +%Y-%m-%dT%H%M%SZ).tsv"
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $(uname -sr); daemonic $(git -C "$repo" rev-parse --short HEAD);" \
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $(uname -sr); daemonic ${DAEMONIC_BIN:-$(git -C "$repo" rev-parse --short HEAD)};" \
     "$(dpkg-query -W -f '${Package} ${Version}\n' daemon dpkg 2>/dev/null | paste -sd, -); ulimit -n $(ulimit -n)"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$bin/bench-start" --iterations "$iterations" --daemonic "$daemonic" --child "$bin/notify-ready" \

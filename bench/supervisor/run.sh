@@ -78,9 +78,13 @@ else
     missing supervisord "python3 -m venv bench/.venv && bench/.venv/bin/pip install supervisor"
 fi
 
-cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p daemonic-cli
+# DAEMONIC_BIN: measure that binary instead of building target/release/daemonic (the
+# static build of docs/benchmarks.md, an older commit's binary for a before/after).
+if [ -z "${DAEMONIC_BIN:-}" ]; then
+    cargo build --quiet --release --manifest-path "$repo/Cargo.toml" -p daemonic-cli
+fi
 cargo build --quiet --release --manifest-path "$here/Cargo.toml" --target-dir "$repo/bench/target"
-daemonic="$repo/target/release/daemonic"
+daemonic="${DAEMONIC_BIN:-$repo/target/release/daemonic}"
 bin="$repo/bench/target/release"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/daemonic-bench-supervisor.XXXXXX")"
@@ -108,7 +112,7 @@ mkdir -p "$here/results"
 raw="$here/results/$(date -u +%Y-%m-%dT%H%M%SZ).tsv"
 versions="$(dpkg-query -W -f '${Package} ${Version}\n' daemon runit s6 daemontools 2>/dev/null | paste -sd, -)"
 [ -n "$supervisord" ] && versions="$versions, supervisor $("$supervisord" --version)"
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $(uname -sr); daemonic $(git -C "$repo" rev-parse --short HEAD); $versions"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $(uname -sr); daemonic ${DAEMONIC_BIN:-$(git -C "$repo" rev-parse --short HEAD)}; $versions"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$bin/bench-supervisor" --iterations "$iterations" --dir "$tmp" --bin "$bin" --daemonic "$daemonic" \
     --raw "$raw" --peers "$(IFS=,; echo "${peers[*]}")" ${supervisord:+--supervisord "$supervisord"} \

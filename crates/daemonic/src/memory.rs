@@ -4,13 +4,15 @@
 //! children once, then sits in a poll loop for days. The code of that start-up stays
 //! mapped (and counted in its resident and private memory: nobody else maps a lone
 //! executable), and the allocator keeps the heap pages it freed. [`release_startup_pages`]
-//! gives both back once the start-up is over:
+//! gives them back once the start-up is over:
 //!
 //! - the executable's **code pages** leave this process's page tables (`MADV_DONTNEED` on
-//!   its read-only executable mappings). They are clean copies of the file: the kernel
-//!   keeps them in the page cache while it has room, and any code that runs again faults
-//!   its pages back in (from the page cache, or from the file). Only code — never data,
-//!   relocations or the heap — is dropped, so nothing is lost.
+//!   its read-only executable mappings), and so do the pages of its read-only data
+//!   mappings that hold no page of the process's own (`Anonymous: 0` in `smaps`, which
+//!   leaves out the relocated data the loader wrote before making it read-only). They are
+//!   clean copies of the file: the kernel keeps them in the page cache while it has room,
+//!   and whatever runs or reads them again faults them back in (from the page cache, or
+//!   from the file). Never writable data, relocations or the heap, so nothing is lost.
 //! - the heap's **free pages** go back to the kernel (glibc's `malloc_trim(0)`; nothing
 //!   elsewhere).
 //! - the main thread's **stack pages below the frames live now** (with a 16 KiB margin),

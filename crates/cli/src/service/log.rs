@@ -13,7 +13,8 @@
 //!   survives the child and the supervisor crashing; only a machine crash can lose the
 //!   last moments of output (the kernel writes back within ~30 s) — which the active
 //!   file risks under any policy short of an fsync per write;
-//! * the archiver thread (compression, retention) sleeps on its queue until a rotation.
+//! * the archiver thread (compression, retention) runs only from a rotation (or the
+//!   start-up pass) until its work is done; an idle supervisor has no such thread.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};

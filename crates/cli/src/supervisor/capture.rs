@@ -5,8 +5,8 @@
 //! [`Capture::on_readable`] when it is ready; nothing else drives a capture, so an idle
 //! child costs no wakeup (the supervisor's rule). The file is a [`RotatingWriter`]
 //! opened by [`LogConfig::open`]: written when lines are read, no flusher thread, rotated
-//! on size, compressed and pruned by the writer's archiver thread, which sleeps on its
-//! queue between rotations.
+//! on size, compressed and pruned by the writer's archiver thread, which runs only from a
+//! rotation until its work is done.
 //!
 //! # Invariants
 //!

@@ -428,11 +428,11 @@ pub(crate) fn register_exit_if(
 /// holds no page of its own: `r-xp` code, and `r--p` data with `Anonymous: 0`, which
 /// leaves out the relocated data that the loader wrote and then made read-only); returns
 /// the bytes of address space advised. The pages stay in the page cache; the next access
-/// to one faults it back in from there (or from the file). Each mapping is first advised
-/// `MADV_RANDOM`, so such a fault maps that one page, not the 64 KiB around it
-/// (`fault_around_bytes`): an idle process keeps only the pages it runs. Mappings are found
-/// in `/proc/self/smaps` by the device and inode of `/proc/self/exe`, so a binary replaced
-/// or deleted on disk is still matched.
+/// to one faults it back in from there (or from the file, with the usual read-ahead: not
+/// `MADV_RANDOM`, which would map one page per fault instead of the 64 KiB around it but,
+/// once the page cache has dropped the file, read the code back one page at a time).
+/// Mappings are found in `/proc/self/smaps` by the device and inode of `/proc/self/exe`,
+/// so a binary replaced or deleted on disk is still matched.
 pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
     use std::os::unix::fs::MetadataExt;
     let exe = std::fs::metadata("/proc/self/exe")?;
@@ -468,9 +468,6 @@ pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
             continue;
         };
         let addr = start as *mut libc::c_void;
-        // SAFETY: MADV_RANDOM only changes how the kernel reads ahead and maps around a
-        // fault in [start, end), a mapping of this process; no content changes.
-        unsafe { libc::madvise(addr, end - start, libc::MADV_RANDOM) };
         // SAFETY: [start, end) is a private mapping of the executable that is not
         // writable and holds no anonymous page (code: no copy-on-write copies, as it was
         // never writable — only a debugger's breakpoints could be, and they would be
