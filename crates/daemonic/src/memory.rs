@@ -31,8 +31,8 @@ use crate::{Error, Result, sys};
 /// any thread starts.
 ///
 /// glibc gives each thread that allocates an arena of its own, a mapping whose first
-/// pages stay resident after the thread goes quiet (16 KiB of a 132 KiB arena for
-/// daemonic's log archiver, which waits for rotations most of its life). A process whose
+/// pages stay resident after the thread goes quiet or ends (16 KiB of a 132 KiB arena,
+/// and 64 MiB of address space, for daemonic's log archiver thread). A process whose
 /// threads rarely allocate at once — a supervisor with a log thread — loses nothing to
 /// lock contention by sharing one heap.
 pub fn use_one_heap() -> bool {
