@@ -50,13 +50,42 @@ impl ArchiveStatus {
 #[derive(Debug)]
 pub(crate) struct Archiver {
     job: Arc<ArchiveJob>,
-    /// Whether the thread is still taking jobs from `tx`'s queue. The thread sets it to
-    /// false, holding this lock, just after finding the queue empty, and then ends; a job
-    /// is sent only while this lock is held and the flag is true, so none is left behind
-    /// in a queue nobody reads.
-    running: Arc<Mutex<bool>>,
+    running: Arc<Running>,
     tx: Sender<PathBuf>,
-    handle: Option<JoinHandle<()>>,
+}
+
+/// Whether the archiver's thread is still taking jobs from its queue. The thread sets it
+/// to false, holding the lock, just after finding the queue empty, and then ends; a job is
+/// sent only while the lock is held and the flag is true, so none is left behind in a
+/// queue nobody reads. The thread is detached (nobody joins it): a joinable thread that
+/// has ended keeps its stack mapped until it is joined, 8 KiB resident per log file.
+#[derive(Debug, Default)]
+struct Running {
+    flag: Mutex<bool>,
+    ended: Condvar,
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.flag.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Held by the thread for its whole life, so that a panic too clears the flag and wakes
+/// `join`. Only then: a thread that ended normally cleared it already, and a newer
+/// thread may have set it again since.
+struct Ends {
+    running: Arc<Running>,
+    cleared: bool,
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        if !self.cleared {
+            *self.running.lock() = false;
+            self.running.ended.notify_all();
+        }
+    }
 }
 
 impl Archiver {
@@ -71,61 +100,59 @@ impl Archiver {
             durable: cfg.fsync != Fsync::Never,
             status,
         });
-        let running = Arc::new(Mutex::new(true));
-        let (tx, handle) = start(&job, &running, true)?;
-        Ok(Archiver {
-            job,
-            running,
-            tx,
-            handle: Some(handle),
-        })
+        let running = Arc::new(Running::default());
+        *running.lock() = true;
+        let tx = start(&job, &running, true)?;
+        Ok(Archiver { job, running, tx })
     }
 
     /// Queues a rotated file (compression, then retention); starts the thread again if it
     /// ended. A thread that cannot be started is an archiver error (in the writer's
     /// stats); the file stays as it is, and the next pass (or start) takes it.
     pub fn submit(&mut self, rotated: PathBuf) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         if *running && self.tx.send(rotated.clone()).is_ok() {
             return;
         }
-        // Ended (or ending: it set the flag and returns without touching anything more).
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        // Ended (or ending: it cleared the flag and returns without touching anything
+        // more), so a new thread with a new queue.
         match start(&self.job, &self.running, false) {
-            Ok((tx, handle)) => {
+            Ok(tx) => {
                 let _ = tx.send(rotated);
                 *running = true;
                 self.tx = tx;
-                self.handle = Some(handle);
             }
             Err(e) => self.job.status.record(&e),
         }
     }
 
     /// Waits until everything queued is done.
-    pub fn join(mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+    pub fn join(self) {
+        let mut running = self.running.lock();
+        while *running {
+            running = self
+                .running
+                .ended
+                .wait(running)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 }
 
-/// Starts a thread that takes jobs from a new queue (after the start-up pass, with
-/// `first`) until it finds the queue empty.
-fn start(
-    job: &Arc<ArchiveJob>,
-    running: &Arc<Mutex<bool>>,
-    first: bool,
-) -> Result<(Sender<PathBuf>, JoinHandle<()>)> {
+/// Starts a detached thread that takes jobs from a new queue (after the start-up pass,
+/// with `first`) until it finds the queue empty.
+fn start(job: &Arc<ArchiveJob>, running: &Arc<Running>, first: bool) -> Result<Sender<PathBuf>> {
     let (tx, rx) = mpsc::channel();
-    let (job, running) = (Arc::clone(job), Arc::clone(running));
-    let handle = thread::Builder::new()
+    let job = Arc::clone(job);
+    let mut ends = Ends {
+        running: Arc::clone(running),
+        cleared: false,
+    };
+    thread::Builder::new()
         .name("log-archiver".into())
-        .spawn(move || job.run(&rx, &running, first))
+        .spawn(move || job.run(&rx, &mut ends, first))
         .map_err(|e| Error::io("spawn log archiver thread", e))?;
-    Ok((tx, handle))
+    Ok(tx)
 }
 
 #[derive(Debug)]
@@ -142,18 +169,21 @@ struct ArchiveJob {
 impl ArchiveJob {
     /// The thread's life: the start-up pass with `first`, then every queued job, then
     /// the end (no thread waits between rotations, which are rare).
-    fn run(&self, rx: &Receiver<PathBuf>, running: &Mutex<bool>, first: bool) {
+    fn run(&self, rx: &Receiver<PathBuf>, ends: &mut Ends, first: bool) {
         if first {
             self.recover();
             self.enforce_retention();
         }
         loop {
             let next = {
-                let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+                let mut running = ends.running.lock();
                 match rx.try_recv() {
                     Ok(rotated) => rotated,
                     Err(_) => {
                         *running = false;
+                        ends.running.ended.notify_all();
+                        drop(running);
+                        ends.cleared = true;
                         return;
                     }
                 }
