@@ -143,14 +143,18 @@ impl Archiver {
 /// with `first`) until it finds the queue empty.
 fn start(job: &Arc<ArchiveJob>, running: &Arc<Running>, first: bool) -> Result<Sender<PathBuf>> {
     let (tx, rx) = mpsc::channel();
-    let job = Arc::clone(job);
-    let mut ends = Ends {
-        running: Arc::clone(running),
-        cleared: false,
-    };
+    let (job, running) = (Arc::clone(job), Arc::clone(running));
     thread::Builder::new()
         .name("log-archiver".into())
-        .spawn(move || job.run(&rx, &mut ends, first))
+        .spawn(move || {
+            // Made in the thread: a spawn that fails drops no guard (its caller may hold
+            // the lock the guard takes).
+            let mut ends = Ends {
+                running,
+                cleared: false,
+            };
+            job.run(&rx, &mut ends, first)
+        })
         .map_err(|e| Error::io("spawn log archiver thread", e))?;
     Ok(tx)
 }
