@@ -16,30 +16,11 @@ use support::*;
 /// readable + executable mappings of the file `/proc/PID/exe` names), and their size.
 fn code_kib(pid: Pid) -> (u64, u64) {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let (mut rss, mut size, mut inside) = (0, 0, false);
-    for line in smaps.lines() {
-        let first = line.split_ascii_whitespace().next().unwrap_or("");
-        if first.contains('-') && !first.ends_with(':') {
-            // A mapping's header: range perms offset dev inode path.
-            let f: Vec<&str> = line.split_ascii_whitespace().collect();
-            inside = f.len() >= 6 && f[1] == "r-xp" && exe.as_os_str() == f[5..].join(" ").as_str();
-        } else if inside {
-            let kib = || {
-                line.split_ascii_whitespace()
-                    .nth(1)
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
-            };
-            match first {
-                "Rss:" => rss += kib(),
-                "Size:" => size += kib(),
-                _ => {}
-            }
-        }
-    }
-    (rss, size)
+    smaps_kib(&pid.to_string(), |header| {
+        // range perms offset dev inode path
+        let f: Vec<&str> = header.split_ascii_whitespace().collect();
+        f.len() >= 6 && f[1] == "r-xp" && exe.as_os_str() == f[5..].join(" ").as_str()
+    })
 }
 
 #[test]
@@ -100,17 +81,7 @@ fn an_idle_supervisor_gives_back_the_code_pages_of_its_start_up() {
 
 /// KiB of `pid`'s `[heap]` mapping resident.
 fn heap_kib(pid: Pid) -> u64 {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut inside = false;
-    for line in smaps.lines() {
-        let first = line.split_ascii_whitespace().next().unwrap_or("");
-        if first.contains('-') && !first.ends_with(':') {
-            inside = line.ends_with("[heap]");
-        } else if inside && let Some(kib) = line.strip_prefix("Rss:") {
-            return kib.trim().trim_end_matches("kB").trim().parse().unwrap();
-        }
-    }
-    0
+    smaps_kib(&pid.to_string(), |header| header.ends_with("[heap]")).0
 }
 
 /// The sentinel is the binary started afresh, not a forked copy of the supervisor: it

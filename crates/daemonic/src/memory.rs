@@ -56,13 +56,21 @@ pub struct Released {
 /// this process and returns the heap's free pages to the kernel (see the
 /// [module docs](self)). Safe to call at any time, from any thread.
 pub fn release_startup_pages() -> Result<Released> {
-    let code_bytes = sys::drop_executable_code_pages()
-        .map_err(|e| Error::io("drop the executable's code pages (/proc/self/smaps)", e));
-    let stack_bytes = sys::drop_unused_stack()
-        .map_err(|e| Error::io("drop the unused stack pages (/proc/self/maps)", e));
-    // Last: what the two above read (`/proc/self/smaps` is tens of KiB) is freed by now.
+    // One reading of the mappings for both (`/proc/self/smaps` is tens of KiB), freed
+    // before the heap is trimmed, last.
+    let dropped = std::fs::read_to_string("/proc/self/smaps").and_then(|smaps| {
+        Ok((
+            sys::drop_executable_code_pages(&smaps)?,
+            sys::drop_unused_stack(&smaps)?,
+        ))
+    });
     let heap_trimmed = sys::trim_heap();
-    let (code_bytes, stack_bytes) = (code_bytes?, stack_bytes?);
+    let (code_bytes, stack_bytes) = dropped.map_err(|e| {
+        Error::io(
+            "drop the start-up's code and stack pages (/proc/self/smaps)",
+            e,
+        )
+    })?;
     Ok(Released {
         code_bytes,
         heap_trimmed,

@@ -309,7 +309,6 @@ fn exec_args(words: &[String]) -> std::result::Result<(OwnedFd, Vec<i32>, String
     match marker.split_once('=') {
         Some((var, token))
             if !var.is_empty()
-                && !var.contains('\0')
                 && token.len() == 16
                 && token.bytes().all(|b| b.is_ascii_hexdigit()) => {}
         _ => {
@@ -319,7 +318,8 @@ fn exec_args(words: &[String]) -> std::result::Result<(OwnedFd, Vec<i32>, String
         }
     }
     for &fd in &keep_raw {
-        if !sys::fd_is_open(fd) {
+        // F_GETFD fails only on a descriptor that is not open.
+        if sys::is_cloexec(fd).is_err() {
             return Err(format!("descriptor {fd} is not open"));
         }
     }

@@ -211,6 +211,33 @@ pub fn sentinel_of(supervisor: Pid) -> Pid {
     })
 }
 
+/// KiB `Rss` and `Size` summed over the mappings of `/proc/PROC/smaps` (`PROC`: a pid, or
+/// `self`) whose header line (`start-end perms offset dev inode path`) `pick` accepts.
+pub fn smaps_kib(proc: &str, pick: impl Fn(&str) -> bool) -> (u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{proc}/smaps")).unwrap();
+    let (mut rss, mut size, mut inside) = (0, 0, false);
+    for line in smaps.lines() {
+        let first = line.split_ascii_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            inside = pick(line);
+        } else if inside {
+            let kib = || {
+                line.split_ascii_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            };
+            match first {
+                "Rss:" => rss += kib(),
+                "Size:" => size += kib(),
+                _ => {}
+            }
+        }
+    }
+    (rss, size)
+}
+
 /// True while the process exists and is not a zombie.
 pub fn alive(pid: Pid) -> bool {
     matches!(stat_field(pid, 0).as_deref(), Some(s) if s != "Z")

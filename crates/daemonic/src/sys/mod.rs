@@ -381,12 +381,6 @@ pub(crate) fn dup_onto(fd: RawFd, target: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether the descriptor number `fd` is open in this process.
-pub(crate) fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD reads the flags of a descriptor number; no memory is touched.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
 /// Takes ownership of a descriptor passed by a service manager (`LISTEN_FDS`), after
 /// checking that it is open, and sets close-on-exec on it.
 pub(crate) fn adopt_listen_fd(fd: RawFd) -> io::Result<OwnedFd> {
@@ -431,15 +425,14 @@ pub(crate) fn register_exit_if(
 /// to one faults it back in from there (or from the file, with the usual read-ahead: not
 /// `MADV_RANDOM`, which would map one page per fault instead of the 64 KiB around it but,
 /// once the page cache has dropped the file, read the code back one page at a time).
-/// Mappings are found in `/proc/self/smaps` by the device and inode of `/proc/self/exe`,
-/// so a binary replaced or deleted on disk is still matched.
-pub(crate) fn drop_executable_code_pages() -> io::Result<usize> {
+/// Mappings are found in `smaps` (the text of `/proc/self/smaps`) by the device and inode
+/// of `/proc/self/exe`, so a binary replaced or deleted on disk is still matched.
+pub(crate) fn drop_executable_code_pages(smaps: &str) -> io::Result<usize> {
     use std::os::unix::fs::MetadataExt;
     let exe = std::fs::metadata("/proc/self/exe")?;
     let (major, minor) = (libc::major(exe.dev()), libc::minor(exe.dev()));
-    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut advised = 0;
-    for (header, fields) in smaps_entries(&smaps) {
+    for (header, fields) in smaps_entries(smaps) {
         // start-end perms offset dev inode path
         let mut f = header.split_ascii_whitespace();
         let (Some(range), Some(perms), Some(_), Some(dev), Some(inode)) =
@@ -503,23 +496,23 @@ fn smaps_entries(smaps: &str) -> Vec<(&str, Vec<&str>)> {
 /// x86-64 ABI's 128-byte red zone, and the frames of the `madvise` call itself, are
 /// inside the margin); a page touched again later is a fresh zero page, as it was before
 /// the start-up. Returns the bytes advised: 0 on any thread but the main one (whose
-/// stack is the `[stack]` of `/proc/self/maps`).
+/// stack is the `[stack]` of `smaps`, the text of `/proc/self/smaps`).
 #[inline(never)]
-pub(crate) fn drop_unused_stack() -> io::Result<usize> {
+pub(crate) fn drop_unused_stack(smaps: &str) -> io::Result<usize> {
     /// What stays below the frame of this function: far more than the calls below it.
     const MARGIN: usize = 16 * 1024;
     if nix::unistd::gettid() != nix::unistd::getpid() {
         return Ok(0);
     }
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
     let here = 0u8;
     let sp = std::hint::black_box(&here) as *const u8 as usize;
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
         .map_or(4096, |p| p as usize);
-    let stack = maps
-        .lines()
+    let stack = smaps_entries(smaps)
+        .into_iter()
+        .map(|(header, _)| header)
         .filter(|l| l.ends_with("[stack]"))
         .find_map(|line| {
             let (start, end) = line.split_ascii_whitespace().next()?.split_once('-')?;
