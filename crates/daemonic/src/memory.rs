@@ -35,6 +35,12 @@ use crate::{Error, Result, sys};
 /// and 64 MiB of address space, for daemonic's log archiver thread). A process whose
 /// threads rarely allocate at once — a supervisor with a log thread — loses nothing to
 /// lock contention by sharing one heap.
+///
+/// It also keeps every block of 128 KiB or more in a mapping of its own, unmapped when
+/// freed (glibc's default, until the first such block is freed: then it raises that
+/// threshold to the block's size, and the next block that big comes from the heap, whose
+/// free pages it keeps). So a large buffer used for a while — daemonic's 1 MiB read
+/// buffer of hot log pipes — goes back to the kernel when it is dropped.
 pub fn use_one_heap() -> bool {
     sys::one_heap()
 }

@@ -1,5 +1,6 @@
-//! `daemonic::memory::release_startup_pages` on a real process (the `memory-probe`
-//! fixture): the stack a start-up dirtied below the frames still live is given back.
+//! `daemonic::memory` on a real process (the `memory-probe` fixture): the stack a
+//! start-up dirtied below the frames still live is given back, and so is a large buffer
+//! when it is dropped, every time.
 
 use std::process::Command;
 
@@ -27,4 +28,18 @@ fn the_stack_below_the_live_frames_is_given_back() {
     assert!(field(&text, "stack_bytes") >= 900 * 1024, "{text}");
     assert!(after + 900 <= before, "the stack stayed resident: {text}");
     assert!(field(&text, "code_bytes") > 0, "{text}");
+}
+
+#[test]
+fn a_large_buffer_goes_back_to_the_kernel_each_time_it_is_dropped() {
+    let out = Command::new(example("memory-probe"))
+        .arg("large")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let full = field(&text, "full");
+    // glibc's own default gives the first one back and keeps the second in its heap.
+    assert!(field(&text, "first") + 3 * 1024 < full, "{text}");
+    assert!(field(&text, "second") + 3 * 1024 < full, "{text}");
 }

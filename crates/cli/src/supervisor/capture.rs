@@ -15,14 +15,31 @@
 //!   rotation happens only between two writes, so no line is torn across files, and two
 //!   captures sharing one writer (stdout and stderr into one file) never interleave
 //!   inside a line. The lines of one stream stay in the order the child wrote them.
-//! * **One `write(2)` per read.** The held-back partial line and every complete line of a
-//!   read (up to 64 KiB: a full pipe) go to the writer in one `write_lines` call, which
-//!   is one `write(2)` straight from the capture's buffer (plus the `lseek` with which the
-//!   writer keeps its size in step with `copytruncate`). Nothing is allocated per line
-//!   or per read: all captures of the (single-threaded) supervisor share one read buffer.
+//! * **One `write(2)` per 64 KiB read.** The held-back partial line and every complete
+//!   line of a read (up to 64 KiB: a full pipe) go to the writer in one `write_lines`
+//!   call, which is one `write(2)` straight from the capture's buffer (plus the `lseek`
+//!   with which the writer keeps its size in step with `copytruncate`). A 1 MiB read of a
+//!   *hot* pipe (below) is one write too when no line in it is over 64 KiB and it fits
+//!   before the file's size limit; else (and with timestamps) it is taken in 64 KiB
+//!   pieces, each as if read alone, so the longest line, where a rotation can fall and
+//!   how full the files get are the same hot or not. Nothing is allocated per line or per
+//!   read: all captures of the (single-threaded) supervisor share one read buffer.
+//! * **Hot pipes.** A log file's capture that finds its pipe full (a read returns the
+//!   default capacity, 64 KiB) asks the kernel for a 1 MiB pipe (`F_SETPIPE_SZ`) and reads
+//!   1 MiB at a time from then on: a child that writes as fast as it can costs 16 times
+//!   fewer reads and wake-ups on both sides (the child blocks on a full pipe 16 times
+//!   less often), which is what takes the capture to the speed of `cat > file`
+//!   (docs/benchmarks.md). The 1 MiB read buffer exists only while some capture is hot,
+//!   shared by all of them; a capture cools down, and gives its pipe back its 64 KiB,
+//!   when a call finds less than 64 KiB, and the buffer goes with the last hot one (it is
+//!   its own mapping: the allocator hands it back to the kernel, see
+//!   `daemonic::memory::use_one_heap`). A quiet service therefore costs what it did: a
+//!   64 KiB pipe, no big buffer. The console (`run -f`) is never hot. If the kernel
+//!   refuses the size (an unprivileged user over `fs.pipe-user-pages-soft`), the pipe
+//!   stays as it is.
 //! * **Bounded.** A partial line is held back up to 64 KiB (the writer's `max_line`); a
 //!   longer one is written in 64 KiB pieces, each ended with a newline. One call reads at
-//!   most 1 MiB, so a chatty child cannot starve the loop (the descriptor stays readable
+//!   most 4 MiB, so a chatty child cannot starve the loop (the descriptor stays readable
 //!   and the next `poll` returns at once).
 //! * **Nothing lost at the end.** At end of file (every writer of the pipe has gone: the
 //!   child and anything it passed the descriptor to), a held-back partial line is written
@@ -164,12 +181,16 @@ pub fn run_starts_at(name: &str, line: &[u8]) -> bool {
 }
 
 /// Bytes asked for per `read(2)`: the default pipe capacity, so one read empties a full
-/// pipe (a read of a pipe never returns more than it holds).
+/// pipe (a read of a pipe never returns more than it holds); a read this long found the
+/// pipe full.
 const READ_CHUNK: usize = 64 * 1024;
+/// A hot pipe's capacity, and its reads (see the module docs). Linux's
+/// `fs.pipe-max-size` default, so an unprivileged supervisor gets it too.
+const HOT_PIPE: usize = 1024 * 1024;
 /// The longest line (its time prefix not counted); a longer one is written in pieces.
 const MAX_LINE: usize = 64 * 1024;
 /// The most one [`Capture::on_readable`] call reads before returning to the loop.
-const MAX_PER_CALL: usize = 1024 * 1024;
+const MAX_PER_CALL: usize = 4 * HOT_PIPE;
 
 /// Buffers shared by every capture on a thread; the supervisor's loop is one thread, so
 /// a hundred services cost one set of buffers, not a hundred.
@@ -177,8 +198,23 @@ struct Scratch {
     /// `[0, MAX_LINE)`: room to put a held-back partial line in front of the bytes read
     /// into `[MAX_LINE, MAX_LINE + READ_CHUNK)`, so the two go out in one write.
     input: Box<[u8]>,
+    /// The same for hot captures, `MAX_LINE + HOT_PIPE` long; only while `hot > 0`.
+    hot_input: Option<Box<[u8]>>,
+    /// How many captures on this thread are hot.
+    hot: usize,
     /// Timestamped lines being assembled (grows to what one read needs, then stays).
     out: Vec<u8>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            input: vec![0; MAX_LINE + READ_CHUNK].into_boxed_slice(),
+            hot_input: None,
+            hot: 0,
+            out: Vec::new(),
+        }
+    }
 }
 
 thread_local! {
@@ -195,6 +231,8 @@ pub struct Capture {
     /// `MAX_LINE` bytes (plus the prefix) between calls.
     partial: Vec<u8>,
     eof: bool,
+    /// Whether the pipe was made `HOT_PIPE` long and is read that much at a time.
+    hot: bool,
     /// Looked for in each whole line until one matches (`--ready log:…`; see `watch`).
     watch: Option<crate::service::LogLine>,
     matched: bool,
@@ -218,6 +256,7 @@ impl Capture {
             timestamps,
             partial: Vec::new(),
             eof: false,
+            hot: false,
             watch: None,
             matched: false,
         })
@@ -249,25 +288,31 @@ impl Capture {
         if self.eof {
             return Ok(true);
         }
-        SCRATCH.with_borrow_mut(|s| {
-            let s = s.get_or_insert_with(|| Scratch {
-                input: vec![0; MAX_LINE + READ_CHUNK].into_boxed_slice(),
-                out: Vec::new(),
-            });
-            self.drain(s)
-        })
+        SCRATCH.with_borrow_mut(|s| self.drain(s.get_or_insert_with(Scratch::new)))
     }
 
     fn drain(&mut self, s: &mut Scratch) -> io::Result<bool> {
         let mut total = 0;
         while total < MAX_PER_CALL {
-            let n = match nix::unistd::read(&self.fd, &mut s.input[MAX_LINE..]) {
+            let input = match self.hot {
+                true => s
+                    .hot_input
+                    .get_or_insert_with(|| vec![0; MAX_LINE + HOT_PIPE].into_boxed_slice()),
+                false => &mut s.input,
+            };
+            let n = match nix::unistd::read(&self.fd, &mut input[MAX_LINE..]) {
                 Ok(0) => {
+                    self.cool(s);
                     self.finish();
                     return Ok(true);
                 }
                 Ok(n) => n,
-                Err(Errno::EAGAIN) => return Ok(false),
+                Err(Errno::EAGAIN) => {
+                    if self.hot && total < READ_CHUNK {
+                        self.cool(s);
+                    }
+                    return Ok(false);
+                }
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
                     return Err(io::Error::new(
@@ -281,23 +326,80 @@ impl Capture {
                 }
             };
             total += n;
-            if self.timestamps {
-                let stamp = timestamp::prefix(SystemTime::now());
-                self.take_stamped(&s.input[MAX_LINE..MAX_LINE + n], &stamp, &mut s.out);
-                self.split_overlong(Some(&stamp));
-            } else {
-                self.take_verbatim(&mut s.input, n);
+            let stamp = self
+                .timestamps
+                .then(|| timestamp::prefix(SystemTime::now()));
+            if stamp.is_none() && n > READ_CHUNK && self.takes_whole(&input[MAX_LINE..][..n]) {
+                self.take_verbatim(input, MAX_LINE, n);
                 self.split_overlong(None);
+                continue;
+            }
+            // Else in READ_CHUNK pieces, as if read that way: the writes, the rotation
+            // points and the longest line stay what they are for a cold read.
+            for at in (MAX_LINE..MAX_LINE + n).step_by(READ_CHUNK) {
+                let len = READ_CHUNK.min(MAX_LINE + n - at);
+                match &stamp {
+                    Some(stamp) => self.take_stamped(&input[at..at + len], stamp, &mut s.out),
+                    None => self.take_verbatim(input, at, len),
+                }
+                self.split_overlong(stamp.as_ref().map(|s| &s[..]));
+            }
+            if n == READ_CHUNK && !self.hot {
+                self.heat(s);
             }
         }
         Ok(false)
     }
 
-    /// `input[MAX_LINE..MAX_LINE + n]` was just read: writes the held-back partial line and
-    /// the complete lines as one piece, holds back the rest.
-    fn take_verbatim(&mut self, input: &mut [u8], n: usize) {
-        let begin = MAX_LINE + self.complete_overlong(&input[MAX_LINE..MAX_LINE + n], None);
-        let read = &input[begin..MAX_LINE + n];
+    /// Whether a hot read (without timestamps) can go to the file in one write, as one
+    /// that held 64 KiB would: no line in it is over `MAX_LINE` (every aligned half of
+    /// that has a newline, so no two newlines are further apart), and its lines fit in
+    /// the room left before the file's size limit (no rotation falls before them, so
+    /// files fill up as they do with 64 KiB writes).
+    fn takes_whole(&self, read: &[u8]) -> bool {
+        let Sink::Log(w) = &self.writer else {
+            return false;
+        };
+        read.chunks_exact(MAX_LINE / 2)
+            .all(|half| half.contains(&b'\n'))
+            && w.room()
+                .is_none_or(|room| (self.partial.len() + read.len()) as u64 <= room)
+    }
+
+    /// The pipe was full: makes it `HOT_PIPE` long (a log file's capture, if the kernel
+    /// agrees) and reads it that much at a time from now on.
+    fn heat(&mut self, s: &mut Scratch) {
+        if !matches!(self.writer, Sink::Log(_)) {
+            return;
+        }
+        if let Ok(size) = fcntl(&self.fd, FcntlArg::F_SETPIPE_SZ(HOT_PIPE as _))
+            && size as usize > READ_CHUNK
+        {
+            self.hot = true;
+            s.hot += 1;
+        }
+    }
+
+    /// Back to a `READ_CHUNK` pipe and reads (the pipe is empty now, or at its end: the
+    /// shrink cannot fail for its contents); the last hot capture frees the big buffer.
+    fn cool(&mut self, s: &mut Scratch) {
+        if !self.hot {
+            return;
+        }
+        self.hot = false;
+        s.hot = s.hot.saturating_sub(1);
+        if s.hot == 0 {
+            s.hot_input = None;
+        }
+        let _ = fcntl(&self.fd, FcntlArg::F_SETPIPE_SZ(READ_CHUNK as _));
+    }
+
+    /// `input[at..at + n]` was just read (and the `MAX_LINE` bytes before it are free to
+    /// overwrite: `at >= MAX_LINE`): writes the held-back partial line and the complete
+    /// lines as one piece, holds back the rest.
+    fn take_verbatim(&mut self, input: &mut [u8], at: usize, n: usize) {
+        let begin = at + self.complete_overlong(&input[at..at + n], None);
+        let read = &input[begin..at + n];
         let Some(last_nl) = read.iter().rposition(|&b| b == b'\n') else {
             self.partial.extend_from_slice(read);
             return;
@@ -309,7 +411,7 @@ impl Capture {
         self.look(&input[start..end]);
         self.writer.write_lines(&input[start..end]);
         self.partial.clear();
-        self.partial.extend_from_slice(&input[end..MAX_LINE + n]);
+        self.partial.extend_from_slice(&input[end..at + n]);
     }
 
     /// Like `take_verbatim`, with `stamp` in front of every line that starts in `read`.
@@ -433,6 +535,17 @@ impl Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
+        if self.hot {
+            // (Not while the thread's buffers are in use or gone: then the count no longer
+            // matters.)
+            let _ = SCRATCH.try_with(|s| {
+                if let Ok(mut s) = s.try_borrow_mut()
+                    && let Some(s) = s.as_mut()
+                {
+                    self.cool(s);
+                }
+            });
+        }
         self.finish();
     }
 }

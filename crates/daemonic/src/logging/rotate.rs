@@ -207,6 +207,14 @@ impl RotatingWriter {
             .rotate(&self.shared.cfg, SystemTime::now());
     }
 
+    /// How many more bytes the active file takes before its size limit rotates it (`None`:
+    /// no size limit). Lines written in one call no longer than this land in the active
+    /// file, with no rotation before them.
+    pub fn room(&self) -> Option<u64> {
+        let st = self.shared.lock();
+        st.rotate_at.map(|limit| limit.saturating_sub(st.size))
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.lock().stats.clone();

@@ -549,12 +549,18 @@ pub(crate) fn drop_unused_stack(smaps: &str) -> io::Result<usize> {
 }
 
 /// Makes every thread allocate from the one main heap (glibc's `M_ARENA_MAX` = 1) instead
-/// of an arena of its own per thread; false where there is no such setting.
+/// of an arena of its own per thread, and blocks of `LARGE` bytes or more always in
+/// mappings of their own (`M_MMAP_THRESHOLD` fixed at its default, which glibc otherwise
+/// raises to the size of each such block freed); false where there are no such settings.
 pub(crate) fn one_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        const LARGE: libc::c_int = 128 * 1024;
         // SAFETY: mallopt has no preconditions; it takes the allocator's own lock.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1) == 1
+                && libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE) == 1
+        }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {

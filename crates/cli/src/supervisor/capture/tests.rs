@@ -335,3 +335,158 @@ fn ten_megabytes_through_small_rotations_lose_and_tear_nothing() {
     }
     assert_eq!(next, [LINES, LINES], "every line exactly once, in order");
 }
+
+/// This thread's hot captures, and whether the big read buffer exists.
+fn hot_state() -> (usize, bool) {
+    SCRATCH.with_borrow(|s| {
+        s.as_ref()
+            .map_or((0, false), |s| (s.hot, s.hot_input.is_some()))
+    })
+}
+
+fn pipe_size(w: &File) -> usize {
+    fcntl(w, FcntlArg::F_GETPIPE_SZ).unwrap() as usize
+}
+
+#[test]
+fn a_full_pipe_is_made_big_until_its_child_goes_quiet() {
+    let dir = TempDir::new("hot");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let (mut cap, mut w) = piped(&log, false);
+    assert_eq!(pipe_size(&w), READ_CHUNK, "a new pipe has the default size");
+    let line = [b"y".repeat(63), b"\n".to_vec()].concat();
+    w.write_all(&line.repeat(READ_CHUNK / 64)).unwrap(); // fills it
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(pipe_size(&w), HOT_PIPE, "found full: made big");
+    assert_eq!(hot_state(), (1, true));
+    // Hot: 2 MiB read in 1 MiB pieces cut mid-line lose nothing.
+    let stream = line.repeat(2 * HOT_PIPE / 64);
+    w.write_all(&stream[..HOT_PIPE - 10]).unwrap();
+    assert!(!cap.on_readable().unwrap());
+    w.write_all(&stream[HOT_PIPE - 10..2 * HOT_PIPE - 10])
+        .unwrap();
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(hot_state(), (1, true), "still busy: still hot");
+    w.write_all(&stream[2 * HOT_PIPE - 10..]).unwrap();
+    w.write_all(b"bye\n").unwrap();
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(pipe_size(&w), READ_CHUNK, "quiet: back to the default");
+    assert_eq!(hot_state(), (0, false), "and the big buffer is gone");
+    let text = read(&path);
+    assert_eq!(text.len(), READ_CHUNK + 2 * HOT_PIPE + 4);
+    assert!(
+        text.lines()
+            .take(text.lines().count() - 1)
+            .all(|l| l.as_bytes() == &line[..63])
+    );
+    assert!(text.ends_with("\nbye\n"));
+}
+
+#[test]
+fn a_hot_capture_dropped_or_at_its_end_frees_the_big_buffer() {
+    let dir = TempDir::new("hot-end");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let fill = |w: &mut File| w.write_all(&b"z\n".repeat(READ_CHUNK / 2)).unwrap();
+    let (mut a, mut aw) = piped(&log, false);
+    let (mut b, mut bw) = piped(&log, true);
+    fill(&mut aw);
+    fill(&mut bw);
+    assert!(!a.on_readable().unwrap());
+    assert!(!b.on_readable().unwrap());
+    assert_eq!(hot_state(), (2, true), "timestamped captures get hot too");
+    drop(a);
+    assert_eq!(hot_state(), (1, true), "b still uses it");
+    bw.write_all(b"last").unwrap();
+    drop(bw);
+    assert!(b.on_readable().unwrap(), "EOF");
+    assert_eq!(hot_state(), (0, false));
+    drop(aw);
+    let text = read(&path);
+    assert_eq!(text.lines().count(), READ_CHUNK + 1);
+    assert!(text.ends_with("Z last\n"), "{:?}", &text[text.len() - 40..]);
+}
+
+/// A capture made hot by one full pipe of `line`s (written to `w`).
+fn heat_up(cap: &mut Capture, w: &mut File, line: &[u8]) {
+    w.write_all(&line.repeat(READ_CHUNK / line.len())).unwrap();
+    assert!(!cap.on_readable().unwrap());
+    assert_eq!(pipe_size(w), HOT_PIPE);
+}
+
+#[test]
+fn a_long_line_inside_a_hot_read_is_still_cut_at_max_line() {
+    let dir = TempDir::new("hot-long");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, None);
+    let (mut cap, mut w) = piped(&log, false);
+    let line = [b"s".repeat(63), b"\n".to_vec()].concat();
+    heat_up(&mut cap, &mut w, &line);
+    let mut read = line.repeat(1000);
+    read.extend_from_slice(&[b"L".repeat(100_000), b"\n".to_vec()].concat());
+    read.extend_from_slice(&line.repeat((HOT_PIPE - read.len()) / 64));
+    w.write_all(&read).unwrap();
+    assert!(!cap.on_readable().unwrap());
+    let text = read_to_lines(&path);
+    assert!(
+        text.iter().all(|l| l.len() <= MAX_LINE),
+        "a line over MAX_LINE"
+    );
+    let long: Vec<usize> = text
+        .iter()
+        .filter(|l| l.starts_with('L'))
+        .map(String::len)
+        .collect();
+    assert_eq!(long, [MAX_LINE, 100_000 - MAX_LINE]);
+    assert_eq!(
+        text.len(),
+        READ_CHUNK / 64 + 1000 + 2 + (HOT_PIPE - 1000 * 64 - 100_001) / 64
+    );
+}
+
+#[test]
+fn hot_writes_fill_rotated_files_to_their_limit_and_no_further() {
+    const MAX_SIZE: u64 = 3 * 1024 * 1024;
+    let dir = TempDir::new("hot-rotate");
+    let path = dir.0.join("app.log");
+    let log = writer(&path, Some(MAX_SIZE));
+    let (mut cap, mut w) = piped(&log, false);
+    let line = [b"r".repeat(99), b"\n".to_vec()].concat();
+    let stream = line.repeat(12 * HOT_PIPE / 100);
+    heat_up(
+        &mut cap,
+        &mut w,
+        &[b"h".repeat(63), b"\n".to_vec()].concat(),
+    );
+    for piece in stream.chunks(HOT_PIPE - 7) {
+        w.write_all(piece).unwrap();
+        assert!(!cap.on_readable().unwrap());
+    }
+    drop(w);
+    pump_to_eof(&mut [cap], Duration::from_secs(10));
+    log.close().unwrap();
+    let files = rotated_files(&path).unwrap();
+    assert!(files.len() >= 3, "{} rotations", files.len());
+    for f in &files {
+        let size = fs::metadata(f).unwrap().len();
+        assert!(size <= MAX_SIZE, "{} is {size} bytes", f.display());
+        assert!(
+            size > MAX_SIZE - 2 * READ_CHUNK as u64,
+            "{} is only {size} bytes",
+            f.display()
+        );
+    }
+    let lines = all_lines(&path);
+    assert_eq!(lines.len(), READ_CHUNK / 64 + stream.len() / 100);
+    assert!(
+        lines
+            .iter()
+            .skip(READ_CHUNK / 64)
+            .all(|(_, l)| l.as_bytes() == &line[..99])
+    );
+}
+
+fn read_to_lines(path: &Path) -> Vec<String> {
+    read(path).lines().map(str::to_string).collect()
+}
