@@ -159,8 +159,10 @@ pub struct Rule {
 /// The health checks of a service, resolved from [`HealthArgs`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
-    pub liveness: Option<CheckSpec>,
-    pub readiness: Option<CheckSpec>,
+    /// Boxed, as a service's other rarely set parts: the supervisor holds one `Service`
+    /// per unit, and a check in place is 144 bytes each of them carries.
+    pub liveness: Option<Box<CheckSpec>>,
+    pub readiness: Option<Box<CheckSpec>>,
     /// Delay of the first liveness check after the child became ready.
     pub grace: Duration,
 }
@@ -175,14 +177,16 @@ pub struct CheckSpec {
 
 impl From<HealthArgs> for Health {
     fn from(a: HealthArgs) -> Health {
-        let spec = |probe: Probe, interval, timeout, failures, successes| CheckSpec {
-            probe,
-            schedule: Schedule { interval, timeout },
-            rule: Rule {
-                interval,
-                failures,
-                successes,
-            },
+        let spec = |probe: Probe, interval, timeout, failures, successes| {
+            Box::new(CheckSpec {
+                probe,
+                schedule: Schedule { interval, timeout },
+                rule: Rule {
+                    interval,
+                    failures,
+                    successes,
+                },
+            })
         };
         Health {
             liveness: a.liveness.map(|p| {

@@ -126,7 +126,7 @@ pub struct Service {
     /// Where the child's stdout and stderr are captured; `None`: they are inherited.
     pub log: Option<LogConfig>,
     /// Who the child runs as (looked up already); `None`: as the supervisor.
-    pub privileges: Option<daemonic::privileges::Prepared>,
+    pub privileges: Option<Box<daemonic::privileges::Prepared>>,
     /// The kernel's limits on the tree (whether this supervisor can enforce them is
     /// checked before it runs the service: `supervisor::limits::check`).
     pub limits: Limits,
@@ -211,7 +211,7 @@ impl Service {
             on_give_up: a.on_give_up,
             health: a.health.into(),
             log,
-            privileges,
+            privileges: privileges.map(Box::new),
             limits,
             memory_restart: a.limits.memory_restart(),
             console: None,

@@ -37,8 +37,8 @@ use crate::service::health::{CheckSpec, Health as Checks};
 impl Checks {
     pub fn check(&self, check: Check) -> Option<&CheckSpec> {
         match check {
-            Check::Liveness => self.liveness.as_ref(),
-            Check::Readiness => self.readiness.as_ref(),
+            Check::Liveness => self.liveness.as_deref(),
+            Check::Readiness => self.readiness.as_deref(),
         }
     }
 

@@ -122,7 +122,8 @@ pub struct Unit {
     spawn_failed: bool,
     /// The probe attempts in flight, by [`ProbeRole::index`]: the readiness probe's only ever
     /// in `Starting`, the health checks' only ever in `Ready`.
-    attempts: [Option<Attempt>; ProbeRole::ALL.len()],
+    /// (Boxed: 216 bytes each, in every unit, for what most services never run.)
+    attempts: [Option<Box<Attempt>>; ProbeRole::ALL.len()],
     /// Why the last readiness probe failed (shown by `status` while starting).
     pub probe_failure: Option<String>,
     /// The log writers for the child's stdout and stderr (the same file unless

@@ -164,9 +164,13 @@ impl Unit {
     fn start_probe(&mut self) {
         if let Readiness::Probe(p) = &self.service.ready {
             let s = self.service.probe;
-            let privileges = self.service.privileges.as_ref();
-            self.attempts[ProbeRole::Startup.index()] =
-                Some(p.start_as(s.timeout, &self.service.dir, privileges, Instant::now()));
+            let privileges = self.service.privileges.as_deref();
+            self.attempts[ProbeRole::Startup.index()] = Some(Box::new(p.start_as(
+                s.timeout,
+                &self.service.dir,
+                privileges,
+                Instant::now(),
+            )));
         }
     }
 
@@ -175,10 +179,10 @@ impl Unit {
             let attempt = c.probe.start_as(
                 c.schedule.timeout,
                 &self.service.dir,
-                self.service.privileges.as_ref(),
+                self.service.privileges.as_deref(),
                 Instant::now(),
             );
-            self.attempts[ProbeRole::Check(check).index()] = Some(attempt);
+            self.attempts[ProbeRole::Check(check).index()] = Some(Box::new(attempt));
         }
     }
 

@@ -99,7 +99,7 @@ impl Unit {
         ProbeRole::ALL
             .into_iter()
             .filter(move |_| live)
-            .filter_map(|s| Some((s, self.attempts[s.index()].as_ref()?)))
+            .filter_map(|s| Some((s, self.attempts[s.index()].as_deref()?)))
     }
 
     /// Moves each probe attempt on if its descriptors were ready (`woken`, by
@@ -115,7 +115,7 @@ impl Unit {
             return events;
         }
         for role in ProbeRole::ALL {
-            let Some(attempt) = self.attempts[role.index()].as_mut() else {
+            let Some(attempt) = self.attempts[role.index()].as_deref_mut() else {
                 continue;
             };
             if !woken[role.index()] && attempt.deadline() > now {

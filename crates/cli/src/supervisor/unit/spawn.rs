@@ -90,7 +90,7 @@ impl Unit {
         }
         let spawned = crate::sockets::spawn(
             &mut cmd,
-            self.service.privileges.as_ref(),
+            self.service.privileges.as_deref(),
             &self.sockets,
             &self.fd_store,
             watchdog.is_some(),
