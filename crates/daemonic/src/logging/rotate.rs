@@ -10,7 +10,9 @@
 //!   partial line until its newline arrives.
 //! * **Bounded memory.** One buffer of `buffer_capacity` bytes (64 KiB by default); a
 //!   write that would overflow it flushes first, a record larger than it is written
-//!   directly. Nothing else queues lines.
+//!   directly. Nothing else queues lines. With [`Flush::EachWrite`] the buffer holds a
+//!   record only for its one `write(2)` and is freed after it: an idle writer (a
+//!   supervisor has one per service) holds none.
 //! * **Backpressure, not silent loss.** Flushing calls `write(2)` on the caller's thread (or
 //!   the flusher thread), under the lock: a slow disk slows the writers down. A *failing*
 //!   disk (`ENOSPC`, `EIO`, …) cannot be waited out, so the lines of a failed flush are
@@ -324,10 +326,12 @@ impl State {
         if self.buf.is_empty() {
             return;
         }
-        let buf = std::mem::take(&mut self.buf);
+        let mut buf = std::mem::take(&mut self.buf);
         self.write_out(cfg, &buf);
-        self.buf = buf;
-        self.buf.clear();
+        if cfg.flush != Flush::EachWrite {
+            buf.clear();
+            self.buf = buf;
+        }
     }
 
     /// `write(2)`s `data` (complete lines, the buffer being empty meanwhile) after any
@@ -515,5 +519,52 @@ impl Tick for Shared {
 
     fn tick(&self, now: SystemTime) -> Option<SystemTime> {
         Shared::tick(self, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory removed on drop, even when the test fails.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn buffered(w: &RotatingWriter) -> usize {
+        w.shared.lock().buf.capacity()
+    }
+
+    #[test]
+    fn an_each_write_writer_holds_no_buffer_between_writes() {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("daemonic-rotate-buffer-{}", std::process::id())),
+        );
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("each.log");
+        let each = RotatingWriter::builder(&path)
+            .flush(Flush::EachWrite)
+            .buffer_capacity(4096)
+            .open()
+            .unwrap();
+        assert_eq!(buffered(&each), 0, "none before the first line");
+        each.write_line(b"one");
+        each.write_lines(b"two\nthree\n");
+        assert_eq!(buffered(&each), 0, "none after the lines went out");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
+        each.close().unwrap();
+
+        let kept = RotatingWriter::builder(dir.0.join("kept.log"))
+            .buffer_capacity(4096)
+            .open()
+            .unwrap();
+        kept.write_line(b"one");
+        kept.flush().unwrap();
+        assert!(buffered(&kept) >= 4096, "a flushed writer keeps its buffer");
+        kept.close().unwrap();
     }
 }

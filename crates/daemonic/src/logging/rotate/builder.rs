@@ -121,7 +121,11 @@ impl RotatingWriterBuilder {
         let state = State {
             dir,
             file,
-            buf: Vec::with_capacity(cfg.buffer_capacity),
+            // (Made when a record comes, with `EachWrite`; see `flush_buf`.)
+            buf: match cfg.flush {
+                Flush::EachWrite => Vec::new(),
+                _ => Vec::with_capacity(cfg.buffer_capacity),
+            },
             size: meta.len(),
             next_boundary: cfg.period.map(|p| clock::next_boundary(now, p.duration())),
             rotate_at: cfg.max_size,
