@@ -436,12 +436,12 @@ fn check_dir(fd: &OwnedFd, path: &Path, last: bool, contents: Contents) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
     /// A temp dir removed on drop, even when the test fails.
-    struct TempDir(PathBuf);
+    pub(in crate::logging) struct TempDir(pub(in crate::logging) PathBuf);
 
     impl Drop for TempDir {
         fn drop(&mut self) {
@@ -449,7 +449,7 @@ mod tests {
         }
     }
 
-    fn temp_dir(tag: &str) -> TempDir {
+    pub(in crate::logging) fn temp_dir(tag: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!("daemonic-logdir-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();

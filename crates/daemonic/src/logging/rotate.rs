@@ -525,15 +525,7 @@ impl Tick for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A directory removed on drop, even when the test fails.
-    struct TempDir(PathBuf);
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::logging::dir::tests::temp_dir;
 
     fn buffered(w: &RotatingWriter) -> usize {
         w.shared.lock().buf.capacity()
@@ -541,10 +533,7 @@ mod tests {
 
     #[test]
     fn an_each_write_writer_holds_no_buffer_between_writes() {
-        let dir = TempDir(
-            std::env::temp_dir().join(format!("daemonic-rotate-buffer-{}", std::process::id())),
-        );
-        std::fs::create_dir_all(&dir.0).unwrap();
+        let dir = temp_dir("rotate-buffer");
         let path = dir.0.join("each.log");
         let each = RotatingWriter::builder(&path)
             .flush(Flush::EachWrite)
