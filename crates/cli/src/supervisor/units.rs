@@ -65,9 +65,9 @@ pub struct Standing {
 #[derive(Default)]
 pub struct Units {
     next: u64,
-    /// Boxed: a member is 3 KiB, and a B-tree node holds eleven in place, about half of
-    /// them empty after the splits of in-order inserts (5.2 KiB per unit at 100 units,
-    /// 3.3 KiB boxed).
+    /// Boxed: a member is 2.2 KiB, and a B-tree node holds eleven in place, about half of
+    /// them empty after the splits of in-order inserts (measured with 3.3 KiB members:
+    /// 5.2 KiB per unit at 100 units in place, 3.3 boxed).
     members: BTreeMap<UnitId, Box<Member>>,
     /// Each name's units, oldest first.
     by_name: HashMap<String, Vec<UnitId>>,
