@@ -329,15 +329,14 @@ impl Capture {
             let stamp = self
                 .timestamps
                 .then(|| timestamp::prefix(SystemTime::now()));
-            if stamp.is_none() && n > READ_CHUNK && self.takes_whole(&input[MAX_LINE..][..n]) {
-                self.take_verbatim(input, MAX_LINE, n);
-                self.split_overlong(None);
-                continue;
-            }
-            // Else in READ_CHUNK pieces, as if read that way: the writes, the rotation
-            // points and the longest line stay what they are for a cold read.
-            for at in (MAX_LINE..MAX_LINE + n).step_by(READ_CHUNK) {
-                let len = READ_CHUNK.min(MAX_LINE + n - at);
+            // A hot read goes whole if it can (`takes_whole`), else in READ_CHUNK pieces, as
+            // if read that way: the writes, the rotation points and the longest line stay
+            // what they are for a cold read.
+            let whole =
+                stamp.is_none() && n > READ_CHUNK && self.takes_whole(&input[MAX_LINE..][..n]);
+            let piece = if whole { n } else { READ_CHUNK };
+            for at in (MAX_LINE..MAX_LINE + n).step_by(piece) {
+                let len = piece.min(MAX_LINE + n - at);
                 match &stamp {
                     Some(stamp) => self.take_stamped(&input[at..at + len], stamp, &mut s.out),
                     None => self.take_verbatim(input, at, len),

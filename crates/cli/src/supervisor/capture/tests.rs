@@ -364,6 +364,11 @@ fn a_full_pipe_is_made_big_until_its_child_goes_quiet() {
     let stream = line.repeat(2 * HOT_PIPE / 64);
     w.write_all(&stream[..HOT_PIPE - 10]).unwrap();
     assert!(!cap.on_readable().unwrap());
+    assert_eq!(
+        pipe_size(&w),
+        HOT_PIPE,
+        "still hot (or the write would block)"
+    );
     w.write_all(&stream[HOT_PIPE - 10..2 * HOT_PIPE - 10])
         .unwrap();
     assert!(!cap.on_readable().unwrap());
@@ -460,6 +465,8 @@ fn hot_writes_fill_rotated_files_to_their_limit_and_no_further() {
         &[b"h".repeat(63), b"\n".to_vec()].concat(),
     );
     for piece in stream.chunks(HOT_PIPE - 7) {
+        // (Still hot, or the write below would wait for a reader for good.)
+        assert_eq!(pipe_size(&w), HOT_PIPE);
         w.write_all(piece).unwrap();
         assert!(!cap.on_readable().unwrap());
     }
