@@ -40,6 +40,7 @@
 //! | [`systemd`] | the notify protocol, sending ([`systemd::notify`], [`systemd::watchdog`]) and receiving ([`systemd::listen`]); socket activation ([`systemd::activation`], [`systemd::handoff`]) |
 //! | [`privileges`] | [`privileges::Privileges`]: run as a user and group, keep chosen capabilities, `no_new_privs`, chroot |
 //! | [`process`] | processes by handle ([`process::PidFd`]), supervised children, [`process::Exit`] |
+//! | [`launch`] | [`launch::launch`]: a supervised child made by one `clone`, born in its cgroup, without `fork` |
 //! | [`sentinel`] | [`sentinel::Sentinel`]: kills a supervisor's leftover descendants if it dies |
 //! | [`tree_mark`] | [`tree_mark::TreeMark`]: a mark the kernel keeps for a whole process tree, found without cgroups |
 //! | [`journal`] | crash-safe application state: snapshot + write-ahead log |
@@ -65,6 +66,7 @@ pub mod daemon;
 pub mod durable;
 mod error;
 pub mod journal;
+pub mod launch;
 pub mod logging;
 pub mod memory;
 pub mod pidfile;

@@ -344,15 +344,7 @@ pub(crate) fn spawn_as_then(
     privileges: &Prepared,
     last: impl FnOnce(&mut Command) -> Result<()>,
 ) -> Result<Spawned> {
-    // The user's HOME, USER, LOGNAME and SHELL, unless the caller set them on `cmd`.
-    for (key, value) in privileges.env() {
-        if !cmd
-            .get_envs()
-            .any(|(k, v)| k == std::ffi::OsStr::new(key) && v.is_some())
-        {
-            cmd.env(key, value);
-        }
-    }
+    add_user_env(cmd, privileges);
     // The child writes the number of a failed step here; non-blocking, so that reading
     // after a successful spawn (nothing written) returns at once.
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
@@ -385,6 +377,19 @@ pub(crate) fn spawn_as_then(
     })
 }
 
+/// The user's `HOME`, `USER`, `LOGNAME` and `SHELL` for `cmd`'s child, unless the caller
+/// set them on `cmd`.
+pub(crate) fn add_user_env(cmd: &mut Command, privileges: &Prepared) {
+    for (key, value) in privileges.env() {
+        if !cmd
+            .get_envs()
+            .any(|(k, v)| k == std::ffi::OsStr::new(key) && v.is_some())
+        {
+            cmd.env(key, value);
+        }
+    }
+}
+
 /// Registers what [`spawn`] does to the child before `exec` (own process group, parent
 /// death signal, default signals); other `pre_exec` hooks may follow.
 pub(crate) fn prepare_supervised(cmd: &mut Command) {
@@ -392,7 +397,7 @@ pub(crate) fn prepare_supervised(cmd: &mut Command) {
     cmd.process_group(0);
     let parent = Pid::this();
     // SAFETY: the hook calls only prctl, getppid, _exit, setrlimit (after atomic loads),
-    // sigaction and sigprocmask, all async-signal-safe, on data (`parent`, the limit saved
+    // sigaction, rt_sigaction and sigprocmask, all async-signal-safe, on data (`parent`, the limit saved
     // at start) prepared before the fork.
     #[allow(unsafe_code)]
     unsafe {
@@ -403,6 +408,7 @@ pub(crate) fn prepare_supervised(cmd: &mut Command) {
                 crate::sys::exit_immediately(1);
             }
             restore_nofile_limit()?;
+            crate::sys::reset_realtime_signals_before_exec();
             crate::sys::reset_signals(false)
         })
     };
@@ -418,6 +424,19 @@ pub(crate) fn start(cmd: &mut Command) -> Result<Spawned> {
     Ok(Spawned { pidfd, child })
 }
 
+/// The handle of a child [`crate::launch`] made, with the pidfd the kernel gave for it, claimed
+/// as [`claim`] claims.
+pub(crate) fn claim_cloned(fd: OwnedFd, pid: Pid) -> PidFd {
+    let pidfd = PidFd {
+        fd,
+        pid,
+        claimed: AtomicBool::new(false),
+    };
+    CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    pidfd.claimed.store(true, Ordering::SeqCst);
+    pidfd
+}
+
 /// Opens a pidfd for our child `pid`, ours to reap through it: see "Claimed children"
 /// in the module docs.
 fn claim(pid: Pid) -> Result<PidFd> {
@@ -429,7 +448,7 @@ fn claim(pid: Pid) -> Result<PidFd> {
 
 /// The soft and hard `RLIMIT_NOFILE` this process had before [`raise_nofile_limit`]
 /// raised it (0 and 0: not raised), for the children.
-static CHILD_NOFILE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+pub(crate) static CHILD_NOFILE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Raises this process's soft limit on open files to its hard limit and returns the
 /// limits before and after (soft). A supervisor of many services needs many descriptors

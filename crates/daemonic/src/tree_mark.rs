@@ -93,18 +93,24 @@ impl TreeMark {
     /// limit it had stays. A failure leaves the child unmarked rather than failing its
     /// start.
     pub fn apply(&self, cmd: &mut Command) {
-        let mark = self.0;
+        let mark = *self;
         // SAFETY: the hook calls getrlimit and setrlimit, async-signal-safe system calls,
         // on a value copied before the fork; it allocates nothing.
         #[allow(unsafe_code)]
         unsafe {
             crate::sys::pre_exec(cmd, move || {
-                if let Ok((soft, RLIM_INFINITY)) = getrlimit(Resource::RLIMIT_RTTIME) {
-                    let _ = setrlimit(Resource::RLIMIT_RTTIME, soft.min(mark), mark);
-                }
+                mark.mark_this_process();
                 Ok(())
             })
         };
+    }
+
+    /// Marks the calling process as [`apply`](Self::apply) marks a child: `getrlimit` and
+    /// `setrlimit` only, for a child between clone and exec.
+    pub(crate) fn mark_this_process(&self) {
+        if let Ok((soft, RLIM_INFINITY)) = getrlimit(Resource::RLIMIT_RTTIME) {
+            let _ = setrlimit(Resource::RLIMIT_RTTIME, soft.min(self.0), self.0);
+        }
     }
 
     /// The tree mark process `pid` carries now, if any.

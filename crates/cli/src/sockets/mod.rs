@@ -32,25 +32,17 @@ pub mod taken;
 pub use bind::{Bound, bind_all};
 pub use spec::{Address, SocketSpec};
 
-/// Spawns a service's child (as [`daemonic::process::spawn`] or `spawn_as` do) with the
-/// held sockets and then the stored descriptors passed by socket activation, and with
-/// `WATCHDOG_PID` set to the child's pid when `watchdog_pid`; without any of these,
-/// exactly as those do.
-pub fn spawn(
+/// Launches a service's child ([`daemonic::launch::launch`]) with the held sockets and
+/// then the stored descriptors passed by socket activation, and with `WATCHDOG_PID` set
+/// to the child's pid when `watchdog_pid`.
+pub fn launch(
     cmd: &mut std::process::Command,
-    privileges: Option<&daemonic::privileges::Prepared>,
+    with: daemonic::launch::Launch<'_>,
     held: &[std::sync::Arc<Bound>],
     store: &fdstore::FdStore,
     watchdog_pid: bool,
-) -> daemonic::Result<daemonic::process::Spawned> {
-    use daemonic::process;
-    use daemonic::systemd::handoff::{self, ListenFds};
-    if held.is_empty() && store.is_empty() && !watchdog_pid {
-        return match privileges {
-            Some(p) => process::spawn_as(cmd, p),
-            None => process::spawn(cmd),
-        };
-    }
+) -> daemonic::Result<daemonic::process::PidFd> {
+    use daemonic::systemd::handoff::ListenFds;
     let mut fds = ListenFds::new();
     if watchdog_pid {
         fds.set_watchdog_pid();
@@ -61,8 +53,9 @@ pub fn spawn(
     for (name, fd) in store.iter() {
         fds.push(name, fd)?;
     }
-    match privileges {
-        Some(p) => handoff::spawn_as(cmd, p, &fds),
-        None => handoff::spawn(cmd, &fds),
-    }
+    let with = daemonic::launch::Launch {
+        fds: Some(&fds),
+        ..with
+    };
+    daemonic::launch::launch(cmd, with)
 }

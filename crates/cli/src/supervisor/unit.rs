@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result};
 use daemonic::Pid;
 use daemonic::Signal;
-use daemonic::process::{PidFd, Spawned};
+use daemonic::process::PidFd;
 use daemonic::sentinel::Sentinel;
 
 use super::capture::{self, Capture, Sink};
@@ -82,13 +82,10 @@ impl Child {
     }
 }
 
-impl From<Spawned> for Child {
-    fn from(s: Spawned) -> Child {
-        let group = s.pidfd.pid();
-        Child {
-            pidfd: s.pidfd,
-            group,
-        }
+impl From<PidFd> for Child {
+    fn from(pidfd: PidFd) -> Child {
+        let group = pidfd.pid();
+        Child { pidfd, group }
     }
 }
 

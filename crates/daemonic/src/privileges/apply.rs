@@ -1,9 +1,11 @@
 //! The switch itself, in the order the [module docs](super) explain.
 //!
 //! [`Prepared::steps`] is async-signal-safe: it reads only what `prepare` stored, allocates
-//! nothing, and makes system calls only (nix's wrappers over `chroot`, `chdir`,
-//! `setgroups`, `setresgid`, `setresuid`, `prctl`, `umask`, and `sys::capset` /
-//! `sys::cap_ambient_raise` / `sys::capbset_drop`). It reports the failed step as a
+//! nothing, and makes system calls only (nix's wrappers over `chroot`, `chdir`, `prctl`,
+//! `umask`, `sys::capset` / `sys::cap_ambient_raise` / `sys::capbset_drop`, and the raw
+//! `setgroups`, `setresgid`, `setresuid`, `setuid`, `setgid` of `sys`: glibc's wrappers
+//! mark and signal every thread in glibc's list, which in a child sharing its parent's
+//! memory (`daemonic::launch`) are the parent's). It reports the failed step as a
 //! [`Step`] and an errno, which become a full message only afterwards: in this process
 //! ([`Prepared::apply`]), or in the parent of a child that failed before `exec`
 //! ([`Prepared::error`]).
@@ -11,7 +13,7 @@
 use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
-use nix::unistd::{Gid, Uid};
+use nix::unistd::Gid;
 
 use super::Prepared;
 use crate::{Error, ErrorKind, Result};
@@ -157,17 +159,17 @@ impl Prepared {
             }
         }
         if let Some(groups) = &self.groups {
-            nix::unistd::setgroups(groups).map_err(at(Step::SetGroups))?;
+            crate::sys::raw_setgroups(groups).map_err(io_at(Step::SetGroups))?;
         }
         if let Some(gid) = self.gid {
-            nix::unistd::setresgid(gid, gid, gid).map_err(at(Step::SetGid))?;
+            crate::sys::raw_setresgid(gid.as_raw()).map_err(io_at(Step::SetGid))?;
         }
         let keep = self.caps != 0;
         if keep {
             nix::sys::prctl::set_keepcaps(true).map_err(at(Step::KeepCaps))?;
         }
         if let Some(uid) = self.uid {
-            nix::unistd::setresuid(uid, uid, uid).map_err(at(Step::SetUid))?;
+            crate::sys::raw_setresuid(uid.as_raw()).map_err(io_at(Step::SetUid))?;
         }
         if keep {
             crate::sys::capset(self.caps, self.caps, self.caps).map_err(io_at(Step::Capset))?;
@@ -190,11 +192,11 @@ impl Prepared {
         let Some(uid) = self.uid.filter(|u| !u.is_root()) else {
             return Ok(());
         };
-        if nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        if crate::sys::raw_setuid(0).is_ok() {
             return Err((Step::RegainUid, None));
         }
         let gid = self.gid.unwrap_or(Gid::from_raw(0));
-        if gid.as_raw() != 0 && nix::unistd::setgid(Gid::from_raw(0)).is_ok() {
+        if gid.as_raw() != 0 && crate::sys::raw_setgid(0).is_ok() {
             return Err((Step::RegainGid, None));
         }
         let ids = nix::unistd::getresuid().map_err(|e| (Step::ReadBack, Some(e)))?;

@@ -82,25 +82,47 @@ impl ListenExec {
     /// irreversibly; once descriptors 3… have been replaced, a failure `_exit`s with
     /// [`LISTEN_EXEC_FAILED`], because std's own exec-error pipe may have been among them.
     pub(crate) fn exec(&mut self) -> io::Result<()> {
+        match self.place_fds() {
+            Ok(()) => {}
+            Err((false, e)) => return Err(e),
+            Err((true, _)) => exit_immediately(LISTEN_EXEC_FAILED),
+        }
+        self.execve();
+        exit_immediately(LISTEN_EXEC_FAILED)
+    }
+
+    /// In a child that reports its own failures (`process::launch`): [`exec`](Self::exec),
+    /// returning the error of the step that failed instead of exiting.
+    pub(crate) fn run(&mut self) -> io::Error {
+        if let Err((_, e)) = self.place_fds() {
+            return e;
+        }
+        self.execve()
+    }
+
+    /// Moves the descriptors to 3, 4, …; on failure, whether descriptors 3… were changed.
+    fn place_fds(&mut self) -> Result<(), (bool, io::Error)> {
         let n = self.fds.len() as RawFd;
         // First copy every descriptor above the target range, so that moving one into
         // place cannot overwrite another that is still to be moved.
         for (i, fd) in self.fds.iter().enumerate() {
             // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor number; no memory touched.
-            self.scratch[i] =
-                check(
-                    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3 + n) }
-                        as libc::c_long,
-                )? as RawFd;
+            let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3 + n) };
+            self.scratch[i] = check(dup as libc::c_long).map_err(|e| (false, e))? as RawFd;
         }
         for (i, &tmp) in self.scratch.iter().enumerate() {
             // SAFETY: dup2 replaces descriptor 3+i in this forked child, which is about to
             // exec: no Rust object of the child outlives the exec to be surprised by it.
             // The copy at 3+i has close-on-exec cleared (dup2 never sets it).
             if unsafe { libc::dup2(tmp, 3 + i as RawFd) } < 0 {
-                exit_immediately(LISTEN_EXEC_FAILED);
+                return Err((true, io::Error::last_os_error()));
             }
         }
+        Ok(())
+    }
+
+    /// Sets the pid variables to this process's pid and calls `execve`; returns its error.
+    fn execve(&mut self) -> io::Error {
         // "KEY=<pid>\0" for each pid variable, formatted without allocating.
         let mut digits = [0u8; 12];
         let mut len = 0;
@@ -130,7 +152,7 @@ impl ListenExec {
                 self.envp.as_ptr(),
             )
         };
-        exit_immediately(LISTEN_EXEC_FAILED)
+        io::Error::last_os_error()
     }
 }
 

@@ -15,9 +15,13 @@ use nix::unistd::{ForkResult, Pid};
 
 mod caps;
 mod listen;
+mod spawn;
 
 pub(crate) use caps::{cap_ambient_raise, capbset_drop, capset};
 pub(crate) use listen::{ListenExec, pre_exec_listen};
+pub(crate) use spawn::{
+    Mode, clone_child, raw_setgid, raw_setgroups, raw_setresgid, raw_setresuid, raw_setuid,
+};
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -211,6 +215,41 @@ pub(crate) fn reset_signals(ignore_sigpipe: bool) -> io::Result<()> {
     }
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     Ok(())
+}
+
+/// Sets every real-time signal (32 to 64) to its default action, with the raw system call:
+/// glibc's `sigaction` refuses 32 and 33, which it uses itself. For a child just before
+/// `exec` only, where a handler would be reset anyway and what counts is that none stays
+/// *ignored* (a supervisor started with one ignored would pass it on; systemd resets them
+/// all for its services). Async-signal-safe: `rt_sigaction` only.
+pub(crate) fn reset_realtime_signals_before_exec() {
+    /// The kernel's `struct sigaction` on Linux: handler, flags, restorer, mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 32..=64 {
+        // SAFETY: `default` is a valid kernel sigaction for the call, of the size of the
+        // kernel's signal mask (8 bytes); the old action is not asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
 }
 
 /// Removes a variable from this process's environment, if the process runs one thread;

@@ -128,6 +128,15 @@ impl ListenFds {
                 return Ok(());
             }
         }
+        let exec = self.prepare(cmd)?;
+        crate::sys::pre_exec_listen(cmd, exec);
+        Ok(())
+    }
+
+    /// The `execve` of `cmd`'s child with these descriptors, prepared now: the program
+    /// found in the child's `PATH`, its arguments and environment (without daemonic's
+    /// socket-activation variables when there are no descriptors), and the descriptors.
+    pub(crate) fn prepare(&self, cmd: &Command) -> Result<crate::sys::ListenExec> {
         let mut pid_vars = Vec::with_capacity(2);
         if !self.fds.is_empty() {
             pid_vars.push("LISTEN_PID");
@@ -165,15 +174,13 @@ impl ListenFds {
                     .map_err(|e| Error::io(format!("dup descriptor for {name:?}"), e))
             })
             .collect::<Result<Vec<_>>>()?;
-        let exec = ListenExec::new(
+        Ok(ListenExec::new(
             cstr(path.as_os_str().as_bytes(), "program path")?,
             argv,
             env,
             &pid_vars,
             fds,
-        );
-        crate::sys::pre_exec_listen(cmd, exec);
-        Ok(())
+        ))
     }
 }
 

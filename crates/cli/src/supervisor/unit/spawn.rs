@@ -1,11 +1,12 @@
 //! Starting a unit's child: its command, environment, output pipes and containment.
 
 use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use daemonic::Pid;
+use daemonic::launch::{self, ChildIo};
 use daemonic::process::{self, Exit};
 use daemonic::tree_mark::TreeMark;
 
@@ -60,21 +61,16 @@ impl Unit {
         if let Some(w) = watchdog {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
-        let mut pipes = self.capture(&mut cmd)?;
-        let contained = self.contain(cx).and_then(|c| match c {
-            // The first pre_exec hook: see `process::into_cgroup`.
-            Containment::Cgroup(dir) => Ok(Some(process::into_cgroup(&mut cmd, dir)?)),
-            Containment::Process => {
-                if let Some(mark) = self.mark {
-                    mark.apply(&mut cmd);
-                }
-                Ok(None)
-            }
+        let mut with = launch::Launch::default();
+        let mut pipes = self.capture(&mut with)?;
+        let contained = self.contain(cx).map(|c| match c {
+            Containment::Cgroup(dir) => with.cgroup = Some(dir),
+            Containment::Process => with.mark = self.mark,
             // Not a start yet: it is made again once the group is empty.
-            Containment::Wait => Ok(None),
+            Containment::Wait => {}
         });
-        let entry = match contained {
-            Ok(entry) => entry,
+        match contained {
+            Ok(()) => {}
             Err(e) => {
                 self.note(&format!("{e:#}"));
                 if cx.single && self.spawned == 1 {
@@ -83,29 +79,25 @@ impl Unit {
                 self.spawn_failed = true;
                 return Err(Exit::Code(126));
             }
-        };
+        }
         if self.draining() {
             self.spawned -= 1;
             return Ok(false);
         }
-        let spawned = crate::sockets::spawn(
+        // The parent's copies of the pipes' write ends go with `with`, in the launch, or
+        // end of file never comes.
+        with.privileges = self.service.privileges.as_deref();
+        let spawned = crate::sockets::launch(
             &mut cmd,
-            self.service.privileges.as_deref(),
+            with,
             &self.sockets,
             &self.fd_store,
             watchdog.is_some(),
         );
-        // The process in the group, when the first child cloned it there.
-        let spawned = match entry {
-            Some(entry) => spawned.and_then(|s| entry.settle(s)),
-            None => spawned,
-        };
-        // The parent's copies of the pipes' write ends go now, or end of file never comes.
-        drop(cmd);
         match spawned {
             Ok(c) => {
                 if let Some((out, _)) = &self.logs {
-                    capture::mark_start(out, &self.service.name, c.pidfd.pid());
+                    capture::mark_start(out, &self.service.name, c.pid());
                 }
                 self.watch_output(&mut pipes, cx);
                 self.captures.extend(pipes);
@@ -124,9 +116,9 @@ impl Unit {
         }
     }
 
-    /// The child's output pipes, when its output is captured (`cmd`'s stdout and stderr
-    /// are their write ends); a failure is noted and is the spawn's (126).
-    fn capture(&mut self, cmd: &mut Command) -> Result<Vec<Capture>, Exit> {
+    /// The child's output pipes, when its output is captured (the child's stdout and
+    /// stderr in `with` are their write ends); a failure is noted and is the spawn's (126).
+    fn capture(&mut self, with: &mut launch::Launch<'_>) -> Result<Vec<Capture>, Exit> {
         let Some((out, err)) = &self.logs else {
             return Ok(Vec::new());
         };
@@ -136,9 +128,10 @@ impl Unit {
             Ok(((c_out, w_out), (c_err, w_err))) => {
                 // On the console (run -f) the child keeps the terminal's stdin.
                 if matches!(out, Sink::Log(_)) {
-                    cmd.stdin(Stdio::null());
+                    with.stdio[0] = ChildIo::Null;
                 }
-                cmd.stdout(Stdio::from(w_out)).stderr(Stdio::from(w_err));
+                with.stdio[1] = ChildIo::Fd(w_out);
+                with.stdio[2] = ChildIo::Fd(w_err);
                 Ok(vec![c_out, c_err])
             }
             Err(e) => {
