@@ -194,6 +194,89 @@ fn cgroup_a_crash_of_the_main_process_leaves_no_descendant() {
     a_crash_of_the_main_process_leaves_no_descendant(&Env::new("cg-crash"), None);
 }
 
+/// A child that ended alone is restarted in the same group (nobody killed in it, so it
+/// is kept: no `rmdir`/`mkdir` per restart); one that left a process behind is restarted
+/// in a group made anew after `cgroup.kill` emptied the old one — and that child lives
+/// (Linux kills a child born in a group that `cgroup.kill` emptied).
+#[test]
+fn cgroup_a_group_is_made_anew_only_after_a_kill_in_it() {
+    use std::os::unix::fs::MetadataExt;
+    if !cgroups("cgroup_a_group_is_made_anew_only_after_a_kill_in_it") {
+        return;
+    }
+    let env = Env::new("cg-anew");
+    let report = env.dir.join("pids");
+    let flag = env.dir.join("leave-one");
+    let script = format!(
+        "echo $$ >> {r}; if [ -e {f} ]; then rm {f}; setsid sh -c 'echo > {f}.left; exec sleep 1000' & fi; exec sleep 1000",
+        r = report.display(),
+        f = flag.display()
+    );
+    let out = env.daemonic(&[
+        "start",
+        "--name",
+        "k",
+        "--grace",
+        "0s",
+        "--restart",
+        "always",
+        "--backoff",
+        "0ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nth = |n: usize| -> Pid {
+        let text = wait_for(&format!("{n} pids in {}", report.display()), SOON, || {
+            let text = std::fs::read_to_string(&report).ok()?;
+            (text.lines().count() >= n).then_some(text)
+        });
+        Pid::from_raw(text.lines().nth(n - 1).unwrap().parse().unwrap())
+    };
+    let group = service_cgroup(&env, "k");
+    let ino = || std::fs::metadata(&group).unwrap().ino();
+    let kill = |pid: Pid| PidFd::open(pid).unwrap().signal(Signal::SIGKILL).unwrap();
+
+    let first = nth(1);
+    let made = ino();
+    kill(first);
+    let second = nth(2);
+    assert_eq!(
+        ino(),
+        made,
+        "the group was made anew though nothing was killed in it"
+    );
+
+    std::fs::write(&flag, "").unwrap();
+    kill(second);
+    let third = nth(3);
+    // The leftover runs beside the third child, in its cgroup but not in its process
+    // group (which is killed before the cgroup is looked at): it says so once it has its
+    // own session.
+    let left = env.dir.join("leave-one.left");
+    wait_for("the third child's leftover", SOON, || {
+        left.exists().then_some(())
+    });
+    kill(third);
+    let fourth = nth(4);
+    assert_ne!(
+        ino(),
+        made,
+        "the group was kept though cgroup.kill emptied it"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = stdout(&env.daemonic(&["status", "k"]));
+    assert!(
+        alive(fourth),
+        "the child born after the kill died: {status}"
+    );
+    assert!(status.contains(&format!("pid {fourth} ")), "{status}");
+    let out = env.daemonic(&["stop", "k"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn cgroup_a_killed_supervisor_leaves_no_descendant() {
     if !cgroups("cgroup_a_killed_supervisor_leaves_no_descendant") {

@@ -345,6 +345,10 @@ pub struct Cgroup {
     /// Where the supervisor's hierarchy begins (controllers are enabled from here down).
     top: PathBuf,
     dir: PathBuf,
+    /// The group must be made anew before the next child is born in it: it is the first
+    /// start of this supervisor (an earlier one may have killed in it), or `cgroup.kill`
+    /// was written since it was made (see [`Cgroup::prepare`]).
+    stale: std::cell::Cell<bool>,
 }
 
 impl Cgroup {
@@ -356,6 +360,7 @@ impl Cgroup {
             Base::Cgroup { top, base } => Ok(Some(Cgroup {
                 top: top.clone(),
                 dir: base.join(escape(state_dir)).join(name),
+                stale: std::cell::Cell::new(true),
             })),
             Base::None(why) if required() => bail!("{VAR}=cgroup: {why}"),
             Base::None(_) => Ok(None),
@@ -370,12 +375,16 @@ impl Cgroup {
     /// ([`apply_limits`]); opens its directory, for the child to be born in
     /// ([`process::into_cgroup`]).
     pub fn prepare(&self, limits: &Limits) -> Result<OwnedFd> {
-        // Each child gets a group made anew (it is empty by now: an exit is reported, and
-        // a start made, only once it is). Linux kills a child cloned into a group that
-        // `cgroup.kill` has emptied before (CLONE_INTO_CGROUP compares the kill counts of
-        // the spawner's group and the target's: seen on 6.18); a new group has none. A
-        // group that cannot be removed (still populated) is used as it is.
-        let _ = std::fs::remove_dir(&self.dir);
+        // A group that `cgroup.kill` has emptied is made anew (it is empty by now: an exit
+        // is reported, and a start made, only once it is). Linux kills a child cloned into
+        // such a group (CLONE_INTO_CGROUP compares the kill counts of the spawner's group
+        // and the target's: seen on 6.18); a new group has none. A group nobody killed in
+        // — a child that exited alone, the usual restart — is kept: its `rmdir` and
+        // `mkdir` were a tenth of the supervisor's time per restart. A group that cannot
+        // be removed (still populated) is used as it is.
+        if self.stale.replace(false) {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
         apply_limits(limits, &self.top, &self.dir)?;
@@ -406,16 +415,20 @@ impl Cgroup {
     pub fn kill(&self) -> Result<()> {
         let path = self.dir.join("cgroup.kill");
         match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(mut f) => f
-                .write_all(b"1")
-                .with_context(|| format!("write 1 to {}", path.display())),
+            Ok(mut f) => {
+                self.stale.set(true);
+                f.write_all(b"1")
+                    .with_context(|| format!("write 1 to {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
         }
     }
 
     /// SIGKILLs every process in the group and, if any is left, watches it empty in the
-    /// poll loop: `None` when it is empty already (or does not exist).
+    /// poll loop: `None` when it is empty already (or does not exist). An empty group is
+    /// not killed in: nothing can enter it but a child of ours, and a kill would make it
+    /// stale ([`Cgroup::prepare`]).
     pub fn start_emptying(&self) -> Result<Option<Emptying>> {
         let path = self.dir.join("cgroup.events");
         // Opened before the kill and read after it: a change after that read marks this
@@ -425,8 +438,14 @@ impl Cgroup {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
         };
+        let read = |events: &mut std::fs::File| {
+            populated(events).with_context(|| format!("read {}", path.display()))
+        };
+        if !read(&mut events)? {
+            return Ok(None);
+        }
         self.kill()?;
-        if !populated(&mut events).with_context(|| format!("read {}", path.display()))? {
+        if !read(&mut events)? {
             return Ok(None);
         }
         Ok(Some(Emptying { events, path }))
