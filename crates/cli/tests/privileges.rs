@@ -393,3 +393,42 @@ fn a_configured_home_wins_over_the_users_own() {
     assert_eq!(field(&r, "env_USER"), "nobody", "the rest is the user's");
     assert!(env.daemonic(&["stop", "home"]).status.success());
 }
+
+/// A chrooted service's program is looked for in its `PATH` inside its root, by the
+/// child: a program that exists only there runs. (Looked for before the clone, in this
+/// root, it was not found.)
+#[test]
+fn a_chrooted_program_is_found_in_its_path_inside_the_root() {
+    if !root("a_chrooted_program_is_found_in_its_path_inside_the_root") {
+        return;
+    }
+    let env = Env::new("priv-chroot-path");
+    let jail = env.dir.join("jail");
+    // /bin/echo with what it links to, copied by another process (see shared_fixture).
+    let ldd = run(Command::new("ldd").arg("/bin/echo"));
+    assert!(ldd.status.success(), "ldd: {}", stderr(&ldd));
+    let mut copies: Vec<(String, String)> = stdout(&ldd)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(|lib| (lib.to_string(), lib.to_string()))
+        .collect();
+    copies.push(("/bin/echo".into(), "/usr/local/bin/only-in-the-jail".into()));
+    for (from, to) in &copies {
+        let to = jail.join(to.trim_start_matches('/'));
+        let copied = run(Command::new("install").arg("-D").arg(from).arg(&to));
+        assert!(
+            copied.status.success(),
+            "install {from}: {}",
+            stderr(&copied)
+        );
+    }
+    let out = run(Command::new(BIN)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .arg("--state-dir")
+        .arg(env.dir.join("state"))
+        .args(["run", "--chroot"])
+        .arg(&jail)
+        .args(["--dir", "/", "--", "only-in-the-jail", "ran in the jail"]));
+    assert!(out.status.success(), "run failed: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ran in the jail", "{}", stderr(&out));
+}

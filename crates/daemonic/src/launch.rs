@@ -18,7 +18,8 @@
 //!    limit on open files, every signal at its default and unblocked;
 //! 6. the descriptors of socket activation moved to 3, 4, … and `LISTEN_PID` /
 //!    `WATCHDOG_PID` written (see [`ListenFds`]), then `execve` of the program found
-//!    before the clone in the child's `PATH`.
+//!    before the clone in the child's `PATH` — or, for a child that `chroot`s, tried in
+//!    each directory of that `PATH` by the child, inside its root, as `execvp` does.
 //!
 //! A step that fails writes its number and errno to a close-on-exec pipe and exits with
 //! 127; the parent turns that into an error naming the step (`spawn /usr/bin/web: chdir
@@ -104,7 +105,8 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
         process::add_user_env(cmd, p);
     }
     let empty = ListenFds::new();
-    let mut exec = with.fds.unwrap_or(&empty).prepare(cmd)?;
+    let chrooted = with.privileges.is_some_and(|p| p.chroot_dir().is_some());
+    let mut exec = with.fds.unwrap_or(&empty).prepare(cmd, chrooted)?;
     let procs = match &with.cgroup {
         Some(dir) => Some(
             nix::fcntl::openat(

@@ -14,7 +14,8 @@ use super::{check, exit_immediately};
 /// allocation happens in [`ListenExec::new`]; [`ListenExec::exec`] only calls `fcntl`,
 /// `dup2`, `getpid`, `execve` and `_exit`, all async-signal-safe.
 pub(crate) struct ListenExec {
-    program: std::ffi::CString,
+    /// The program's path, or the paths to try in turn (a chrooted child's `PATH`).
+    programs: Vec<std::ffi::CString>,
     _argv: Vec<std::ffi::CString>,
     _env: Vec<std::ffi::CString>,
     argv_ptrs: Vec<*const libc::c_char>,
@@ -40,7 +41,7 @@ pub(crate) const LISTEN_EXEC_FAILED: i32 = 127;
 
 impl ListenExec {
     pub(crate) fn new(
-        program: std::ffi::CString,
+        programs: Vec<std::ffi::CString>,
         argv: Vec<std::ffi::CString>,
         env: Vec<std::ffi::CString>,
         pid_vars: &[&str],
@@ -65,7 +66,7 @@ impl ListenExec {
         envp.push(std::ptr::null());
         let scratch = vec![-1; fds.len()];
         ListenExec {
-            program,
+            programs,
             _argv: argv,
             _env: env,
             argv_ptrs,
@@ -143,16 +144,32 @@ impl ListenExec {
             buf[*key_len + len] = 0;
             self.envp[self.pid_slot + i] = buf.as_ptr().cast();
         }
-        // SAFETY: program, argv and envp are NUL-terminated strings in buffers owned by
-        // `self`, and both pointer arrays end with a null pointer.
-        unsafe {
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv_ptrs.as_ptr(),
-                self.envp.as_ptr(),
-            )
-        };
-        io::Error::last_os_error()
+        // As `execvp`: a path that is not there (or not a directory on the way) is passed
+        // over, one that may not be run too but is remembered, anything else is the error.
+        let mut denied = false;
+        let mut last = io::Error::from_raw_os_error(libc::ENOENT);
+        for program in &self.programs {
+            // SAFETY: program, argv and envp are NUL-terminated strings in buffers owned
+            // by `self`, and both pointer arrays end with a null pointer.
+            unsafe {
+                libc::execve(
+                    program.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp.as_ptr(),
+                )
+            };
+            last = io::Error::last_os_error();
+            match last.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) => {}
+                Some(libc::EACCES) => denied = true,
+                _ => return last,
+            }
+        }
+        if denied {
+            io::Error::from_raw_os_error(libc::EACCES)
+        } else {
+            last
+        }
     }
 }
 

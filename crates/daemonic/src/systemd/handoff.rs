@@ -119,6 +119,12 @@ impl ListenFds {
     /// The hook holds its own duplicates of the descriptors until `cmd` is dropped, so a
     /// `Command` can be spawned again (a restart) with the same sockets.
     pub fn install(&self, cmd: &mut Command) -> Result<()> {
+        self.install_in(cmd, false)
+    }
+
+    /// [`install`](Self::install) for a child that `chroot`s before its `exec`
+    /// (`chrooted`): its program is then looked for inside the new root, by the child.
+    fn install_in(&self, cmd: &mut Command, chrooted: bool) -> Result<()> {
         if self.fds.is_empty() {
             // Nothing to pass: only make sure the child does not take ours.
             for k in VARIABLES {
@@ -128,7 +134,7 @@ impl ListenFds {
                 return Ok(());
             }
         }
-        let exec = self.prepare(cmd)?;
+        let exec = self.prepare(cmd, chrooted)?;
         crate::sys::pre_exec_listen(cmd, exec);
         Ok(())
     }
@@ -136,7 +142,12 @@ impl ListenFds {
     /// The `execve` of `cmd`'s child with these descriptors, prepared now: the program
     /// found in the child's `PATH`, its arguments and environment (without daemonic's
     /// socket-activation variables when there are no descriptors), and the descriptors.
-    pub(crate) fn prepare(&self, cmd: &Command) -> Result<crate::sys::ListenExec> {
+    ///
+    /// For a child that `chroot`s first (`chrooted`) nothing is looked up here — this
+    /// root's files say nothing about the new one's, and the new root may be written by
+    /// the service's user — : the child tries each directory of its `PATH` in turn, as
+    /// `execvp` does, inside its root.
+    pub(crate) fn prepare(&self, cmd: &Command, chrooted: bool) -> Result<crate::sys::ListenExec> {
         let mut pid_vars = Vec::with_capacity(2);
         if !self.fds.is_empty() {
             pid_vars.push("LISTEN_PID");
@@ -146,7 +157,11 @@ impl ListenFds {
         }
         let program = cmd.get_program().to_owned();
         let env = child_env(cmd, &self.fds, &pid_vars);
-        let path = resolve(&program, cmd.get_current_dir(), &env)?;
+        let paths = if chrooted {
+            candidates(&program, &env)
+        } else {
+            vec![resolve(&program, cmd.get_current_dir(), &env)?]
+        };
         let cstr = |s: &[u8], what: &str| {
             CString::new(s).map_err(|_| {
                 Error::new(
@@ -174,13 +189,11 @@ impl ListenFds {
                     .map_err(|e| Error::io(format!("dup descriptor for {name:?}"), e))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ListenExec::new(
-            cstr(path.as_os_str().as_bytes(), "program path")?,
-            argv,
-            env,
-            &pid_vars,
-            fds,
-        ))
+        let paths = paths
+            .iter()
+            .map(|p| cstr(p.as_os_str().as_bytes(), "program path"))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListenExec::new(paths, argv, env, &pid_vars, fds))
     }
 }
 
@@ -201,7 +214,8 @@ pub fn spawn_as(
     privileges: &crate::privileges::Prepared,
     fds: &ListenFds,
 ) -> Result<Spawned> {
-    process::spawn_as_then(cmd, privileges, |cmd| fds.install(cmd))
+    let chrooted = privileges.chroot_dir().is_some();
+    process::spawn_as_then(cmd, privileges, |cmd| fds.install_in(cmd, chrooted))
 }
 
 /// The child's environment as `KEY=VALUE` strings, without `pid_vars` (set in the child);
@@ -231,6 +245,26 @@ fn child_env(cmd: &Command, fds: &[(String, OwnedFd)], pid_vars: &[&str]) -> Vec
         .collect()
 }
 
+/// The `PATH` of the child's environment, or the default one.
+fn child_path(env: &[OsString]) -> OsString {
+    env.iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+        .map(|p| OsStr::from_bytes(p).to_owned())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+/// Where a chrooted child tries to run `program` from, in order: itself if it names a
+/// path, else each absolute directory of the child's `PATH` with it.
+fn candidates(program: &OsStr, env: &[OsString]) -> Vec<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return vec![PathBuf::from(program)];
+    }
+    std::env::split_paths(&child_path(env))
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .collect()
+}
+
 /// Finds `program` as `execvp` would, in the `PATH` of the child's environment.
 fn resolve(program: &OsStr, cwd: Option<&Path>, env: &[OsString]) -> Result<PathBuf> {
     // The errno `execvp` would fail with, so that callers map it as they map a failed
@@ -255,12 +289,7 @@ fn resolve(program: &OsStr, cwd: Option<&Path>, env: &[OsString]) -> Result<Path
             Err(not_found(""))
         };
     }
-    let path = env
-        .iter()
-        .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
-        .map(|p| OsStr::from_bytes(p).to_owned())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+    std::env::split_paths(&child_path(env))
         .map(|dir| dir.join(program))
         .find(|p| p.is_absolute() && executable(p))
         .ok_or_else(|| not_found(" (not found in PATH)"))
