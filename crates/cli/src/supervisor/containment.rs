@@ -349,6 +349,8 @@ pub struct Cgroup {
     /// start of this supervisor (an earlier one may have killed in it), or `cgroup.kill`
     /// was written since it was made (see [`Cgroup::prepare`]).
     stale: std::cell::Cell<bool>,
+    /// The limits last written into the group as it is now (`None`: not yet).
+    applied: std::cell::Cell<Option<Limits>>,
 }
 
 impl Cgroup {
@@ -361,6 +363,7 @@ impl Cgroup {
                 top: top.clone(),
                 dir: base.join(escape(state_dir)).join(name),
                 stale: std::cell::Cell::new(true),
+                applied: std::cell::Cell::new(None),
             })),
             Base::None(why) if required() => bail!("{VAR}=cgroup: {why}"),
             Base::None(_) => Ok(None),
@@ -384,10 +387,19 @@ impl Cgroup {
         // be removed (still populated) is used as it is.
         if self.stale.replace(false) {
             let _ = std::fs::remove_dir(&self.dir);
+            self.applied.set(None);
+        }
+        // A kept group that has these limits already is only opened (if it is still
+        // there: a group removed from outside is made again).
+        if self.applied.get() == Some(*limits)
+            && let Ok(f) = std::fs::File::open(&self.dir)
+        {
+            return Ok(f.into());
         }
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
         apply_limits(limits, &self.top, &self.dir)?;
+        self.applied.set(Some(*limits));
         let f = std::fs::File::open(&self.dir)
             .with_context(|| format!("open {}", self.dir.display()))?;
         Ok(f.into())
