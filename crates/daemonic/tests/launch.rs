@@ -1,4 +1,4 @@
-//! `process::launch`: a supervised child made by one `clone` that shares the parent's
+//! `daemonic::launch`: a supervised child made by one `clone` that shares the parent's
 //! memory until `execve`. What the child gets (streams, environment, directory, its own
 //! process group, default signals, a user, a cgroup), what a failed step says, and that
 //! the parent's other threads are never touched by what the child does before `exec`.

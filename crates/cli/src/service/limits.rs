@@ -22,7 +22,7 @@ pub struct LimitArgs {
 }
 
 /// The kernel's limits of a service (see the module docs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Limits {
     pub memory_max: Option<u64>,
     pub memory_high: Option<u64>,

@@ -349,8 +349,17 @@ pub struct Cgroup {
     /// start of this supervisor (an earlier one may have killed in it), or `cgroup.kill`
     /// was written since it was made (see [`Cgroup::prepare`]).
     stale: std::cell::Cell<bool>,
-    /// The limits last written into the group as it is now (`None`: not yet).
-    applied: std::cell::Cell<Option<Limits>>,
+    /// A digest of the limits last written into the group as it is now (0: none yet; a
+    /// digest, not the limits, to keep a unit small: `units::a_member_stays_small`).
+    applied: std::cell::Cell<u64>,
+}
+
+/// The digest of `limits` for [`Cgroup::prepare`], never 0.
+fn digest(limits: &Limits) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::hash::DefaultHasher::new();
+    limits.hash(&mut h);
+    h.finish().max(1)
 }
 
 impl Cgroup {
@@ -363,7 +372,7 @@ impl Cgroup {
                 top: top.clone(),
                 dir: base.join(escape(state_dir)).join(name),
                 stale: std::cell::Cell::new(true),
-                applied: std::cell::Cell::new(None),
+                applied: std::cell::Cell::new(0),
             })),
             Base::None(why) if required() => bail!("{VAR}=cgroup: {why}"),
             Base::None(_) => Ok(None),
@@ -387,11 +396,11 @@ impl Cgroup {
         // be removed (still populated) is used as it is.
         if self.stale.replace(false) {
             let _ = std::fs::remove_dir(&self.dir);
-            self.applied.set(None);
+            self.applied.set(0);
         }
         // A kept group that has these limits already is only opened (if it is still
         // there: a group removed from outside is made again).
-        if self.applied.get() == Some(*limits)
+        if self.applied.get() == digest(limits)
             && let Ok(f) = std::fs::File::open(&self.dir)
         {
             return Ok(f.into());
@@ -399,7 +408,7 @@ impl Cgroup {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
         apply_limits(limits, &self.top, &self.dir)?;
-        self.applied.set(Some(*limits));
+        self.applied.set(digest(limits));
         let f = std::fs::File::open(&self.dir)
             .with_context(|| format!("open {}", self.dir.display()))?;
         Ok(f.into())

@@ -92,7 +92,7 @@ impl ListenExec {
         exit_immediately(LISTEN_EXEC_FAILED)
     }
 
-    /// In a child that reports its own failures (`process::launch`): [`exec`](Self::exec),
+    /// In a child that reports its own failures (`crate::launch`): [`exec`](Self::exec),
     /// returning the error of the step that failed instead of exiting.
     pub(crate) fn run(&mut self) -> io::Error {
         if let Err((_, e)) = self.place_fds() {

@@ -1,5 +1,5 @@
 //! Creating a child process without `fork`'s copy of the address space: the kernel half of
-//! [`crate::process::launch`].
+//! [`crate::launch`].
 //!
 //! On x86-64 the child is made with `CLONE_VM | CLONE_VFORK` (what `vfork(2)` and glibc's
 //! `posix_spawn` do): it runs on a stack of its own in the parent's memory, the calling
@@ -57,8 +57,11 @@ impl Mode {
 const STACK: usize = 256 * 1024;
 
 /// Makes a child that runs `body` and exits with what it returns, unless `body` ends in
-/// `execve`. Returns when the child has called `execve` or exited (both modes: in
-/// [`Mode::Copied`] the caller waits on its own report pipe, see `process::launch`).
+/// `execve`; with `cgroup`, a child born in that cgroup v2 directory if `clone3` can do
+/// it. `body` is told whether it was (`false`: it must enter the group itself). In
+/// [`Mode::Shared`] this returns once the child has called `execve` or exited; in
+/// [`Mode::Copied`] at once, and the caller waits on its own report pipe (see
+/// `crate::launch`).
 ///
 /// # Safety
 ///

@@ -143,10 +143,10 @@ impl ListenFds {
     /// found in the child's `PATH`, its arguments and environment (without daemonic's
     /// socket-activation variables when there are no descriptors), and the descriptors.
     ///
-    /// For a child that `chroot`s first (`chrooted`) nothing is looked up here — this
-    /// root's files say nothing about the new one's, and the new root may be written by
-    /// the service's user — : the child tries each directory of its `PATH` in turn, as
-    /// `execvp` does, inside its root.
+    /// For a child that `chroot`s first (`chrooted`) nothing is looked up here (this
+    /// root's files say nothing about the new one's, which the service's user may write):
+    /// the child tries each directory of its `PATH` in turn, as `execvp` does, inside its
+    /// root.
     pub(crate) fn prepare(&self, cmd: &Command, chrooted: bool) -> Result<crate::sys::ListenExec> {
         let mut pid_vars = Vec::with_capacity(2);
         if !self.fds.is_empty() {
