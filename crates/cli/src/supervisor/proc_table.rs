@@ -78,7 +78,7 @@ impl ProcTable {
 }
 
 /// The parent of `pid` from `/proc/PID/stat`, unless it is a zombie (or gone).
-fn live_parent(pid: i32) -> Option<i32> {
+pub(crate) fn live_parent(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut f = rest.split(' ');
