@@ -33,16 +33,14 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
-use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::privileges::Prepared;
 use crate::privileges::apply::Step;
-use crate::process::{self, CHILD_NOFILE, PidFd, claim_cloned};
+use crate::process::{self, PidFd, claim_cloned};
 use crate::systemd::handoff::ListenFds;
 use crate::tree_mark::TreeMark;
 use crate::{Error, ErrorKind, Result};
@@ -151,10 +149,6 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
     let (report_r, report_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
     let parent = Pid::this();
-    let nofile = [
-        CHILD_NOFILE[0].load(Ordering::SeqCst),
-        CHILD_NOFILE[1].load(Ordering::SeqCst),
-    ];
     let privileges = with.privileges;
     let mark = with.mark;
     // The child: system calls only, on what was prepared above (see `sys::spawn`).
@@ -204,7 +198,7 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
         {
             return fail(Stage::Privileges, step as u8, e.map_or(0, errno));
         }
-        if let Err(e) = supervised(parent, nofile) {
+        if let Err(e) = process::supervise_in_child(parent) {
             return fail(Stage::Supervised, 0, io_errno(e));
         }
         let e = exec.run();
@@ -220,12 +214,11 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
     .map_err(|e| Error::io(format!("spawn {program}: clone"), e))?;
     drop(report_w);
     let mut msg = [0u8; 6];
-    let got = read_report(report_r.as_fd(), &mut msg);
-    if got < msg.len() {
-        return Ok(claim_cloned(cloned.pidfd, Pid::from_raw(cloned.pid)));
+    let pid = Pid::from_raw(cloned.pid);
+    if read_report(report_r.as_fd(), &mut msg) < msg.len() {
+        return Ok(claim_cloned(cloned.pidfd, pid));
     }
     // The child failed before exec and exited: reap it, and say why.
-    let pid = Pid::from_raw(cloned.pid);
     while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
     let errno = i32::from_ne_bytes([msg[2], msg[3], msg[4], msg[5]]);
     let os = std::io::Error::from_raw_os_error(errno);
@@ -259,21 +252,6 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
         ),
         _ => Error::io(format!("spawn {program}"), os),
     })
-}
-
-/// In the child: what `process::prepare_supervised`'s hook does.
-fn supervised(parent: Pid, nofile: [u64; 2]) -> std::io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-    // The parent may have died before the line above took effect.
-    if nix::unistd::getppid() != parent {
-        crate::sys::exit_immediately(1);
-    }
-    if nofile[1] != 0 {
-        use nix::sys::resource::{Resource, setrlimit};
-        setrlimit(Resource::RLIMIT_NOFILE, nofile[0], nofile[1])?;
-    }
-    crate::sys::reset_realtime_signals_before_exec();
-    crate::sys::reset_signals(false)
 }
 
 /// Reads the child's report until end of file (its `execve` closed the pipe) or a full

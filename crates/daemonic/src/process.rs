@@ -396,22 +396,28 @@ pub(crate) fn prepare_supervised(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     let parent = Pid::this();
-    // SAFETY: the hook calls only prctl, getppid, _exit, setrlimit (after atomic loads),
-    // sigaction, rt_sigaction and sigprocmask, all async-signal-safe, on data (`parent`, the limit saved
-    // at start) prepared before the fork.
+    // SAFETY: the hook is `supervise_in_child`: async-signal-safe calls only, on data
+    // (`parent`, the limit saved at start) prepared before the fork.
     #[allow(unsafe_code)]
     unsafe {
-        crate::sys::pre_exec(cmd, move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The parent may have died before the line above took effect.
-            if nix::unistd::getppid() != parent {
-                crate::sys::exit_immediately(1);
-            }
-            restore_nofile_limit()?;
-            crate::sys::reset_realtime_signals_before_exec();
-            crate::sys::reset_signals(false)
-        })
+        crate::sys::pre_exec(cmd, move || supervise_in_child(parent))
     };
+}
+
+/// In a child between fork (or clone) and exec, as the last of [`spawn`]'s steps: the
+/// parent-death signal (after any user switch, which clears it), the original soft limit
+/// on open files, every signal at its default and unblocked. Exits at once if `parent`
+/// has died already. Async-signal-safe: prctl, getppid, _exit, setrlimit (after atomic
+/// loads), sigaction, rt_sigaction and sigprocmask.
+pub(crate) fn supervise_in_child(parent: Pid) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // The parent may have died before the line above took effect.
+    if nix::unistd::getppid() != parent {
+        crate::sys::exit_immediately(1);
+    }
+    restore_nofile_limit()?;
+    crate::sys::reset_realtime_signals_before_exec();
+    crate::sys::reset_signals(false)
 }
 
 /// Spawns a command prepared by [`prepare_supervised`] and opens its pidfd.
@@ -424,31 +430,35 @@ pub(crate) fn start(cmd: &mut Command) -> Result<Spawned> {
     Ok(Spawned { pidfd, child })
 }
 
-/// The handle of a child [`crate::launch`] made, with the pidfd the kernel gave for it, claimed
-/// as [`claim`] claims.
+/// The handle of a child [`crate::launch`] made, with the pidfd the kernel gave for it,
+/// claimed as [`claim`] claims.
 pub(crate) fn claim_cloned(fd: OwnedFd, pid: Pid) -> PidFd {
-    let pidfd = PidFd {
+    claimed(PidFd {
         fd,
         pid,
         claimed: AtomicBool::new(false),
-    };
-    CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
-    pidfd.claimed.store(true, Ordering::SeqCst);
-    pidfd
+    })
 }
 
 /// Opens a pidfd for our child `pid`, ours to reap through it: see "Claimed children"
 /// in the module docs.
 fn claim(pid: Pid) -> Result<PidFd> {
-    let pidfd = PidFd::open(pid)?;
-    CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    Ok(claimed(PidFd::open(pid)?))
+}
+
+/// `pidfd`, registered as claimed.
+fn claimed(pidfd: PidFd) -> PidFd {
+    CLAIMED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(pidfd.pid);
     pidfd.claimed.store(true, Ordering::SeqCst);
-    Ok(pidfd)
+    pidfd
 }
 
 /// The soft and hard `RLIMIT_NOFILE` this process had before [`raise_nofile_limit`]
 /// raised it (0 and 0: not raised), for the children.
-pub(crate) static CHILD_NOFILE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static CHILD_NOFILE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Raises this process's soft limit on open files to its hard limit and returns the
 /// limits before and after (soft). A supervisor of many services needs many descriptors

@@ -56,6 +56,9 @@ impl Mode {
 /// gives its child 32 KiB plus the size of the arguments.
 const STACK: usize = 256 * 1024;
 
+/// The guard page below the stack.
+const GUARD: usize = 4096;
+
 /// Makes a child that runs `body` and exits with what it returns, unless `body` ends in
 /// `execve`; with `cgroup`, a child born in that cgroup v2 directory if `clone3` can do
 /// it. `body` is told whether it was (`false`: it must enter the group itself). In
@@ -110,8 +113,8 @@ unsafe fn clone_masked(
             child_tid: 0,
             parent_tid: 0,
             exit_signal: libc::SIGCHLD as u64,
-            stack: stack.as_ref().map_or(0, |s| s.base as u64),
-            stack_size: stack.as_ref().map_or(0, |s| s.size as u64),
+            stack: stack.as_ref().map_or(0, |s| s.base() as u64),
+            stack_size: stack.as_ref().map_or(0, |_| STACK as u64),
             tls: 0,
             set_tid: 0,
             set_tid_size: 0,
@@ -135,7 +138,7 @@ unsafe fn clone_masked(
         // Refused: the older call, outside the group (the body enters it).
     }
     let flags = shared as usize | libc::CLONE_PIDFD as usize | libc::SIGCHLD as usize;
-    let top = stack.as_ref().map_or(0, |s| s.base as usize + s.size);
+    let top = stack.as_ref().map_or(0, |s| s.base() as usize + STACK);
     // clone(flags, stack, parent_tid (the pidfd with CLONE_PIDFD), child_tid, tls) on
     // x86-64; aarch64 swaps the last two, which are 0 here. (s390 swaps the first two: not
     // handled.)
@@ -151,22 +154,18 @@ unsafe fn clone_masked(
     Ok(Cloned { pid, pidfd })
 }
 
-/// The child's stack in [`Mode::Shared`]: `STACK` bytes above a guard page.
+/// The child's stack in [`Mode::Shared`]: `STACK` bytes above a `GUARD` page.
 struct Stack {
     map: *mut libc::c_void,
-    base: *mut u8,
-    size: usize,
 }
 
 impl Stack {
     fn new() -> io::Result<Stack> {
-        let page = 4096;
-        let len = STACK + page;
         // SAFETY: a new private anonymous mapping; no memory of ours is touched.
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                GUARD + STACK,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -176,15 +175,16 @@ impl Stack {
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let stack = Stack {
-            map,
-            // SAFETY: `page` bytes into a mapping of `len`.
-            base: unsafe { map.cast::<u8>().add(page) },
-            size: STACK,
-        };
+        let stack = Stack { map };
         // SAFETY: the first page of the mapping made above becomes the guard.
-        check(unsafe { libc::mprotect(map, page, libc::PROT_NONE) } as libc::c_long)?;
+        check(unsafe { libc::mprotect(map, GUARD, libc::PROT_NONE) } as libc::c_long)?;
         Ok(stack)
+    }
+
+    /// The lowest address of the stack proper, above the guard.
+    fn base(&self) -> *mut u8 {
+        // SAFETY: `GUARD` bytes into a mapping of `GUARD + STACK`.
+        unsafe { self.map.cast::<u8>().add(GUARD) }
     }
 }
 
@@ -192,7 +192,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`; the child that used it has exec'd or exited
         // (CLONE_VFORK returned), so nothing runs on it.
-        unsafe { libc::munmap(self.map, self.size + 4096) };
+        unsafe { libc::munmap(self.map, GUARD + STACK) };
     }
 }
 
