@@ -266,8 +266,11 @@ fn cgroup_a_group_is_made_anew_only_after_a_kill_in_it() {
         made,
         "the group was kept though cgroup.kill emptied it"
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let status = stdout(&env.daemonic(&["status", "k"]));
+    // Born, so not killed at birth; and the supervisor says it runs.
+    let status = wait_for("the fourth child in status", SOON, || {
+        let status = stdout(&env.daemonic(&["status", "k"]));
+        status.contains(&format!("pid {fourth} ")).then_some(status)
+    });
     assert!(
         alive(fourth),
         "the child born after the kill died: {status}"

@@ -11,19 +11,9 @@ mod env;
 
 use std::path::{Path, PathBuf};
 
+use env::containment::service_cgroup;
 use env::{Env, fixture};
 use support::*;
-
-/// The first cgroup2 mount, if any.
-fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        right
-            .starts_with("cgroup2 ")
-            .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
-    })
-}
 
 /// The controllers a root supervisor could enable for its services (those listed at the
 /// top of its hierarchy), and where they are listed; `None` where it makes no cgroups.
@@ -242,20 +232,6 @@ fn restart_on_memory_restarts_a_tree_above_the_size_in_cgroup_mode() {
 #[test]
 fn restart_on_memory_restarts_a_tree_above_the_size_in_subreaper_mode() {
     restarts_on_memory(&Env::new("limits-rom-sr"), "subreaper");
-}
-
-/// The cgroup of the service `name` of `env` (the layout in `supervisor::containment`).
-fn service_cgroup(env: &Env, name: &str) -> PathBuf {
-    let state = env.dir.join("state").display().to_string();
-    let escaped = state
-        .trim_matches('/')
-        .replace('-', "\\x2d")
-        .replace('/', "-");
-    cgroup2_mount()
-        .unwrap()
-        .join("daemonic")
-        .join(escaped)
-        .join(name)
 }
 
 fn read(dir: &Path, file: &str) -> String {

@@ -25,15 +25,11 @@ impl Group {
         if !root(test) {
             return None;
         }
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let Some(mount) = info.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.starts_with("cgroup2 ")).then(|| left.split(' ').nth(4).unwrap().to_owned())
-        }) else {
+        let Some(mount) = cgroup2_mount() else {
             eprintln!("skipped {test}: no cgroup2 file system is mounted");
             return None;
         };
-        let dir = PathBuf::from(mount).join(format!("daemonic-test-{}", std::process::id()));
+        let dir = mount.join(format!("daemonic-test-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         Some(Group(dir))
     }

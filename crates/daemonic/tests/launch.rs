@@ -227,15 +227,11 @@ fn the_child_is_born_in_its_cgroup() {
     if !root("the_child_is_born_in_its_cgroup") {
         return;
     }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let Some(mount) = info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        (right.starts_with("cgroup2 ")).then(|| left.split(' ').nth(4).unwrap().to_owned())
-    }) else {
+    let Some(mount) = cgroup2_mount() else {
         eprintln!("skipped the_child_is_born_in_its_cgroup: no cgroup2 file system is mounted");
         return;
     };
-    let group = PathBuf::from(mount).join(format!("daemonic-launch-{}", std::process::id()));
+    let group = mount.join(format!("daemonic-launch-{}", std::process::id()));
     std::fs::create_dir(&group).unwrap();
     struct Remove(PathBuf);
     impl Drop for Remove {

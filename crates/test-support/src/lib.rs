@@ -258,6 +258,16 @@ pub fn umask() -> u32 {
     u32::from_str_radix(line.trim(), 8).unwrap()
 }
 
+/// Where the first cgroup2 file system is mounted, if any (`/proc/self/mountinfo`).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mount = left.split(' ').nth(4)?;
+        right.starts_with("cgroup2 ").then(|| PathBuf::from(mount))
+    })
+}
+
 /// Whether this process runs as root; otherwise prints why `test` is skipped.
 pub fn root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {

@@ -1,8 +1,6 @@
-//! What the containment tests share (`containment.rs`, `containment_postgres.rs`): whether
+//! What the containment tests share (`containment.rs`, `containment_postgres.rs`, `limits.rs`): whether
 //! cgroups can be tested here, the cgroup a service gets, and the checks that a service's
 //! process tree is gone.
-
-use std::path::Path;
 
 use super::Env;
 use crate::support::*;
@@ -47,20 +45,11 @@ pub fn assert_all_gone(tree: &[(String, KillOnDrop)], after: &str) {
 
 /// The cgroup of the service `name` of `env` (see the layout in `supervisor::containment`).
 pub fn service_cgroup(env: &Env, name: &str) -> std::path::PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mount = info
-        .lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            right
-                .starts_with("cgroup2 ")
-                .then(|| left.split(' ').nth(4))?
-        })
-        .unwrap();
+    let mount = crate::support::cgroup2_mount().unwrap();
     let state = env.dir.join("state").display().to_string();
     let escaped = state
         .trim_matches('/')
         .replace('-', "\\x2d")
         .replace('/', "-");
-    Path::new(mount).join("daemonic").join(escaped).join(name)
+    mount.join("daemonic").join(escaped).join(name)
 }
