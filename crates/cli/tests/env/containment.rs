@@ -1,6 +1,6 @@
-//! What the containment tests share (`containment.rs`, `containment_postgres.rs`, `limits.rs`): whether
-//! cgroups can be tested here, the cgroup a service gets, and the checks that a service's
-//! process tree is gone.
+//! What the containment tests share (`containment.rs`, `containment_postgres.rs`,
+//! `limits.rs`): whether cgroups can be tested here, the cgroup a service gets, and the
+//! checks that a service's process tree is gone.
 
 use super::Env;
 use crate::support::*;
