@@ -304,16 +304,13 @@ pub(crate) fn descendants(root: i32, spare: &[i32]) -> Vec<i32> {
 fn children_tree(root: i32, spare: &[i32]) -> Option<Vec<i32>> {
     let mut out: Vec<i32> = Vec::new();
     let mut queue = vec![root];
-    let mut at_root = true;
     while let Some(pid) = queue.pop() {
-        let listed = children_of(pid);
-        let children = match listed {
+        let children = match children_of(pid) {
             Some(c) => c,
-            None if at_root => return None,
+            None if pid == root => return None,
             // Gone meanwhile: so are its lists.
             None => Vec::new(),
         };
-        at_root = false;
         for child in children {
             if child == root || spare.contains(&child) || out.contains(&child) {
                 continue;
@@ -440,7 +437,7 @@ impl Cgroup {
 
     /// Creates the group (and its parent) if need be, writes its `limits`
     /// ([`apply_limits`]); opens its directory, for the child to be born in
-    /// ([`process::into_cgroup`]).
+    /// (`daemonic::launch`).
     pub fn prepare(&self, limits: &Limits) -> Result<OwnedFd> {
         // A group that `cgroup.kill` has emptied is made anew (it is empty by now: an exit
         // is reported, and a start made, only once it is). Linux kills a child cloned into
@@ -455,7 +452,8 @@ impl Cgroup {
         }
         // A kept group that has these limits already is only opened (if it is still
         // there: a group removed from outside is made again).
-        if self.applied.get() == digest(limits)
+        let wanted = digest(limits);
+        if self.applied.get() == wanted
             && let Ok(f) = std::fs::File::open(&self.dir)
         {
             return Ok(f.into());
@@ -463,7 +461,7 @@ impl Cgroup {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create cgroup {}", self.dir.display()))?;
         apply_limits(limits, &self.top, &self.dir)?;
-        self.applied.set(digest(limits));
+        self.applied.set(wanted);
         let f = std::fs::File::open(&self.dir)
             .with_context(|| format!("open {}", self.dir.display()))?;
         Ok(f.into())
