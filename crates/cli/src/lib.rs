@@ -60,7 +60,11 @@ struct Cli {
     command: Command,
 }
 
+// `defer`: a subcommand's arguments are built only when it is the one invoked (clap_complete
+// and clap_mangen build the whole tree themselves): a `start` no longer builds every other
+// subcommand's options first (docs/benchmarks.md, "Shorter start-up (2026-12-04)").
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Command {
     /// Supervise CMD in the foreground (under systemd, in a container, in a terminal).
     Run(cmd::run::Args),
