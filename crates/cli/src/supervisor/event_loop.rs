@@ -288,6 +288,7 @@ impl Supervisor {
     /// they run, and the idle release (`daemonic::memory`) drops their pages.
     pub(super) fn run(&mut self, io: &mut Io<'_>, cx: &Shared<'_>) -> Result<()> {
         while !self.over() {
+            self.write_statuses();
             let control_due = io.control.as_deref().and_then(ControlServer::next_deadline);
             let set = PollSet::build(&self.units, io);
             // After the set is built: a release runs as little code as it can before the sleep.
@@ -528,7 +529,16 @@ impl Supervisor {
                     .outer
                     .status(&format!("{}: {}{pid}", u.name(), u.state().as_str()));
             }
+            // Whoever is told "ready" finds the status files saying so.
+            self.write_statuses();
             let _ = cx.outer.ready();
+        }
+    }
+
+    /// Rewrites the status files that are behind (see [`Unit::publish`]).
+    pub(super) fn write_statuses(&self) {
+        for unit in self.units.units() {
+            unit.write_status();
         }
     }
 

@@ -256,6 +256,8 @@ fn run(
         control,
     };
     let result = sup.run(&mut io, &cx);
+    // The last snapshots (`settle` below writes them first too, with a control socket).
+    sup.write_statuses();
     // Whatever waits for a unit that has finished gets its answer, even on the way out.
     if let Some(server) = io.control {
         sup.settle(server, true);

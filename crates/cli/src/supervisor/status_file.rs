@@ -3,7 +3,9 @@
 //! `key=value` lines, replaced atomically (written to a temp file, then renamed), so a
 //! reader sees the old or the new snapshot, never half of one. The pid-file lock, not
 //! this file, says whether the service runs: a status file without a locked pid file is
-//! stale and ignored.
+//! stale and ignored. A supervisor rewrites it at most once per turn of its loop, before
+//! it sleeps, answers a waiting command or tells its launcher "ready" (`Unit::publish`):
+//! the last state of the turn, not each one it passed through.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

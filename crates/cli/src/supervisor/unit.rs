@@ -108,6 +108,8 @@ pub struct Unit {
     shown: State,
     since: SystemTime,
     status_file: Option<StatusFile>,
+    /// Whether the status file is behind (see [`publish`](Self::publish)).
+    unpublished: std::cell::Cell<bool>,
     /// Children started so far (for `INVOCATION_ID`).
     spawned: u64,
     /// The last probe failure told to whoever waits (said again only when it changes).
@@ -187,6 +189,7 @@ impl Unit {
             shown: State::Starting,
             since: SystemTime::now(),
             status_file: None,
+            unpublished: std::cell::Cell::new(false),
             spawned: 0,
             told_probe_failure: None,
             log_start: None,
@@ -368,8 +371,22 @@ impl Unit {
             .min()
     }
 
-    /// Rewrites the status file (if this unit keeps one).
+    /// Marks the status file (if this unit keeps one) as behind: [`write_status`]
+    /// rewrites it. The supervisor does so once per turn of its loop, before it sleeps or
+    /// tells a launcher that the service is ready, so the states a turn passes through
+    /// (`starting` then `ready` at once, or a burst of `STATUS=` messages) cost one
+    /// rewrite, not one each. Nothing reads the file while the control socket answers.
+    ///
+    /// [`write_status`]: Self::write_status
     pub fn publish(&self) {
+        self.unpublished.set(self.status_file.is_some());
+    }
+
+    /// Rewrites the status file if it is behind (see [`publish`](Self::publish)).
+    pub fn write_status(&self) {
+        if !self.unpublished.replace(false) {
+            return;
+        }
         let Some(s) = &self.status_file else { return };
         let delays: Vec<Duration> = self.machine.delays().collect();
         let state = self.machine.state();
@@ -395,6 +412,8 @@ impl Drop for Unit {
     /// when the service ended (killed orphans of an init, unreaped until the loop's next
     /// turn, still pin it) is free by the time the supervisor ends.
     fn drop(&mut self) {
+        // The last snapshot, if a turn ended without writing it (an error left the loop).
+        self.write_status();
         if let Some(cg) = self.cgroup() {
             cg.remove();
         }

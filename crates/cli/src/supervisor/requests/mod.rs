@@ -149,6 +149,11 @@ impl Supervisor {
     /// Answers the pending requests whose units got where they waited for; with `all`
     /// (the supervisor is ending), every one left.
     pub(super) fn settle(&mut self, server: &mut ControlServer, all: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Whoever is answered ("stopped", "ready") finds the status files saying so.
+        self.write_statuses();
         let pending = std::mem::take(&mut self.pending);
         for p in pending {
             match settle(self, &p) {
