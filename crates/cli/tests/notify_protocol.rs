@@ -2,8 +2,8 @@
 //! the status text; `EXTEND_TIMEOUT_USEC=` past `--timeout` and `--stop-timeout`; who may
 //! speak for a service (`notify-access`, the service's tree only), named in `start`'s
 //! timeout message; and where the notify socket lives and that it goes with its
-//! supervisor (swept or replaced after a SIGKILL). The clients themselves are in
-//! `notify_clients.rs`.
+//! supervisor (swept or replaced after a SIGKILL); a datagram of many `STATUS=` lines
+//! costs one status-file write. The clients themselves are in `notify_clients.rs`.
 
 use daemonic_test_support as support;
 
@@ -342,4 +342,53 @@ fn mainpid_names_the_process_that_gets_the_signals() {
         s.contains("exited").then_some(s)
     });
     assert!(s.contains("exited with status 0"), "{s}");
+}
+
+/// Regression: each `STATUS=` of a datagram rewrote the status file, so one datagram of
+/// 200 lines cost the supervisor 200 rewrites (and a child could keep it busy writing).
+/// Now the supervisor writes the turn's last state once; `status` still shows the last
+/// text.
+#[test]
+fn a_datagram_of_many_status_lines_rewrites_the_status_file_once() {
+    use std::os::unix::fs::DirBuilderExt;
+    if lacks("python3") {
+        return;
+    }
+    let env = Env::new("nc-status-burst");
+    let state = env.dir.join("state");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&state)
+        .unwrap();
+    let go = env.dir.join("go");
+    let sender = script(
+        &env,
+        "burst.py",
+        &format!(
+            "#!/usr/bin/env python3\nimport os, socket, time\n\
+             addr = os.environ['NOTIFY_SOCKET']\n\
+             addr = '\\0' + addr[1:] if addr.startswith('@') else addr\n\
+             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             s.sendto(b'READY=1', addr)\n\
+             while not os.path.exists({go:?}):\n    time.sleep(0.01)\n\
+             s.sendto('\\n'.join(f'STATUS=step {{i}}' for i in range(200)).encode(), addr)\n\
+             time.sleep(1000)\n",
+            go = go.display().to_string()
+        ),
+    );
+    let out = start_notify(&env, "sb", &[&sender]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let renames = env::renames::Renames::watch(&state);
+    std::fs::write(&go, "").unwrap();
+    wait_for("the last status text", LIMIT, || {
+        status(&env, "sb")
+            .contains("status: step 199")
+            .then_some(())
+    });
+    let rewrites = renames.onto("sb.status");
+    assert!(
+        (1..=3).contains(&rewrites),
+        "200 STATUS= lines in one datagram, {rewrites} rewrites of the status file"
+    );
+    assert!(env.daemonic(&["stop", "sb"]).status.success());
 }

@@ -4,6 +4,7 @@
 
 pub mod containment;
 pub mod daemons;
+pub mod renames;
 pub mod units;
 
 use std::path::{Path, PathBuf};
