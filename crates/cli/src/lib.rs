@@ -62,7 +62,8 @@ struct Cli {
 
 // `defer`: a subcommand's arguments are built only when it is the one invoked (clap_complete
 // and clap_mangen build the whole tree themselves): a `start` no longer builds every other
-// subcommand's options first (docs/benchmarks.md, "Shorter start-up (2026-12-04)").
+// subcommand's options first (docs/benchmarks.md, "Shorter start-up, one status write
+// per turn").
 #[derive(Subcommand, Debug)]
 #[command(defer = true)]
 enum Command {
