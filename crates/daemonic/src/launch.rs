@@ -21,8 +21,10 @@
 //!    before the clone in the child's `PATH` — or, for a child that `chroot`s, tried in
 //!    each directory of that `PATH` by the child, inside its root, as `execvp` does.
 //!
-//! A step that fails writes its number and errno to a close-on-exec pipe and exits with
-//! 127; the parent turns that into an error naming the step (`spawn /usr/bin/web: chdir
+//! A step that fails writes its number and errno where the parent reads them, and exits
+//! with 127: into the parent's memory when the child shares it (`CLONE_VM`; the clone
+//! returns once the child has exec'd or exited), else into a close-on-exec pipe the
+//! parent reads to its end. The parent turns that into an error naming the step (`spawn /usr/bin/web: chdir
 //! "/srv/web": No such file or directory`). A program that is not found fails before
 //! anything is started.
 //!
@@ -73,6 +75,10 @@ pub struct Launch<'a> {
     pub fds: Option<&'a ListenFds>,
 }
 
+/// The size of a child's report of a failed step: the [`Stage`] (never 0), a number
+/// within it, the errno.
+const REPORT: usize = 6;
+
 /// The steps of the [module docs](self) that report a failure of their own.
 #[derive(Clone, Copy)]
 #[repr(u8)]
@@ -105,18 +111,6 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
     let empty = ListenFds::new();
     let chrooted = with.privileges.is_some_and(|p| p.chroot_dir().is_some());
     let mut exec = with.fds.unwrap_or(&empty).prepare(cmd, chrooted)?;
-    let procs = match &with.cgroup {
-        Some(dir) => Some(
-            nix::fcntl::openat(
-                dir,
-                "cgroup.procs",
-                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| Error::sys("open cgroup.procs of the service's cgroup", e))?,
-        ),
-        None => None,
-    };
     let mut null = None;
     let mut stdio: [RawFd; 3] = [-1; 3];
     for (slot, io) in stdio.iter_mut().zip(&with.stdio) {
@@ -146,24 +140,45 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
         })?),
         None => None,
     };
-    let (report_r, report_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?;
+    // A child sharing our memory reports into `shared`; a copy, through a pipe.
+    let report = match mode.shares_memory() {
+        true => None,
+        false => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e))?),
+    };
+    // Read after the clone: the clone call is opaque to the compiler (assembly that may
+    // run the body, which holds this cell), so the child's write is not assumed away.
+    let shared = std::cell::Cell::new([0u8; REPORT]);
     let parent = Pid::this();
     let privileges = with.privileges;
     let mark = with.mark;
+    let cgroup = with.cgroup.as_ref();
     // The child: system calls only, on what was prepared above (see `sys::spawn`).
     let mut body = |in_cgroup: bool| -> i32 {
         let fail = |stage: Stage, step: u8, errno: i32| -> i32 {
             let mut msg = [stage as u8, step, 0, 0, 0, 0];
             msg[2..].copy_from_slice(&errno.to_ne_bytes());
-            let _ = nix::unistd::write(&report_w, &msg);
+            match &report {
+                Some((_, w)) => {
+                    let _ = nix::unistd::write(w, &msg);
+                }
+                // The parent waits (CLONE_VFORK) until this child has exec'd or exited.
+                None => shared.set(msg),
+            }
             127
         };
         let errno = |e: Errno| e as i32;
         let io_errno = |e: std::io::Error| e.raw_os_error().unwrap_or(0);
-        match &procs {
-            Some(procs) if !in_cgroup => {
-                if let Err(e) = nix::unistd::write(procs, b"0") {
+        match cgroup {
+            // Not born in the group (`clone3` refused): enter it.
+            Some(dir) if !in_cgroup => {
+                let entered = nix::fcntl::openat(
+                    dir,
+                    "cgroup.procs",
+                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .and_then(|procs| nix::unistd::write(&procs, b"0"));
+                if let Err(e) = entered {
                     return fail(Stage::Cgroup, 0, errno(e));
                 }
             }
@@ -206,18 +221,26 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
     };
     // SAFETY: the body makes system calls only (nix's thin wrappers, `Prepared::steps`
     // with its raw id calls, `ListenExec::run`), on data prepared above and borrowed, not
-    // moved or dropped; it allocates nothing and takes no lock.
+    // moved or dropped (it drops only the `cgroup.procs` descriptor it opened itself: a
+    // `close`); it allocates nothing and takes no lock; its report is a `Cell` write.
     #[allow(unsafe_code)]
     let cloned = unsafe {
         crate::sys::clone_child(mode, with.cgroup.as_ref().map(|d| d.as_raw_fd()), &mut body)
     }
     .map_err(|e| Error::io(format!("spawn {program}: clone"), e))?;
-    drop(report_w);
-    let mut msg = [0u8; 6];
     let pid = Pid::from_raw(cloned.pid);
-    if read_report(report_r.as_fd(), &mut msg) < msg.len() {
+    let msg = match report {
+        Some((r, w)) => {
+            drop(w);
+            let mut msg = [0u8; REPORT];
+            (read_report(r.as_fd(), &mut msg) == REPORT).then_some(msg)
+        }
+        // The child has exec'd (and left `shared` alone) or written it and exited.
+        None => Some(shared.get()).filter(|msg| msg[0] != 0),
+    };
+    let Some(msg) = msg else {
         return Ok(claim_cloned(cloned.pidfd, pid));
-    }
+    };
     // The child failed before exec and exited: reap it, and say why.
     while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
     let errno = i32::from_ne_bytes([msg[2], msg[3], msg[4], msg[5]]);
@@ -256,7 +279,7 @@ fn launch_in(mode: crate::sys::Mode, cmd: &mut Command, with: Launch<'_>) -> Res
 
 /// Reads the child's report until end of file (its `execve` closed the pipe) or a full
 /// message; returns the number of bytes read.
-fn read_report(fd: std::os::fd::BorrowedFd<'_>, msg: &mut [u8; 6]) -> usize {
+fn read_report(fd: std::os::fd::BorrowedFd<'_>, msg: &mut [u8; REPORT]) -> usize {
     let mut got = 0;
     while got < msg.len() {
         match nix::unistd::read(fd, &mut msg[got..]) {

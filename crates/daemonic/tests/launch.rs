@@ -225,6 +225,21 @@ fn where_clone3_cannot_enter_the_group_the_child_writes_cgroup_procs() {
         std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
         "0"
     );
+
+    // No `cgroup.procs` to write: the child says so, and is gone.
+    std::fs::remove_file(dir.join("cgroup.procs")).unwrap();
+    let with = Launch {
+        cgroup: Some(std::fs::File::open(dir.path()).unwrap().into()),
+        ..Default::default()
+    };
+    let e = launch::launch(Command::new("echo").arg("ran"), with).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("spawn echo: enter its cgroup (write cgroup.procs)"),
+        "{e}"
+    );
+    assert_eq!(e.os_error(), Some(libc::ENOENT), "{e}");
+    assert!(no_child_left(), "a failed launch left a child");
 }
 
 /// Root and a cgroup2 mount: the child is born in the group, a direct child of ours.

@@ -49,6 +49,12 @@ impl Mode {
     } else {
         Mode::Copied
     };
+
+    /// Whether a child made in this mode writes the parent's memory: [`Mode::Shared`] on
+    /// x86-64 (elsewhere [`clone_child`] makes a copy whatever the mode).
+    pub(crate) fn shares_memory(self) -> bool {
+        self == Mode::Shared && cfg!(target_arch = "x86_64")
+    }
 }
 
 /// The size of the child's stack in [`Mode::Shared`], with one guard page below it. The
