@@ -24,9 +24,9 @@
 //! A step that fails writes its number and errno where the parent reads them, and exits
 //! with 127: into the parent's memory when the child shares it (`CLONE_VM`; the clone
 //! returns once the child has exec'd or exited), else into a close-on-exec pipe the
-//! parent reads to its end. The parent turns that into an error naming the step (`spawn /usr/bin/web: chdir
-//! "/srv/web": No such file or directory`). A program that is not found fails before
-//! anything is started.
+//! parent reads to its end. The parent turns that into an error naming the step
+//! (`spawn /usr/bin/web: chdir "/srv/web": No such file or directory`). A program that is
+//! not found fails before anything is started.
 //!
 //! Unlike `execvp`, a file without a `#!` line that the kernel refuses (`ENOEXEC`) is not
 //! run with `/bin/sh`: the spawn fails with "Exec format error", as systemd's does.
